@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+/** hyperts command line: dispatches to the subcommands. */
+const usage = `usage: hyperts <command> [options]
+
+commands:
+  run            boot a transient VM with the serial console on this terminal
+  image build    build (or refresh) the default guest image
+  check          report whether this host can run the kvm and emulated backends
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(usage);
+      return 0;
+    default: {
+      const mod = commands[cmd];
+      if (!mod) {
+        process.stderr.write(`hyperts: unknown command '${cmd}'\n${usage}`);
+        return 2;
+      }
+      const m = (await mod()) as { default: (args: string[]) => Promise<number> };
+      return m.default(rest);
+    }
+  }
+}
+
+/** Subcommands load lazily so `hyperts check` does not pay for the emulator. */
+const commands: Record<string, () => Promise<unknown>> = {};
+export function registerCommand(name: string, loader: () => Promise<unknown>): void { commands[name] = loader; }
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (e: unknown) => { process.stderr.write(`hyperts: ${e instanceof Error ? e.message : String(e)}\n`); process.exitCode = 1; },
+);

@@ -1,0 +1,103 @@
+/**
+ * The partition's virtual clock. Every time source the guest sees (TSC, LAPIC timer, PIT, RTC,
+ * ACPI PM timer, Hyper-V reference counter) derives from `now()` in nanoseconds, so they agree.
+ *
+ * Modes:
+ *  - 'realtime': virtual time follows the host's monotonic clock (minus time spent paused); an idle
+ *    vCPU waits for the next deadline in real time.
+ *  - 'warp': like realtime while the guest runs, but when every vCPU is halted virtual time jumps to the
+ *    next timer deadline instead of waiting (QEMU icount-style warp). Used to cut idle time from boots.
+ */
+export type ClockMode = 'realtime' | 'warp';
+
+export interface TimerHandle { readonly id: number }
+
+interface Timer { id: number; deadline: number; cb: (now: number) => void }
+
+const hostNs = (): number => performance.now() * 1e6;
+
+export class VirtualClock {
+  private offset: number;
+  private pausedAt = -1;
+  private timers: Timer[] = [];
+  private nextId = 1;
+  /** Earliest deadline of all timers (Infinity when none): lets the hot path poll cheaply. */
+  nextDeadline = Infinity;
+
+  constructor(readonly mode: ClockMode = 'realtime', private readonly host: () => number = hostNs) {
+    this.offset = -host();
+  }
+
+  /** Virtual nanoseconds since the partition was created. */
+  now(): number {
+    return (this.pausedAt >= 0 ? this.pausedAt : this.host()) + this.offset;
+  }
+
+  get paused(): boolean { return this.pausedAt >= 0; }
+
+  pause(): void { if (this.pausedAt < 0) this.pausedAt = this.host(); }
+
+  resume(): void {
+    if (this.pausedAt < 0) return;
+    this.offset -= this.host() - this.pausedAt;
+    this.pausedAt = -1;
+  }
+
+  /** Advance virtual time by `ns` without host time passing (idle warp). */
+  advance(ns: number): void { if (ns > 0) this.offset += ns; }
+
+  /** Run `cb` once virtual time reaches `deadline` (ns). */
+  at(deadline: number, cb: (now: number) => void): TimerHandle {
+    const t: Timer = { id: this.nextId++, deadline, cb };
+    this.timers.push(t);
+    if (deadline < this.nextDeadline) this.nextDeadline = deadline;
+    return t;
+  }
+
+  cancel(h: TimerHandle | null | undefined): void {
+    if (!h) return;
+    const i = this.timers.findIndex((t) => t.id === h.id);
+    if (i >= 0) {
+      this.timers.splice(i, 1);
+      this.recompute();
+    }
+  }
+
+  /** Fire every expired timer. Returns the number fired. */
+  poll(): number {
+    if (this.timers.length === 0) return 0;
+    const now = this.now();
+    if (now < this.nextDeadline) return 0;
+    let fired = 0;
+    // Timers may re-arm themselves from their callback; loop until nothing is due.
+    for (;;) {
+      let idx = -1;
+      for (let i = 0; i < this.timers.length; i++) {
+        if (this.timers[i].deadline <= now && (idx < 0 || this.timers[i].deadline < this.timers[idx].deadline)) idx = i;
+      }
+      if (idx < 0) break;
+      const t = this.timers[idx];
+      this.timers.splice(idx, 1);
+      this.recompute();
+      t.cb(now);
+      fired++;
+    }
+    return fired;
+  }
+
+  /** When every vCPU is halted: in warp mode jump to the next deadline; returns ns the caller should still wait. */
+  idle(): number {
+    const d = this.nextDeadline;
+    if (d === Infinity) return Infinity;
+    const wait = d - this.now();
+    if (wait <= 0) return 0;
+    if (this.mode === 'warp') { this.advance(wait); return 0; }
+    return wait;
+  }
+
+  private recompute(): void {
+    let m = Infinity;
+    for (const t of this.timers) if (t.deadline < m) m = t.deadline;
+    this.nextDeadline = m;
+  }
+}
