@@ -1,0 +1,110 @@
+/**
+ * Architectural state of one emulated x86-64 processor. Fields only: logic lives in the modules that own
+ * each concern (decoder/execution: `exec*.ts`, lazy flags: `flags.ts`, MMU and TLB: `mmu.ts`,
+ * exceptions and interrupt delivery: `exceptions.ts`, segments/descriptor tables/system instructions:
+ * `system.ts`, MSRs: `msr.ts`, CPUID: `cpuid.ts`, SIMD/x87: `simd/`).
+ *
+ * Representation rules (hot path, no BigInt, no allocation):
+ *  - GPRs are 32-bit halves: gpr[2*i] low, gpr[2*i+1] high, RAX=0 ... R15=15.
+ *  - Linear addresses and RIP are JS numbers holding the *signed* canonical value (-2^47 .. 2^47-1 for 48-bit
+ *    addresses; kernel 0xffffffff81000000 is -0x7f000000). In legacy modes they are 0 .. 2^32-1.
+ *    Convert register halves with `hi * 4294967296 + (lo >>> 0)` (hi signed) — exact for canonical values.
+ *  - Physical addresses are non-negative numbers (< 2^52).
+ *  - Faults are raised by throwing the preallocated `cpu.fault` object (see `CpuFault`); the run loop catches it.
+ */
+import type { PlatformServices } from '../backend.js';
+import type { FpuStateLike } from './simd/contract.js';
+
+export const enum Seg { ES = 0, CS = 1, SS = 2, DS = 3, FS = 4, GS = 5 }
+
+export const enum Mode {
+  Real = 0, // CR0.PE = 0
+  Protected16 = 1, // PE, CS.D = 0
+  Protected32 = 2, // PE, CS.D = 1 (legacy or compatibility mode)
+  Long64 = 3, // EFER.LMA and CS.L
+}
+
+export const enum Vec { DE = 0, DB = 1, NMI = 2, BP = 3, OF = 4, BR = 5, UD = 6, NM = 7, DF = 8, TS = 10, NP = 11, SS = 12, GP = 13, PF = 14, MF = 16, AC = 17, MC = 18, XM = 19 }
+
+/** Thrown (one preallocated instance per CPU) when an instruction faults. */
+export class CpuFault {
+  vector = 0;
+  hasError = false;
+  errorCode = 0;
+}
+
+/** RFLAGS bits. */
+export const enum F { CF = 1 << 0, PF = 1 << 2, AF = 1 << 4, ZF = 1 << 6, SF = 1 << 7, TF = 1 << 8, IF = 1 << 9, DF = 1 << 10, OF = 1 << 11, IOPL = 3 << 12, NT = 1 << 14, RF = 1 << 16, VM = 1 << 17, AC = 1 << 18, VIF = 1 << 19, VIP = 1 << 20, ID = 1 << 21 }
+
+export class CpuState {
+  // ---- General purpose and instruction pointer
+  readonly gpr = new Int32Array(32);
+  rip = 0;
+
+  // ---- RFLAGS. Arithmetic flags (CF PF AF ZF SF OF) are lazy and owned by flags.ts; `flagsRest` holds every
+  // other bit (IF, DF, TF, IOPL, NT, RF, AC, ID, bit 1 always set). Read the whole register through flags.ts.
+  flagsRest = 0x2;
+  // Lazy-flags record (layout owned by flags.ts): operation kind, result and sources as 32-bit halves.
+  ccOp = 0;
+  ccRes = 0; ccResHi = 0;
+  ccSrc1 = 0; ccSrc1Hi = 0;
+  ccSrc2 = 0; ccSrc2Hi = 0;
+  ccAux = 0; // e.g. carry-in for adc/sbb, shift count
+
+  // ---- Segments: selector, base (number), limit (bytes, inclusive), attributes (descriptor bits 40..55 packed as
+  // type[3:0] s[4] dpl[6:5] p[7] avl[12] l[13] db[14] g[15], i.e. the VMX "access rights" layout).
+  readonly segSel = new Uint16Array(6);
+  readonly segBase = new Float64Array(6);
+  readonly segLimit = new Float64Array(6);
+  readonly segAttr = new Uint16Array(6);
+  ldtrSel = 0; ldtrBase = 0; ldtrLimit = 0; ldtrAttr = 0;
+  trSel = 0; trBase = 0; trLimit = 0; trAttr = 0;
+  gdtrBase = 0; gdtrLimit = 0xffff;
+  idtrBase = 0; idtrLimit = 0xffff;
+
+  // ---- Mode summary (recomputed by system.ts whenever CR0/EFER/CS change)
+  mode: Mode = Mode.Real;
+  cpl = 0;
+  /** Default operand/address size in bytes for the current code segment: 2, 4 or 8 (address). */
+  codeBits = 16;
+
+  // ---- Control registers (low 32 bits; CR2/CR3 full numbers)
+  cr0 = 0x60000010;
+  cr2 = 0;
+  cr3 = 0;
+  cr4 = 0;
+  efer = 0; // only low bits used: SCE(0) LME(8) LMA(10) NXE(11)
+  xcr0 = 1;
+  readonly dr = new Float64Array(8);
+
+  // ---- MSRs the processor owns (values as numbers; 64-bit ones split where arithmetic needs it)
+  star = 0; starHi = 0; // STAR: SYSCALL CS/SS in high half
+  lstar = 0; cstar = 0; sfmask = 0;
+  kernelGsBase = 0;
+  sysenterCs = 0; sysenterEsp = 0; sysenterEip = 0;
+  patLo = 0x00070406; patHi = 0x00070406;
+  tscAux = 0;
+  tscOffset = 0; // guest TSC = clock-derived TSC + offset (IA32_TSC writes)
+  apicBase = 0xfee00900; // enabled, BSP
+  miscEnable = 1; // fast strings
+  readonly mtrr = new Map<number, number>();
+
+  // ---- SIMD / x87 (contents owned by simd/)
+  readonly xmm = new Int32Array(64);
+  fpu!: FpuStateLike;
+
+  // ---- Execution control
+  halted = false;
+  /** Interrupt shadow after STI / MOV SS / POP SS: no external interrupt before the next instruction retires. */
+  intShadow = false;
+  /** Set by requestExit() or a device event; the run loop returns at the next block boundary. */
+  exitRequested = false;
+  /** Retired instruction count (for benchmarks, icount-style time, trace). */
+  insnCount = 0;
+  /** Nesting guard for #DF / triple fault. */
+  faultDepth = 0;
+
+  readonly fault = new CpuFault();
+
+  constructor(readonly vp: number, readonly platform: PlatformServices) {}
+}
