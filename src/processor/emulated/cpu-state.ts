@@ -106,5 +106,19 @@ export class CpuState {
 
   readonly fault = new CpuFault();
 
+  /** High half of the last 64-bit value returned by read64()/movFromCr() etc. (avoids allocating pairs). */
+  memHi = 0;
+
+  /**
+   * Physical pages (by page number) that hold decoded/cached code. The MMU keeps such pages out of the
+   * fast write path and calls `onCodeWrite` on a store to one, so the execution core can drop stale blocks.
+   */
+  codePages: Uint8Array = new Uint8Array(0);
+  onCodeWrite: (ppn: number) => void = () => {};
+
+  // ---- core-exec fields (decoder, flags, block cache, run loop) go below this line
+
+  // ---- core-system fields (MMU/TLB, exceptions, segments, MSRs) go below this line
+
   constructor(readonly vp: number, readonly platform: PlatformServices) {}
 }
