@@ -116,6 +116,10 @@ export class CpuState {
   codePages: Uint8Array = new Uint8Array(0);
   onCodeWrite: (ppn: number) => void = () => {};
 
+  /** Tests: when set, the run loop does not deliver a fault; it stops with `faultStopped` and cpu.fault filled. */
+  stopOnFault = false;
+  faultStopped = false;
+
   // ---- core-exec fields (decoder, flags, block cache, run loop) go below this line
 
   // ---- core-system fields (MMU/TLB, exceptions, segments, MSRs) go below this line
