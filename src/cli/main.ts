@@ -30,8 +30,11 @@ async function main(argv: string[]): Promise<number> {
 }
 
 /** Subcommands load lazily so `hyperts check` does not pay for the emulator. */
-const commands: Record<string, () => Promise<unknown>> = {};
-export function registerCommand(name: string, loader: () => Promise<unknown>): void { commands[name] = loader; }
+const commands: Record<string, () => Promise<unknown>> = {
+  run: () => import('./run.js'),
+  image: () => import('./image.js'),
+  check: () => import('./check.js'),
+};
 
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
