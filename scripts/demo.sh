@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job: set up, then boot the default Debian guest on the emulated processor, run a few commands in
+# it, and power it off. The serial console is shown on this terminal.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+exec node dist/src/cli/main.js run --processor emulated \
+  --append 'hyperts.run="uname -a; grep -m1 -E \"model name|flags\" /proc/cpuinfo; ls /sys/firmware/acpi/tables; seq 1 200000 | sha256sum"'
