@@ -123,6 +123,30 @@ export class CpuState {
   // ---- core-exec fields (decoder, flags, block cache, run loop) go below this line
 
   // ---- core-system fields (MMU/TLB, exceptions, segments, MSRs) go below this line
+  /**
+   * Software TLB (mmu.ts): 6 direct-mapped tables of 1024 entries, one per (access kind, privilege):
+   * index = ((kind << 1) | user) * 1024 + (linear page number & 1023); kind 0 read, 1 write, 2 fetch.
+   * Tag = linear page base (NaN = empty). addend = RAM byte offset - linear page base (fast path: one add);
+   * phys = physical page base - linear page base. flags: 1 global, 2 part of a large page, 4 RAM.
+   */
+  readonly tlbTag = new Float64Array(6 * 1024).fill(NaN);
+  readonly tlbAddend = new Float64Array(6 * 1024);
+  readonly tlbPhys = new Float64Array(6 * 1024);
+  readonly tlbFlags = new Uint8Array(6 * 1024);
+  /** Linear base and size of the large page an entry came from (for invlpg on a 2M/4M/1G page). */
+  readonly tlbLargeBase = new Float64Array(6 * 1024);
+  readonly tlbLargeSize = new Float64Array(6 * 1024);
+  tlbGlobalCount = 0;
+  tlbLargeCount = 0;
+  /** Views of guest RAM, set on the first TLB fill (the fast path only runs after a fill). */
+  ram!: Uint8Array;
+  ramView!: DataView;
+  /** Vector being delivered (for #DF / triple-fault classification), -1 when none. */
+  deliveringVector = -1;
+  /** Set by NMI delivery, cleared by IRET: blocks further NMIs. */
+  nmiBlocked = false;
+  /** Scratch for MSR handler calls (no allocation per access). */
+  readonly msrOut = { lo: 0, hi: 0 };
 
   constructor(readonly vp: number, readonly platform: PlatformServices) {}
 }
