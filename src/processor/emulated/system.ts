@@ -6,7 +6,7 @@
  * Conventions: `nextRip` is the address after the instruction; functions that transfer control set cpu.rip.
  * 64-bit results: low half returned, high half in cpu.memHi.
  */
-import type { CpuState } from './cpu-state.js';
+import { type CpuState, Mode, Seg, F } from './cpu-state.js';
 import type { BootCpuState } from '../backend.js';
 
 const todo = (what: string): never => { throw new Error(`emulated processor: ${what} not implemented`); };
@@ -14,7 +14,16 @@ const todo = (what: string): never => { throw new Error(`emulated processor: ${w
 export function resetCpu(cpu: CpuState): void { todo('resetCpu'); }
 export function applyBootState(cpu: CpuState, s: BootCpuState): void { todo('applyBootState'); }
 /** Recompute cpu.mode / cpu.codeBits / cpu.cpl after CR0, EFER or CS changed. */
-export function recomputeMode(cpu: CpuState): void { todo('recomputeMode'); }
+export function recomputeMode(cpu: CpuState): void {
+  // codeBits is the default operand size of CS in bits (16/32/64). CPL is tracked separately (it only changes
+  // through CS loads, gates, SYSCALL/SYSRET...), like hardware, except that real mode forces 0 and VM86 3.
+  if ((cpu.cr0 & 1) === 0) { cpu.mode = Mode.Real; cpu.codeBits = 16; cpu.cpl = 0; return; }
+  const cs = cpu.segAttr[Seg.CS];
+  if ((cpu.efer & 0x400) !== 0 && (cs & 0x2000) !== 0) { cpu.mode = Mode.Long64; cpu.codeBits = 64; }
+  else if ((cs & 0x4000) !== 0) { cpu.mode = Mode.Protected32; cpu.codeBits = 32; }
+  else { cpu.mode = Mode.Protected16; cpu.codeBits = 16; }
+  if ((cpu.flagsRest & F.VM) !== 0) cpu.cpl = 3;
+}
 
 // Segments and far transfers
 export function loadSegment(cpu: CpuState, seg: number, selector: number): void { todo('loadSegment'); }
