@@ -35,15 +35,16 @@ export function parseElf(b: Uint8Array): ElfFile {
   const bits = cls === 1 ? 32 : 64;
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   if (bits === 64 && b.length < 64) throw new ElfError('ELF64 header truncated');
-  const u64 = (o: number): number => {
+  // Sizes and offsets must be exact; virtual addresses (kernel 0xffffffff8...) may round, callers prefer paddr.
+  const u64 = (o: number, exact = true): number => {
     const lo = v.getUint32(o, true), hi = v.getUint32(o + 4, true);
-    if (hi >= 0x200000) throw new ElfError('ELF value too large');
+    if (exact && hi >= 0x200000) throw new ElfError('ELF value too large');
     return hi * 0x1_0000_0000 + lo;
   };
   const word = (o: number): number => (bits === 64 ? u64(o) : v.getUint32(o, true));
   const ws = bits === 64 ? 8 : 4;
   const type = v.getUint16(16, true), machine = v.getUint16(18, true);
-  const entry = word(24);
+  const entry = bits === 64 ? u64(24, false) : v.getUint32(24, true);
   const phoff = word(24 + ws), shoff = word(24 + 2 * ws);
   const base = 24 + 3 * ws + 4; // after e_flags
   const phentsize = v.getUint16(base + 2, true), phnum = v.getUint16(base + 4, true);
@@ -56,7 +57,7 @@ export function parseElf(b: Uint8Array): ElfFile {
     for (let i = 0; i < phnum; i++) {
       const o = phoff + i * phentsize;
       segments.push(bits === 64
-        ? { type: v.getUint32(o, true), flags: v.getUint32(o + 4, true), offset: u64(o + 8), vaddr: u64(o + 16), paddr: u64(o + 24), filesz: u64(o + 32), memsz: u64(o + 40), align: u64(o + 48) }
+        ? { type: v.getUint32(o, true), flags: v.getUint32(o + 4, true), offset: u64(o + 8), vaddr: u64(o + 16, false), paddr: u64(o + 24), filesz: u64(o + 32), memsz: u64(o + 40), align: u64(o + 48) }
         : { type: v.getUint32(o, true), offset: v.getUint32(o + 4, true), vaddr: v.getUint32(o + 8, true), paddr: v.getUint32(o + 12, true), filesz: v.getUint32(o + 16, true), memsz: v.getUint32(o + 20, true), flags: v.getUint32(o + 24, true), align: v.getUint32(o + 28, true) });
     }
   }
@@ -70,7 +71,7 @@ export function parseElf(b: Uint8Array): ElfFile {
       const o = shoff + i * shentsize;
       raw.push({
         nameOff: v.getUint32(o, true), name: '', type: v.getUint32(o + 4, true),
-        addr: word(o + 8 + ws), offset: word(o + 8 + 2 * ws), size: word(o + 8 + 3 * ws), link: v.getUint32(o + 8 + 4 * ws, true),
+        addr: bits === 64 ? u64(o + 16, false) : v.getUint32(o + 12, true), offset: word(o + 8 + 2 * ws), size: word(o + 8 + 3 * ws), link: v.getUint32(o + 8 + 4 * ws, true),
       });
     }
     const strtab = shstrndx < raw.length ? raw[shstrndx] : undefined;
