@@ -489,3 +489,32 @@ export function dropWriteMappings(cpu: CpuState, ppn: number): void {
     if (tag[i] === tag[i] && tag[i] + ph[i] === target) tag[i] = NaN;
   }
 }
+
+// ---------------------------------------------------------------- explicit-privilege accesses
+
+/**
+ * Accesses at an explicit privilege (`user` = CPL 3 rules) instead of the current CPL: interrupt frames
+ * pushed on the new stack before CS changes, IRET/far-return pops after the privilege check.
+ */
+export function readAs32(cpu: CpuState, lin: number, user: boolean): number {
+  const i = (user ? U_READ : S_READ) + ((lin >>> 12) & MASK);
+  const off = lin & 0xfff;
+  if (cpu.tlbTag[i] === lin - off && off <= 0xffc) return cpu.ramView.getUint32(lin + cpu.tlbAddend[i], true);
+  return slowRead(cpu, lin, 4, user);
+}
+export function readAs16(cpu: CpuState, lin: number, user: boolean): number {
+  return slowRead(cpu, lin, 2, user);
+}
+export function writeAs32(cpu: CpuState, lin: number, v: number, user: boolean): void {
+  const i = (user ? U_WRITE : S_WRITE) + ((lin >>> 12) & MASK);
+  const off = lin & 0xfff;
+  if (cpu.tlbTag[i] === lin - off && off <= 0xffc) { cpu.ramView.setInt32(lin + cpu.tlbAddend[i], v, true); return; }
+  slowWrite(cpu, lin, 4, v, user);
+}
+export function writeAs16(cpu: CpuState, lin: number, v: number, user: boolean): void {
+  slowWrite(cpu, lin, 2, v, user);
+}
+/** Check that [lin, lin+len) is writable at the given privilege (frames are checked before anything is written). */
+export function probeWriteAs(cpu: CpuState, lin: number, len: number, user: boolean): void {
+  probeAccess(cpu, lin, len, K_WRITE, user);
+}
