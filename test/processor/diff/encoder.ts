@@ -62,8 +62,8 @@ export function encode(s: InsnSpec): Uint8Array {
         const mod = m.base === undefined ? 0 : dsize === 0 ? 0 : dsize === 1 ? 1 : 2;
         if (needSib) {
           body.push((mod << 6) | regBits | 4);
-          const idx = m.index ?? 4;
-          if (idx === 4) throw new Error('encoder: rsp cannot be an index register');
+          if (m.index === 4) throw new Error('encoder: rsp cannot be an index register');
+          const idx = m.index ?? 4; // 100 without REX.X: no index
           if (idx & 8) rex |= 2;
           const ss = { 1: 0, 2: 1, 4: 2, 8: 3 }[m.scale ?? 1]!;
           const base = m.base ?? 5;

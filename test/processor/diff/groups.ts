@@ -1,7 +1,16 @@
 /** The instruction groups of the differential tests, each a generator with a default case count. */
 import type { DiffCase } from './case.js';
 import type { Rng } from './rng.js';
+import { generateAlu } from './gen/alu.js';
+import { generateShift } from './gen/shift.js';
+import { generateMulDiv } from './gen/muldiv.js';
+import { generateString } from './gen/string.js';
 
 export interface Group { generate(rng: Rng, n: number): DiffCase[]; defaultCases: number; describe: string }
 
-export const GROUPS: Record<string, Group> = {};
+export const GROUPS: Record<string, Group> = {
+  alu: { generate: generateAlu, defaultCases: 4000, describe: 'add adc sub sbb and or xor cmp test inc dec neg not' },
+  shift: { generate: generateShift, defaultCases: 4000, describe: 'shl shr sar rol ror rcl rcr shld shrd, counts 0..70, imm8 and cl' },
+  muldiv: { generate: generateMulDiv, defaultCases: 3000, describe: 'mul imul (1/2/3 operands) div idiv incl. #DE' },
+  string: { generate: generateString, defaultCases: 3000, describe: 'movs stos lods cmps scas with rep/repe/repne, DF, addr32, #PF mid-run' },
+};
