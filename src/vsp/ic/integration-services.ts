@@ -1,0 +1,109 @@
+/**
+ * The five integration services of a VM (Hyper-V's names), each enabled or disabled per VM, offered on the
+ * VM's VMBus, with Get-VMIntegrationService-style status.
+ */
+import type { VirtualClock } from '../../platform/clock.js';
+import type { VmbusHost, VmbusDevice } from '../../vmbus/host.js';
+import { IcError, type IcContext, type IcStatus, type IntegrationComponent } from './framework.js';
+import { HeartbeatIc, type HeartbeatOptions } from './heartbeat.js';
+import { ShutdownIc } from './shutdown.js';
+import { TimeSyncIc, type TimeSyncOptions } from './timesync.js';
+import { KvpIc } from './kvp.js';
+import { VssIc } from './vss.js';
+
+export const IC_NAMES = ['Heartbeat', 'Shutdown', 'Time Synchronization', 'Key-Value Pair Exchange', 'VSS'] as const;
+export type IcName = typeof IC_NAMES[number];
+
+export interface IntegrationServicesOptions {
+  vmbus: VmbusHost;
+  clock: VirtualClock;
+  /** Partition reference counter now (Hypervisor.referenceTime.count()), for Time Synchronization. */
+  referenceTime: () => bigint;
+  hostTime?: () => bigint;
+  /** Per-service switch; all enabled by default (Hyper-V's defaults for these five). */
+  enabled?: Partial<Record<IcName, boolean>>;
+  /** Stable instance GUIDs per service (the guest names the devices after them). Random when absent. */
+  instances?: Partial<Record<IcName, string>>;
+  heartbeat?: Omit<HeartbeatOptions, 'instance'>;
+  timeSync?: Omit<TimeSyncOptions, 'instance' | 'referenceTime' | 'hostTime'>;
+  log?: (message: string) => void;
+}
+
+export interface IntegrationServiceInfo {
+  name: IcName;
+  enabled: boolean;
+  /** Hyper-V's PrimaryStatusDescription ("OK", "No Contact", "Lost Communication") or "Protocol Mismatch". */
+  status: IcStatus | 'Disabled';
+  /** Negotiated framework/message versions, e.g. "3.0/4.0". */
+  protocol: string | null;
+}
+
+export class IntegrationServices {
+  readonly heartbeat: HeartbeatIc;
+  readonly shutdown: ShutdownIc;
+  readonly timeSync: TimeSyncIc;
+  readonly kvp: KvpIc;
+  readonly vss: VssIc;
+  private readonly byName: Map<IcName, IntegrationComponent>;
+  private readonly devices = new Map<IcName, VmbusDevice>();
+
+  constructor(private readonly o: IntegrationServicesOptions) {
+    const ctx: IcContext = { clock: o.clock, log: o.log ?? ((m) => console.warn(`[ic] ${m}`)) };
+    const inst = (n: IcName): { instance?: string } => (o.instances?.[n] ? { instance: o.instances[n] } : {});
+    this.heartbeat = new HeartbeatIc(ctx, { ...o.heartbeat, ...inst('Heartbeat') });
+    this.shutdown = new ShutdownIc(ctx, inst('Shutdown'));
+    this.timeSync = new TimeSyncIc(ctx, { ...o.timeSync, ...inst('Time Synchronization'), referenceTime: o.referenceTime, hostTime: o.hostTime });
+    this.kvp = new KvpIc(ctx, inst('Key-Value Pair Exchange'));
+    this.vss = new VssIc(ctx, inst('VSS'));
+    this.byName = new Map<IcName, IntegrationComponent>([
+      ['Heartbeat', this.heartbeat], ['Shutdown', this.shutdown], ['Time Synchronization', this.timeSync],
+      ['Key-Value Pair Exchange', this.kvp], ['VSS', this.vss],
+    ]);
+    for (const n of IC_NAMES) if (o.enabled?.[n] ?? true) this.enable(n);
+  }
+
+  private ic(name: string): [IcName, IntegrationComponent] {
+    const n = IC_NAMES.find((x) => x.toLowerCase() === name.toLowerCase());
+    if (!n) throw new IcError(`unknown integration service "${name}"; known: ${IC_NAMES.join(', ')}`);
+    return [n, this.byName.get(n)!];
+  }
+
+  isEnabled(name: IcName): boolean { return this.devices.has(name); }
+
+  /** Enable-VMIntegrationService: offer the service (at once if the guest's VMBus is up). */
+  enable(name: IcName | string): void {
+    const [n, ic] = this.ic(name);
+    if (!this.devices.has(n)) this.devices.set(n, this.o.vmbus.addDevice(ic));
+  }
+
+  /** Disable-VMIntegrationService: rescind the service's channel. */
+  disable(name: IcName | string): void {
+    const [n] = this.ic(name);
+    const d = this.devices.get(n);
+    if (!d) return;
+    this.devices.delete(n);
+    this.o.vmbus.removeDevice(d);
+  }
+
+  /** Get-VMIntegrationService. */
+  list(): IntegrationServiceInfo[] {
+    return IC_NAMES.map((n) => {
+      const ic = this.byName.get(n)!;
+      const enabled = this.devices.has(n);
+      return {
+        name: n, enabled, status: enabled ? ic.status : 'Disabled',
+        protocol: ic.frameworkVersion && ic.messageVersion && ic.ready
+          ? `${ic.frameworkVersion.major}.${ic.frameworkVersion.minor}/${ic.messageVersion.major}.${ic.messageVersion.minor}` : null,
+      };
+    });
+  }
+
+  /** Stop-VM (graceful): through the Shutdown service; a clear error when the guest cannot do it. */
+  async requestShutdown(o: { reboot?: boolean; force?: boolean; message?: string } = {}): Promise<void> {
+    if (!this.devices.has('Shutdown')) {
+      throw new IcError('Cannot shut down the guest: the Shutdown integration service is disabled for this VM. ' +
+        'Enable it, or turn the VM off instead (data may be lost).');
+    }
+    return this.shutdown.request(o);
+  }
+}
