@@ -5,6 +5,7 @@ import { generateAlu } from './gen/alu.js';
 import { generateShift } from './gen/shift.js';
 import { generateMulDiv } from './gen/muldiv.js';
 import { generateString } from './gen/string.js';
+import { generateBitMisc } from './gen/bitmisc.js';
 
 export interface Group { generate(rng: Rng, n: number): DiffCase[]; defaultCases: number; describe: string }
 
@@ -13,4 +14,5 @@ export const GROUPS: Record<string, Group> = {
   shift: { generate: generateShift, defaultCases: 4000, describe: 'shl shr sar rol ror rcl rcr shld shrd, counts 0..70, imm8 and cl' },
   muldiv: { generate: generateMulDiv, defaultCases: 3000, describe: 'mul imul (1/2/3 operands) div idiv incl. #DE' },
   string: { generate: generateString, defaultCases: 3000, describe: 'movs stos lods cmps scas with rep/repe/repne, DF, addr32, #PF mid-run' },
+  bitmisc: { generate: generateBitMisc, defaultCases: 4000, describe: 'bt* bsf bsr bswap movzx movsx movsxd cmovcc setcc xchg xadd cmpxchg* lea cbw..cqo lahf sahf' },
 };

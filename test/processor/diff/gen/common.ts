@@ -16,6 +16,8 @@ export interface RmForm {
   /** Data offset of the memory operand, when mem. */
   offset?: number;
   rmReg?: number;
+  /** Register holding the rm operand (differs from rmReg for AH..BH). */
+  rmPhys?: number;
   reg?: number;
 }
 
@@ -93,7 +95,7 @@ export function rmForm(rng: Rng, o: RmOpts): RmForm {
     rm = { reg: rmReg };
   }
   const bytes = encode({ prefixes, rexW: o.size === 64, forceRex: rex8 || (!o.mode32 && o.size !== 8 && rng.bool(0.1)), opcode, reg, rm, imm: o.imm, mode32: o.mode32 });
-  return { bytes, gpr, patches, mem: useMem, used, offset, rmReg, reg: o.digit === undefined ? reg : undefined };
+  return { bytes, gpr, patches, mem: useMem, used, offset, rmReg, rmPhys: rmReg === undefined ? undefined : physOf(rmReg), reg: o.digit === undefined ? reg : undefined };
 }
 
 /** Register value with `v` in the operand bits (bits 8..15 for AH..BH) and random bits elsewhere. */
