@@ -1,0 +1,11 @@
+/**
+ * POST code port 0x80. Linux writes it as an I/O delay (outb_p) on every slow port access, so the sink
+ * only remembers the last value. Reads return all ones, as on boards without a POST card.
+ */
+import type { AccessSize, PioDevice } from '../platform/bus.js';
+
+export class PostPort implements PioDevice {
+  last = 0;
+  pioRead(_offset: number, size: AccessSize): number { return size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff; }
+  pioWrite(_offset: number, _size: AccessSize, value: number): void { this.last = value & 0xff; }
+}
