@@ -167,6 +167,7 @@ export const KVM_VCPU_EVENTS_SIZE = 64;
 export const KVM_MP_STATE_SIZE = 4;
 /** struct kvm_fpu (416 bytes), struct kvm_xsave (4096 bytes), struct kvm_xcrs (392 bytes). */
 export const KVM_FPU_SIZE = 416;
+export const FPU = { fcw: 128, fsw: 130, last_ip: 136, last_dp: 144, xmm: 152, mxcsr: 408 } as const;
 export const KVM_XSAVE_SIZE = 4096;
 export const KVM_XCRS_SIZE = 392;
 /** struct kvm_signal_mask header: len u32, then the kernel sigset (8 bytes on x86-64). */
@@ -218,6 +219,7 @@ export const KVM_SET_REGS = iow(0x82, KVM_REGS_SIZE);
 export const KVM_GET_SREGS = ior(0x83, KVM_SREGS_SIZE);
 export const KVM_SET_SREGS = iow(0x84, KVM_SREGS_SIZE);
 export const KVM_INTERRUPT = iow(0x86, KVM_INTERRUPT_SIZE);
+export const KVM_NMI = io(0x9a);
 export const KVM_GET_MSRS = iowr(0x88, KVM_MSRS_HEADER_SIZE);
 export const KVM_SET_MSRS = iow(0x89, KVM_MSRS_HEADER_SIZE);
 export const KVM_SET_SIGNAL_MASK = iow(0x8b, KVM_SIGNAL_MASK_HEADER_SIZE);
@@ -309,6 +311,7 @@ export const MAP_SHARED = 1;
 export const MAP_PRIVATE = 2;
 export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
+export const MADV_DONTNEED = 4;
 export const EFD_CLOEXEC = 0o2000000;
 export const EINTR = 4;
 export const EAGAIN = 11;

@@ -70,6 +70,7 @@ function expectations(): Array<[string, number]> {
   e.push(['sizeof(struct kvm_vcpu_events)', abi.KVM_VCPU_EVENTS_SIZE]);
   e.push(['sizeof(struct kvm_mp_state)', abi.KVM_MP_STATE_SIZE]);
   e.push(['sizeof(struct kvm_fpu)', abi.KVM_FPU_SIZE]);
+  off('struct kvm_fpu', abi.FPU);
   e.push(['sizeof(struct kvm_xsave)', abi.KVM_XSAVE_SIZE]);
   e.push(['sizeof(struct kvm_xcrs)', abi.KVM_XCRS_SIZE]);
   e.push(['sizeof(struct kvm_signal_mask)', abi.KVM_SIGNAL_MASK_HEADER_SIZE]);
@@ -85,7 +86,7 @@ function expectations(): Array<[string, number]> {
     'KVM_SET_IDENTITY_MAP_ADDR', 'KVM_CREATE_IRQCHIP', 'KVM_IRQ_LINE', 'KVM_GET_IRQCHIP', 'KVM_SET_IRQCHIP',
     'KVM_IRQ_LINE_STATUS', 'KVM_IRQFD', 'KVM_CREATE_PIT2', 'KVM_IOEVENTFD', 'KVM_ENABLE_CAP', 'KVM_SIGNAL_MSI',
     'KVM_X86_SET_MSR_FILTER', 'KVM_RUN', 'KVM_GET_REGS', 'KVM_SET_REGS', 'KVM_GET_SREGS', 'KVM_SET_SREGS',
-    'KVM_INTERRUPT', 'KVM_GET_MSRS', 'KVM_SET_MSRS', 'KVM_SET_SIGNAL_MASK', 'KVM_GET_FPU', 'KVM_SET_FPU',
+    'KVM_INTERRUPT', 'KVM_NMI', 'KVM_GET_MSRS', 'KVM_SET_MSRS', 'KVM_SET_SIGNAL_MASK', 'KVM_GET_FPU', 'KVM_SET_FPU',
     'KVM_GET_LAPIC', 'KVM_SET_LAPIC', 'KVM_SET_CPUID2', 'KVM_GET_MP_STATE', 'KVM_SET_MP_STATE',
     'KVM_GET_VCPU_EVENTS', 'KVM_SET_VCPU_EVENTS', 'KVM_SET_TSC_KHZ', 'KVM_GET_TSC_KHZ', 'KVM_GET_XSAVE',
     'KVM_SET_XSAVE', 'KVM_GET_XCRS', 'KVM_SET_XCRS',
@@ -98,7 +99,7 @@ function expectations(): Array<[string, number]> {
   for (const n of names) e.push([n, rec[n]]);
   for (const [n, v] of Object.entries(abi.KVM_CAP)) e.push([n, v]);
   for (const n of ['O_RDWR', 'O_CLOEXEC', 'PROT_READ', 'PROT_WRITE', 'MAP_SHARED', 'MAP_PRIVATE', 'MAP_ANONYMOUS',
-    'MAP_NORESERVE', 'EFD_CLOEXEC', 'EINTR', 'EAGAIN', 'SIGUSR2', 'SIG_BLOCK', 'SIG_UNBLOCK']) e.push([n, rec[n]]);
+    'MAP_NORESERVE', 'MADV_DONTNEED', 'EFD_CLOEXEC', 'EINTR', 'EAGAIN', 'SIGUSR2', 'SIG_BLOCK', 'SIG_UNBLOCK']) e.push([n, rec[n]]);
   e.push(['sizeof(sigset_t)', abi.GLIBC_SIGSET_SIZE]);
   return e;
 }
