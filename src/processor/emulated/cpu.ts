@@ -1,0 +1,44 @@
+/**
+ * The emulated processor object: architectural state (CpuState) plus the execution core's scratch fields and
+ * the memory/raise methods the SIMD unit uses (SimdCpu). Memory accesses delegate to mmu.ts, faults to
+ * exceptions.ts.
+ */
+import { CpuState } from './cpu-state.js';
+import type { PlatformServices } from '../backend.js';
+import type { SimdCpu } from './simd/contract.js';
+import * as mmu from './mmu.js';
+import { raise } from './exceptions.js';
+import { BlockCache } from './block-cache.js';
+
+export class Cpu extends CpuState implements SimdCpu {
+  /** Address of the next instruction; handlers of control transfers overwrite it. */
+  nextRip = 0;
+  /** Scratch: high half of the last 64-bit operand read by the execution helpers. */
+  opHi = 0;
+  /** Scratch: linear address of the memory operand of the current read-modify-write instruction. */
+  opAddr = 0;
+  /** Set when a store hit a page holding cached code: the current block must stop. */
+  codeDirty = false;
+  readonly blocks: BlockCache;
+
+  constructor(vp: number, platform: PlatformServices) {
+    super(vp, platform);
+    if (this.codePages.length === 0) {
+      const mem = platform.memory;
+      // Page numbers cover RAM below 4 GiB, the hole, and RAM above 4 GiB.
+      const pages = Math.ceil((mem.highRamSize > 0 ? 0x1_0000_0000 + mem.highRamSize : mem.lowRamEnd) / 4096);
+      this.codePages = new Uint8Array(pages);
+    }
+    this.blocks = new BlockCache(this);
+    this.onCodeWrite = (ppn: number) => this.blocks.invalidatePage(ppn);
+  }
+
+  read8(lin: number): number { return mmu.read8(this, lin); }
+  read16(lin: number): number { return mmu.read16(this, lin); }
+  read32(lin: number): number { return mmu.read32(this, lin); }
+  write8(lin: number, v: number): void { mmu.write8(this, lin, v); }
+  write16(lin: number, v: number): void { mmu.write16(this, lin, v); }
+  write32(lin: number, v: number): void { mmu.write32(this, lin, v); }
+  probeWrite(lin: number, len: number): void { mmu.probeWrite(this, lin, len); }
+  raise(vector: number, errorCode?: number): never { return raise(this, vector, errorCode); }
+}

@@ -1,0 +1,138 @@
+/**
+ * String instructions (movs stos lods cmps scas ins outs) with rep/repe/repne and 16/32/64-bit address
+ * sizes, and port I/O. Registers advance after every element so a fault mid-way restarts correctly; a long
+ * rep yields after a bounded number of elements (RIP stays on the instruction) so interrupts are not delayed.
+ */
+import type { Cpu } from './cpu.js';
+import type { Insn } from './decoder.js';
+import { F } from './cpu-state.js';
+import { readMem, writeMem, getReg, setReg } from './exec-common.js';
+import { aluFlagsOnly } from './exec-alu.js';
+import { getZF } from './flags.js';
+import * as sys from './system.js';
+
+const TWO32 = 4294967296;
+/** Elements per execution of a rep instruction before yielding to the run loop. */
+const REP_CHUNK = 16384;
+
+function regAddr(cpu: Cpu, r: number, asz: number): number {
+  const g = cpu.gpr;
+  return asz === 8 ? g[(r << 1) + 1] * TWO32 + (g[r << 1] >>> 0) : asz === 4 ? g[r << 1] >>> 0 : g[r << 1] & 0xffff;
+}
+function advance(cpu: Cpu, r: number, asz: number, d: number): void {
+  const g = cpu.gpr, k = r << 1;
+  if (asz === 8) {
+    const lo = (g[k] + d) | 0;
+    if (d > 0) { if ((lo >>> 0) < (g[k] >>> 0)) g[k + 1] = (g[k + 1] + 1) | 0; } else if ((lo >>> 0) > (g[k] >>> 0)) g[k + 1] = (g[k + 1] - 1) | 0;
+    g[k] = lo;
+  } else if (asz === 4) { g[k] = (g[k] + d) | 0; g[k + 1] = 0; }
+  else g[k] = (g[k] & ~0xffff) | ((g[k] + d) & 0xffff);
+}
+function srcLin(cpu: Cpu, i: Insn): number {
+  const off = regAddr(cpu, 6, i.asz);
+  const seg = i.segOv >= 0 ? i.segOv : 3;
+  if (i.long) return seg >= 4 ? off + cpu.segBase[seg] : off;
+  return (off + cpu.segBase[seg]) >>> 0;
+}
+function dstLin(cpu: Cpu, i: Insn): number {
+  const off = regAddr(cpu, 7, i.asz);
+  return i.long ? off : (off + cpu.segBase[0]) >>> 0;
+}
+function count(cpu: Cpu, asz: number): number { return regAddr(cpu, 1, asz); }
+function decCount(cpu: Cpu, asz: number): void { advance(cpu, 1, asz, -1); }
+function step(cpu: Cpu, s: number): number { return (cpu.flagsRest & F.DF) !== 0 ? -s : s; }
+
+/** Run `one` for each element under a rep prefix; returns without finishing when the chunk is spent. */
+function repLoop(cpu: Cpu, i: Insn, one: (cpu: Cpu, i: Insn) => void, cond: number): void {
+  const asz = i.asz;
+  if (i.rep === 0) { one(cpu, i); return; }
+  let n = 0;
+  while (count(cpu, asz) !== 0) {
+    if (n === REP_CHUNK) { cpu.nextRip = cpu.rip; return; } // resume later at the same instruction
+    one(cpu, i);
+    decCount(cpu, asz);
+    n++;
+    if (cond !== 0) {
+      const zf = getZF(cpu);
+      if (cond === 0xf3 ? zf === 0 : zf === 1) return;
+    }
+  }
+}
+
+function movsOne(cpu: Cpu, i: Insn): void {
+  const s = i.osz;
+  const v = readMem(cpu, srcLin(cpu, i), s), hi = cpu.opHi;
+  writeMem(cpu, dstLin(cpu, i), s, v, hi);
+  const d = step(cpu, s);
+  advance(cpu, 6, i.asz, d); advance(cpu, 7, i.asz, d);
+}
+function stosOne(cpu: Cpu, i: Insn): void {
+  const s = i.osz;
+  const v = getReg(cpu, 0, s);
+  writeMem(cpu, dstLin(cpu, i), s, v, cpu.opHi);
+  advance(cpu, 7, i.asz, step(cpu, s));
+}
+function lodsOne(cpu: Cpu, i: Insn): void {
+  const s = i.osz;
+  const v = readMem(cpu, srcLin(cpu, i), s);
+  setReg(cpu, 0, s, v, cpu.opHi);
+  advance(cpu, 6, i.asz, step(cpu, s));
+}
+function cmpsOne(cpu: Cpu, i: Insn): void {
+  const s = i.osz;
+  const a = readMem(cpu, srcLin(cpu, i), s), aHi = cpu.opHi;
+  const b = readMem(cpu, dstLin(cpu, i), s), bHi = cpu.opHi;
+  aluFlagsOnly(cpu, 7, s, a, s === 8 ? aHi : 0, b, s === 8 ? bHi : 0);
+  const d = step(cpu, s);
+  advance(cpu, 6, i.asz, d); advance(cpu, 7, i.asz, d);
+}
+function scasOne(cpu: Cpu, i: Insn): void {
+  const s = i.osz;
+  const b = readMem(cpu, dstLin(cpu, i), s), bHi = cpu.opHi;
+  const a = getReg(cpu, 0, s), aHi = cpu.opHi;
+  aluFlagsOnly(cpu, 7, s, a, s === 8 ? aHi : 0, b, s === 8 ? bHi : 0);
+  advance(cpu, 7, i.asz, step(cpu, s));
+}
+function insOne(cpu: Cpu, i: Insn): void {
+  const s = i.osz as 1 | 2 | 4;
+  const lin = dstLin(cpu, i);
+  cpu.probeWrite(lin, s); // the port is read only if the store can complete
+  const v = sys.portIn(cpu, cpu.gpr[4] & 0xffff, s);
+  writeMem(cpu, lin, s, v, 0);
+  advance(cpu, 7, i.asz, step(cpu, s));
+}
+function outsOne(cpu: Cpu, i: Insn): void {
+  const s = i.osz as 1 | 2 | 4;
+  const v = readMem(cpu, srcLin(cpu, i), s);
+  sys.portOut(cpu, cpu.gpr[4] & 0xffff, s, s === 4 ? v >>> 0 : v);
+  advance(cpu, 6, i.asz, step(cpu, s));
+}
+
+export function movs(cpu: Cpu, i: Insn): void { repLoop(cpu, i, movsOne, 0); }
+export function stos(cpu: Cpu, i: Insn): void { repLoop(cpu, i, stosOne, 0); }
+export function lods(cpu: Cpu, i: Insn): void { repLoop(cpu, i, lodsOne, 0); }
+export function cmps(cpu: Cpu, i: Insn): void { repLoop(cpu, i, cmpsOne, i.rep); }
+export function scas(cpu: Cpu, i: Insn): void { repLoop(cpu, i, scasOne, i.rep); }
+export function ins(cpu: Cpu, i: Insn): void { repLoop(cpu, i, insOne, 0); }
+export function outs(cpu: Cpu, i: Insn): void { repLoop(cpu, i, outsOne, 0); }
+
+// ---- port I/O
+
+export function inImm(cpu: Cpu, i: Insn): void {
+  const s = i.osz as 1 | 2 | 4;
+  setReg(cpu, 0, s, sys.portIn(cpu, i.imm & 0xff, s) | 0, 0);
+}
+export function inDx(cpu: Cpu, i: Insn): void {
+  const s = i.osz as 1 | 2 | 4;
+  setReg(cpu, 0, s, sys.portIn(cpu, cpu.gpr[4] & 0xffff, s) | 0, 0);
+}
+export function outImm(cpu: Cpu, i: Insn): void {
+  const s = i.osz as 1 | 2 | 4;
+  const v = getReg(cpu, 0, s);
+  sys.portOut(cpu, i.imm & 0xff, s, s === 4 ? v >>> 0 : v);
+}
+export function outDx(cpu: Cpu, i: Insn): void {
+  const s = i.osz as 1 | 2 | 4;
+  const v = getReg(cpu, 0, s);
+  sys.portOut(cpu, cpu.gpr[4] & 0xffff, s, s === 4 ? v >>> 0 : v);
+}

@@ -1,0 +1,71 @@
+/**
+ * The emulated backend: each vCPU is a `Cpu` run synchronously in slices by the partition's scheduler.
+ */
+import type { BootCpuState, PlatformServices, ProcessorBackend, RunOutcome, VirtualProcessor } from '../backend.js';
+import { Cpu } from './cpu.js';
+import { runCpu } from './run-loop.js';
+import * as sys from './system.js';
+import { getRflags } from './flags.js';
+import { simd } from './exec-system.js';
+
+/** Instructions per runCpu call between host-time checks. */
+const SLICE = 100_000;
+
+export class EmulatedVcpu implements VirtualProcessor {
+  readonly cpu: Cpu;
+
+  constructor(readonly index: number, platform: PlatformServices) {
+    this.cpu = new Cpu(index, platform);
+    if (simd !== null) this.cpu.fpu = simd.createFpuState();
+    sys.resetCpu(this.cpu);
+  }
+
+  setBootState(s: BootCpuState): void {
+    sys.applyBootState(this.cpu, s);
+    this.cpu.blocks.clear();
+  }
+
+  run(budgetMs: number): RunOutcome {
+    const cpu = this.cpu;
+    const t0 = performance.now();
+    for (;;) {
+      runCpu(cpu, SLICE);
+      if (cpu.exitRequested) { cpu.exitRequested = false; return { kind: 'yield' }; }
+      if (cpu.halted) return { kind: 'halted' };
+      if (performance.now() - t0 >= budgetMs) return { kind: 'yield' };
+    }
+  }
+
+  requestExit(): void { this.cpu.exitRequested = true; }
+
+  snapshot(): Record<string, number | bigint> {
+    const c = this.cpu;
+    const names = ['rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'];
+    const out: Record<string, number | bigint> = {};
+    for (let r = 0; r < 16; r++) out[names[r]] = (BigInt(c.gpr[2 * r + 1] >>> 0) << 32n) | BigInt(c.gpr[2 * r] >>> 0);
+    out.rip = BigInt.asUintN(64, BigInt(c.rip));
+    out.eflags = getRflags(c);
+    const segs = ['es', 'cs', 'ss', 'ds', 'fs', 'gs'];
+    for (let s = 0; s < 6; s++) out[segs[s]] = c.segSel[s];
+    out.fs_base = BigInt.asUintN(64, BigInt(c.segBase[4]));
+    out.gs_base = BigInt.asUintN(64, BigInt(c.segBase[5]));
+    out.k_gs_base = BigInt.asUintN(64, BigInt(c.kernelGsBase));
+    out.cr0 = c.cr0 >>> 0; out.cr2 = BigInt.asUintN(64, BigInt(c.cr2)); out.cr3 = c.cr3; out.cr4 = c.cr4 >>> 0;
+    out.efer = c.efer; out.cpl = c.cpl; out.mode = c.mode;
+    out.insns = c.insnCount;
+    return out;
+  }
+}
+
+export class EmulatedBackend implements ProcessorBackend {
+  readonly kind = 'emulated' as const;
+  private readonly vcpus: EmulatedVcpu[] = [];
+
+  createVcpu(index: number, platform: PlatformServices): EmulatedVcpu {
+    const v = new EmulatedVcpu(index, platform);
+    this.vcpus.push(v);
+    return v;
+  }
+
+  destroy(): void { this.vcpus.length = 0; }
+}
