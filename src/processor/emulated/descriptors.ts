@@ -61,3 +61,8 @@ export function readSys64Canon(cpu: CpuState, lin: number): number {
   const hi = readSys32(cpu, lin + 4) | 0;
   return hi * 4294967296 + lo;
 }
+
+/** Put back a descriptor saved earlier (when two descriptors are validated before either is committed). */
+export function restoreDesc(lo: number, hi: number, addr: number): void {
+  desc[0] = lo; desc[1] = hi; desc[2] = 0; descAddr = addr;
+}
