@@ -6,6 +6,7 @@ import { generateShift } from './gen/shift.js';
 import { generateMulDiv } from './gen/muldiv.js';
 import { generateString } from './gen/string.js';
 import { generateBitMisc } from './gen/bitmisc.js';
+import { generateSseInt } from './gen/sse-int.js';
 
 export interface Group { generate(rng: Rng, n: number): DiffCase[]; defaultCases: number; describe: string }
 
@@ -15,4 +16,5 @@ export const GROUPS: Record<string, Group> = {
   muldiv: { generate: generateMulDiv, defaultCases: 3000, describe: 'mul imul (1/2/3 operands) div idiv incl. #DE' },
   string: { generate: generateString, defaultCases: 3000, describe: 'movs stos lods cmps scas with rep/repe/repne, DF, addr32, #PF mid-run' },
   bitmisc: { generate: generateBitMisc, defaultCases: 4000, describe: 'bt* bsf bsr bswap movzx movsx movsxd cmovcc setcc xchg xadd cmpxchg* lea cbw..cqo lahf sahf' },
+  sseint: { generate: generateSseInt, defaultCases: 3000, describe: 'SSE2 integer: padd/psub/pmul/pack/unpck/shifts/shuffles/moves' },
 };
