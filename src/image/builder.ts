@@ -153,7 +153,7 @@ async function resolveKernelPackage(): Promise<string> {
 }
 
 /** Download `pkg`'s candidate .deb into `dir` unless that exact version is already there. */
-async function fetchDeb(pkg: string, dir: string, progress: Progress): Promise<string> {
+export async function fetchDeb(pkg: string, dir: string, progress: Progress): Promise<string> {
   const show = await run('apt-cache', ['show', '--no-all-versions', pkg], `could not download ${pkg}`).catch((e: Error) => {
     throw new Error(`could not download ${pkg}: ${e.message}; check network/apt sources (apt-get update)`);
   });

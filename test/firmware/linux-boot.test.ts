@@ -168,3 +168,13 @@ test('linux-boot: the Debian cloud kernel from the default image loads', (t) => 
   assert.ok(r.initrdAddr > r.kernelEnd);
   assert.ok(r.kernelEnd >= 0x1000000 + h.initSize, 'room for the kernel at pref_address');
 });
+
+test('linux-boot: prepareLinuxBoot points boot_params at the ACPI tables it wrote', async () => {
+  const { prepareLinuxBoot } = await import('../../src/firmware/index.js');
+  const mem = new GuestMemory(64 * MiB);
+  const r = prepareLinuxBoot(mem, { kernel: fakeBzImage(), vcpus: 2, vmbus: true, cmdline: 'console=ttyS0' });
+  const rsdp = mem.view.getUint32(BOOT_PARAMS_ADDR + BP.acpiRsdpAddr, true);
+  assert.equal(rsdp, r.acpi.rsdpAddr);
+  assert.equal(Buffer.from(mem.slice(rsdp, 8)).toString('latin1'), 'RSD PTR ');
+  assert.ok(r.e820.some((e) => e.type === 2 && rsdp >= e.addr && rsdp < e.addr + e.size), 'RSDP in reserved memory');
+});
