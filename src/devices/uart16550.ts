@@ -94,12 +94,16 @@ export class Uart16550 implements PioDevice {
 
   /** Queue host input for the guest. Returns the number of bytes accepted (the rest must be retried). */
   receive(bytes: Uint8Array): number {
-    const space = this.host.length - this.hostCount;
-    const n = Math.min(space, bytes.length);
-    for (let i = 0; i < n; i++) this.host[(this.hostHead + this.hostCount + i) % this.host.length] = bytes[i];
-    this.hostCount += n;
+    let n = 0;
+    for (;;) {
+      const take = Math.min(this.host.length - this.hostCount, bytes.length - n);
+      if (take <= 0) break;
+      for (let i = 0; i < take; i++) this.host[(this.hostHead + this.hostCount + i) % this.host.length] = bytes[n + i];
+      this.hostCount += take;
+      n += take;
+      this.refill();
+    }
     if (n < bytes.length) this.hostWasFull = true;
-    this.refill();
     this.update();
     return n;
   }
