@@ -46,7 +46,9 @@ test('acceptance by priority: TPR, ISR class and EOI order', () => {
   assert.equal(l.pendingVector(), -1, 'TPR class 5 blocks vector 0x45');
   assert.equal(l.acknowledge(), 0xff, 'acknowledging with nothing deliverable yields the spurious vector');
   l.setTpr(4);
-  assert.equal(l.getTpr(), 4);
+  assert.equal(l.pendingVector(), -1, 'same class as TPR is still blocked');
+  l.setTpr(3);
+  assert.equal(l.getTpr(), 3);
   assert.equal(l.acknowledge(), 0x45);
   // IRR/ISR registers as 8 dwords.
   assert.equal(rd(0x100 + 0x20), 1 << 5);
