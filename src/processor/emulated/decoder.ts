@@ -507,7 +507,8 @@ export function decode(i: Insn, buf: Uint8Array, off: number, avail: number, mod
       i.imm = buf[p] | (buf[p + 1] << 8); i.imm2 = buf[p + 2]; p += 3;
       break;
   }
-  if (map === 1 && b === 0xba && fn === Y.opUD && lock) { /* length already consumed */ }
+  // A rep string instruction may stop early and run again (RIP unchanged), so it ends its block.
+  if (rep !== 0 && map === 0 && ((b >= 0xa4 && b <= 0xa7) || (b >= 0xaa && b <= 0xaf) || (b >= 0x6c && b <= 0x6f))) end_ = true;
   i.osz = osz;
   i.opsize = osz === 8 ? 64 : osz === 2 ? 16 : 32;
   i.imm8 = i.imm & 0xff;

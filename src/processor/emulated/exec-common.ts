@@ -90,6 +90,43 @@ export function ea(cpu: Cpu, i: Insn): number {
   return a;
 }
 
+/** Exact 64-bit offset (no segment base) as halves for LEA: low half returned, high half in cpu.opHi. */
+export function eaHalves(cpu: Cpu, i: Insn): number {
+  const g = cpu.gpr;
+  const k = i.eaKind;
+  if (k === EA.A32 || k === EA.A16 || k === EA.RIP32) {
+    const seg = i.seg; i.seg = -1;
+    const a = ea(cpu, i);
+    i.seg = seg;
+    cpu.opHi = 0;
+    return a | 0;
+  }
+  let lo: number, hi: number;
+  if (k === EA.RIP64) {
+    const a = cpu.nextRip;
+    lo = a >>> 0; hi = Math.floor(a / TWO32);
+  } else if (i.base >= 0) { lo = g[i.base << 1] >>> 0; hi = g[(i.base << 1) + 1]; } else { lo = 0; hi = 0; }
+  if (i.index >= 0 && k !== EA.RIP64) {
+    const sc = i.scale;
+    const xl = g[i.index << 1], xh = g[(i.index << 1) + 1];
+    const sl = (xl << sc) >>> 0;
+    const sh = sc === 0 ? xh : (xh << sc) | (xl >>> (32 - sc));
+    const t = lo + sl;
+    hi = (hi + sh + (t > 0xffffffff ? 1 : 0)) | 0;
+    lo = t >>> 0;
+  }
+  const d = i.disp;
+  const t = lo + (d >>> 0);
+  hi = (hi + (d < 0 ? -1 : 0) + (t > 0xffffffff ? 1 : 0)) | 0;
+  if (k === EA.I64 && i.base < 0 && i.index < 0 && (d >= TWO32 || d < -2147483648)) {
+    // moffs-style absolute displacement wider than 32 bits
+    cpu.opHi = Math.floor(d / TWO32) | 0;
+    return d % TWO32 | 0;
+  }
+  cpu.opHi = hi;
+  return t | 0;
+}
+
 /** Read the r/m operand of size i.osz (reg8 codes for bytes). Memory address kept in cpu.opAddr. */
 export function readRM(cpu: Cpu, i: Insn): number {
   if (i.mod === 3) return getReg(cpu, i.osz === 1 ? i.rm8 : i.rm, i.osz);

@@ -5,7 +5,7 @@
 import type { Cpu } from './cpu.js';
 import type { Insn } from './decoder.js';
 import { testCondition } from './flags.js';
-import { ea, readRM, storeRM, getReg, setReg, setReg8, setReg16, setReg32, readMem, writeMem, writeRM } from './exec-common.js';
+import { ea, eaHalves, readRM, storeRM, getReg, setReg, setReg8, setReg16, setReg32, readMem, writeMem, writeRM } from './exec-common.js';
 import * as mmu from './mmu.js';
 
 export function movRR32(cpu: Cpu, i: Insn): void { // 89 /r, mod 3, 32-bit
@@ -64,16 +64,10 @@ export function movMoffsAcc(cpu: Cpu, i: Insn): void {
 }
 
 export function lea(cpu: Cpu, i: Insn): void {
-  // Address without the segment base, truncated to the operand size.
-  const seg = i.seg;
-  i.seg = -1;
-  const a = ea(cpu, i);
-  i.seg = seg;
+  // Address without the segment base, exact in 64 bits, truncated to the operand size.
+  const lo = eaHalves(cpu, i);
   const s = i.osz;
-  if (s === 8) {
-    const lo = a % 4294967296;
-    setReg(cpu, i.reg, 8, lo | 0, Math.floor(a / 4294967296) | 0);
-  } else setReg(cpu, i.reg, s, a | 0, 0);
+  setReg(cpu, i.reg, s, s === 2 ? lo & 0xffff : lo, cpu.opHi);
 }
 
 function readRM8or16(cpu: Cpu, i: Insn, s: number): number {
