@@ -420,11 +420,15 @@ export class VmbusHost implements HypervisorConnections {
     d.reofferOnRelease = false;
     this.byRelid.delete(relid);
     this.byConnection.delete(d.connectionId);
-    if (reoffer && !d.removing) { d.state = 'idle'; this.offer(d); } else {
+    if (d.removing) {
       d.state = 'removed';
       const i = this.devices.indexOf(d);
       if (i >= 0) this.devices.splice(i, 1);
+      return;
     }
+    d.state = 'idle';
+    // A channel that faulted too often waits for the next guest connection (reboot) to be offered again.
+    if (reoffer) this.offer(d);
   }
 
   private onUnload(): void {
@@ -451,6 +455,7 @@ export class VmbusHost implements HypervisorConnections {
       this.closeChannel(d, reason);
       d.state = d.removing ? 'removed' : 'idle';
       d.reofferOnRelease = false;
+      d.resets = 0;
     }
     for (let i = this.devices.length - 1; i >= 0; i--) if (this.devices[i].state === 'removed') this.devices.splice(i, 1);
     this.byRelid.clear();
