@@ -1,0 +1,107 @@
+/**
+ * `hyperts run`: boot a transient VM with the serial console on this terminal (Ctrl-A X quits, as in QEMU).
+ */
+import { existsSync } from 'node:fs';
+import { parseArgs, parseSize, UsageError } from './args.js';
+import { Partition, type PartitionConfig } from '../platform/partition.js';
+
+const help = `usage: hyperts run [options]
+
+  --processor auto|emulated|kvm   processor backend (default auto: kvm where the host check says it is fast)
+  --kernel FILE                   bzImage, ELF vmlinux or multiboot ELF (default: the built default image)
+  --initrd FILE                   initramfs (multiboot: the first module)
+  --append STRING                 kernel command line (added to the default one for the default image)
+  --memory SIZE                   guest memory, e.g. 512M or 1G (default 512M)
+  --cpus N                        virtual processors (default 1)
+  --enlightenments on|off         expose Hyper-V (CPUID leaves, SynIC, VMBus) or run unenlightened (default on)
+  --gdb PORT                      serve the GDB remote protocol on 127.0.0.1:PORT
+  --clock realtime|warp           virtual time follows the host, or jumps over idle periods (default realtime)
+  --quiet                         do not print hyperts' own status lines
+
+Ctrl-A X quits; Ctrl-A A sends a literal Ctrl-A.
+`;
+
+export default async function run(args: string[]): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) { process.stdout.write(help); return 0; }
+  let cfg: PartitionConfig;
+  try {
+    cfg = await configFromArgs(args);
+  } catch (e) {
+    if (e instanceof UsageError) { process.stderr.write(`hyperts: ${e.message}\n`); return 2; }
+    throw e;
+  }
+  const status = (msg: string): void => { if (!cfg.quiet) process.stderr.write(`hyperts: ${msg}\n`); };
+  cfg.log = status;
+  cfg.onConsoleOutput = (b) => { process.stdout.write(b); };
+  const vm = await Partition.create(cfg);
+  const stdin = process.stdin;
+  let ctrlA = false;
+  const onInput = (d: Buffer): void => {
+    const out: number[] = [];
+    for (const b of d) {
+      if (ctrlA) {
+        ctrlA = false;
+        if (b === 0x78 || b === 0x58) { status('Ctrl-A X: turning the VM off'); vm.turnOff('console quit'); return; }
+        if (b === 0x01) out.push(0x01);
+        continue;
+      }
+      if (b === 0x01) { ctrlA = true; continue; }
+      out.push(b);
+    }
+    if (out.length) vm.consoleInput(Uint8Array.from(out));
+  };
+  if (stdin.isTTY) stdin.setRawMode(true);
+  stdin.on('data', onInput);
+  try {
+    const exit = await vm.start();
+    status(`VM ended: ${exit.reason} (exit code ${exit.code})`);
+    return exit.code;
+  } finally {
+    stdin.off('data', onInput);
+    if (stdin.isTTY) stdin.setRawMode(false);
+    stdin.pause();
+  }
+}
+
+async function configFromArgs(args: string[]): Promise<PartitionConfig & { quiet: boolean }> {
+  const { opts, positional } = parseArgs(args, {
+    processor: 'string', kernel: 'string', initrd: 'string', append: 'string', memory: 'string', cpus: 'string',
+    enlightenments: 'string', gdb: 'string', clock: 'string', quiet: 'boolean',
+  }, 'run');
+  if (positional.length) throw new UsageError(`run: unexpected argument '${positional[0]}' (options start with --)`);
+  const processor = (opts.processor as string | undefined) ?? 'auto';
+  if (!['auto', 'emulated', 'kvm'].includes(processor)) throw new UsageError(`run: --processor must be auto, emulated or kvm, not '${processor}'`);
+  const memoryBytes = parseSize((opts.memory as string | undefined) ?? '512M', 'memory size');
+  if (memoryBytes < 64 * 1024 * 1024 || memoryBytes % 4096 !== 0) throw new UsageError(`run: --memory must be at least 64M and a multiple of 4K`);
+  if (memoryBytes > 16 * 1024 ** 3) throw new UsageError(`run: --memory above 16G is not supported by this host build`);
+  const cpus = Number((opts.cpus as string | undefined) ?? '1');
+  if (!Number.isInteger(cpus) || cpus < 1) throw new UsageError(`run: --cpus must be a positive integer`);
+  if (cpus > 1) throw new UsageError(`run: --cpus ${cpus}: more than one virtual processor is not yet supported`);
+  const enl = (opts.enlightenments as string | undefined) ?? 'on';
+  if (enl !== 'on' && enl !== 'off') throw new UsageError(`run: --enlightenments must be on or off`);
+  const clock = (opts.clock as string | undefined) ?? 'realtime';
+  if (clock !== 'realtime' && clock !== 'warp') throw new UsageError(`run: --clock must be realtime or warp`);
+  let gdbPort: number | undefined;
+  if (opts.gdb !== undefined) {
+    gdbPort = Number(opts.gdb);
+    if (!Number.isInteger(gdbPort) || gdbPort < 1 || gdbPort > 65535) throw new UsageError(`run: --gdb needs a TCP port number`);
+  }
+  let kernel = opts.kernel as string | undefined;
+  if (kernel !== undefined && !existsSync(kernel)) throw new UsageError(`run: kernel file '${kernel}' does not exist`);
+  if (opts.initrd !== undefined && !existsSync(opts.initrd as string)) throw new UsageError(`run: initrd file '${opts.initrd}' does not exist`);
+  let initrd = opts.initrd as string | undefined;
+  let cmdline = (opts.append as string | undefined) ?? '';
+  if (!kernel) {
+    const { defaultImagePaths } = await import('../image/builder.js');
+    const img = defaultImagePaths();
+    if (!existsSync(img.kernel) || !existsSync(img.initrd)) throw new UsageError(`run: the default guest image is not built yet; run 'hyperts image build' (or 'npm run setup') first, or pass --kernel`);
+    kernel = img.kernel;
+    initrd = initrd ?? img.initrd;
+    cmdline = `${img.cmdline} ${cmdline}`.trim();
+  }
+  return {
+    processor: processor as PartitionConfig['processor'],
+    memoryBytes, cpus, enlightened: enl === 'on', kernel, initrd, cmdline,
+    clockMode: clock, gdbPort, quiet: opts.quiet === true,
+  };
+}

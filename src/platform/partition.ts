@@ -1,0 +1,220 @@
+/**
+ * A partition (VM): guest memory, buses, virtual clock, platform devices, the Hyper-V stack (when
+ * enlightened), firmware and the virtual processors, plus the scheduler loop that runs them.
+ *
+ * Data flows one way: processor exit -> partition dispatch (buses, MSR/CPUID/hypercall handlers) ->
+ * device or hypervisor -> VMBus -> provider.
+ */
+import { readFileSync } from 'node:fs';
+import { GuestMemory } from './memory.js';
+import { IoBus, MmioBus } from './bus.js';
+import { VirtualClock, type ClockMode } from './clock.js';
+import { createPlatformDevices, type PlatformDevices } from '../devices/platform-devices.js';
+import { HyperVStack } from '../vsp/hyperv-stack.js';
+import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
+import type { BackendKind, BootCpuState, CpuidProvider, CpuidResult, PlatformServices, ProcessorBackend, VirtualProcessor } from '../processor/backend.js';
+
+export interface PartitionConfig {
+  name?: string;
+  processor: BackendKind | 'auto';
+  memoryBytes: number;
+  cpus: number;
+  /** Expose Hyper-V (CPUID leaves, synthetic MSRs, hypercalls, SynIC, VMBus); false runs unenlightened. */
+  enlightened: boolean;
+  kernel: string;
+  initrd?: string;
+  cmdline: string;
+  clockMode?: ClockMode;
+  gdbPort?: number;
+  quiet?: boolean;
+  /** Guest TSC frequency; default 1 GHz. */
+  tscHz?: number;
+  onConsoleOutput?: (bytes: Uint8Array) => void;
+  log?: (msg: string) => void;
+}
+
+export interface PartitionExit { code: number; reason: string }
+
+const NO_LEAVES: CpuidProvider = { cpuid: (): CpuidResult => ({ eax: 0, ebx: 0, ecx: 0, edx: 0 }) };
+
+/** Host time slice per vCPU run before the loop lets Node's event loop (console, sockets) in. */
+const SLICE_MS = 20;
+
+export class Partition {
+  readonly memory: GuestMemory;
+  readonly io = new IoBus();
+  readonly mmio = new MmioBus();
+  readonly clock: VirtualClock;
+  readonly devices: PlatformDevices;
+  readonly hyperv: HyperVStack;
+  readonly services: PlatformServices;
+  readonly vcpus: VirtualProcessor[] = [];
+  readonly backendKind: BackendKind;
+  private readonly kernelImage: Uint8Array;
+  private readonly initrdImage: Uint8Array | undefined;
+  private exitInfo: PartitionExit | null = null;
+  private resetReason: string | null = null;
+  private paused = false;
+  private wakeup: (() => void) | null = null;
+  private readonly log: (msg: string) => void;
+  /** Set by the GDB stub while it owns the vCPU. */
+  debugger: { active: boolean } | null = null;
+
+  private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory) {
+    this.backendKind = backend.kind;
+    this.memory = memory;
+    this.log = config.log ?? (() => {});
+    this.clock = new VirtualClock(config.clockMode ?? 'realtime');
+    this.kernelImage = readImage(config.kernel, 'kernel');
+    this.initrdImage = config.initrd ? readImage(config.initrd, 'initrd') : undefined;
+    this.devices = createPlatformDevices({
+      io: this.io, mmio: this.mmio, clock: this.clock, vcpuCount: config.cpus,
+      onShutdown: (code, reason) => this.shutdown(code, reason),
+      onReset: (reason) => this.requestReset(reason),
+    });
+    if (config.onConsoleOutput) this.devices.uart.onTransmit(config.onConsoleOutput);
+    const tscHz = config.tscHz ?? 1_000_000_000;
+    const lapics = this.devices.lapics;
+    this.hyperv = new HyperVStack({
+      memory, clock: this.clock, vpCount: config.cpus, tscHz, enlightened: config.enlightened,
+      inject: (vp, vector, autoEoi) => lapics[vp]?.deliver(vector, false, autoEoi),
+      log: (area, msg) => this.log(`${area}: ${msg}`),
+    });
+    for (const l of lapics) l.onInterruptPending = () => this.kick();
+    this.services = {
+      memory, io: this.io, mmio: this.mmio, clock: this.clock,
+      cpuid: this.hyperv.cpuid(NO_LEAVES),
+      msr: this.hyperv.msr,
+      hypercall: this.hyperv.hypercall,
+      interrupts: lapics,
+      tscHz,
+      onReset: (reason) => this.requestReset(reason),
+      onShutdown: (code, reason) => this.shutdown(code, reason),
+    };
+  }
+
+  static async create(config: PartitionConfig): Promise<Partition> {
+    const log = config.log ?? (() => {});
+    let kind: BackendKind;
+    if (config.processor === 'auto') {
+      const { chooseBackend } = await import('../host/probe.js');
+      const c = await chooseBackend();
+      kind = c.kind;
+      log(`processor: ${kind} (${c.reason})`);
+    } else kind = config.processor;
+    let backend: ProcessorBackend;
+    let memory: GuestMemory;
+    if (kind === 'kvm') {
+      const kvm = await import('../processor/kvm/processor.js');
+      backend = new kvm.KvmBackend();
+      memory = kvm.allocateGuestMemory(config.memoryBytes);
+    } else {
+      const { EmulatedBackend } = await import('../processor/emulated/processor.js');
+      backend = new EmulatedBackend();
+      memory = new GuestMemory(config.memoryBytes);
+    }
+    const p = new Partition(config, backend, memory);
+    for (let i = 0; i < config.cpus; i++) p.vcpus.push(await backend.createVcpu(i, p.services));
+    p.loadFirmware();
+    return p;
+  }
+
+  /** Puts the boot environment (ACPI tables, kernel, initrd, boot CPU state) into a zeroed memory. */
+  private loadFirmware(): void {
+    this.memory.bytes.fill(0);
+    const acpi = writeAcpiTables(this.memory, { vcpus: this.config.cpus, vmbus: this.config.enlightened });
+    const k = this.kernelImage;
+    const isBzImage = k.length > 0x206 && k[0x202] === 0x48 && k[0x203] === 0x64 && k[0x204] === 0x72 && k[0x205] === 0x53;
+    let boot: BootCpuState;
+    try {
+      if (!isBzImage && findMultibootHeader(k)) {
+        boot = loadMultiboot(this.memory, { kernel: k, cmdline: this.config.cmdline, initrd: this.initrdImage }).cpu;
+        this.log('boot: multiboot kernel');
+      } else {
+        boot = loadLinux(this.memory, { kernel: k, initrd: this.initrdImage, cmdline: this.config.cmdline, acpiRsdpAddr: acpi.rsdpAddr }).cpu;
+      }
+    } catch (e) {
+      if (e instanceof BootError) throw new Error(`cannot boot ${this.config.kernel}: ${e.message}`);
+      throw e;
+    }
+    this.vcpus[0].setBootState(boot);
+  }
+
+  consoleInput(bytes: Uint8Array): void {
+    this.devices.uart.receive(bytes);
+    this.kick();
+  }
+
+  turnOff(reason = 'turned off'): void { this.shutdown(0, reason); }
+
+  pause(): void { if (!this.paused) { this.paused = true; this.clock.pause(); this.kick(); } }
+  resume(): void { if (this.paused) { this.paused = false; this.clock.resume(); this.kick(); } }
+  get isPaused(): boolean { return this.paused; }
+
+  private shutdown(code: number, reason: string): void {
+    if (!this.exitInfo) this.exitInfo = { code, reason };
+    this.kick();
+  }
+
+  private requestReset(reason: string): void {
+    this.resetReason = reason;
+    this.kick();
+  }
+
+  /** Make the scheduler loop look again soon (interrupt raised, input arrived, state change). */
+  private kick(): void {
+    for (const v of this.vcpus) v.requestExit();
+    const w = this.wakeup;
+    if (w) { this.wakeup = null; w(); }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => { this.wakeup = null; resolve(); }, ms);
+      this.wakeup = () => { clearTimeout(t); resolve(); };
+    });
+  }
+
+  /** Runs the partition until the guest powers off or the VM is turned off. */
+  async start(): Promise<PartitionExit> {
+    const vcpu = this.vcpus[0];
+    const lapic = this.devices.lapics[0];
+    const yieldToHost = (): Promise<void> => new Promise((r) => setImmediate(r));
+    while (!this.exitInfo) {
+      if (this.resetReason !== null) {
+        this.log(`reset: ${this.resetReason}`);
+        this.resetReason = null;
+        this.devices.reset();
+        this.hyperv.reset();
+        this.loadFirmware();
+      }
+      if (this.paused || this.debugger?.active) { await this.sleep(50); continue; }
+      this.devices.lapicWindow.current = 0;
+      const r = await vcpu.run(SLICE_MS);
+      this.clock.poll();
+      if (r.kind === 'shutdown') { this.shutdown(r.code, r.reason); break; }
+      if (r.kind === 'reset') { this.requestReset(r.reason); continue; }
+      if (r.kind === 'halted') {
+        if (lapic.pendingVector() >= 0 || lapic.nmiPending()) continue;
+        const wait = this.clock.idle();
+        if (wait > 0) await this.sleep(Math.min(wait / 1e6, 100));
+        else await yieldToHost();
+        this.clock.poll();
+        continue;
+      }
+      await yieldToHost();
+    }
+    this.devices.uart.flush?.();
+    this.backend.destroy();
+    return this.exitInfo ?? { code: 1, reason: 'stopped' };
+  }
+}
+
+function readImage(path: string, what: string): Uint8Array {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(code === 'ENOENT' ? `${what} file '${path}' does not exist` : `cannot read ${what} file '${path}': ${(e as Error).message}`);
+  }
+}
