@@ -57,7 +57,7 @@ export class PitChannel {
   constructor(readonly index: number) { this.gate = index !== 2; }
 
   ticks(now: number): number {
-    const d = Math.floor((now - this.loadTime) / NS_PER_TICK);
+    const d = Math.floor(((now - this.loadTime) * PIT_HZ) / 1e9);
     return d > 0 ? d : 0;
   }
 
