@@ -125,6 +125,8 @@ export function decode(i: Insn, buf: Uint8Array, off: number, avail: number, mod
   const rexW = (rex & 8) !== 0;
   const rexR = (rex & 4) << 1, rexX = (rex & 2) << 2, rexB = (rex & 1) << 3;
   let osz = rexW ? 8 : opPfx ? (defOp === 4 ? 2 : 4) : defOp;
+  // Near branches in 64-bit mode: 64-bit operand size, or 16 with 66 (AMD; Intel ignores 66 there).
+  const br64 = opPfx && !rexW ? 2 : 8;
   const asz = long ? (adPfx ? 4 : 8) : adPfx ? (defAd === 4 ? 2 : 4) : defAd;
 
   let map = 0;
@@ -155,6 +157,8 @@ export function decode(i: Insn, buf: Uint8Array, off: number, avail: number, mod
 
   // ---- ModRM / SIB / displacement
   const hasModrm = map === 0 ? MODRM0[b] === 1 : map === 1 ? MODRM1[b] === 1 : true;
+  // MOV to/from CR/DR always name a register: the mod field is ignored.
+  const crdr = map === 1 && b >= 0x20 && b <= 0x23;
   // VEX (C4/C5) in 64-bit mode, or with mod=3 in legacy modes: AVX is not offered, so #UD (length best effort).
   if (hasModrm) {
     if (p >= end) return avail < 15 ? 0 : tooLong(i);
@@ -167,7 +171,8 @@ export function decode(i: Insn, buf: Uint8Array, off: number, avail: number, mod
     i.reg8 = rex !== 0 || regf < 4 ? regf | rexR : regf + 12;
     i.rm = rmf | rexB;
     i.rm8 = rex !== 0 || rmf < 4 ? rmf | rexB : rmf + 12;
-    if (mod !== 3) {
+    if (crdr) i.mod = 3;
+    else if (mod !== 3) {
       let seg = 3; // DS
       if (asz === 2) {
         i.eaKind = EA.A16;
@@ -265,7 +270,7 @@ export function decode(i: Insn, buf: Uint8Array, off: number, avail: number, mod
       case 0x6f: if (osz === 8) osz = 4; fn = S.outs; break;
       case 0x70: case 0x71: case 0x72: case 0x73: case 0x74: case 0x75: case 0x76: case 0x77:
       case 0x78: case 0x79: case 0x7a: case 0x7b: case 0x7c: case 0x7d: case 0x7e: case 0x7f:
-        i.sub = b & 15; immKind = 1; osz = long ? 8 : osz; fn = C.jcc; end_ = true; break;
+        i.sub = b & 15; immKind = 1; osz = long ? br64 : osz; fn = C.jcc; end_ = true; break;
       case 0x80: case 0x82: osz = 1; immKind = 1; i.sub = regf; fn = A.aluEI; if (b === 0x82 && long) fn = Y.opUD; break;
       case 0x81: immKind = 3; i.sub = regf; fn = A.aluEI; break;
       case 0x83: immKind = 1; i.sub = regf; fn = A.aluEI; break;
@@ -345,10 +350,10 @@ export function decode(i: Insn, buf: Uint8Array, off: number, avail: number, mod
       case 0xe5: if (osz === 8) osz = 4; immKind = 5; fn = S.inImm; break;
       case 0xe6: osz = 1; immKind = 5; fn = S.outImm; break;
       case 0xe7: if (osz === 8) osz = 4; immKind = 5; fn = S.outImm; break;
-      case 0xe8: if (long) osz = 8; immKind = 9; fn = C.callRel; end_ = true; break;
-      case 0xe9: if (long) osz = 8; immKind = 9; fn = C.jmpRel; end_ = true; break;
+      case 0xe8: if (long) osz = br64; immKind = 9; fn = C.callRel; end_ = true; break;
+      case 0xe9: if (long) osz = br64; immKind = 9; fn = C.jmpRel; end_ = true; break;
       case 0xea: if (!long) { fn = C.jmpFarImm; immKind = 6; end_ = true; } break;
-      case 0xeb: if (long) osz = 8; immKind = 1; fn = C.jmpRel; end_ = true; break;
+      case 0xeb: if (long) osz = br64; immKind = 1; fn = C.jmpRel; end_ = true; break;
       case 0xec: osz = 1; fn = S.inDx; break;
       case 0xed: if (osz === 8) osz = 4; fn = S.inDx; break;
       case 0xee: osz = 1; fn = S.outDx; break;
@@ -408,7 +413,7 @@ export function decode(i: Insn, buf: Uint8Array, off: number, avail: number, mod
         i.sub = b & 15; fn = D.cmov; break;
       case 0x80: case 0x81: case 0x82: case 0x83: case 0x84: case 0x85: case 0x86: case 0x87:
       case 0x88: case 0x89: case 0x8a: case 0x8b: case 0x8c: case 0x8d: case 0x8e: case 0x8f:
-        i.sub = b & 15; immKind = 9; if (long) osz = 8; fn = C.jcc; end_ = true; break;
+        i.sub = b & 15; immKind = 9; if (long) osz = br64; fn = C.jcc; end_ = true; break;
       case 0x90: case 0x91: case 0x92: case 0x93: case 0x94: case 0x95: case 0x96: case 0x97:
       case 0x98: case 0x99: case 0x9a: case 0x9b: case 0x9c: case 0x9d: case 0x9e: case 0x9f:
         i.sub = b & 15; osz = 1; fn = D.setcc; break;
@@ -446,7 +451,7 @@ export function decode(i: Insn, buf: Uint8Array, off: number, avail: number, mod
       default:
         if (isSimd0F(b)) {
           fn = Y.sse;
-          if (b >= 0x70 && b <= 0x73 || b >= 0xc2 && b <= 0xc6) immKind = 5;
+          if (b >= 0x70 && b <= 0x73 || b === 0xc2 || b >= 0xc4 && b <= 0xc6) immKind = 5;
         }
     }
     // LOCK is valid only on read-modify-write memory forms
