@@ -403,12 +403,15 @@ export class KvmVirtualProcessor implements VirtualProcessor {
       case abi.KVM_EXIT_IRQ_WINDOW_OPEN:
         break;
       case abi.KVM_EXIT_SHUTDOWN:
+        this.platform.onReset('triple fault');
         return this.terminal({ kind: 'reset', reason: 'triple fault' });
       case abi.KVM_EXIT_SYSTEM_EVENT: {
         const t = mb[MB.a0];
-        if (t === abi.KVM_SYSTEM_EVENT_RESET) return this.terminal({ kind: 'reset', reason: 'guest reset (KVM system event)' });
-        if (t === abi.KVM_SYSTEM_EVENT_CRASH) return this.terminal({ kind: 'shutdown', code: 1, reason: 'guest crash (KVM system event)' });
-        return this.terminal({ kind: 'shutdown', code: 0, reason: 'guest power-off (KVM system event)' });
+        if (t === abi.KVM_SYSTEM_EVENT_RESET) { this.platform.onReset('guest reset (KVM system event)'); return this.terminal({ kind: 'reset', reason: 'guest reset (KVM system event)' }); }
+        const code = t === abi.KVM_SYSTEM_EVENT_CRASH ? 1 : 0;
+        const reason = code ? 'guest crash (KVM system event)' : 'guest power-off (KVM system event)';
+        this.platform.onShutdown(code, reason);
+        return this.terminal({ kind: 'shutdown', code, reason });
       }
       case abi.KVM_EXIT_INTERNAL_ERROR:
         return this.fatal(`KVM internal error, suberror ${mb[MB.a0]}`);
