@@ -520,7 +520,7 @@ export function lar(cpu: CpuState, selector: number): number {
   requireProtected(cpu);
   const a = visibleDescriptor(cpu, selector & 0xffff, false);
   setFlagBit(cpu, ZF, a >= 0);
-  return a < 0 ? -1 : (desc[1] & 0x00f0ff00) >>> 0;
+  return a < 0 ? -1 : (desc[1] & 0x00ffff00) >>> 0; // AMD keeps limit[19:16] (Intel: undefined)
 }
 export function lsl(cpu: CpuState, selector: number): number {
   requireProtected(cpu);
