@@ -15,7 +15,8 @@ export const enum Rc { Nearest = 0, Down = 1, Up = 2, Zero = 3 }
 
 /** Flags raised by the operations (callers clear and read it). */
 export let sfFlags = 0;
-export function clearFlags(): void { sfFlags = 0; }
+export function clearFlags(): void { sfFlags = 0; sfTiny = false; }
+export function clearTiny(): void { sfTiny = false; }
 export function orFlags(f: number): void { sfFlags |= f; }
 /** Whether the last rounding was tiny (after rounding, as x86 detects it), regardless of exactness. */
 export let sfTiny = false;

@@ -3,7 +3,7 @@
  * rounded arithmetic of softfloat.ts. binary32 lanes are int32 bit patterns; binary64 lanes are (lo, hi).
  * NaNs never pass through JS numbers (V8 may canonicalize them).
  */
-import { F32, F64, Rc, X, clearFlags, exactAdd, exactDiv, exactInt64, exactMul, exactSqrt, kOut, orFlags, roundInt, roundTo, setUeStrict, sfFlags, sfTiny, tail, type Fmt } from './softfloat.js';
+import { F32, F64, Rc, X, clearFlags, clearTiny, exactAdd, exactDiv, exactInt64, exactMul, exactSqrt, kOut, orFlags, roundInt, roundTo, setUeStrict, sfFlags, sfTiny, tail, type Fmt } from './softfloat.js';
 
 export const enum Op { ADD = 0, SUB = 1, MUL = 2, DIV = 3, MIN = 4, MAX = 5, SQRT = 6 }
 
@@ -60,6 +60,7 @@ export function arithRc(op: number, x: number, y: number, fmt: Fmt, rcv: number)
 /** Correctly rounded x op y in `fmt` (finite or infinite non-NaN operands). */
 function arith(op: number, x: number, y: number, fmt: Fmt): number {
   invalid = false;
+  clearTiny();
   switch (op) {
     case Op.SUB: y = -y; // fallthrough
     case Op.ADD: {
@@ -123,11 +124,11 @@ export function lane32(op: number, a: number, b: number): number {
   const an = !unary && isNaN32(a), bn = isNaN32(b);
   if (an || bn) {
     if ((an && isSNaN32(a)) || (bn && isSNaN32(b))) orFlags(X.IE);
-    if (op === Op.MIN || op === Op.MAX) { orFlags(X.IE); return b; }
+    if (op === Op.MIN || op === Op.MAX) { orFlags(X.IE); return daz && isDen32(b) ? b & 0x80000000 : b; }
     return an ? a | 0x400000 : b | 0x400000;
   }
   if (!unary && isDen32(a)) { if (daz) a &= 0x80000000; else orFlags(X.DE); }
-  if (isDen32(b)) { if (daz) b &= 0x80000000; else orFlags(X.DE); }
+  if (isDen32(b)) { if (daz) b &= 0x80000000; else if (unary && b < 0) { orFlags(X.IE); return 0xffc00000 | 0; } else orFlags(X.DE); }
   const x = num32(a), y = num32(b);
   if (op === Op.MIN) return x < y ? a : b;
   if (op === Op.MAX) return x > y ? a : b;
@@ -142,12 +143,20 @@ export function lane64(op: number, aLo: number, aHi: number, bLo: number, bHi: n
   const an = !unary && isNaN64(aLo, aHi), bn = isNaN64(bLo, bHi);
   if (an || bn) {
     if ((an && isSNaN64(aLo, aHi)) || (bn && isSNaN64(bLo, bHi))) orFlags(X.IE);
-    if (op === Op.MIN || op === Op.MAX) { orFlags(X.IE); rLo = bLo; rHi = bHi; return; }
+    if (op === Op.MIN || op === Op.MAX) {
+      orFlags(X.IE);
+      if (daz && isDen64(bLo, bHi)) { rLo = 0; rHi = bHi & 0x80000000; } else { rLo = bLo; rHi = bHi; }
+      return;
+    }
     if (an) { rLo = aLo; rHi = aHi | 0x80000; } else { rLo = bLo; rHi = bHi | 0x80000; }
     return;
   }
   if (!unary && isDen64(aLo, aHi)) { if (daz) { aHi &= 0x80000000; aLo = 0; } else orFlags(X.DE); }
-  if (isDen64(bLo, bHi)) { if (daz) { bHi &= 0x80000000; bLo = 0; } else orFlags(X.DE); }
+  if (isDen64(bLo, bHi)) {
+    if (daz) { bHi &= 0x80000000; bLo = 0; }
+    else if (unary && bHi < 0) { orFlags(X.IE); rLo = 0; rHi = 0xfff80000 | 0; return; }
+    else orFlags(X.DE);
+  }
   const x = num64(aLo, aHi), y = num64(bLo, bHi);
   if (op === Op.MIN) { if (x < y) { rLo = aLo; rHi = aHi; } else { rLo = bLo; rHi = bHi; } return; }
   if (op === Op.MAX) { if (x > y) { rLo = aLo; rHi = aHi; } else { rLo = bLo; rHi = bHi; } return; }
