@@ -1,0 +1,57 @@
+/*
+ * C reference for bench/exits.ts: the cost of one PIO exit round trip (guest OUT -> KVM_RUN returns ->
+ * user space handles it -> KVM_RUN again) with the least possible user-space work.
+ * Usage: exits-reference ITERATIONS   prints nanoseconds per exit.
+ */
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+static void die(const char *what) { perror(what); exit(1); }
+
+int main(int argc, char **argv) {
+  long iterations = argc > 1 ? atol(argv[1]) : 1000000;
+  int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+  if (kvm < 0) die("open /dev/kvm");
+  int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+  if (vm < 0) die("KVM_CREATE_VM");
+  if (ioctl(vm, KVM_SET_TSS_ADDR, 0xfffbd000) < 0) die("KVM_SET_TSS_ADDR");
+  size_t memsize = 0x10000;
+  uint8_t *mem = mmap(NULL, memsize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) die("mmap");
+  /* real mode at 0x1000: 1: out %al, $0x10; jmp 1b */
+  const uint8_t code[] = { 0xe6, 0x10, 0xeb, 0xfc };
+  memcpy(mem + 0x1000, code, sizeof code);
+  struct kvm_userspace_memory_region region = { .slot = 0, .guest_phys_addr = 0, .memory_size = memsize, .userspace_addr = (uintptr_t)mem };
+  if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region) < 0) die("KVM_SET_USER_MEMORY_REGION");
+  int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+  if (vcpu < 0) die("KVM_CREATE_VCPU");
+  int runsize = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+  struct kvm_run *run = mmap(NULL, runsize, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+  if (run == MAP_FAILED) die("mmap kvm_run");
+  struct kvm_sregs sregs;
+  if (ioctl(vcpu, KVM_GET_SREGS, &sregs) < 0) die("KVM_GET_SREGS");
+  sregs.cs.base = 0; sregs.cs.selector = 0;
+  if (ioctl(vcpu, KVM_SET_SREGS, &sregs) < 0) die("KVM_SET_SREGS");
+  struct kvm_regs regs = { .rip = 0x1000, .rflags = 2 };
+  if (ioctl(vcpu, KVM_SET_REGS, &regs) < 0) die("KVM_SET_REGS");
+  volatile uint32_t sink = 0;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (long i = 0; i < iterations; i++) {
+    if (ioctl(vcpu, KVM_RUN, 0) < 0) die("KVM_RUN");
+    if (run->exit_reason != KVM_EXIT_IO || run->io.port != 0x10) { fprintf(stderr, "unexpected exit %u\n", run->exit_reason); return 1; }
+    sink += *((uint8_t *)run + run->io.data_offset); /* the "device": read the byte */
+  }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double ns = (t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec);
+  printf("%.1f\n", ns / iterations);
+  return 0;
+}
