@@ -30,7 +30,8 @@ export interface PicChipState {
 
 export class PicChip implements PioDevice {
   irr = 0;
-  imr = 0;
+  /** All masked at power-on: with direct kernel boot no BIOS programs the chip before the guest does. */
+  imr = 0xff;
   isr = 0;
   /** Input line levels, for edge detection. */
   lastLevel = 0;
