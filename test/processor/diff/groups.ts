@@ -7,6 +7,8 @@ import { generateMulDiv } from './gen/muldiv.js';
 import { generateString } from './gen/string.js';
 import { generateBitMisc } from './gen/bitmisc.js';
 import { generateSseInt } from './gen/sse-int.js';
+import { generateSseFp } from './gen/sse-fp.js';
+import { generateX87 } from './gen/x87.js';
 
 export interface Group { generate(rng: Rng, n: number): DiffCase[]; defaultCases: number; describe: string }
 
@@ -17,4 +19,6 @@ export const GROUPS: Record<string, Group> = {
   string: { generate: generateString, defaultCases: 3000, describe: 'movs stos lods cmps scas with rep/repe/repne, DF, addr32, #PF mid-run' },
   bitmisc: { generate: generateBitMisc, defaultCases: 4000, describe: 'bt* bsf bsr bswap movzx movsx movsxd cmovcc setcc xchg xadd cmpxchg* lea cbw..cqo lahf sahf' },
   sseint: { generate: generateSseInt, defaultCases: 3000, describe: 'SSE2 integer: padd/psub/pmul/pack/unpck/shifts/shuffles/moves' },
+  ssefp: { generate: generateSseFp, defaultCases: 3000, describe: 'SSE/SSE2 floating point: arithmetic, compares, conversions, all rounding modes, special values' },
+  x87: { generate: generateX87, defaultCases: 2000, describe: 'x87 fld/fst/fadd/fmul/fdiv/fsqrt/fild/fistp/fcomi/fnstsw, results exact in double' },
 };
