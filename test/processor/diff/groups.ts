@@ -9,8 +9,16 @@ import { generateBitMisc } from './gen/bitmisc.js';
 import { generateSseInt } from './gen/sse-int.js';
 import { generateSseFp } from './gen/sse-fp.js';
 import { generateX87 } from './gen/x87.js';
+import { bcdReference, generateBcd32 } from './gen/bcd32.js';
+import type { CaseResult } from './case.js';
 
-export interface Group { generate(rng: Rng, n: number): DiffCase[]; defaultCases: number; describe: string }
+export interface Group {
+  generate(rng: Rng, n: number): DiffCase[];
+  defaultCases: number;
+  describe: string;
+  /** Stand-in for the host CPU for cases the host cannot run (32-bit code without compatibility mode). */
+  reference?(c: DiffCase): CaseResult;
+}
 
 export const GROUPS: Record<string, Group> = {
   alu: { generate: generateAlu, defaultCases: 4000, describe: 'add adc sub sbb and or xor cmp test inc dec neg not' },
@@ -21,4 +29,5 @@ export const GROUPS: Record<string, Group> = {
   sseint: { generate: generateSseInt, defaultCases: 3000, describe: 'SSE2 integer: padd/psub/pmul/pack/unpck/shifts/shuffles/moves' },
   ssefp: { generate: generateSseFp, defaultCases: 3000, describe: 'SSE/SSE2 floating point: arithmetic, compares, conversions, all rounding modes, special values' },
   x87: { generate: generateX87, defaultCases: 2000, describe: 'x87 fld/fst/fadd/fmul/fdiv/fsqrt/fild/fistp/fcomi/fnstsw, results exact in double' },
+  bcd32: { generate: generateBcd32, defaultCases: 2000, describe: '32-bit daa das aaa aas aam aad (compatibility mode), #UD in 64-bit mode', reference: bcdReference },
 };

@@ -1,0 +1,3 @@
+import { groupTest } from './group-test.js';
+
+groupTest('bcd32');
