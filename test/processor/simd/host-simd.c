@@ -23,7 +23,7 @@ static void print(const x128 *v) { for (int i = 0; i < 16; i++) printf("%02x", v
 /* flags-setting compares */
 #define COMI(name) \
   if (!strcmp(op, #name)) { \
-    __asm__ volatile("ldmxcsr %[m]\n\tmovdqa %[a], %%xmm0\n\tmovdqa %[b], %%xmm1\n\tor $0x8d5, %%eax\n\tpush %%rax\n\tpopfq\n\t" #name " %%xmm1, %%xmm0\n\tpushfq\n\tpop %[f]\n\tstmxcsr %[m]" \
+    __asm__ volatile("ldmxcsr %[m]\n\tmovdqa %[a], %%xmm0\n\tmovdqa %[b], %%xmm1\n\tpushfq\n\tpop %%rax\n\tor $0x8d5, %%eax\n\tpush %%rax\n\tpopfq\n\t" #name " %%xmm1, %%xmm0\n\tpushfq\n\tpop %[f]\n\tstmxcsr %[m]" \
       : [m] "+m"(ctl), [f] "=r"(fl) : [a] "m"(a), [b] "m"(b) : "xmm0", "xmm1", "rax", "cc"); goto done; }
 /* xmm -> gpr */
 #define TOGPR(name, reg) \
@@ -53,7 +53,7 @@ static void print(const x128 *v) { for (int i = 0; i < 16; i++) printf("%02x", v
       : [a] "+m"(a), [sw] "=m"(sw) : [b] "m"(b), [cw] "m"(cw) : "st", "st(1)", "st(2)", "st(3)", "st(4)", "st(5)", "st(6)", "st(7)", "cc"); ctl = sw; goto done; }
 #define X87FL(name, text) \
   if (!strcmp(op, name)) { uint16_t cw = ctl, sw; \
-    __asm__ volatile("fninit\n\tfldcw %[cw]\n\tfldt %[b]\n\tfldt %[a]\n\tor $0x8d5, %%eax\n\tpush %%rax\n\tpopfq\n\t" text "\n\tpushfq\n\tpop %[f]\n\tfnstsw %[sw]\n\tfninit" \
+    __asm__ volatile("fninit\n\tfldcw %[cw]\n\tfldt %[b]\n\tfldt %[a]\n\tpushfq\n\tpop %%rax\n\tor $0x8d5, %%eax\n\tpush %%rax\n\tpopfq\n\t" text "\n\tpushfq\n\tpop %[f]\n\tfnstsw %[sw]\n\tfninit" \
       : [sw] "=m"(sw), [f] "=r"(fl) : [a] "m"(a), [b] "m"(b), [cw] "m"(cw) : "st", "st(1)", "st(2)", "st(3)", "st(4)", "st(5)", "st(6)", "st(7)", "rax", "cc"); ctl = sw; goto done; }
 
 int main(void) {

@@ -80,9 +80,8 @@ export function fromRounded(neg: boolean, p: number, rc: number): void {
     const away = rc === Rc.Nearest || (rc === Rc.Up ? !neg : rc === Rc.Down ? neg : false);
     if (away) { oLo = 0; oHi = 0x80000000 | 0; oSe = s | 0x7fff; return; }
     // largest finite value at precision p
-    const top = scale(1, 64) - scale(1, 64 - p);
-    const h = Math.floor(top / 4294967296);
-    oHi = h | 0; oLo = (top - h * 4294967296) | 0; oSe = s | 0x7ffe;
+    oHi = -1; oLo = p >= 64 ? -1 : p > 32 ? (-1 << (64 - p)) : 0; oSe = s | 0x7ffe;
+    if (p <= 32) oHi = (-1 << (32 - p)) | 0;
     return;
   }
   const m = rndM;
@@ -136,7 +135,6 @@ export function to32(lo: number, hi: number, se: number, rc: number): number {
     return s | 0x7fc00000 | ((hi >>> 8) & 0x3fffff);
   }
   if (c === Cls.Unsupported) { orFlags(X.IE); return 0xffc00000 | 0; }
-  if (c === Cls.Denormal) orFlags(X.DE);
   cvtF32[0] = f80ToNumber(lo, hi, se, F32, rc);
   return cvt32[0];
 }
@@ -151,7 +149,6 @@ export function to64(lo: number, hi: number, se: number, rc: number): number {
     return ((hi << 21) | (lo >>> 11)) | 0;
   }
   if (c === Cls.Unsupported) { orFlags(X.IE); oHi = 0xfff80000 | 0; return 0; }
-  if (c === Cls.Denormal) orFlags(X.DE);
   cvtF64[0] = f80ToNumber(lo, hi, se, F64, rc);
   oHi = cvt64[1];
   return cvt64[0];

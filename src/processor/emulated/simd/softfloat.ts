@@ -108,6 +108,7 @@ export function roundTo(hi: number, lo: number, k: number, fmt: Fmt, rc: number)
     sfFlags |= X.OE | X.PE;
     rndOverflow = true;
     const away = rc === Rc.Nearest || (rc === Rc.Up ? !neg : rc === Rc.Down ? neg : false);
+    rndUp = away;
     const big = away ? Infinity : scale(2 - POW2[1 - p + P2OFF], fmt.emax);
     return neg ? -big : big;
   }

@@ -10,7 +10,7 @@ import { getArithFlags, setArithFlags } from '../flags.js';
 import type { SimdCpu, SimdInsn } from './contract.js';
 import type { FpuState } from './state.js';
 import { Cls, classify, f80Value, from32, from64, fromInt, fromNumber, fromRounded, oHi, oLo, oSe, to32, to64 } from './f80.js';
-import { Rc, X, clearFlags, orFlags, rndSeq, rndUp, setUeStrict, sfFlags, type Fmt } from './softfloat.js';
+import { Rc, X, clearFlags, orFlags, rndSeq, rndUp, roundTo, setUeStrict, sfFlags, type Fmt } from './softfloat.js';
 import { Op, arithRc, invalid } from './sse-fp.js';
 
 const NM = 7, MF = 16;
@@ -126,12 +126,32 @@ function toInt(lo: number, hi: number, se: number, bits: number, rcv: number): b
   if (c === Cls.QNaN || c === Cls.SNaN || c === Cls.Inf || c === Cls.Unsupported) return false;
   const neg = (se & 0x8000) !== 0;
   if (c === Cls.Zero) { iLo = 0; iHi = 0; return true; }
-  if (c === Cls.Denormal) orFlags(X.DE);
   let e = se & 0x7fff; if (e === 0) e = 1;
   const s = 16383 + 63 - e; // right shift of the significand giving the integer part
+  if (s < 0) return false;
+  const inexact = shiftRound(hi, lo, s, rcv, neg);
+  let ih = srHi, il = srLo;
+  const up = srUp;
+  if (srCarry) return false;
+  // range check on the magnitude
+  if (bits === 64) {
+    if (ih > 0x80000000 || (ih === 0x80000000 && (il !== 0 || !neg))) return false;
+  } else {
+    const lim = bits === 32 ? 0x80000000 : 0x8000;
+    if (ih !== 0 || il > lim || (il === lim && !neg)) return false;
+  }
+  if (neg) { il = (~il + 1) >>> 0; ih = (~ih + (il === 0 ? 1 : 0)) >>> 0; }
+  iLo = il | 0; iHi = ih | 0;
+  if (inexact) { orFlags(X.PE); if (up) f.fsw |= C1; else f.fsw &= ~C1; }
+  return true;
+}
+
+/** Unsigned 64-bit significand shifted right by s (>= 0) with rounding: srHi/srLo (unsigned), srUp, srCarry (2^64). */
+let srHi = 0, srLo = 0, srUp = false, srCarry = false;
+function shiftRound(hi: number, lo: number, s: number, rcv: number, neg: boolean): boolean {
   let ih = 0, il = 0, round = 0, sticky = 0;
   const h = hi >>> 0, l = lo >>> 0;
-  if (s <= 0) { if (s < 0) return false; ih = h; il = l; }
+  if (s === 0) { ih = h; il = l; }
   else if (s >= 65) { sticky = (h | l) !== 0 ? 1 : 0; }
   else if (s === 64) { round = h >>> 31; sticky = ((h & 0x7fffffff) | l) !== 0 ? 1 : 0; }
   else if (s >= 32) {
@@ -151,18 +171,10 @@ function toInt(lo: number, hi: number, se: number, bits: number, rcv: number): b
     else if (rcv === Rc.Up) up = !neg;
     else if (rcv === Rc.Down) up = neg;
   }
-  if (up) { il = (il + 1) >>> 0; if (il === 0) { ih = (ih + 1) >>> 0; if (ih === 0) return false; } }
-  // range check on the magnitude
-  if (bits === 64) {
-    if (ih > 0x80000000 || (ih === 0x80000000 && (il !== 0 || !neg))) return false;
-  } else {
-    const lim = bits === 32 ? 0x80000000 : 0x8000;
-    if (ih !== 0 || il > lim || (il === lim && !neg)) return false;
-  }
-  if (neg) { il = (~il + 1) >>> 0; ih = (~ih + (il === 0 ? 1 : 0)) >>> 0; }
-  iLo = il | 0; iHi = ih | 0;
-  if (inexact) { orFlags(X.PE); if (up) f.fsw |= C1; else f.fsw &= ~C1; }
-  return true;
+  srCarry = false;
+  if (up) { il = (il + 1) >>> 0; if (il === 0) { ih = (ih + 1) >>> 0; if (ih === 0) srCarry = true; } }
+  srHi = ih; srLo = il; srUp = up;
+  return inexact;
 }
 
 // ---- Comparisons: C3 C2 C0 / ZF PF CF patterns. Returns 0 eq, 1 less, 2 greater, 3 unordered.
@@ -174,17 +186,17 @@ function compare(aLo: number, aHi: number, aSe: number, bLo: number, bHi: number
     return 3;
   }
   if (ca === Cls.Denormal || cb === Cls.Denormal) orFlags(X.DE);
-  const x = f80Value(aLo, aHi, aSe), y = f80Value(bLo, bHi, bSe);
-  if (x === y) {
-    // doubles may tie where 80-bit values differ: compare exactly by magnitude bits
-    if (x === 0 || x === Infinity || x === -Infinity) return 0;
-    const ea = aSe & 0x7fff || 1, eb = bSe & 0x7fff || 1;
-    const ma = (aHi >>> 0) * 4294967296, mb = (bHi >>> 0) * 4294967296;
-    let d = ea !== eb ? ea - eb : ma !== mb ? ma - mb : (aLo >>> 0) - (bLo >>> 0);
-    if (x < 0) d = -d;
-    return d === 0 ? 0 : d < 0 ? 1 : 2;
-  }
-  return x < y ? 1 : 2;
+  // Exact order on the 80-bit encodings: sign, then (exponent, significand); denormals use exponent 1.
+  const za = ca === Cls.Zero, zb = cb === Cls.Zero;
+  if (za && zb) return 0;
+  const na = (aSe & 0x8000) !== 0, nb = (bSe & 0x8000) !== 0;
+  if (za) return nb ? 2 : 1;
+  if (zb) return na ? 1 : 2;
+  if (na !== nb) return na ? 1 : 2;
+  const ea = aSe & 0x7fff || 1, eb = bSe & 0x7fff || 1;
+  let d = ea !== eb ? ea - eb : aHi !== bHi ? (aHi >>> 0) - (bHi >>> 0) : (aLo >>> 0) - (bLo >>> 0);
+  if (na) d = -d;
+  return d === 0 ? 0 : d < 0 ? 1 : 2;
 }
 const CC_OF = [C3, C0, 0, C3 | C2 | C0];
 const EFL_OF = [0x40, 0x01, 0, 0x45];
@@ -356,6 +368,7 @@ function bcdLoad(cpu: SimdCpu, ea: number): void {
   fromInt(lo, hi);
 }
 
+let bcdNeg = false;
 function bcdStore(cpu: SimdCpu, ea: number, ok: boolean): void {
   cpu.probeWrite(ea, 10);
   if (!ok) { // packed BCD indefinite
@@ -363,9 +376,9 @@ function bcdStore(cpu: SimdCpu, ea: number, ok: boolean): void {
     cpu.write8(ea + 7, 0xc0); cpu.write8(ea + 8, 0xff); cpu.write8(ea + 9, 0xff);
     return;
   }
-  let neg = iHi < 0;
+  const neg = bcdNeg;
   let l = iLo >>> 0, h = iHi >>> 0;
-  if (neg) { l = (~l + 1) >>> 0; h = (~h + (l === 0 ? 1 : 0)) >>> 0; }
+  if (iHi < 0) { l = (~l + 1) >>> 0; h = (~h + (l === 0 ? 1 : 0)) >>> 0; }
   // divide the 64-bit magnitude by 10 repeatedly (16-bit limbs)
   const limbs = [l & 0xffff, l >>> 16, h & 0xffff, h >>> 16];
   for (let i = 0; i < 9; i++) {
@@ -425,6 +438,7 @@ function d9Special(cpu: SimdCpu, low: number): boolean {
       if (c === Cls.QNaN || c === Cls.SNaN) { if (c === Cls.SNaN) orFlags(X.IE); if (!commit(0)) setReg(0, lo, hi | 0x40000000, se); return true; }
       if (c === Cls.Zero || c === Cls.Inf) return true;
       if (c === Cls.Unsupported) { orFlags(X.IE); if (!commit(0)) setIndefinite(0); return true; }
+      if (c === Cls.Denormal) orFlags(X.DE);
       if ((se & 0x7fff) >= 16383 + 63) return true; // already integral
       if (!toInt(lo, hi, se, 64, rc())) return true;
       if (commit(0)) return true;
@@ -433,8 +447,21 @@ function d9Special(cpu: SimdCpu, low: number): boolean {
       return true;
     }
   }
-  // Remaining operations use doubles.
+  // Remaining operations use doubles; NaN and unsupported operands are handled on the encodings first.
   const c0 = stCls(0);
+  const two = low === 0x11 || low === 0x13 || low === 0x15 || low === 0x18 || low === 0x19 || low === 0x1d;
+  const c1 = two ? stCls(1) : Cls.Normal;
+  if (c0 === Cls.Unsupported || c1 === Cls.Unsupported) { orFlags(X.IE); if (!commit(0)) { if (low === 0x11 || low === 0x13 || low === 0x19) { pop(); } setIndefinite(0); } return true; }
+  if (c0 >= Cls.QNaN || c1 >= Cls.QNaN) {
+    const p1 = phys(1);
+    if (two) nanResult(lo, hi, se, c0, f.mlo[p1], f.mhi[p1], f.sexp[p1], c1);
+    else nanResult(lo, hi, se, c0, 0, 0, 0, Cls.Normal);
+    if (commit(0)) return true;
+    if (low === 0x11 || low === 0x13 || low === 0x19) pop();
+    setReg(0, rLo, rHi, rSe);
+    if (low === 0x12 || low === 0x1b || low === 0x14) push(rLo, rHi, rSe);
+    return true;
+  }
   if (c0 === Cls.Denormal) orFlags(X.DE);
   const x = stVal(0);
   f.fsw &= ~(C1 | C2);
@@ -477,21 +504,41 @@ function d9Special(cpu: SimdCpu, low: number): boolean {
       setFromNumber(0, r === 0 ? (x < 0 ? -0 : 0) : r);
       return true;
     }
-    case 0x1d: { // fscale
+    case 0x1d: { // fscale: exact exponent change, rounding only on overflow/underflow
       const y = stVal(1);
-      if (commit(0)) return true;
       const n = Math.trunc(y);
-      if (n > 40000) setFromNumber(0, x * Infinity);
-      else if (n < -40000) setFromNumber(0, x * 0);
-      else {
-        // exact exponent adjust in 80-bit when finite and nonzero
-        const c = classify(lo, hi, se);
-        if (c === Cls.Normal) {
-          const e = (se & 0x7fff) + n;
-          if (e > 0 && e < 0x7fff) { setReg(0, lo, hi, (se & 0x8000) | e); return true; }
-        }
-        setFromNumber(0, x * Math.pow(2, n));
+      if (c0 === Cls.Zero || c0 === Cls.Inf) {
+        if ((c0 === Cls.Zero && y === Infinity) || (c0 === Cls.Inf && y === -Infinity)) { orFlags(X.IE); if (!commit(0)) setIndefinite(0); }
+        return true;
       }
+      if (n === 0 && c0 === Cls.Normal) { commit(0); return true; }
+      if (y === Infinity || y === -Infinity) { // finite * 2^(+-inf)
+        if (commit(0)) return true;
+        fromNumber(y > 0 ? (se & 0x8000 ? -Infinity : Infinity) : (se & 0x8000 ? -0 : 0)); setReg(0, oLo, oHi, oSe);
+        return true;
+      }
+      let e = se & 0x7fff;
+      if (c0 === Cls.Normal && e + n > 0 && e + n < 0x7fff) { if (commit(0)) return true; setReg(0, lo, hi, (se & 0x8000) | (e + n)); return true; }
+      if (e === 0) e = 1;
+      const ne = e + (n > 70000 ? 70000 : n < -70000 ? -70000 : n); // biased exponent of the result (significand as is)
+      const neg = (se & 0x8000) !== 0;
+      const r = rc();
+      if (c0 === Cls.Normal && ne >= 0x7fff) { // overflow at 64-bit precision
+        orFlags(X.OE | X.PE);
+        if (commit(0)) return true;
+        const away = r === Rc.Nearest || (r === Rc.Up ? !neg : r === Rc.Down ? neg : false);
+        if (away) { f.fsw |= C1; setReg(0, 0, 0x80000000 | 0, (se & 0x8000) | 0x7fff); } else { f.fsw &= ~C1; setReg(0, -1, -1, (se & 0x8000) | 0x7ffe); }
+        return true;
+      }
+      // normalize a denormal source first
+      let mh = hi >>> 0, ml = lo >>> 0, be = ne;
+      while (mh < 0x80000000 && (mh | ml) !== 0) { mh = ((mh << 1) | (ml >>> 31)) >>> 0; ml = (ml << 1) >>> 0; be--; }
+      if (be >= 1) { if (commit(0)) return true; setReg(0, ml | 0, mh | 0, (se & 0x8000) | be); return true; }
+      const inexact = shiftRound(mh, ml, 1 - be, r, neg);
+      if (inexact) orFlags(X.UE | X.PE); else if (!masked(X.UE)) orFlags(X.UE);
+      if (commit(0)) return true;
+      if (srUp) f.fsw |= C1; else f.fsw &= ~C1;
+      setReg(0, srLo | 0, srHi | 0, (se & 0x8000) | (srHi >= 0x80000000 ? 1 : 0));
       return true;
     }
   }
@@ -657,6 +704,7 @@ function execMem(cpu: SimdCpu, insn: SimdInsn, esc: number, g: number): boolean 
           setUeStrict(!masked(X.UE));
           const v = to32(f.mlo[p], f.mhi[p], f.sexp[p], rc());
           if (commit(0)) return true;
+          if (rndUp && (sfFlags & X.PE) !== 0) f.fsw |= C1; else f.fsw &= ~C1;
           cpu.write32(ea, v);
           if (g === 3) pop();
           return true;
@@ -699,6 +747,7 @@ function execMem(cpu: SimdCpu, insn: SimdInsn, esc: number, g: number): boolean 
           const lo = to64(f.mlo[p], f.mhi[p], f.sexp[p], rc());
           const hi = oHi;
           if (commit(0)) return true;
+          if (rndUp && (sfFlags & X.PE) !== 0) f.fsw |= C1; else f.fsw &= ~C1;
           cpu.write32(ea, lo); cpu.write32(ea + 4, hi);
           if (g === 3) pop();
           return true;
@@ -744,6 +793,7 @@ function execMem(cpu: SimdCpu, insn: SimdInsn, esc: number, g: number): boolean 
           }
           if (!ok) orFlags(X.IE);
           if (commit(0)) return true;
+          bcdNeg = (f.sexp[p] & 0x8000) !== 0;
           bcdStore(cpu, ea, ok);
           pop();
           return true;
