@@ -106,7 +106,8 @@ export class Partition {
     let memory: GuestMemory;
     if (kind === 'kvm') {
       const kvm = await import('../processor/kvm/processor.js');
-      backend = new kvm.KvmBackend();
+      // The user-space irqchip keeps one set of interrupt controller models (ours) for both backends.
+      backend = new kvm.KvmBackend({ irqchip: 'user' });
       memory = kvm.allocateGuestMemory(config.memoryBytes);
     } else {
       const { EmulatedBackend } = await import('../processor/emulated/processor.js');
@@ -148,7 +149,14 @@ export class Partition {
   turnOff(reason = 'turned off'): void { this.shutdown(0, reason); }
 
   pause(): void { if (!this.paused) { this.paused = true; this.clock.pause(); this.kick(); } }
-  resume(): void { if (this.paused) { this.paused = false; this.clock.resume(); this.kick(); } }
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.clock.resume();
+    // Like Hyper-V after a resume: push the host's time so the guest clock catches up.
+    void this.hyperv.ics?.timeSync.syncNow().catch(() => {});
+    this.kick();
+  }
   get isPaused(): boolean { return this.paused; }
 
   private shutdown(code: number, reason: string): void {
