@@ -444,7 +444,7 @@ export function decode(i: Insn, buf: Uint8Array, off: number, avail: number, mod
       case 0xbd: fn = A.bsr; break;
       case 0xc0: osz = 1; fn = A.xadd; break;
       case 0xc1: fn = A.xadd; break;
-      case 0xc7: if (regf === 1 && mod !== 3 && !rexW) fn = A.cmpxchg8b; break;
+      case 0xc7: if (regf === 1 && mod !== 3) fn = rexW ? A.cmpxchg16b : A.cmpxchg8b; break;
       case 0xc8: case 0xc9: case 0xca: case 0xcb: case 0xcc: case 0xcd: case 0xce: case 0xcf:
         i.rm = (b & 7) | rexB; fn = A.bswap; break;
       case 0x0f: immKind = 5; break; // 3DNow!: not offered

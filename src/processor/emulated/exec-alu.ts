@@ -718,6 +718,28 @@ export function cmpxchg8b(cpu: Cpu, i: Insn): void {
   }
 }
 
+/** cmpxchg16b: only when the partition's CPUID offers CX16 (otherwise #UD, as on such a processor). */
+export function cmpxchg16b(cpu: Cpu, i: Insn): void {
+  if ((cpu.platform.cpuid.cpuid(1, 0).ecx & (1 << 13)) === 0) ud(cpu);
+  const g = cpu.gpr;
+  const addr = ea(cpu, i);
+  if (addr % 16 !== 0) raise(cpu, 13, 0);
+  cpu.probeWrite(addr, 16);
+  const l0 = mmu.read64(cpu, addr) | 0, h0 = cpu.memHi | 0;
+  const l1 = mmu.read64(cpu, addr + 8) | 0, h1 = cpu.memHi | 0;
+  const f = getArithFlags(cpu) & ~F.ZF;
+  if (l0 === g[0] && h0 === g[1] && l1 === g[4] && h1 === g[5]) {
+    mmu.write64(cpu, addr, g[6], g[7]);
+    mmu.write64(cpu, addr + 8, g[2], g[3]);
+    setArithFlags(cpu, f | F.ZF);
+  } else {
+    mmu.write64(cpu, addr, l0, h0);
+    mmu.write64(cpu, addr + 8, l1, h1);
+    g[0] = l0; g[1] = h0; g[4] = l1; g[5] = h1;
+    setArithFlags(cpu, f);
+  }
+}
+
 // ---- flag instructions
 
 export function cmc(cpu: Cpu): void { setArithFlags(cpu, getArithFlags(cpu) ^ F.CF); }
