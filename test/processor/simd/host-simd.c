@@ -62,6 +62,16 @@ int main(void) {
   while (scanf("%63s %x %39s %39s", op, &ctl, as, bs) == 4) {
     x128 a, b; uint64_t fl = 0;
     parse(as, &a); parse(bs, &b);
+    if (!strcmp(op, "fxsave64")) { /* state: x87 stack b, a (control word = low 16 bits of ctl), MXCSR = ctl >> 16, xmm0 = a, xmm15 = b */
+      static uint8_t area[512] __attribute__((aligned(16)));
+      uint16_t cw = ctl & 0xffff; uint32_t mx = ctl >> 16;
+      memset(area, 0xa5, sizeof area);
+      __asm__ volatile("fninit\n\tfldcw %[cw]\n\tfldt %[b]\n\tfldt %[a]\n\tldmxcsr %[mx]\n\tmovdqa %[a], %%xmm0\n\tmovdqa %[b], %%xmm15\n\tfxsave64 %[area]\n\tfninit"
+        : [area] "=m"(area) : [a] "m"(a), [b] "m"(b), [cw] "m"(cw), [mx] "m"(mx) : "xmm0", "xmm15", "st", "st(1)", "st(2)", "st(3)", "st(4)", "st(5)", "st(6)", "st(7)");
+      for (int i = 0; i < 512; i++) printf("%02x", area[i]);
+      printf(" 0 0\n");
+      continue;
+    }
     BIN(addps) BIN(addss) BIN(addpd) BIN(addsd) BIN(subps) BIN(subss) BIN(subpd) BIN(subsd)
     BIN(mulps) BIN(mulss) BIN(mulpd) BIN(mulsd) BIN(divps) BIN(divss) BIN(divpd) BIN(divsd)
     BIN(minps) BIN(minss) BIN(minpd) BIN(minsd) BIN(maxps) BIN(maxss) BIN(maxpd) BIN(maxsd)

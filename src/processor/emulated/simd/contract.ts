@@ -45,7 +45,11 @@ export interface SimdInsn {
   mod: number;
   reg: number;
   rm: number;
-  /** Linear address of the memory operand when mod !== 3 (segment and RIP-relative already applied). */
+  /**
+   * Linear address of the memory operand when mod !== 3 (segment and RIP-relative already applied).
+   * MASKMOVDQU (66 0F F7, register form) stores to DS:rDI: the core sets `ea` to that linear address
+   * (segment override and address size applied) before calling execSse.
+   */
   ea: number;
   /** Immediate byte for instructions that have one (pshufd, psrldq group, cmpps, shufps, pinsrw, ...). */
   imm8: number;
@@ -61,7 +65,7 @@ export interface SimdInsn {
  *   resetFpuState(s): void                       (power-on / INIT values: FCW=0x37F (FNINIT 0x37F), MXCSR=0x1F80)
  *   execSse(cpu, insn): boolean                  (false: not an SSE instruction, core raises #UD)
  *   execX87(cpu, insn): boolean                  (escape opcodes D8..DF, plus FWAIT handling via fwait(cpu))
- *   fxsave(cpu, lin, rexW) / fxrstor(cpu, lin, rexW)
+ *   fxsave(cpu, lin, rexW, long?) / fxrstor(cpu, lin, rexW, long?)  (long === false: outside 64-bit mode, XMM0-7 only)
  *   ldmxcsr/stmxcsr are handled in execSse (0F AE /2, /3).
  * Table of which 0F-map opcodes carry an imm8 (the core's decoder needs it for lengths):
  *   0F 70, 0F 71, 0F 72, 0F 73, 0F C2, 0F C4, 0F C5, 0F C6, all of 0F 3A.

@@ -199,6 +199,8 @@ function compare(aLo: number, aHi: number, aSe: number, bLo: number, bHi: number
   return d === 0 ? 0 : d < 0 ? 1 : 2;
 }
 const CC_OF = [C3, C0, 0, C3 | C2 | C0];
+/** FXAM C3 C2 C0 by class (Zero, Normal, Denormal, Inf, QNaN, SNaN, Unsupported). */
+const FXAM_CODE = [C3, C2, C3 | C2, C2 | C0, C0, C0, 0];
 const EFL_OF = [0x40, 0x01, 0, 0x45];
 
 /** Compare ST0 with staged t* (fcom family). pops: 0..2. */
@@ -416,7 +418,7 @@ function d9Special(cpu: SimdCpu, low: number): boolean {
     const sign = (f.sexp[p] & 0x8000) ? C1 : 0;
     if (isEmpty(0)) { setCC(C3 | C0 | sign); return true; }
     const c = classify(f.mlo[p], f.mhi[p], f.sexp[p]);
-    const code = [C3, C2, C3 | C2, C2 | C0, C0, C0, 0][c];
+    const code = FXAM_CODE[c];
     setCC(code | sign);
     return true;
   }
