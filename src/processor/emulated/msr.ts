@@ -17,7 +17,7 @@ export const MSR = {
   MTRR_FIX4K_FIRST: 0x268, MTRR_FIX4K_LAST: 0x26f, PAT: 0x277, MTRR_DEF_TYPE: 0x2ff,
   EFER: 0xc0000080, STAR: 0xc0000081, LSTAR: 0xc0000082, CSTAR: 0xc0000083, SFMASK: 0xc0000084,
   FS_BASE: 0xc0000100, GS_BASE: 0xc0000101, KERNEL_GS_BASE: 0xc0000102, TSC_AUX: 0xc0000103,
-  AMD_HWCR: 0xc0010015,
+  AMD_SYSCFG: 0xc0010010, AMD_HWCR: 0xc0010015,
 } as const;
 
 /** Guest TSC now: virtual clock in TSC ticks plus the offset IA32_TSC writes set. */
@@ -77,6 +77,8 @@ export function readMsr(cpu: CpuState, index: number): number {
     case MSR.KERNEL_GS_BASE: return split(cpu, cpu.kernelGsBase);
     case MSR.TSC_AUX: cpu.memHi = 0; return cpu.tscAux >>> 0;
     case MSR.AMD_HWCR: return stored(cpu, index);
+    // SYSCFG: Linux's AMD MTRR code reads it unconditionally; 0 = no fixed-range DRAM attributes, no SME.
+    case MSR.AMD_SYSCFG: return stored(cpu, index);
   }
   if (isMtrr(index)) return stored(cpu, index);
   const out = cpu.msrOut;
@@ -138,6 +140,10 @@ export function writeMsr(cpu: CpuState, index: number, lo: number, hi: number): 
     case MSR.SFMASK: cpu.sfmask = lo; return;
     case MSR.TSC_AUX: if (hi !== 0) raise(cpu, 13, 0); cpu.tscAux = lo; return;
     case MSR.AMD_HWCR: store(cpu, index, lo, hi); return;
+    case MSR.AMD_SYSCFG:
+      if (hi !== 0 || (lo & ~0x001f0000) !== 0) raise(cpu, 13, 0);
+      store(cpu, index, lo, hi);
+      return;
   }
   if (isMtrr(index)) {
     if (index === MSR.MTRR_DEF_TYPE) {
