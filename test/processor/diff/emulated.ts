@@ -1,6 +1,6 @@
 /**
  * Runs cases on our emulated processor through the TestMachine contract (src/processor/emulated/testing.ts).
- * One machine serves many cases; it is recreated after an internal error or after a 32-bit case that did not
+ * One machine serves many cases; it is recreated after a failed setup or after a 32-bit case that did not
  * return to 64-bit mode (the contract cannot reset CS).
  */
 import type { TestMachine, TestRunResult } from '../../../src/processor/emulated/testing-contract.js';
@@ -71,7 +71,8 @@ export class EmulatedRunner {
     try {
       res = m.run({ stopAt: BigInt(CODE_ADDR + c.endOffset), maxInsns: MAX_INSNS });
     } catch (e) {
-      this.m = null;
+      // Keep the machine (every case reloads all state it depends on): recreating it costs more than the case.
+      if (c.mode32) this.m = null;
       return empty('error', `emulator threw: ${((e as Error).stack ?? String(e)).split('\n').slice(0, 4).join(' | ')}`);
     }
     const gpr: bigint[] = [];

@@ -1,3 +1,3 @@
-import { groupTest } from './group-test.js';
+import { groupTest } from './group-check.js';
 
 groupTest('x87');
