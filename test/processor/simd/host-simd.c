@@ -104,7 +104,7 @@ int main(void) {
     X87("fadd", "fadd %%st(1), %%st") X87("fsub", "fsub %%st(1), %%st") X87("fsubr", "fsubr %%st(1), %%st")
     X87("fmul", "fmul %%st(1), %%st") X87("fdiv", "fdiv %%st(1), %%st") X87("fdivr", "fdivr %%st(1), %%st")
     X87("fsqrt", "fsqrt") X87("frndint", "frndint") X87("fchs", "fchs") X87("fabs", "fabs") X87("fxam", "fxam")
-    X87("fcom", "fcom %%st(1)") X87("fucom", "fucom %%st(1)") X87("ftst", "ftst") X87("fscale", "fscale") X87("fprem", "fprem") X87("fprem1", "fprem1")
+    X87("fcom", "fcom %%st(1)") X87("fucom", "fucom %%st(1)") X87("ftst", "ftst") X87("fscale", "fscale") X87("fprem", "fprem") X87("fprem1", "fprem1") X87("fxtract", "fxtract")
     X87("fld1", "fld1") X87("fldz", "fldz") X87("fldpi", "fldpi") X87("fldl2e", "fldl2e") X87("fldl2t", "fldl2t") X87("fldlg2", "fldlg2") X87("fldln2", "fldln2")
     X87FL("fcomi", "fcomi %%st(1), %%st") X87FL("fucomi", "fucomi %%st(1), %%st")
     X87ST("fsts", "fstps") X87ST("fstl", "fstpl") X87ST("fistps", "fistps") X87ST("fistpl", "fistpl") X87ST("fistpll", "fistpll") X87ST("fbstp", "fbstp")

@@ -127,7 +127,9 @@ export function lane32(op: number, a: number, b: number): number {
     if (op === Op.MIN || op === Op.MAX) { orFlags(X.IE); return daz && isDen32(b) ? b & 0x80000000 : b; }
     return an ? a | 0x400000 : b | 0x400000;
   }
-  if (!unary && isDen32(a)) { if (daz) a &= 0x80000000; else orFlags(X.DE); }
+  // A zero divisor reports ZE without DE for a denormal dividend.
+  const zdiv = op === Op.DIV && (b & 0x7fffffff) === 0;
+  if (!unary && isDen32(a)) { if (daz) a &= 0x80000000; else if (!zdiv) orFlags(X.DE); }
   if (isDen32(b)) { if (daz) b &= 0x80000000; else if (unary && b < 0) { orFlags(X.IE); return 0xffc00000 | 0; } else orFlags(X.DE); }
   const x = num32(a), y = num32(b);
   if (op === Op.MIN) return x < y ? a : b;
@@ -151,7 +153,8 @@ export function lane64(op: number, aLo: number, aHi: number, bLo: number, bHi: n
     if (an) { rLo = aLo; rHi = aHi | 0x80000; } else { rLo = bLo; rHi = bHi | 0x80000; }
     return;
   }
-  if (!unary && isDen64(aLo, aHi)) { if (daz) { aHi &= 0x80000000; aLo = 0; } else orFlags(X.DE); }
+  const zdiv = op === Op.DIV && ((bHi & 0x7fffffff) | bLo) === 0;
+  if (!unary && isDen64(aLo, aHi)) { if (daz) { aHi &= 0x80000000; aLo = 0; } else if (!zdiv) orFlags(X.DE); }
   if (isDen64(bLo, bHi)) {
     if (daz) { bHi &= 0x80000000; bLo = 0; }
     else if (unary && bHi < 0) { orFlags(X.IE); rLo = 0; rHi = 0xfff80000 | 0; return; }

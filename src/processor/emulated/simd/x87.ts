@@ -503,7 +503,7 @@ function d9Special(cpu: SimdCpu, low: number): boolean {
       }
       const qa = Math.abs(q) % 8;
       f.fsw = (f.fsw & ~CCMASK) | ((qa & 1) ? C1 : 0) | ((qa & 2) ? C3 : 0) | ((qa & 4) ? C0 : 0);
-      setFromNumber(0, r === 0 ? (x < 0 ? -0 : 0) : r);
+      setFromNumber(0, r === 0 ? (x < 0 || Object.is(x, -0) ? -0 : 0) : r);
       return true;
     }
     case 0x1d: { // fscale: exact exponent change, rounding only on overflow/underflow
@@ -562,7 +562,9 @@ export function execX87(cpu: SimdCpu, insn: SimdInsn): boolean {
     : (esc === 0xdb && (i === 2 || i === 3) && g === 4) || (esc === 0xdf && g === 4 && i === 0);
   if (!noWait) checkPending(cpu);
   if (mem) {
-    f.fdp = insn.ea; f.fop = ((esc & 7) << 8) | (insn.mod << 6) | (g << 3) | i;
+    // Control instructions (environment, control/status word) leave the last-operand pointer and opcode alone.
+    const control = (esc === 0xd9 && g >= 4) || (esc === 0xdd && g >= 4);
+    if (!control) { f.fdp = insn.ea; f.fop = ((esc & 7) << 8) | (insn.mod << 6) | (g << 3) | i; }
     return execMem(cpu, insn, esc, g);
   }
   f.fop = ((esc & 7) << 8) | 0xc0 | (g << 3) | i;
@@ -793,7 +795,7 @@ function execMem(cpu: SimdCpu, insn: SimdInsn, esc: number, g: number): boolean 
             if (iHi < 0) { l = (~l + 1) >>> 0; h = (~h + (l === 0 ? 1 : 0)) >>> 0; }
             if (h * 4294967296 + l >= 1e18) ok = false;
           }
-          if (!ok) orFlags(X.IE);
+          if (!ok) { clearFlags(); f.fsw &= ~C1; orFlags(X.IE); } // invalid: no precision report
           if (commit(0)) return true;
           bcdNeg = (f.sexp[p] & 0x8000) !== 0;
           bcdStore(cpu, ea, ok);
