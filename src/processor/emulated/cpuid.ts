@@ -24,6 +24,8 @@ const MAX_EXT = 0x80000008;
 /** Family 15, model 107 (ext model 6, model 0xb), stepping 1. */
 export const CPU_SIGNATURE = 0x00060fb1;
 
+/** CX16 (cmpxchg16b: implemented in exec-alu and differential-tested). */
+const ECX1 = 1 << 13;
 const EDX1 = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9) | (1 << 11) | (1 << 12) |
   (1 << 13) | (1 << 15) | (1 << 16) | (1 << 19) | (1 << 24) | (1 << 25) | (1 << 26);
 // FPU DE PSE TSC MSR PAE CX8 APIC SYSCALL MTRR PGE CMOV PAT FXSR NX PDPE1GB LM (AMD mirrors leaf 1 bits here).
@@ -44,7 +46,7 @@ export function baseCpuid(vp: number, leaf: number, subleaf: number, out: CpuidR
     case 1:
       out.eax = CPU_SIGNATURE;
       out.ebx = ((vp & 0xff) << 24 | 1 << 16 | 8 << 8) >>> 0; // APIC id, 1 logical CPU, CLFLUSH 64 bytes
-      out.ecx = 0;
+      out.ecx = ECX1;
       out.edx = EDX1 >>> 0;
       return;
     case 7:

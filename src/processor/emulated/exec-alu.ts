@@ -718,9 +718,8 @@ export function cmpxchg8b(cpu: Cpu, i: Insn): void {
   }
 }
 
-/** cmpxchg16b: only when the partition's CPUID offers CX16 (otherwise #UD, as on such a processor). */
+/** cmpxchg16b (CPUID.1:ECX.CX16 is advertised by cpuid.ts). */
 export function cmpxchg16b(cpu: Cpu, i: Insn): void {
-  if ((cpu.platform.cpuid.cpuid(1, 0).ecx & (1 << 13)) === 0) ud(cpu);
   const g = cpu.gpr;
   const addr = ea(cpu, i);
   if (addr % 16 !== 0) raise(cpu, 13, 0);
@@ -770,7 +769,8 @@ export function daa(cpu: Cpu): void {
   let al = g[0] & 0xff;
   const oldAl = al, oldCf = getCF(cpu);
   let f = getArithFlags(cpu) & ~(F.CF | F.AF | F.OF);
-  if ((al & 0xf) > 9 || getAF(cpu)) { al = (al + 6) & 0xff; f |= F.AF; }
+  // SDM: CF also picks up the carry out of the low-nibble adjustment.
+  if ((al & 0xf) > 9 || getAF(cpu)) { if (al + 6 > 0xff) f |= F.CF; al = (al + 6) & 0xff; f |= F.AF; }
   if (oldAl > 0x99 || oldCf) { al = (al + 0x60) & 0xff; f |= F.CF; }
   g[0] = (g[0] & ~0xff) | al;
   setArithFlags(cpu, setSzp8(f, al));
@@ -780,7 +780,8 @@ export function das(cpu: Cpu): void {
   let al = g[0] & 0xff;
   const oldAl = al, oldCf = getCF(cpu);
   let f = getArithFlags(cpu) & ~(F.CF | F.AF | F.OF);
-  if ((al & 0xf) > 9 || getAF(cpu)) { al = (al - 6) & 0xff; f |= F.AF; }
+  // SDM: CF = old CF or the borrow out of the low-nibble adjustment.
+  if ((al & 0xf) > 9 || getAF(cpu)) { if (al < 6) f |= F.CF; al = (al - 6) & 0xff; f |= F.AF; }
   if (oldAl > 0x99 || oldCf) { al = (al - 0x60) & 0xff; f |= F.CF; }
   g[0] = (g[0] & ~0xff) | al;
   setArithFlags(cpu, setSzp8(f, al));

@@ -13,6 +13,7 @@ import { GuestMemory } from '../../platform/memory.js';
 import { IoBus, MmioBus } from '../../platform/bus.js';
 import { VirtualClock } from '../../platform/clock.js';
 import { Cpu } from './cpu.js';
+import { simd } from './exec-system.js';
 import { runCpu } from './run-loop.js';
 import { Mode, Seg } from './cpu-state.js';
 import { getRflags, setRflags } from './flags.js';
@@ -88,6 +89,7 @@ export function createTestMachine(opts?: { memoryBytes?: number; cpl?: 0 | 3 }):
   const mem = platform.memory;
   const view = mem.view;
   const cpu = new Cpu(0, platform);
+  if (simd !== null) { cpu.fpu = simd.createFpuState(); simd.resetFpuState(cpu.fpu); }
   let ptNext = PT_POOL_START + PAGE; // first pool page is the PML4
   let dataNext = DATA_START;
   const pml4 = PT_POOL_START;
