@@ -6,6 +6,12 @@ commands:
   run            boot a transient VM with the serial console on this terminal
   image build    build (or refresh) the default guest image
   check          report whether this host can run the kvm and emulated backends
+  serve          the management service (inventory, a worker per VM, REST API, web console)
+  new-vm, get-vm, set-vm, start-vm, stop-vm, suspend-vm, resume-vm, restart-vm, remove-vm, connect-vm,
+  get-vmintegrationservice, enable-vmintegrationservice, disable-vmintegrationservice,
+  get-vmkvp, set-vmkvp, get-vmhost, get-vmevent
+                 manage VMs through the service, in Hyper-V's vocabulary (each takes --help)
+  completion bash   print the bash completion script
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -34,6 +40,11 @@ const commands: Record<string, () => Promise<unknown>> = {
   run: () => import('./run.js'),
   image: () => import('./image.js'),
   check: () => import('./check.js'),
+  serve: () => import('./serve.js'),
+  completion: () => import('./completion.js'),
+  ...Object.fromEntries(['new-vm', 'get-vm', 'set-vm', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'remove-vm',
+    'connect-vm', 'get-vmintegrationservice', 'enable-vmintegrationservice', 'disable-vmintegrationservice', 'get-vmkvp', 'set-vmkvp',
+    'get-vmhost', 'get-vmevent'].map((c) => [c, () => import('./vm-commands.js').then((m) => ({ default: m.VM_COMMANDS[c] }))])),
 };
 
 main(process.argv.slice(2)).then(

@@ -148,6 +148,9 @@ export class Partition {
 
   turnOff(reason = 'turned off'): void { this.shutdown(0, reason); }
 
+  /** Hard reset (Hyper-V's Reset / Restart-VM): the machine restarts from its firmware. */
+  reset(reason = 'reset by the host'): void { this.requestReset(reason); }
+
   pause(): void { if (!this.paused) { this.paused = true; this.clock.pause(); this.kick(); } }
   resume(): void {
     if (!this.paused) return;

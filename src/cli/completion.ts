@@ -1,0 +1,72 @@
+/** `hyperts completion bash`: prints a bash completion script (commands, options, VM names, service names). */
+const OPTIONS: Record<string, string> = {
+  'new-vm': '--memory --cpus --processor --enlightened --kernel --initrd --cmdline --com1 --notes --disable-ic --json',
+  'get-vm': '--json --names',
+  'set-vm': '--memory --cpus --processor --enlightened --kernel --initrd --cmdline --com1 --notes --new-name --json',
+  'start-vm': '--json', 'suspend-vm': '--json', 'resume-vm': '--json', 'restart-vm': '--json',
+  'stop-vm': '--turn-off --force --no-wait --timeout --json',
+  'remove-vm': '', 'connect-vm': '', 'get-vmhost': '--json', 'get-vmevent': '--limit --json',
+  'get-vmintegrationservice': '--json', 'enable-vmintegrationservice': '--json', 'disable-vmintegrationservice': '--json',
+  'get-vmkvp': '--json', 'set-vmkvp': '--remove',
+  serve: '--data-dir --listen --token-file --quiet',
+  run: '--processor --kernel --initrd --append --memory --cpus --enlightenments --gdb --clock --quiet',
+  check: '--json --no-speed --device', image: 'build', completion: 'bash',
+};
+const CONNECTION = '--data-dir --url --token';
+const TAKES_VM = ['get-vm', 'set-vm', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'remove-vm', 'connect-vm',
+  'get-vmintegrationservice', 'enable-vmintegrationservice', 'disable-vmintegrationservice', 'get-vmkvp', 'set-vmkvp', 'get-vmevent'];
+const VALUES: Record<string, string> = {
+  '--processor': 'auto kvm emulated', '--enlightened': 'on off', '--enlightenments': 'on off', '--com1': 'console none', '--clock': 'realtime warp',
+};
+
+export function bashCompletion(): string {
+  const cases = Object.entries(OPTIONS).map(([c, o]) => `    ${c}) opts="${o}${c.includes('vm') ? ` ${CONNECTION}` : ''}" ;;`).join('\n');
+  const values = Object.entries(VALUES).map(([o, v]) => `    ${o}) COMPREPLY=($(compgen -W "${v}" -- "$cur")); return ;;`).join('\n');
+  return `# bash completion for hyperts: source <(hyperts completion bash)
+_hyperts() {
+  local cur prev cmd opts
+  cur="\${COMP_WORDS[COMP_CWORD]}"
+  prev="\${COMP_WORDS[COMP_CWORD-1]}"
+  if [ "$COMP_CWORD" -eq 1 ]; then
+    COMPREPLY=($(compgen -W "${Object.keys(OPTIONS).join(' ')} help" -- "$cur"))
+    return
+  fi
+  cmd="\${COMP_WORDS[1]}"
+  case "$prev" in
+${values}
+    --kernel|--initrd|--data-dir|--token-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+  esac
+  case "$cmd" in
+${cases}
+    *) opts="" ;;
+  esac
+  if [[ "$cur" == --* ]]; then
+    COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+    return
+  fi
+  case "$cmd" in
+    enable-vmintegrationservice|disable-vmintegrationservice)
+      if [ "$COMP_CWORD" -ge 3 ]; then
+        COMPREPLY=($(compgen -W "Heartbeat Shutdown timesync kvp VSS" -- "$cur"))
+        return
+      fi ;;
+  esac
+  case " ${TAKES_VM.join(' ')} " in
+    *" $cmd "*)
+      local names
+      names=$(hyperts get-vm --names 2>/dev/null)
+      COMPREPLY=($(compgen -W "$names" -- "$cur")) ;;
+  esac
+}
+complete -F _hyperts hyperts
+`;
+}
+
+export default async function completion(args: string[]): Promise<number> {
+  if (args[0] !== 'bash') {
+    process.stderr.write(`usage: hyperts completion bash   (then: source <(hyperts completion bash), or save it under /etc/bash_completion.d/hyperts)\n`);
+    return args.length ? 2 : 0;
+  }
+  process.stdout.write(bashCompletion());
+  return 0;
+}

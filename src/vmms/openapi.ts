@@ -1,0 +1,94 @@
+/** OpenAPI 3.1 description of the service's REST API (served at /api/v1/openapi.json). */
+import { IC_NAMES } from '../vsp/ic/integration-services.js';
+import { VM_STATES } from './states.js';
+
+const ref = (n: string): object => ({ $ref: `#/components/schemas/${n}` });
+const json = (schema: object): object => ({ content: { 'application/json': { schema } } });
+const err = (description: string): object => ({ description, ...json(ref('Error')) });
+const name = { name: 'name', in: 'path', required: true, description: 'VM name (case-insensitive)', schema: { type: 'string' } };
+const vmResult = { 200: { description: 'the VM after the operation', ...json(ref('VM')) }, 404: err('no such VM'), 409: err('the VM is in a state that does not allow this') };
+const action = (summary: string, extra: object = {}): object => ({ post: { summary, parameters: [name], ...extra, responses: vmResult } });
+
+export function openApiDocument(): object {
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'hyperts management service', version: '1.0.0',
+      description: 'VMMS-style API: inventory, VM state changes, integration services, KVP and metrics. ' +
+        'Unix socket: no token. TCP: every request needs "Authorization: Bearer <token>" (WebSockets may pass ?token=). ' +
+        'WebSockets: /api/v1/live (JSON messages {type:"vms"|"event"}) and /api/v1/vms/{name}/console (binary COM1 stream, both ways).',
+    },
+    servers: [{ url: '/api/v1' }],
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      schemas: {
+        Error: { type: 'object', required: ['error'], properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' } } } } },
+        VMSettings: {
+          type: 'object', additionalProperties: false,
+          properties: {
+            name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' },
+            processor: { enum: ['auto', 'kvm', 'emulated'] },
+            cpus: { type: 'integer', minimum: 1 },
+            memory: { oneOf: [{ type: 'string', examples: ['512M', '1G'] }, { type: 'integer', description: 'bytes' }], description: '64M to 16G, a multiple of 4K' },
+            enlightened: { type: 'boolean' },
+            kernel: { type: ['string', 'null'], description: 'null: the default guest image' },
+            initrd: { type: ['string', 'null'] },
+            cmdline: { type: 'string' },
+            com1: { enum: ['console', 'none'] },
+            integrationServices: { type: 'object', propertyNames: { enum: [...IC_NAMES] }, additionalProperties: { type: 'boolean' } },
+            notes: { type: 'string' },
+          },
+        },
+        VM: {
+          type: 'object',
+          properties: {
+            id: { type: 'string' }, name: { type: 'string' }, state: { enum: [...VM_STATES] }, status: { type: 'string' },
+            cpuUsage: { type: 'number', description: 'percent of the host\'s total processor time' },
+            memoryAssignedBytes: { type: 'integer' }, uptimeSeconds: { type: 'integer' },
+            heartbeat: { type: ['string', 'null'] }, osName: { type: ['string', 'null'] }, osVersion: { type: ['string', 'null'] },
+            ipAddresses: { type: 'array', items: { type: 'string' } }, backend: { type: ['string', 'null'] },
+            workerPid: { type: ['integer', 'null'] }, created: { type: 'string', format: 'date-time' }, config: { type: 'object' },
+          },
+        },
+        IntegrationService: { type: 'object', properties: { name: { enum: [...IC_NAMES] }, enabled: { type: 'boolean' }, status: { type: ['string', 'null'] }, protocol: { type: ['string', 'null'] } } },
+        Event: { type: 'object', properties: { seq: { type: 'integer' }, time: { type: 'integer' }, vmId: { type: ['string', 'null'] }, vmName: { type: ['string', 'null'] }, from: { type: ['string', 'null'] }, to: { type: ['string', 'null'] }, message: { type: 'string' } } },
+      },
+    },
+    security: [{}, { bearer: [] }],
+    paths: {
+      '/openapi.json': { get: { summary: 'this document', responses: { 200: { description: 'OpenAPI document' } } } },
+      '/host': { get: { summary: 'Get-VMHost: host check and capacity', responses: { 200: { description: 'host facts, check report and capacity' } } } },
+      '/vms': {
+        get: { summary: 'Get-VM: all VMs', responses: { 200: { description: 'VMs', ...json({ type: 'array', items: ref('VM') }) } } },
+        post: { summary: 'New-VM', requestBody: { required: true, ...json({ allOf: [ref('VMSettings')], required: ['name'] }) }, responses: { 201: { description: 'created', ...json(ref('VM')) }, 400: err('invalid settings or malformed body'), 409: err('duplicate name') } },
+      },
+      '/vms/{name}': {
+        get: { summary: 'Get-VM NAME', parameters: [name], responses: { 200: { description: 'the VM', ...json(ref('VM')) }, 404: err('no such VM') } },
+        patch: { summary: 'Set-VM', parameters: [name], requestBody: { required: true, ...json(ref('VMSettings')) }, responses: { ...vmResult, 400: err('invalid settings') } },
+        delete: { summary: 'Remove-VM (the VM must be Off)', parameters: [name], responses: { 204: { description: 'removed' }, 404: err('no such VM'), 409: err('not Off') } },
+      },
+      '/vms/{name}/start': action('Start-VM: Off -> Starting -> Running'),
+      '/vms/{name}/stop': action('Stop-VM: graceful through the Shutdown integration service; turnOff powers off at once; force turns off when the guest does not comply', {
+        requestBody: { required: false, ...json({ type: 'object', properties: { turnOff: { type: 'boolean' }, force: { type: 'boolean' }, wait: { type: 'boolean', description: 'wait for Off (default true)' }, timeoutSeconds: { type: 'number' } } }) },
+      }),
+      '/vms/{name}/suspend': action('Suspend-VM: Running -> Paused'),
+      '/vms/{name}/resume': action('Resume-VM: Paused -> Running'),
+      '/vms/{name}/restart': action('Restart-VM (Reset): hard reset'),
+      '/vms/{name}/integration-services': { get: { summary: 'Get-VMIntegrationService', parameters: [name], responses: { 200: { description: 'services', ...json({ type: 'array', items: ref('IntegrationService') }) }, 404: err('no such VM') } } },
+      '/vms/{name}/integration-services/{service}': {
+        put: {
+          summary: 'Enable-/Disable-VMIntegrationService', parameters: [name, { name: 'service', in: 'path', required: true, schema: { enum: [...IC_NAMES] } }],
+          requestBody: { required: true, ...json({ type: 'object', required: ['enabled'], properties: { enabled: { type: 'boolean' } } }) },
+          responses: { 200: { description: 'services', ...json({ type: 'array', items: ref('IntegrationService') }) }, 400: err('unknown service'), 404: err('no such VM') },
+        },
+      },
+      '/vms/{name}/kvp': { get: { summary: 'KVP: the guest\'s intrinsic pool (OSName, OSVersion, addresses) and the host keys', parameters: [name], responses: { 200: { description: 'pools', ...json({ type: 'object', properties: { guest: { type: 'object' }, host: { type: 'object' } } }) }, 409: err('not running or KVP not available') } } },
+      '/vms/{name}/kvp/{key}': {
+        put: { summary: 'set a host key (pool 0)', parameters: [name, { name: 'key', in: 'path', required: true, schema: { type: 'string' } }], requestBody: { required: true, ...json({ type: 'object', required: ['value'], properties: { value: { type: 'string' } } }) }, responses: { 204: { description: 'set' }, 409: err('not available') } },
+        delete: { summary: 'remove a host key', parameters: [name, { name: 'key', in: 'path', required: true, schema: { type: 'string' } }], responses: { 204: { description: 'removed' }, 409: err('not available') } },
+      },
+      '/vms/{name}/events': { get: { summary: 'event log of one VM', parameters: [name, { name: 'limit', in: 'query', schema: { type: 'integer' } }, { name: 'after', in: 'query', schema: { type: 'integer' } }], responses: { 200: { description: 'events', ...json({ type: 'array', items: ref('Event') }) } } } },
+      '/events': { get: { summary: 'event log of the service', parameters: [{ name: 'limit', in: 'query', schema: { type: 'integer' } }, { name: 'after', in: 'query', schema: { type: 'integer' } }], responses: { 200: { description: 'events', ...json({ type: 'array', items: ref('Event') }) } } } },
+    },
+  };
+}

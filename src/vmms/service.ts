@@ -1,0 +1,553 @@
+/**
+ * The management service (Hyper-V's VMMS): owns the inventory, runs each started VM in its own worker
+ * process, drives the VM state machine and records every transition in the event log. Clients (REST API,
+ * WebSocket, CLI, web console) only ever talk to this class.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { cpus, freemem, totalmem, hostname } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { applySettings, defaultConfig, icName, validateName, type VmConfig } from './config.js';
+import { VmmsError, badRequest, conflict, notFound } from './errors.js';
+import { Inventory, type VmEvent, type VmRecord } from './store.js';
+import { ACTIVE_STATES, type VmState } from './states.js';
+import type { FromWorker, ToWorker, WorkerOp, WorkerStartConfig, WorkerStatus } from './worker-protocol.js';
+import { defaultImagePaths } from '../image/builder.js';
+import { IC_NAMES, type IcName, type IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
+
+export interface ServiceOptions {
+  dataDir: string;
+  /** Worker module (tests may substitute one); default: ./worker.js next to this file. */
+  workerPath?: string;
+  /** Where the default guest image is looked up; default: src/image/builder.ts's defaultImagePaths(). */
+  defaultImage?: () => { kernel: string; initrd: string; cmdline: string };
+  /** Grace time of a turn-off before the worker is killed. */
+  turnOffGraceMs?: number;
+  log?: (msg: string) => void;
+}
+
+export interface VmView {
+  id: string;
+  name: string;
+  state: VmState;
+  /** Hyper-V's Status column: "Operating normally" or what went wrong last. */
+  status: string;
+  /** Share of the host's total processor time used by the VM's worker, in percent. */
+  cpuUsage: number;
+  memoryAssignedBytes: number;
+  uptimeSeconds: number;
+  heartbeat: string | null;
+  osName: string | null;
+  osVersion: string | null;
+  ipAddresses: string[];
+  backend: string | null;
+  workerPid: number | null;
+  created: string;
+  config: VmConfig;
+}
+
+export interface IntegrationServiceView { name: IcName; enabled: boolean; status: string | null; protocol: string | null }
+
+export interface StopOptions { turnOff?: boolean; force?: boolean; wait?: boolean; timeoutMs?: number }
+
+const CONSOLE_HISTORY = 256 * 1024;
+const REQUEST_TIMEOUT_MS = 60_000;
+const CLK_TCK = 100;
+
+interface Runtime {
+  child: ChildProcess;
+  pid: number;
+  startedAt: number;
+  backend: string | null;
+  status: WorkerStatus | null;
+  pending: Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>;
+  nextId: number;
+  /** Why the worker is ending, when the service or the guest decided it (otherwise it crashed). */
+  exitReason: string | null;
+  stderrTail: string;
+  exited: Promise<void>;
+  cpuTicks: number;
+  cpuAt: number;
+  cpuUsage: number;
+}
+
+interface Entry {
+  rec: VmRecord;
+  rt: Runtime | null;
+  lastError: string | null;
+  history: Buffer[];
+  historyBytes: number;
+  consoleListeners: Set<(b: Uint8Array) => void>;
+}
+
+export class VmmsService extends EventEmitter {
+  readonly inventory: Inventory;
+  private readonly entries = new Map<string, Entry>();
+  private readonly workerPath: string;
+  private readonly metricsTimer: NodeJS.Timeout;
+  private hostCache: { at: number; value: unknown } | null = null;
+  private closing = false;
+  private readonly log: (msg: string) => void;
+
+  constructor(private readonly o: ServiceOptions) {
+    super();
+    mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
+    this.inventory = new Inventory(join(o.dataDir, 'inventory.sqlite'));
+    this.workerPath = o.workerPath ?? fileURLToPath(new URL('./worker.js', import.meta.url));
+    this.log = o.log ?? (() => {});
+    for (const rec of this.inventory.list()) {
+      const e: Entry = { rec, rt: null, lastError: null, history: [], historyBytes: 0, consoleListeners: new Set() };
+      this.entries.set(rec.id, e);
+      // A VM is only running while a worker of this service runs it: after a restart none does.
+      if (rec.state !== 'Off' && rec.state !== 'Saved') {
+        this.transition(e, 'Off', 'the management service restarted and the VM\'s worker process was gone');
+      }
+    }
+    this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `management service started (data directory ${o.dataDir})` });
+    this.metricsTimer = setInterval(() => this.sampleMetrics(), 1000);
+    this.metricsTimer.unref();
+  }
+
+  // ---- inventory -------------------------------------------------------------------------------------
+
+  private entry(name: string): Entry {
+    if (typeof name !== 'string') throw notFound(String(name));
+    for (const e of this.entries.values()) if (e.rec.name.toLowerCase() === name.toLowerCase()) return e;
+    throw notFound(name);
+  }
+
+  list(): VmView[] {
+    return [...this.entries.values()].sort((a, b) => a.rec.name.localeCompare(b.rec.name)).map((e) => this.view(e));
+  }
+
+  get(name: string): VmView { return this.view(this.entry(name)); }
+
+  create(input: unknown): VmView {
+    const body = (typeof input === 'object' && input !== null && !Array.isArray(input)) ? input as Record<string, unknown> : null;
+    if (!body) throw badRequest('the request body must be a JSON object with at least a "name"');
+    const name = validateName(body.name);
+    if (this.find(name)) throw new VmmsError(409, 'DuplicateName', `a virtual machine named '${name}' already exists (pick another name, or remove-vm ${name} first)`);
+    const { config } = applySettings(defaultConfig(name), body);
+    const rec = this.inventory.insert(config);
+    const e: Entry = { rec, rt: null, lastError: null, history: [], historyBytes: 0, consoleListeners: new Set() };
+    this.entries.set(rec.id, e);
+    this.record(e, null, 'Off', `created (${config.memoryBytes / 1048576} MB, ${config.cpus} vCPU, processor ${config.processor})`);
+    return this.view(e);
+  }
+
+  update(name: string, input: unknown): VmView {
+    const e = this.entry(name);
+    const { config, changed } = applySettings(e.rec.config, input);
+    if (!changed.length) return this.view(e);
+    if (changed.includes('name')) {
+      const other = this.find(config.name);
+      if (other && other !== e) throw new VmmsError(409, 'DuplicateName', `a virtual machine named '${config.name}' already exists`);
+    }
+    const live = new Set(['notes', 'integrationServices', 'name']);
+    const offline = changed.filter((c) => !live.has(c));
+    if (offline.length && e.rec.state !== 'Off') {
+      throw conflict(`VM '${e.rec.name}' is ${e.rec.state}: ${offline.join(', ')} can be changed only while it is Off (stop-vm ${e.rec.name} first)`);
+    }
+    const before = e.rec.config;
+    e.rec.config = config;
+    e.rec.name = config.name;
+    this.inventory.updateConfig(e.rec.id, config);
+    this.record(e, null, null, `configuration changed: ${changed.join(', ')}`);
+    if (changed.includes('integrationServices') && e.rt) {
+      for (const n of IC_NAMES) {
+        if (before.integrationServices[n] !== config.integrationServices[n]) void this.request(e, { op: 'icSet', name: n, enabled: config.integrationServices[n] }).catch(() => {});
+      }
+    }
+    this.changed(e);
+    return this.view(e);
+  }
+
+  remove(name: string): void {
+    const e = this.entry(name);
+    if (e.rec.state !== 'Off' && e.rec.state !== 'Saved') {
+      throw conflict(`VM '${e.rec.name}' is ${e.rec.state}: turn it off before removing it (stop-vm ${e.rec.name} --turn-off)`);
+    }
+    this.inventory.remove(e.rec.id);
+    this.entries.delete(e.rec.id);
+    this.record(e, e.rec.state, null, 'removed');
+    this.emit('removed', e.rec.name);
+  }
+
+  events(o: { name?: string; limit?: number; after?: number } = {}): VmEvent[] {
+    const vmId = o.name !== undefined ? this.entry(o.name).rec.id : undefined;
+    return this.inventory.events({ vmId, limit: o.limit, after: o.after });
+  }
+
+  private find(name: string): Entry | null {
+    for (const e of this.entries.values()) if (e.rec.name.toLowerCase() === name.toLowerCase()) return e;
+    return null;
+  }
+
+  // ---- state machine ---------------------------------------------------------------------------------
+
+  private record(e: Entry, from: VmState | null, to: VmState | null, message: string): void {
+    const ev = this.inventory.addEvent({ vmId: e.rec.id, vmName: e.rec.name, from, to, message });
+    this.log(`${e.rec.name}: ${from && to ? `${from} -> ${to}: ` : ''}${message}`);
+    this.emit('event', ev);
+  }
+
+  private transition(e: Entry, to: VmState, message: string): void {
+    const from = e.rec.state;
+    e.rec.state = to;
+    this.inventory.setState(e.rec.id, to);
+    this.record(e, from, to, message);
+    this.changed(e);
+  }
+
+  private changed(e: Entry): void { this.emit('changed', e.rec.name); }
+
+  private requireState(e: Entry, allowed: VmState[], action: string, fix: string): void {
+    if (!allowed.includes(e.rec.state)) throw conflict(`cannot ${action} VM '${e.rec.name}': it is ${e.rec.state}${fix ? ` (${fix})` : ''}`);
+  }
+
+  private workerConfig(c: VmConfig): WorkerStartConfig {
+    let kernel = c.boot.kernel;
+    let initrd = c.boot.initrd ?? undefined;
+    let cmdline = c.boot.cmdline;
+    if (!kernel) {
+      const img = this.o.defaultImage ? this.o.defaultImage() : defaultImagePaths();
+      if (!existsSync(img.kernel) || !existsSync(img.initrd)) {
+        throw conflict(`cannot start VM '${c.name}': the default guest image is not built yet; run 'hyperts image build' (or set-vm ${c.name} --kernel FILE)`);
+      }
+      kernel = img.kernel;
+      initrd = img.initrd;
+      cmdline = `${img.cmdline} ${cmdline}`.trim();
+    } else {
+      if (!existsSync(kernel)) throw conflict(`cannot start VM '${c.name}': kernel file '${kernel}' does not exist (set-vm ${c.name} --kernel FILE)`);
+      if (initrd && !existsSync(initrd)) throw conflict(`cannot start VM '${c.name}': initrd file '${initrd}' does not exist (set-vm ${c.name} --initrd FILE)`);
+    }
+    return {
+      name: c.name, processor: c.processor, memoryBytes: c.memoryBytes, cpus: c.cpus, enlightened: c.enlightened,
+      kernel, initrd, cmdline, integrationServices: c.integrationServices, com1: c.com1 === 'console',
+    };
+  }
+
+  /** Start-VM: Off -> Starting -> Running once the worker has built the partition. */
+  async start(name: string): Promise<VmView> {
+    const e = this.entry(name);
+    if (this.closing) throw new VmmsError(503, 'ServiceStopping', 'the management service is stopping');
+    this.requireState(e, ['Off'], 'start', e.rec.state === 'Paused' ? `resume-vm ${e.rec.name}` : '');
+    const wc = this.workerConfig(e.rec.config);
+    e.lastError = null;
+    e.history = []; e.historyBytes = 0;
+    this.transition(e, 'Starting', 'start requested');
+    const child = fork(this.workerPath, [], { serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [] });
+    let resolveExit!: () => void;
+    const rt: Runtime = {
+      child, pid: child.pid ?? -1, startedAt: 0, backend: null, status: null, pending: new Map(), nextId: 1, exitReason: null,
+      stderrTail: '', exited: new Promise((r) => { resolveExit = r; }), cpuTicks: 0, cpuAt: Date.now(), cpuUsage: 0,
+    };
+    e.rt = rt;
+    child.stderr!.on('data', (d: Buffer) => { rt.stderrTail = (rt.stderrTail + d.toString()).slice(-2000); });
+    const started = new Promise<void>((resolve, reject) => {
+      child.on('message', (m: FromWorker) => {
+        switch (m.t) {
+          case 'started':
+            rt.backend = m.backend;
+            rt.startedAt = Date.now();
+            this.transition(e, 'Running', `worker process ${rt.pid} started the VM (processor ${m.backend})`);
+            resolve();
+            break;
+          case 'failed':
+            rt.exitReason = `start failed: ${m.error}`;
+            e.lastError = rt.exitReason;
+            reject(conflict(`cannot start VM '${e.rec.name}': ${m.error}`));
+            break;
+          case 'status': rt.status = m.status; break;
+          case 'console': this.consoleOutput(e, m.data); break;
+          case 'log': this.log(`${e.rec.name}: ${m.message}`); break;
+          case 'exit':
+            rt.exitReason ??= m.code === 0 ? `the guest powered off (${m.reason})` : `the guest stopped: ${m.reason} (exit code ${m.code})`;
+            break;
+          case 'res': {
+            const p = rt.pending.get(m.id);
+            if (!p) break;
+            rt.pending.delete(m.id);
+            clearTimeout(p.timer);
+            if (m.ok) p.resolve(m.value);
+            else p.reject(new VmmsError(409, m.code, m.error));
+            break;
+          }
+        }
+      });
+      child.on('exit', (code, signal) => {
+        const unexpected = rt.exitReason === null;
+        const why = rt.exitReason ?? `worker process ${rt.pid} ended unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`})` +
+          (rt.stderrTail.trim() ? `: ${rt.stderrTail.trim().split('\n').slice(-3).join(' | ')}` : '');
+        if (unexpected) e.lastError = why;
+        for (const p of rt.pending.values()) { clearTimeout(p.timer); p.reject(conflict(`VM '${e.rec.name}' stopped: ${why}`)); }
+        rt.pending.clear();
+        e.rt = null;
+        if (this.entries.has(e.rec.id)) this.transition(e, 'Off', why);
+        reject(conflict(`cannot start VM '${e.rec.name}': ${why}`));
+        resolveExit();
+      });
+      child.on('error', (err) => { rt.stderrTail += `\n${err.message}`; });
+    });
+    child.send({ t: 'start', config: wc } satisfies ToWorker);
+    await started;
+    return this.view(e);
+  }
+
+  private request(e: Entry, req: WorkerOp, timeoutMs = REQUEST_TIMEOUT_MS): Promise<unknown> {
+    const rt = e.rt;
+    if (!rt || !rt.child.connected) return Promise.reject(conflict(`VM '${e.rec.name}' is not running`));
+    const id = rt.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        rt.pending.delete(id);
+        reject(new VmmsError(504, 'Timeout', `VM '${e.rec.name}': the worker did not answer ${req.op} within ${timeoutMs / 1000} s`));
+      }, timeoutMs);
+      rt.pending.set(id, { resolve, reject, timer });
+      rt.child.send({ t: 'req', id, req } satisfies ToWorker);
+    });
+  }
+
+  /** Stop-VM: graceful through the Shutdown integration service, or --turn-off, or --force (graceful, then off). */
+  async stop(name: string, o: StopOptions = {}): Promise<VmView> {
+    const e = this.entry(name);
+    if (o.turnOff) {
+      this.requireState(e, ['Starting', 'Running', 'Paused', 'Pausing', 'Resuming', 'Reset', 'Stopping'], 'turn off', 'it is already off');
+      await this.turnOff(e, 'turned off by the user');
+      return this.view(e);
+    }
+    this.requireState(e, ['Running', 'Paused'], 'shut down', e.rec.state === 'Off' ? 'it is already off' : 'wait for it to be Running');
+    if (e.rec.state === 'Paused') {
+      if (!o.force) throw conflict(`cannot shut down VM '${e.rec.name}': it is Paused and a paused guest cannot answer (resume-vm ${e.rec.name} first, or stop-vm ${e.rec.name} --turn-off)`);
+      await this.turnOff(e, 'forced stop of a paused VM: turned off');
+      return this.view(e);
+    }
+    this.transition(e, 'Stopping', `shut down requested through the Shutdown integration service${o.force ? ' (forced)' : ''}`);
+    const rt = e.rt!;
+    try {
+      await this.request(e, { op: 'shutdown', reboot: false, force: o.force === true });
+    } catch (err) {
+      const msg = (err as Error).message;
+      if (o.force && e.rt) {
+        await this.turnOff(e, `forced stop: the guest did not accept the shutdown (${msg}), turned off`);
+        return this.view(e);
+      }
+      if (e.rt === rt && e.rec.state === 'Stopping') this.transition(e, 'Running', `shut down failed: ${msg}`);
+      throw conflict(`cannot shut down VM '${e.rec.name}' gracefully: ${msg} Use 'stop-vm ${e.rec.name} --turn-off' to power it off (unsaved guest data is lost).`);
+    }
+    rt.exitReason = 'shut down by the guest operating system at the host\'s request';
+    if (o.wait === false) return this.view(e);
+    const timeoutMs = o.timeoutMs ?? 120_000;
+    const done = await Promise.race([rt.exited.then(() => true), sleep(timeoutMs).then(() => false)]);
+    if (!done && e.rt === rt) {
+      if (o.force) { await this.turnOff(e, `forced stop: the guest did not power off within ${timeoutMs / 1000} s, turned off`); return this.view(e); }
+      throw new VmmsError(504, 'Timeout', `VM '${e.rec.name}' accepted the shutdown but has not powered off after ${timeoutMs / 1000} s (stop-vm ${e.rec.name} --turn-off to force it)`);
+    }
+    return this.view(e);
+  }
+
+  private async turnOff(e: Entry, reason: string): Promise<void> {
+    const rt = e.rt;
+    if (!rt) return;
+    rt.exitReason = reason;
+    if (e.rec.state !== 'Stopping') this.transition(e, 'Stopping', 'turn off requested');
+    if (rt.child.connected) rt.child.send({ t: 'req', id: 0, req: { op: 'turnOff', reason } } satisfies ToWorker);
+    const graceful = await Promise.race([rt.exited.then(() => true), sleep(this.o.turnOffGraceMs ?? 5000).then(() => false)]);
+    if (!graceful) {
+      rt.exitReason = `${reason} (the worker did not stop within the grace time and was killed)`;
+      rt.child.kill('SIGKILL');
+      await rt.exited;
+    }
+  }
+
+  /** Suspend-VM: Running -> Pausing -> Paused. */
+  async suspend(name: string): Promise<VmView> {
+    const e = this.entry(name);
+    this.requireState(e, ['Running'], 'pause', '');
+    this.transition(e, 'Pausing', 'pause requested');
+    try { await this.request(e, { op: 'pause' }); } catch (err) { if (e.rt) this.transition(e, 'Running', `pause failed: ${(err as Error).message}`); throw err; }
+    this.transition(e, 'Paused', 'paused');
+    return this.view(e);
+  }
+
+  /** Resume-VM: Paused -> Resuming -> Running. */
+  async resume(name: string): Promise<VmView> {
+    const e = this.entry(name);
+    this.requireState(e, ['Paused'], 'resume', e.rec.state === 'Off' ? `start-vm ${e.rec.name}` : '');
+    this.transition(e, 'Resuming', 'resume requested');
+    try { await this.request(e, { op: 'resume' }); } catch (err) { if (e.rt) this.transition(e, 'Paused', `resume failed: ${(err as Error).message}`); throw err; }
+    this.transition(e, 'Running', 'resumed');
+    return this.view(e);
+  }
+
+  /** Restart-VM (Hyper-V's Reset): a hard reset of the running machine. */
+  async restart(name: string): Promise<VmView> {
+    const e = this.entry(name);
+    this.requireState(e, ['Running', 'Paused'], 'reset', e.rec.state === 'Off' ? `start-vm ${e.rec.name}` : '');
+    const wasPaused = e.rec.state === 'Paused';
+    this.transition(e, 'Reset', 'reset requested');
+    await this.request(e, { op: 'reset' });
+    if (wasPaused) await this.request(e, { op: 'resume' });
+    this.transition(e, 'Running', 'reset done: the machine restarts from its firmware');
+    return this.view(e);
+  }
+
+  // ---- integration services and KVP --------------------------------------------------------------------
+
+  async integrationServices(name: string): Promise<IntegrationServiceView[]> {
+    const e = this.entry(name);
+    if (e.rt && e.rec.config.enlightened && e.rec.state !== 'Starting') {
+      const list = await this.request(e, { op: 'icList' }) as IntegrationServiceInfo[];
+      return list.map((i) => ({ name: i.name, enabled: i.enabled, status: i.status, protocol: i.protocol }));
+    }
+    return IC_NAMES.map((n) => ({ name: n, enabled: e.rec.config.integrationServices[n], status: null, protocol: null }));
+  }
+
+  async setIntegrationService(name: string, service: string, enabled: boolean): Promise<IntegrationServiceView[]> {
+    const n = icName(service);
+    this.update(name, { integrationServices: { [n]: enabled } });
+    return this.integrationServices(name);
+  }
+
+  async kvp(name: string): Promise<{ guest: Record<string, string>; host: Record<string, string> }> {
+    const e = this.entry(name);
+    this.requireRunningIcs(e, 'read the key-value pairs of');
+    return await this.request(e, { op: 'kvpRead' }) as { guest: Record<string, string>; host: Record<string, string> };
+  }
+
+  async setKvp(name: string, key: unknown, value: unknown): Promise<void> {
+    const e = this.entry(name);
+    if (typeof key !== 'string' || key.length === 0) throw badRequest('a KVP key must be a non-empty string');
+    if (typeof value !== 'string') throw badRequest('a KVP value must be a string');
+    this.requireRunningIcs(e, 'set a key-value pair on');
+    await this.request(e, { op: 'kvpSet', key, value });
+    this.record(e, null, null, `host KVP key '${key}' set`);
+  }
+
+  async removeKvp(name: string, key: string): Promise<void> {
+    const e = this.entry(name);
+    this.requireRunningIcs(e, 'remove a key-value pair from');
+    await this.request(e, { op: 'kvpRemove', key });
+    this.record(e, null, null, `host KVP key '${key}' removed`);
+  }
+
+  private requireRunningIcs(e: Entry, action: string): void {
+    this.requireState(e, ['Running'], action, e.rec.state === 'Off' ? `KVP data exists only while the guest runs: start-vm ${e.rec.name}` : '');
+    if (!e.rec.config.enlightened) throw conflict(`cannot ${action} VM '${e.rec.name}': it is not enlightened, so it has no integration services`);
+  }
+
+  // ---- console -----------------------------------------------------------------------------------------
+
+  private consoleOutput(e: Entry, data: Uint8Array): void {
+    const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    e.history.push(b);
+    e.historyBytes += b.length;
+    while (e.historyBytes > CONSOLE_HISTORY && e.history.length > 1) e.historyBytes -= e.history.shift()!.length;
+    for (const l of e.consoleListeners) l(b);
+  }
+
+  /** COM1 of the VM: recent output first, then live output to `onOutput`; `write` sends keystrokes. */
+  attachConsole(name: string, onOutput: (b: Uint8Array) => void): { history: Buffer; write: (b: Uint8Array) => void; detach: () => void } {
+    const e = this.entry(name);
+    if (e.rec.config.com1 !== 'console') throw conflict(`VM '${e.rec.name}' has no console: its COM1 is not connected (set-vm ${e.rec.name} --com1 console, while it is off)`);
+    e.consoleListeners.add(onOutput);
+    return {
+      history: Buffer.concat(e.history),
+      write: (b) => { const rt = e.rt; if (rt?.child.connected && b.length) rt.child.send({ t: 'console', data: Buffer.from(b) } satisfies ToWorker); },
+      detach: () => { e.consoleListeners.delete(onOutput); },
+    };
+  }
+
+  // ---- metrics and views -------------------------------------------------------------------------------
+
+  private sampleMetrics(): void {
+    const n = cpus().length || 1;
+    let any = false;
+    for (const e of this.entries.values()) {
+      const rt = e.rt;
+      if (!rt) continue;
+      any = true;
+      const ticks = procTicks(rt.pid);
+      const now = Date.now();
+      if (ticks !== null) {
+        const dt = (now - rt.cpuAt) / 1000;
+        if (rt.cpuTicks > 0 && dt > 0) rt.cpuUsage = Math.max(0, Math.min(100, ((ticks - rt.cpuTicks) / CLK_TCK) / dt / n * 100));
+        rt.cpuTicks = ticks;
+        rt.cpuAt = now;
+      }
+    }
+    if (any) this.emit('metrics');
+  }
+
+  private view(e: Entry): VmView {
+    const rt = e.rt;
+    const running = rt !== null && e.rec.state !== 'Starting';
+    const g = rt?.status?.guest ?? null;
+    const ips = [g?.NetworkAddressIPv4, g?.NetworkAddressIPv6].filter((x): x is string => !!x).flatMap((s) => s.split(';')).filter(Boolean);
+    return {
+      id: e.rec.id, name: e.rec.name, state: e.rec.state,
+      status: e.lastError ? `Error: ${e.lastError}` : 'Operating normally',
+      cpuUsage: running ? Math.round(rt.cpuUsage) : 0,
+      memoryAssignedBytes: rt ? e.rec.config.memoryBytes : 0,
+      uptimeSeconds: running && rt.startedAt ? Math.floor((Date.now() - rt.startedAt) / 1000) : 0,
+      heartbeat: rt?.status?.heartbeat ?? null,
+      osName: g?.OSName ?? null, osVersion: g?.OSVersion ?? null, ipAddresses: ips,
+      backend: rt?.backend ?? null, workerPid: rt?.pid ?? null,
+      created: new Date(e.rec.created).toISOString(),
+      config: structuredClone(e.rec.config),
+    };
+  }
+
+  /** Get-VMHost: the host check plus capacity. */
+  async host(): Promise<unknown> {
+    if (!this.hostCache || Date.now() - this.hostCache.at > 60_000) {
+      const { probeHost } = await import('../host/probe.js');
+      const { evaluateHost } = await import('../host/check.js');
+      const facts = await probeHost({ measureSpeed: false });
+      this.hostCache = { at: Date.now(), value: { facts, check: evaluateHost(facts) } };
+    }
+    const running = [...this.entries.values()].filter((e) => e.rt);
+    const c = cpus();
+    return {
+      name: hostname(),
+      logicalProcessorCount: c.length,
+      processorModel: c[0]?.model ?? null,
+      memoryCapacityBytes: totalmem(),
+      memoryAvailableBytes: freemem(),
+      memoryAssignedToVmsBytes: running.reduce((s, e) => s + e.rec.config.memoryBytes, 0),
+      virtualMachines: this.entries.size,
+      runningVirtualMachines: running.length,
+      dataDirectory: this.o.dataDir,
+      nodeVersion: process.version,
+      ...(this.hostCache.value as object),
+    };
+  }
+
+  /** Turns every running VM off (Hyper-V's automatic stop action, without saved state yet) and closes the store. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    clearInterval(this.metricsTimer);
+    await Promise.all([...this.entries.values()].filter((e) => e.rt).map((e) => this.turnOff(e, 'the management service stopped')));
+    this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: 'management service stopped' });
+    this.inventory.close();
+  }
+
+  /** Worker pid of a running VM (tests and diagnostics). */
+  workerPid(name: string): number | null { return this.entry(name).rt?.pid ?? null; }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => { const t = setTimeout(r, ms); t.unref(); });
+}
+
+/** utime + stime of a process in clock ticks, from /proc (null when it is gone). */
+function procTicks(pid: number): number | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]);
+  } catch { return null; }
+}

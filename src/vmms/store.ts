@@ -1,0 +1,83 @@
+/**
+ * The persistent inventory (VM configurations and last known states) and the event log of every state
+ * transition, in one SQLite file under the data directory.
+ */
+import Database from 'better-sqlite3';
+import { randomUUID } from 'node:crypto';
+import type { VmConfig } from './config.js';
+import type { VmState } from './states.js';
+
+export interface VmRecord { id: string; name: string; config: VmConfig; state: VmState; created: number }
+export interface VmEvent { seq: number; time: number; vmId: string | null; vmName: string | null; from: string | null; to: string | null; message: string }
+
+interface VmRow { id: string; name: string; config: string; state: string; created: number }
+interface EventRow { seq: number; time: number; vm_id: string | null; vm_name: string | null; from_state: string | null; to_state: string | null; message: string }
+
+export class Inventory {
+  private readonly db: Database.Database;
+
+  constructor(file: string) {
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS vms (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE, config TEXT NOT NULL,
+        state TEXT NOT NULL, created INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, vm_id TEXT, vm_name TEXT,
+        from_state TEXT, to_state TEXT, message TEXT NOT NULL);
+      CREATE INDEX IF NOT EXISTS events_vm ON events (vm_id, seq);`);
+  }
+
+  list(): VmRecord[] {
+    return (this.db.prepare('SELECT * FROM vms ORDER BY name COLLATE NOCASE').all() as VmRow[]).map(fromRow);
+  }
+
+  byName(name: string): VmRecord | null {
+    const r = this.db.prepare('SELECT * FROM vms WHERE name = ?').get(name) as VmRow | undefined;
+    return r ? fromRow(r) : null;
+  }
+
+  insert(config: VmConfig): VmRecord {
+    const rec: VmRecord = { id: randomUUID(), name: config.name, config, state: 'Off', created: Date.now() };
+    this.db.prepare('INSERT INTO vms (id, name, config, state, created) VALUES (?, ?, ?, ?, ?)')
+      .run(rec.id, rec.name, JSON.stringify(config), rec.state, rec.created);
+    return rec;
+  }
+
+  updateConfig(id: string, config: VmConfig): void {
+    this.db.prepare('UPDATE vms SET name = ?, config = ? WHERE id = ?').run(config.name, JSON.stringify(config), id);
+  }
+
+  setState(id: string, state: VmState): void {
+    this.db.prepare('UPDATE vms SET state = ? WHERE id = ?').run(state, id);
+  }
+
+  remove(id: string): void {
+    this.db.prepare('DELETE FROM vms WHERE id = ?').run(id);
+  }
+
+  addEvent(e: Omit<VmEvent, 'seq' | 'time'>): VmEvent {
+    const time = Date.now();
+    const r = this.db.prepare('INSERT INTO events (time, vm_id, vm_name, from_state, to_state, message) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(time, e.vmId, e.vmName, e.from, e.to, e.message);
+    return { seq: Number(r.lastInsertRowid), time, ...e };
+  }
+
+  /** Newest last; `vmId` narrows to one VM. */
+  events(o: { vmId?: string; limit?: number; after?: number } = {}): VmEvent[] {
+    const limit = Math.max(1, Math.min(o.limit ?? 100, 10_000));
+    const rows = (o.vmId
+      ? this.db.prepare('SELECT * FROM events WHERE vm_id = ? AND seq > ? ORDER BY seq DESC LIMIT ?').all(o.vmId, o.after ?? 0, limit)
+      : this.db.prepare('SELECT * FROM events WHERE seq > ? ORDER BY seq DESC LIMIT ?').all(o.after ?? 0, limit)) as EventRow[];
+    return rows.reverse().map((r) => ({ seq: r.seq, time: r.time, vmId: r.vm_id, vmName: r.vm_name, from: r.from_state, to: r.to_state, message: r.message }));
+  }
+
+  transaction<T>(fn: () => T): T { return this.db.transaction(fn)(); }
+
+  close(): void { this.db.close(); }
+}
+
+function fromRow(r: VmRow): VmRecord {
+  return { id: r.id, name: r.name, config: JSON.parse(r.config) as VmConfig, state: r.state as VmState, created: r.created };
+}

@@ -1,0 +1,49 @@
+/** Messages between the service and a VM worker process (child_process IPC, 'advanced' serialization). */
+import type { IcName, IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
+
+export interface WorkerStartConfig {
+  name: string;
+  processor: 'auto' | 'kvm' | 'emulated';
+  memoryBytes: number;
+  cpus: number;
+  enlightened: boolean;
+  kernel: string;
+  initrd?: string;
+  cmdline: string;
+  integrationServices: Record<IcName, boolean>;
+  com1: boolean;
+}
+
+export type WorkerOp =
+  | { op: 'turnOff'; reason: string }
+  | { op: 'pause' } | { op: 'resume' } | { op: 'reset' }
+  | { op: 'shutdown'; reboot: boolean; force: boolean }
+  | { op: 'icList' }
+  | { op: 'icSet'; name: IcName; enabled: boolean }
+  | { op: 'kvpRead' }
+  | { op: 'kvpSet'; key: string; value: string }
+  | { op: 'kvpRemove'; key: string };
+
+export type ToWorker =
+  | { t: 'start'; config: WorkerStartConfig }
+  | { t: 'req'; id: number; req: WorkerOp }
+  | { t: 'console'; data: Uint8Array };
+
+export interface WorkerStatus {
+  paused: boolean;
+  backend: string;
+  heartbeat: string | null;
+  ics: IntegrationServiceInfo[] | null;
+  /** The guest's KVP pool 2 (OSName, OSVersion, NetworkAddressIPv4...), once the KVP daemon answered. */
+  guest: Record<string, string> | null;
+}
+
+export type FromWorker =
+  | { t: 'started'; backend: string }
+  | { t: 'status'; status: WorkerStatus }
+  | { t: 'console'; data: Uint8Array }
+  | { t: 'res'; id: number; ok: true; value: unknown }
+  | { t: 'res'; id: number; ok: false; error: string; code: string }
+  | { t: 'log'; message: string }
+  | { t: 'exit'; code: number; reason: string }
+  | { t: 'failed'; error: string };

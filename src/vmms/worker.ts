@@ -1,0 +1,134 @@
+/**
+ * A VM's worker process (Hyper-V's vmwp): the service forks one per running VM, so a guest or device model
+ * that crashes or hangs takes down only this process. It creates the Partition, runs it, forwards the
+ * COM1 console both ways, reports status every second and executes the service's requests.
+ */
+import { Partition } from '../platform/partition.js';
+import { IC_NAMES } from '../vsp/ic/integration-services.js';
+import { IcError } from '../vsp/ic/framework.js';
+import type { FromWorker, ToWorker, WorkerOp, WorkerStatus, WorkerStartConfig } from './worker-protocol.js';
+
+const STATUS_MS = 1000;
+const KVP_REFRESH_MS = 15_000;
+
+function send(m: FromWorker): void {
+  if (process.connected) process.send!(m);
+}
+
+/** Last words to the service, then leave (timers of the device models must not keep the process alive). */
+function finish(m: FromWorker): void {
+  if (process.connected) process.send!(m, () => process.exit(0));
+  else process.exit(0);
+}
+
+let vm: Partition | null = null;
+let guest: Record<string, string> | null = null;
+let kvpBusy = false;
+let kvpAt = 0;
+const pendingInput: Uint8Array[] = [];
+
+// Console output is batched so a chatty guest costs one IPC message per tick, not per byte.
+let outChunks: Uint8Array[] = [];
+let outTimer: NodeJS.Immediate | null = null;
+function consoleOut(b: Uint8Array): void {
+  outChunks.push(Uint8Array.from(b));
+  if (!outTimer) outTimer = setImmediate(flushConsole);
+}
+function flushConsole(): void {
+  outTimer = null;
+  if (!outChunks.length) return;
+  const data = Buffer.concat(outChunks);
+  outChunks = [];
+  send({ t: 'console', data });
+}
+
+function status(): WorkerStatus {
+  const ics = vm?.hyperv.ics ?? null;
+  const list = ics?.list() ?? null;
+  return {
+    paused: vm?.isPaused ?? false,
+    backend: vm?.backendKind ?? '',
+    heartbeat: list ? list.find((i) => i.name === 'Heartbeat')!.status : null,
+    ics: list,
+    guest,
+  };
+}
+
+function refreshKvp(): void {
+  const ics = vm?.hyperv.ics;
+  if (!ics || kvpBusy || !ics.isEnabled('Key-Value Pair Exchange') || ics.kvp.status !== 'OK') return;
+  if (guest && Date.now() - kvpAt < KVP_REFRESH_MS) return;
+  kvpBusy = true;
+  ics.kvp.guestIntrinsics().then((g) => { guest = g; kvpAt = Date.now(); }, () => { kvpAt = Date.now(); })
+    .finally(() => { kvpBusy = false; });
+}
+
+async function handle(r: WorkerOp): Promise<unknown> {
+  if (!vm) throw new Error('the VM is not running yet');
+  const ics = vm.hyperv.ics;
+  const needIcs = (): NonNullable<typeof ics> => {
+    if (!ics) throw new IcError('this VM is not enlightened, so it has no integration services (set-vm NAME --enlightened on, while it is off)');
+    return ics;
+  };
+  switch (r.op) {
+    case 'turnOff': vm.turnOff(r.reason); return null;
+    case 'pause': vm.pause(); return null;
+    case 'resume': vm.resume(); return null;
+    case 'reset': guest = null; vm.reset('reset by the management service'); return null;
+    case 'shutdown': await needIcs().requestShutdown({ reboot: r.reboot, force: r.force }); return null;
+    case 'icList': return needIcs().list();
+    case 'icSet': {
+      const i = needIcs();
+      if (r.enabled) i.enable(r.name); else i.disable(r.name);
+      return i.list();
+    }
+    case 'kvpRead': {
+      const i = needIcs();
+      const g = await i.kvp.guestIntrinsics();
+      guest = g; kvpAt = Date.now();
+      return { guest: g, host: Object.fromEntries(i.kvp.hostKeys) };
+    }
+    case 'kvpSet': await needIcs().kvp.setHostKey(r.key, r.value); return null;
+    case 'kvpRemove': await needIcs().kvp.removeHostKey(r.key); return null;
+  }
+}
+
+async function start(c: WorkerStartConfig): Promise<void> {
+  try {
+    vm = await Partition.create({
+      name: c.name, processor: c.processor, memoryBytes: c.memoryBytes, cpus: c.cpus, enlightened: c.enlightened,
+      kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, quiet: true,
+      onConsoleOutput: c.com1 ? consoleOut : undefined,
+      log: (message) => send({ t: 'log', message }),
+    });
+  } catch (e) {
+    finish({ t: 'failed', error: (e as Error).message });
+    return;
+  }
+  // Disabled services are withdrawn before the guest's VMBus ever asks for offers.
+  if (vm.hyperv.ics) for (const n of IC_NAMES) if (!c.integrationServices[n]) vm.hyperv.ics.disable(n);
+  for (const b of pendingInput.splice(0)) vm.consoleInput(b);
+  send({ t: 'started', backend: vm.backendKind });
+  const timer = setInterval(() => { refreshKvp(); send({ t: 'status', status: status() }); }, STATUS_MS);
+  const exit = await vm.start();
+  clearInterval(timer);
+  flushConsole();
+  finish({ t: 'exit', code: exit.code, reason: exit.reason });
+}
+
+process.on('message', (m: ToWorker) => {
+  switch (m.t) {
+    case 'start': void start(m.config); break;
+    case 'console':
+      if (vm) vm.consoleInput(m.data); else pendingInput.push(m.data);
+      break;
+    case 'req':
+      handle(m.req).then(
+        (value) => send({ t: 'res', id: m.id, ok: true, value }),
+        (e: unknown) => send({ t: 'res', id: m.id, ok: false, error: e instanceof Error ? e.message : String(e), code: e instanceof IcError ? 'IntegrationService' : 'WorkerError' }),
+      );
+      break;
+  }
+});
+// The service went away: nobody can operate this VM any more, so it stops.
+process.on('disconnect', () => { if (vm) vm.turnOff('management service disconnected'); else process.exit(0); });

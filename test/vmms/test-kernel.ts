@@ -1,0 +1,139 @@
+/**
+ * A tiny multiboot guest assembled at test time, so service tests never boot Linux: it prints a banner on
+ * COM1, echoes what it receives (interrupt-driven, so an idle guest sleeps in HLT instead of spinning),
+ * powers off through isa-debug-exit on 'q' and resets through port 0xcf9 on 'r'.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const TEST_KERNEL_BANNER = 'hyperts test kernel ready';
+
+const SOURCE = `
+.section .multiboot, "a"
+.align 4
+.long 0x1BADB002, 0, -(0x1BADB002)
+.text
+.code32
+.globl _start
+_start:
+  cli
+  mov $stack_top, %esp
+  mov $idt, %edi
+  mov $256, %ecx
+  mov $isr, %eax
+1:
+  mov %ax, (%edi)
+  mov %cs, %dx
+  mov %dx, 2(%edi)
+  movw $0x8E00, 4(%edi)
+  mov %eax, %edx
+  shr $16, %edx
+  mov %dx, 6(%edi)
+  add $8, %edi
+  loop 1b
+  lidt idt_desc
+  # 8259s: vectors 0x20/0x28, only IRQ4 (COM1) unmasked
+  mov $0x11, %al; out %al, $0x20; out %al, $0xA0
+  mov $0x20, %al; out %al, $0x21
+  mov $0x28, %al; out %al, $0xA1
+  mov $4, %al; out %al, $0x21
+  mov $2, %al; out %al, $0xA1
+  mov $1, %al; out %al, $0x21; out %al, $0xA1
+  mov $0xEF, %al; out %al, $0x21
+  mov $0xFF, %al; out %al, $0xA1
+  # local APIC: software-enable, LINT0 = ExtINT (virtual wire to the 8259)
+  movl $0x1FF, 0xFEE000F0
+  movl $0x700, 0xFEE00350
+  # COM1: receive interrupt, OUT2 gates the IRQ line
+  mov $0x3F9, %dx; mov $1, %al; out %al, %dx
+  mov $0x3FC, %dx; mov $0x0B, %al; out %al, %dx
+  mov $banner, %esi
+  call puts
+idle:
+  cli
+  mov $0x3FD, %dx
+  in %dx, %al
+  test $1, %al
+  jnz got
+  sti
+  hlt
+  jmp idle
+got:
+  mov $0x3F8, %dx
+  in %dx, %al
+  cmp $'q', %al
+  je poweroff
+  cmp $'r', %al
+  je reset
+  call putc
+  cmp $13, %al
+  jne idle
+  mov $10, %al
+  call putc
+  jmp idle
+poweroff:
+  mov $0x10, %al
+  out %al, $0xF4
+  jmp idle
+reset:
+  mov $0xCF9, %dx
+  mov $6, %al
+  out %al, %dx
+  jmp idle
+puts:
+  lodsb
+  test %al, %al
+  jz 2f
+  call putc
+  jmp puts
+2: ret
+putc:
+  push %eax
+  mov %al, %ah
+  mov $0x3FD, %dx
+3: in %dx, %al
+  test $0x20, %al
+  jz 3b
+  mov $0x3F8, %dx
+  mov %ah, %al
+  out %al, %dx
+  pop %eax
+  ret
+isr:
+  push %eax
+  mov $0x20, %al
+  out %al, $0x20
+  pop %eax
+  iret
+.data
+banner: .asciz "${TEST_KERNEL_BANNER}\\r\\n"
+.align 8
+idt_desc: .word 256*8-1
+  .long idt
+.bss
+.align 16
+idt: .skip 256*8
+.skip 4096
+stack_top:
+`;
+
+const LINKER = 'ENTRY(_start)\nSECTIONS { . = 0x100000; .multiboot : { *(.multiboot) } .text : { *(.text) } .data : { *(.data) } .bss : { *(.bss) } }\n';
+
+export function haveBinutils(): boolean {
+  return spawnSync('as', ['--version']).status === 0 && spawnSync('ld', ['--version']).status === 0;
+}
+
+/** Assembles the kernel into dir (once) and returns the ELF's path. */
+export function buildTestKernel(dir: string): string {
+  const out = join(dir, 'test-kernel.elf');
+  if (existsSync(out)) return out;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'k.s'), SOURCE);
+  writeFileSync(join(dir, 'k.ld'), LINKER);
+  const as = spawnSync('as', ['--32', '-o', join(dir, 'k.o'), join(dir, 'k.s')]);
+  if (as.status !== 0) throw new Error(`as failed: ${as.stderr}`);
+  const ld = spawnSync('ld', ['-m', 'elf_i386', '-T', join(dir, 'k.ld'), '-o', out, join(dir, 'k.o')]);
+  if (ld.status !== 0) throw new Error(`ld failed: ${ld.stderr}`);
+  return out;
+}
