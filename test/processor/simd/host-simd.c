@@ -6,6 +6,20 @@
 #include <stdio.h>
 #include <stdint.h>
 #include <string.h>
+#include <signal.h>
+#include <setjmp.h>
+#include <ucontext.h>
+
+/* Unmasked SIMD exceptions arrive as SIGFPE: record MXCSR at the fault and report "faulted" (bit 16 of the
+   flags column); the destination keeps its input value because the instruction did not complete. */
+static sigjmp_buf fault_jb;
+static unsigned fault_mx;
+static void on_fpe(int sig, siginfo_t *si, void *uc) {
+  (void)sig; (void)si;
+  fault_mx = ((ucontext_t *)uc)->uc_mcontext.fpregs->mxcsr;
+  siglongjmp(fault_jb, 1);
+}
+#define CATCH if (sigsetjmp(fault_jb, 1)) { ctl = fault_mx; fl = 0x10000; goto done; }
 
 typedef struct { uint8_t b[16]; } __attribute__((aligned(16))) x128;
 
@@ -14,7 +28,7 @@ static void parse(const char *s, x128 *v) { for (int i = 0; i < 16; i++) v->b[i]
 static void print(const x128 *v) { for (int i = 0; i < 16; i++) printf("%02x", v->b[i]); }
 
 #define SSE2(name, text) \
-  if (!strcmp(op, name)) { \
+  if (!strcmp(op, name)) { CATCH \
     __asm__ volatile("ldmxcsr %[m]\n\tmovdqa %[a], %%xmm0\n\tmovdqa %[b], %%xmm1\n\t" text "\n\tmovdqa %%xmm0, %[a]\n\tstmxcsr %[m]" \
       : [a] "+m"(a), [m] "+m"(ctl) : [b] "m"(b) : "xmm0", "xmm1"); goto done; }
 #define BIN(name) SSE2(#name, #name " %%xmm1, %%xmm0")
@@ -22,17 +36,17 @@ static void print(const x128 *v) { for (int i = 0; i < 16; i++) printf("%02x", v
 #define SHI(name, imm) SSE2(#name "_" #imm, #name " $" #imm ", %%xmm0")
 /* flags-setting compares */
 #define COMI(name) \
-  if (!strcmp(op, #name)) { \
+  if (!strcmp(op, #name)) { CATCH \
     __asm__ volatile("ldmxcsr %[m]\n\tmovdqa %[a], %%xmm0\n\tmovdqa %[b], %%xmm1\n\tpushfq\n\tpop %%rax\n\tor $0x8d5, %%eax\n\tpush %%rax\n\tpopfq\n\t" #name " %%xmm1, %%xmm0\n\tpushfq\n\tpop %[f]\n\tstmxcsr %[m]" \
       : [m] "+m"(ctl), [f] "=r"(fl) : [a] "m"(a), [b] "m"(b) : "xmm0", "xmm1", "rax", "cc"); goto done; }
 /* xmm -> gpr */
 #define TOGPR(name, reg) \
-  if (!strcmp(op, #name "_" #reg)) { uint64_t r = 0; \
+  if (!strcmp(op, #name "_" #reg)) { uint64_t r = 0; CATCH \
     __asm__ volatile("ldmxcsr %[m]\n\tmovdqa %[b], %%xmm1\n\tmov $0x5555555555555555, %%rax\n\t" #name " %%xmm1, %%" #reg "\n\tmov %%rax, %[r]\n\tstmxcsr %[m]" \
       : [m] "+m"(ctl), [r] "=m"(r) : [b] "m"(b) : "xmm1", "rax"); memset(&a, 0, 16); memcpy(&a, &r, 8); goto done; }
 /* gpr -> xmm */
 #define FROMGPR(name, reg) \
-  if (!strcmp(op, #name "_" #reg)) { uint64_t s; memcpy(&s, &b, 8); \
+  if (!strcmp(op, #name "_" #reg)) { uint64_t s; memcpy(&s, &b, 8); CATCH \
     __asm__ volatile("ldmxcsr %[m]\n\tmovdqa %[a], %%xmm0\n\tmov %[s], %%rax\n\t" #name " %%" #reg ", %%xmm0\n\tmovdqa %%xmm0, %[a]\n\tstmxcsr %[m]" \
       : [a] "+m"(a), [m] "+m"(ctl) : [s] "m"(s) : "xmm0", "rax"); goto done; }
 
@@ -59,8 +73,13 @@ static void print(const x128 *v) { for (int i = 0; i < 16; i++) printf("%02x", v
 int main(void) {
   char op[64], as[40], bs[40];
   unsigned ctl;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_fpe;
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigaction(SIGFPE, &sa, 0);
   while (scanf("%63s %x %39s %39s", op, &ctl, as, bs) == 4) {
-    x128 a, b; uint64_t fl = 0;
+    x128 a, b; volatile uint64_t fl = 0;
     parse(as, &a); parse(bs, &b);
     if (!strcmp(op, "fxsave64")) { /* state: x87 stack b, a (control word = low 16 bits of ctl), MXCSR = ctl >> 16, xmm0 = a, xmm15 = b */
       static uint8_t area[512] __attribute__((aligned(16)));
@@ -111,7 +130,7 @@ int main(void) {
     X87LD("flds", "flds") X87LD("fldl", "fldl") X87LD("filds", "filds") X87LD("fildl", "fildl") X87LD("fildll", "fildll") X87LD("fbld", "fbld")
     printf("unknown %s\n", op); continue;
   done:
-    print(&a); printf(" %x %llx\n", ctl, (unsigned long long)(fl & 0x8d5));
+    print(&a); printf(" %x %llx\n", ctl, (unsigned long long)(fl & 0x108d5));
   }
   return 0;
 }

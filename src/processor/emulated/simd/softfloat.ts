@@ -18,6 +18,7 @@ export let sfFlags = 0;
 export function clearFlags(): void { sfFlags = 0; sfTiny = false; }
 export function clearTiny(): void { sfTiny = false; }
 export function orFlags(f: number): void { sfFlags |= f; }
+export function setFlags(f: number): void { sfFlags = f; }
 /** Whether the last rounding was tiny (after rounding, as x86 detects it), regardless of exactness. */
 export let sfTiny = false;
 /** The last roundTo result as integer significand and grid exponent (|result| = rndM * 2^rndQ), and whether
@@ -31,6 +32,9 @@ export let rndSeq = 0;
 /** Signal UE for exact tiny results too (underflow unmasked). */
 export let sfUeStrict = false;
 export function setUeStrict(v: boolean): void { sfUeStrict = v; }
+/** Overflow unmasked: PE then reports only the inexactness of the significand (unbounded exponent). */
+export let sfOeStrict = false;
+export function setOeStrict(v: boolean): void { sfOeStrict = v; }
 
 const f64 = new Float64Array(1);
 const u32 = new Uint32Array(f64.buffer);
@@ -105,7 +109,8 @@ export function roundTo(hi: number, lo: number, k: number, fmt: Fmt, rc: number)
   const top = POW2[p + P2OFF];
   // Overflow: exponent above emax before or after rounding.
   if (e > fmt.emax || (m >= top && q + p > fmt.emax)) {
-    sfFlags |= X.OE | X.PE;
+    // Unmasked overflow delivers no rounded result: PE reflects the significand rounding only.
+    sfFlags |= sfOeStrict ? (inexact ? X.OE | X.PE : X.OE) : X.OE | X.PE;
     rndOverflow = true;
     const away = rc === Rc.Nearest || (rc === Rc.Up ? !neg : rc === Rc.Down ? neg : false);
     rndUp = away;
@@ -122,8 +127,14 @@ export function roundTo(hi: number, lo: number, k: number, fmt: Fmt, rc: number)
     tiny = roundGrid(n2, t2 - n2, l, rc, neg) < top;
   }
   sfTiny = tiny;
-  if (inexact) sfFlags |= X.PE;
-  if (tiny && (inexact || sfUeStrict)) sfFlags |= X.UE;
+  if (tiny && sfUeStrict) {
+    // Unmasked underflow: like overflow, PE comes from rounding with an unbounded exponent.
+    const t3 = scale(a, k - (e - (p - 1)));
+    sfFlags |= t3 !== Math.floor(t3) || l !== 0 ? X.UE | X.PE : X.UE;
+  } else {
+    if (inexact) sfFlags |= X.PE;
+    if (tiny && inexact) sfFlags |= X.UE;
+  }
   const r = scale(m, q);
   return neg ? -r : r;
 }

@@ -3,7 +3,7 @@
  * rounded arithmetic of softfloat.ts. binary32 lanes are int32 bit patterns; binary64 lanes are (lo, hi).
  * NaNs never pass through JS numbers (V8 may canonicalize them).
  */
-import { F32, F64, Rc, X, clearFlags, clearTiny, exactAdd, exactDiv, exactInt64, exactMul, exactSqrt, kOut, orFlags, roundInt, roundTo, setUeStrict, sfFlags, sfTiny, tail, type Fmt } from './softfloat.js';
+import { F32, F64, Rc, X, clearFlags, clearTiny, setOeStrict, exactAdd, exactDiv, exactInt64, exactMul, exactSqrt, kOut, orFlags, roundInt, roundTo, setUeStrict, sfFlags, sfTiny, tail, type Fmt } from './softfloat.js';
 
 export const enum Op { ADD = 0, SUB = 1, MUL = 2, DIV = 3, MIN = 4, MAX = 5, SQRT = 6 }
 
@@ -29,6 +29,7 @@ export function begin(mxcsr: number): void {
   ftz = (mxcsr & 0x8000) !== 0;
   umMasked = (mxcsr & 0x800) !== 0;
   setUeStrict(!umMasked);
+  setOeStrict((mxcsr & 0x400) === 0);
 }
 export function flags(): number { return sfFlags; }
 
@@ -231,7 +232,9 @@ export function cvt64to32(lo: number, hi: number): number {
   if (isDen64(lo, hi)) { if (daz) { hi &= 0x80000000; lo = 0; } else orFlags(X.DE); }
   const x = num64(lo, hi);
   if (x === 0 || x === Infinity || x === -Infinity) return bits32(x);
-  return bits32(flushTiny(roundTo(x, 0, 0, F32, rc)));
+  clearTiny();
+  const r = roundTo(x, 0, 0, F32, rc);
+  return bits32(flushTiny(r));
 }
 
 /** Signed integer (int32 in lo, or int64 lo/hi when `is64`) -> binary32 bits or binary64 (rLo/rHi). */

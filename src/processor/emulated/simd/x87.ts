@@ -10,7 +10,7 @@ import { getArithFlags, setArithFlags } from '../flags.js';
 import type { SimdCpu, SimdInsn } from './contract.js';
 import type { FpuState } from './state.js';
 import { Cls, classify, f80Value, from32, from64, fromInt, fromNumber, fromRounded, oHi, oLo, oSe, to32, to64 } from './f80.js';
-import { Rc, X, clearFlags, orFlags, rndSeq, rndUp, roundTo, setUeStrict, sfFlags, type Fmt } from './softfloat.js';
+import { Rc, X, clearFlags, orFlags, rndSeq, rndUp, roundTo, setOeStrict, setUeStrict, sfFlags, type Fmt } from './softfloat.js';
 import { Op, arithRc, invalid } from './sse-fp.js';
 
 const NM = 7, MF = 16;
@@ -84,6 +84,7 @@ function arith80(op: number, aLo: number, aHi: number, aSe: number, bLo: number,
   clearFlags();
   orFlags(preFlags);
   setUeStrict(!masked(X.UE));
+  setOeStrict(!masked(X.OE));
   const unary = op === Op.SQRT;
   const ca = unary ? Cls.Normal : classify(aLo, aHi, aSe), cb = classify(bLo, bHi, bSe);
   if (ca === Cls.Unsupported || cb === Cls.Unsupported) { orFlags(X.IE); rLo = 0; rHi = 0xc0000000 | 0; rSe = 0xffff; return !commit(0); }
@@ -705,9 +706,10 @@ function execMem(cpu: SimdCpu, insn: SimdInsn, esc: number, g: number): boolean 
           clearFlags();
           if (isEmpty(0)) { if (underflow()) return true; cpu.write32(ea, 0xffc00000 | 0); if (g === 3) pop(); return true; }
           const p = phys(0);
-          setUeStrict(!masked(X.UE));
+          setUeStrict(!masked(X.UE)); setOeStrict(!masked(X.OE));
           const v = to32(f.mlo[p], f.mhi[p], f.sexp[p], rc());
-          if (commit(0)) return true;
+          // unmasked overflow/underflow to memory: nothing stored, nothing popped
+          if (commit(0) || (sfFlags & ~f.fcw & (X.OE | X.UE)) !== 0) return true;
           if (rndUp && (sfFlags & X.PE) !== 0) f.fsw |= C1; else f.fsw &= ~C1;
           cpu.write32(ea, v);
           if (g === 3) pop();
@@ -747,10 +749,10 @@ function execMem(cpu: SimdCpu, insn: SimdInsn, esc: number, g: number): boolean 
           cpu.probeWrite(ea, 8);
           if (isEmpty(0)) { if (underflow()) return true; cpu.write32(ea, 0); cpu.write32(ea + 4, 0xfff80000 | 0); if (g === 3) pop(); return true; }
           const p = phys(0);
-          setUeStrict(!masked(X.UE));
+          setUeStrict(!masked(X.UE)); setOeStrict(!masked(X.OE));
           const lo = to64(f.mlo[p], f.mhi[p], f.sexp[p], rc());
           const hi = oHi;
-          if (commit(0)) return true;
+          if (commit(0) || (sfFlags & ~f.fcw & (X.OE | X.UE)) !== 0) return true;
           if (rndUp && (sfFlags & X.PE) !== 0) f.fsw |= C1; else f.fsw &= ~C1;
           cpu.write32(ea, lo); cpu.write32(ea + 4, hi);
           if (g === 3) pop();
