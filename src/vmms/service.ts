@@ -134,6 +134,7 @@ export class VmmsService extends EventEmitter {
     const e: Entry = { rec, rt: null, lastError: null, history: [], historyBytes: 0, consoleListeners: new Set() };
     this.entries.set(rec.id, e);
     this.record(e, null, 'Off', `created (${config.memoryBytes / 1048576} MB, ${config.cpus} vCPU, processor ${config.processor})`);
+    this.changed(e);
     return this.view(e);
   }
 

@@ -1,0 +1,288 @@
+// hyperts web console: Hyper-V Manager's three panes over the service's REST API and its live WebSocket.
+import { Terminal } from '/vendor/xterm/lib/xterm.mjs';
+
+const IC_NAMES = ['Heartbeat', 'Shutdown', 'Time Synchronization', 'Key-Value Pair Exchange', 'VSS'];
+
+// A token given once in the URL (?token=...) is kept for the tab and dropped from the address bar.
+const params = new URLSearchParams(location.search);
+if (params.get('token')) {
+  sessionStorage.setItem('hyperts-token', params.get('token'));
+  history.replaceState(null, '', location.pathname);
+}
+const token = sessionStorage.getItem('hyperts-token');
+
+const $ = (sel) => document.querySelector(sel);
+const el = (tag, props = {}, ...children) => {
+  const e = document.createElement(tag);
+  Object.assign(e, props);
+  for (const c of children) e.append(c);
+  return e;
+};
+
+let vms = [];
+let selected = null;
+let tab = 'summary';
+let ics = null;
+let events = null;
+
+async function api(method, path, body) {
+  const headers = { accept: 'application/json' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (token) headers.authorization = `Bearer ${token}`;
+  const r = await fetch(`/api/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!r.ok) throw new Error(data?.error?.message ?? `HTTP ${r.status}`);
+  return data;
+}
+
+function wsUrl(path) {
+  const u = new URL(`/api/v1${path}`, location.href);
+  u.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  if (token) u.searchParams.set('token', token);
+  return u.href;
+}
+
+function showError(msg) {
+  const e = $('#error');
+  e.textContent = msg;
+  e.hidden = false;
+  clearTimeout(showError.t);
+  showError.t = setTimeout(() => { e.hidden = true; }, 8000);
+}
+
+const mb = (b) => `${Math.round(b / 1048576)} MB`;
+function uptime(s) {
+  const d = Math.floor(s / 86400), h = Math.floor(s / 3600) % 24, m = Math.floor(s / 60) % 60, x = s % 60;
+  const hms = [h, m, x].map((v) => String(v).padStart(2, '0')).join(':');
+  return d ? `${d}.${hms}` : hms;
+}
+
+// ---- VM list -------------------------------------------------------------------------------------------
+
+function renderList() {
+  const tbody = $('#vms tbody');
+  tbody.replaceChildren(...vms.map((v) => {
+    const tr = el('tr', { className: v.name === selected ? 'selected' : '' },
+      el('td', { textContent: v.name }),
+      el('td', { textContent: v.state, className: `state-${v.state}` }),
+      el('td', { textContent: v.state === 'Off' ? '' : `${v.cpuUsage} %` }),
+      el('td', { textContent: v.memoryAssignedBytes ? mb(v.memoryAssignedBytes) : '' }),
+      el('td', { textContent: v.state === 'Off' ? '' : uptime(v.uptimeSeconds) }),
+      el('td', { textContent: v.status }));
+    tr.dataset.vm = v.name;
+    tr.dataset.state = v.state;
+    tr.addEventListener('click', () => select(v.name));
+    tr.addEventListener('dblclick', () => openConsole(v.name));
+    return tr;
+  }));
+  $('#empty').hidden = vms.length > 0;
+  if (selected && !vms.some((v) => v.name === selected)) select(null);
+  renderActions();
+  renderDetails();
+}
+
+function current() { return vms.find((v) => v.name === selected) ?? null; }
+
+function select(name) {
+  if (name !== selected) { ics = null; events = null; }
+  selected = name;
+  for (const tr of document.querySelectorAll('#vms tbody tr')) tr.classList.toggle('selected', tr.dataset.vm === name);
+  renderActions();
+  renderDetails();
+  refreshDetails();
+}
+
+// ---- actions -------------------------------------------------------------------------------------------
+
+const ENABLED = {
+  connect: () => true,
+  start: (s) => s === 'Off',
+  shutdown: (s) => s === 'Running',
+  turnoff: (s) => !['Off', 'Saved'].includes(s),
+  pause: (s) => s === 'Running',
+  resume: (s) => s === 'Paused',
+  reset: (s) => s === 'Running' || s === 'Paused',
+  delete: (s) => s === 'Off',
+};
+
+function renderActions() {
+  const v = current();
+  $('#vm-actions').hidden = !v;
+  $('#vm-actions-title').hidden = !v;
+  $('#vm-actions-title').textContent = v ? v.name : '';
+  if (!v) return;
+  for (const b of document.querySelectorAll('#vm-actions button')) b.disabled = !ENABLED[b.dataset.action](v.state);
+}
+
+async function act(action) {
+  const v = current();
+  if (!v) return;
+  const path = `/vms/${encodeURIComponent(v.name)}`;
+  try {
+    switch (action) {
+      case 'connect': openConsole(v.name); break;
+      case 'start': await api('POST', `${path}/start`, {}); break;
+      case 'shutdown': await api('POST', `${path}/stop`, { wait: false }); break;
+      case 'turnoff':
+        if (!confirm(`Turn off ${v.name}? Turning off a virtual machine is like unplugging it: unsaved data in the guest is lost.`)) return;
+        await api('POST', `${path}/stop`, { turnOff: true });
+        break;
+      case 'pause': await api('POST', `${path}/suspend`, {}); break;
+      case 'resume': await api('POST', `${path}/resume`, {}); break;
+      case 'reset': await api('POST', `${path}/restart`, {}); break;
+      case 'delete':
+        if (!confirm(`Delete ${v.name}? Its configuration is removed from the inventory.`)) return;
+        await api('DELETE', path);
+        if (consoleVm === v.name) closeConsole();
+        break;
+    }
+  } catch (e) {
+    showError(e.message);
+  }
+  refreshDetails();
+}
+
+// ---- details pane --------------------------------------------------------------------------------------
+
+function dl(pairs) {
+  return el('dl', {}, ...pairs.flatMap(([k, v]) => [el('dt', { textContent: k }), el('dd', { textContent: v ?? '' })]));
+}
+
+function renderDetails() {
+  const v = current();
+  $('#details').hidden = !v;
+  if (!v) return;
+  $('#details-title').textContent = v.name;
+  for (const b of document.querySelectorAll('.tabs button')) b.classList.toggle('active', b.dataset.tab === tab);
+  const body = $('#details-body');
+  const c = v.config;
+  if (tab === 'summary') {
+    body.replaceChildren(dl([
+      ['State', v.state], ['Status', v.status], ['Created', new Date(v.created).toLocaleString()],
+      ['Processor', `${c.processor}${v.backend ? ` (running on ${v.backend})` : ''}, ${c.cpus} virtual processor(s)`],
+      ['Enlightened', c.enlightened ? 'Yes' : 'No'],
+      ['Heartbeat', v.heartbeat ?? (v.state === 'Off' ? '' : 'n/a')],
+      ['Operating system', [v.osName, v.osVersion].filter(Boolean).join(' ') || ''],
+      ['Integration services', v.heartbeat === 'OK' ? 'Up to date' : v.state === 'Off' ? '' : 'No contact'],
+      ['Boot', c.boot.kernel ? `${c.boot.kernel}${c.boot.initrd ? ` + ${c.boot.initrd}` : ''}` : 'default image'],
+      ['Command line', c.boot.cmdline], ['COM1', c.com1], ['Notes', c.notes],
+    ]));
+  } else if (tab === 'memory') {
+    body.replaceChildren(dl([
+      ['Startup memory', mb(c.memoryBytes)], ['Assigned memory', v.memoryAssignedBytes ? mb(v.memoryAssignedBytes) : '0 MB'],
+      ['Dynamic memory', 'Disabled'], ['CPU usage', `${v.cpuUsage} %`], ['Uptime', uptime(v.uptimeSeconds)],
+    ]));
+  } else if (tab === 'ics') {
+    const rows = (ics ?? []).map((i) => el('tr', {},
+      el('td', { textContent: i.name }),
+      el('td', {}, Object.assign(el('input', { type: 'checkbox', checked: i.enabled }), {
+        onchange: (ev) => api('PUT', `/vms/${encodeURIComponent(v.name)}/integration-services/${encodeURIComponent(i.name)}`, { enabled: ev.target.checked })
+          .then((l) => { ics = l; renderDetails(); }, (e) => showError(e.message)),
+      })),
+      el('td', { textContent: i.status ?? '' }), el('td', { textContent: i.protocol ?? '' })));
+    body.replaceChildren(el('table', { id: 'ic-table' },
+      el('thead', {}, el('tr', {}, ...['Service', 'Enabled', 'Status', 'Protocol'].map((h) => el('th', { textContent: h })))),
+      el('tbody', {}, ...rows)));
+  } else if (tab === 'networking') {
+    body.replaceChildren(dl([
+      ['IP addresses', v.ipAddresses.join(', ') || (v.state === 'Running' ? 'not reported by the guest (KVP)' : '')],
+      ['OS name (KVP)', v.osName ?? ''], ['OS version (KVP)', v.osVersion ?? ''],
+    ]));
+  } else if (tab === 'events') {
+    body.replaceChildren(el('table', {}, el('tbody', {}, ...(events ?? []).slice().reverse().map((e) => el('tr', {},
+      el('td', { textContent: new Date(e.time).toLocaleTimeString() }),
+      el('td', { textContent: e.from && e.to ? `${e.from} → ${e.to}` : '' }),
+      el('td', { textContent: e.message }))))));
+  }
+}
+
+async function refreshDetails() {
+  const v = current();
+  if (!v) return;
+  const path = `/vms/${encodeURIComponent(v.name)}`;
+  try {
+    if (tab === 'ics') ics = await api('GET', `${path}/integration-services`);
+    if (tab === 'events') events = await api('GET', `${path}/events?limit=50`);
+  } catch (e) { /* the VM may just have been removed */ }
+  renderDetails();
+}
+
+for (const b of document.querySelectorAll('.tabs button')) b.addEventListener('click', () => { tab = b.dataset.tab; renderDetails(); refreshDetails(); });
+for (const b of document.querySelectorAll('#vm-actions button')) b.addEventListener('click', () => act(b.dataset.action));
+setInterval(() => { if (tab === 'ics' || tab === 'events') refreshDetails(); }, 3000);
+
+// ---- console -------------------------------------------------------------------------------------------
+
+let term = null;
+let consoleWs = null;
+let consoleVm = null;
+
+function openConsole(name) {
+  closeConsole();
+  consoleVm = name;
+  $('#console-pane').hidden = false;
+  $('#console-title').textContent = `${name} on COM1`;
+  term = new Terminal({ convertEol: false, cursorBlink: true, fontSize: 13, scrollback: 5000 });
+  term.open($('#terminal'));
+  const ws = new WebSocket(wsUrl(`/vms/${encodeURIComponent(name)}/console`));
+  ws.binaryType = 'arraybuffer';
+  ws.onmessage = (m) => term?.write(new Uint8Array(m.data));
+  ws.onclose = (ev) => { if (ev.code >= 4000) term?.write(`\r\n[console closed: ${ev.reason}]\r\n`); };
+  const enc = new TextEncoder();
+  term.onData((d) => { if (ws.readyState === WebSocket.OPEN) ws.send(enc.encode(d)); });
+  consoleWs = ws;
+  term.focus();
+}
+
+function closeConsole() {
+  consoleWs?.close();
+  term?.dispose();
+  consoleWs = null; term = null; consoleVm = null;
+  $('#console-pane').hidden = true;
+}
+$('#console-close').addEventListener('click', closeConsole);
+
+// ---- create-VM form ------------------------------------------------------------------------------------
+
+const dialog = $('#new-vm-dialog');
+$('#ic-boxes').append(...IC_NAMES.map((n) => el('label', { className: 'check' }, el('input', { type: 'checkbox', checked: true, name: `ic:${n}` }), n)));
+$('#act-new').addEventListener('click', () => { $('#new-vm-error').textContent = ''; $('#new-vm-form').reset(); dialog.showModal(); });
+$('#new-vm-cancel').addEventListener('click', () => dialog.close());
+$('#act-refresh').addEventListener('click', async () => { try { vms = await api('GET', '/vms'); renderList(); } catch (e) { showError(e.message); } });
+$('#new-vm-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  const body = {
+    name: f.get('name'), memory: f.get('memory'), cpus: Number(f.get('cpus')), processor: f.get('processor'),
+    enlightened: f.get('enlightened') === 'on',
+    integrationServices: Object.fromEntries(IC_NAMES.map((n) => [n, f.get(`ic:${n}`) === 'on'])),
+  };
+  for (const k of ['kernel', 'initrd', 'cmdline']) if (f.get(k)) body[k] = f.get(k);
+  try {
+    const vm = await api('POST', '/vms', body);
+    dialog.close();
+    if (!vms.some((v) => v.name === vm.name)) vms = [...vms, vm].sort((a, b) => a.name.localeCompare(b.name));
+    renderList();
+    select(vm.name);
+  } catch (e) {
+    $('#new-vm-error').textContent = e.message;
+  }
+});
+
+// ---- live state ----------------------------------------------------------------------------------------
+
+function connectLive() {
+  const ws = new WebSocket(wsUrl('/live'));
+  ws.onopen = () => { $('#conn').textContent = 'connected'; };
+  ws.onmessage = (m) => {
+    const msg = JSON.parse(m.data);
+    if (msg.type === 'vms') { vms = msg.vms; renderList(); }
+    if (msg.type === 'event' && msg.event.vmName === selected && tab === 'events') refreshDetails();
+    if (msg.type === 'event' && msg.event.to && msg.event.vmName === selected && tab === 'ics') refreshDetails();
+  };
+  ws.onclose = () => { $('#conn').textContent = 'disconnected: retrying...'; setTimeout(connectLive, 2000); };
+}
+
+api('GET', '/host').then((h) => { $('#host-name').textContent = h.name; $('#host-actions-title').textContent = h.name; }, (e) => showError(e.message));
+connectLive();

@@ -1,0 +1,56 @@
+/** Shared fixtures of the service tests: a data directory, the test kernel, a service with its API on a socket. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { VmmsService } from '../../src/vmms/service.js';
+import { ApiServer } from '../../src/vmms/api.js';
+import { VmmsClient } from '../../src/vmms/client.js';
+import { socketPath } from '../../src/vmms/paths.js';
+import { buildTestKernel } from './test-kernel.js';
+
+let kernelDir: string | null = null;
+/** The assembled test kernel (built once per test process). */
+export function testKernel(): string {
+  kernelDir ??= mkdtempSync(join(tmpdir(), 'hyperts-kernel-'));
+  return buildTestKernel(kernelDir);
+}
+process.on('exit', () => { if (kernelDir) rmSync(kernelDir, { recursive: true, force: true }); });
+
+export interface Fixture { dir: string; service: VmmsService; api: ApiServer; client: VmmsClient; close: () => Promise<void> }
+
+export async function startService(dir = mkdtempSync(join(tmpdir(), 'hyperts-vmms-')), o: { token?: string } = {}): Promise<Fixture> {
+  const service = new VmmsService({ dataDir: dir, turnOffGraceMs: 3000 });
+  const api = new ApiServer(service, { token: o.token });
+  await api.listenUnix(socketPath(dir));
+  const client = new VmmsClient({ socketPath: socketPath(dir) });
+  return {
+    dir, service, api, client,
+    close: async () => { await api.close(); await service.close(); },
+  };
+}
+
+/** Settings of a VM that boots the test kernel on the emulated processor. */
+export function testVm(name: string): Record<string, unknown> {
+  return { name, kernel: testKernel(), memory: '64M', processor: 'emulated' };
+}
+
+/** Polls until `fn` returns a truthy value (an upper bound against hangs, not a timing assertion). */
+export async function waitFor<T>(what: string, fn: () => T | Promise<T>, limitMs = 30_000): Promise<NonNullable<T>> {
+  const end = Date.now() + limitMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A console WebSocket that accumulates everything the guest printed. */
+export async function openConsole(client: VmmsClient, name: string): Promise<{ ws: WebSocket; text: () => string; send: (s: string) => void }> {
+  const ws = client.webSocket(`/vms/${encodeURIComponent(name)}/console`);
+  let buf = '';
+  ws.on('message', (d: Buffer) => { buf += d.toString('latin1'); });
+  await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject); });
+  return { ws, text: () => buf, send: (s) => ws.send(Buffer.from(s)) };
+}
