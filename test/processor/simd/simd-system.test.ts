@@ -217,4 +217,32 @@ describe('x87 exceptions and state', () => {
     X87M(cpu, 0xdb, 7, 0x200);
     assert.equal(toHex(cpu.mem.subarray(0x200, 0x20a)), '35c26821a2da0fc90040');
   });
+  it('fxch, fcmov (by RFLAGS), ffree, fincstp/fdecstp and fnstcw/fldcw act on the stack as specified', async () => {
+    const { setArithFlags } = await import('../../../src/processor/emulated/flags.js');
+    const cpu = new TestCpu();
+    const st0 = () => { X87M(cpu, 0xdd, 2, 0x200); return new Float64Array(cpu.mem.slice(0x200, 0x208).buffer)[0]; }; // fst m64
+    X87(cpu, 0xdb, 4, 3);
+    X87(cpu, 0xd9, 5, 6); X87(cpu, 0xd9, 5, 0); // 0, 1
+    X87(cpu, 0xd9, 1, 1); // fxch st1
+    assert.equal(st0(), 0);
+    setArithFlags(cpu, 0x01); // CF
+    X87(cpu, 0xda, 0, 1); // fcmovb st, st1: taken
+    assert.equal(st0(), 1);
+    X87(cpu, 0xd9, 5, 6); // push 0
+    X87(cpu, 0xdb, 0, 1); // fcmovnb: not taken (CF=1)
+    assert.equal(st0(), 0);
+    setArithFlags(cpu, 0x40); // ZF
+    X87(cpu, 0xda, 1, 1); // fcmove: taken
+    assert.equal(st0(), 1);
+    const top = statusWord(cpu.f) >> 11 & 7;
+    X87(cpu, 0xd9, 6, 7); // fincstp
+    assert.equal(statusWord(cpu.f) >> 11 & 7, (top + 1) & 7);
+    X87(cpu, 0xd9, 6, 6); // fdecstp
+    X87(cpu, 0xdd, 0, 0); // ffree st0
+    X87(cpu, 0xd9, 4, 5); // fxam: empty -> C3 C0
+    assert.equal(statusWord(cpu.f) & 0x4500, 0x4100);
+    cpu.mem[0x300] = 0x7f; cpu.mem[0x301] = 0x0e;
+    X87M(cpu, 0xd9, 5, 0x300); X87M(cpu, 0xd9, 7, 0x302);
+    assert.equal(cpu.mem[0x302] | (cpu.mem[0x303] << 8), 0x0e7f);
+  });
 });

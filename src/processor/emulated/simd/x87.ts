@@ -623,6 +623,8 @@ export function execX87(cpu: SimdCpu, insn: SimdInsn): boolean {
       if (g === 4 && i === 0) { cpu.gpr[0] = (cpu.gpr[0] & ~0xffff) | statusWord(f); return true; } // fnstsw ax
       if (g === 5 || g === 6) { fcomiReg(cpu, i, g === 6, true); return true; } // fucomip, fcomip
       if (g === 0) { f.empty |= 1 << phys(i); pop(); return true; } // ffreep
+      if (g === 1) { fxch(i); return true; } // reserved aliases of fxch and fstp
+      if (g === 2 || g === 3) { fstReg(i, true); return true; }
       return false;
   }
   return false;
