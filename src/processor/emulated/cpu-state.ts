@@ -121,6 +121,11 @@ export class CpuState {
   faultStopped = false;
 
   // ---- core-exec fields (decoder, flags, block cache, run loop) go below this line
+  /**
+   * Something may have made an interrupt deliverable (device access, clock poll, system instruction): the run
+   * loop asks the interrupt controller at the next block boundary instead of at every one.
+   */
+  irqCheck = true;
 
   // ---- core-system fields (MMU/TLB, exceptions, segments, MSRs) go below this line
   /**

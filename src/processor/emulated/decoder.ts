@@ -21,6 +21,8 @@ export const enum IF {
   END = 1,
   /** Reads or writes memory through the RIP-relative form (tests/diagnostics). */
   RIPREL = 2,
+  /** Ends a block and may change what interrupt is deliverable (IF, TPR, EOI, mode...): not a near branch. */
+  SYS = 4,
 }
 
 export class Insn implements SimdInsn {
@@ -518,7 +520,14 @@ export function decode(i: Insn, buf: Uint8Array, off: number, avail: number, mod
   i.opsize = osz === 8 ? 64 : osz === 2 ? 16 : 32;
   i.imm8 = i.imm & 0xff;
   i.fn = fn;
-  if (end_) i.flags |= IF.END;
+  if (end_) {
+    i.flags |= IF.END;
+    const nearBranch = fn === C.jcc || fn === C.jmpRel || fn === C.callRel || fn === C.jmpInd || fn === C.callInd ||
+      fn === C.ret || fn === C.retImm || fn === C.loop || fn === C.jcxz;
+    // rep string forms end blocks only to restart; their port and MMIO accesses raise irqCheck themselves.
+    const repString = rep !== 0 && map === 0 && ((b >= 0xa4 && b <= 0xa7) || (b >= 0xaa && b <= 0xaf) || (b >= 0x6c && b <= 0x6f));
+    if (!nearBranch && !repString) i.flags |= IF.SYS;
+  }
   i.len = p - off;
   return i.len;
 }

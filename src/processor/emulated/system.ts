@@ -856,10 +856,12 @@ function checkIo(cpu: CpuState, port: number, size: number): void {
 export function portIn(cpu: CpuState, port: number, size: 1 | 2 | 4): number {
   port &= 0xffff;
   checkIo(cpu, port, size);
+  cpu.irqCheck = true; // a device access may raise or clear an interrupt line
   return cpu.platform.io.read(port, size) >>> 0;
 }
 export function portOut(cpu: CpuState, port: number, size: 1 | 2 | 4, value: number): void {
   port &= 0xffff;
   checkIo(cpu, port, size);
+  cpu.irqCheck = true;
   cpu.platform.io.write(port, size, size === 4 ? value >>> 0 : value & (size === 1 ? 0xff : 0xffff));
 }
