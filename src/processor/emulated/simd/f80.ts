@@ -156,7 +156,7 @@ export function to64(lo: number, hi: number, se: number, rc: number): number {
 
 /** Signed 64-bit integer (lo, hi) to 80-bit, exact, into oLo/oHi/oSe. */
 export function fromInt(lo: number, hi: number): void {
-  const neg = hi < 0;
+  const neg = (hi | 0) < 0; // memory reads may return unsigned values
   let l = lo >>> 0, h = hi >>> 0;
   if (neg) { l = (~l + 1) >>> 0; h = (~h + (l === 0 ? 1 : 0)) >>> 0; }
   if (h === 0 && l === 0) { fromNumber(0); return; }
