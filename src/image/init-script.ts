@@ -7,6 +7,10 @@ export const INIT_BANNER = 'hyperts-guest: init started';
 export const RUN_EXIT_MARKER = 'hyperts-guest: exit-status=';
 /** Where /init finds its ordered module list (paths relative to /lib/modules/<version>). */
 export const MODULE_LIST_PATH = 'etc/hyperts/modules';
+/** Printed when /init starts its shutdown path, followed by poweroff|reboot. */
+export const SHUTDOWN_MARKER = 'hyperts-guest: shutting down for ';
+/** Printed after processes were stopped and file systems unmounted, right before the power-off call. */
+export const SHUTDOWN_DONE_MARKER = 'hyperts-guest: file systems unmounted, ';
 
 /**
  * Kernel command-line options read by /init (dotted names are not passed to init by the kernel, so it
@@ -32,25 +36,54 @@ for m in $(cat /${MODULE_LIST_PATH}); do
   out=$(insmod /lib/modules/$KVER/$m 2>&1) || echo "hyperts-guest: module $m not loaded: $out"
 done
 
-# Integration-service daemons, when the host offers the matching VMBus channels.
+ip link set lo up 2>/dev/null
+hostname -F /etc/hostname 2>/dev/null
+# The daemons log through syslog; keep their messages readable with logread.
+syslogd -C64 2>/dev/null
+
+# Integration-service daemons, when the host offers the matching VMBus channels (as Debian's units do:
+# started once the kernel created the device). hv_kvp_daemon keeps its pools in /var/lib/hyperv.
+mkdir -p /var/lib/hyperv
 [ -e /dev/vmbus/hv_kvp ] && /usr/sbin/hv_kvp_daemon
 [ -e /dev/vmbus/hv_vss ] && /usr/sbin/hv_vss_daemon
 [ -e /dev/vmbus/hv_fcopy ] && /usr/sbin/hv_fcopy_daemon
+
+# Shutdown path. busybox poweroff/reboot/halt without -f (also what the kernel's orderly_poweroff runs
+# for the Hyper-V Shutdown service) signal PID 1: USR2 = poweroff, TERM = reboot, USR1 = halt. A VM
+# that halts would hang with nothing to show for it, so halt powers off too.
+stopping=
+shutdown_path() {
+  [ -n "$stopping" ] && return
+  stopping=1
+  echo "${SHUTDOWN_MARKER}$1"
+  kill -TERM -1 2>/dev/null
+  sleep 1
+  kill -KILL -1 2>/dev/null
+  sync
+  umount -a -r 2>/dev/null
+  echo "${SHUTDOWN_DONE_MARKER}$1"
+  if [ "$1" = reboot ]; then reboot -f; else poweroff -f; fi
+}
+trap 'shutdown_path poweroff' USR2
+trap 'shutdown_path reboot' TERM
+trap 'shutdown_path poweroff' USR1
 
 run=$(sed -n 's/.*hyperts\\.run="\\([^"]*\\)".*/\\1/p' /proc/cmdline)
 [ -z "$run" ] && run=$(sed -n 's/.*hyperts\\.run=\\([^" ][^ ]*\\).*/\\1/p' /proc/cmdline)
 b64=$(sed -n 's/.*hyperts\\.run64=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
 [ -n "$b64" ] && run=$(echo "$b64" | base64 -d)
 
+# The work runs in the background so the shell (PID 1) can take the signals above while it waits.
 if [ -n "$run" ]; then
-  sh -c "$run"
+  sh -c "$run" </dev/console &
+  wait $!
   echo "${RUN_EXIT_MARKER}$?"
 else
   # cttyhack gives the shell a controlling tty (the active console, e.g. ttyS0) so job control works.
-  setsid cttyhack sh -l
+  setsid cttyhack sh -l &
+  wait $!
 fi
-sync
-poweroff -f
+shutdown_path poweroff
 `;
 }
 

@@ -11,6 +11,7 @@ import { IoBus, MmioBus } from './bus.js';
 import { VirtualClock, type ClockMode } from './clock.js';
 import { createPlatformDevices, type PlatformDevices } from '../devices/platform-devices.js';
 import { HyperVStack } from '../vsp/hyperv-stack.js';
+import type { IntegrationServices } from '../vsp/ic/integration-services.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
 import type { BackendKind, BootCpuState, CpuidProvider, CpuidResult, PlatformServices, ProcessorBackend, VirtualProcessor } from '../processor/backend.js';
 
@@ -161,6 +162,9 @@ export class Partition {
     this.kick();
   }
   get isPaused(): boolean { return this.paused; }
+
+  /** The VM's integration services (heartbeat, shutdown, time sync, KVP, VSS); null when unenlightened. */
+  get integrationServices(): IntegrationServices | null { return this.hyperv.ics; }
 
   private shutdown(code: number, reason: string): void {
     if (!this.exitInfo) this.exitInfo = { code, reason };

@@ -119,17 +119,18 @@ export abstract class IntegrationComponent implements ChannelProvider {
    * One transaction: send `bytes`, wait for the guest's reply (validated as a response to `type` of the
    * same length). Transactions are serialised: the IC channels read one packet per interrupt.
    */
-  protected transact(bytes: Uint8Array, type: IcMsgType, timeoutMs: number): Promise<DataView> {
+  protected transact(bytes: Uint8Array, type: IcMsgType, timeoutMs: number | null): Promise<DataView> {
     const run = async (): Promise<DataView> => {
       const ch = this.channel;
       if (!ch) throw new IcError(`${this.name}: the channel is not open`);
       let timer: TimerHandle | null = null;
-      const timeout = new Promise<never>((_, reject) => {
+      const reply = ch.request(bytes);
+      const timeout = timeoutMs === null ? null : new Promise<never>((_, reject) => {
         timer = this.ctx.clock.at(this.ctx.clock.now() + timeoutMs * 1e6, () =>
           reject(new IcError(`${this.name}: the guest did not answer within ${timeoutMs / 1000} s`)));
       });
       try {
-        const p = await Promise.race([ch.request(bytes), timeout]);
+        const p = timeout ? await Promise.race([reply, timeout]) : await reply;
         const view = new DataView(p.payload.buffer, p.payload.byteOffset, p.payload.length);
         if (p.payload.length < Math.min(bytes.length, ICMSG_HDR) || view.getUint16(12, true) !== type) {
           ch.fault(`malformed ${this.name} reply (${p.payload.length} bytes, type ${p.payload.length >= 14 ? view.getUint16(12, true) : '?'})`);
@@ -158,7 +159,9 @@ export abstract class IntegrationComponent implements ChannelProvider {
     });
     let r: DataView;
     try {
-      r = await this.transact(f.bytes, IcMsgType.NEGOTIATE, 120_000);
+      // No time limit: Linux answers the KVP negotiation only once hv_kvp_daemon runs, which may be much
+      // later (or never). The pending request ends when the channel closes.
+      r = await this.transact(f.bytes, IcMsgType.NEGOTIATE, null);
     } catch (e) {
       if (this.channel === ch) this.ctx.log(`${this.name}: negotiation failed: ${(e as Error).message}`);
       return;
