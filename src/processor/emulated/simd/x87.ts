@@ -12,6 +12,7 @@ import type { FpuState } from './state.js';
 import { Cls, classify, f80Value, from32, from64, fromInt, fromNumber, fromRounded, oHi, oLo, oSe, to32, to64 } from './f80.js';
 import { Rc, X, clearFlags, orFlags, rndSeq, rndUp, roundTo, setOeStrict, setUeStrict, sfFlags, type Fmt } from './softfloat.js';
 import { Op, arithRc, invalid } from './sse-fp.js';
+import { add80, div80, mul80, sqrt80, xHi, xLo, xSe, xUp } from './ext80.js';
 
 const NM = 7, MF = 16;
 const CR0_MP = 1 << 1, CR0_EM = 1 << 2, CR0_TS = 1 << 3, CR0_NE = 1 << 5;
@@ -36,6 +37,8 @@ function pop(): void { f.empty |= 1 << f.top; f.top = (f.top + 1) & 7; }
 function setIndefinite(i: number): void { setReg(i, 0, 0xc0000000 | 0, 0xffff); }
 function rc(): number { return (f.fcw >> 10) & 3; }
 function fmt(): Fmt { return ((f.fcw >> 8) & 3) === 0 ? FMT24 : FMT53; }
+/** Precision control: 24, 53 or 64 bits (the reserved setting 01 behaves as 64 here). */
+function precisionBits(): number { const pc = (f.fcw >> 8) & 3; return pc === 0 ? 24 : pc === 2 ? 53 : 64; }
 const masked = (x: number): boolean => (f.fcw & x) !== 0;
 
 /** Record exception flags; returns true when a pre-computation exception is unmasked (no result). */
@@ -92,14 +95,38 @@ function arith80(op: number, aLo: number, aHi: number, aSe: number, bLo: number,
     nanResult(aLo, aHi, aSe, unary ? Cls.Normal : ca, bLo, bHi, bSe, cb);
     return !commit(0);
   }
-  if (ca === Cls.Denormal || cb === Cls.Denormal) orFlags(X.DE);
-  const x = unary ? 0 : f80Value(aLo, aHi, aSe), y = f80Value(bLo, bHi, bSe);
-  const seq = rndSeq;
-  const fm = fmt();
-  const r = arithRc(op, x, y, fm, rc());
+  const finA = unary || ca === Cls.Normal || ca === Cls.Denormal, finB = cb === Cls.Normal || cb === Cls.Denormal;
+  // Invalid (sqrt of a negative) and zero-divide take precedence over the denormal-operand report.
+  const noDE = (unary && finB && (bSe & 0x8000) !== 0) || (op === Op.DIV && cb === Cls.Zero);
+  if (!noDE && (ca === Cls.Denormal || cb === Cls.Denormal)) orFlags(X.DE);
+  const p = precisionBits(), r = rc();
+  // Finite non-zero operands (and a finite operand plus a zero): exact integer arithmetic, one rounding.
+  if (finA && finB) {
+    switch (op) {
+      case Op.ADD: add80(aLo, aHi, aSe, bLo, bHi, bSe, p, r); break;
+      case Op.SUB: add80(aLo, aHi, aSe, bLo, bHi, bSe ^ 0x8000, p, r); break;
+      case Op.MUL: mul80(aLo, aHi, aSe, bLo, bHi, bSe, p, r); break;
+      case Op.DIV: div80(aLo, aHi, aSe, bLo, bHi, bSe, p, r); break;
+      default:
+        if (bSe & 0x8000) { orFlags(X.IE); rLo = 0; rHi = 0xc0000000 | 0; rSe = 0xffff; return !commit(0); }
+        sqrt80(bLo, bHi, bSe, p, r);
+    }
+    rLo = xLo; rHi = xHi; rSe = xSe;
+    if (xUp) f.fsw |= C1; else f.fsw &= ~C1;
+    return !commit(0);
+  }
+  if ((op === Op.ADD || op === Op.SUB) && ((finA && cb === Cls.Zero) || (finB && ca === Cls.Zero))) {
+    add80(aLo, aHi, aSe, bLo, bHi, op === Op.SUB ? bSe ^ 0x8000 : bSe, p, r);
+    rLo = xLo; rHi = xHi; rSe = xSe;
+    if (xUp) f.fsw |= C1; else f.fsw &= ~C1;
+    return !commit(0);
+  }
+  // Zeros and infinities: the other operand only matters by sign and being finite non-zero (stand-in 1).
+  const x = unary ? 0 : finA ? (aSe & 0x8000 ? -1 : 1) : f80Value(aLo, aHi, aSe);
+  const y = finB ? (bSe & 0x8000 ? -1 : 1) : f80Value(bLo, bHi, bSe);
+  const v = arithRc(op, x, y, FMT53, r);
   if (invalid) { orFlags(X.IE); rLo = 0; rHi = 0xc0000000 | 0; rSe = 0xffff; return !commit(0); }
-  if (rndSeq !== seq) { fromRounded(r < 0 || Object.is(r, -0), fm.p, rc()); if (rndUp) f.fsw |= C1; else f.fsw &= ~C1; }
-  else fromNumber(r);
+  fromNumber(v);
   rLo = oLo; rHi = oHi; rSe = oSe;
   return !commit(0);
 }
@@ -454,7 +481,14 @@ function d9Special(cpu: SimdCpu, low: number): boolean {
   const c0 = stCls(0);
   const two = low === 0x11 || low === 0x13 || low === 0x15 || low === 0x18 || low === 0x19 || low === 0x1d;
   const c1 = two ? stCls(1) : Cls.Normal;
-  if (c0 === Cls.Unsupported || c1 === Cls.Unsupported) { orFlags(X.IE); if (!commit(0)) { if (low === 0x11 || low === 0x13 || low === 0x19) { pop(); } setIndefinite(0); } return true; }
+  if (c0 === Cls.Unsupported || c1 === Cls.Unsupported) {
+    orFlags(X.IE);
+    if (commit(0)) return true;
+    if (low === 0x11 || low === 0x13 || low === 0x19) pop();
+    setIndefinite(0);
+    if (low === 0x14) push(0, 0xc0000000 | 0, 0xffff);
+    return true;
+  }
   if (c0 >= Cls.QNaN || c1 >= Cls.QNaN) {
     const p1 = phys(1);
     if (two) nanResult(lo, hi, se, c0, f.mlo[p1], f.mhi[p1], f.sexp[p1], c1);
@@ -483,13 +517,17 @@ function d9Special(cpu: SimdCpu, low: number): boolean {
       return true;
     }
     case 0x13: { const y = stVal(1); if (commit(X.PE)) return true; pop(); setFromNumber(0, Math.atan2(y, x)); return true; } // fpatan
-    case 0x14: { // fxtract
-      if (x === 0) { orFlags(X.ZE); if (commit(0)) return true; setFromNumber(0, -Infinity); fromNumber(x); push(oLo, oHi, oSe); return true; }
-      if (x === Infinity || x === -Infinity) { fromNumber(Infinity); setReg(0, oLo, oHi, oSe); fromNumber(x); push(oLo, oHi, oSe); return true; }
+    case 0x14: { // fxtract: exact on the encoding
+      if (c0 === Cls.Zero) {
+        orFlags(X.ZE); if (commit(0)) return true;
+        fromNumber(-Infinity); setReg(0, oLo, oHi, oSe); push(lo, hi, se); return true;
+      }
+      if (c0 === Cls.Inf) { fromNumber(Infinity); setReg(0, oLo, oHi, oSe); push(lo, hi, se); return true; }
       if (commit(0)) return true;
-      const e = (se & 0x7fff) - 16383; // exact for normals (the significand keeps all 64 bits)
-      setFromNumber(0, e);
-      push(lo, hi, (se & 0x8000) | 16383);
+      let m = hi >>> 0, l = lo >>> 0, e = (se & 0x7fff || 1) - 16383;
+      while (m < 0x80000000) { m = ((m << 1) | (l >>> 31)) >>> 0; l = (l << 1) >>> 0; e--; }
+      fromInt(e, e >> 31); setReg(0, oLo, oHi, oSe);
+      push(l | 0, m | 0, (se & 0x8000) | 16383);
       return true;
     }
     case 0x15: case 0x18: { // fprem1, fprem: full reduction (C2 = 0)
