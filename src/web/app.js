@@ -246,7 +246,7 @@ $('#console-close').addEventListener('click', closeConsole);
 // ---- create-VM form ------------------------------------------------------------------------------------
 
 const dialog = $('#new-vm-dialog');
-$('#ic-boxes').append(...IC_NAMES.map((n) => el('label', { className: 'check' }, el('input', { type: 'checkbox', checked: true, name: `ic:${n}` }), n)));
+$('#ic-boxes').append(...IC_NAMES.map((n) => el('label', { className: 'check' }, el('input', { type: 'checkbox', checked: true, defaultChecked: true, name: `ic:${n}` }), n)));
 $('#act-new').addEventListener('click', () => { $('#new-vm-error').textContent = ''; $('#new-vm-form').reset(); dialog.showModal(); });
 $('#new-vm-cancel').addEventListener('click', () => dialog.close());
 $('#act-refresh').addEventListener('click', async () => { try { vms = await api('GET', '/vms'); renderList(); } catch (e) { showError(e.message); } });

@@ -102,7 +102,7 @@ test('the guest powering itself off marks the VM Off with its reason', { skip },
   const con = await openConsole(f.client, 'selfoff');
   await post('selfoff', 'start');
   await waitFor('banner', () => con.text().includes(TEST_KERNEL_BANNER));
-  con.send('q');
+  con.send('\x11');
   await waitFor('Off', async () => (await get('selfoff')).state === 'Off');
   const ev = await f.client.call<VmEvent[]>('GET', '/vms/selfoff/events');
   assert.match(ev.at(-1)!.message, /isa-debug-exit/);

@@ -1,7 +1,7 @@
 /**
  * A tiny multiboot guest assembled at test time, so service tests never boot Linux: it prints a banner on
  * COM1, echoes what it receives (interrupt-driven, so an idle guest sleeps in HLT instead of spinning),
- * powers off through isa-debug-exit on 'q' and resets through port 0xcf9 on 'r'.
+ * powers off through isa-debug-exit on Ctrl-Q (0x11) and resets through port 0xcf9 on Ctrl-R (0x12).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -62,9 +62,9 @@ idle:
 got:
   mov $0x3F8, %dx
   in %dx, %al
-  cmp $'q', %al
+  cmp $0x11, %al
   je poweroff
-  cmp $'r', %al
+  cmp $0x12, %al
   je reset
   call putc
   cmp $13, %al
