@@ -173,3 +173,43 @@ test('a guest that does not answer makes the host call time out instead of hangi
   g.time.advance(61_000);
   await p;
 });
+
+test('malformed IC replies from the guest fault only their own channel; the host keeps serving the others', async () => {
+  const { g, ic, chans } = await boot(undefined, (fake) => {
+    // Heartbeat: the guest "chooses" versions the host never offered.
+    const attach = fake.attach.bind(fake);
+    fake.attach = (hb, type) => {
+      attach(hb, type);
+      if (type !== 1) return;
+      hb.onPacket = (p) => {
+        const b = p.payload.slice(), v = new DataView(b.buffer);
+        v.setUint16(28, 1, true); v.setUint16(30, 1, true);
+        v.setUint16(36, 9, true); v.setUint16(38, 9, true); v.setUint16(40, 9, true); v.setUint16(42, 9, true);
+        v.setUint8(25, 1 | 4);
+        hb.send(b, p.transId);
+      };
+    };
+  });
+  assert.match(g.vmbus.faults.join('\n'), /did not offer/);
+  assert.notEqual(g.ics.heartbeat.status, 'OK');
+  assert.equal(g.ics.kvp.status, 'OK');
+  // KVP: a reply of the wrong message type to an enumerate.
+  const kvp = chans.get(2)!;
+  kvp.onPacket = (p) => {
+    const b = p.payload.slice(), v = new DataView(b.buffer);
+    v.setUint16(12, 1, true); v.setUint8(25, 1 | 4);
+    kvp.send(b, p.transId);
+  };
+  const r = assert.rejects(g.ics.kvp.guestIntrinsics(), /malformed reply/);
+  await settle(g);
+  await r;
+  assert.match(g.vmbus.faults.at(-1)!, /malformed Key-Value Pair Exchange reply/);
+  assert.equal(g.ics.kvp.channel, null, 'the KVP channel was reset');
+  // The rest still works.
+  const f = g.ics.vss.freeze();
+  await settle(g);
+  assert.equal((await f).ok, true);
+  assert.equal(ic.frozen, true);
+  assert.equal(g.ics.shutdown.status, 'OK');
+  assert.equal(g.vmbus.state, 'connected');
+});
