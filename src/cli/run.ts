@@ -15,7 +15,8 @@ const help = `usage: hyperts run [options]
   --cpus N                        virtual processors (default 1)
   --enlightenments on|off         expose Hyper-V (CPUID leaves, SynIC, VMBus) or run unenlightened (default on)
   --gdb PORT                      serve the GDB remote protocol on 127.0.0.1:PORT
-  --clock realtime|warp           virtual time follows the host, or jumps over idle periods (default realtime)
+  --clock realtime|warp|icount    virtual time follows the host; or also jumps over idle periods; or counts
+                                  retired instructions, 1 ns each (emulated only; reproducible) (default realtime)
   --quiet                         do not print hyperts' own status lines
 
 Ctrl-A X quits; Ctrl-A A sends a literal Ctrl-A.
@@ -80,7 +81,7 @@ async function configFromArgs(args: string[]): Promise<PartitionConfig & { quiet
   const enl = (opts.enlightenments as string | undefined) ?? 'on';
   if (enl !== 'on' && enl !== 'off') throw new UsageError(`run: --enlightenments must be on or off`);
   const clock = (opts.clock as string | undefined) ?? 'realtime';
-  if (clock !== 'realtime' && clock !== 'warp') throw new UsageError(`run: --clock must be realtime or warp`);
+  if (clock !== 'realtime' && clock !== 'warp' && clock !== 'icount') throw new UsageError(`run: --clock must be realtime, warp or icount`);
   let gdbPort: number | undefined;
   if (opts.gdb !== undefined) {
     gdbPort = Number(opts.gdb);

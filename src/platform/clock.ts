@@ -7,8 +7,11 @@
  *    vCPU waits for the next deadline in real time.
  *  - 'warp': like realtime while the guest runs, but when every vCPU is halted virtual time jumps to the
  *    next timer deadline instead of waiting (QEMU icount-style warp). Used to cut idle time from boots.
+ *  - 'icount': virtual time is the retired-instruction count (1 ns each, like QEMU's -icount shift=0) plus
+ *    idle warps. Independent of host load and speed, so boots are reproducible: tests and benchmarks use it.
+ *    Needs an instruction source (`useInstructionCount`); the emulated processor provides one.
  */
-export type ClockMode = 'realtime' | 'warp';
+export type ClockMode = 'realtime' | 'warp' | 'icount';
 
 export interface TimerHandle { readonly id: number }
 
@@ -28,9 +31,22 @@ export class VirtualClock {
     this.offset = -host();
   }
 
+  private insnSource: (() => number) | null = null;
+  private nsPerInsn = 1;
+
   /** Virtual nanoseconds since the partition was created. */
   now(): number {
+    if (this.insnSource !== null) return this.insnSource() * this.nsPerInsn + this.offset;
     return (this.pausedAt >= 0 ? this.pausedAt : this.host()) + this.offset;
+  }
+
+  /** 'icount' mode: derive time from retired instructions (`source` returns a monotonic count). */
+  useInstructionCount(source: () => number, nsPerInsn = 1): void {
+    if (this.mode !== 'icount') throw new Error("useInstructionCount needs clock mode 'icount'");
+    const t = this.now();
+    this.insnSource = source;
+    this.nsPerInsn = nsPerInsn;
+    this.offset = t - source() * nsPerInsn;
   }
 
   get paused(): boolean { return this.pausedAt >= 0; }
@@ -39,6 +55,7 @@ export class VirtualClock {
 
   resume(): void {
     if (this.pausedAt < 0) return;
+    if (this.insnSource !== null) { this.pausedAt = -1; return; } // instructions do not retire while paused
     this.offset -= this.host() - this.pausedAt;
     this.pausedAt = -1;
   }
@@ -91,7 +108,7 @@ export class VirtualClock {
     if (d === Infinity) return Infinity;
     const wait = d - this.now();
     if (wait <= 0) return 0;
-    if (this.mode === 'warp') { this.advance(wait); return 0; }
+    if (this.mode !== 'realtime') { this.advance(wait); return 0; }
     return wait;
   }
 

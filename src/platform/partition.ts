@@ -117,6 +117,12 @@ export class Partition {
     }
     const p = new Partition(config, backend, memory);
     for (let i = 0; i < config.cpus; i++) p.vcpus.push(await backend.createVcpu(i, p.services));
+    if (p.clock.mode === 'icount') {
+      const v = p.vcpus[0] as unknown as { cpu?: { insnCount: number } };
+      const cpu = v.cpu;
+      if (!cpu) throw new Error("--clock icount needs the emulated processor (KVM does not count instructions); use warp or realtime");
+      p.clock.useInstructionCount(() => cpu.insnCount);
+    }
     p.loadFirmware();
     return p;
   }
