@@ -123,6 +123,8 @@ process.on('message', (m: ToWorker) => {
       if (vm) vm.consoleInput(m.data); else pendingInput.push(m.data);
       break;
     case 'req':
+      // Turned off while the partition is still being built: nothing to stop yet.
+      if (!vm && m.req.op === 'turnOff') { finish({ t: 'exit', code: 0, reason: m.req.reason }); break; }
       handle(m.req).then(
         (value) => send({ t: 'res', id: m.id, ok: true, value }),
         (e: unknown) => send({ t: 'res', id: m.id, ok: false, error: e instanceof Error ? e.message : String(e), code: e instanceof IcError ? 'IntegrationService' : 'WorkerError' }),
