@@ -17,7 +17,7 @@ interface BootTimes { toInit: number; toOff: number; insns?: number }
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1]) || 1;
 const noQemu = args.includes('--no-qemu');
-const clockMode = (args.includes('--clock') ? args[args.indexOf('--clock') + 1] : 'warp') as ClockMode;
+const clockMode = (args.includes('--clock') ? args[args.indexOf('--clock') + 1] : 'icount') as ClockMode;
 // The same user-visible work on both: boot, run init, power off. QEMU's CPU model matches what hyperts advertises.
 const APPEND = 'hyperts.run=true';
 const QEMU_CPU = 'qemu64,-svm,-pni,-lahf_lm,-cx16,-popcnt,-sse4.1,-sse4.2,-ssse3,-x2apic';

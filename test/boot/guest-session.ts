@@ -31,7 +31,7 @@ export class GuestSession {
     const decoder = new TextDecoder();
     const vm = await Partition.create({
       processor: 'emulated', memoryBytes: 512 * 1024 * 1024, cpus: 1, enlightened: true,
-      kernel: img.kernel, initrd: img.initrd, cmdline: `${img.cmdline} ${extraCmdline}`.trim(), clockMode: 'warp',
+      kernel: img.kernel, initrd: img.initrd, cmdline: `${img.cmdline} ${extraCmdline}`.trim(), clockMode: 'icount',
       onConsoleOutput: (b) => { if (s) { s.output += decoder.decode(b, { stream: true }); s.check(); } },
       log: (m) => { if (process.env.HYPERTS_TEST_LOG) process.stderr.write(`[vm] ${m}\n`); },
       ...overrides,
