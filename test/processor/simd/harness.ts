@@ -90,7 +90,8 @@ export function runHost(cases: HostCase[]): HostResult[] {
 
 /** Deterministic PRNG (xorshift32) so failures reproduce. */
 export class Rng {
-  constructor(private s: number) {}
+  private s: number;
+  constructor(seed: number) { this.s = (seed >>> 0) || 1; }
   u32(): number { let x = this.s; x ^= x << 13; x ^= x >>> 17; x ^= x << 5; this.s = x >>> 0; return this.s; }
   int(n: number): number { return this.u32() % n; }
   pick<T>(a: readonly T[]): T { return a[this.int(a.length)]; }

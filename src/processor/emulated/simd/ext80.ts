@@ -220,3 +220,64 @@ export function sqrt80(aLo: number, aHi: number, aSe: number, p: number, rc: num
   const sticky = bitLen(T) !== 0;
   round(false, (uE - 63 - s) / 2, sticky, p, rc);
 }
+
+/** Quotient low bits and partial flag of the last rem80. */
+export let xQ = 0;
+export let xPartial = false;
+
+/**
+ * FPREM (truncating quotient) / FPREM1 (`nearest` quotient) of finite non-zero operands, exactly. When the
+ * exponent difference D is 64 or more the reduction is partial (C2): by 2^(32*floor((D-32)/32)) less than a
+ * full one, as the host FPU does.
+ */
+export function rem80(aLo: number, aHi: number, aSe: number, bLo: number, bHi: number, bSe: number, nearest: boolean): void {
+  unpack(aLo, aHi, aSe); const ah = uHi, al = uLo, ea = uE;
+  unpack(bLo, bHi, bSe); const eb = uE;
+  clear(B); put(B, uHi, uLo, 0);
+  let neg = (aSe & 0x8000) !== 0;
+  let d = ea - eb, scaleUp = 0;
+  xPartial = false; xQ = 0;
+  if (d >= 64) { scaleUp = 32 * Math.floor((d - 32) / 32); d -= scaleUp; xPartial = true; }
+  clear(R); clear(T);
+  if (d < 0) {
+    // |a| < |b|: truncating quotient 0; the nearest quotient is 1 when |a| > |b|/2
+    put(T, ah, al, 0);
+    let e0 = ea - 63;
+    if (nearest && d === -1) {
+      // compare 2|a| with |b| on the same scale: |a| = Ma*2^(ea-63), |b|/2 = Mb*2^(eb-64) = Mb*2^(ea-63)
+      // exact halves round to the even quotient 0, so only a strictly larger |a| takes quotient 1
+      const c = cmp(T, B);
+      if (c > 0) { // r = |b| - |a|, opposite sign; |b| = (2*Mb) * 2^(ea-63) on a's grid
+        shl(A, B, 1); subFrom(A, T); for (let i = 0; i < L; i++) T[i] = A[i];
+        neg = !neg; xQ = 1;
+      }
+    }
+    for (let i = 0; i < L; i++) R[i] = T[i];
+    round(neg, e0, false, 64, Rc.Nearest);
+    return;
+  }
+  // (Ma << d) divided by Mb: remainder in T, low quotient bits in xQ
+  clear(A); put(A, ah, al, 0); shl(A, A, d);
+  const n = 64 + d;
+  let q = 0;
+  for (let bit = n - 1; bit >= 0; bit--) {
+    shl(T, T, 1);
+    T[0] |= getBit(A, bit);
+    q = (q << 1) & 7;
+    if (cmp(T, B) >= 0) { subFrom(T, B); q |= 1; }
+  }
+  if (nearest && !xPartial) {
+    shl(A, T, 1);
+    const c = cmp(A, B);
+    if (c > 0 || (c === 0 && (q & 1) === 1)) { // round the quotient up: r = Mb - r, opposite sign
+      for (let i = 0; i < L; i++) A[i] = B[i];
+      subFrom(A, T);
+      for (let i = 0; i < L; i++) T[i] = A[i];
+      neg = !neg; q = (q + 1) & 7;
+    }
+  }
+  xQ = q;
+  for (let i = 0; i < L; i++) R[i] = T[i];
+  if (bitLen(R) === 0) { xLo = 0; xHi = 0; xSe = (aSe & 0x8000); xUp = false; return; }
+  round(neg, eb - 63 + scaleUp, false, 64, Rc.Nearest);
+}

@@ -1,25 +1,24 @@
 /**
  * The x87 FPU. Registers hold exact 80-bit values; loads, stores, integer and BCD conversions, moves and
- * sign operations are bit-exact. Arithmetic (add, sub, mul, div, sqrt) is correctly rounded to at most
- * 53 bits (precision control 24 or 53; extended precision 64 is computed as 53) over the full extended
- * exponent range, with the x87 rounding control and flags. Transcendentals use the host's double
- * functions (double accuracy). Unmasked exceptions set ES/B and raise #MF at the next waiting instruction.
+ * sign operations are bit-exact, and arithmetic is computed exactly on integer significands (ext80.ts),
+ * rounded once to the precision control (24/53/64 bits) with the rounding control and flags.
+ * Transcendentals use the host's double functions (double accuracy). Unmasked exceptions set ES/B and
+ * raise #MF at the next waiting instruction (CR0.NE; without NE, FERR# is not modelled).
  */
 import type { CpuState } from '../cpu-state.js';
 import { getArithFlags, setArithFlags } from '../flags.js';
 import type { SimdCpu, SimdInsn } from './contract.js';
 import type { FpuState } from './state.js';
-import { Cls, classify, f80Value, from32, from64, fromInt, fromNumber, fromRounded, oHi, oLo, oSe, to32, to64 } from './f80.js';
-import { Rc, X, clearFlags, orFlags, rndSeq, rndUp, roundTo, setOeStrict, setUeStrict, sfFlags, type Fmt } from './softfloat.js';
+import { Cls, classify, f80Value, from32, from64, fromInt, fromNumber, oHi, oLo, oSe, to32, to64 } from './f80.js';
+import { Rc, X, clearFlags, orFlags, rndUp, setOeStrict, setUeStrict, sfFlags, type Fmt } from './softfloat.js';
 import { Op, arithRc, invalid } from './sse-fp.js';
-import { add80, div80, mul80, sqrt80, xHi, xLo, xSe, xUp } from './ext80.js';
+import { add80, div80, mul80, rem80, sqrt80, xHi, xLo, xPartial, xQ, xSe, xUp } from './ext80.js';
 
 const NM = 7, MF = 16;
 const CR0_MP = 1 << 1, CR0_EM = 1 << 2, CR0_TS = 1 << 3, CR0_NE = 1 << 5;
 const C0 = 0x100, C1 = 0x200, C2 = 0x400, C3 = 0x4000, SF = 0x40, ES = 0x80, B = 0x8000;
 const CCMASK = C0 | C1 | C2 | C3;
 
-const FMT24: Fmt = { p: 24, emin: -16382, emax: 16383 };
 const FMT53: Fmt = { p: 53, emin: -16382, emax: 16383 };
 
 let f!: FpuState; // state of the instruction being executed
@@ -36,7 +35,6 @@ function setReg(i: number, lo: number, hi: number, se: number): void {
 function pop(): void { f.empty |= 1 << f.top; f.top = (f.top + 1) & 7; }
 function setIndefinite(i: number): void { setReg(i, 0, 0xc0000000 | 0, 0xffff); }
 function rc(): number { return (f.fcw >> 10) & 3; }
-function fmt(): Fmt { return ((f.fcw >> 8) & 3) === 0 ? FMT24 : FMT53; }
 /** Precision control: 24, 53 or 64 bits (the reserved setting 01 behaves as 64 here). */
 function precisionBits(): number { const pc = (f.fcw >> 8) & 3; return pc === 0 ? 24 : pc === 2 ? 53 : 64; }
 const masked = (x: number): boolean => (f.fcw & x) !== 0;
@@ -432,7 +430,7 @@ function setFromNumber(i: number, v: number): void {
 }
 
 /** One-operand operations on ST0 from D9 E0..FF and friends. */
-function d9Special(cpu: SimdCpu, low: number): boolean {
+function d9Special(low: number): boolean {
   clearFlags();
   if (low === 0x02 || low === 0x03 || low === 0x06 || low === 0x07 || low === 0x0f) return false;
   const needs1 = low === 0x0 || low === 0x1 || low === 0x4 || low === 0x5 || (low >= 0x10 && low <= 0x1f);
@@ -530,19 +528,17 @@ function d9Special(cpu: SimdCpu, low: number): boolean {
       push(l | 0, m | 0, (se & 0x8000) | 16383);
       return true;
     }
-    case 0x15: case 0x18: { // fprem1, fprem: full reduction (C2 = 0)
-      const y = stVal(1);
-      if (y === 0 || x === Infinity || x === -Infinity || x !== x || y !== y) { orFlags(X.IE); if (!commit(0)) setIndefinite(0); return true; }
+    case 0x15: case 0x18: { // fprem1, fprem: exact (ext80.rem80)
+      const c1b = stCls(1), p1 = phys(1);
+      if (c0 === Cls.Inf || c1b === Cls.Zero) { clearFlags(); orFlags(X.IE); if (!commit(0)) setIndefinite(0); return true; } // no DE with IE
+      if (c1b === Cls.Denormal) orFlags(X.DE);
       if (commit(0)) return true;
-      let r = x % y;
-      let q = Math.trunc(x / y);
-      if (low === 0x15) {
-        const ay = Math.abs(y), ar = Math.abs(r);
-        if (2 * ar > ay || (2 * ar === ay && Math.abs(q) % 2 === 1)) { r = r - Math.sign(r) * ay; q += Math.sign(x / y); }
-      }
-      const qa = Math.abs(q) % 8;
-      f.fsw = (f.fsw & ~CCMASK) | ((qa & 1) ? C1 : 0) | ((qa & 2) ? C3 : 0) | ((qa & 4) ? C0 : 0);
-      setFromNumber(0, r === 0 ? (x < 0 || Object.is(x, -0) ? -0 : 0) : r);
+      f.fsw &= ~CCMASK;
+      if (c0 === Cls.Zero || c1b === Cls.Inf) return true; // ST0 unchanged, quotient 0
+      rem80(lo, hi, se, f.mlo[p1], f.mhi[p1], f.sexp[p1], low === 0x15);
+      if (xPartial) f.fsw |= C2;
+      else f.fsw |= ((xQ & 1) ? C1 : 0) | ((xQ & 2) ? C3 : 0) | ((xQ & 4) ? C0 : 0);
+      setReg(0, xLo, xHi, xSe);
       return true;
     }
     case 0x1d: { // fscale: exact exponent change, rounding only on overflow/underflow
@@ -630,7 +626,7 @@ export function execX87(cpu: SimdCpu, insn: SimdInsn): boolean {
         case 1: fxch(i); return true;
         case 2: return i === 0; // fnop
         case 3: fstReg(i, true); return true; // fstp1 (reserved alias)
-        default: return d9Special(cpu, ((g - 4) << 3) | i);
+        default: return d9Special(((g - 4) << 3) | i);
       }
     case 0xda: {
       if (g <= 3) { fcmov(cpu, g, false, i); return true; }
