@@ -198,11 +198,12 @@ function unescape(body: string): string {
 }
 
 /** Listen on `port` (loopback) and serve one GDB connection at a time. */
-export function serveGdb(target: DebugTarget, port: number, log: (msg: string) => void): Promise<Server> {
+export function serveGdb(target: DebugTarget, port: number, log: (msg: string) => void, onConnect?: () => void): Promise<Server> {
   return new Promise((resolve, reject) => {
     const server = createServer((sock: Socket) => {
       sock.setEncoding('latin1');
       log(`gdb: connection from ${sock.remoteAddress}:${sock.remotePort}`);
+      onConnect?.(); // like QEMU: the VM stops when a debugger attaches
       const session = new GdbSession(target, (d) => sock.write(d, 'latin1'), log);
       sock.on('data', (d: string) => session.feed(d));
       sock.on('error', () => {});

@@ -13,6 +13,8 @@ import { createPlatformDevices, type PlatformDevices } from '../devices/platform
 import { HyperVStack } from '../vsp/hyperv-stack.js';
 import type { IntegrationServices } from '../vsp/ic/integration-services.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
+import type { Server } from 'node:net';
+import { DebugControl } from '../debug/emulated-target.js';
 import type { BackendKind, BootCpuState, CpuidProvider, CpuidResult, PlatformServices, ProcessorBackend, VirtualProcessor } from '../processor/backend.js';
 
 export interface PartitionConfig {
@@ -58,8 +60,9 @@ export class Partition {
   private paused = false;
   private wakeup: (() => void) | null = null;
   private readonly log: (msg: string) => void;
-  /** Set by the GDB stub while it owns the vCPU. */
-  debugger: { active: boolean } | null = null;
+  /** Present while a GDB stub serves this partition (--gdb). */
+  private debug: DebugControl | null = null;
+  private gdbServer: Server | null = null;
 
   private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory) {
     this.backendKind = backend.kind;
@@ -196,8 +199,23 @@ export class Partition {
     });
   }
 
+  /** Serve the GDB remote protocol on 127.0.0.1:port (emulated processor). The VM keeps running until GDB stops it. */
+  private async startGdb(port: number): Promise<void> {
+    const vcpu = this.vcpus[0] as unknown as import('../processor/emulated/processor.js').EmulatedVcpu;
+    if (this.backendKind !== 'emulated' || !vcpu.cpu) throw new Error('--gdb is supported with the emulated processor');
+    const { EmulatedDebugTarget } = await import('../debug/emulated-target.js');
+    const { serveGdb } = await import('../debug/gdb-stub.js');
+    const control = new DebugControl();
+    control.stopped = false;
+    const target = new EmulatedDebugTarget(vcpu, this.memory, control, () => this.kick());
+    this.gdbServer = await serveGdb(target, port, (m) => this.log(m), () => target.interrupt());
+    this.debug = control;
+    this.log(`gdb: listening on 127.0.0.1:${port} (gdb vmlinux -ex 'target remote :${port}')`);
+  }
+
   /** Runs the partition until the guest powers off or the VM is turned off. */
   async start(): Promise<PartitionExit> {
+    if (this.config.gdbPort !== undefined) await this.startGdb(this.config.gdbPort);
     const vcpu = this.vcpus[0];
     const lapic = this.devices.lapics[0];
     const yieldToHost = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -209,9 +227,12 @@ export class Partition {
         this.hyperv.reset();
         this.loadFirmware();
       }
-      if (this.paused || this.debugger?.active) { await this.sleep(50); continue; }
+      const dbg = this.debug;
+      if (dbg !== null && dbg.interruptRequested) { dbg.interruptRequested = false; dbg.reportStop({ signal: 2 }); }
+      if (this.paused || (dbg !== null && dbg.stopped)) { await this.sleep(50); continue; }
       this.devices.lapicWindow.current = 0;
       const r = await vcpu.run(SLICE_MS);
+      if (dbg !== null && dbg.breakpointHit) { dbg.breakpointHit = false; dbg.reportStop({ signal: 5, breakpoint: true }); continue; }
       this.clock.poll();
       if (r.kind === 'shutdown') { this.shutdown(r.code, r.reason); break; }
       if (r.kind === 'reset') { this.requestReset(r.reason); continue; }
@@ -226,6 +247,8 @@ export class Partition {
       await yieldToHost();
     }
     this.devices.uart.flush?.();
+    this.debug?.reportStop({ exited: this.exitInfo?.code ?? 0 });
+    this.gdbServer?.close();
     this.backend.destroy();
     return this.exitInfo ?? { code: 1, reason: 'stopped' };
   }

@@ -116,6 +116,12 @@ export class CpuState {
   codePages: Uint8Array = new Uint8Array(0);
   onCodeWrite: (ppn: number) => void = () => {};
 
+  /**
+   * Debugger: called when INT3 executes; returning true means the debugger owns this breakpoint, so the
+   * instruction is not delivered to the guest (RIP stays on it) and the run loop stops (exitRequested).
+   */
+  breakpointHook: ((cpu: CpuState) => boolean) | null = null;
+
   /** Tests: when set, the run loop does not deliver a fault; it stops with `faultStopped` and cpu.fault filled. */
   stopOnFault = false;
   faultStopped = false;

@@ -276,8 +276,10 @@ export function softwareInterrupt(cpu: CpuState, vector: number, nextRip: number
     if (cpu.mode === Mode.Long64) raise(cpu, 6);
     if (getOF(cpu) === 0) { cpu.rip = nextRip; return; }
     vector = 4;
-  } else if (kind === 'int3') vector = 3;
-  else if (kind === 'int1') vector = 1;
+  } else if (kind === 'int3') {
+    if (cpu.breakpointHook !== null && cpu.breakpointHook(cpu)) { cpu.exitRequested = true; return; }
+    vector = 3;
+  } else if (kind === 'int1') vector = 1;
   // INT1 (ICEBP) is delivered like a hardware #DB: no gate DPL check.
   dispatch(cpu, vector & 0xff, kind === 'int1' ? SRC_ICEBP : SRC_SOFT, false, 0, nextRip);
 }
