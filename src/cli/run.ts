@@ -15,6 +15,7 @@ const help = `usage: hyperts run [options]
   --cpus N                        virtual processors (default 1)
   --enlightenments on|off         expose Hyper-V (CPUID leaves, SynIC, VMBus) or run unenlightened (default on)
   --gdb PORT                      serve the GDB remote protocol on 127.0.0.1:PORT
+  --gdb-wait                      with --gdb: start with the processor stopped until GDB continues (QEMU's -S)
   --clock realtime|warp|icount    virtual time follows the host; or also jumps over idle periods; or counts
                                   retired instructions, 1 ns each (emulated only; reproducible) (default realtime)
   --quiet                         do not print hyperts' own status lines
@@ -67,7 +68,7 @@ export default async function run(args: string[]): Promise<number> {
 async function configFromArgs(args: string[]): Promise<PartitionConfig & { quiet: boolean }> {
   const { opts, positional } = parseArgs(args, {
     processor: 'string', kernel: 'string', initrd: 'string', append: 'string', memory: 'string', cpus: 'string',
-    enlightenments: 'string', gdb: 'string', clock: 'string', quiet: 'boolean',
+    enlightenments: 'string', gdb: 'string', 'gdb-wait': 'boolean', clock: 'string', quiet: 'boolean',
   }, 'run');
   if (positional.length) throw new UsageError(`run: unexpected argument '${positional[0]}' (options start with --)`);
   const processor = (opts.processor as string | undefined) ?? 'auto';
@@ -83,6 +84,7 @@ async function configFromArgs(args: string[]): Promise<PartitionConfig & { quiet
   const clock = (opts.clock as string | undefined) ?? 'realtime';
   if (clock !== 'realtime' && clock !== 'warp' && clock !== 'icount') throw new UsageError(`run: --clock must be realtime, warp or icount`);
   let gdbPort: number | undefined;
+  if (opts['gdb-wait'] && opts.gdb === undefined) throw new UsageError('run: --gdb-wait needs --gdb PORT');
   if (opts.gdb !== undefined) {
     gdbPort = Number(opts.gdb);
     if (!Number.isInteger(gdbPort) || gdbPort < 1 || gdbPort > 65535) throw new UsageError(`run: --gdb needs a TCP port number`);
@@ -103,6 +105,6 @@ async function configFromArgs(args: string[]): Promise<PartitionConfig & { quiet
   return {
     processor: processor as PartitionConfig['processor'],
     memoryBytes, cpus, enlightened: enl === 'on', kernel, initrd, cmdline,
-    clockMode: clock, gdbPort, quiet: opts.quiet === true,
+    clockMode: clock, gdbPort, gdbWait: opts['gdb-wait'] === true, quiet: opts.quiet === true,
   };
 }

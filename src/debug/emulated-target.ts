@@ -17,6 +17,8 @@ import { debugTranslate } from '../processor/emulated/mmu.js';
 export class DebugControl {
   /** True while the debugger holds the vCPU stopped. */
   stopped = true;
+  /** Called between run slices while the vCPU runs under the debugger. */
+  onSlice: (() => void) | null = null;
   breakpointHit = false;
   interruptRequested = false;
   private waiter: ((r: StopReason) => void) | null = null;
@@ -45,6 +47,11 @@ const toLinear = (a: bigint): number => Number(BigInt.asIntN(64, a));
 export class EmulatedDebugTarget implements DebugTarget {
   /** Breakpoint linear address -> physical address and the original byte. */
   private readonly bps = new Map<number, { phys: number; orig: number }>();
+  /**
+   * Breakpoints whose address is not mapped yet (e.g. kernel symbols before the kernel builds its page
+   * tables): patched in by `refresh()` as soon as the address translates.
+   */
+  private readonly pending = new Set<number>();
   private readonly hook = (cpu: { rip: number }): boolean => {
     if (!this.bps.has(cpu.rip)) return false;
     this.control.breakpointHit = true;
@@ -54,6 +61,7 @@ export class EmulatedDebugTarget implements DebugTarget {
   constructor(private readonly vcpu: EmulatedVcpu, private readonly memory: GuestMemory, readonly control: DebugControl,
     private readonly kick: () => void) {
     vcpu.cpu.breakpointHook = this.hook;
+    control.onSlice = () => { if (this.pending.size > 0) this.refresh(); };
   }
 
   readRegister(name: GdbRegName): bigint {
@@ -118,15 +126,22 @@ export class EmulatedDebugTarget implements DebugTarget {
     if (this.bps.has(lin)) return true;
     const phys = debugTranslate(this.vcpu.cpu, lin);
     const o = phys < 0 ? -1 : this.memory.offsetOf(phys);
-    if (o < 0) return false;
+    if (o < 0) { this.pending.add(lin); return true; }
+    this.pending.delete(lin);
     this.bps.set(lin, { phys, orig: this.memory.bytes[o] });
     this.memory.bytes[o] = 0xcc;
     this.codeChanged(phys);
     return true;
   }
 
+  /** Patch pending breakpoints whose addresses became mapped (the scheduler calls this between slices). */
+  refresh(): void {
+    for (const lin of this.pending) this.insertBreakpoint(BigInt.asUintN(64, BigInt(lin)));
+  }
+
   removeBreakpoint(addr: bigint): boolean {
     const lin = toLinear(addr);
+    if (this.pending.delete(lin)) return true;
     const bp = this.bps.get(lin);
     if (!bp) return false;
     this.bps.delete(lin);

@@ -29,6 +29,8 @@ export interface PartitionConfig {
   cmdline: string;
   clockMode?: ClockMode;
   gdbPort?: number;
+  /** With gdbPort: hold the vCPU stopped until the debugger continues it (like QEMU's -S). */
+  gdbWait?: boolean;
   quiet?: boolean;
   /** Guest TSC frequency; default 1 GHz. */
   tscHz?: number;
@@ -206,11 +208,11 @@ export class Partition {
     const { EmulatedDebugTarget } = await import('../debug/emulated-target.js');
     const { serveGdb } = await import('../debug/gdb-stub.js');
     const control = new DebugControl();
-    control.stopped = false;
+    control.stopped = this.config.gdbWait === true;
     const target = new EmulatedDebugTarget(vcpu, this.memory, control, () => this.kick());
     this.gdbServer = await serveGdb(target, port, (m) => this.log(m), () => target.interrupt());
     this.debug = control;
-    this.log(`gdb: listening on 127.0.0.1:${port} (gdb vmlinux -ex 'target remote :${port}')`);
+    this.log(`gdb: listening on 127.0.0.1:${port} (gdb vmlinux -ex 'target remote :${port}')${control.stopped ? '; waiting for the debugger to continue' : ''}`);
   }
 
   /** Runs the partition until the guest powers off or the VM is turned off. */
@@ -232,6 +234,7 @@ export class Partition {
       if (this.paused || (dbg !== null && dbg.stopped)) { await this.sleep(50); continue; }
       this.devices.lapicWindow.current = 0;
       const r = await vcpu.run(SLICE_MS);
+      dbg?.onSlice?.();
       if (dbg !== null && dbg.breakpointHit) { dbg.breakpointHit = false; dbg.reportStop({ signal: 5, breakpoint: true }); continue; }
       this.clock.poll();
       if (r.kind === 'shutdown') { this.shutdown(r.code, r.reason); break; }
