@@ -59,7 +59,7 @@ export class EmulatedDebugTarget implements DebugTarget {
   };
 
   constructor(private readonly vcpu: EmulatedVcpu, private readonly memory: GuestMemory, readonly control: DebugControl,
-    private readonly kick: () => void) {
+    private readonly kick: () => void, readonly kill?: () => void) {
     vcpu.cpu.breakpointHook = this.hook;
     control.onSlice = () => { if (this.pending.size > 0) this.refresh(); };
   }

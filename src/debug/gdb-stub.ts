@@ -29,6 +29,8 @@ export interface DebugTarget {
   /** Run until a breakpoint, an interrupt request (`interrupt()`), or the guest ends. */
   resume(): Promise<StopReason>;
   interrupt(): void;
+  /** GDB's kill: end the VM (as QEMU does). */
+  kill?(): void;
 }
 
 const SIGINT = 2, SIGTRAP = 5;
@@ -150,12 +152,12 @@ export class GdbSession {
             if (action === 'c') return this.run(() => t.resume());
             if (action === 't') { t.interrupt(); return; }
           }
-          if (p.startsWith('vKill')) { this.reply('OK'); return; }
+          if (p.startsWith('vKill')) { this.reply('OK'); t.kill?.(); return; }
           return this.reply('');
         }
         case 'H': return this.reply('OK');
         case 'T': return this.reply('OK');
-        case 'k': return;
+        case 'k': t.kill?.(); return;
         case 'D': this.reply('OK'); return;
         case 'q': return this.query(p);
         case 'Q':

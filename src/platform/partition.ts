@@ -209,7 +209,7 @@ export class Partition {
     const { serveGdb } = await import('../debug/gdb-stub.js');
     const control = new DebugControl();
     control.stopped = this.config.gdbWait === true;
-    const target = new EmulatedDebugTarget(vcpu, this.memory, control, () => this.kick());
+    const target = new EmulatedDebugTarget(vcpu, this.memory, control, () => this.kick(), () => this.turnOff('killed by the debugger'));
     this.gdbServer = await serveGdb(target, port, (m) => this.log(m), () => target.interrupt());
     this.debug = control;
     this.log(`gdb: listening on 127.0.0.1:${port} (gdb vmlinux -ex 'target remote :${port}')${control.stopped ? '; waiting for the debugger to continue' : ''}`);
