@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 exec node dist/src/cli/main.js run --processor emulated --clock icount \
-  --append 'hyperts.run="uname -a; grep -m1 -E \"model name|flags\" /proc/cpuinfo; ls /sys/firmware/acpi/tables; seq 1 200000 | sha256sum"'
+  --append 'hyperts.run="uname -a; grep -m1 -E \"model name|flags\" /proc/cpuinfo; ls /sys/firmware/acpi/tables; yes hyperts | head -c 4000000 | sha256sum; cat /proc/uptime"'
