@@ -10,6 +10,7 @@ import { readMem, writeMem, getReg, setReg } from './exec-common.js';
 import { aluFlagsOnly } from './exec-alu.js';
 import { getZF } from './flags.js';
 import * as sys from './system.js';
+import * as mmu from './mmu.js';
 
 const TWO32 = 4294967296;
 /** Elements per execution of a rep instruction before yielding to the run loop. */
@@ -108,8 +109,91 @@ function outsOne(cpu: Cpu, i: Insn): void {
   advance(cpu, 6, i.asz, step(cpu, s));
 }
 
-export function movs(cpu: Cpu, i: Insn): void { repLoop(cpu, i, movsOne, 0); }
-export function stos(cpu: Cpu, i: Insn): void { repLoop(cpu, i, stosOne, 0); }
+export function movs(cpu: Cpu, i: Insn): void {
+  if (i.rep !== 0 && i.asz !== 2 && (cpu.flagsRest & F.DF) === 0) repMovsBulk(cpu, i);
+  else repLoop(cpu, i, movsOne, 0);
+}
+export function stos(cpu: Cpu, i: Insn): void {
+  if (i.rep !== 0 && i.asz !== 2 && (cpu.flagsRest & F.DF) === 0) repStosBulk(cpu, i);
+  else repLoop(cpu, i, stosOne, 0);
+}
+
+// ---- rep movs/stos over RAM a page at a time (forward direction, 32/64-bit addressing)
+//
+// Each step covers the elements that stay inside one source and one destination page whose translations
+// are already in the TLB (so nothing can fault and no code page or MMIO is involved); otherwise one element
+// goes through the ordinary path, which fills the TLB, faults, notifies code writes or reaches MMIO.
+// Registers are updated after every step, so an interrupt or fault between steps sees a consistent state.
+
+/** Elements of size s from linear `lin` up to the end of its page (and, with 32-bit addressing, of the 4 GiB offset space). */
+function elementsInPage(cpu: Cpu, i: Insn, lin: number, r: number, s: number): number {
+  let bytes = 4096 - (lin & 0xfff);
+  if (i.asz === 4) { const left = 4294967296 - regAddr(cpu, r, 4); if (left < bytes) bytes = left; }
+  return Math.floor(bytes / s);
+}
+
+function repStosBulk(cpu: Cpu, i: Insn): void {
+  const s = i.osz, asz = i.asz;
+  let budget = REP_CHUNK;
+  for (;;) {
+    const cnt = count(cpu, asz);
+    if (cnt === 0) return;
+    if (budget === 0) { cpu.nextRip = cpu.rip; return; }
+    const lin = dstLin(cpu, i);
+    const off = mmu.ramOffsetWrite(cpu, lin);
+    let n = elementsInPage(cpu, i, lin, 7, s);
+    if (cnt < n) n = cnt;
+    if (budget < n) n = budget;
+    if (off < 0 || n === 0) { stosOne(cpu, i); decCount(cpu, asz); budget--; continue; }
+    const ram = cpu.ram;
+    const v = getReg(cpu, 0, s);
+    const total = n * s;
+    if (s === 1) ram.fill(v, off, off + total);
+    else {
+      const view = cpu.ramView;
+      if (s === 2) view.setUint16(off, v, true);
+      else if (s === 4) view.setInt32(off, v, true);
+      else { view.setInt32(off, v, true); view.setInt32(off + 4, cpu.opHi, true); }
+      for (let done = s; done < total;) {
+        const c = done < total - done ? done : total - done;
+        ram.copyWithin(off + done, off, off + c);
+        done += c;
+      }
+    }
+    advance(cpu, 7, asz, total);
+    advance(cpu, 1, asz, -n);
+    budget -= n;
+  }
+}
+
+function repMovsBulk(cpu: Cpu, i: Insn): void {
+  const s = i.osz, asz = i.asz;
+  let budget = REP_CHUNK;
+  for (;;) {
+    const cnt = count(cpu, asz);
+    if (cnt === 0) return;
+    if (budget === 0) { cpu.nextRip = cpu.rip; return; }
+    const src = srcLin(cpu, i), dst = dstLin(cpu, i);
+    const so = mmu.ramOffsetRead(cpu, src);
+    const dO = so < 0 ? -1 : mmu.ramOffsetWrite(cpu, dst);
+    let n = elementsInPage(cpu, i, src, 6, s);
+    const nd = elementsInPage(cpu, i, dst, 7, s);
+    if (nd < n) n = nd;
+    if (cnt < n) n = cnt;
+    if (budget < n) n = budget;
+    const total = n * s;
+    const gap = dO - so;
+    // An overlap closer than one element makes element-wise copying differ from a byte-wise forward copy.
+    if (dO < 0 || n === 0 || (gap > 0 && gap < s && gap < total)) { movsOne(cpu, i); decCount(cpu, asz); budget--; continue; }
+    const ram = cpu.ram;
+    if (gap <= 0 || gap >= total) ram.copyWithin(dO, so, so + total);
+    else for (let k = 0; k < total; k++) ram[dO + k] = ram[so + k]; // forward overlap repeats the pattern, as the hardware does
+    advance(cpu, 6, asz, total);
+    advance(cpu, 7, asz, total);
+    advance(cpu, 1, asz, -n);
+    budget -= n;
+  }
+}
 export function lods(cpu: Cpu, i: Insn): void { repLoop(cpu, i, lodsOne, 0); }
 export function cmps(cpu: Cpu, i: Insn): void { repLoop(cpu, i, cmpsOne, i.rep); }
 export function scas(cpu: Cpu, i: Insn): void { repLoop(cpu, i, scasOne, i.rep); }

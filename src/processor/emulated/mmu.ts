@@ -75,6 +75,7 @@ export function physRead(cpu: CpuState, pa: number, size: 1 | 2 | 4): number {
     for (let i = size - 1; i >= 0; i--) v = v * 256 + physRead(cpu, pa + i, 1);
     return v;
   }
+  cpu.irqCheck = true; // MMIO (LAPIC EOI/TPR, IOAPIC...) may change what is deliverable
   return cpu.platform.mmio.read(pa, size) >>> 0;
 }
 
@@ -96,6 +97,7 @@ export function physWrite(cpu: CpuState, pa: number, size: 1 | 2 | 4, v: number)
     for (let i = 0; i < size; i++) physWrite(cpu, pa + i, 1, (v >>> (8 * i)) & 0xff);
     return;
   }
+  cpu.irqCheck = true;
   cpu.platform.mmio.write(pa, size, size === 4 ? v >>> 0 : v & (size === 1 ? 0xff : 0xffff));
 }
 
@@ -441,6 +443,21 @@ export function writeSys32(cpu: CpuState, lin: number, v: number): void {
 }
 export function writeSys8(cpu: CpuState, lin: number, v: number): void {
   slowWrite(cpu, lin, 1, v, false);
+}
+
+/**
+ * Bulk-access fast paths (rep movs/stos): offset into cpu.ram of `lin` when the TLB already holds a read
+ * (resp. write) translation for its page at the current privilege, else -1 (the caller then does one
+ * element through the ordinary accessors, which fill the TLB or fault). Write entries never exist for MMIO
+ * pages or pages holding cached code, so a hit may be written in bulk without notifying anyone.
+ */
+export function ramOffsetRead(cpu: CpuState, lin: number): number {
+  const i = (cpu.cpl === 3 ? U_READ : S_READ) + ((lin >>> 12) & MASK);
+  return cpu.tlbTag[i] === lin - (lin & 0xfff) ? lin + cpu.tlbAddend[i] : -1;
+}
+export function ramOffsetWrite(cpu: CpuState, lin: number): number {
+  const i = (cpu.cpl === 3 ? U_WRITE : S_WRITE) + ((lin >>> 12) & MASK);
+  return cpu.tlbTag[i] === lin - (lin & 0xfff) ? lin + cpu.tlbAddend[i] : -1;
 }
 
 // ---------------------------------------------------------------- invalidation
