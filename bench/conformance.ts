@@ -4,10 +4,11 @@
  * kernel, environment file as the first module, QEMU's isa-debug-exit at 0xf4) and on QEMU TCG with the same
  * test arguments, and prints per kernel and in total which pass on each.
  *
- *   KUT_DIR=/path/to/built/kvm-unit-tests npm run conformance [-- --only NAME[,NAME]] [--timeout S]
+ *   KUT_DIR=/path/to/built/kvm-unit-tests npm run conformance [-- --only NAME[,NAME]] [--timeout S] [--qemu-cache]
+ *   Console logs go to $KUT_LOG_DIR (default $TMPDIR/hyperts-kut-logs).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 
@@ -38,16 +39,18 @@ function parseCfg(text: string): UnitTest[] {
   return tests;
 }
 
-/** kvm-unit-tests exits through isa-debug-exit: status (code >> 1); 0 = pass, 77 = skip. */
+/**
+ * kvm-unit-tests exits through isa-debug-exit, which exits with (status << 1) | 1: 1 = pass, 77 = skip. QEMU's own start-up
+ * errors also exit with 1, so a run whose output is only QEMU complaining (e.g. "-cpu host requires KVM")
+ * is N/A: that configuration cannot run under TCG.
+ */
 function verdictOf(exitCode: number | null, timedOut: boolean, output: string): Verdict {
   if (timedOut) return 'TIMEOUT';
+  if (exitCode === 1 && /^qemu-system-\w+: /m.test(output) && !/SUMMARY|enabling apic|PASS|FAIL/.test(output)) return 'N/A';
   if (exitCode === null) return 'FAIL';
-  if ((exitCode & 1) === 1) {
-    const status = exitCode >> 1;
-    if (status === 0) return 'PASS';
-    if (status === 77) return 'SKIP';
-    return 'FAIL';
-  }
+  // report_summary() returns 77 >> 1 when everything was skipped, so the process exits with 77.
+  if (exitCode === 77) return 'SKIP';
+  if ((exitCode & 1) === 1) return exitCode === 1 ? 'PASS' : 'FAIL';
   return /SUMMARY: .* 0 unexpected failures/.test(output) && exitCode === 0 ? 'PASS' : 'FAIL';
 }
 
@@ -75,6 +78,11 @@ async function main(): Promise<void> {
   const tests = parseCfg(readFileSync(join(kut, 'x86', 'unittests.cfg'), 'utf8'))
     .filter((t) => t.arch !== 'i386' && (!only || only.has(t.name)) && existsSync(join(kut, 'x86', t.file)));
   const dir = mkdtempSync(join(tmpdir(), 'hyperts-kut-'));
+  // Per-test console output of both runs, kept for diagnosis; QEMU verdicts are cached there across runs
+  // (--qemu-cache) because QEMU's side does not change while hyperts is being fixed.
+  const logDir = process.env.KUT_LOG_DIR || join(tmpdir(), 'hyperts-kut-logs');
+  mkdirSync(logDir, { recursive: true });
+  const useQemuCache = argv.includes('--qemu-cache');
   const env = join(dir, 'env');
   writeFileSync(env, 'NR_CPUS=1\nMEMSIZE=256\nTEST_DEVICE=0\n');
   const hyperts = join(process.cwd(), 'bin', 'hyperts');
@@ -90,12 +98,27 @@ async function main(): Promise<void> {
       const r = await runCmd(process.execPath, [hyperts, 'run', '--quiet', '--processor', 'emulated', '--clock', 'warp', '--memory', '256M',
         '--kernel', kernel, '--initrd', env, ...(t.args ? ['--append', t.args] : [])], limit);
       h = verdictOf(r.code, r.timedOut, r.out);
+      writeFileSync(join(logDir, `${t.name}.hyperts.log`), `exit ${r.code}${r.timedOut ? ' (timeout)' : ''}\n${r.out}`);
     }
     const qa = ['--no-reboot', '-nodefaults', '-device', 'pc-testdev', '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x4',
       '-display', 'none', '-serial', 'stdio', '-device', 'pci-testdev', '-machine', 'accel=tcg', '-m', '256',
       '-smp', String(t.smp), '-kernel', kernel, ...(t.qemuParams ? t.qemuParams.split(/\s+/).filter(Boolean) : []),
       ...(t.args ? ['-append', t.args] : [])];
-    const q = await runCmd('qemu-system-x86_64', qa, limit).then((r) => verdictOf(r.code, r.timedOut, r.out), () => 'N/A' as Verdict);
+    const cacheFile = join(logDir, `${t.name}.qemu.verdict`);
+    let q: Verdict;
+    const qemuLog = join(logDir, `${t.name}.qemu.log`);
+    if (useQemuCache && existsSync(qemuLog)) {
+      const text = readFileSync(qemuLog, 'latin1');
+      const m = /^exit (\S+)( \(timeout\))?\n/.exec(text);
+      q = m ? verdictOf(m[1] === 'null' ? null : Number(m[1]), !!m[2], text.slice(m[0].length)) : 'N/A';
+    } else if (useQemuCache && existsSync(cacheFile)) q = readFileSync(cacheFile, 'utf8').trim() as Verdict;
+    else {
+      q = await runCmd('qemu-system-x86_64', qa, limit).then((r) => {
+        writeFileSync(qemuLog, `exit ${r.code}${r.timedOut ? ' (timeout)' : ''}\n${r.out}`);
+        return verdictOf(r.code, r.timedOut, r.out);
+      }, () => 'N/A' as Verdict);
+      writeFileSync(cacheFile, q);
+    }
     rows.push({ t, h, q });
     console.log(`${t.name.padEnd(28)} ${h.padEnd(8)} ${q}`);
   }
@@ -104,7 +127,7 @@ async function main(): Promise<void> {
   const qOnly = rows.filter((r) => r.q === 'PASS' && r.h !== 'PASS').map((r) => r.t.name);
   const hOnly = rows.filter((r) => r.h === 'PASS' && r.q !== 'PASS').map((r) => r.t.name);
   console.log(`\ntotal: hyperts ${count('h', 'PASS')} pass / ${count('h', 'FAIL')} fail / ${count('h', 'SKIP')} skip / ${count('h', 'TIMEOUT')} timeout / ${count('h', 'N/A')} not run (smp > 1)`);
-  console.log(`       QEMU    ${count('q', 'PASS')} pass / ${count('q', 'FAIL')} fail / ${count('q', 'SKIP')} skip / ${count('q', 'TIMEOUT')} timeout`);
+  console.log(`       QEMU    ${count('q', 'PASS')} pass / ${count('q', 'FAIL')} fail / ${count('q', 'SKIP')} skip / ${count('q', 'TIMEOUT')} timeout / ${count('q', 'N/A')} cannot run under TCG`);
   console.log(`pass on both: ${both}; QEMU only: ${qOnly.join(', ') || 'none'}; hyperts only: ${hOnly.join(', ') || 'none'}`);
 }
 

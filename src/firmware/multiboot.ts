@@ -55,6 +55,11 @@ export interface MultibootModule { data: Uint8Array; string?: string }
 export interface MultibootOptions {
   kernel: Uint8Array;
   cmdline?: string;
+  /**
+   * The kernel's name (path) as the boot loader knows it: GRUB and QEMU put it first on the command line,
+   * and kernels such as kvm-unit-tests' take that first word as argv[0]. Omitted: `cmdline` is passed as is.
+   */
+  kernelName?: string;
   /** Loaded as module 0 (with the string "initrd"), before `modules`. */
   initrd?: Uint8Array;
   modules?: MultibootModule[];
@@ -154,7 +159,8 @@ export function loadMultiboot(mem: GuestMemory, opts: MultibootOptions): Multibo
     if (at === undefined) strPtr += b.length + 1;
     return addr;
   };
-  v.setUint32(MBI_ADDR + 16, putString(opts.cmdline ?? '', BOOT_CMDLINE_ADDR), true);
+  const cmdline = opts.kernelName !== undefined ? `${opts.kernelName}${opts.cmdline ? ` ${opts.cmdline}` : ''}` : (opts.cmdline ?? '');
+  v.setUint32(MBI_ADDR + 16, putString(cmdline, BOOT_CMDLINE_ADDR), true);
   v.setUint32(MBI_ADDR + 64, putString(BOOT_LOADER_NAME, MBI_NAME_ADDR), true);
 
   const mods: MultibootModule[] = [...(opts.initrd ? [{ data: opts.initrd, string: 'initrd' }] : []), ...(opts.modules ?? [])];

@@ -141,7 +141,7 @@ export class Partition {
     let boot: BootCpuState;
     try {
       if (!isBzImage && findMultibootHeader(k)) {
-        boot = loadMultiboot(this.memory, { kernel: k, cmdline: this.config.cmdline, initrd: this.initrdImage }).cpu;
+        boot = loadMultiboot(this.memory, { kernel: k, kernelName: this.config.kernel, cmdline: this.config.cmdline, initrd: this.initrdImage }).cpu;
         this.log('boot: multiboot kernel');
       } else {
         boot = loadLinux(this.memory, { kernel: k, initrd: this.initrdImage, cmdline: this.config.cmdline, acpiRsdpAddr: acpi.rsdpAddr }).cpu;

@@ -32,6 +32,9 @@ const EDX1 = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (
 const EDX_EXT1 = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9) | (1 << 11) | (1 << 12) |
   (1 << 13) | (1 << 15) | (1 << 16) | (1 << 24) | (1 << 20) | (1 << 26) | (1 << 29);
 
+/** Leaf 7 subleaf 0 EBX: TSC_ADJUST (IA32_TSC_ADJUST, msr.ts). Max subleaf 0. */
+const EBX7_0 = 1 << 1;
+
 function str4(s: string, i: number): number {
   return (s.charCodeAt(i) | (s.charCodeAt(i + 1) << 8) | (s.charCodeAt(i + 2) << 16) | (s.charCodeAt(i + 3) << 24)) >>> 0;
 }
@@ -50,7 +53,8 @@ export function baseCpuid(vp: number, leaf: number, subleaf: number, out: CpuidR
       out.edx = EDX1 >>> 0;
       return;
     case 7:
-      return; // subleaf 0: no extended features, max subleaf 0
+      if (subleaf === 0) out.ebx = EBX7_0;
+      return;
     case 0x80000000:
       out.eax = MAX_EXT; out.ebx = str4(VENDOR, 0); out.edx = str4(VENDOR, 4); out.ecx = str4(VENDOR, 8);
       return;

@@ -10,7 +10,7 @@ import { PHYS_ADDR_BITS } from './mmu.js';
 const TWO32 = 4294967296;
 
 export const MSR = {
-  TSC: 0x10, APIC_BASE: 0x1b, PATCH_LEVEL: 0x8b, MTRRCAP: 0xfe,
+  TSC: 0x10, TSC_ADJUST: 0x3b, APIC_BASE: 0x1b, PATCH_LEVEL: 0x8b, MTRRCAP: 0xfe,
   SYSENTER_CS: 0x174, SYSENTER_ESP: 0x175, SYSENTER_EIP: 0x176,
   MCG_CAP: 0x179, MCG_STATUS: 0x17a, MCG_CTL: 0x17b, MISC_ENABLE: 0x1a0,
   MTRR_PHYS_FIRST: 0x200, MTRR_PHYS_LAST: 0x20f, MTRR_FIX64K: 0x250, MTRR_FIX16K_80000: 0x258, MTRR_FIX16K_A0000: 0x259,
@@ -18,7 +18,18 @@ export const MSR = {
   EFER: 0xc0000080, STAR: 0xc0000081, LSTAR: 0xc0000082, CSTAR: 0xc0000083, SFMASK: 0xc0000084,
   FS_BASE: 0xc0000100, GS_BASE: 0xc0000101, KERNEL_GS_BASE: 0xc0000102, TSC_AUX: 0xc0000103,
   AMD_SYSCFG: 0xc0010010, AMD_HWCR: 0xc0010015,
+  AMD_PERF_EVTSEL0: 0xc0010000, AMD_PERF_EVTSEL3: 0xc0010003, AMD_PERF_CTR0: 0xc0010004, AMD_PERF_CTR3: 0xc0010007,
 } as const;
+
+/**
+ * The four legacy AMD performance counters (PerfEvtSel0-3, PerfCtr0-3) exist on every AMD64 processor, so
+ * guests that see AuthenticAMD program them without asking CPUID (kvm-unit-tests' setup resets them). They
+ * hold what is written but count nothing, like a hypervisor whose virtual PMU is off: the counters stay put.
+ * Reserved event-select bits: 19, 21 and 36-63 (HG_ONLY needs SVM, which we do not offer).
+ */
+const EVTSEL_RSVD_LO = (1 << 19) | (1 << 21);
+const EVTSEL_RSVD_HI = ~0xf;
+const isAmdPmc = (index: number): boolean => index >= MSR.AMD_PERF_EVTSEL0 && index <= MSR.AMD_PERF_CTR3;
 
 /** Guest TSC now: virtual clock in TSC ticks plus the offset IA32_TSC writes set. */
 export function guestTsc(cpu: CpuState): number {
@@ -58,6 +69,7 @@ export function readMsr(cpu: CpuState, index: number): number {
   index >>>= 0;
   switch (index) {
     case MSR.TSC: return split(cpu, guestTsc(cpu));
+    case MSR.TSC_ADJUST: return stored(cpu, index);
     case MSR.APIC_BASE: cpu.memHi = 0; return cpu.apicBase >>> 0;
     case MSR.PATCH_LEVEL: cpu.memHi = 0; return 0;
     case MSR.MTRRCAP: cpu.memHi = 0; return 0x508; // 8 variable ranges, fixed ranges, write-combining
@@ -65,7 +77,7 @@ export function readMsr(cpu: CpuState, index: number): number {
     case MSR.SYSENTER_ESP: return split(cpu, cpu.sysenterEsp);
     case MSR.SYSENTER_EIP: return split(cpu, cpu.sysenterEip);
     case MSR.MCG_CAP: case MSR.MCG_STATUS: cpu.memHi = 0; return 0; // no banks
-    case MSR.MISC_ENABLE: cpu.memHi = 0; return cpu.miscEnable >>> 0;
+    case MSR.MISC_ENABLE: return stored(cpu, index, cpu.miscEnable >>> 0, 0);
     case MSR.PAT: cpu.memHi = cpu.patHi; return cpu.patLo >>> 0;
     case MSR.EFER: cpu.memHi = 0; return cpu.efer >>> 0;
     case MSR.STAR: cpu.memHi = cpu.starHi; return cpu.star >>> 0;
@@ -80,7 +92,7 @@ export function readMsr(cpu: CpuState, index: number): number {
     // SYSCFG: Linux's AMD MTRR code reads it unconditionally; 0 = no fixed-range DRAM attributes, no SME.
     case MSR.AMD_SYSCFG: return stored(cpu, index);
   }
-  if (isMtrr(index)) return stored(cpu, index);
+  if (isMtrr(index) || isAmdPmc(index)) return stored(cpu, index);
   const out = cpu.msrOut;
   if (!cpu.platform.msr.read(cpu.vp, index, out)) raise(cpu, 13, 0);
   cpu.memHi = out.hi | 0;
@@ -92,9 +104,21 @@ export function writeMsr(cpu: CpuState, index: number, lo: number, hi: number): 
   index >>>= 0;
   lo >>>= 0; hi |= 0;
   switch (index) {
-    case MSR.TSC:
-      cpu.tscOffset = canon(lo, hi) - guestTsc(cpu) + cpu.tscOffset;
+    case MSR.TSC: {
+      // SDM 17.17.3: a TSC write moves IA32_TSC_ADJUST by the same amount.
+      const delta = canon(lo, hi) - guestTsc(cpu);
+      cpu.tscOffset += delta;
+      const adj = canon(stored(cpu, MSR.TSC_ADJUST), cpu.memHi) + delta;
+      store(cpu, MSR.TSC_ADJUST, split(cpu, adj), cpu.memHi);
       return;
+    }
+    case MSR.TSC_ADJUST: {
+      // Writing the adjustment moves the TSC by the difference (as on hardware with CPUID.7.0:EBX[1]).
+      const v = canon(lo, hi);
+      cpu.tscOffset += v - canon(stored(cpu, index), cpu.memHi);
+      store(cpu, index, lo, hi);
+      return;
+    }
     case MSR.APIC_BASE:
       // Bit 10 (x2APIC) is not supported; bits above the physical width are reserved.
       if ((lo & 0x6ff) !== 0 || (hi & PHYS_HI_RSVD) !== 0 || hi !== 0) raise(cpu, 13, 0);
@@ -111,7 +135,7 @@ export function writeMsr(cpu: CpuState, index: number, lo: number, hi: number): 
       if (index === MSR.SYSENTER_ESP) cpu.sysenterEsp = v; else cpu.sysenterEip = v;
       return;
     }
-    case MSR.MISC_ENABLE: cpu.miscEnable = lo; return;
+    case MSR.MISC_ENABLE: cpu.miscEnable = lo; store(cpu, index, lo, hi); return;
     case MSR.PAT:
       for (let i = 0; i < 4; i++) if (!VALID_MEMTYPE((lo >>> (8 * i)) & 0xff) && ((lo >>> (8 * i)) & 0xff) !== 7) raise(cpu, 13, 0);
       for (let i = 0; i < 4; i++) if (!VALID_MEMTYPE((hi >>> (8 * i)) & 0xff) && ((hi >>> (8 * i)) & 0xff) !== 7) raise(cpu, 13, 0);
@@ -144,6 +168,15 @@ export function writeMsr(cpu: CpuState, index: number, lo: number, hi: number): 
       if (hi !== 0 || (lo & ~0x001f0000) !== 0) raise(cpu, 13, 0);
       store(cpu, index, lo, hi);
       return;
+  }
+  if (isAmdPmc(index)) {
+    if (index <= MSR.AMD_PERF_EVTSEL3) {
+      if ((lo & EVTSEL_RSVD_LO) !== 0 || (hi & EVTSEL_RSVD_HI) !== 0) raise(cpu, 13, 0);
+      store(cpu, index, lo, hi);
+    } else {
+      store(cpu, index, lo, hi & 0xffff); // 48-bit counters: upper bits are dropped, not checked
+    }
+    return;
   }
   if (isMtrr(index)) {
     if (index === MSR.MTRR_DEF_TYPE) {
