@@ -45,7 +45,7 @@ async function until<T>(what: string, fn: () => Promise<T | null | undefined | f
 }
 
 test('serve, new-vm demo, start-vm, Running with heartbeat OK and OS name, graceful stop-vm, Off',
-  { skip: !GuestSession.imageAvailable() && 'default image not built (npm run setup)', timeout: LIMIT_MS * 2 }, async () => {
+  { skip: !GuestSession.imageAvailable() && 'default image not built (npm run setup)', timeout: LIMIT_MS * 2 }, async (t) => {
     server = spawn(process.execPath, [bin, 'serve', '--data-dir', dir], { stdio: ['ignore', 'ignore', process.env.HYPERTS_TEST_LOG ? 'inherit' : 'ignore'] });
     const client = new VmmsClient({ socketPath: socketPath(dir) });
     await until('the service', async () => client.call('GET', '/vms').then(() => true, () => false), 60_000);
@@ -54,32 +54,38 @@ test('serve, new-vm demo, start-vm, Running with heartbeat OK and OS name, grace
     const start = await hyperts('start-vm', 'demo');
     assert.equal(start.code, 0, start.stderr);
 
-    // Heartbeat OK needs hv_utils; the OS name needs hv_kvp_daemon answering the KVP service.
-    const vm = await until('heartbeat OK and an OS name', async () => {
-      const v = JSON.parse((await hyperts('get-vm', 'demo', '--json')).stdout) as { state: string; heartbeat: string | null; osName: string | null };
-      assert.equal(v.state, 'Running', 'the VM stays Running while it boots');
-      return v.heartbeat === 'OK' && v.osName ? v : null;
+    // Subtests run in order; one that fails (e.g. no OS name) still lets the graceful stop be checked.
+    type View = { state: string; heartbeat: string | null; osName: string | null };
+    const view = (): Promise<View> => client.call<View>('GET', '/vms/demo');
+    await t.test('Running with heartbeat OK (hv_utils bound)', async () => {
+      await until('heartbeat OK', async () => {
+        const v = await view();
+        assert.equal(v.state, 'Running', 'the VM stays Running while it boots');
+        return v.heartbeat === 'OK';
+      });
+      assert.match((await hyperts('get-vm')).stdout, /^demo +Running +\d+ +512 +\d\d:\d\d:\d\d +Operating normally +OK/m);
+      const ics = (await hyperts('get-vmintegrationservice', 'demo')).stdout;
+      assert.match(ics, /demo +Heartbeat +True +OK/);
+      assert.match(ics, /demo +Shutdown +True +OK/);
     });
-    assert.match(vm.osName!, /Debian|Linux/i);
-    const table = (await hyperts('get-vm')).stdout;
-    assert.match(table, new RegExp(`^demo +Running +\\d+ +512 +\\d\\d:\\d\\d:\\d\\d +Operating normally +OK +${vm.osName!.split(' ')[0]}`, 'm'));
-    // The same through the REST API.
-    const api = await client.call<{ state: string; heartbeat: string; osName: string }>('GET', '/vms/demo');
-    assert.deepEqual([api.state, api.heartbeat, api.osName], ['Running', 'OK', vm.osName]);
-    const ics = (await hyperts('get-vmintegrationservice', 'demo')).stdout;
-    assert.match(ics, /demo +Heartbeat +True +OK/);
-    assert.match(ics, /demo +Shutdown +True +OK/);
 
-    // KVP both ways: the guest's intrinsics, and a host key the guest stores.
-    const kvp = JSON.parse((await hyperts('get-vmkvp', 'demo', '--json')).stdout) as { guest: Record<string, string> };
-    assert.equal(kvp.guest.OSName, vm.osName);
-    assert.equal((await hyperts('set-vmkvp', 'demo', 'HypertsAcceptance', 'yes')).code, 0);
-    assert.match((await hyperts('get-vmkvp', 'demo')).stdout, /Host +HypertsAcceptance +yes/);
+    await t.test('OS name from KVP (hv_kvp_daemon), in get-vm, the REST API and get-vmkvp', async () => {
+      // The daemon starts right after the modules load: a few more guest minutes at most.
+      const v = await until('an OS name', async () => { const x = await view(); return x.osName ? x : null; }, 15 * 60_000);
+      assert.match(v.osName!, /Debian|Linux/i);
+      assert.match((await hyperts('get-vm')).stdout, new RegExp(`^demo +Running .* +OK +${v.osName!.split(' ')[0]}`, 'm'));
+      const kvp = JSON.parse((await hyperts('get-vmkvp', 'demo', '--json')).stdout) as { guest: Record<string, string> };
+      assert.equal(kvp.guest.OSName, v.osName);
+      assert.equal((await hyperts('set-vmkvp', 'demo', 'HypertsAcceptance', 'yes')).code, 0);
+      assert.match((await hyperts('get-vmkvp', 'demo')).stdout, /Host +HypertsAcceptance +yes/);
+    });
 
-    const stop = await hyperts('stop-vm', 'demo', '--timeout', '1800');
-    assert.equal(stop.code, 0, stop.stderr);
-    assert.match((await hyperts('get-vm')).stdout, /^demo +Off +0 +0 +00:00:00 +Operating normally/m);
-    const events = (await hyperts('get-vmevent', 'demo')).stdout;
-    assert.match(events, /Running +Stopping +shut down requested through the Shutdown integration service/);
-    assert.match(events, /Stopping +Off +shut down by the guest operating system/);
+    await t.test('stop-vm shuts the guest down through the Shutdown service; get-vm shows Off', async () => {
+      const stop = await hyperts('stop-vm', 'demo', '--timeout', '1800');
+      assert.equal(stop.code, 0, stop.stderr);
+      assert.match((await hyperts('get-vm')).stdout, /^demo +Off +0 +0 +00:00:00 +Operating normally/m);
+      const events = (await hyperts('get-vmevent', 'demo')).stdout;
+      assert.match(events, /Running +Stopping +shut down requested through the Shutdown integration service/);
+      assert.match(events, /Stopping +Off +shut down by the guest operating system/);
+    });
   });
