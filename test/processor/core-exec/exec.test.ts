@@ -129,7 +129,7 @@ test('bt with a register offset reaches outside the addressed dword; bts sets it
   assert.equal(m.readVirt(DATA + 0xf8, 8)[6], 0x80); // bit -9 = bit 55 of the qword below
 });
 
-test('cmpxchg8b success and failure; cmpxchg16b is #UD (CX16 not offered)', () => {
+test('cmpxchg8b and cmpxchg16b (CX16 is advertised): success and failure', () => {
   const { m } = machine(`
     mov rdi, ${DATA}
     mov eax, 1
@@ -140,17 +140,28 @@ test('cmpxchg8b success and failure; cmpxchg16b is #UD (CX16 not offered)', () =
     setz sil
     cmpxchg8b qword ptr [rdi]
     setz r8b
+    mov ebx, 0x1111
+    mov ecx, 0x2222
     cmpxchg16b xmmword ptr [rdi]
+    setz r9b
+    cmpxchg16b xmmword ptr [rdi]
+    setz r10b
+    ud2
   `);
   m.writeVirt(DATA, Uint8Array.of(1, 0, 0, 0, 0, 0, 0, 0));
   const r = m.run({ maxInsns: 100 });
   assert.equal(r.kind, 'exception');
   if (r.kind !== 'exception') return;
-  assert.equal(r.vector, 6);
+  assert.equal(r.vector, 6, 'ends at ud2');
   assert.equal(m.getReg(6) & 0xffn, 1n);
   assert.equal(m.getReg(8) & 0xffn, 0n);
-  assert.equal(m.getReg(0), 7n);
-  assert.equal(m.getReg(2), 8n);
+  // First cmpxchg16b: RDX:RAX = 8:7 differs from m128 = 0:0x800000007, so it loads m128 and clears ZF.
+  assert.equal(m.getReg(9) & 0xffn, 0n);
+  // Second: now equal, so RCX:RBX is stored and ZF is set.
+  assert.equal(m.getReg(10) & 0xffn, 1n);
+  assert.equal(m.getReg(0), 0x800000007n);
+  assert.equal(m.getReg(2), 0n);
+  assert.deepEqual([...m.readVirt(DATA, 16)], [0x11, 0x11, 0, 0, 0, 0, 0, 0, 0x22, 0x22, 0, 0, 0, 0, 0, 0]);
 });
 
 test('lock on a register destination is #UD; lock add to memory works', () => {
