@@ -78,7 +78,7 @@ describe('FXSAVE/FXRSTOR', () => {
 
 describe('SSE exceptions', () => {
   const addps = (fields = {}) => insn(0x158, 0, fields);
-  it('#UD without CR4.OSFXSR or with CR0.EM, #NM with CR0.TS, false (#UD) for SSE3 and MMX forms', () => {
+  it('#UD without CR4.OSFXSR or with CR0.EM, #NM with CR0.TS, false (#UD) for SSE3 and invalid MMX forms', () => {
     const cpu = new TestCpu();
     assert.equal(execSse(cpu, addps()), true);
     cpu.cr4 &= ~(1 << 9);
@@ -91,7 +91,11 @@ describe('SSE exceptions', () => {
     assert.equal(execSse(cpu, insn(0x17c, 0x66)), false, 'haddpd (SSE3)');
     assert.equal(execSse(cpu, insn(0x1d0, 0x66)), false, 'addsubpd (SSE3)');
     assert.equal(execSse(cpu, insn(0x112, 0xf2)), false, 'movddup (SSE3)');
-    assert.equal(execSse(cpu, insn(0x1fc, 0)), false, 'paddb mm (MMX)');
+    assert.equal(execSse(cpu, insn(0x16c, 0)), false, 'punpcklqdq has no MMX form');
+    assert.equal(execSse(cpu, insn(0x173, 0, { reg: 3 })), false, 'psrldq has no MMX form');
+    assert.equal(execSse(cpu, insn(0x1d6, 0)), false, '0F D6 without prefix');
+    assert.equal(execSse(cpu, insn(0x1e7, 0)), false, 'movntq register form');
+    assert.equal(execSse(cpu, insn(0x1d7, 0, { mod: 0 })), false, 'pmovmskb memory form');
     assert.equal(execSse(cpu, insn(0x2a, 0x66, {})), false, 'map 0');
     assert.equal(execSse(cpu, insn(0x200, 0x66)), false, '0F 38 (SSSE3)');
   });

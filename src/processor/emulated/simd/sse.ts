@@ -1,5 +1,6 @@
 /**
- * SSE and SSE2 on XMM registers (no MMX register forms: MMX is not advertised; SSE3 and later are #UD).
+ * SSE and SSE2 on XMM registers, plus the forms that mix XMM and MMX registers (cvtpi2ps, movq2dq, ...);
+ * MMX-only forms (no mandatory prefix) are in mmx.ts. SSE3 and later are #UD.
  * Operands are staged in module-level 16-byte buffers so a faulting memory access or an unmasked #XM
  * leaves the destination unchanged, and so no instruction allocates.
  */
@@ -9,18 +10,12 @@ import type { SimdCpu, SimdInsn } from './contract.js';
 import { MXCSR_MASK, type FpuState } from './state.js';
 import { Op, begin, cmp32, cmp64, cvt32to64, cvt64to32, cvtInt, cvtToInt, flags, lane32, lane64, predicate, rHi, rLo, rcp32, rsqrt32, signalsOnQNaN } from './sse-fp.js';
 import { fxrstor, fxsave } from './fxsave.js';
+import { D, S, R, d32, s32, r32, INT_OPS, intOp, shift, byteShift } from './packed-int.js';
+import { execMmx, isMmxOp, mmWrite, mmxEnter, mmxPending } from './mmx.js';
 
 const UD = 6, NM = 7, GP = 13, XM = 19;
 const CR0_EM = 1 << 2, CR0_TS = 1 << 3;
 const CR4_OSFXSR = 1 << 9, CR4_OSXMMEXCPT = 1 << 10;
-
-function buf() {
-  const b = new ArrayBuffer(16);
-  return { i32: new Int32Array(b), u32: new Uint32Array(b), i16: new Int16Array(b), u16: new Uint16Array(b), i8: new Int8Array(b), u8: new Uint8Array(b) };
-}
-// D: destination (first source), S: second source, R: result.
-const D = buf(), S = buf(), R = buf();
-const d32 = D.i32, s32 = S.i32, r32 = R.i32;
 
 /** #UD/#NM checks common to SSE instructions. */
 function avail(cpu: SimdCpu): void {
@@ -162,156 +157,12 @@ function comi(cpu: SimdCpu, insn: SimdInsn, signalQ: boolean): void {
   setArithFlags(cpu as unknown as CpuState, f);
 }
 
-// ---- Integer helpers
-const sat8 = (v: number): number => (v > 127 ? 127 : v < -128 ? -128 : v);
-const satu8 = (v: number): number => (v > 255 ? 255 : v < 0 ? 0 : v);
-const sat16 = (v: number): number => (v > 32767 ? 32767 : v < -32768 ? -32768 : v);
-const satu16 = (v: number): number => (v > 65535 ? 65535 : v < 0 ? 0 : v);
-
-/** Packed integer binary op on D and S into R (all SSE2 66-prefixed integer ops). Returns false if unknown. */
-function intOp(b: number): boolean {
-  const da = D, sa = S, ra = R;
-  switch (b) {
-    case 0xfc: for (let i = 0; i < 16; i++) ra.u8[i] = da.u8[i] + sa.u8[i]; return true; // paddb
-    case 0xfd: for (let i = 0; i < 8; i++) ra.u16[i] = da.u16[i] + sa.u16[i]; return true;
-    case 0xfe: for (let i = 0; i < 4; i++) r32[i] = (d32[i] + s32[i]) | 0; return true;
-    case 0xd4: for (let i = 0; i < 4; i += 2) add64(i, d32[i], d32[i + 1], s32[i], s32[i + 1], false); return true; // paddq
-    case 0xf8: for (let i = 0; i < 16; i++) ra.u8[i] = da.u8[i] - sa.u8[i]; return true;
-    case 0xf9: for (let i = 0; i < 8; i++) ra.u16[i] = da.u16[i] - sa.u16[i]; return true;
-    case 0xfa: for (let i = 0; i < 4; i++) r32[i] = (d32[i] - s32[i]) | 0; return true;
-    case 0xfb: for (let i = 0; i < 4; i += 2) add64(i, d32[i], d32[i + 1], s32[i], s32[i + 1], true); return true; // psubq
-    case 0xec: for (let i = 0; i < 16; i++) ra.i8[i] = sat8(da.i8[i] + sa.i8[i]); return true; // paddsb
-    case 0xed: for (let i = 0; i < 8; i++) ra.i16[i] = sat16(da.i16[i] + sa.i16[i]); return true;
-    case 0xdc: for (let i = 0; i < 16; i++) ra.u8[i] = satu8(da.u8[i] + sa.u8[i]); return true; // paddusb
-    case 0xdd: for (let i = 0; i < 8; i++) ra.u16[i] = satu16(da.u16[i] + sa.u16[i]); return true;
-    case 0xe8: for (let i = 0; i < 16; i++) ra.i8[i] = sat8(da.i8[i] - sa.i8[i]); return true; // psubsb
-    case 0xe9: for (let i = 0; i < 8; i++) ra.i16[i] = sat16(da.i16[i] - sa.i16[i]); return true;
-    case 0xd8: for (let i = 0; i < 16; i++) ra.u8[i] = satu8(da.u8[i] - sa.u8[i]); return true; // psubusb
-    case 0xd9: for (let i = 0; i < 8; i++) ra.u16[i] = satu16(da.u16[i] - sa.u16[i]); return true;
-    case 0xd5: for (let i = 0; i < 8; i++) ra.i16[i] = Math.imul(da.i16[i], sa.i16[i]); return true; // pmullw
-    case 0xe5: for (let i = 0; i < 8; i++) ra.i16[i] = (da.i16[i] * sa.i16[i]) >> 16; return true; // pmulhw
-    case 0xe4: for (let i = 0; i < 8; i++) ra.u16[i] = (da.u16[i] * sa.u16[i]) / 65536; return true; // pmulhuw
-    case 0xf4: // pmuludq: low dword of each qword, 64-bit product
-      for (let i = 0; i < 4; i += 2) mulu32(i, d32[i], s32[i]);
-      return true;
-    case 0xf5: // pmaddwd
-      for (let i = 0; i < 4; i++) r32[i] = (da.i16[2 * i] * sa.i16[2 * i] + da.i16[2 * i + 1] * sa.i16[2 * i + 1]) | 0;
-      return true;
-    case 0xf6: { // psadbw
-      for (let h = 0; h < 2; h++) {
-        let s = 0;
-        for (let i = 8 * h; i < 8 * h + 8; i++) s += Math.abs(da.u8[i] - sa.u8[i]);
-        r32[2 * h] = s; r32[2 * h + 1] = 0;
-      }
-      return true;
-    }
-    case 0xe0: for (let i = 0; i < 16; i++) ra.u8[i] = (da.u8[i] + sa.u8[i] + 1) >> 1; return true; // pavgb
-    case 0xe3: for (let i = 0; i < 8; i++) ra.u16[i] = (da.u16[i] + sa.u16[i] + 1) >> 1; return true;
-    case 0xda: for (let i = 0; i < 16; i++) ra.u8[i] = Math.min(da.u8[i], sa.u8[i]); return true; // pminub
-    case 0xde: for (let i = 0; i < 16; i++) ra.u8[i] = Math.max(da.u8[i], sa.u8[i]); return true;
-    case 0xea: for (let i = 0; i < 8; i++) ra.i16[i] = Math.min(da.i16[i], sa.i16[i]); return true; // pminsw
-    case 0xee: for (let i = 0; i < 8; i++) ra.i16[i] = Math.max(da.i16[i], sa.i16[i]); return true;
-    case 0x74: for (let i = 0; i < 16; i++) ra.u8[i] = da.u8[i] === sa.u8[i] ? 0xff : 0; return true; // pcmpeqb
-    case 0x75: for (let i = 0; i < 8; i++) ra.u16[i] = da.u16[i] === sa.u16[i] ? 0xffff : 0; return true;
-    case 0x76: for (let i = 0; i < 4; i++) r32[i] = d32[i] === s32[i] ? -1 : 0; return true;
-    case 0x64: for (let i = 0; i < 16; i++) ra.u8[i] = da.i8[i] > sa.i8[i] ? 0xff : 0; return true; // pcmpgtb
-    case 0x65: for (let i = 0; i < 8; i++) ra.u16[i] = da.i16[i] > sa.i16[i] ? 0xffff : 0; return true;
-    case 0x66: for (let i = 0; i < 4; i++) r32[i] = d32[i] > s32[i] ? -1 : 0; return true;
-    case 0xdb: for (let i = 0; i < 4; i++) r32[i] = d32[i] & s32[i]; return true; // pand
-    case 0xeb: for (let i = 0; i < 4; i++) r32[i] = d32[i] | s32[i]; return true;
-    case 0xef: for (let i = 0; i < 4; i++) r32[i] = d32[i] ^ s32[i]; return true;
-    case 0xdf: for (let i = 0; i < 4; i++) r32[i] = ~d32[i] & s32[i]; return true; // pandn
-    case 0x60: for (let i = 0; i < 8; i++) { ra.u8[2 * i] = da.u8[i]; ra.u8[2 * i + 1] = sa.u8[i]; } return true; // punpcklbw
-    case 0x61: for (let i = 0; i < 4; i++) { ra.u16[2 * i] = da.u16[i]; ra.u16[2 * i + 1] = sa.u16[i]; } return true;
-    case 0x62: r32[0] = d32[0]; r32[1] = s32[0]; r32[2] = d32[1]; r32[3] = s32[1]; return true;
-    case 0x6c: r32[0] = d32[0]; r32[1] = d32[1]; r32[2] = s32[0]; r32[3] = s32[1]; return true; // punpcklqdq
-    case 0x68: for (let i = 0; i < 8; i++) { ra.u8[2 * i] = da.u8[i + 8]; ra.u8[2 * i + 1] = sa.u8[i + 8]; } return true;
-    case 0x69: for (let i = 0; i < 4; i++) { ra.u16[2 * i] = da.u16[i + 4]; ra.u16[2 * i + 1] = sa.u16[i + 4]; } return true;
-    case 0x6a: r32[0] = d32[2]; r32[1] = s32[2]; r32[2] = d32[3]; r32[3] = s32[3]; return true;
-    case 0x6d: r32[0] = d32[2]; r32[1] = d32[3]; r32[2] = s32[2]; r32[3] = s32[3]; return true; // punpckhqdq
-    case 0x63: for (let i = 0; i < 8; i++) { ra.i8[i] = sat8(da.i16[i]); ra.i8[i + 8] = sat8(sa.i16[i]); } return true; // packsswb
-    case 0x6b: for (let i = 0; i < 4; i++) { ra.i16[i] = sat16(d32[i]); ra.i16[i + 4] = sat16(s32[i]); } return true; // packssdw
-    case 0x67: for (let i = 0; i < 8; i++) { ra.u8[i] = satu8(da.i16[i]); ra.u8[i + 8] = satu8(sa.i16[i]); } return true; // packuswb
-    case 0xd1: case 0xd2: case 0xd3: case 0xe1: case 0xe2: case 0xf1: case 0xf2: case 0xf3: {
-      // shifts by the low 64 bits of S (a count above the width gives 0, or sign fill for psra)
-      const big = s32[1] !== 0 || (s32[0] >>> 0) > 255;
-      const c = big ? 255 : s32[0] & 255;
-      shift(b, c);
-      return true;
-    }
-  }
-  return false;
-}
-
-/** Opcodes (66 0F xx) handled by intOp. */
-const INT_OPS = new Uint8Array(256);
-for (const o of [0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x6b, 0x6c, 0x6d, 0x74, 0x75, 0x76,
-  0xd1, 0xd2, 0xd3, 0xd4, 0xd5, 0xd8, 0xd9, 0xda, 0xdb, 0xdc, 0xdd, 0xde, 0xdf, 0xe0, 0xe1, 0xe2, 0xe3, 0xe4, 0xe5,
-  0xe8, 0xe9, 0xea, 0xeb, 0xec, 0xed, 0xee, 0xef, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf8, 0xf9, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe]) INT_OPS[o] = 1;
-
-function add64(i: number, aLo: number, aHi: number, bLo: number, bHi: number, sub: boolean): void {
-  if (sub) {
-    const lo = (aLo >>> 0) - (bLo >>> 0);
-    r32[i] = lo | 0; r32[i + 1] = (aHi - bHi - (lo < 0 ? 1 : 0)) | 0;
-  } else {
-    const lo = (aLo >>> 0) + (bLo >>> 0);
-    r32[i] = lo | 0; r32[i + 1] = (aHi + bHi + (lo > 0xffffffff ? 1 : 0)) | 0;
-  }
-}
-function mulu32(i: number, a: number, b: number): void {
-  const a0 = a & 0xffff, a1 = a >>> 16, b0 = b & 0xffff, b1 = b >>> 16;
-  const lo = a0 * b0, mid1 = a1 * b0, mid2 = a0 * b1, hi = a1 * b1;
-  const mid = mid1 + mid2; // < 2^33
-  const low = lo + (mid % 65536) * 65536; // < 2^49
-  r32[i] = low % 4294967296 | 0;
-  r32[i + 1] = (hi + Math.floor(mid / 65536) + Math.floor(low / 4294967296)) | 0;
-}
-
-/** Shift D by count c (0..255) into R: opcode selects width/direction (D1.. register-count forms). */
-function shift(b: number, c: number): void {
-  const da = D, ra = R;
-  switch (b) {
-    case 0xd1: for (let i = 0; i < 8; i++) ra.u16[i] = c > 15 ? 0 : da.u16[i] >>> c; return; // psrlw
-    case 0xf1: for (let i = 0; i < 8; i++) ra.u16[i] = c > 15 ? 0 : da.u16[i] << c; return;
-    case 0xe1: for (let i = 0; i < 8; i++) ra.i16[i] = da.i16[i] >> (c > 15 ? 15 : c); return;
-    case 0xd2: for (let i = 0; i < 4; i++) r32[i] = c > 31 ? 0 : d32[i] >>> c; return;
-    case 0xf2: for (let i = 0; i < 4; i++) r32[i] = c > 31 ? 0 : d32[i] << c; return;
-    case 0xe2: for (let i = 0; i < 4; i++) r32[i] = d32[i] >> (c > 31 ? 31 : c); return;
-    case 0xd3: // psrlq
-      for (let i = 0; i < 4; i += 2) {
-        const lo = d32[i], hi = d32[i + 1];
-        if (c > 63) { r32[i] = 0; r32[i + 1] = 0; }
-        else if (c >= 32) { r32[i] = hi >>> (c - 32); r32[i + 1] = 0; }
-        else if (c === 0) { r32[i] = lo; r32[i + 1] = hi; }
-        else { r32[i] = (lo >>> c) | (hi << (32 - c)); r32[i + 1] = hi >>> c; }
-      }
-      return;
-    case 0xf3: // psllq
-      for (let i = 0; i < 4; i += 2) {
-        const lo = d32[i], hi = d32[i + 1];
-        if (c > 63) { r32[i] = 0; r32[i + 1] = 0; }
-        else if (c >= 32) { r32[i + 1] = lo << (c - 32); r32[i] = 0; }
-        else if (c === 0) { r32[i] = lo; r32[i + 1] = hi; }
-        else { r32[i + 1] = (hi << c) | (lo >>> (32 - c)); r32[i] = lo << c; }
-      }
-      return;
-  }
-}
-
-/** Byte shift of D by n bytes (pslldq left when `left`), into R. */
-function byteShift(n: number, left: boolean): void {
-  if (n > 16) n = 16;
-  for (let i = 0; i < 16; i++) {
-    const j = left ? i - n : i + n;
-    R.u8[i] = j >= 0 && j < 16 ? D.u8[j] : 0;
-  }
-}
-
 /** Execute one SSE/SSE2 instruction. Returns false when the opcode/prefix combination is not one (#UD). */
 export function execSse(cpu: SimdCpu, insn: SimdInsn): boolean {
   if (insn.op >> 8 !== 1) return false;
   const b = insn.op & 0xff;
   const m = insn.mandatory;
+  if (m === 0 && isMmxOp(b)) return execMmx(cpu, insn);
   const mem = insn.mod !== 3;
   const reg = insn.reg;
   const x = cpu.xmm;
@@ -391,8 +242,8 @@ export function execSse(cpu: SimdCpu, insn: SimdInsn): boolean {
       else { const o = insn.rm << 2, p = reg << 2; x[o] = x[p]; x[o + 1] = x[p + 1]; x[o + 2] = x[p + 2]; x[o + 3] = x[p + 3]; }
       return true;
     }
-    case 0x2a: { // cvtsi2ss / cvtsi2sd (cvtpi2ps/pd are MMX forms)
-      if (m !== 0xf3 && m !== 0xf2) return false;
+    case 0x2a: { // cvtsi2ss / cvtsi2sd; cvtpi2ps / cvtpi2pd
+      if (m === 0 || m === 0x66) { cvtpi2p(cpu, insn, m === 0x66); return true; }
       avail(cpu);
       readGprOrMem(cpu, insn, insn.rexW);
       begin((cpu.fpu as FpuState).mxcsr);
@@ -408,8 +259,8 @@ export function execSse(cpu: SimdCpu, insn: SimdInsn): boolean {
       store128(cpu, insn.ea, x, reg << 2, true);
       return true;
     }
-    case 0x2c: case 0x2d: { // cvttss2si/cvtss2si/cvttsd2si/cvtsd2si
-      if (m !== 0xf3 && m !== 0xf2) return false;
+    case 0x2c: case 0x2d: { // cvttss2si/cvtss2si/cvttsd2si/cvtsd2si; cvt(t)ps2pi / cvt(t)pd2pi
+      if (m === 0 || m === 0x66) { cvtp2pi(cpu, insn, m === 0x66, b === 0x2c); return true; }
       avail(cpu);
       const dbl = m === 0xf2;
       loadSLow(cpu, insn, dbl ? 2 : 1);
@@ -530,7 +381,16 @@ export function execSse(cpu: SimdCpu, insn: SimdInsn): boolean {
       }
       return false;
     }
-    case 0xd6: { // movq xmm/m64, xmm
+    case 0xd6: { // movq xmm/m64, xmm; movq2dq xmm, mm; movdq2q mm, xmm
+      if ((m === 0xf3 || m === 0xf2) && !mem) {
+        avail(cpu);
+        mmxPending(cpu);
+        const f = cpu.fpu as FpuState;
+        if (m === 0xf3) { const o = reg << 2, r = insn.rm & 7; x[o] = f.mlo[r]; x[o + 1] = f.mhi[r]; x[o + 2] = 0; x[o + 3] = 0; }
+        else { const o = insn.rm << 2; mmWrite(f, reg & 7, x[o], x[o + 1]); }
+        mmxEnter(f);
+        return true;
+      }
       if (m !== 0x66) return false;
       avail(cpu);
       const o = reg << 2;
@@ -571,13 +431,6 @@ export function execSse(cpu: SimdCpu, insn: SimdInsn): boolean {
       if (sb === 1 || sb === 2) byteShift(insn.imm8, sb === 2);
       else shift(sb, insn.imm8 & 255);
       storeR(cpu, insn.rm);
-      return true;
-    }
-    case 0x77: { // emms: tags all empty
-      if (m !== 0) return false;
-      if ((cpu.cr0 & CR0_EM) !== 0) cpu.raise(UD);
-      if ((cpu.cr0 & CR0_TS) !== 0) cpu.raise(NM);
-      (cpu.fpu as FpuState).empty = 0xff;
       return true;
     }
     case 0xae: return groupAE(cpu, insn);
@@ -636,6 +489,50 @@ export function execSse(cpu: SimdCpu, insn: SimdInsn): boolean {
     return true;
   }
   return false;
+}
+
+/**
+ * CVTPI2PS xmm, mm/m64 (low two lanes, upper half kept) and CVTPI2PD xmm, mm/m64. Only the MMX-register
+ * source makes the x87-to-MMX transition and takes pending x87 exceptions.
+ */
+function cvtpi2p(cpu: SimdCpu, insn: SimdInsn, pd: boolean): void {
+  avail(cpu);
+  const f = cpu.fpu as FpuState;
+  let a: number, c: number;
+  if (insn.mod === 3) { mmxPending(cpu); const r = insn.rm & 7; a = f.mlo[r]; c = f.mhi[r]; mmxEnter(f); }
+  else { a = cpu.read32(insn.ea); c = cpu.read32(insn.ea + 4); }
+  begin(f.mxcsr);
+  if (pd) { // exact: no exceptions
+    cvtInt(a, 0, false, true); r32[0] = rLo; r32[1] = rHi;
+    cvtInt(c, 0, false, true); r32[2] = rLo; r32[3] = rHi;
+    finishFp(cpu);
+    storeR(cpu, insn.reg);
+    return;
+  }
+  r32[0] = cvtInt(a, 0, false, false);
+  r32[1] = cvtInt(c, 0, false, false);
+  finishFp(cpu);
+  const o = insn.reg << 2;
+  cpu.xmm[o] = r32[0]; cpu.xmm[o + 1] = r32[1];
+}
+
+/** CVT(T)PS2PI mm, xmm/m64 and CVT(T)PD2PI mm, xmm/m128 (aligned). */
+function cvtp2pi(cpu: SimdCpu, insn: SimdInsn, pd: boolean, truncate: boolean): void {
+  avail(cpu);
+  mmxPending(cpu);
+  const f = cpu.fpu as FpuState;
+  if (pd) loadS128(cpu, insn, true); else loadSLow(cpu, insn, 2);
+  mmxEnter(f);
+  begin(f.mxcsr);
+  if (pd) {
+    cvtToInt(s32[0], s32[1], false, false, truncate); r32[0] = rLo;
+    cvtToInt(s32[2], s32[3], false, false, truncate); r32[1] = rLo;
+  } else {
+    cvtToInt(s32[0], 0, true, false, truncate); r32[0] = rLo;
+    cvtToInt(s32[1], 0, true, false, truncate); r32[1] = rLo;
+  }
+  finishFp(cpu);
+  mmWrite(f, insn.reg & 7, r32[0], r32[1]);
 }
 
 function groupAE(cpu: SimdCpu, insn: SimdInsn): boolean {
