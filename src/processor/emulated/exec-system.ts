@@ -44,7 +44,16 @@ export function sti(cpu: Cpu): void {
 
 export function sse(cpu: Cpu, i: Insn): void {
   if (i.mod !== 3) i.ea = ea(cpu, i);
+  else if (i.op === 0x1f7) i.ea = maskmovDest(cpu, i);
   if (simd === null || !simd.execSse(cpu, i)) ud(cpu);
+}
+/** MASKMOVQ/MASKMOVDQU store to DS:rDI (segment override and address size apply). */
+function maskmovDest(cpu: Cpu, i: Insn): number {
+  const g = cpu.gpr;
+  const off = i.asz === 8 ? g[15] * 4294967296 + (g[14] >>> 0) : i.asz === 4 ? g[14] >>> 0 : g[14] & 0xffff;
+  const seg = i.segOv >= 0 ? i.segOv : 3;
+  if (i.long) return seg >= 4 ? off + cpu.segBase[seg] : off;
+  return (off + cpu.segBase[seg]) >>> 0;
 }
 export function x87(cpu: Cpu, i: Insn): void {
   if (i.mod !== 3) i.ea = ea(cpu, i);
