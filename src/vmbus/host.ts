@@ -96,9 +96,14 @@ export class VmbusHost implements HypervisorConnections {
 
   /** Register a device; it is offered now if the guest already asked for offers (hot add). */
   addDevice(provider: ChannelProvider): VmbusDevice {
-    if (this.devices.some((d) => d.provider.instance.toLowerCase() === provider.instance.toLowerCase() && d.state !== 'removed')) {
-      throw new Error(`a VMBus device with instance ${provider.instance} is already registered`);
+    const same = this.devices.find((d) => d.provider.instance.toLowerCase() === provider.instance.toLowerCase() && d.state !== 'removed');
+    if (same?.removing && same.provider === provider) {
+      // Enabled again before the guest released the rescinded channel: offer it afresh once it does.
+      same.removing = false;
+      same.reofferOnRelease = true;
+      return same;
     }
+    if (same) throw new Error(`a VMBus device with instance ${provider.instance} is already registered`);
     guidToBytes(provider.interfaceType); guidToBytes(provider.instance); // validate early with a clear error
     const d = new VmbusDevice(provider);
     this.devices.push(d);

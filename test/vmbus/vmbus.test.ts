@@ -255,3 +255,22 @@ test('a channel that keeps faulting is reset 3 times, then stays rescinded', asy
   g.connect();
   assert.equal(g.requestOffers().length, 5);
 });
+
+test('a service disabled and enabled again before the guest released it is offered afresh after the release', async () => {
+  const g = new FakeLinuxGuest();
+  bootWithChannels(g);
+  await settle(g);
+  const relid = g.vmbus.deviceList.find((d) => d.provider.name === 'Shutdown')!.relid;
+  g.ics.disable('Shutdown');
+  g.ics.enable('Shutdown'); // must not throw "already registered"
+  const resc = g.take(2);
+  assert.equal(resc?.view.getUint32(8, true), relid);
+  assert.equal(g.take(1), undefined, 'no offer before the guest released the old channel');
+  g.channels.delete(relid);
+  const rel = msg(13, 12); rel.view.setUint32(8, relid, true);
+  g.post(rel.bytes);
+  const again = g.take(1);
+  assert.ok(again, 'offered again after RELID_RELEASED');
+  assert.equal(g.ics.list().find((s) => s.name === 'Shutdown')!.enabled, true);
+  assert.equal(g.vmbus.deviceList.filter((d) => d.provider.name === 'Shutdown').length, 1);
+});
