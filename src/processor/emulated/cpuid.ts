@@ -27,10 +27,10 @@ export const CPU_SIGNATURE = 0x00060fb1;
 /** CX16 (cmpxchg16b: implemented in exec-alu and differential-tested). */
 const ECX1 = 1 << 13;
 const EDX1 = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9) | (1 << 11) | (1 << 12) |
-  (1 << 13) | (1 << 15) | (1 << 16) | (1 << 19) | (1 << 24) | (1 << 25) | (1 << 26);
-// FPU DE PSE TSC MSR PAE CX8 APIC SYSCALL MTRR PGE CMOV PAT FXSR NX PDPE1GB LM (AMD mirrors leaf 1 bits here).
+  (1 << 13) | (1 << 15) | (1 << 16) | (1 << 19) | (1 << 23) | (1 << 24) | (1 << 25) | (1 << 26);
+// FPU DE PSE TSC MSR PAE CX8 APIC SYSCALL MTRR PGE CMOV PAT MMX FXSR NX PDPE1GB LM (AMD mirrors leaf 1 bits here).
 const EDX_EXT1 = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9) | (1 << 11) | (1 << 12) |
-  (1 << 13) | (1 << 15) | (1 << 16) | (1 << 24) | (1 << 20) | (1 << 26) | (1 << 29);
+  (1 << 13) | (1 << 15) | (1 << 16) | (1 << 23) | (1 << 24) | (1 << 20) | (1 << 26) | (1 << 29);
 
 /** Leaf 7 subleaf 0 EBX: TSC_ADJUST (IA32_TSC_ADJUST, msr.ts). Max subleaf 0. */
 const EBX7_0 = 1 << 1;
