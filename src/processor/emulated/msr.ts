@@ -17,7 +17,7 @@ export const MSR = {
   MTRR_FIX4K_FIRST: 0x268, MTRR_FIX4K_LAST: 0x26f, PAT: 0x277, MTRR_DEF_TYPE: 0x2ff,
   EFER: 0xc0000080, STAR: 0xc0000081, LSTAR: 0xc0000082, CSTAR: 0xc0000083, SFMASK: 0xc0000084,
   FS_BASE: 0xc0000100, GS_BASE: 0xc0000101, KERNEL_GS_BASE: 0xc0000102, TSC_AUX: 0xc0000103,
-  AMD_SYSCFG: 0xc0010010, AMD_HWCR: 0xc0010015,
+  AMD_SYSCFG: 0xc0010010, AMD_HWCR: 0xc0010015, AMD_INT_PENDING: 0xc0010055,
   AMD_PERF_EVTSEL0: 0xc0010000, AMD_PERF_EVTSEL3: 0xc0010003, AMD_PERF_CTR0: 0xc0010004, AMD_PERF_CTR3: 0xc0010007,
 } as const;
 
@@ -91,6 +91,8 @@ export function readMsr(cpu: CpuState, index: number): number {
     case MSR.AMD_HWCR: return stored(cpu, index);
     // SYSCFG: Linux's AMD MTRR code reads it unconditionally; 0 = no fixed-range DRAM attributes, no SME.
     case MSR.AMD_SYSCFG: return stored(cpu, index);
+    // Interrupt-pending message register: Linux's E400 idle check for family 0xf reads it; 0 = C1E off.
+    case MSR.AMD_INT_PENDING: return stored(cpu, index);
   }
   if (isMtrr(index) || isAmdPmc(index)) return stored(cpu, index);
   const out = cpu.msrOut;
@@ -164,6 +166,7 @@ export function writeMsr(cpu: CpuState, index: number, lo: number, hi: number): 
     case MSR.SFMASK: cpu.sfmask = lo; return;
     case MSR.TSC_AUX: if (hi !== 0) raise(cpu, 13, 0); cpu.tscAux = lo; return;
     case MSR.AMD_HWCR: store(cpu, index, lo, hi); return;
+    case MSR.AMD_INT_PENDING: store(cpu, index, lo, hi); return;
     case MSR.AMD_SYSCFG:
       if (hi !== 0 || (lo & ~0x001f0000) !== 0) raise(cpu, 13, 0);
       store(cpu, index, lo, hi);
