@@ -22,13 +22,20 @@ import type { SimdInsn } from '../../../src/processor/emulated/simd/contract.js'
 interface Step { op: number; m?: number; reg: number; rm: number; mem?: boolean; imm8?: number; w?: boolean }
 /** Operand data: integers with edge lanes, shift counts in b, or floating-point lanes in b. */
 type Kind = 'int' | 'count' | 'fp';
-interface Variant { name: string; asm: string; steps: Step[]; kind: Kind }
+type Group = 'arithmetic' | 'shifts' | 'moves, shuffles, word insert/extract, maskmovq' | 'XMM/MMX conversions and moves' | 'EMMS and x87/MMX sequences';
+interface Variant { name: string; asm: string; steps: Step[]; kind: Kind; group: Group }
+/** Cases per variant, by group, so that every group has thousands of cases. */
+const PER: Record<Group, number> = {
+  'arithmetic': 40, 'shifts': 40, 'moves, shuffles, word insert/extract, maskmovq': 100,
+  'XMM/MMX conversions and moves': 250, 'EMMS and x87/MMX sequences': 400,
+};
 
 const A_ADDR = 0x100, B_ADDR = 0x110, M_ADDR = 0x200, AREA = 0x400;
 const K = [0x0123456789abcdefn, 0xfedcba9876543210n, 0x8000000000000000n, 0x0000000000000001n, 0x7fff8000ffff0000n, 0xdeadbeefcafef00dn];
 
 const variants: Variant[] = [];
-const add = (name: string, asm: string, steps: Step[], kind: Kind = 'int'): void => { variants.push({ name, asm, steps, kind }); };
+let group: Group = 'arithmetic';
+const add = (name: string, asm: string, steps: Step[], kind: Kind = 'int'): void => { variants.push({ name, asm, steps, kind, group }); };
 
 // Binary mm, mm/m64 forms: register (mm6, mm7) and memory.
 const BIN: [string, number][] = [
@@ -45,6 +52,7 @@ for (const [n, o] of BIN) {
   add(`${n}_m`, `${n} %[m], %%mm6`, [{ op: 0x100 | o, reg: 6, rm: 0, mem: true }]);
 }
 // Shifts by mm/m64 counts.
+group = 'shifts';
 for (const [n, o] of [['psrlw', 0xd1], ['psrld', 0xd2], ['psrlq', 0xd3], ['psraw', 0xe1], ['psrad', 0xe2], ['psllw', 0xf1], ['pslld', 0xf2], ['psllq', 0xf3]] as [string, number][]) {
   add(n, `${n} %%mm7, %%mm6`, [{ op: 0x100 | o, reg: 6, rm: 7 }], 'count');
   add(`${n}_m`, `${n} %[m], %%mm6`, [{ op: 0x100 | o, reg: 6, rm: 0, mem: true }], 'count');
@@ -53,11 +61,13 @@ for (const [n, o] of [['psrlw', 0xd1], ['psrld', 0xd2], ['psrlq', 0xd3], ['psraw
 for (const [n, o, g] of [['psrlw', 0x71, 2], ['psraw', 0x71, 4], ['psllw', 0x71, 6], ['psrld', 0x72, 2], ['psrad', 0x72, 4], ['pslld', 0x72, 6], ['psrlq', 0x73, 2], ['psllq', 0x73, 6]] as [string, number, number][]) {
   for (const c of [0, 1, 7, 15, 16, 31, 32, 33, 63, 64, 200]) add(`${n}_i${c}`, `${n} $${c}, %%mm6`, [{ op: 0x100 | o, reg: g, rm: 6, imm8: c }]);
 }
+group = 'moves, shuffles, word insert/extract, maskmovq';
 for (const im of [0x1b, 0xe4, 0x4e, 0x00, 0xff, 0x93]) {
   add(`pshufw_${im}`, `pshufw $${im}, %%mm7, %%mm6`, [{ op: 0x170, reg: 6, rm: 7, imm8: im }]);
   add(`pshufw_m${im}`, `pshufw $${im}, %[m], %%mm6`, [{ op: 0x170, reg: 6, rm: 0, mem: true, imm8: im }]);
 }
 // Moves.
+group = 'moves, shuffles, word insert/extract, maskmovq';
 add('movq_rr', 'movq %%mm7, %%mm6', [{ op: 0x16f, reg: 6, rm: 7 }]);
 add('movq_rr7f', '.byte 0x0f, 0x7f, 0xfe', [{ op: 0x17f, reg: 7, rm: 6 }]); // movq mm6, mm7 via 0F 7F
 add('movq_ld', 'movq %[m], %%mm6', [{ op: 0x16f, reg: 6, rm: 0, mem: true }]);
@@ -79,6 +89,7 @@ for (const i of [0, 1, 2, 3, 6]) {
 add('pmovmskb', 'pmovmskb %%mm7, %%eax', [{ op: 0x1d7, reg: 0, rm: 7 }]);
 add('maskmovq', 'maskmovq %%mm7, %%mm6', [{ op: 0x1f7, reg: 6, rm: 7 }]);
 // Mixed XMM/MMX forms (MXCSR from the case's control value).
+group = 'XMM/MMX conversions and moves';
 add('cvtpi2ps', 'cvtpi2ps %%mm7, %%xmm0', [{ op: 0x12a, reg: 0, rm: 7 }]);
 add('cvtpi2ps_m', 'cvtpi2ps %[m], %%xmm0', [{ op: 0x12a, reg: 0, rm: 0, mem: true }]);
 add('cvtpi2pd', 'cvtpi2pd %%mm7, %%xmm0', [{ op: 0x12a, m: 0x66, reg: 0, rm: 7 }]);
@@ -89,6 +100,7 @@ for (const [n, o, m] of [['cvtps2pi', 0x12d, 0], ['cvttps2pi', 0x12c, 0], ['cvtp
 }
 add('movq2dq', 'movq2dq %%mm7, %%xmm0', [{ op: 0x1d6, m: 0xf3, reg: 0, rm: 7 }]);
 add('movdq2q', 'movdq2q %%xmm1, %%mm6', [{ op: 0x1d6, m: 0xf2, reg: 6, rm: 1 }]);
+group = 'EMMS and x87/MMX sequences';
 // EMMS and x87/MMX sequences (tag word, TOP, stack overflow after MMX, x87 reading an MMX register).
 const PADDB: Step = { op: 0x1fc, reg: 6, rm: 7 }, EMMS: Step = { op: 0x177, reg: 0, rm: 0 };
 const FLD1: Step = { op: 0xd9, reg: 5, rm: 0 };
@@ -214,30 +226,46 @@ function explain(want: string, got: string): string {
     .map(([k, o, n]) => `${k}: host ${want.slice(2 * o, 2 * (o + n))} emulated ${got.slice(2 * o, 2 * (o + n))}`).join('; ');
 }
 
-describe('MMX against the host (FXSAVE image, RAX, memory)', () => {
-  const PER = 40;
-  it(`${variants.length} variants x ${PER} cases`, () => {
-    const rng = new Rng(0x4d4d5831);
-    const cases: { v: Variant; ctl: number; a: Uint8Array; b: Uint8Array }[] = [];
-    for (const v of variants) {
-      for (let k = 0; k < PER; k++) {
-        const a = intBytes(rng);
-        const b = v.kind === 'fp' ? fpBytes(rng) : v.kind === 'count' ? countBytes(rng) : intBytes(rng);
-        cases.push({ v, ctl: v.name.startsWith('cvt') ? mxcsr(rng) : 0x1f80, a, b });
-      }
+interface Case { v: Variant; ctl: number; a: Uint8Array; b: Uint8Array; host: string }
+let all: Case[] | undefined;
+/** All cases of all groups, run natively in one process (one compile). */
+function cases(): Case[] {
+  if (all) return all;
+  const rng = new Rng(0x4d4d5831);
+  const list: Case[] = [];
+  for (const v of variants) {
+    for (let k = 0; k < PER[v.group]; k++) {
+      const a = intBytes(rng);
+      const b = v.kind === 'fp' ? fpBytes(rng) : v.kind === 'count' ? countBytes(rng) : intBytes(rng);
+      list.push({ v, ctl: v.name.startsWith('cvt') ? mxcsr(rng) : 0x1f80, a, b, host: '' });
     }
-    const out = runNative(cases.map((c) => `${c.v.name} ${c.ctl.toString(16)} ${toHex(c.a)} ${toHex(c.b)}`));
-    const cpu = new TestCpu();
-    const bad: string[] = [];
-    const failedVariants = new Set<string>();
-    cases.forEach((c, i) => {
-      assert.notEqual(out[i], 'unknown', c.v.name);
-      const got = emulate(cpu, c.v, c.ctl, c.a, c.b);
-      if (got !== out[i] && !failedVariants.has(c.v.name)) {
-        failedVariants.add(c.v.name);
-        bad.push(`${c.v.name} mxcsr=${c.ctl.toString(16)} a=${toHex(c.a)} b=${toHex(c.b)}: ${explain(out[i], got)}`);
+  }
+  const out = runNative(list.map((c) => `${c.v.name} ${c.ctl.toString(16)} ${toHex(c.a)} ${toHex(c.b)}`));
+  list.forEach((c, i) => { c.host = out[i]; });
+  all = list;
+  return list;
+}
+
+describe('MMX against the host (FXSAVE image with TOP and tags, all ST/MM slots, XMM0-1, RAX, memory)', () => {
+  for (const g of Object.keys(PER) as Group[]) {
+    const vs = variants.filter((v) => v.group === g);
+    it(`${g}: ${vs.length} variants, ${vs.length * PER[g]} cases`, () => {
+      const cpu = new TestCpu();
+      const bad: string[] = [];
+      const failed = new Set<string>();
+      let n = 0;
+      for (const c of cases()) {
+        if (c.v.group !== g) continue;
+        n++;
+        assert.notEqual(c.host, 'unknown', c.v.name);
+        const got = emulate(cpu, c.v, c.ctl, c.a, c.b);
+        if (got !== c.host && !failed.has(c.v.name)) {
+          failed.add(c.v.name);
+          bad.push(`${c.v.name} mxcsr=${c.ctl.toString(16)} a=${toHex(c.a)} b=${toHex(c.b)}: ${explain(c.host, got)}`);
+        }
       }
+      assert.equal(n, vs.length * PER[g]);
+      assert.deepEqual(bad, [], bad.slice(0, 20).join('\n'));
     });
-    assert.deepEqual(bad, [], bad.slice(0, 20).join('\n'));
-  });
+  }
 });
