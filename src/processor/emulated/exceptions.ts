@@ -40,10 +40,10 @@ function tripleFault(cpu: CpuState): void {
 }
 
 /** Deliver `vector`, escalating faults that happen during delivery (serial, #DF, triple fault). */
-function dispatch(cpu: CpuState, vector: number, src: number, hasErr: boolean, err: number, retRip: number): void {
+function dispatch(cpu: CpuState, vector: number, src: number, hasErr: boolean, err: number, retRip: number, rf = 0): void {
   cpu.deliveringVector = vector;
   try {
-    deliverOnce(cpu, vector, src, hasErr, err, retRip);
+    deliverOnce(cpu, vector, src, hasErr, err, retRip, rf);
     cpu.halted = false;
   } catch (e) {
     if (e !== cpu.fault) throw e;
@@ -53,8 +53,8 @@ function dispatch(cpu: CpuState, vector: number, src: number, hasErr: boolean, e
     try {
       const df = (CONTRIBUTORY(vector) && CONTRIBUTORY(v2)) || (vector === 14 && (CONTRIBUTORY(v2) || v2 === 14));
       // The second event is an exception caused while delivering an external event: EXT is set.
-      if (df) dispatch(cpu, 8, SRC_EXC, true, 0, cpu.rip);
-      else dispatch(cpu, v2, SRC_EXC, hasErr2, err2 | (src === SRC_EXT ? 1 : 0), cpu.rip);
+      if (df) dispatch(cpu, 8, SRC_EXC, true, 0, cpu.rip, F.RF);
+      else dispatch(cpu, v2, SRC_EXC, hasErr2, err2 | (src === SRC_EXT ? 1 : 0), cpu.rip, v2 === 1 ? 0 : F.RF);
     } finally {
       cpu.faultDepth--;
     }
@@ -63,10 +63,10 @@ function dispatch(cpu: CpuState, vector: number, src: number, hasErr: boolean, e
   }
 }
 
-function deliverOnce(cpu: CpuState, vector: number, src: number, hasErr: boolean, err: number, retRip: number): void {
+function deliverOnce(cpu: CpuState, vector: number, src: number, hasErr: boolean, err: number, retRip: number, rf: number): void {
   if ((cpu.cr0 & 1) === 0) deliverReal(cpu, vector, retRip);
-  else if ((cpu.efer & 0x400) !== 0) deliverLong(cpu, vector, src, hasErr, err, retRip);
-  else deliverProtected(cpu, vector, src, hasErr, err, retRip);
+  else if ((cpu.efer & 0x400) !== 0) deliverLong(cpu, vector, src, hasErr, err, retRip, rf);
+  else deliverProtected(cpu, vector, src, hasErr, err, retRip, rf);
 }
 
 function deliverReal(cpu: CpuState, vector: number, retRip: number): void {
@@ -107,7 +107,7 @@ function readGate(cpu: CpuState, vector: number, src: number, size: 8 | 16): num
   return idtErr;
 }
 
-function deliverLong(cpu: CpuState, vector: number, src: number, hasErr: boolean, err: number, retRip: number): void {
+function deliverLong(cpu: CpuState, vector: number, src: number, hasErr: boolean, err: number, retRip: number, rf: number): void {
   const ext = src === SRC_SOFT ? 0 : 1;
   const idtErr = readGate(cpu, vector, src, 16);
   const ga = cpu.idtrBase + vector * 16;
@@ -135,7 +135,7 @@ function deliverLong(cpu: CpuState, vector: number, src: number, hasErr: boolean
   let p = rsp;
   p -= 8; push64(cpu, p, cpu.segSel[Seg.SS], 0, user);
   p -= 8; push64(cpu, p, cpu.gpr[8], cpu.gpr[9], user);
-  p -= 8; push64(cpu, p, flags, 0, user);
+  p -= 8; push64(cpu, p, flags | rf, 0, user);
   p -= 8; push64(cpu, p, cpu.segSel[Seg.CS], 0, user);
   p -= 8; pushCanon(cpu, p, retRip, user);
   if (withErr) { p -= 8; push64(cpu, p, err, 0, user); }
@@ -161,7 +161,7 @@ function deliverLong(cpu: CpuState, vector: number, src: number, hasErr: boolean
   cpu.rip = target;
 }
 
-function deliverProtected(cpu: CpuState, vector: number, src: number, hasErr: boolean, err: number, retRip: number): void {
+function deliverProtected(cpu: CpuState, vector: number, src: number, hasErr: boolean, err: number, retRip: number, rf: number): void {
   const ext = src === SRC_SOFT ? 0 : 1;
   const idtErr = readGate(cpu, vector, src, 8);
   const ga = cpu.idtrBase + vector * 8;
@@ -212,7 +212,7 @@ function deliverProtected(cpu: CpuState, vector: number, src: number, hasErr: bo
   };
   probeWriteAs(cpu, (ssBase + ((esp - count * w) & mask)) >>> 0, count * w, user);
   if (outer) { push(oldSs); push(oldEsp); }
-  push(flags);
+  push(flags | rf);
   push(cpu.segSel[Seg.CS]);
   push(retRip >>> 0);
   if (withErr) push(err);
@@ -262,7 +262,9 @@ export function setRsp(cpu: CpuState, v: number): void {
 /** Deliver the fault in cpu.fault (called by the run loop after catching it). */
 export function deliverFault(cpu: CpuState): void {
   const f = cpu.fault;
-  dispatch(cpu, f.vector, SRC_EXC, f.hasError, f.errorCode, cpu.rip);
+  // SDM 6.13/18.3.1.1: faults save RFLAGS with RF set, so the handler's IRET does not re-trigger an
+  // instruction breakpoint on the restarted instruction. #DB here is a trap (or the breakpoint itself): RF clear.
+  dispatch(cpu, f.vector, SRC_EXC, f.hasError, f.errorCode, cpu.rip, f.vector === 1 ? 0 : F.RF);
 }
 
 /** Deliver an external interrupt (already acknowledged at the interrupt controller). cpu.rip = return address. */

@@ -823,10 +823,11 @@ function writeFlagsFor(cpu: CpuState, value: number, opsize: number, cpl: number
     if (cpl > 0) mask &= ~F.IOPL;
     if (cpl > ((old >> 12) & 3)) mask &= ~F.IF;
   }
-  if (isIret) mask |= F.RF | (cpl === 0 && (cpu.cr0 & 1) !== 0 ? F.VIF | F.VIP : 0);
+  if (isIret) mask |= cpl === 0 && (cpu.cr0 & 1) !== 0 ? F.VIF | F.VIP : 0;
   if (opsize === 2) mask &= 0xffff;
-  let nv = (old & ~mask) | (value & mask);
-  if (!isIret) nv &= ~F.RF;
+  // RF from an IRET frame only suppresses instruction breakpoints (not implemented) for one instruction and is
+  // cleared when that instruction completes; keeping it live would make it stick in later interrupt frames.
+  const nv = ((old & ~mask) | (value & mask)) & ~F.RF;
   setRflags(cpu, nv | 2);
 }
 

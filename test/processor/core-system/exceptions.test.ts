@@ -38,7 +38,7 @@ test('#PF from CPL 3 is delivered on an IST stack with SS:RSP, RFLAGS, CS, RIP a
   assert.equal(cpu.segSel[Seg.SS], 0, 'NULL SS with RPL 0 after a privilege change');
   const rsp = Number(m.getReg(REG.rsp) - (1n << 64n));
   assert.equal(rsp, stackTop(2) - 48);
-  assert.deepEqual(frame(m, rsp, 6), [4n, 0x400000n, BigInt(SEL.userCode), 0x202n, 0x7fff08n, BigInt(SEL.userData)]);
+  assert.deepEqual(frame(m, rsp, 6), [4n, 0x400000n, BigInt(SEL.userCode), 0x10202n, 0x7fff08n, BigInt(SEL.userData)], 'a fault saves RF set');
   assert.equal(getRflags(cpu) & 0x200, 0, 'interrupt gate clears IF');
   assert.equal(cpu.cr2, 0x600000);
 });
@@ -164,4 +164,25 @@ test('guest program: INT3 from user mode, handler IRETQ back, then HLT at CPL 3 
   assert.equal(m.cpu.cpl, 3);
   assert.equal(m.getReg(REG.rsp), 0x800000n);
   void SYS_VIRT;
+});
+
+test('RF: faults save RFLAGS.RF set, interrupts do not, and IRET does not leave RF live (kvm-unit-tests idt_test)', () => {
+  const m = createTestMachine({ cpl: 0 });
+  const cpu = m.cpu;
+  m.map(0x400000, 0x1000, { user: false });
+  m.installIdt!({ 6: BigInt(KCODE), 0x40: BigInt(KCODE) });
+  cpu.rip = 0x400010;
+  m.setReg(REG.rsp, 0x400ff8n);
+  setRflags(cpu, 0x202);
+  assert.equal(faultOf(cpu, () => raise(cpu, 6))?.vector, 6);
+  deliverFault(cpu);
+  let rsp = Number(m.getReg(REG.rsp));
+  assert.equal(frame(m, rsp, 3)[2], 0x10202n, '#UD frame has RF');
+  assert.equal(getRflags(cpu) & 0x10000, 0, 'RF clear in the handler');
+  iret(cpu, 8);
+  assert.equal(cpu.rip, 0x400010);
+  assert.equal(getRflags(cpu) & 0x10000, 0, 'RF from the frame is not kept live');
+  deliverInterrupt(cpu, 0x40);
+  rsp = Number(m.getReg(REG.rsp));
+  assert.equal(frame(m, rsp, 3)[2], 0x202n, 'an interrupt frame after the IRET has RF clear');
 });
