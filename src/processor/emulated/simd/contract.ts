@@ -1,6 +1,6 @@
 /**
  * Contract between the emulated processor core (decoder, integer execution, MMU) and the SIMD/x87 unit
- * (simd/: SSE, SSE2, x87, FXSAVE/FXRSTOR). The core decodes instruction length, prefixes, ModRM and the
+ * (simd/: SSE, SSE2, MMX, x87, FXSAVE/FXRSTOR). The core decodes instruction length, prefixes, ModRM and the
  * effective address; the SIMD unit executes. Neither side allocates per instruction.
  */
 
@@ -47,8 +47,8 @@ export interface SimdInsn {
   rm: number;
   /**
    * Linear address of the memory operand when mod !== 3 (segment and RIP-relative already applied).
-   * MASKMOVDQU (66 0F F7, register form) stores to DS:rDI: the core sets `ea` to that linear address
-   * (segment override and address size applied) before calling execSse.
+   * MASKMOVDQU (66 0F F7) and MASKMOVQ (0F F7), register forms, store to DS:rDI: the core sets `ea` to that
+   * linear address (segment override and address size applied) before calling execSse.
    */
   ea: number;
   /** Immediate byte for instructions that have one (pshufd, psrldq group, cmpps, shufps, pinsrw, ...). */

@@ -1,5 +1,6 @@
 /**
- * The SIMD unit: SSE/SSE2, x87, FXSAVE/FXRSTOR. Entry points called by the emulated processor core.
+ * The SIMD unit: SSE/SSE2, x87, MMX (registers aliased on the x87 ones, with the SSE/SSE2 MMX extensions),
+ * FXSAVE/FXRSTOR. Entry points called by the emulated processor core.
  *
  * Known deviations from hardware (all documented where they live):
  *  - x87 arithmetic (add, sub, mul, div, sqrt, fprem, fprem1, fscale, frndint, fxtract), loads, stores,
