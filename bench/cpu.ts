@@ -11,6 +11,7 @@ import { createTestMachine } from '../src/processor/emulated/testing.js';
 import { Partition } from '../src/platform/partition.js';
 import { defaultImagePaths } from '../src/image/builder.js';
 import { INIT_BANNER } from '../src/image/init-script.js';
+import { jitStats } from '../src/processor/emulated/jit.js';
 
 const args = process.argv.slice(2);
 const noBoot = args.includes('--no-boot');
@@ -103,6 +104,8 @@ async function bootLinux(): Promise<{ toInit: number; toOff: number; initCpu: nu
   const exit = await vm.start();
   const toOff = performance.now() - t0, offCpu = cpuMs(c0);
   if (exit.code !== 0) throw new Error(`boot failed: ${exit.reason}`);
+  const cpu = (vm.vcpus[0] as { cpu?: { blocks: { built: number } } }).cpu;
+  if (cpu !== undefined) console.log(`blocks decoded ${cpu.blocks.built}, translated ${jitStats.translated} (failed ${jitStats.failed})`);
   return { toInit, toOff, initCpu, offCpu, insns: Number(vm.vcpus[0].snapshot().insns ?? 0) };
 }
 

@@ -6,6 +6,7 @@
 import type { Cpu } from './cpu.js';
 import { Insn, decode, IF } from './decoder.js';
 import { translateFetch, dropWriteMappings, physRead } from './mmu.js';
+import type { TranslatedBlock } from './jit.js';
 
 /** Most instructions per block (also bounds the work between interrupt checks). */
 export const MAX_BLOCK = 64;
@@ -14,6 +15,9 @@ export class Block {
   readonly insns: Insn[] = [];
   count = 0;
   valid = true;
+  /** Executions so far (translation trigger) and the translated form once made (jit.ts). */
+  hits = 0;
+  jit: TranslatedBlock | null = null;
   constructor(readonly key: number, readonly phys: number, readonly mode: number) {}
 }
 
@@ -25,12 +29,13 @@ export class BlockCache {
   /** Direct-mapped front table over the map (most lookups hit here). */
   private readonly front: (Block | null)[] = new Array(FRONT).fill(null);
   private readonly scratch = new Uint8Array(16);
-  private readonly single = new Block(-1, -1, -1);
+  /** The one-instruction block of code that is not cached (page-crossing or outside RAM). */
+  readonly uncached = new Block(-1, -1, -1);
   /** Blocks decoded so far (statistics). */
   built = 0;
 
   constructor(private readonly cpu: Cpu) {
-    this.single.insns.push(new Insn());
+    this.uncached.insns.push(new Insn());
   }
 
   /** Block starting at linear address `lin` (faults on fetch are raised from here). */
@@ -45,7 +50,7 @@ export class BlockCache {
     let b = this.map.get(key);
     if (b === undefined) {
       b = this.build(lin, phys, mode, key);
-      if (b === this.single) return b;
+      if (b === this.uncached) return b;
     }
     this.front[fi] = b;
     return b;
@@ -91,7 +96,7 @@ export class BlockCache {
     const inPage = 4096 - (phys & 0xfff);
     let n = 0;
     for (; n < 15 && n < inPage; n++) s[n] = physRead(cpu, phys + n, 1);
-    const i = this.single.insns[0];
+    const i = this.uncached.insns[0];
     let len = decode(i, s, 0, n, mode);
     if (len === 0) {
       // Fetch the rest from the next page (its translation may fault, as on hardware).
@@ -99,8 +104,8 @@ export class BlockCache {
       for (let k = 0; n < 15; n++, k++) s[n] = physRead(cpu, phys2 + k, 1);
       len = decode(i, s, 0, 15, mode);
     }
-    this.single.count = 1;
-    return this.single;
+    this.uncached.count = 1;
+    return this.uncached;
   }
 
   invalidatePage(ppn: number): void {

@@ -132,6 +132,8 @@ export class CpuState {
    * loop asks the interrupt controller at the next block boundary instead of at every one.
    */
   irqCheck = true;
+  /** RFLAGS.IF when interrupts were last looked at (IF becoming 1 makes a pending one deliverable). */
+  ifWasOn = false;
 
   // ---- core-system fields (MMU/TLB, exceptions, segments, MSRs) go below this line
   /**

@@ -6,6 +6,8 @@ import type { Cpu } from './cpu.js';
 import { F } from './cpu-state.js';
 import { deliverFault, deliverInterrupt, deliverNmi } from './exceptions.js';
 import { IF } from './decoder.js';
+import type { Block } from './block-cache.js';
+import { jitThreshold, translateBlock, retiredBefore, type TranslatedBlock } from './jit.js';
 
 /** Instructions between polls of the virtual clock's timers. */
 const POLL_INTERVAL = 4096;
@@ -13,69 +15,109 @@ const POLL_INTERVAL = 4096;
 /**
  * Run until `maxInsns` instructions retired, the CPU halts with nothing pending, or an exit is requested.
  * Returns the number of instructions retired.
+ *
+ * The loop itself stays small and monomorphic (V8 keeps it optimized); everything that runs rarely or with
+ * varying types (interrupt delivery, translation, the interpreter's handler calls, fault delivery) lives in
+ * separate functions, so a first use of a rare path does not throw the loop's optimized code away.
  */
 export function runCpu(cpu: Cpu, maxInsns: number): number {
-  const plat = cpu.platform;
-  const ic = plat.interrupts[cpu.vp];
   const cache = cpu.blocks;
   let n = 0;
   let nextPoll = POLL_INTERVAL;
   // Devices may have changed state since the last slice.
   cpu.irqCheck = true;
-  let ifWasOn = false;
+  cpu.ifWasOn = false;
+  // The block running now and its start address (to count what retired before a fault).
+  let cur: Block | null = null, curRip = 0;
   while (n < maxInsns) {
     try {
       if (cpu.exitRequested) break;
-      if (n >= nextPoll) { plat.clock.poll(); nextPoll = n + POLL_INTERVAL; cpu.irqCheck = true; }
+      if (n >= nextPoll) { pollClock(cpu); nextPoll = n + POLL_INTERVAL; }
       let limit = maxInsns - n;
-      const ifOn = (cpu.flagsRest & F.IF) !== 0;
-      if (ifOn && !ifWasOn) cpu.irqCheck = true; // IF just became 1 (sti, popf, iret, sysret...)
-      ifWasOn = ifOn;
-      if (cpu.intShadow) {
-        limit = 1; // the instruction after STI / MOV SS runs before any interrupt
-      } else if (cpu.irqCheck) {
-        // Interrupt state changes only through device accesses, the clock and system instructions, all of
-        // which raise irqCheck; between them nothing new can become deliverable.
-        cpu.irqCheck = false;
-        if (ic !== undefined) {
-          if (!cpu.nmiBlocked && ic.nmiPending()) {
-            ic.acknowledgeNmi();
-            cpu.halted = false;
-            deliverNmi(cpu);
-            cpu.irqCheck = true;
-          } else if (ifOn) {
-            if (ic.pendingVector() >= 0) {
-              const v = ic.acknowledge();
-              if (v >= 0) { cpu.halted = false; deliverInterrupt(cpu, v); }
-              cpu.irqCheck = true; // another one may be waiting behind it
-            }
-          }
-        }
-        ifWasOn = (cpu.flagsRest & F.IF) !== 0;
-      }
+      if (cpu.intShadow) limit = 1; // the instruction after STI / MOV SS runs before any interrupt
+      else if (cpu.irqCheck || ((cpu.flagsRest & F.IF) !== 0) !== cpu.ifWasOn) serviceInterrupts(cpu);
       if (cpu.halted) break;
       const lin = cpu.mode === 3 ? cpu.rip : (cpu.segBase[1] + cpu.rip) >>> 0;
       const b = cache.lookup(lin);
-      const insns = b.insns;
-      const cnt = b.count < limit ? b.count : limit;
       cpu.intShadow = false;
-      let i = insns[0];
-      for (let k = 0; k < cnt; k++) {
-        i = insns[k];
-        cpu.nextRip = cpu.rip + i.len;
-        i.fn(cpu, i);
-        cpu.rip = cpu.nextRip;
-        n++;
-        if (!b.valid || cpu.halted) break; // code of this block was overwritten / HLT
-      }
-      if ((i.flags & IF.SYS) !== 0) cpu.irqCheck = true;
+      cur = b; curRip = cpu.rip;
+      if (b.count <= limit) {
+        let t = b.jit;
+        if (t === null && ++b.hits > jitThreshold) t = translateNow(cache, b);
+        if (t !== null) {
+          n += t(cpu, b);
+          if ((b.insns[b.count - 1].flags & IF.SYS) !== 0) cpu.irqCheck = true;
+          continue;
+        }
+        n += interpret(cpu, b, b.count);
+      } else n += interpret(cpu, b, limit);
     } catch (e) {
-      if (e !== cpu.fault) throw e;
-      cpu.irqCheck = true;
-      if (cpu.stopOnFault) { cpu.faultStopped = true; break; }
-      deliverFault(cpu);
+      n += faulted(cpu, e, cur, curRip);
+      cur = null;
+      if (cpu.stopOnFault && cpu.faultStopped) break;
     }
   }
   cpu.insnCount += n;
   return n;
+}
+
+function pollClock(cpu: Cpu): void {
+  cpu.platform.clock.poll();
+  cpu.irqCheck = true;
+}
+
+/** Deliver a pending NMI or (IF=1) external interrupt. Interrupt state changes only through device accesses,
+ * the clock and system instructions, all of which raise irqCheck, or IF becoming 1; otherwise nothing new
+ * can have become deliverable. */
+function serviceInterrupts(cpu: Cpu): void {
+  cpu.irqCheck = false;
+  const ic = cpu.platform.interrupts[cpu.vp];
+  if (ic !== undefined) {
+    if (!cpu.nmiBlocked && ic.nmiPending()) {
+      ic.acknowledgeNmi();
+      cpu.halted = false;
+      deliverNmi(cpu);
+      cpu.irqCheck = true;
+    } else if ((cpu.flagsRest & F.IF) !== 0 && ic.pendingVector() >= 0) {
+      const v = ic.acknowledge();
+      if (v >= 0) { cpu.halted = false; deliverInterrupt(cpu, v); }
+      cpu.irqCheck = true; // another one may be waiting behind it
+    }
+  }
+  cpu.ifWasOn = (cpu.flagsRest & F.IF) !== 0;
+}
+
+function translateNow(cache: Cpu['blocks'], b: Block): TranslatedBlock | null {
+  if (b.mode !== 3 || b === cache.uncached) { b.hits = -Infinity; return null; }
+  const t = translateBlock(b);
+  if (t === null) b.hits = -Infinity; // not translatable: stop trying
+  else b.jit = t;
+  return t;
+}
+
+/** Run the first `cnt` instructions of `b` through their handlers; returns the number retired. */
+function interpret(cpu: Cpu, b: Block, cnt: number): number {
+  const insns = b.insns;
+  let i = insns[0];
+  let k = 0;
+  while (k < cnt) {
+    i = insns[k];
+    cpu.nextRip = cpu.rip + i.len;
+    i.fn(cpu, i);
+    cpu.rip = cpu.nextRip;
+    k++;
+    if (!b.valid || cpu.halted) break; // code of this block was overwritten / HLT
+  }
+  if ((i.flags & IF.SYS) !== 0) cpu.irqCheck = true;
+  return k;
+}
+
+/** A throw out of an instruction: count what retired before it, then deliver the fault (or stop, in tests). */
+function faulted(cpu: Cpu, e: unknown, b: Block | null, startRip: number): number {
+  const done = b !== null ? retiredBefore(b, cpu.rip - startRip) : 0;
+  if (e !== cpu.fault) { cpu.insnCount += done; throw e; }
+  cpu.irqCheck = true;
+  if (cpu.stopOnFault) { cpu.faultStopped = true; return done; }
+  deliverFault(cpu);
+  return done;
 }
