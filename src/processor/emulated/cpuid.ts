@@ -8,7 +8,8 @@
  * which matters a lot for a software TLB.
  *
  * Only implemented features are advertised: x86-64 baseline with SSE2, NX, 1 GiB pages, invariant TSC;
- * no SSE3+, no XSAVE, no x2APIC, no TSC-deadline, no MCE/MCA, no RDTSCP/RDPID.
+ * RDTSCP (with IA32_TSC_AUX) and IA32_TSC_ADJUST; no SSE3+, no XSAVE, no x2APIC, no TSC-deadline, no MCE/MCA,
+ * no RDPID.
  * Merge with the platform provider: leaves 0x40000000-0x4FFFFFFF come from `platform.cpuid`; leaf 1 ECX
  * bit 31 (hypervisor present) is taken from the provider's leaf 1, everything else is ours, because the
  * feature bits must describe what this processor actually executes.
@@ -28,9 +29,9 @@ export const CPU_SIGNATURE = 0x00060fb1;
 const ECX1 = 1 << 13;
 const EDX1 = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9) | (1 << 11) | (1 << 12) |
   (1 << 13) | (1 << 15) | (1 << 16) | (1 << 19) | (1 << 23) | (1 << 24) | (1 << 25) | (1 << 26);
-// FPU DE PSE TSC MSR PAE CX8 APIC SYSCALL MTRR PGE CMOV PAT MMX FXSR NX PDPE1GB LM (AMD mirrors leaf 1 bits here).
+// FPU DE PSE TSC MSR PAE CX8 APIC SYSCALL MTRR PGE CMOV PAT MMX FXSR NX PDPE1GB RDTSCP LM (AMD mirrors leaf 1 bits here).
 const EDX_EXT1 = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9) | (1 << 11) | (1 << 12) |
-  (1 << 13) | (1 << 15) | (1 << 16) | (1 << 23) | (1 << 24) | (1 << 20) | (1 << 26) | (1 << 29);
+  (1 << 13) | (1 << 15) | (1 << 16) | (1 << 23) | (1 << 24) | (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29);
 
 /** Leaf 7 subleaf 0 EBX: TSC_ADJUST (IA32_TSC_ADJUST, msr.ts). Max subleaf 0. */
 const EBX7_0 = 1 << 1;

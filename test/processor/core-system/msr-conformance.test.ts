@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readMsr, writeMsr, MSR } from '../../../src/processor/emulated/msr.js';
 import { cpuidValue } from '../../../src/processor/emulated/cpuid.js';
+import * as sys from '../../../src/processor/emulated/system.js';
 import { faultOf, bareCpu } from './helpers.js';
 
 test('AMD legacy performance counters: event selects keep written values, reserved bits #GP, 48-bit counters', () => {
@@ -48,4 +49,19 @@ test('IA32_TSC_ADJUST: advertised in CPUID.7.0:EBX[1]; writing it moves the TSC,
   const a = adj();
   assert.ok(a <= -before + 1e9 && a >= -before - 1e9, `adjust ${a} follows the TSC write (${before})`);
   assert.equal(cpu.memHi < 0, true, 'negative adjustment kept as a signed 64-bit value');
+});
+
+test('RDTSCP is advertised (CPUID 0x80000001 EDX[27]) and returns IA32_TSC_AUX in ECX; RDPID is not', () => {
+  const { cpu } = bareCpu(1 << 22);
+  const r = { eax: 0, ebx: 0, ecx: 0, edx: 0 };
+  cpuidValue(cpu, 0x80000001, 0, r);
+  assert.ok(r.edx & (1 << 27));
+  cpuidValue(cpu, 7, 0, r);
+  assert.equal(r.ecx & (1 << 22), 0, 'no RDPID');
+  for (const aux of [0, 10, 0x100]) {
+    writeMsr(cpu, MSR.TSC_AUX, aux, 0);
+    cpu.gpr[2] = -1;
+    sys.rdtscp(cpu);
+    assert.equal(cpu.gpr[2], aux);
+  }
 });
