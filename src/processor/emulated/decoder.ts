@@ -237,7 +237,7 @@ export function decode(i: Insn, buf: Uint8Array, off: number, avail: number, mod
       i.sub = b >> 3;
       const form = b & 7;
       if ((form & 1) === 0) osz = 1;
-      if (form < 2) fn = A.aluEG;
+      if (form < 2) fn = form === 1 && mod === 3 && i.sub !== 2 && i.sub !== 3 && (osz === 4 || osz === 8) ? (osz === 4 ? A.aluRR32 : A.aluRR64) : A.aluEG;
       else if (form < 4) fn = A.aluGE;
       else { fn = A.aluAI; immKind = form === 4 ? 1 : 3; }
       if (lock && (form !== 0 && form !== 1 || mod === 3 || i.sub === 7)) fn = Y.opUD;
@@ -274,8 +274,8 @@ export function decode(i: Insn, buf: Uint8Array, off: number, avail: number, mod
       case 0x78: case 0x79: case 0x7a: case 0x7b: case 0x7c: case 0x7d: case 0x7e: case 0x7f:
         i.sub = b & 15; immKind = 1; osz = long ? br64 : osz; fn = C.jcc; end_ = true; break;
       case 0x80: case 0x82: osz = 1; immKind = 1; i.sub = regf; fn = A.aluEI; if (b === 0x82 && long) fn = Y.opUD; break;
-      case 0x81: immKind = 3; i.sub = regf; fn = A.aluEI; break;
-      case 0x83: immKind = 1; i.sub = regf; fn = A.aluEI; break;
+      case 0x81: immKind = 3; i.sub = regf; fn = aluEIForm(mod, regf, osz); break;
+      case 0x83: immKind = 1; i.sub = regf; fn = aluEIForm(mod, regf, osz); break;
       case 0x84: osz = 1; fn = A.testEG; break;
       case 0x85: fn = A.testEG; break;
       case 0x86: osz = 1; fn = D.xchgEG; break;
@@ -530,6 +530,12 @@ export function decode(i: Insn, buf: Uint8Array, off: number, avail: number, mod
   }
   i.len = p - off;
   return i.len;
+}
+
+/** Group 1 with an immediate: register destinations of 32/64 bits (not adc/sbb) get the size-free handlers. */
+function aluEIForm(mod: number, regf: number, osz: number): Handler {
+  if (mod !== 3 || regf === 2 || regf === 3 || (osz !== 4 && osz !== 8)) return A.aluEI;
+  return osz === 4 ? A.aluRI32 : A.aluRI64;
 }
 
 function m8(i: Insn): number { return (i.mod << 6) | ((i.reg & 7) << 3) | (i.rm & 7); }

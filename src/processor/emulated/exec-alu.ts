@@ -92,6 +92,72 @@ export function aluEG(cpu: Cpu, i: Insn): void {
   aluRM(cpu, i, b, s === 8 ? cpu.opHi : 0);
 }
 
+/** op r/m, reg with both operands 32-bit registers (add or and sub xor cmp; decoder picks it): no size switches. */
+export function aluRR32(cpu: Cpu, i: Insn): void {
+  const g = cpu.gpr, d = i.rm << 1, op = i.sub;
+  const a = g[d], b = g[i.reg << 1];
+  let r: number;
+  switch (op) {
+    case 0: r = (a + b) | 0; cpu.ccOp = (CC.ADD << 2) | 2; break;
+    case 1: r = a | b; cpu.ccOp = (CC.LOGIC << 2) | 2; break;
+    case 4: r = a & b; cpu.ccOp = (CC.LOGIC << 2) | 2; break;
+    case 6: r = a ^ b; cpu.ccOp = (CC.LOGIC << 2) | 2; break;
+    default: r = (a - b) | 0; cpu.ccOp = (CC.SUB << 2) | 2; break;
+  }
+  if (op !== 7) { g[d] = r; g[d + 1] = 0; }
+  cpu.ccRes = r; cpu.ccResHi = 0;
+  cpu.ccSrc1 = a; cpu.ccSrc1Hi = 0; cpu.ccSrc2 = b; cpu.ccSrc2Hi = 0;
+}
+/** The same for 64-bit registers. */
+export function aluRR64(cpu: Cpu, i: Insn): void {
+  const g = cpu.gpr, d = i.rm << 1, sr = i.reg << 1, op = i.sub;
+  const a = g[d], aHi = g[d + 1], b = g[sr], bHi = g[sr + 1];
+  let r: number, hi: number;
+  switch (op) {
+    case 0: { const t = (a >>> 0) + (b >>> 0); r = t | 0; hi = (aHi + bHi + (t > 0xffffffff ? 1 : 0)) | 0; cpu.ccOp = (CC.ADD << 2) | 3; break; }
+    case 1: r = a | b; hi = aHi | bHi; cpu.ccOp = (CC.LOGIC << 2) | 3; break;
+    case 4: r = a & b; hi = aHi & bHi; cpu.ccOp = (CC.LOGIC << 2) | 3; break;
+    case 6: r = a ^ b; hi = aHi ^ bHi; cpu.ccOp = (CC.LOGIC << 2) | 3; break;
+    default: { const t = (a >>> 0) - (b >>> 0); r = t | 0; hi = (aHi - bHi - (t < 0 ? 1 : 0)) | 0; cpu.ccOp = (CC.SUB << 2) | 3; break; }
+  }
+  if (op !== 7) { g[d] = r; g[d + 1] = hi; }
+  cpu.ccRes = r; cpu.ccResHi = hi;
+  cpu.ccSrc1 = a; cpu.ccSrc1Hi = aHi; cpu.ccSrc2 = b; cpu.ccSrc2Hi = bHi;
+}
+
+/** op reg, imm with a 32-bit register destination (group 1, not adc/sbb). */
+export function aluRI32(cpu: Cpu, i: Insn): void {
+  const g = cpu.gpr, d = i.rm << 1, op = i.sub;
+  const a = g[d], b = i.imm;
+  let r: number;
+  switch (op) {
+    case 0: r = (a + b) | 0; cpu.ccOp = (CC.ADD << 2) | 2; break;
+    case 1: r = a | b; cpu.ccOp = (CC.LOGIC << 2) | 2; break;
+    case 4: r = a & b; cpu.ccOp = (CC.LOGIC << 2) | 2; break;
+    case 6: r = a ^ b; cpu.ccOp = (CC.LOGIC << 2) | 2; break;
+    default: r = (a - b) | 0; cpu.ccOp = (CC.SUB << 2) | 2; break;
+  }
+  if (op !== 7) { g[d] = r; g[d + 1] = 0; }
+  cpu.ccRes = r; cpu.ccResHi = 0;
+  cpu.ccSrc1 = a; cpu.ccSrc1Hi = 0; cpu.ccSrc2 = b; cpu.ccSrc2Hi = 0;
+}
+/** The same for a 64-bit register (immediate sign-extended: imm/immHi). */
+export function aluRI64(cpu: Cpu, i: Insn): void {
+  const g = cpu.gpr, d = i.rm << 1, op = i.sub;
+  const a = g[d], aHi = g[d + 1], b = i.imm, bHi = i.immHi;
+  let r: number, hi: number;
+  switch (op) {
+    case 0: { const t = (a >>> 0) + (b >>> 0); r = t | 0; hi = (aHi + bHi + (t > 0xffffffff ? 1 : 0)) | 0; cpu.ccOp = (CC.ADD << 2) | 3; break; }
+    case 1: r = a | b; hi = aHi | bHi; cpu.ccOp = (CC.LOGIC << 2) | 3; break;
+    case 4: r = a & b; hi = aHi & bHi; cpu.ccOp = (CC.LOGIC << 2) | 3; break;
+    case 6: r = a ^ b; hi = aHi ^ bHi; cpu.ccOp = (CC.LOGIC << 2) | 3; break;
+    default: { const t = (a >>> 0) - (b >>> 0); r = t | 0; hi = (aHi - bHi - (t < 0 ? 1 : 0)) | 0; cpu.ccOp = (CC.SUB << 2) | 3; break; }
+  }
+  if (op !== 7) { g[d] = r; g[d + 1] = hi; }
+  cpu.ccRes = r; cpu.ccResHi = hi;
+  cpu.ccSrc1 = a; cpu.ccSrc1Hi = aHi; cpu.ccSrc2 = b; cpu.ccSrc2Hi = bHi;
+}
+
 /** op reg, r/m */
 export function aluGE(cpu: Cpu, i: Insn): void {
   const s = i.osz, op = i.sub;
