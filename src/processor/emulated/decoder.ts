@@ -254,9 +254,9 @@ export function decode(i: Insn, buf: Uint8Array, off: number, avail: number, mod
       case 0x48: case 0x49: case 0x4a: case 0x4b: case 0x4c: case 0x4d: case 0x4e: case 0x4f:
         i.rm = b & 7; i.mod = 3; i.sub = (b >> 3) & 1; fn = A.incDec; break;
       case 0x50: case 0x51: case 0x52: case 0x53: case 0x54: case 0x55: case 0x56: case 0x57:
-        i.rm = (b & 7) | rexB; osz = long ? (opPfx ? 2 : 8) : osz; fn = C.pushReg; break;
+        i.rm = (b & 7) | rexB; osz = long ? (opPfx ? 2 : 8) : osz; fn = osz === 8 ? C.pushR64 : C.pushReg; break;
       case 0x58: case 0x59: case 0x5a: case 0x5b: case 0x5c: case 0x5d: case 0x5e: case 0x5f:
-        i.rm = (b & 7) | rexB; osz = long ? (opPfx ? 2 : 8) : osz; fn = C.popReg; break;
+        i.rm = (b & 7) | rexB; osz = long ? (opPfx ? 2 : 8) : osz; fn = osz === 8 ? C.popR64 : C.popReg; break;
       case 0x60: if (!long) fn = C.pusha; break;
       case 0x61: if (!long) fn = C.popa; break;
       case 0x62: if (!long && mod !== 3) fn = C.bound; break;

@@ -10,6 +10,7 @@ import { testCondition, getRflags, getOF, getZF } from './flags.js';
 import { F } from './cpu-state.js';
 import { ea, readRM, storeRM, getReg, setReg, push, pop, peek, adjustSp, maskIp, readMem, stackWidth, setReg16, setReg32 } from './exec-common.js';
 import * as sys from './system.js';
+import * as mmu from './mmu.js';
 import { softwareInterrupt, raise } from './exceptions.js';
 
 const TWO32 = 4294967296;
@@ -86,6 +87,24 @@ export function popReg(cpu: Cpu, i: Insn): void {
   const v = peek(cpu, s, 0), hi = cpu.opHi;
   adjustSp(cpu, s);
   setReg(cpu, i.rm, s, v, hi);
+}
+/** push r64 in 64-bit mode (the common case: no size or stack-width switches). */
+export function pushR64(cpu: Cpu, i: Insn): void {
+  const g = cpu.gpr, r = i.rm << 1;
+  mmu.write64(cpu, g[9] * TWO32 + (g[8] >>> 0) - 8, g[r], g[r + 1]);
+  const lo = (g[8] - 8) | 0;
+  if ((lo >>> 0) > (g[8] >>> 0)) g[9] = (g[9] - 1) | 0;
+  g[8] = lo;
+}
+/** pop r64 in 64-bit mode (pop rsp leaves the popped value, as the generic form). */
+export function popR64(cpu: Cpu, i: Insn): void {
+  const g = cpu.gpr;
+  const v = mmu.read64(cpu, g[9] * TWO32 + (g[8] >>> 0)) | 0, hi = cpu.memHi | 0;
+  const lo = (g[8] + 8) | 0;
+  if ((lo >>> 0) < (g[8] >>> 0)) g[9] = (g[9] + 1) | 0;
+  g[8] = lo;
+  const r = i.rm << 1;
+  g[r] = v; g[r + 1] = hi;
 }
 export function pushImm(cpu: Cpu, i: Insn): void {
   const s = i.osz;

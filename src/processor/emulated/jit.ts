@@ -397,10 +397,10 @@ function translate(i: Insn, end: number, ctx: Ctx): [string, Out] | null {
     return [lines.join(' '), Out.NONE];
   }
   // ---- stack and control transfer (64-bit stack: this translator only runs long-mode blocks)
-  if (fn === C.pushReg && s === 8) {
+  if ((fn === C.pushReg || fn === C.pushR64) && s === 8) {
     return [`const ea = g[9] * 4294967296 + (g[8] >>> 0) - 8; ${st(8, R(i.rm), RH(i.rm))} spAdd(g, -8);`, Out.STORE];
   }
-  if (fn === C.popReg && s === 8) {
+  if ((fn === C.popReg || fn === C.popR64) && s === 8) {
     return [`const ea = g[9] * 4294967296 + (g[8] >>> 0); ${ld(8, 'lo', 'hi')} spAdd(g, 8); ${R(i.rm)} = lo; ${RH(i.rm)} = hi;`, Out.NONE];
   }
   if (fn === C.callRel && s === 8) {
