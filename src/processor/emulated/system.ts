@@ -678,7 +678,18 @@ export function rdtscp(cpu: CpuState): void {
   rdtsc(cpu);
   cpu.gpr[2] = cpu.tscAux | 0; cpu.gpr[3] = 0;
 }
-export function rdpmc(cpu: CpuState): void { raise(cpu, 13, 0); } // no performance counters
+/**
+ * RDPMC: the four legacy AMD counters (PerfCtr0-3, msr.ts) by ECX; #GP at CPL > 0 unless CR4.PCE, or for
+ * another counter index. Linux's AMD PMU driver reads them with RDPMC (e.g. on power-off).
+ */
+export function rdpmc(cpu: CpuState): void {
+  if (cpu.cpl > 0 && (cpu.cr4 & (1 << 8)) === 0) raise(cpu, 13, 0);
+  const n = cpu.gpr[2] >>> 0;
+  if (n > 3) raise(cpu, 13, 0);
+  const lo = readMsr(cpu, 0xc0010004 + n);
+  cpu.gpr[0] = lo | 0; cpu.gpr[1] = 0;
+  cpu.gpr[4] = cpu.memHi & 0xffff; cpu.gpr[5] = 0;
+}
 export function xgetbv(cpu: CpuState): void { raise(cpu, 6); } // no XSAVE
 export function xsetbv(cpu: CpuState): void { raise(cpu, 6); }
 export function hlt(cpu: CpuState): void { requireCpl0(cpu); cpu.halted = true; }

@@ -65,3 +65,32 @@ test('RDTSCP is advertised (CPUID 0x80000001 EDX[27]) and returns IA32_TSC_AUX i
     assert.equal(cpu.gpr[2], aux);
   }
 });
+
+test('RDPMC reads the AMD legacy counters at CPL 0, #GP for other indexes', async () => {
+  const { createTestMachine } = await import('../../../src/processor/emulated/testing.js');
+  const m = createTestMachine({ cpl: 0 });
+  const CODE = 0x400000n;
+  m.map(Number(CODE), 0x1000);
+  // wrmsr PerfCtr2 = 0x0000_1234_5678_9abc; ecx=2; rdpmc; ecx=4; rdpmc (#GP)
+  const code = [
+    0xb9, 0x06, 0x00, 0x01, 0xc0, // mov ecx, 0xc0010006
+    0xb8, 0xbc, 0x9a, 0x78, 0x56, // mov eax, 0x56789abc
+    0xba, 0x34, 0x12, 0x00, 0x00, // mov edx, 0x1234
+    0x0f, 0x30, // wrmsr
+    0x31, 0xc0, 0x31, 0xd2, // xor eax,eax; xor edx,edx
+    0xb9, 0x02, 0x00, 0x00, 0x00, // mov ecx, 2
+    0x0f, 0x33, // rdpmc
+    0x48, 0x89, 0xc3, // mov rbx, rax
+    0x48, 0x89, 0xd6, // mov rsi, rdx
+    0xb9, 0x04, 0x00, 0x00, 0x00, // mov ecx, 4
+    0x0f, 0x33, // rdpmc -> #GP
+  ];
+  m.writeVirt(Number(CODE), Uint8Array.from(code));
+  m.rip = CODE;
+  const r = m.run({ maxInsns: 100 });
+  assert.equal(r.kind, 'exception');
+  if (r.kind !== 'exception') return;
+  assert.equal(r.vector, 13);
+  assert.equal(m.getReg(3), 0x56789abcn);
+  assert.equal(m.getReg(6), 0x1234n);
+});
