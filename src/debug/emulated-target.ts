@@ -105,11 +105,12 @@ export class EmulatedDebugTarget implements DebugTarget {
   writeMemory(addr: bigint, data: Uint8Array): boolean {
     const base = toLinear(addr);
     for (let i = 0; i < data.length; i++) {
-      const o = this.ramOffset(base + i);
+      const phys = debugTranslate(this.vcpu.cpu, base + i);
+      const o = phys < 0 ? -1 : this.memory.offsetOf(phys);
       if (o < 0) return false;
       const bp = this.bps.get(base + i);
       if (bp) bp.orig = data[i]; else this.memory.bytes[o] = data[i];
-      this.codeChanged(debugTranslate(this.vcpu.cpu, base + i));
+      this.codeChanged(phys);
     }
     return true;
   }

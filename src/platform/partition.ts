@@ -14,7 +14,7 @@ import { HyperVStack } from '../vsp/hyperv-stack.js';
 import type { IntegrationServices } from '../vsp/ic/integration-services.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
 import type { Server } from 'node:net';
-import { DebugControl } from '../debug/emulated-target.js';
+import type { DebugControl } from '../debug/emulated-target.js';
 import type { BackendKind, BootCpuState, CpuidProvider, CpuidResult, PlatformServices, ProcessorBackend, VirtualProcessor } from '../processor/backend.js';
 
 export interface PartitionConfig {
@@ -205,7 +205,7 @@ export class Partition {
   private async startGdb(port: number): Promise<void> {
     const vcpu = this.vcpus[0] as unknown as import('../processor/emulated/processor.js').EmulatedVcpu;
     if (this.backendKind !== 'emulated' || !vcpu.cpu) throw new Error('--gdb is supported with the emulated processor');
-    const { EmulatedDebugTarget } = await import('../debug/emulated-target.js');
+    const { EmulatedDebugTarget, DebugControl } = await import('../debug/emulated-target.js');
     const { serveGdb } = await import('../debug/gdb-stub.js');
     const control = new DebugControl();
     control.stopped = this.config.gdbWait === true;
