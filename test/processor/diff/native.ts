@@ -141,25 +141,64 @@ function sameOutcome(a: CaseResult, b: CaseResult): boolean {
   return a.kind === b.kind && a.vector === b.vector && a.rip === b.rip;
 }
 
-function runNativeOnce(cases: DiffCase[], batch: number): CaseResult[] {
+type BatchOutcome = { ok: true; results: CaseResult[] } | { ok: false; signal: string };
+
+/** One runner process over `part`. A runner killed by a signal is reported, any other failure throws. */
+function runBatch(part: DiffCase[]): BatchOutcome {
   const exe = buildRunner();
+  const input = Buffer.concat(part.map(encodeCase));
+  const hex = (n: number) => '0x' + n.toString(16);
+  const r = spawnSync(exe, [hex(CODE_ADDR), hex(CODE_SIZE), hex(DATA_ADDR), hex(DATA_SIZE)], {
+    input, maxBuffer: 1 << 30,
+  });
+  if (r.signal) return { ok: false, signal: r.signal };
+  if (r.status !== 0) throw new Error(`diff runner failed (status ${r.status}): ${r.stderr?.toString()}`);
+  const out = r.stdout;
+  const results: CaseResult[] = [];
+  let o = 0;
+  for (const c of part) {
+    if (o + OUT_HDR > out.length) throw new Error(`diff runner: ${part.length} cases sent, output ends early`);
+    const d = decodeResult(c, out, o);
+    results.push(d.r);
+    o = d.next;
+  }
+  return { ok: true, results };
+}
+
+function unsupported(message: string): CaseResult {
+  return { kind: 'unsupported', message, rip: 0n, gpr: [], rflags: 0, mxcsr: 0, fcw: 0, xmm: [], data: new Uint8Array(0) };
+}
+
+/**
+ * Some hosts kill a process outright when it runs 32-bit code (sandboxes and hypervisors without compatibility
+ * mode for user code). 64-bit cases never justify that, so a killed 64-bit batch is an error; 32-bit cases are
+ * then run one per process, and those the host kills are marked unsupported (checked against the reference model).
+ */
+/** Runs `cases` splitting every killed batch in halves, so only the cases the host kills are marked unsupported. */
+function isolateKills(cases: DiffCase[]): CaseResult[] {
+  const r = runBatch(cases);
+  if (r.ok) return r.results;
+  if (cases.length === 1) return [unsupported(`host killed the runner on this 32-bit case (${r.signal})`)];
+  const half = cases.length >> 1;
+  return [...isolateKills(cases.slice(0, half)), ...isolateKills(cases.slice(half))];
+}
+
+function runNativeOnce(cases: DiffCase[], batch: number): CaseResult[] {
   const results: CaseResult[] = [];
   for (let s = 0; s < cases.length; s += batch) {
     const part = cases.slice(s, s + batch);
-    const input = Buffer.concat(part.map(encodeCase));
-    const hex = (n: number) => '0x' + n.toString(16);
-    const r = spawnSync(exe, [hex(CODE_ADDR), hex(CODE_SIZE), hex(DATA_ADDR), hex(DATA_SIZE)], {
-      input, maxBuffer: 1 << 30,
-    });
-    if (r.status !== 0) throw new Error(`diff runner failed (status ${r.status}, signal ${r.signal}): ${r.stderr?.toString()}`);
-    const out = r.stdout;
-    let o = 0;
-    for (const c of part) {
-      if (o + OUT_HDR > out.length) throw new Error(`diff runner: ${part.length} cases sent, output ends early`);
-      const d = decodeResult(c, out, o);
-      results.push(d.r);
-      o = d.next;
-    }
+    const whole = runBatch(part);
+    if (whole.ok) { results.push(...whole.results); continue; }
+    if (!part.some((c) => c.mode32)) throw new Error(`diff runner killed by ${whole.signal} on 64-bit cases`);
+    const wide = part.filter((c) => !c.mode32);
+    const wideRun = wide.length ? runBatch(wide) : { ok: true as const, results: [] };
+    if (!wideRun.ok) throw new Error(`diff runner killed by ${wideRun.signal} on 64-bit cases`);
+    const narrow = part.filter((c) => c.mode32);
+    const probe = runBatch([narrow[0]]);
+    const narrowResults = probe.ok ? isolateKills(narrow)
+      : narrow.map(() => unsupported(`host kills processes that run compatibility-mode code (${probe.signal})`));
+    let w = 0, n = 0;
+    for (const c of part) results.push(c.mode32 ? narrowResults[n++] : wideRun.results[w++]);
   }
   return results;
 }
