@@ -5,57 +5,39 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { haveBinutils, TEST_KERNEL_BANNER } from '../vmms/test-kernel.js';
 import { startService, testKernel, type Fixture } from '../vmms/helpers.js';
+import { chromiumMissing, launchBrowser, openConsolePage, row, screenshots, type Browser } from './browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const skip = !existsSync(CHROMIUM) ? 'Debian chromium is not installed (apt-get install chromium)' : !haveBinutils() ? 'binutils not installed' : false;
+const skip = chromiumMissing() || (!haveBinutils() ? 'binutils not installed' : false);
 const shots = fileURLToPath(new URL('../../test-output/web/', import.meta.url));
 const TOKEN = 'browser-test-token';
 
 let f: Fixture;
-let ctx: BrowserContext;
+let browser: Browser;
 let page: Page;
 let url: string;
-let profile: string;
+let shot: (name: string) => Promise<Buffer>;
 
 before(async () => {
   if (skip) return;
-  mkdirSync(shots, { recursive: true });
   f = await startService(undefined, { token: TOKEN });
   const a = await f.api.listenTcp('127.0.0.1', 0);
   url = `http://127.0.0.1:${a.port}`;
-  profile = mkdtempSync(join(tmpdir(), 'hyperts-chromium-'));
-  ctx = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM, headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
-    viewport: { width: 1280, height: 860 },
-  });
-  page = ctx.pages()[0] ?? await ctx.newPage();
-  page.on('dialog', (d) => { void d.accept(); });
-  if (process.env.HYPERTS_WEB_DEBUG) {
-    page.on('console', (m) => console.log('console:', m.type(), m.text()));
-    page.on('websocket', (ws) => { ws.on('framesent', (fr) => console.log('sent', fr.payload)); ws.on('framereceived', (fr) => console.log('recv', String(fr.payload).slice(0, 80))); });
-  }
+  browser = await launchBrowser();
+  page = browser.page;
+  shot = screenshots(page, [shots]);
 });
 
 after(async () => {
-  await ctx?.close();
+  await browser?.close();
   await f?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
-const row = (name: string): string => `#vms tbody tr[data-vm="${name}"]`;
-const shot = (name: string): Promise<Buffer> => page.screenshot({ path: join(shots, `${name}.png`) });
-
 test('web console: create, start, Running, console, shut down error, turn off, delete', { skip, timeout: 120_000 }, async () => {
-  await page.goto(`${url}/?token=${TOKEN}`);
-  await page.waitForFunction(() => document.querySelector('#conn')?.textContent === 'connected');
+  await openConsolePage(page, url, TOKEN);
   assert.ok(!page.url().includes('token='), 'the token leaves the address bar');
   await shot('01-empty');
 
