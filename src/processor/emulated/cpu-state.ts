@@ -160,6 +160,20 @@ export class CpuState {
   nmiBlocked = false;
   /** Scratch for MSR handler calls (no allocation per access). */
   readonly msrOut = { lo: 0, hi: 0 };
+  // Debug state (debug.ts). Nonzero debugArmed (1: a DR7 breakpoint enabled, 2: a #DB trap pending) or
+  // RFLAGS.TF sends execution through debug.debugStep one instruction at a time.
+  debugArmed = 0;
+  /** DR6 bits of a #DB trap waiting for the next instruction boundary. */
+  dbgPending = 0;
+  /** Data/I-O breakpoint hits (DR6.B0-B3) of the instruction being stepped. */
+  dbgHits = 0;
+  /** Set by the stepped instruction: 1 = it delivered a software interrupt or was SYSCALL/SYSRET (no TF-at-start trap). */
+  dbgEvent = 0;
+  /** The last SS load (MOV SS / POP SS) opened an interrupt shadow that also inhibits debug traps. */
+  dbgMovSs = false;
+  /** Enabled data breakpoints, and the linear page each watches (NaN: none): the MMU keeps them out of the TLB. */
+  dbgWatch = 0;
+  readonly dbgWatchPage = new Float64Array(4).fill(NaN);
 
   constructor(readonly vp: number, readonly platform: PlatformServices) {}
 }

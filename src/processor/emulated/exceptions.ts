@@ -9,6 +9,7 @@
 import { type CpuState, Mode, Seg, F } from './cpu-state.js';
 import { getRflags, setRflags, getOF } from './flags.js';
 import { readSys32, readSys16, writeAs32, writeAs16, probeWriteAs } from './mmu.js';
+import { softwareInterruptDebug } from './debug.js';
 import { fetchDescriptor, descAttr, descBase, descLimit, desc, readSys64Canon, markAccessed } from './descriptors.js';
 
 const TWO32 = 4294967296;
@@ -282,6 +283,7 @@ export function softwareInterrupt(cpu: CpuState, vector: number, nextRip: number
     if (cpu.breakpointHook !== null && cpu.breakpointHook(cpu)) { cpu.exitRequested = true; return; }
     vector = 3;
   } else if (kind === 'int1') vector = 1;
+  softwareInterruptDebug(cpu, kind === 'int1');
   // INT1 (ICEBP) is delivered like a hardware #DB: no gate DPL check.
   dispatch(cpu, vector & 0xff, kind === 'int1' ? SRC_ICEBP : SRC_SOFT, false, 0, nextRip);
 }

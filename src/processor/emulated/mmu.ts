@@ -14,6 +14,7 @@
  */
 import type { CpuState } from './cpu-state.js';
 import { raise } from './exceptions.js';
+import { watchAccess, watchedPage } from './debug.js';
 
 const MASK = 1023;
 const S_READ = 0, U_READ = 1024, S_WRITE = 2048, U_WRITE = 3072, S_FETCH = 4096, U_FETCH = 5120;
@@ -256,6 +257,8 @@ function translate(cpu: CpuState, lin: number, kind: number, user: boolean): num
     const ppn = physPage / 4096;
     if (ppn < cpu.codePages.length && cpu.codePages[ppn] !== 0) cacheable = false;
   }
+  // Pages watched by a data breakpoint stay out of the TLB: their accesses take the slow path, which checks.
+  if (cpu.dbgWatch !== 0 && kind !== K_FETCH && watchedPage(cpu, page)) cacheable = false;
   if (cacheable) {
     if (cpu.ram === undefined || cpu.ram !== mem.bytes) { cpu.ram = mem.bytes; cpu.ramView = mem.view; }
     const i = ((kind << 1) | (user ? 1 : 0)) * 1024 + ((lin >>> 12) & MASK);
@@ -274,6 +277,7 @@ function translate(cpu: CpuState, lin: number, kind: number, user: boolean): num
 }
 
 function slowRead(cpu: CpuState, lin: number, size: 1 | 2 | 4, user: boolean): number {
+  if (cpu.dbgWatch !== 0) watchAccess(cpu, lin, size, false);
   const off = lin & 0xfff;
   if (off + size <= 4096) return physRead(cpu, translate(cpu, lin, K_READ, user), size);
   const n1 = 4096 - off;
@@ -285,6 +289,7 @@ function slowRead(cpu: CpuState, lin: number, size: 1 | 2 | 4, user: boolean): n
 }
 
 function slowWrite(cpu: CpuState, lin: number, size: 1 | 2 | 4, v: number, user: boolean): void {
+  if (cpu.dbgWatch !== 0) watchAccess(cpu, lin, size, true);
   const off = lin & 0xfff;
   if (off + size <= 4096) { physWrite(cpu, translate(cpu, lin, K_WRITE, user), size, v); return; }
   const n1 = 4096 - off;

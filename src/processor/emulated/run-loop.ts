@@ -6,6 +6,7 @@ import type { Cpu } from './cpu.js';
 import { F } from './cpu-state.js';
 import { deliverFault, deliverInterrupt, deliverNmi } from './exceptions.js';
 import { IF } from './decoder.js';
+import { debugStep } from './debug.js';
 import type { Block } from './block-cache.js';
 import { jitThreshold, translateBlock, retiredBefore, type TranslatedBlock } from './jit.js';
 
@@ -37,6 +38,8 @@ export function runCpu(cpu: Cpu, maxInsns: number): number {
       if (cpu.intShadow) limit = 1; // the instruction after STI / MOV SS runs before any interrupt
       else if (cpu.irqCheck || ((cpu.flagsRest & F.IF) !== 0) !== cpu.ifWasOn) serviceInterrupts(cpu);
       if (cpu.halted) break;
+      // Single-step (TF) or an armed debug register: one instruction at a time through debug.ts.
+      if (((cpu.flagsRest & F.TF) | cpu.debugArmed) !== 0) { cur = null; n += debugStep(cpu); continue; }
       const lin = cpu.mode === 3 ? cpu.rip : (cpu.segBase[1] + cpu.rip) >>> 0;
       const b = cache.lookup(lin);
       cpu.intShadow = false;

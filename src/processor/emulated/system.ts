@@ -16,6 +16,7 @@ import * as mmu from './mmu.js';
 import { fetchDescriptor, descAttr, descBase, descBase64, descLimit, desc, descAddr, markAccessed, loadFromDesc, restoreDesc } from './descriptors.js';
 import { readMsr, writeMsr, guestTsc } from './msr.js';
 import { execCpuid, CPU_SIGNATURE } from './cpuid.js';
+import { updateDebugArm, generalDetect, queueDebugTrap, watchPort, DR6_BS } from './debug.js';
 
 const TWO32 = 4294967296;
 const ZF = 0x40;
@@ -49,6 +50,7 @@ export function resetCpu(cpu: CpuState): void {
   cpu.trSel = 0; cpu.trBase = 0; cpu.trLimit = 0xffff; cpu.trAttr = 0x8b;
   cpu.cr0 = 0x60000010; cpu.cr2 = 0; cpu.cr3 = 0; cpu.cr4 = 0; cpu.efer = 0; cpu.xcr0 = 1;
   cpu.dr.fill(0); cpu.dr[6] = 0xffff0ff0; cpu.dr[7] = 0x400;
+  cpu.dbgPending = 0; cpu.dbgHits = 0; cpu.dbgEvent = 0; cpu.dbgMovSs = false;
   cpu.star = 0; cpu.starHi = 0; cpu.lstar = 0; cpu.cstar = 0; cpu.sfmask = 0; cpu.kernelGsBase = 0;
   cpu.sysenterCs = 0; cpu.sysenterEsp = 0; cpu.sysenterEip = 0;
   cpu.patLo = 0x00070406; cpu.patHi = 0x00070406; cpu.tscAux = 0;
@@ -57,6 +59,7 @@ export function resetCpu(cpu: CpuState): void {
   cpu.halted = false; cpu.intShadow = false; cpu.faultDepth = 0; cpu.deliveringVector = -1; cpu.nmiBlocked = false;
   cpu.cpl = 0;
   recomputeMode(cpu);
+  updateDebugArm(cpu);
   mmu.flushTlb(cpu, true);
 }
 
@@ -126,7 +129,7 @@ export function loadSegment(cpu: CpuState, seg: number, selector: number): void 
     cpu.segSel[seg] = selector;
     cpu.segBase[seg] = selector * 16;
     if ((cpu.flagsRest & F.VM) !== 0) { cpu.segLimit[seg] = 0xffff; cpu.segAttr[seg] = seg === Seg.CS ? 0xfb : 0xf3; }
-    if (seg === Seg.SS) cpu.intShadow = true;
+    if (seg === Seg.SS) { cpu.intShadow = true; cpu.dbgMovSs = true; }
     return;
   }
   if (seg === Seg.CS) raise(cpu, 6);
@@ -135,7 +138,7 @@ export function loadSegment(cpu: CpuState, seg: number, selector: number): void 
   if (seg === Seg.SS) {
     if ((selector & 0xfffc) === 0) {
       // 64-bit mode allows a NULL SS below CPL 3 when RPL = CPL.
-      if (cpu.mode === Mode.Long64 && cpu.cpl !== 3 && rpl === cpu.cpl) { loadNull(cpu, seg, selector); cpu.segAttr[seg] = 0xc093 | (cpu.cpl << 5); cpu.intShadow = true; return; }
+      if (cpu.mode === Mode.Long64 && cpu.cpl !== 3 && rpl === cpu.cpl) { loadNull(cpu, seg, selector); cpu.segAttr[seg] = 0xc093 | (cpu.cpl << 5); cpu.intShadow = true; cpu.dbgMovSs = true; return; }
       raise(cpu, 13, 0);
     }
     if (!fetchDescriptor(cpu, selector)) raise(cpu, 13, err);
@@ -145,6 +148,7 @@ export function loadSegment(cpu: CpuState, seg: number, selector: number): void 
     markAccessed(cpu);
     loadFromDesc(cpu, seg, selector);
     cpu.intShadow = true;
+    cpu.dbgMovSs = true;
     return;
   }
   if ((selector & 0xfffc) === 0) { loadNull(cpu, seg, selector); return; }
@@ -626,15 +630,19 @@ function drIndex(cpu: CpuState, n: number): number {
 export function movToDr(cpu: CpuState, n: number, lo: number, hi: number): void {
   requireCpl0(cpu);
   const i = drIndex(cpu, n);
+  generalDetect(cpu);
   if (i >= 6 && (hi | 0) !== 0) raise(cpu, 13, 0);
-  if (i === 6) cpu.dr[6] = ((lo & 0xe00f) | 0xffff0ff0) >>> 0;
-  else if (i === 7) cpu.dr[7] = ((lo & 0xffff2bff) | 0x400) >>> 0;
+  if (i === 6) { cpu.dr[6] = ((lo & 0xe00f) | 0xffff0ff0) >>> 0; return; }
+  if (i === 7) cpu.dr[7] = ((lo & 0xffff2bff) | 0x400) >>> 0;
   else cpu.dr[i] = (hi | 0) * TWO32 + (lo >>> 0);
+  updateDebugArm(cpu);
 }
 
 export function movFromDr(cpu: CpuState, n: number): number {
   requireCpl0(cpu);
-  const v = cpu.dr[drIndex(cpu, n)];
+  const i = drIndex(cpu, n);
+  generalDetect(cpu);
+  const v = cpu.dr[i];
   const hi = Math.floor(v / TWO32);
   cpu.memHi = hi | 0;
   return (v - hi * TWO32) >>> 0;
@@ -733,6 +741,7 @@ export function syscall(cpu: CpuState, nextRip: number): void {
     cpu.cpl = 0;
     recomputeMode(cpu);
     cpu.rip = target;
+    fastCallSingleStep(cpu);
     return;
   }
   // Legacy-mode SYSCALL (AMD): ECX = return EIP, target STAR[31:0].
@@ -743,6 +752,16 @@ export function syscall(cpu: CpuState, nextRip: number): void {
   cpu.cpl = 0;
   recomputeMode(cpu);
   cpu.rip = cpu.star >>> 0;
+  fastCallSingleStep(cpu);
+}
+
+/**
+ * SYSCALL/SYSRET single-step on the flags they leave, not the ones they start with: SYSCALL with FMASK clearing
+ * TF does not trap in the kernel, SYSRET to a TF=1 context traps at once at the user instruction.
+ */
+function fastCallSingleStep(cpu: CpuState): void {
+  cpu.dbgEvent = 1;
+  if ((cpu.flagsRest & F.TF) !== 0) queueDebugTrap(cpu, DR6_BS);
 }
 
 export function sysret(cpu: CpuState, rexW: boolean): void {
@@ -766,6 +785,7 @@ export function sysret(cpu: CpuState, rexW: boolean): void {
     cpu.cpl = 3;
     recomputeMode(cpu);
     cpu.rip = target;
+    fastCallSingleStep(cpu);
     return;
   }
   flatSeg(cpu, Seg.CS, (base & 0xfffc) | 3, 0xc0fb);
@@ -775,6 +795,7 @@ export function sysret(cpu: CpuState, rexW: boolean): void {
   cpu.cpl = 3;
   recomputeMode(cpu);
   cpu.rip = cpu.gpr[2] >>> 0;
+  fastCallSingleStep(cpu);
 }
 
 export function sysenter(cpu: CpuState): void {
@@ -836,9 +857,10 @@ function writeFlagsFor(cpu: CpuState, value: number, opsize: number, cpl: number
   }
   if (isIret) mask |= cpl === 0 && (cpu.cr0 & 1) !== 0 ? F.VIF | F.VIP : 0;
   if (opsize === 2) mask &= 0xffff;
-  // RF from an IRET frame only suppresses instruction breakpoints (not implemented) for one instruction and is
-  // cleared when that instruction completes; keeping it live would make it stick in later interrupt frames.
-  const nv = ((old & ~mask) | (value & mask)) & ~F.RF;
+  // RF from an IRET frame suppresses instruction breakpoints for one instruction; debug.ts clears it when that
+  // instruction completes, which only happens while a breakpoint is enabled: otherwise it would stick.
+  let nv = ((old & ~mask) | (value & mask)) & ~F.RF;
+  if (isIret && opsize !== 2 && (value & F.RF) !== 0 && (cpu.dr[7] & 0xff) !== 0) nv |= F.RF;
   setRflags(cpu, nv | 2);
 }
 
@@ -868,12 +890,14 @@ function checkIo(cpu: CpuState, port: number, size: number): void {
 export function portIn(cpu: CpuState, port: number, size: 1 | 2 | 4): number {
   port &= 0xffff;
   checkIo(cpu, port, size);
+  if (cpu.debugArmed !== 0) watchPort(cpu, port, size);
   cpu.irqCheck = true; // a device access may raise or clear an interrupt line
   return cpu.platform.io.read(port, size) >>> 0;
 }
 export function portOut(cpu: CpuState, port: number, size: 1 | 2 | 4, value: number): void {
   port &= 0xffff;
   checkIo(cpu, port, size);
+  if (cpu.debugArmed !== 0) watchPort(cpu, port, size);
   cpu.irqCheck = true;
   cpu.platform.io.write(port, size, size === 4 ? value >>> 0 : value & (size === 1 ? 0xff : 0xffff));
 }
