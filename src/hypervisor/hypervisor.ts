@@ -9,7 +9,7 @@ import type { CpuidProvider, HypercallHandler, MsrHandler } from '../processor/b
 import type { GuestMemory } from '../platform/memory.js';
 import type { VirtualClock } from '../platform/clock.js';
 import { HyperVCpuid, combineCpuid } from './cpuid.js';
-import { SynIC, type InterruptInjector } from './synic.js';
+import { SynIC, type InterruptInjector, type SynicState } from './synic.js';
 import { HypercallDispatcher, type HypervisorConnections } from './hypercall.js';
 import { ReferenceTime } from './reference-time.js';
 import { decodeGuestOsId, type GuestOsIdentity } from './guest-os-id.js';
@@ -42,6 +42,11 @@ export interface HypervisorOptions {
 }
 
 interface VpState { vpAssistLo: number; vpAssistHi: number }
+
+export interface HypervisorState {
+  guestOsId: number[]; hypercall: number[]; tscPage: number[]; tscSequence: number; crash: number[];
+  vpAssist: number[][]; synic: SynicState;
+}
 
 export class Hypervisor implements MsrHandler {
   readonly enlightened: boolean;
@@ -90,6 +95,27 @@ export class Hypervisor implements MsrHandler {
     this.crash.fill(0);
     for (const v of this.vps) v.vpAssistLo = v.vpAssistHi = 0;
     this.synic.reset();
+  }
+
+  /** Saved state: synthetic MSRs and the SynIC (the hypercall and TSC pages live in guest memory). */
+  saveState(): HypervisorState {
+    return {
+      guestOsId: [this.guestOsIdLo, this.guestOsIdHi], hypercall: [this.hypercallLo, this.hypercallHi],
+      tscPage: [this.tscPageLo, this.tscPageHi], tscSequence: this.tscSequence, crash: [...this.crash],
+      vpAssist: this.vps.map((v) => [v.vpAssistLo, v.vpAssistHi]), synic: this.synic.saveState(),
+    };
+  }
+
+  restoreState(s: HypervisorState): void {
+    if (s.vpAssist.length !== this.vps.length) throw new Error(`hypervisor state is for ${s.vpAssist.length} VPs, this partition has ${this.vps.length}`);
+    this.synic.restoreState(s.synic);
+    [this.guestOsIdLo, this.guestOsIdHi] = s.guestOsId;
+    this.guestOsIdentity = this.guestOsIdLo === 0 && this.guestOsIdHi === 0 ? null : decodeGuestOsId(this.guestOsIdLo, this.guestOsIdHi);
+    [this.hypercallLo, this.hypercallHi] = s.hypercall;
+    [this.tscPageLo, this.tscPageHi] = s.tscPage;
+    this.tscSequence = s.tscSequence;
+    s.crash.slice(0, this.crash.length).forEach((v, i) => { this.crash[i] = v; });
+    s.vpAssist.forEach(([lo, hi], i) => { this.vps[i].vpAssistLo = lo; this.vps[i].vpAssistHi = hi; });
   }
 
   get hypercallPageEnabled(): boolean { return (this.hypercallLo & 1) === 1; }

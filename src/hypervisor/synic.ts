@@ -16,6 +16,8 @@ const SYNIC_QUEUE_HARD_LIMIT = 4096;
 
 interface QueuedMessage { type: number; payload: Uint8Array }
 
+export type SynicState = Array<{ scontrol: number; siefp: number[]; simp: number[]; sint: number[]; queues: QueuedMessage[][] }>;
+
 class VpSynic {
   scontrol = 0;
   siefpLo = 0; siefpHi = 0;
@@ -93,6 +95,30 @@ export class SynIC {
       return true;
     }
     return false;
+  }
+
+  /** Saved state: per-VP SynIC MSRs, SINTs and the messages still queued on the host side. */
+  saveState(): SynicState {
+    return this.vps.map((v) => ({
+      scontrol: v.scontrol, siefp: [v.siefpLo, v.siefpHi], simp: [v.simpLo, v.simpHi], sint: [...v.sint],
+      queues: v.queues.map((q) => q.map((m) => ({ type: m.type, payload: m.payload.slice() }))),
+    }));
+  }
+
+  restoreState(s: SynicState): void {
+    if (!Array.isArray(s) || s.length !== this.vps.length) throw new Error(`SynIC state is for ${Array.isArray(s) ? s.length : '?'} VPs, this partition has ${this.vps.length}`);
+    s.forEach((v, i) => {
+      if (v.sint.length !== T.HV_SYNIC_SINT_COUNT || v.queues.length !== T.HV_SYNIC_SINT_COUNT) throw new Error(`SynIC state of VP ${i} is malformed`);
+      for (const q of v.queues) for (const m of q) {
+        if (!(m.payload instanceof Uint8Array) || m.payload.length > T.HV_MESSAGE_PAYLOAD_MAX || q.length > SYNIC_QUEUE_HARD_LIMIT) throw new Error(`SynIC message queue of VP ${i} is malformed`);
+      }
+    });
+    s.forEach((v, i) => {
+      const d = this.vps[i];
+      d.scontrol = v.scontrol >>> 0; [d.siefpLo, d.siefpHi] = v.siefp; [d.simpLo, d.simpHi] = v.simp;
+      d.sint.set(v.sint);
+      v.queues.forEach((q, n) => { d.queues[n] = q.map((m) => ({ type: m.type >>> 0, payload: m.payload.slice() })); });
+    });
   }
 
   /** Messages still queued on the host side for (vp, sint). */

@@ -60,6 +60,25 @@ export class VirtualClock {
     this.pausedAt = -1;
   }
 
+  /** Saved state: the virtual time reached (timers belong to their devices, which re-arm them on restore). */
+  saveState(): { mode: ClockMode; nowNs: number; nsPerInsn: number } {
+    return { mode: this.mode, nowNs: this.now(), nsPerInsn: this.nsPerInsn };
+  }
+
+  /**
+   * Continue from a saved virtual time, whatever this clock's mode (an icount clock needs its instruction
+   * source already restored, since now() derives from it).
+   */
+  restoreState(s: { nowNs: number; nsPerInsn: number }): void {
+    if (!Number.isFinite(s.nowNs) || s.nowNs < 0) throw new RangeError(`saved virtual time ${s.nowNs} is not valid`);
+    if (this.insnSource !== null) {
+      if (Number.isFinite(s.nsPerInsn) && s.nsPerInsn > 0) this.nsPerInsn = s.nsPerInsn;
+      this.offset = s.nowNs - this.insnSource() * this.nsPerInsn;
+    } else {
+      this.offset = s.nowNs - (this.pausedAt >= 0 ? this.pausedAt : this.host());
+    }
+  }
+
   /** Advance virtual time by `ns` without host time passing (idle warp). */
   advance(ns: number): void { if (ns > 0) this.offset += ns; }
 

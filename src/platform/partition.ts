@@ -9,8 +9,9 @@ import { readFileSync } from 'node:fs';
 import { GuestMemory } from './memory.js';
 import { IoBus, MmioBus } from './bus.js';
 import { VirtualClock, type ClockMode } from './clock.js';
-import { createPlatformDevices, type PlatformDevices } from '../devices/platform-devices.js';
-import { HyperVStack } from '../vsp/hyperv-stack.js';
+import { createPlatformDevices, type PlatformDevices, type PlatformDevicesState } from '../devices/platform-devices.js';
+import { HyperVStack, type HyperVStackState } from '../vsp/hyperv-stack.js';
+import { checkShape, decodeSavedState, encodeSavedState, readSavedStateFile, SavedStateError, type SavedStateInfo } from './saved-state.js';
 import type { IntegrationServices } from '../vsp/ic/integration-services.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
 import type { Server } from 'node:net';
@@ -39,6 +40,11 @@ export interface PartitionConfig {
 }
 
 export interface PartitionExit { code: number; reason: string }
+
+interface PartitionState {
+  vcpus: unknown[]; clock: { mode: string; nowNs: number; nsPerInsn: number }; devices: PlatformDevicesState; hyperv: HyperVStackState;
+  resetPending: string | null;
+}
 
 const NO_LEAVES: CpuidProvider = { cpuid: (): CpuidResult => ({ eax: 0, ebx: 0, ecx: 0, edx: 0 }) };
 
@@ -173,6 +179,76 @@ export class Partition {
     this.kick();
   }
   get isPaused(): boolean { return this.paused; }
+
+  /**
+   * Save-VM: the whole partition (processors, memory, clock, devices, Hyper-V stack) as a saved-state file
+   * image. Synchronous, so it is one consistent instant: the emulated processor only runs inside `run`
+   * slices, so here it sits at an instruction boundary. The caller stops the partition afterwards.
+   */
+  saveState(): Buffer {
+    if (this.exitInfo) throw new Error(`cannot save ${this.label}: it has already stopped (${this.exitInfo.reason})`);
+    if (this.vcpus.some((v) => !v.saveState)) {
+      throw new Error(`saved state is supported on the emulated processor only; ${this.label} runs on ${this.backendKind} (turn it off or shut it down instead)`);
+    }
+    this.devices.uart.flush?.();
+    const info: SavedStateInfo = {
+      name: this.config.name ?? '', processor: this.backendKind, memoryBytes: this.memory.size, cpus: this.config.cpus,
+      enlightened: this.config.enlightened, savedAt: new Date().toISOString(), virtualTimeNs: this.clock.now(),
+      clockMode: this.clock.mode,
+    };
+    return encodeSavedState(info, this.collectState(), this.memory.bytes);
+  }
+
+  private get label(): string { return this.config.name ? `VM '${this.config.name}'` : 'the VM'; }
+
+  private collectState(): PartitionState {
+    return {
+      vcpus: this.vcpus.map((v) => v.saveState!()), clock: this.clock.saveState(), devices: this.devices.saveState(),
+      hyperv: this.hyperv.saveState(), resetPending: this.resetReason,
+    };
+  }
+
+  /**
+   * Start-VM of a saved VM: a new partition built from `config` that continues from `saved` (a file path
+   * or the bytes of one) instead of booting. Everything is checked before the partition is handed out;
+   * on any error the half-built partition is discarded and a SavedStateError says why.
+   */
+  static async restore(config: PartitionConfig, saved: string | Uint8Array): Promise<Partition> {
+    const d = typeof saved === 'string' ? readSavedStateFile(saved) : decodeSavedState(saved);
+    const i = d.info;
+    const what = config.name ? `VM '${config.name}'` : 'the VM';
+    const mismatch = (field: string, was: unknown, is: unknown): never => {
+      throw new SavedStateError(`the saved state of ${what} was taken with ${field} ${was}, the VM now has ${is}; ` +
+        'change the setting back, or discard the saved state (remove-vmsavedstate) to boot afresh');
+    };
+    if (i.memoryBytes !== config.memoryBytes) mismatch('memory', i.memoryBytes, config.memoryBytes);
+    if (i.cpus !== config.cpus) mismatch('processor count', i.cpus, config.cpus);
+    if (i.enlightened !== config.enlightened) mismatch('enlightened', i.enlightened, config.enlightened);
+    if (config.processor === 'kvm') throw new SavedStateError('saved state is supported on the emulated processor only; set the VM\'s processor to emulated (or auto)');
+    const p = await Partition.create({ ...config, processor: 'emulated' });
+    try {
+      const template = p.collectState();
+      checkShape(template, d.state);
+      const s = d.state as PartitionState;
+      if (s.vcpus.length !== p.vcpus.length) throw new SavedStateError(`the saved state has ${s.vcpus.length} processors, the VM ${p.vcpus.length}`);
+      d.loadMemory(p.memory.bytes);
+      // Order matters: the processors (an icount clock reads their instruction count), then the clock,
+      // then devices and the Hyper-V stack, which re-arm their timers against the restored time.
+      p.vcpus.forEach((v, n) => v.restoreState!(s.vcpus[n]));
+      p.clock.restoreState(s.clock);
+      p.devices.restoreState(s.devices);
+      p.hyperv.restoreState(s.hyperv);
+      if (s.resetPending !== null) p.resetReason = s.resetPending;
+    } catch (e) {
+      p.backend.destroy();
+      if (e instanceof SavedStateError) throw e;
+      throw new SavedStateError(`the saved state of ${what} cannot be restored: ${(e as Error).message}`);
+    }
+    p.log(`restored from the state saved at ${i.savedAt} (uptime ${(i.virtualTimeNs / 1e9).toFixed(3)} s)`);
+    // Like Hyper-V after a restore: push the host's time so the guest clock catches up.
+    setImmediate(() => { void p.hyperv.ics?.timeSync.syncNow().catch(() => {}); });
+    return p;
+  }
 
   /** The VM's integration services (heartbeat, shutdown, time sync, KVP, VSS); null when unenlightened. */
   get integrationServices(): IntegrationServices | null { return this.hyperv.ics; }

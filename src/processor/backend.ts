@@ -116,6 +116,12 @@ export interface VirtualProcessor {
   run(budgetMs: number): RunOutcome | Promise<RunOutcome>;
   /** Ask a running vCPU to return from `run` soon (new interrupt, pause, stop). */
   requestExit(): void;
+  /**
+   * Saved state (Save-VM), between runs only. Absent on backends that cannot save (KVM): the partition
+   * then refuses to save.
+   */
+  saveState?(): unknown;
+  restoreState?(s: unknown): void;
   /** Register snapshot for the GDB stub, trace and error reports (names as in `info registers`). */
   snapshot(): Record<string, number | bigint>;
 }

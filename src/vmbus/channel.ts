@@ -41,6 +41,14 @@ const OUTBOUND_QUEUE_LIMIT = 1024;
 /** Packets read per guest signal before yielding (the rest is read on the next turn). */
 const DRAIN_BATCH = 4096;
 
+export interface ChannelState {
+  targetVp: number; ringGpadl: number;
+  /** Pages (header included) of the guest->host ring; the rest of the ring GPADL is host->guest. */
+  inboundPages: number;
+  nextTransactionId: bigint; pending: bigint[];
+  queue: Array<{ head: Uint8Array; payload: Uint8Array }>;
+}
+
 interface Pending { resolve: (p: VmbusPacket) => void; reject: (e: Error) => void }
 
 /** Operations the host exposes to a channel (kept narrow so the channel stays testable). */
@@ -130,6 +138,36 @@ export class Channel {
         this.pending.delete(id);
         reject(new ChannelClosedError(`${this.provider.name}: channel ${this.relid} is not open`));
       }
+    });
+  }
+
+  /** Saved state (Save-VM): transaction ids still waiting for the guest and packets queued for its ring. */
+  saveState(): ChannelState {
+    return {
+      targetVp: this.targetVp, ringGpadl: this.ringGpadl, inboundPages: (this.inbound?.ring.data.length ?? 0) + 1,
+      nextTransactionId: this.nextTransactionId, pending: [...this.pending.keys()],
+      queue: this.queue.map((q) => ({ head: q.head.slice(), payload: q.payload.slice() })),
+    };
+  }
+
+  /**
+   * @internal Restored channel: the requests the guest has not answered yet come back as waiters whose
+   * reply is dropped, unless the provider takes one over with `adoptTransaction`.
+   */
+  restoreState(s: ChannelState): void {
+    this.nextTransactionId = s.nextTransactionId;
+    for (const id of s.pending) this.pending.set(id, { resolve: () => {}, reject: () => {} });
+    for (const q of s.queue.slice(0, OUTBOUND_QUEUE_LIMIT)) this.queue.push({ head: q.head.slice(), payload: q.payload.slice() });
+  }
+
+  /** Transaction ids sent with `request()` and not answered yet. */
+  get pendingTransactions(): bigint[] { return [...this.pending.keys()]; }
+
+  /** A restored provider waits again for the guest's reply to transaction `id` (sent before the save). */
+  adoptTransaction(id: bigint): Promise<VmbusPacket> {
+    return new Promise((resolve, reject) => {
+      if (!this.inbound) { reject(new ChannelClosedError(`${this.provider.name}: channel ${this.relid} is not open`)); return; }
+      this.pending.set(id, { resolve, reject });
     });
   }
 

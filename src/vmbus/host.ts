@@ -15,7 +15,7 @@ import * as T from '../hypervisor/tlfs.js';
 import { VMBUS_SINT } from '../platform/layout.js';
 import { Gpadl, GPADL_MAX_PAGES } from './gpadl.js';
 import { Ring, InboundRing, OutboundRing } from './ring.js';
-import { Channel, type ChannelHost, type ChannelProvider, type CloseReason } from './channel.js';
+import { Channel, type ChannelHost, type ChannelProvider, type ChannelState, type CloseReason } from './channel.js';
 import { guidToBytes } from './guid.js';
 import * as P from './protocol.js';
 import { Msg } from './protocol.js';
@@ -50,6 +50,13 @@ export class VmbusDevice {
 }
 
 export type ConnectionState = 'disconnected' | 'connected';
+
+export interface VmbusHostState {
+  state: ConnectionState; version: number; targetVcpu: number; messageSint: number; monitorPages: number[];
+  interruptPage: number; offersRequested: boolean;
+  gpadls: Array<{ handle: number; relid: number; byteCount: number; byteOffset: number; expectedPages: number; pfns: number[]; complete: boolean; inUseBy: number | null }>;
+  devices: Array<{ instance: string; relid: number; state: string; resets: number; reofferOnRelease: boolean; removing: boolean; channel: ChannelState | null }>;
+}
 
 const MAX_GPADLS = 4096;
 
@@ -127,6 +134,89 @@ export class VmbusHost implements HypervisorConnections {
 
   /** VM reset (or power cycle): drop every channel and GPADL and wait for a new INITIATE_CONTACT. */
   reset(): void { this.disconnect('reset'); }
+
+  // ---- saved state -----------------------------------------------------------------------------------
+
+  /** Saved state (Save-VM): connection, offers by device instance, GPADLs and open channels. */
+  saveState(): VmbusHostState {
+    return {
+      state: this.state, version: this.version, targetVcpu: this.targetVcpu, messageSint: this.messageSint,
+      monitorPages: [...this.monitorPages], interruptPage: this.interruptPage, offersRequested: this.offersRequested,
+      gpadls: [...this.gpadls.values()].map((g) => ({
+        handle: g.handle, relid: g.relid, byteCount: g.byteCount, byteOffset: g.byteOffset, expectedPages: g.expectedPages,
+        pfns: [...g.pfns], complete: g.complete, inUseBy: g.inUseBy,
+      })),
+      devices: this.devices.map((d) => ({
+        instance: d.provider.instance.toLowerCase(), relid: d.relid, state: d.state, resets: d.resets,
+        reofferOnRelease: d.reofferOnRelease, removing: d.removing, channel: d.channel?.saveState() ?? null,
+      })),
+    };
+  }
+
+  /**
+   * Restore into a fresh host whose devices (same instances) are registered and not yet offered. Everything
+   * is checked against guest memory before anything changes; afterwards each open channel looks at its ring
+   * once, in case the guest signalled just before the save.
+   */
+  restoreState(s: VmbusHostState): void {
+    if (this.state !== 'disconnected' || this.gpadls.size > 0) throw new Error('VMBus state can only be restored into a fresh host');
+    if (s.state !== 'connected' && s.state !== 'disconnected') throw new Error(`VMBus connection state '${s.state}' is unknown`);
+    if (s.targetVcpu >= this.o.vpCount || s.messageSint < 1 || s.messageSint >= T.HV_SYNIC_SINT_COUNT) throw new Error('VMBus message target is out of range');
+    const gpadls = new Map<number, Gpadl>();
+    for (const x of s.gpadls) {
+      if (x.pfns.length > GPADL_MAX_PAGES || x.expectedPages > GPADL_MAX_PAGES || gpadls.has(x.handle)) throw new Error(`GPADL 0x${x.handle.toString(16)} is malformed`);
+      const g = new Gpadl(x.handle, x.relid, x.byteCount, x.byteOffset, x.expectedPages, [...x.pfns]);
+      if (x.complete) {
+        const err = g.finish(this.o.memory);
+        if (err) throw new Error(`GPADL 0x${x.handle.toString(16)}: ${err}`);
+      }
+      g.inUseBy = x.inUseBy;
+      gpadls.set(x.handle, g);
+    }
+    const plan: Array<{ d: VmbusDevice; x: VmbusHostState['devices'][number] }> = [];
+    const relids = new Set<number>();
+    for (const x of s.devices) {
+      const d = this.devices.find((e) => e.provider.instance.toLowerCase() === x.instance);
+      if (!d) throw new Error(`the saved VMBus device ${x.instance} is not configured in this VM`);
+      if (!['idle', 'offered', 'open', 'rescinded'].includes(x.state)) throw new Error(`VMBus device ${x.instance} has state '${x.state}'`);
+      if (x.state !== 'idle') {
+        if (!(x.relid > 0 && x.relid < P.MAX_CHANNEL_RELIDS) || relids.has(x.relid)) throw new Error(`VMBus device ${x.instance} has a bad channel id ${x.relid}`);
+        relids.add(x.relid);
+      }
+      if ((x.state === 'open') !== (x.channel !== null)) throw new Error(`VMBus device ${x.instance}: channel state does not match '${x.state}'`);
+      if (x.channel) {
+        const g = gpadls.get(x.channel.ringGpadl);
+        const c = x.channel;
+        if (!g || !g.complete || g.relid !== x.relid || g.inUseBy !== x.relid) throw new Error(`channel ${x.relid}: its ring GPADL is missing`);
+        if (c.inboundPages < 2 || g.pageOffsets.length - c.inboundPages < 2 || c.targetVp >= this.o.vpCount) throw new Error(`channel ${x.relid}: ring layout is malformed`);
+      }
+      plan.push({ d, x });
+    }
+    // Devices enabled in this VM but absent from the file (enabled while saved) wait for the next offer round.
+    this.state = s.state; this.version = s.version; this.targetVcpu = s.targetVcpu; this.messageSint = s.messageSint;
+    this.monitorPages = [s.monitorPages[0], s.monitorPages[1]]; this.interruptPage = s.interruptPage;
+    this.offersRequested = s.offersRequested;
+    for (const [h, g] of gpadls) this.gpadls.set(h, g);
+    const opened: Channel[] = [];
+    for (const { d, x } of plan) {
+      d.relid = x.relid; d.state = x.state as DeviceState; d.resets = x.resets;
+      d.reofferOnRelease = x.reofferOnRelease; d.removing = x.removing;
+      if (d.state !== 'idle') { this.byRelid.set(d.relid, d); this.byConnection.set(d.connectionId, d); }
+      if (x.channel) {
+        const c = x.channel;
+        const g = gpadls.get(c.ringGpadl)!;
+        const ch = new Channel(this.chHost, d.provider, d.relid, d.connectionId, c.targetVp, c.ringGpadl);
+        ch.attach(new InboundRing(new Ring(this.ram, g.pageOffsets.slice(0, c.inboundPages)), d.provider.maxPacketSize),
+          new OutboundRing(new Ring(this.ram, g.pageOffsets.slice(c.inboundPages))));
+        ch.restoreState(c);
+        d.channel = ch;
+        opened.push(ch);
+      }
+    }
+    // Offers the guest never saw (a service enabled after the save) go out now, as a hot add would.
+    if (this.offersRequested) for (const d of this.devices) if (d.state === 'idle' && !plan.some((p) => p.d === d)) this.offer(d);
+    if (opened.length > 0) this.chHost.defer(() => { for (const ch of opened) ch.onGuestSignal(); });
+  }
 
   // ---- HypervisorConnections --------------------------------------------------------------------------
 

@@ -6,11 +6,11 @@
 import type { GuestMemory } from '../platform/memory.js';
 import type { VirtualClock } from '../platform/clock.js';
 import type { CpuidProvider, HypercallHandler, MsrHandler } from '../processor/backend.js';
-import { Hypervisor, type HypervisorOptions } from '../hypervisor/hypervisor.js';
+import { Hypervisor, type HypervisorOptions, type HypervisorState } from '../hypervisor/hypervisor.js';
 import type { InterruptInjector } from '../hypervisor/synic.js';
 import type { FaultLogger } from '../hypervisor/guest-memory-access.js';
-import { VmbusHost } from '../vmbus/host.js';
-import { IntegrationServices, type IntegrationServicesOptions } from './ic/integration-services.js';
+import { VmbusHost, type VmbusHostState } from '../vmbus/host.js';
+import { IntegrationServices, type IntegrationServicesOptions, type IntegrationServicesState } from './ic/integration-services.js';
 
 export interface HyperVStackOptions {
   memory: GuestMemory;
@@ -26,6 +26,8 @@ export interface HyperVStackOptions {
   integrationServices?: Omit<IntegrationServicesOptions, 'vmbus' | 'clock' | 'referenceTime' | 'log'>;
   log?: FaultLogger;
 }
+
+export interface HyperVStackState { hypervisor: HypervisorState; vmbus: VmbusHostState | null; ics: IntegrationServicesState | null }
 
 export class HyperVStack {
   readonly hypervisor: Hypervisor;
@@ -49,6 +51,22 @@ export class HyperVStack {
   cpuid(base: CpuidProvider): CpuidProvider { return this.hypervisor.cpuid(base); }
   get msr(): MsrHandler { return this.hypervisor; }
   get hypercall(): HypercallHandler | null { return this.hypervisor.hypercall; }
+
+  /** Saved state (Save-VM) of the hypervisor interface, the VMBus host and the integration services. */
+  saveState(): HyperVStackState {
+    return { hypervisor: this.hypervisor.saveState(), vmbus: this.vmbus?.saveState() ?? null, ics: this.ics?.saveState() ?? null };
+  }
+
+  /** Restore into a freshly built stack (nothing has run yet). */
+  restoreState(s: HyperVStackState): void {
+    if ((s.vmbus === null) !== (this.vmbus === null) || (s.ics === null) !== (this.ics === null)) {
+      throw new Error(`the saved state is of an ${s.vmbus ? 'enlightened' : 'unenlightened'} VM, this one is ${this.vmbus ? 'enlightened' : 'unenlightened'}`);
+    }
+    this.hypervisor.restoreState(s.hypervisor);
+    if (this.ics && s.ics) this.ics.restoreIdentity(s.ics);
+    if (this.vmbus && s.vmbus) this.vmbus.restoreState(s.vmbus);
+    if (this.ics && s.ics) this.ics.restoreState(s.ics);
+  }
 
   /** Machine reset: synthetic MSRs and SynIC to reset values, VMBus back to "waiting for contact". */
   reset(): void {

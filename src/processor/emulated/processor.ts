@@ -7,6 +7,7 @@ import { runCpu } from './run-loop.js';
 import * as sys from './system.js';
 import { getRflags } from './flags.js';
 import { simd } from './exec-system.js';
+import { saveCpu, restoreCpu, type CpuSnapshot } from './cpu-snapshot.js';
 
 /** Instructions per runCpu call between host-time checks. */
 const SLICE = 100_000;
@@ -37,6 +38,10 @@ export class EmulatedVcpu implements VirtualProcessor {
   }
 
   requestExit(): void { this.cpu.exitRequested = true; }
+
+  /** Saved state (Save-VM); call between runs, when the processor sits at an instruction boundary. */
+  saveState(): CpuSnapshot { return saveCpu(this.cpu); }
+  restoreState(s: CpuSnapshot): void { restoreCpu(this.cpu, s); }
 
   snapshot(): Record<string, number | bigint> {
     const c = this.cpu;

@@ -26,6 +26,15 @@ export const fmt = (x: IcVersion | null): string => x ? `${x.major}.${x.minor}` 
 
 export class IcError extends Error {}
 
+/** Saved state of one integration component. */
+export interface IcState {
+  instance: string; negotiated: boolean; mismatch: boolean; hadContact: boolean;
+  frameworkVersion: IcVersion | null; messageVersion: IcVersion | null; txId: number;
+  /** The request the guest had not answered at the save. */
+  pending: { type: IcMsgType; id: bigint } | null;
+  extra: Record<string, unknown>;
+}
+
 export function hresult(status: number): string { return '0x' + (status >>> 0).toString(16).padStart(8, '0'); }
 
 /** Everything an IC needs from the partition. */
@@ -57,6 +66,8 @@ export abstract class IntegrationComponent implements ChannelProvider {
   private chain: Promise<unknown> = Promise.resolve();
   private txId = 0;
   protected timers: TimerHandle[] = [];
+  /** Message type of the transaction waiting for the guest (saved state), null when none. */
+  private pendingType: IcMsgType | null = null;
 
   constructor(protected readonly ctx: IcContext, o: IcOptions = {}) {
     this.instance = o.instance ?? randomGuid();
@@ -95,6 +106,77 @@ export abstract class IntegrationComponent implements ChannelProvider {
 
   /** Hook: negotiation succeeded. */
   protected negotiatedHook(): void {}
+  /** Hook: restored in the negotiated state (re-arm periodic work). */
+  protected resumedHook(): void {}
+  /** Hook: subclass fields for the saved state. */
+  protected saveExtra(): Record<string, unknown> { return {}; }
+  protected restoreExtra(_s: Record<string, unknown>): void {}
+  /**
+   * Hook: the guest answers, after a restore, a transaction of `type` sent before the save (its requester is
+   * gone). Default: wait for it (bounded), so transactions stay one at a time.
+   */
+  protected resumeReply(_type: IcMsgType, reply: Promise<DataView>): Promise<unknown> { return reply; }
+
+  /** Saved state (Save-VM): identity, negotiation and the transaction the guest still has to answer. */
+  saveState(): IcState {
+    const ids = this.channel?.pendingTransactions ?? [];
+    const last = ids.reduce<bigint | null>((m, x) => (m === null || x > m ? x : m), null);
+    return {
+      instance: this.instance, negotiated: this.negotiated, mismatch: this.mismatch, hadContact: this.hadContact,
+      frameworkVersion: this.frameworkVersion, messageVersion: this.messageVersion, txId: this.txId,
+      pending: this.pendingType !== null && last !== null ? { type: this.pendingType, id: last } : null,
+      extra: this.saveExtra(),
+    };
+  }
+
+  /** Saved state, step 1 (before the VMBus host is restored): the instance GUID the guest knows the device by. */
+  restoreIdentity(s: IcState): void {
+    if (typeof s.instance !== 'string' || !/^[0-9a-f-]{36}$/i.test(s.instance)) throw new Error(`${this.name}: saved instance GUID is malformed`);
+    (this as { instance: string }).instance = s.instance;
+  }
+
+  /** Saved state, step 2: `channel` is the channel the restored VMBus host reopened (null when closed). */
+  restoreState(s: IcState, channel: Channel | null): void {
+    const ver = (x: IcVersion | null, list: IcVersion[]): IcVersion | null =>
+      x === null ? null : list.find((y) => y.major === x.major && y.minor === x.minor) ?? null;
+    this.frameworkVersion = ver(s.frameworkVersion, this.frameworkVersions);
+    this.messageVersion = ver(s.messageVersion, this.messageVersions);
+    if (s.negotiated && (this.frameworkVersion === null || this.messageVersion === null)) throw new Error(`${this.name}: saved protocol versions are not ones this host offers`);
+    this.channel = channel;
+    this.negotiated = s.negotiated && channel !== null;
+    this.mismatch = s.mismatch; this.hadContact = s.hadContact;
+    this.txId = s.txId & 0xff;
+    this.restoreExtra(s.extra ?? {});
+    this.chain = Promise.resolve();
+    if (channel !== null && s.pending !== null) {
+      const type = s.pending.type;
+      const reply = channel.adoptTransaction(s.pending.id).then((p) => this.replyView(channel, p, type, ICMSG_HDR));
+      this.pendingType = type;
+      const done = (type === IcMsgType.NEGOTIATE
+        ? reply.then((r) => this.negotiationReply(channel, r))
+        : this.resumeReply(type, this.bounded(reply, 30_000))).finally(() => { this.pendingType = null; });
+      this.chain = done.catch(() => undefined);
+    }
+    if (this.negotiated) this.resumedHook();
+  }
+
+  private bounded<T>(p: Promise<T>, ms: number): Promise<T> {
+    let timer: TimerHandle | null = null;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = this.ctx.clock.at(this.ctx.clock.now() + ms * 1e6, () => reject(new IcError(`${this.name}: the guest did not answer`)));
+    });
+    return Promise.race([p, timeout]).finally(() => this.ctx.clock.cancel(timer));
+  }
+
+  /** A guest reply as a view, checked to answer `type` (a malformed one faults the channel). */
+  private replyView(ch: Channel, p: VmbusPacket, type: IcMsgType, minLen: number): DataView {
+    const view = new DataView(p.payload.buffer, p.payload.byteOffset, p.payload.length);
+    if (p.payload.length < minLen || view.getUint16(12, true) !== type) {
+      ch.fault(`malformed ${this.name} reply (${p.payload.length} bytes, type ${p.payload.length >= 14 ? view.getUint16(12, true) : '?'})`);
+      throw new IcError(`${this.name}: malformed reply from the guest`);
+    }
+    return view;
+  }
   /** Hook: the channel went away. */
   protected closed(): void {}
 
@@ -129,15 +211,12 @@ export abstract class IntegrationComponent implements ChannelProvider {
         timer = this.ctx.clock.at(this.ctx.clock.now() + timeoutMs * 1e6, () =>
           reject(new IcError(`${this.name}: the guest did not answer within ${timeoutMs / 1000} s`)));
       });
+      this.pendingType = type;
       try {
         const p = timeout ? await Promise.race([reply, timeout]) : await reply;
-        const view = new DataView(p.payload.buffer, p.payload.byteOffset, p.payload.length);
-        if (p.payload.length < Math.min(bytes.length, ICMSG_HDR) || view.getUint16(12, true) !== type) {
-          ch.fault(`malformed ${this.name} reply (${p.payload.length} bytes, type ${p.payload.length >= 14 ? view.getUint16(12, true) : '?'})`);
-          throw new IcError(`${this.name}: malformed reply from the guest`);
-        }
-        return view;
+        return this.replyView(ch, p, type, Math.min(bytes.length, ICMSG_HDR));
       } finally {
+        this.pendingType = null;
         this.ctx.clock.cancel(timer);
       }
     };
@@ -166,7 +245,12 @@ export abstract class IntegrationComponent implements ChannelProvider {
       if (this.channel === ch) this.ctx.log(`${this.name}: negotiation failed: ${(e as Error).message}`);
       return;
     }
+    this.negotiationReply(ch, r);
+  }
+
+  private negotiationReply(ch: Channel, r: DataView): void {
     if (this.channel !== ch) return;
+    const fw = this.frameworkVersions, msg = this.messageVersions;
     const fwCount = r.getUint16(ICMSG_HDR, true), msgCount = r.getUint16(ICMSG_HDR + 2, true);
     if (fwCount === 0 || msgCount === 0) { this.mismatch = true; this.hadContact = true; this.ctx.log(`${this.name}: protocol mismatch`); return; }
     if (r.byteLength < ICMSG_HDR + 16) { ch.fault('negotiation reply too short'); return; }

@@ -52,15 +52,37 @@ export class HeartbeatIc extends IntegrationComponent {
     const seq = this.seq;
     f.view.setBigUint64(ICMSG_HDR, seq, true);
     this.inFlight = true;
-    this.transact(f.bytes, IcMsgType.HEARTBEAT, this.lostAfterMs * 4).then((r) => {
-      this.inFlight = false;
-      if (r.byteLength < ICMSG_HDR + 8) { this.channel?.fault('heartbeat reply too short'); return; }
-      const got = r.getBigUint64(ICMSG_HDR, true);
-      if (got !== seq + 1n) { this.ctx.log(`Heartbeat: guest answered sequence ${got}, expected ${seq + 1n}`); return; }
-      this.seq = got;
-      this.lastAnswerNs = this.ctx.clock.now();
-      this.answers++;
-    }, () => { this.inFlight = false; });
+    this.transact(f.bytes, IcMsgType.HEARTBEAT, this.lostAfterMs * 4).then((r) => this.answered(r, seq), () => { this.inFlight = false; });
+  }
+
+  private answered(r: DataView, seq: bigint): void {
+    this.inFlight = false;
+    if (r.byteLength < ICMSG_HDR + 8) { this.channel?.fault('heartbeat reply too short'); return; }
+    const got = r.getBigUint64(ICMSG_HDR, true);
+    if (got !== seq + 1n) { this.ctx.log(`Heartbeat: guest answered sequence ${got}, expected ${seq + 1n}`); return; }
+    this.seq = got;
+    this.lastAnswerNs = this.ctx.clock.now();
+    this.answers++;
+  }
+
+  protected override saveExtra(): Record<string, unknown> {
+    return { seq: this.seq, inFlight: this.inFlight, lastAnswerNs: this.lastAnswerNs, answers: this.answers };
+  }
+
+  protected override restoreExtra(s: Record<string, unknown>): void {
+    if (typeof s.seq === 'bigint') this.seq = s.seq;
+    this.inFlight = s.inFlight === true;
+    if (typeof s.lastAnswerNs === 'number') this.lastAnswerNs = s.lastAnswerNs;
+    if (typeof s.answers === 'number') this.answers = s.answers;
+  }
+
+  protected override resumedHook(): void { this.every(this.intervalMs, () => this.beat()); }
+
+  /** The guest answers the heartbeat sent before the save: count it like any other. */
+  protected override resumeReply(type: IcMsgType, reply: Promise<DataView>): Promise<unknown> {
+    const seq = this.seq;
+    return reply.then((r) => { if (type === IcMsgType.HEARTBEAT) this.answered(r, seq); else this.inFlight = false; },
+      () => { this.inFlight = false; });
   }
 
   protected override closed(): void { this.inFlight = false; }

@@ -4,7 +4,7 @@
  */
 import type { VirtualClock } from '../../platform/clock.js';
 import type { VmbusHost, VmbusDevice } from '../../vmbus/host.js';
-import { IcError, type IcContext, type IcStatus, type IntegrationComponent } from './framework.js';
+import { IcError, type IcContext, type IcState, type IcStatus, type IntegrationComponent } from './framework.js';
 import { HeartbeatIc, type HeartbeatOptions } from './heartbeat.js';
 import { ShutdownIc } from './shutdown.js';
 import { TimeSyncIc, type TimeSyncOptions } from './timesync.js';
@@ -28,6 +28,8 @@ export interface IntegrationServicesOptions {
   timeSync?: Omit<TimeSyncOptions, 'instance' | 'referenceTime' | 'hostTime'>;
   log?: (message: string) => void;
 }
+
+export interface IntegrationServicesState { enabled: IcName[]; ics: Record<string, IcState> }
 
 export interface IntegrationServiceInfo {
   name: IcName;
@@ -83,6 +85,30 @@ export class IntegrationServices {
     if (!d) return;
     this.devices.delete(n);
     this.o.vmbus.removeDevice(d);
+  }
+
+  /** Saved state: which services are offered and each one's negotiation and pending transaction. */
+  saveState(): IntegrationServicesState {
+    return { enabled: IC_NAMES.filter((n) => this.devices.has(n)), ics: Object.fromEntries(IC_NAMES.map((n) => [n, this.byName.get(n)!.saveState()])) };
+  }
+
+  /** Restore step 1, before the VMBus host: instance GUIDs and the enabled set as the guest knew them. */
+  restoreIdentity(s: IntegrationServicesState): void {
+    if (!Array.isArray(s.enabled) || typeof s.ics !== 'object' || s.ics === null) throw new Error('integration services state is malformed');
+    for (const n of IC_NAMES) {
+      if (!s.ics[n]) throw new Error(`integration service '${n}' is missing from the saved state`);
+      this.byName.get(n)!.restoreIdentity(s.ics[n]);
+    }
+    for (const n of IC_NAMES) if (s.enabled.includes(n)) this.enable(n); else this.disable(n);
+  }
+
+  /** Restore step 2, after the VMBus host reopened the channels. */
+  restoreState(s: IntegrationServicesState): void {
+    for (const n of IC_NAMES) {
+      const ic = this.byName.get(n)!;
+      const d = this.devices.get(n);
+      ic.restoreState(s.ics[n], d ? this.o.vmbus.channelOf(d) : null);
+    }
   }
 
   /** Get-VMIntegrationService. */

@@ -29,6 +29,12 @@ export class KvpIc extends IntegrationComponent {
   /** Host keys the host set (pool 0), as the host intends them. */
   readonly hostKeys = new Map<string, string>();
 
+  protected override saveExtra(): Record<string, unknown> { return { hostKeys: [...this.hostKeys] }; }
+  protected override restoreExtra(s: Record<string, unknown>): void {
+    this.hostKeys.clear();
+    if (Array.isArray(s.hostKeys)) for (const e of s.hostKeys) if (Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'string') this.hostKeys.set(e[0], e[1]);
+  }
+
   private request(op: KvpOp, pool: KvpPool): { bytes: Uint8Array; view: DataView } {
     const f = this.frame(IcMsgType.KVPEXCHANGE, KVP_MSG_SIZE);
     f.view.setUint8(ICMSG_HDR, op);

@@ -40,6 +40,10 @@ export class TimeSyncIc extends IntegrationComponent {
     this.every(this.o.sampleIntervalMs ?? 5000, () => { void this.send(ICTIMESYNCFLAG_SAMPLE).catch(() => undefined); });
   }
 
+  protected override resumedHook(): void {
+    this.every(this.o.sampleIntervalMs ?? 5000, () => { void this.send(ICTIMESYNCFLAG_SAMPLE).catch(() => undefined); });
+  }
+
   /** Step the guest clock to the host's now (after resume or restore). */
   syncNow(): Promise<TimeSample> {
     if (!this.ready) return Promise.reject(this.unavailable('Cannot synchronize the guest clock'));
