@@ -3,7 +3,8 @@ const OPTIONS: Record<string, string> = {
   'new-vm': '--memory --cpus --processor --enlightened --kernel --initrd --cmdline --com1 --notes --disable-ic --json',
   'get-vm': '--json --names',
   'set-vm': '--memory --cpus --processor --enlightened --kernel --initrd --cmdline --com1 --notes --new-name --json',
-  'start-vm': '--json', 'suspend-vm': '--json', 'resume-vm': '--json', 'restart-vm': '--json',
+  'start-vm': '--json', 'suspend-vm': '--json', 'resume-vm': '--json', 'restart-vm': '--json', 'save-vm': '--json',
+  'remove-vmsavedstate': '--json',
   'stop-vm': '--turn-off --force --no-wait --timeout --json',
   'remove-vm': '', 'connect-vm': '', 'get-vmhost': '--json', 'get-vmevent': '--limit --json',
   'get-vmintegrationservice': '--json', 'enable-vmintegrationservice': '--json', 'disable-vmintegrationservice': '--json',
@@ -13,7 +14,7 @@ const OPTIONS: Record<string, string> = {
   check: '--json --no-speed --device', image: 'build', completion: 'bash',
 };
 const CONNECTION = '--data-dir --url --token';
-const TAKES_VM = ['get-vm', 'set-vm', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'remove-vm', 'connect-vm',
+const TAKES_VM = ['get-vm', 'set-vm', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'save-vm', 'remove-vmsavedstate', 'remove-vm', 'connect-vm',
   'get-vmintegrationservice', 'enable-vmintegrationservice', 'disable-vmintegrationservice', 'get-vmkvp', 'set-vmkvp', 'get-vmevent'];
 const VALUES: Record<string, string> = {
   '--processor': 'auto kvm emulated', '--enlightened': 'on off', '--enlightenments': 'on off', '--com1': 'console none', '--clock': 'realtime warp',

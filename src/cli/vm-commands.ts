@@ -163,6 +163,14 @@ export const startVm = simpleAction('start-vm', 'start');
 export const suspendVm = simpleAction('suspend-vm', 'suspend');
 export const resumeVm = simpleAction('resume-vm', 'resume');
 export const restartVm = simpleAction('restart-vm', 'restart');
+export const saveVm = simpleAction('save-vm', 'save');
+
+export const removeVmSavedState = command('remove-vmsavedstate', 'NAME... [--json]', { json: 'boolean', name: 'string' }, async (c) => {
+  const results: VmView[] = [];
+  for (const n of names(c, 'remove-vmsavedstate')) results.push(await c.client.call<VmView>('DELETE', `${vmPath(n)}/saved-state`));
+  if (c.opts.json) printJson(results.length === 1 ? results[0] : results); else out(vmTable(results));
+  return 0;
+});
 
 export const stopVm = command('stop-vm', 'NAME... [--turn-off] [--force] [--no-wait] [--timeout SECONDS] [--json]',
   { 'turn-off': 'boolean', force: 'boolean', 'no-wait': 'boolean', timeout: 'string', json: 'boolean', name: 'string' }, async (c) => {
@@ -292,7 +300,7 @@ export const connectVm = command('connect-vm', 'NAME   (serial console COM1; Ctr
 /** Command name -> implementation, for main.ts and the completion script. */
 export const VM_COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   'new-vm': newVm, 'get-vm': getVm, 'set-vm': setVm, 'start-vm': startVm, 'stop-vm': stopVm, 'suspend-vm': suspendVm,
-  'resume-vm': resumeVm, 'restart-vm': restartVm, 'remove-vm': removeVm, 'get-vmintegrationservice': getVmIntegrationService,
+  'resume-vm': resumeVm, 'restart-vm': restartVm, 'save-vm': saveVm, 'remove-vmsavedstate': removeVmSavedState, 'remove-vm': removeVm, 'get-vmintegrationservice': getVmIntegrationService,
   'enable-vmintegrationservice': enableVmIntegrationService, 'disable-vmintegrationservice': disableVmIntegrationService,
   'get-vmkvp': getVmKvp, 'set-vmkvp': setVmKvp, 'connect-vm': connectVm, 'get-vmhost': getVmHost, 'get-vmevent': getVmEvent,
 };

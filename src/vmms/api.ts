@@ -76,6 +76,8 @@ export class ApiServer {
     });
     this.route('POST', '/vms/{name}/suspend', ({ params, body }) => { obj(body); return s.suspend(params[0]); });
     this.route('POST', '/vms/{name}/resume', ({ params, body }) => { obj(body); return s.resume(params[0]); });
+    this.route('POST', '/vms/{name}/save', ({ params, body }) => { obj(body); return s.save(params[0]); });
+    this.route('DELETE', '/vms/{name}/saved-state', ({ params }) => s.discardSavedState(params[0]));
     this.route('POST', '/vms/{name}/restart', ({ params, body }) => { obj(body); return s.restart(params[0]); });
     this.route('GET', '/vms/{name}/integration-services', ({ params }) => s.integrationServices(params[0]));
     this.route('PUT', '/vms/{name}/integration-services/{service}', ({ params, body }) => {

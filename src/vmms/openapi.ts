@@ -65,9 +65,11 @@ export function openApiDocument(): object {
       '/vms/{name}': {
         get: { summary: 'Get-VM NAME', parameters: [name], responses: { 200: { description: 'the VM', ...json(ref('VM')) }, 404: err('no such VM') } },
         patch: { summary: 'Set-VM', parameters: [name], requestBody: { required: true, ...json(ref('VMSettings')) }, responses: { ...vmResult, 400: err('invalid settings') } },
-        delete: { summary: 'Remove-VM (the VM must be Off)', parameters: [name], responses: { 204: { description: 'removed' }, 404: err('no such VM'), 409: err('not Off') } },
+        delete: { summary: 'Remove-VM (the VM must be Off or Saved; a saved state is deleted with it)', parameters: [name], responses: { 204: { description: 'removed' }, 404: err('no such VM'), 409: err('not Off') } },
       },
-      '/vms/{name}/start': action('Start-VM: Off -> Starting -> Running'),
+      '/vms/{name}/start': action('Start-VM: Off -> Starting -> Running; a Saved VM is restored and continues where it was saved'),
+      '/vms/{name}/save': action('Save-VM: Running/Paused -> Saving -> Saved (emulated processor only); the worker ends'),
+      '/vms/{name}/saved-state': { delete: { summary: 'Remove-VMSavedState: Saved -> Off, the saved state is discarded', parameters: [name], responses: vmResult } },
       '/vms/{name}/stop': action('Stop-VM: graceful through the Shutdown integration service; turnOff powers off at once; force turns off when the guest does not comply', {
         requestBody: { required: false, ...json({ type: 'object', properties: { turnOff: { type: 'boolean' }, force: { type: 'boolean' }, wait: { type: 'boolean', description: 'wait for Off (default true)' }, timeoutSeconds: { type: 'number' } } }) },
       }),

@@ -5,7 +5,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, freemem, totalmem, hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,6 +71,8 @@ interface Runtime {
   cpuTicks: number;
   cpuAt: number;
   cpuUsage: number;
+  /** State the VM takes when the worker ends: Off, or Saved after a Save-VM / a failed restore. */
+  finalState: VmState;
 }
 
 interface Entry {
@@ -172,6 +174,7 @@ export class VmmsService extends EventEmitter {
     }
     this.inventory.remove(e.rec.id);
     this.entries.delete(e.rec.id);
+    rmSync(this.vmDir(e), { recursive: true, force: true });
     this.record(e, e.rec.state, null, 'removed');
     this.emit('removed', e.rec.name);
   }
@@ -230,20 +233,40 @@ export class VmmsService extends EventEmitter {
     };
   }
 
-  /** Start-VM: Off -> Starting -> Running once the worker has built the partition. */
+  /** Where a VM's own files live (its saved state): <data directory>/vms/<id>. */
+  vmDirectory(name: string): string { return this.vmDir(this.entry(name)); }
+  private vmDir(e: Entry): string { return join(this.o.dataDir, 'vms', e.rec.id); }
+  private savedStatePath(e: Entry): string { return join(this.vmDir(e), 'saved-state.vmrs'); }
+
+  /**
+   * Start-VM: Off -> Starting -> Running once the worker has built the partition. A Saved VM is restored
+   * instead (Saved -> Starting -> Running): the guest carries on where it was saved, and the consumed saved
+   * state is deleted. A restore that fails leaves the VM Saved with its file, and says how to get out.
+   */
   async start(name: string): Promise<VmView> {
     const e = this.entry(name);
     if (this.closing) throw new VmmsError(503, 'ServiceStopping', 'the management service is stopping');
-    this.requireState(e, ['Off'], 'start', e.rec.state === 'Paused' ? `resume-vm ${e.rec.name}` : '');
+    this.requireState(e, ['Off', 'Saved'], 'start', e.rec.state === 'Paused' ? `resume-vm ${e.rec.name}` : '');
+    const restoring = e.rec.state === 'Saved';
     const wc = this.workerConfig(e.rec.config);
+    if (restoring) {
+      const path = this.savedStatePath(e);
+      if (!existsSync(path)) {
+        this.transition(e, 'Off', `the saved-state file ${path} is missing; the VM is off`);
+        throw conflict(`cannot restore VM '${e.rec.name}': its saved-state file ${path} is missing, so the saved state is lost; the VM is now Off (start-vm ${e.rec.name} boots it afresh)`);
+      }
+      wc.restoreFrom = path;
+    }
     e.lastError = null;
-    e.history = []; e.historyBytes = 0;
-    this.transition(e, 'Starting', 'start requested');
+    // A restored guest continues its console session, so its history stays.
+    if (!restoring) { e.history = []; e.historyBytes = 0; }
+    this.transition(e, 'Starting', restoring ? 'start requested: restoring the saved state' : 'start requested');
     const child = fork(this.workerPath, [], { serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [] });
     let resolveExit!: () => void;
     const rt: Runtime = {
       child, pid: child.pid ?? -1, startedAt: 0, backend: null, status: null, pending: new Map(), nextId: 1, exitReason: null,
       stderrTail: '', exited: new Promise((r) => { resolveExit = r; }), cpuTicks: 0, cpuAt: Date.now(), cpuUsage: 0,
+      finalState: restoring ? 'Saved' : 'Off',
     };
     e.rt = rt;
     child.stderr!.on('data', (d: Buffer) => { rt.stderrTail = (rt.stderrTail + d.toString()).slice(-2000); });
@@ -253,13 +276,22 @@ export class VmmsService extends EventEmitter {
           case 'started':
             rt.backend = m.backend;
             rt.startedAt = Date.now();
-            this.transition(e, 'Running', `worker process ${rt.pid} started the VM (processor ${m.backend})`);
+            if (restoring) {
+              // The state now lives in the running worker; a stale file must never be restored again.
+              rt.finalState = 'Off';
+              rmSync(wc.restoreFrom!, { force: true });
+            }
+            this.transition(e, 'Running', restoring
+              ? `worker process ${rt.pid} restored the VM from its saved state (processor ${m.backend})`
+              : `worker process ${rt.pid} started the VM (processor ${m.backend})`);
             resolve();
             break;
           case 'failed':
-            rt.exitReason = `start failed: ${m.error}`;
+            rt.exitReason = restoring ? `restore failed: ${m.error}` : `start failed: ${m.error}`;
             e.lastError = rt.exitReason;
-            reject(conflict(`cannot start VM '${e.rec.name}': ${m.error}`));
+            reject(conflict(restoring
+              ? `cannot restore VM '${e.rec.name}': ${m.error}. The VM stays Saved; fix the cause, or discard the saved state with 'remove-vmsavedstate ${e.rec.name}' and start it afresh`
+              : `cannot start VM '${e.rec.name}': ${m.error}`));
             break;
           case 'status': rt.status = m.status; break;
           case 'console': this.consoleOutput(e, m.data); break;
@@ -286,14 +318,20 @@ export class VmmsService extends EventEmitter {
         for (const p of rt.pending.values()) { clearTimeout(p.timer); p.reject(conflict(`VM '${e.rec.name}' stopped: ${why}`)); }
         rt.pending.clear();
         e.rt = null;
-        if (this.entries.has(e.rec.id)) this.transition(e, 'Off', why);
+        if (this.entries.has(e.rec.id)) this.transition(e, rt.finalState, why);
         reject(conflict(`cannot start VM '${e.rec.name}': ${why}`));
         resolveExit();
       });
       child.on('error', (err) => { rt.stderrTail += `\n${err.message}`; });
     });
     child.send({ t: 'start', config: wc } satisfies ToWorker);
-    await started;
+    try {
+      await started;
+    } catch (err) {
+      // Answer once the VM's state has settled (Off, or Saved after a failed restore).
+      await Promise.race([rt.exited, sleep(this.o.turnOffGraceMs ?? 5000)]);
+      throw err;
+    }
     return this.view(e);
   }
 
@@ -314,6 +352,8 @@ export class VmmsService extends EventEmitter {
   /** Stop-VM: graceful through the Shutdown integration service, or --turn-off, or --force (graceful, then off). */
   async stop(name: string, o: StopOptions = {}): Promise<VmView> {
     const e = this.entry(name);
+    if (e.rec.state === 'Saved' && (o.turnOff || o.force)) return this.discardSavedState(name);
+    if (e.rec.state === 'Saved') throw conflict(`cannot shut down VM '${e.rec.name}': it is Saved, not running (start-vm ${e.rec.name} to restore it, or stop-vm ${e.rec.name} --turn-off to discard the saved state)`);
     if (o.turnOff) {
       this.requireState(e, ['Starting', 'Running', 'Paused', 'Pausing', 'Resuming', 'Reset', 'Stopping'], 'turn off', 'it is already off');
       await this.turnOff(e, 'turned off by the user');
@@ -346,6 +386,50 @@ export class VmmsService extends EventEmitter {
       if (o.force) { await this.turnOff(e, `forced stop: the guest did not power off within ${timeoutMs / 1000} s, turned off`); return this.view(e); }
       throw new VmmsError(504, 'Timeout', `VM '${e.rec.name}' accepted the shutdown but has not powered off after ${timeoutMs / 1000} s (stop-vm ${e.rec.name} --turn-off to force it)`);
     }
+    return this.view(e);
+  }
+
+  /**
+   * Save-VM: Running or Paused -> Saving -> Saved. The worker pauses the VM at an instruction boundary and
+   * writes the saved-state file into the VM's directory; then the worker ends. On failure the VM goes back
+   * to the state it was in.
+   */
+  async save(name: string): Promise<VmView> {
+    const e = this.entry(name);
+    this.requireState(e, ['Running', 'Paused'], 'save', e.rec.state === 'Off' ? `only a running or paused VM has a state to save; start-vm ${e.rec.name} first`
+      : e.rec.state === 'Saved' ? 'it is already saved; start-vm restores it' : 'wait for it to be Running');
+    const rt = e.rt!;
+    if (rt.backend === 'kvm') {
+      throw conflict(`cannot save VM '${e.rec.name}': saved state is supported on the emulated processor only, and this VM runs on kvm ` +
+        `(stop-vm ${e.rec.name} to shut it down; set-vm ${e.rec.name} --processor emulated while it is off to make it saveable)`);
+    }
+    const from = e.rec.state;
+    const path = this.savedStatePath(e);
+    mkdirSync(this.vmDir(e), { recursive: true, mode: 0o700 });
+    this.transition(e, 'Saving', 'save requested');
+    let result: { bytes: number };
+    try {
+      result = await this.request(e, { op: 'save', path }, 10 * 60_000) as { bytes: number };
+    } catch (err) {
+      const msg = (err as Error).message;
+      if (e.rt === rt) this.transition(e, from, `save failed: ${msg}`);
+      throw conflict(`cannot save VM '${e.rec.name}': ${msg}`);
+    }
+    rt.finalState = 'Saved';
+    rt.exitReason = `saved (${(result.bytes / 1048576).toFixed(1)} MB saved-state file ${path})`;
+    if (rt.child.connected) rt.child.send({ t: 'req', id: 0, req: { op: 'turnOff', reason: 'saved' } } satisfies ToWorker);
+    const ended = await Promise.race([rt.exited.then(() => true), sleep(this.o.turnOffGraceMs ?? 5000).then(() => false)]);
+    if (!ended) { rt.child.kill('SIGKILL'); await rt.exited; }
+    return this.view(e);
+  }
+
+  /** Remove-VMSavedState (and stop-vm --turn-off of a Saved VM): Saved -> Off, the saved state is deleted. */
+  discardSavedState(name: string): VmView {
+    const e = this.entry(name);
+    this.requireState(e, ['Saved'], 'discard the saved state of', e.rec.state === 'Off' ? 'it has no saved state' : `only a Saved VM has one; save-vm ${e.rec.name} saves it`);
+    rmSync(this.savedStatePath(e), { force: true });
+    e.lastError = null;
+    this.transition(e, 'Off', 'saved state discarded');
     return this.view(e);
   }
 

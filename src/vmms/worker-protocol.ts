@@ -12,6 +12,8 @@ export interface WorkerStartConfig {
   cmdline: string;
   integrationServices: Record<IcName, boolean>;
   com1: boolean;
+  /** Continue from this saved-state file instead of booting (Start-VM of a Saved VM). */
+  restoreFrom?: string;
 }
 
 export type WorkerOp =
@@ -22,7 +24,9 @@ export type WorkerOp =
   | { op: 'icSet'; name: IcName; enabled: boolean }
   | { op: 'kvpRead' }
   | { op: 'kvpSet'; key: string; value: string }
-  | { op: 'kvpRemove'; key: string };
+  | { op: 'kvpRemove'; key: string }
+  /** Save-VM: pause, write the saved-state file to `path`, stay paused (the service then turns the worker off). */
+  | { op: 'save'; path: string };
 
 export type ToWorker =
   | { t: 'start'; config: WorkerStartConfig }

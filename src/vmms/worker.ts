@@ -3,7 +3,8 @@
  * that crashes or hangs takes down only this process. It creates the Partition, runs it, forwards the
  * COM1 console both ways, reports status every second and executes the service's requests.
  */
-import { Partition } from '../platform/partition.js';
+import { Partition, type PartitionConfig } from '../platform/partition.js';
+import { writeSavedStateFile } from '../platform/saved-state.js';
 import { IC_NAMES } from '../vsp/ic/integration-services.js';
 import { IcError } from '../vsp/ic/framework.js';
 import type { FromWorker, ToWorker, WorkerOp, WorkerStatus, WorkerStartConfig } from './worker-protocol.js';
@@ -90,23 +91,37 @@ async function handle(r: WorkerOp): Promise<unknown> {
     }
     case 'kvpSet': await needIcs().kvp.setHostKey(r.key, r.value); return null;
     case 'kvpRemove': await needIcs().kvp.removeHostKey(r.key); return null;
+    case 'save': {
+      const wasPaused = vm.isPaused;
+      vm.pause();
+      try {
+        const bytes = vm.saveState();
+        writeSavedStateFile(r.path, bytes);
+        return { bytes: bytes.length };
+      } catch (e) {
+        if (!wasPaused) vm.resume();
+        throw e;
+      }
+    }
   }
 }
 
 async function start(c: WorkerStartConfig): Promise<void> {
   try {
-    vm = await Partition.create({
+    const pc: PartitionConfig = {
       name: c.name, processor: c.processor, memoryBytes: c.memoryBytes, cpus: c.cpus, enlightened: c.enlightened,
       kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, quiet: true,
       onConsoleOutput: c.com1 ? consoleOut : undefined,
       log: (message) => send({ t: 'log', message }),
-    });
+    };
+    vm = c.restoreFrom ? await Partition.restore(pc, c.restoreFrom) : await Partition.create(pc);
   } catch (e) {
     finish({ t: 'failed', error: (e as Error).message });
     return;
   }
   // Disabled services are withdrawn before the guest's VMBus ever asks for offers.
-  if (vm.hyperv.ics) for (const n of IC_NAMES) if (!c.integrationServices[n]) vm.hyperv.ics.disable(n);
+  // (A restored VM applies settings changed while it was saved the same way: offered or rescinded now.)
+  if (vm.hyperv.ics) for (const n of IC_NAMES) if (c.integrationServices[n]) vm.hyperv.ics.enable(n); else vm.hyperv.ics.disable(n);
   for (const b of pendingInput.splice(0)) vm.consoleInput(b);
   send({ t: 'started', backend: vm.backendKind });
   const timer = setInterval(() => { refreshKvp(); send({ t: 'status', status: status() }); }, STATUS_MS);

@@ -97,13 +97,14 @@ function select(name) {
 
 const ENABLED = {
   connect: () => true,
-  start: (s) => s === 'Off',
+  start: (s) => s === 'Off' || s === 'Saved',
   shutdown: (s) => s === 'Running',
-  turnoff: (s) => !['Off', 'Saved'].includes(s),
+  turnoff: (s) => s !== 'Off',
   pause: (s) => s === 'Running',
   resume: (s) => s === 'Paused',
+  save: (s) => s === 'Running' || s === 'Paused',
   reset: (s) => s === 'Running' || s === 'Paused',
-  delete: (s) => s === 'Off',
+  delete: (s) => s === 'Off' || s === 'Saved',
 };
 
 function renderActions() {
@@ -130,6 +131,7 @@ async function act(action) {
         break;
       case 'pause': await api('POST', `${path}/suspend`, {}); break;
       case 'resume': await api('POST', `${path}/resume`, {}); break;
+      case 'save': await api('POST', `${path}/save`, {}); break;
       case 'reset': await api('POST', `${path}/restart`, {}); break;
       case 'delete':
         if (!confirm(`Delete ${v.name}? Its configuration is removed from the inventory.`)) return;

@@ -1,0 +1,107 @@
+/**
+ * Save-VM through the management service: a counting guest is saved (its worker ends), restored by start-vm
+ * into a new worker process and carries on counting; a saved state can be discarded; a corrupt one is refused
+ * and the VM stays Saved with a way out.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ApiError } from '../../src/vmms/client.js';
+import type { VmView } from '../../src/vmms/service.js';
+import type { VmEvent } from '../../src/vmms/store.js';
+import { counterKernel, haveBinutils } from '../platform/saved-state-kernel.js';
+import { openConsole, startService, waitFor, type Fixture } from './helpers.js';
+
+const skip = !haveBinutils() && 'binutils (as, ld) not installed';
+let f: Fixture;
+before(async () => { f = await startService(); });
+after(async () => { await f?.close(); });
+
+const get = (name: string): Promise<VmView> => f.client.call<VmView>('GET', `/vms/${name}`);
+const post = (name: string, action: string, body: unknown = {}): Promise<VmView> => f.client.call<VmView>('POST', `/vms/${name}/${action}`, body);
+
+async function rejects(p: Promise<unknown>, status: number, re: RegExp): Promise<void> {
+  try { await p; } catch (e) {
+    assert.ok(e instanceof ApiError, `expected an API error, got ${e}`);
+    assert.equal(e.status, status, e.message);
+    assert.match(e.message, re);
+    return;
+  }
+  assert.fail(`expected HTTP ${status}`);
+}
+
+const counts = (s: string): number[] => [...s.matchAll(/n=(\d+) t=\d+\n/g)].map((m) => Number(m[1]));
+const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true; } catch { return false; } };
+
+test('save-vm -> Saved (worker gone) -> start-vm restores in a new worker and the guest carries on -> stop', { skip }, async () => {
+  await f.client.call('POST', '/vms', { name: 'sv', kernel: counterKernel().path, memory: '64M', processor: 'emulated' });
+  await rejects(post('sv', 'save'), 409, /cannot save VM 'sv': it is Off \(.*start-vm sv first\)/);
+  await post('sv', 'start');
+  const con = await openConsole(f.client, 'sv');
+  await waitFor('the guest to count', () => counts(con.text()).length >= 30);
+  const pid1 = f.service.workerPid('sv')!;
+  const saved = await post('sv', 'save');
+  assert.equal(saved.state, 'Saved');
+  assert.equal((await get('sv')).state, 'Saved');
+  assert.equal(saved.workerPid, null);
+  await waitFor('the worker to end', () => !alive(pid1));
+  const file = join(f.service.vmDirectory('sv'), 'saved-state.vmrs');
+  assert.ok(existsSync(file));
+  const before = counts(con.text());
+
+  const restored = await post('sv', 'start');
+  assert.equal(restored.state, 'Running');
+  assert.notEqual(restored.workerPid, pid1);
+  assert.ok(!existsSync(file), 'a consumed saved state is deleted');
+  await waitFor('the restored guest to count on', () => counts(con.text()).length >= before.length + 30);
+  const all = counts(con.text());
+  // One unbroken count across the save: the guest neither started over nor lost a step.
+  all.forEach((n, i) => assert.equal(n, i + 1, `console line ${i + 1} says n=${n}`));
+  con.ws.close();
+  await post('sv', 'stop', { turnOff: true });
+  assert.equal((await get('sv')).state, 'Off');
+
+  const ev = await f.client.call<VmEvent[]>('GET', '/vms/sv/events?limit=100');
+  const moves = ev.map((e) => `${e.from}->${e.to}`);
+  for (const m of ['Running->Saving', 'Saving->Saved', 'Saved->Starting', 'Starting->Running']) assert.ok(moves.includes(m), `event log has ${m}: ${moves.join(' ')}`);
+});
+
+test('a saved state can be discarded (remove-vmsavedstate, stop-vm --turn-off) and goes with remove-vm', { skip }, async () => {
+  await f.client.call('POST', '/vms', { name: 'sd', kernel: counterKernel().path, memory: '64M', processor: 'emulated' });
+  const save = async (): Promise<void> => {
+    await post('sd', 'start');
+    await waitFor('a running guest', async () => (await get('sd')).state === 'Running');
+    await post('sd', 'suspend');
+    assert.equal((await post('sd', 'save')).state, 'Saved'); // Paused -> Saving -> Saved
+  };
+  const file = (): string => join(f.service.vmDirectory('sd'), 'saved-state.vmrs');
+  await save();
+  const off = await f.client.call<VmView>('DELETE', '/vms/sd/saved-state');
+  assert.equal(off.state, 'Off');
+  assert.ok(!existsSync(file()));
+  await rejects(f.client.call('DELETE', '/vms/sd/saved-state'), 409, /it is Off \(it has no saved state\)/);
+  await save();
+  assert.equal((await post('sd', 'stop', { turnOff: true })).state, 'Off');
+  assert.ok(!existsSync(file()));
+  await save();
+  await rejects(post('sd', 'stop'), 409, /it is Saved.*stop-vm sd --turn-off/);
+  const dir = f.service.vmDirectory('sd');
+  await f.client.call('DELETE', '/vms/sd');
+  assert.ok(!existsSync(dir), 'remove-vm deletes the saved state');
+});
+
+test('a corrupt saved state is refused: the VM stays Saved, the message says how to get out', { skip }, async () => {
+  await f.client.call('POST', '/vms', { name: 'sc', kernel: counterKernel().path, memory: '64M', processor: 'emulated' });
+  await post('sc', 'start');
+  await post('sc', 'save');
+  const file = join(f.service.vmDirectory('sc'), 'saved-state.vmrs');
+  const bytes = readFileSync(file);
+  writeFileSync(file, bytes.subarray(0, bytes.length - 50));
+  await rejects(post('sc', 'start'), 409, /cannot restore VM 'sc':.*checksum does not match.*remove-vmsavedstate sc/);
+  const v = await get('sc');
+  assert.equal(v.state, 'Saved');
+  assert.match(v.status, /restore failed/);
+  assert.deepEqual(readdirSync(f.service.vmDirectory('sc')), ['saved-state.vmrs']);
+  assert.equal((await f.client.call<VmView>('DELETE', '/vms/sc/saved-state')).state, 'Off');
+});
