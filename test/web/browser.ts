@@ -100,11 +100,16 @@ export function terminalText(page: Page): Promise<string> {
   return page.evaluate(() => [...document.querySelectorAll('#terminal .xterm-rows > div')].map((d) => (d.textContent ?? '').replace(/\u00a0/g, ' ')).join('\n'));
 }
 
-/** Waits until the xterm screen matches `re` (polling once a second, up to limitMs); returns the match. */
+/** Waits until the xterm screen matches `re` (polling twice a second, up to limitMs); returns the match. */
 export async function waitForTerminal(page: Page, re: RegExp, limitMs: number): Promise<string> {
-  const h = await page.waitForFunction(([src, flags]) => {
-    const text = [...document.querySelectorAll('#terminal .xterm-rows > div')].map((d) => (d.textContent ?? '').replace(/\u00a0/g, ' ')).join('\n');
-    return new RegExp(src, flags).exec(text)?.[0] ?? null;
-  }, [re.source, re.flags] as const, { timeout: limitMs, polling: 500 });
-  return (await h.jsonValue()) as string;
+  try {
+    const h = await page.waitForFunction(([src, flags]) => {
+      const text = [...document.querySelectorAll('#terminal .xterm-rows > div')].map((d) => (d.textContent ?? '').replace(/\u00a0/g, ' ')).join('\n');
+      return new RegExp(src, flags).exec(text)?.[0] ?? null;
+    }, [re.source, re.flags] as const, { timeout: limitMs, polling: 500 });
+    return (await h.jsonValue()) as string;
+  } catch (e) {
+    const screen = await terminalText(page).catch(() => '(unreadable)');
+    throw new Error(`the console did not show ${re} (${(e as Error).message.split('\n')[0]}); screen:\n${JSON.stringify(screen)}`);
+  }
 }
