@@ -151,6 +151,9 @@ export class CpuState {
   readonly tlbLargeSize = new Float64Array(6 * 1024);
   tlbGlobalCount = 0;
   tlbLargeCount = 0;
+  /** Distinct large pages in the TLB as [base, end) pairs (mmu.ts); count 9 = more than 8. */
+  readonly tlbRanges = new Float64Array(16);
+  tlbRangeCount = 0;
   /** Views of guest RAM, set on the first TLB fill (the fast path only runs after a fill). */
   ram!: Uint8Array;
   ramView!: DataView;
@@ -174,6 +177,12 @@ export class CpuState {
   /** Enabled data breakpoints, and the linear page each watches (NaN: none): the MMU keeps them out of the TLB. */
   dbgWatch = 0;
   readonly dbgWatchPage = new Float64Array(4).fill(NaN);
+  /** Protection-key rights registers: PKRU (user pages, CR4.PKE) and IA32_PKRS (supervisor pages, CR4.PKS). */
+  pkru = 0;
+  pkrs = 0;
+  /** TLB indices of supervisor entries for user pages that SMAP allowed because RFLAGS.AC was 1 (mmu.ts). */
+  readonly tlbSmapIdx = new Int32Array(32);
+  tlbSmapCount = 0;
 
   constructor(readonly vp: number, readonly platform: PlatformServices) {}
 }

@@ -8,7 +8,7 @@
  * which matters a lot for a software TLB.
  *
  * Only implemented features are advertised: x86-64 baseline with SSE2, NX, 1 GiB pages, invariant TSC;
- * RDTSCP (with IA32_TSC_AUX) and IA32_TSC_ADJUST; no SSE3+, no XSAVE, no x2APIC, no TSC-deadline, no MCE/MCA,
+ * RDTSCP (with IA32_TSC_AUX) and IA32_TSC_ADJUST; SMEP, SMAP, protection keys (PKU, PKS); no SSE3+, no XSAVE, no x2APIC, no TSC-deadline, no MCE/MCA,
  * no RDPID.
  * Merge with the platform provider: leaves 0x40000000-0x4FFFFFFF come from `platform.cpuid`; leaf 1 ECX
  * bit 31 (hypervisor present) is taken from the provider's leaf 1, everything else is ours, because the
@@ -33,8 +33,10 @@ const EDX1 = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (
 const EDX_EXT1 = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9) | (1 << 11) | (1 << 12) |
   (1 << 13) | (1 << 15) | (1 << 16) | (1 << 23) | (1 << 24) | (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29);
 
-/** Leaf 7 subleaf 0 EBX: TSC_ADJUST (IA32_TSC_ADJUST, msr.ts). Max subleaf 0. */
-const EBX7_0 = 1 << 1;
+/** Leaf 7 subleaf 0 EBX: TSC_ADJUST (IA32_TSC_ADJUST, msr.ts), SMEP, SMAP (mmu.ts, STAC/CLAC). Max subleaf 0. */
+const EBX7_0 = (1 << 1) | (1 << 7) | (1 << 20);
+/** Leaf 7 subleaf 0 ECX: PKU (PKRU, RDPKRU/WRPKRU), PKS (IA32_PKRS); OSPKE (bit 4) mirrors CR4.PKE. */
+const ECX7_0 = (1 << 3) | (1 << 31);
 
 function str4(s: string, i: number): number {
   return (s.charCodeAt(i) | (s.charCodeAt(i + 1) << 8) | (s.charCodeAt(i + 2) << 16) | (s.charCodeAt(i + 3) << 24)) >>> 0;
@@ -54,7 +56,7 @@ export function baseCpuid(vp: number, leaf: number, subleaf: number, out: CpuidR
       out.edx = EDX1 >>> 0;
       return;
     case 7:
-      if (subleaf === 0) out.ebx = EBX7_0;
+      if (subleaf === 0) { out.ebx = EBX7_0 >>> 0; out.ecx = ECX7_0 >>> 0; }
       return;
     case 0x80000000:
       out.eax = MAX_EXT; out.ebx = str4(VENDOR, 0); out.edx = str4(VENDOR, 4); out.ecx = str4(VENDOR, 8);
@@ -98,6 +100,7 @@ export function cpuidValue(cpu: CpuState, leaf: number, subleaf: number, out: Cp
     return;
   }
   baseCpuid(cpu.vp, leaf, subleaf, out);
+  if (leaf === 7 && subleaf === 0 && (cpu.cr4 & (1 << 22)) !== 0) out.ecx = (out.ecx | (1 << 4)) >>> 0; // OSPKE
   if (leaf === 1) {
     const r = cpu.platform.cpuid.cpuid(1, 0);
     out.ecx = (out.ecx | (r.ecx & 0x80000000)) >>> 0;

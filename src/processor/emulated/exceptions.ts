@@ -8,7 +8,7 @@
  */
 import { type CpuState, Mode, Seg, F } from './cpu-state.js';
 import { getRflags, setRflags, getOF } from './flags.js';
-import { readSys32, readSys16, writeAs32, writeAs16, probeWriteAs } from './mmu.js';
+import { readSys32, readSys16, writeAs32, writeAs16, probeWriteAs, smapAcChanged } from './mmu.js';
 import { softwareInterruptDebug } from './debug.js';
 import { fetchDescriptor, descAttr, descBase, descLimit, desc, readSys64Canon, markAccessed } from './descriptors.js';
 
@@ -81,6 +81,7 @@ function deliverReal(cpu: CpuState, vector: number, retRip: number): void {
   sp = (sp - 2) & 0xffff; writeAs16(cpu, (ssBase + sp) >>> 0, retRip, false);
   cpu.gpr[8] = (cpu.gpr[8] & ~0xffff) | sp;
   setRflags(cpu, flags & ~(F.IF | F.TF | F.AC | F.RF));
+  smapAcChanged(cpu);
   const cs = ent >>> 16;
   cpu.segSel[Seg.CS] = cs;
   cpu.segBase[Seg.CS] = cs * 16;

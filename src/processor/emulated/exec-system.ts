@@ -139,12 +139,17 @@ export function group7(cpu: Cpu, i: Insn): void {
   const rm = i.rm & 7;
   switch (r) {
     case 0: if (rm === 1) { sys.vmcall(cpu); return; } break;
+    case 1: if (rm === 2 || rm === 3) { sys.setAc(cpu, rm === 3); return; } break; // CLAC, STAC
     case 2:
       if (rm === 0) { sys.xgetbv(cpu); return; }
       if (rm === 1) { needCpl0(cpu); sys.xsetbv(cpu); return; }
       break;
     case 3: if (rm === 1) { sys.vmcall(cpu); return; } break; // VMMCALL
     case 4: setReg(cpu, i.rm, i.osz, cpu.cr0 & (i.osz === 2 ? 0xffff : -1), 0); return; // smsw reg
+    case 5:
+      if (rm === 6 && i.rep === 0 && i.mandatory === 0) { sys.rdpkru(cpu); return; }
+      if (rm === 7 && i.rep === 0 && i.mandatory === 0) { sys.wrpkru(cpu); return; }
+      break;
     case 6: needCpl0(cpu); sys.lmsw(cpu, cpu.gpr[i.rm << 1] & 0xffff); return;
     case 7:
       if (rm === 0 && i.long) { needCpl0(cpu); sys.swapgs(cpu); return; }

@@ -23,6 +23,9 @@ const FL_GLOBAL = 1, FL_LARGE = 2, FL_RAM = 4;
 
 const CR0_WP = 1 << 16, CR0_PG = 1 << 31;
 const CR4_PSE = 1 << 4, CR4_PAE = 1 << 5, CR4_PGE = 1 << 7;
+const CR4_SMEP = 1 << 20, CR4_SMAP = 1 << 21, CR4_PKE = 1 << 22, CR4_PKS = 1 << 24;
+const CR4_PROT = CR4_SMEP | CR4_SMAP | CR4_PKE | CR4_PKS;
+const EFLAGS_AC = 1 << 18;
 const EFER_LMA = 1 << 10, EFER_NXE = 1 << 11;
 
 const TWO32 = 4294967296;
@@ -31,7 +34,7 @@ export const PHYS_ADDR_BITS = 40;
 const RSVD_HI_PHYS = 0x000fff00; // entry bits 40..51
 
 // PF error code bits.
-const PF_P = 1, PF_W = 2, PF_U = 4, PF_RSVD = 8, PF_ID = 16;
+const PF_P = 1, PF_W = 2, PF_U = 4, PF_RSVD = 8, PF_ID = 16, PF_PK = 32;
 
 // Results of the last walk (module scratch: single-threaded, no allocation).
 let wPhysPage = 0; // physical base of the 4K granule containing the address
@@ -39,6 +42,10 @@ let wFlags = 0; // FL_GLOBAL | FL_LARGE
 let wLargeBase = 0;
 let wLargeSize = 0;
 let pteHi = 0;
+/** The last walk allowed a supervisor data access to a user page under CR4.SMAP (thanks to RFLAGS.AC). */
+let wSmapUser = false;
+/** debugTranslate: walk without SMEP/SMAP/protection-key checks (a debugger reads any mapped page). */
+let rawWalk = false;
 // Entries visited by the walk, for A/D updates after the permission check passes.
 const entAddr = new Float64Array(4);
 const entLo = new Int32Array(4);
@@ -119,6 +126,7 @@ function pageFault(cpu: CpuState, lin: number, kind: number, user: boolean, bits
  */
 function walk(cpu: CpuState, lin: number, kind: number, user: boolean): void {
   wFlags = 0;
+  wSmapUser = false;
   if ((cpu.cr0 & CR0_PG) === 0) {
     const u = lin >>> 0;
     wPhysPage = u - (u & 0xfff);
@@ -126,7 +134,7 @@ function walk(cpu: CpuState, lin: number, kind: number, user: boolean): void {
   }
   entCount = 0;
   let uAnd = 4, wAnd = 2, nx = 0;
-  let leafLo = 0;
+  let leafLo = 0, leafHi = 0;
   const nxe = (cpu.efer & EFER_NXE) !== 0;
   const rsvdHi = RSVD_HI_PHYS | (nxe ? 0 : 0x80000000);
   if ((cpu.efer & EFER_LMA) !== 0) {
@@ -156,7 +164,7 @@ function walk(cpu: CpuState, lin: number, kind: number, user: boolean): void {
         const pageBase = hiPart + ((lo & 0xc0000000) >>> 0);
         wPhysPage = pageBase + ((u % 0x40000000) - (u % 4096));
         wFlags = FL_LARGE; wLargeBase = lin - (u % 0x40000000); wLargeSize = 0x40000000;
-        leafLo = lo;
+        leafLo = lo; leafHi = hi;
         break;
       }
       if (level === 2 && ps) {
@@ -164,10 +172,10 @@ function walk(cpu: CpuState, lin: number, kind: number, user: boolean): void {
         const pageBase = hiPart + ((lo & 0xffe00000) >>> 0);
         wPhysPage = pageBase + ((u & 0x1fffff) - (u & 0xfff));
         wFlags = FL_LARGE; wLargeBase = lin - (u & 0x1fffff); wLargeSize = 0x200000;
-        leafLo = lo;
+        leafLo = lo; leafHi = hi;
         break;
       }
-      if (level === 1) { wPhysPage = hiPart + base; leafLo = lo; break; }
+      if (level === 1) { wPhysPage = hiPart + base; leafLo = lo; leafHi = hi; break; }
       table = hiPart + base;
     }
   } else if ((cpu.cr4 & CR4_PAE) !== 0) {
@@ -222,13 +230,13 @@ function walk(cpu: CpuState, lin: number, kind: number, user: boolean): void {
 
   // Permission check on the combined rights of all levels.
   const nxSet = nxe && nx < 0;
-  if (kind === K_FETCH) {
-    if (nxSet || (user && uAnd === 0)) pageFault(cpu, lin, kind, user, PF_P);
-  } else if (kind === K_WRITE) {
-    if (user ? (uAnd === 0 || wAnd === 0) : (wAnd === 0 && (cpu.cr0 & CR0_WP) !== 0)) pageFault(cpu, lin, kind, user, PF_P);
-  } else if (user && uAnd === 0) {
-    pageFault(cpu, lin, kind, user, PF_P);
-  }
+  let denied: boolean;
+  if (kind === K_FETCH) denied = nxSet || (user && uAnd === 0);
+  else if (kind === K_WRITE) denied = user ? (uAnd === 0 || wAnd === 0) : (wAnd === 0 && (cpu.cr0 & CR0_WP) !== 0);
+  else denied = user && uAnd === 0;
+  // SMEP/SMAP/keys: their result carries PF_PK, which is reported even when the access is also denied above.
+  const prot = (cpu.cr4 & CR4_PROT) !== 0 && !rawWalk ? protectionChecks(cpu, kind, user, uAnd !== 0, leafHi) : 0;
+  if (denied || prot !== 0) { wSmapUser = false; pageFault(cpu, lin, kind, user, PF_P | (prot & PF_PK)); }
   if ((leafLo & 0x100) !== 0 && (cpu.cr4 & CR4_PGE) !== 0) wFlags |= FL_GLOBAL;
 
   // Accessed bits on every level, dirty on the leaf for writes (low byte only: no torn 64-bit updates).
@@ -240,6 +248,50 @@ function walk(cpu: CpuState, lin: number, kind: number, user: boolean): void {
       if (o >= 0) mem.bytes[o] |= want;
     }
   }
+}
+
+/**
+ * SMEP, SMAP and protection keys, after the U/S, R/W and NX checks passed. Supervisor fetches from user
+ * pages fault under SMEP; supervisor data accesses to user pages fault under SMAP unless RFLAGS.AC=1 at
+ * CPL < 3 (CPL 3 supervisor accesses are implicit ones). Protection keys (PTE bits 62:59, 4-level paging
+ * only) restrict data accesses through PKRU for user pages (CR4.PKE) and IA32_PKRS for supervisor pages
+ * (CR4.PKS): AD denies every access, WD denies user writes and supervisor writes with CR0.WP.
+ */
+function protectionChecks(cpu: CpuState, kind: number, user: boolean, userPage: boolean, leafHi: number): number {
+  const cr4 = cpu.cr4;
+  let deny = 0;
+  if (userPage && !user) {
+    if (kind === K_FETCH) { if ((cr4 & CR4_SMEP) !== 0) deny = PF_P; }
+    else if ((cr4 & CR4_SMAP) !== 0) {
+      if ((cpu.flagsRest & EFLAGS_AC) === 0 || cpu.cpl === 3) deny = PF_P;
+      else wSmapUser = true;
+    }
+  }
+  if (kind === K_FETCH || (cpu.efer & EFER_LMA) === 0) return deny;
+  const key = (leafHi >>> 27) & 0xf;
+  let rights = 0;
+  if (userPage) { if ((cr4 & CR4_PKE) !== 0) rights = (cpu.pkru >>> (2 * key)) & 3; }
+  else if (!user && (cr4 & CR4_PKS) !== 0) rights = (cpu.pkrs >>> (2 * key)) & 3;
+  if (rights === 0) return deny;
+  if ((rights & 1) !== 0 || (kind === K_WRITE && (user || (cpu.cr0 & CR0_WP) !== 0))) deny = PF_P | PF_PK;
+  return deny;
+}
+
+/**
+ * Supervisor TLB entries of user pages exist only while SMAP let them through (RFLAGS.AC = 1): when AC may
+ * have been cleared (CLAC, POPF, IRET, SYSCALL...), drop them. They are few (the pages of one copy to or
+ * from user memory), so this costs nothing when no copy ran.
+ */
+export function smapAcChanged(cpu: CpuState): void {
+  if (cpu.tlbSmapCount === 0 || (cpu.flagsRest & EFLAGS_AC) !== 0) return;
+  dropSmapEntries(cpu);
+}
+function dropSmapEntries(cpu: CpuState): void {
+  const n = cpu.tlbSmapCount;
+  cpu.tlbSmapCount = 0;
+  if (n > cpu.tlbSmapIdx.length) { flushTlb(cpu, true); return; }
+  const tag = cpu.tlbTag, idx = cpu.tlbSmapIdx;
+  for (let k = 0; k < n; k++) tag[idx[k]] = NaN;
 }
 
 // ---------------------------------------------------------------- TLB fill and slow paths
@@ -266,9 +318,14 @@ function translate(cpu: CpuState, lin: number, kind: number, user: boolean): num
     cpu.tlbAddend[i] = ro >= 0 ? ro - page : NaN;
     cpu.tlbPhys[i] = physPage - page;
     cpu.tlbFlags[i] = wFlags | (ro >= 0 ? FL_RAM : 0);
+    if (wSmapUser) {
+      if (cpu.tlbSmapCount < cpu.tlbSmapIdx.length) cpu.tlbSmapIdx[cpu.tlbSmapCount] = i;
+      cpu.tlbSmapCount++;
+    }
     if ((wFlags & FL_GLOBAL) !== 0) cpu.tlbGlobalCount++;
     if ((wFlags & FL_LARGE) !== 0) {
       cpu.tlbLargeCount++;
+      noteLargeRange(cpu, wLargeBase, wLargeSize);
       cpu.tlbLargeBase[i] = wLargeBase;
       cpu.tlbLargeSize[i] = wLargeSize;
     }
@@ -414,12 +471,15 @@ export function fetchOffset(cpu: CpuState, lin: number): number {
 
 /** Translate without caching or faulting side effects beyond A/D bits; for debuggers. Returns -1 on fault. */
 export function debugTranslate(cpu: CpuState, lin: number): number {
+  rawWalk = true;
   try {
     walk(cpu, lin, K_READ, false);
     return wPhysPage + (lin & 0xfff);
   } catch (e) {
     if (e === cpu.fault) return -1;
     throw e;
+  } finally {
+    rawWalk = false;
   }
 }
 
@@ -469,21 +529,43 @@ export function ramOffsetWrite(cpu: CpuState, lin: number): number {
 
 export function flushTlb(cpu: CpuState, includingGlobal: boolean): void {
   const tag = cpu.tlbTag;
+  if (cpu.tlbSmapCount !== 0 && !includingGlobal) dropSmapEntries(cpu); // they may be global
+  cpu.tlbSmapCount = 0;
+  cpu.tlbRangeCount = 0;
   if (includingGlobal || cpu.tlbGlobalCount === 0) {
     tag.fill(NaN);
     cpu.tlbGlobalCount = 0;
     cpu.tlbLargeCount = 0;
     return;
   }
-  const fl = cpu.tlbFlags;
+  const fl = cpu.tlbFlags, lb = cpu.tlbLargeBase, ls = cpu.tlbLargeSize;
   let g = 0, large = 0;
   for (let i = 0; i < tag.length; i++) {
     if (tag[i] !== tag[i]) continue; // empty
     if ((fl[i] & FL_GLOBAL) === 0) tag[i] = NaN;
-    else { g++; if ((fl[i] & FL_LARGE) !== 0) large++; }
+    else { g++; if ((fl[i] & FL_LARGE) !== 0) { large++; noteLargeRange(cpu, lb[i], ls[i]); } }
   }
   cpu.tlbGlobalCount = g;
   cpu.tlbLargeCount = large;
+}
+
+/**
+ * Distinct large pages with TLB entries (up to 8; more = unknown), so INVLPG of an address outside all of
+ * them skips the scan for entries of a large page (Linux maps its kernel with 2M pages: without this, every
+ * INVLPG of a user page scanned the whole TLB).
+ */
+function noteLargeRange(cpu: CpuState, base: number, size: number): void {
+  const r = cpu.tlbRanges, n = cpu.tlbRangeCount;
+  if (n > 8) return;
+  for (let k = 0; k < n; k++) if (r[2 * k] === base && r[2 * k + 1] === base + size) return;
+  if (n < 8) { r[2 * n] = base; r[2 * n + 1] = base + size; }
+  cpu.tlbRangeCount = n + 1;
+}
+function inLargeRange(cpu: CpuState, lin: number): boolean {
+  const r = cpu.tlbRanges, n = cpu.tlbRangeCount;
+  if (n > 8) return true;
+  for (let k = 0; k < n; k++) if (lin >= r[2 * k] && lin < r[2 * k + 1]) return true;
+  return false;
 }
 
 /** Drop every translation of the page containing `lin` (the whole large page when it came from one). */
@@ -492,10 +574,13 @@ export function invlpg(cpu: CpuState, lin: number): void {
   const idx = (lin >>> 12) & MASK;
   const tag = cpu.tlbTag;
   for (let t = 0; t < 6; t++) if (tag[t * 1024 + idx] === page) tag[t * 1024 + idx] = NaN;
-  if (cpu.tlbLargeCount > 0) {
+  if (cpu.tlbLargeCount > 0 && inLargeRange(cpu, lin)) {
     const fl = cpu.tlbFlags, lb = cpu.tlbLargeBase, ls = cpu.tlbLargeSize;
+    cpu.tlbRangeCount = 0; // rebuilt from the large entries that stay
     for (let i = 0; i < tag.length; i++) {
-      if ((fl[i] & FL_LARGE) !== 0 && tag[i] === tag[i] && lin >= lb[i] && lin < lb[i] + ls[i]) tag[i] = NaN;
+      if ((fl[i] & FL_LARGE) === 0 || tag[i] !== tag[i]) continue;
+      if (lin >= lb[i] && lin < lb[i] + ls[i]) tag[i] = NaN;
+      else noteLargeRange(cpu, lb[i], ls[i]);
     }
   }
 }

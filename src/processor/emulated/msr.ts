@@ -14,6 +14,7 @@ export const MSR = {
   SYSENTER_CS: 0x174, SYSENTER_ESP: 0x175, SYSENTER_EIP: 0x176,
   MCG_CAP: 0x179, MCG_STATUS: 0x17a, MCG_CTL: 0x17b, MISC_ENABLE: 0x1a0,
   MTRR_PHYS_FIRST: 0x200, MTRR_PHYS_LAST: 0x20f, MTRR_FIX64K: 0x250, MTRR_FIX16K_80000: 0x258, MTRR_FIX16K_A0000: 0x259,
+  PKRS: 0x6e1,
   MTRR_FIX4K_FIRST: 0x268, MTRR_FIX4K_LAST: 0x26f, PAT: 0x277, MTRR_DEF_TYPE: 0x2ff,
   EFER: 0xc0000080, STAR: 0xc0000081, LSTAR: 0xc0000082, CSTAR: 0xc0000083, SFMASK: 0xc0000084,
   FS_BASE: 0xc0000100, GS_BASE: 0xc0000101, KERNEL_GS_BASE: 0xc0000102, TSC_AUX: 0xc0000103,
@@ -88,6 +89,7 @@ export function readMsr(cpu: CpuState, index: number): number {
     case MSR.GS_BASE: return split(cpu, cpu.segBase[Seg.GS]);
     case MSR.KERNEL_GS_BASE: return split(cpu, cpu.kernelGsBase);
     case MSR.TSC_AUX: cpu.memHi = 0; return cpu.tscAux >>> 0;
+    case MSR.PKRS: cpu.memHi = 0; return cpu.pkrs >>> 0;
     case MSR.AMD_HWCR: return stored(cpu, index);
     // SYSCFG: Linux's AMD MTRR code reads it unconditionally; 0 = no fixed-range DRAM attributes, no SME.
     case MSR.AMD_SYSCFG: return stored(cpu, index);
@@ -165,6 +167,10 @@ export function writeMsr(cpu: CpuState, index: number, lo: number, hi: number): 
     }
     case MSR.SFMASK: cpu.sfmask = lo; return;
     case MSR.TSC_AUX: if (hi !== 0) raise(cpu, 13, 0); cpu.tscAux = lo; return;
+    case MSR.PKRS: // supervisor protection-key rights: cached translations assumed the old ones
+      if (hi !== 0) raise(cpu, 13, 0);
+      if (lo !== cpu.pkrs >>> 0) { cpu.pkrs = lo; flushTlb(cpu, true); }
+      return;
     case MSR.AMD_HWCR: store(cpu, index, lo, hi); return;
     case MSR.AMD_INT_PENDING: store(cpu, index, lo, hi); return;
     case MSR.AMD_SYSCFG:

@@ -22,7 +22,8 @@ const TWO32 = 4294967296;
 const ZF = 0x40;
 const CR0_PE = 1, CR0_TS = 8, CR0_ET = 0x10, CR0_NE = 0x20, CR0_WP = 0x10000, CR0_NW = 1 << 29, CR0_CD = 1 << 30, CR0_PG = 1 << 31;
 const CR0_VALID = 0xe005003f;
-const CR4_VALID = 0x7fc; // TSD DE PSE PAE MCE PGE PCE OSFXSR OSXMMEXCPT
+const CR4_VALID = 0x7fc | (1 << 20) | (1 << 21) | (1 << 22) | (1 << 24); // TSD DE PSE PAE MCE PGE PCE OSFXSR OSXMMEXCPT SMEP SMAP PKE PKS
+const CR4_PAGING = 0xb0 | (1 << 20) | (1 << 21) | (1 << 22) | (1 << 24); // bits that change what a translation allows
 const EFER_SCE = 1, EFER_LME = 0x100, EFER_LMA = 0x400;
 
 const rspOf = (cpu: CpuState): number => cpu.gpr[9] * TWO32 + (cpu.gpr[8] >>> 0);
@@ -51,6 +52,7 @@ export function resetCpu(cpu: CpuState): void {
   cpu.cr0 = 0x60000010; cpu.cr2 = 0; cpu.cr3 = 0; cpu.cr4 = 0; cpu.efer = 0; cpu.xcr0 = 1;
   cpu.dr.fill(0); cpu.dr[6] = 0xffff0ff0; cpu.dr[7] = 0x400;
   cpu.dbgPending = 0; cpu.dbgHits = 0; cpu.dbgEvent = 0; cpu.dbgMovSs = false;
+  cpu.pkru = 0; cpu.pkrs = 0;
   cpu.star = 0; cpu.starHi = 0; cpu.lstar = 0; cpu.cstar = 0; cpu.sfmask = 0; cpu.kernelGsBase = 0;
   cpu.sysenterCs = 0; cpu.sysenterEsp = 0; cpu.sysenterEip = 0;
   cpu.patLo = 0x00070406; cpu.patHi = 0x00070406; cpu.tscAux = 0;
@@ -390,6 +392,7 @@ export function iret(cpu: CpuState, opsize: number): void {
     cpu.segSel[Seg.CS] = cs; cpu.segBase[Seg.CS] = cs * 16; cpu.rip = ip;
     const mask = w === 2 ? 0xffff : 0x257fd5;
     setRflags(cpu, (getRflags(cpu) & ~mask) | (fl & mask));
+    mmu.smapAcChanged(cpu);
     cpu.nmiBlocked = false;
     return;
   }
@@ -589,7 +592,7 @@ export function movToCr(cpu: CpuState, n: number, lo: number, hi: number): void 
       if (long(cpu) && (lo & 0x20) === 0) raise(cpu, 13, 0); // PAE cannot be cleared in long mode
       const old = cpu.cr4;
       cpu.cr4 = lo;
-      if (((old ^ lo) & 0xb0) !== 0) mmu.flushTlb(cpu, true); // PSE PAE PGE
+      if (((old ^ lo) & CR4_PAGING) !== 0) mmu.flushTlb(cpu, true);
       return;
     }
     case 8:
@@ -760,6 +763,7 @@ export function syscall(cpu: CpuState, nextRip: number): void {
  * TF does not trap in the kernel, SYSRET to a TF=1 context traps at once at the user instruction.
  */
 function fastCallSingleStep(cpu: CpuState): void {
+  mmu.smapAcChanged(cpu); // they may have cleared RFLAGS.AC
   cpu.dbgEvent = 1;
   if ((cpu.flagsRest & F.TF) !== 0) queueDebugTrap(cpu, DR6_BS);
 }
@@ -862,6 +866,7 @@ function writeFlagsFor(cpu: CpuState, value: number, opsize: number, cpl: number
   let nv = ((old & ~mask) | (value & mask)) & ~F.RF;
   if (isIret && opsize !== 2 && (value & F.RF) !== 0 && (cpu.dr[7] & 0xff) !== 0) nv |= F.RF;
   setRflags(cpu, nv | 2);
+  mmu.smapAcChanged(cpu);
 }
 
 /** POPF-style write of RFLAGS honouring CPL/IOPL rules; `opsize` 2, 4 or 8. */
@@ -900,4 +905,29 @@ export function portOut(cpu: CpuState, port: number, size: 1 | 2 | 4, value: num
   if (cpu.debugArmed !== 0) watchPort(cpu, port, size);
   cpu.irqCheck = true;
   cpu.platform.io.write(port, size, size === 4 ? value >>> 0 : value & (size === 1 ? 0xff : 0xffff));
+}
+
+// ------------------------------------------------------------------ SMAP and protection keys
+
+/** STAC / CLAC (CPL 0 only; #UD elsewhere, as without the feature). Clearing AC ends SMAP-allowed accesses. */
+export function setAc(cpu: CpuState, on: boolean): void {
+  if (cpu.cpl !== 0) raise(cpu, 6);
+  if (on) cpu.flagsRest |= F.AC;
+  else { cpu.flagsRest &= ~F.AC; mmu.smapAcChanged(cpu); }
+}
+
+/** RDPKRU: EAX = PKRU, EDX = 0; #UD without CR4.PKE, #GP(0) when ECX != 0. */
+export function rdpkru(cpu: CpuState): void {
+  if ((cpu.cr4 & (1 << 22)) === 0) raise(cpu, 6);
+  if (cpu.gpr[2] !== 0) raise(cpu, 13, 0);
+  cpu.gpr[0] = cpu.pkru | 0; cpu.gpr[1] = 0;
+  cpu.gpr[4] = 0; cpu.gpr[5] = 0;
+}
+
+/** WRPKRU: PKRU = EAX; #UD without CR4.PKE, #GP(0) when ECX or EDX != 0. Cached translations assumed the old rights. */
+export function wrpkru(cpu: CpuState): void {
+  if ((cpu.cr4 & (1 << 22)) === 0) raise(cpu, 6);
+  if (cpu.gpr[2] !== 0 || cpu.gpr[4] !== 0) raise(cpu, 13, 0);
+  const v = cpu.gpr[0] >>> 0;
+  if (v !== cpu.pkru >>> 0) { cpu.pkru = v; mmu.flushTlb(cpu, true); }
 }
