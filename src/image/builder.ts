@@ -64,7 +64,7 @@ export async function buildDefaultImage(opts: BuildImageOptions = {}): Promise<B
   const withDaemons = opts.daemons ?? true;
 
   const kernelPkg = await resolveKernelPackage();
-  const pkgs = [KERNEL_META_PACKAGE, kernelPkg, 'busybox-static', ...(withDaemons ? ['hyperv-daemons', 'libc6'] : [])];
+  const pkgs = [KERNEL_META_PACKAGE, kernelPkg, 'busybox-static', 'base-files', ...(withDaemons ? ['hyperv-daemons', 'libc6'] : [])];
   const debs: Record<string, string> = {};
   for (const p of pkgs) debs[p] = await fetchDeb(p, debDir, progress);
 
@@ -126,6 +126,10 @@ export async function buildDefaultImage(opts: BuildImageOptions = {}): Promise<B
     }
     cpio.add({ type: 'file', path: `${modBase}/modules.dep`, data: Buffer.from(modulesDep(tree, resolved)) });
     cpio.add({ type: 'file', path: MODULE_LIST_PATH, data: Buffer.from(resolved.order.map((n) => tree.files.get(n)).join('\n') + '\n') });
+
+    // Debian's own os-release: hv_kvp_daemon reports its NAME and VERSION_ID to the host as the guest OS.
+    const osRelease = join(ex['base-files'], 'usr', 'lib', 'os-release');
+    if (existsSync(osRelease)) cpio.add({ type: 'file', path: 'etc/os-release', data: readFileSync(osRelease), mode: 0o644 });
 
     if (withDaemons) addDaemons(cpio, ex['hyperv-daemons'], ex['libc6']);
 
