@@ -18,6 +18,10 @@ export class Block {
   /** Executions so far (translation trigger) and the translated form once made (jit.ts). */
   hits = 0;
   jit: TranslatedBlock | null = null;
+  /** Instructions retired by earlier passes of a translated self-loop now running (fault accounting). */
+  loopDone = 0;
+  /** The last instruction may change what interrupt is deliverable (IF.SYS). */
+  sys = false;
   constructor(readonly key: number, readonly phys: number, readonly mode: number) {}
 }
 
@@ -75,6 +79,7 @@ export class BlockCache {
       if ((i.flags & IF.END) !== 0) break;
     }
     if (b.count === 0) return this.buildSingle(lin, phys, mode);
+    b.sys = (b.insns[b.count - 1].flags & IF.SYS) !== 0;
     this.built++;
     if (this.map.size > 262144) this.clear();
     this.map.set(key, b);

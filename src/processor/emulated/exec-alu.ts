@@ -347,6 +347,11 @@ export function imul2(cpu: Cpu, i: Insn): void {
   setMulFlags(cpu, s, r, hi, mulOf);
 }
 /** imul reg, r/m, imm */
+/** OF (= CF) of a signed 64x64 IMUL: the translator's rare case where an operand does not fit in 32 bits. */
+export function imul64Overflows(a: number, aHi: number, b: number, bHi: number): boolean {
+  imulTrunc(8, a, aHi, b, bHi);
+  return mulOf;
+}
 export function imul3(cpu: Cpu, i: Insn): void {
   const s = i.osz;
   const a = readRM(cpu, i), aHi = s === 8 ? cpu.opHi : 0;

@@ -20,9 +20,13 @@ import * as D from './exec-data.js';
 import * as C from './exec-ctrl.js';
 import * as Y from './exec-system.js';
 import * as mmu from './mmu.js';
-import { getCF, testCondition } from './flags.js';
+import { getCF, testCondition, getArithFlags, setArithFlags } from './flags.js';
 
-export type TranslatedBlock = (cpu: Cpu, b: Block) => number;
+/**
+ * Runs the block (looping blocks: repeatedly, while the total stays within `budget` instructions and nothing
+ * asks the run loop to look at interrupts); returns the instructions retired.
+ */
+export type TranslatedBlock = (cpu: Cpu, b: Block, budget: number) => number;
 
 /** Statistics for benchmarks. */
 export const jitStats = { translated: 0, failed: 0 };
@@ -59,6 +63,8 @@ interface Ctx {
   code: string[];
   /** Offsets of instruction starts and of the end of the block, relative to the block start. */
   flags: Fl;
+  /** The instruction being translated has flag results nobody can see (see flagsDeadAfter). */
+  flagsDead?: boolean;
 }
 
 const R = (r: number): string => `g[${r << 1}]`;
@@ -396,6 +402,80 @@ function translate(i: Insn, end: number, ctx: Ctx): [string, Out] | null {
     ctx.flags = Fl.UNKNOWN;
     return [lines.join(' '), Out.NONE];
   }
+  // ---- 8-bit ALU and test (byte registers include AH..BH; values and flag records are zero-extended)
+  if ((fn === A.aluEG || fn === A.aluGE || fn === A.aluEI || fn === A.aluAI || fn === A.aluRR32 || fn === A.aluRI32) && s === 1 && aluOp) {
+    return translateAlu8(i, end, ctx, fn === A.aluRR32 ? A.aluEG : fn === A.aluRI32 ? A.aluEI : fn);
+  }
+  if ((fn === A.testEG || fn === A.testEI || fn === A.testAI) && s === 1) {
+    const lines: string[] = [];
+    if (fn === A.testAI) lines.push('const a = g[0] & 255;');
+    else if (!mem) lines.push(`const a = ${reg8(i.rm8)};`);
+    else { const e = eaExpr(i, end); if (e === null) return null; lines.push(`const ea = ${e}; ${ld(1, 'a', '')}`); }
+    lines.push(`const b = ${fn === A.testEG ? reg8(i.reg8) : `${i.imm & 255}`};`);
+    lines.push(`cpu.ccOp = ${CC_LOGIC << 2}; cpu.ccRes = a & b; cpu.ccResHi = 0;`);
+    ctx.flags = Fl.UNKNOWN;
+    return [lines.join(' '), Out.NONE];
+  }
+  // ---- setcc / cmovcc (flags unchanged, so what the record holds stays known)
+  if (fn === D.setcc) {
+    const c = condExpr(i.sub, ctx.flags) ?? `testCondition(cpu, ${i.sub})`;
+    if (mem) { const e = eaExpr(i, end); if (e === null) return null; return [`const v = ${c} ? 1 : 0; const ea = ${e}; ${st(1, 'v', '')}`, Out.STORE]; }
+    return [`const v = ${c} ? 1 : 0; ${setReg8(i.rm8, 'v')}`, Out.NONE];
+  }
+  if (fn === D.cmov && (s === 8 || s === 4)) {
+    const l = loadRM(i, s, 'vL', 'vH', end); if (l === null) return null;
+    const c = condExpr(i.sub, ctx.flags) ?? `testCondition(cpu, ${i.sub})`;
+    return [`${l} if (${c}) { ${storeReg(i.reg, s, 'vL', 'vH')} }${s === 4 ? ` else ${RH(i.reg)} = 0;` : ''}`, Out.NONE];
+  }
+  // ---- multiply
+  if ((fn === A.imul2 || fn === A.imul3) && s === 8) {
+    const lines: string[] = [];
+    if (fn === A.imul2) {
+      const l = loadRM(i, 8, 'bL', 'bH', end); if (l === null) return null;
+      lines.push(l, `const aL = ${R(i.reg)}, aH = ${RH(i.reg)};`);
+    } else {
+      const l = loadRM(i, 8, 'aL', 'aH', end); if (l === null) return null;
+      lines.push(l, `const bL = ${i.imm}, bH = ${i.immHi};`);
+    }
+    lines.push(`const r = mul64(aL, aH, bL, bH), hi = mulOut[0]; ${R(i.reg)} = r; ${RH(i.reg)} = hi; cpu.ccOp = ${(8 << 2) | 3}; cpu.ccRes = r; cpu.ccResHi = hi; cpu.ccAux = mulOut[1];`);
+    ctx.flags = Fl.UNKNOWN;
+    return [lines.join(' '), Out.NONE];
+  }
+  // ---- not / neg on registers
+  if (fn === A.group3 && !mem && (s === 8 || s === 4) && (i.sub === 2 || i.sub === 3)) {
+    const r = i.rm;
+    if (i.sub === 2) return [s === 8 ? `${R(r)} = ~${R(r)}; ${RH(r)} = ~${RH(r)};` : `${R(r)} = ~${R(r)}; ${RH(r)} = 0;`, Out.NONE];
+    const lines = ['const aL = 0, aH = 0;', s === 8 ? `const bL = ${R(r)}, bH = ${RH(r)};` : `const bL = ${R(r)}, bH = 0;`, aluLines(5, s)!, storeReg(r, s, 'rL', 'rH'), recordLines(5, s)];
+    ctx.flags = flagsAfter(5, s);
+    return [lines.join(' '), Out.NONE];
+  }
+  // ---- shl/shr/sar r32/r64 by CL (count 0 leaves the flags; a 32-bit destination is still zero-extended)
+  if (fn === A.shiftCl && !mem && (s === 8 || s === 4) && (i.sub === 4 || i.sub === 5 || i.sub === 6 || i.sub === 7)) {
+    ctx.flags = Fl.UNKNOWN;
+    return [`shiftVar(cpu, g, ${i.rm}, ${i.sub === 7 ? 2 : i.sub === 5 ? 1 : 0}, ${s}, g[2] & ${s === 8 ? 63 : 31});`, Out.NONE];
+  }
+  // ---- rol/ror r32/r64 by imm: CF and OF change, the other flags stay (materialized unless dead)
+  if (fn === A.shiftImm && !mem && (s === 8 || s === 4) && (i.sub === 0 || i.sub === 1)) {
+    const c = i.imm & (s === 8 ? 63 : 31);
+    if (c === 0) return [s === 4 ? `${RH(i.rm)} = 0;` : '', Out.NONE];
+    const rol = i.sub === 0, lines = [`const a = ${R(i.rm)};`];
+    if (s === 4) {
+      lines.push(rol ? `const r = (a << ${c}) | (a >>> ${32 - c}), hi = 0;` : `const r = (a >>> ${c}) | (a << ${32 - c}), hi = 0;`);
+      lines.push(rol ? 'const cf = r & 1, of = (r >>> 31) ^ cf;' : 'const cf = r >>> 31, of = cf ^ ((r >>> 30) & 1);');
+    } else {
+      // Rotate left by k (ror by c = rol by 64 - c): swap halves for k >= 32, then shift across them.
+      let k = rol ? c : 64 - c;
+      const swap = k >= 32;
+      if (swap) k -= 32;
+      const l = swap ? 'aH' : 'a', h = swap ? 'a' : 'aH';
+      lines.push(`const aH = ${RH(i.rm)};`);
+      lines.push(k === 0 ? `const r = ${l}, hi = ${h};` : `const r = (${l} << ${k}) | (${h} >>> ${32 - k}), hi = (${h} << ${k}) | (${l} >>> ${32 - k});`);
+      lines.push(rol ? 'const cf = r & 1, of = (hi >>> 31) ^ cf;' : 'const cf = hi >>> 31, of = cf ^ ((hi >>> 30) & 1);');
+    }
+    lines.push(`${R(i.rm)} = r; ${RH(i.rm)} = hi;`);
+    if (!ctx.flagsDead) { lines.push('rotFlags(cpu, cf, of);'); ctx.flags = Fl.UNKNOWN; }
+    return [lines.join(' '), Out.NONE];
+  }
   // ---- stack and control transfer (64-bit stack: this translator only runs long-mode blocks)
   if ((fn === C.pushReg || fn === C.pushR64) && s === 8) {
     return [`const ea = g[9] * 4294967296 + (g[8] >>> 0) - 8; ${st(8, R(i.rm), RH(i.rm))} spAdd(g, -8);`, Out.STORE];
@@ -432,17 +512,30 @@ export function translateBlock(b: Block): TranslatedBlock | null {
   const lines: string[] = [];
   let off = 0;
   let branched = false;
+  // A block whose last jcc jumps back to its own start loops inside the function (no dispatch per pass)
+  // when it calls no handler: only its memory slow paths can then raise irqCheck / exitRequested.
+  const loop = isSelfLoop(b);
+  const ret = (x: string): string => (loop ? `{ b.loopDone = 0; return n + ${x}; }` : `return ${x};`);
   for (let k = 0; k < b.count; k++) {
     const i = b.insns[k];
     const end = off + i.len;
     const last = k === b.count - 1;
+    if (loop && last) {
+      const c = condExpr(i.sub, ctx.flags) ?? `testCondition(cpu, ${i.sub})`;
+      lines.push(`if (!(${c})) { cpu.rip = rip + ${end}; ${ret(`${b.count}`)} }`);
+      lines.push(`n += ${b.count}; if (n + ${b.count} > budget || cpu.irqCheck || cpu.exitRequested) { cpu.rip = rip; b.loopDone = 0; return n; }`);
+      lines.push('b.loopDone = n;');
+      branched = true;
+      break;
+    }
+    ctx.flagsDead = flagsDeadAfter(b, k);
     const t = translate(i, end, ctx);
     if (t !== null) {
       const [code, kind] = t;
       if (mayFault(code)) lines.push(`cpu.rip = rip + ${off};`);
       lines.push(`{ ${code} }`);
       if (kind === Out.BRANCH) branched = true;
-      else if (kind === Out.STORE && !last) lines.push(`if (!b.valid) { cpu.rip = rip + ${end}; return ${k + 1}; }`);
+      else if (kind === Out.STORE && !last) lines.push(`if (!b.valid) { cpu.rip = rip + ${end}; ${ret(`${k + 1}`)} }`);
     } else {
       ctx.flags = Fl.UNKNOWN;
       const h = handlers.length;
@@ -454,20 +547,157 @@ export function translateBlock(b: Block): TranslatedBlock | null {
     off = end;
   }
   if (!branched) lines.push(`cpu.rip = rip + ${off};`);
-  lines.push(`return ${b.count};`);
-  const params = ['read8', 'read16', 'read32', 'read64', 'write8', 'write32', 'write64', 'getCF', 'testCondition', 'wrap', 'ult64', 'slt64', 'spAdd'];
+  if (loop) { lines.unshift('let n = 0; for (;;) {'); lines.push('}'); } else lines.push(`return ${b.count};`);
+  const params = ['read8', 'read16', 'read32', 'read64', 'write8', 'write32', 'write64', 'getCF', 'testCondition', 'wrap', 'ult64', 'slt64', 'spAdd', 'mul64', 'mulOut', 'shiftVar', 'rotFlags'];
   const hNames = handlers.map((_, k) => `h${k}`), iNames = handlers.map((_, k) => `i${k}`);
-  const src = `"use strict"; return function block(cpu, b) { const g = cpu.gpr; const rip = cpu.rip;\n` +
+  const src = `"use strict"; return function block(cpu, b, budget) { const g = cpu.gpr; const rip = cpu.rip;\n` +
     'const tag = cpu.tlbTag, add = cpu.tlbAddend, ram = cpu.ram, view = cpu.ramView, ub = cpu.cpl === 3 ? 1024 : 0;\n' +
     `${lines.join('\n')}\n};`;
   try {
     const make = new Function(...params, ...hNames, ...iNames, src) as (...a: unknown[]) => TranslatedBlock;
     jitStats.translated++;
-    return make(mmu.read8, mmu.read16, mmu.read32, mmu.read64, mmu.write8, mmu.write32, mmu.write64, getCF, testCondition, wrap, ult64, slt64, spAdd, ...handlers, ...insns);
+    return make(mmu.read8, mmu.read16, mmu.read32, mmu.read64, mmu.write8, mmu.write32, mmu.write64, getCF, testCondition, wrap, ult64, slt64, spAdd, mul64, mulOut, shiftVar, rotFlags, ...handlers, ...insns);
   } catch {
     jitStats.failed++;
     return null;
   }
+}
+
+function reg8(r: number): string {
+  return r < 16 ? `(${R(r)} & 255)` : `((${R(r - 16)} >>> 8) & 255)`;
+}
+function setReg8(r: number, v: string): string {
+  return r < 16 ? `${R(r)} = (${R(r)} & -256) | (${v});` : `${R(r - 16)} = (${R(r - 16)} & -65281) | ((${v}) << 8);`;
+}
+
+/** 8-bit op r/m8, reg8 | reg8, r/m8 | r/m8, imm8 | AL, imm8. */
+function translateAlu8(i: Insn, end: number, ctx: Ctx, fn: Handler): [string, Out] | null {
+  const op = i.sub, mem = i.mod !== 3;
+  const lines: string[] = [];
+  const res = op === 0 ? '(a + b) & 255' : op === 5 || op === 7 ? '(a - b) & 255' : op === 1 ? 'a | b' : op === 4 ? 'a & b' : 'a ^ b';
+  const rec = op === 1 || op === 4 || op === 6 ? `cpu.ccOp = ${CC_LOGIC << 2}; cpu.ccRes = r; cpu.ccResHi = 0;`
+    : `cpu.ccOp = ${(op === 0 ? CC_ADD : CC_SUB) << 2}; cpu.ccRes = r; cpu.ccResHi = 0; cpu.ccSrc1 = a; cpu.ccSrc1Hi = 0; cpu.ccSrc2 = b; cpu.ccSrc2Hi = 0;`;
+  ctx.flags = Fl.UNKNOWN;
+  if (fn === A.aluGE || fn === A.aluAI || !mem) {
+    const dst = fn === A.aluAI ? 0 : fn === A.aluGE ? i.reg8 : i.rm8;
+    lines.push(`const a = ${reg8(dst)};`);
+    if (fn === A.aluGE) {
+      if (!mem) lines.push(`const b = ${reg8(i.rm8)};`);
+      else { const e = eaExpr(i, end); if (e === null) return null; lines.push(`const ea = ${e}; ${ld(1, 'b', '')}`); }
+    } else if (fn === A.aluEG) lines.push(`const b = ${reg8(i.reg8)};`);
+    else lines.push(`const b = ${i.imm & 255};`);
+    lines.push(`const r = ${res};`);
+    if (op !== 7) lines.push(setReg8(dst, 'r'));
+    lines.push(rec);
+    return [lines.join(' '), Out.NONE];
+  }
+  const e = eaExpr(i, end); if (e === null) return null;
+  lines.push(`const ea = ${e}; ${ld(1, 'a', '')}`);
+  lines.push(`const b = ${fn === A.aluEG ? reg8(i.reg8) : `${i.imm & 255}`};`, `const r = ${res};`);
+  if (op !== 7) lines.push(st(1, 'r', ''));
+  lines.push(rec);
+  return [lines.join(' '), op !== 7 ? Out.STORE : Out.NONE];
+}
+
+/** Out-values of mul64: high half of the product, then the RESCO CF|OF bits. */
+const mulOut = new Int32Array(2);
+
+/** Low 64 bits of a signed 64x64 product (high half in mulOut[0]); OF/CF in mulOut[1]. */
+function mul64(aL: number, aH: number, bL: number, bH: number): number {
+  const al = aL & 0xffff, ah = aL >>> 16, bl = bL & 0xffff, bh = bL >>> 16;
+  const t = al * bl, m1 = ah * bl, m2 = al * bh;
+  const mid = (t >>> 16) + (m1 & 0xffff) + (m2 & 0xffff);
+  const hi32 = ah * bh + (m1 >>> 16) + (m2 >>> 16) + (mid >>> 16);
+  mulOut[0] = (hi32 + Math.imul(aL, bH) + Math.imul(aH, bL)) | 0;
+  // Two sign-extended 32-bit factors cannot overflow 64 bits; otherwise ask the interpreter's exact routine.
+  mulOut[1] = aH === (aL >> 31) && bH === (bL >> 31) ? 0 : A.imul64Overflows(aL, aH, bL, bH) ? 3 : 0;
+  return ((mid << 16) | (t & 0xffff)) | 0;
+}
+
+/** shl (kind 0), shr (1), sar (2) of register r by c (already masked), as exec-alu's shiftOp records them. */
+function shiftVar(cpu: Cpu, g: Int32Array, r: number, kind: number, s: number, c: number): void {
+  const k = r << 1;
+  if (c === 0) { if (s === 4) g[k + 1] = 0; return; }
+  const a = g[k];
+  let lo: number, hi: number, cf: number, of: number;
+  if (s === 4) {
+    if (kind === 0) { lo = a << c; cf = (a >>> (32 - c)) & 1; of = (lo >>> 31) ^ cf; }
+    else if (kind === 1) { lo = (a >>> c) | 0; cf = (a >>> (c - 1)) & 1; of = a >>> 31; }
+    else { lo = a >> c; cf = (a >> (c - 1)) & 1; of = 0; }
+    hi = 0;
+  } else {
+    const aH = g[k + 1];
+    if (kind === 0) {
+      if (c < 32) { hi = (aH << c) | (a >>> (32 - c)); lo = a << c; cf = (aH >>> (32 - c)) & 1; }
+      else { hi = a << (c - 32); lo = 0; cf = c === 32 ? aH & 1 : (a >>> (64 - c)) & 1; }
+      of = (hi >>> 31) ^ cf;
+    } else {
+      if (c < 32) { lo = (a >>> c) | (aH << (32 - c)); hi = kind === 1 ? aH >>> c : aH >> c; cf = (a >>> (c - 1)) & 1; }
+      else { lo = kind === 1 ? aH >>> (c - 32) : aH >> (c - 32); hi = kind === 1 ? 0 : aH >> 31; cf = c === 32 ? a >>> 31 : (aH >>> (c - 33)) & 1; }
+      of = kind === 1 ? aH >>> 31 : 0;
+    }
+  }
+  g[k] = lo; g[k + 1] = hi;
+  cpu.ccOp = (8 << 2) | (s === 8 ? 3 : 2); cpu.ccRes = lo | 0; cpu.ccResHi = hi | 0; cpu.ccAux = cf | (of << 1);
+}
+
+/** Register-only forms that neither read nor write flags and cannot fault. */
+function flagTransparent(i: Insn): boolean {
+  const fn = i.fn;
+  if (fn === D.lea || fn === D.movRegImm || fn === Y.nop) return true;
+  if (i.mod !== 3) return false;
+  return fn === D.movRR64 || fn === D.movRR32 || fn === D.movRR64r || fn === D.movRR32r || fn === D.movEI || fn === D.movzx8 ||
+    fn === D.movzx16 || fn === D.movsx8 || fn === D.movsx16 || fn === D.movsxd ||
+    (fn === A.shiftImm && (i.sub === 0 || i.sub === 1) && (i.osz === 4 || i.osz === 8)); // rol/ror: dead like the one asking
+}
+
+/** Register-only forms that overwrite all six arithmetic flags without reading them and cannot fault. */
+function flagFullWriter(i: Insn): boolean {
+  const fn = i.fn, s = i.osz, op = i.sub;
+  if (s !== 4 && s !== 8) return false;
+  if (fn === A.aluAI) return op === 0 || op === 1 || op === 4 || op === 5 || op === 6 || op === 7;
+  if (fn === A.testAI) return true;
+  if (i.mod !== 3) return false;
+  if (fn === A.aluRR32 || fn === A.aluRR64 || fn === A.aluRI32 || fn === A.aluRI64 || fn === A.aluEG || fn === A.aluGE || fn === A.aluEI) {
+    return op === 0 || op === 1 || op === 4 || op === 5 || op === 6 || op === 7;
+  }
+  if (fn === A.testEG || fn === A.testEI) return true;
+  return fn === A.shiftImm && op >= 4 && (i.imm & (s === 8 ? 63 : 31)) !== 0;
+}
+
+/**
+ * The flags instruction k leaves are unobservable: a later instruction of the block overwrites them all
+ * with only transparent register forms in between (no reader, no fault, no handler, no block exit).
+ */
+function flagsDeadAfter(b: Block, k: number): boolean {
+  for (let j = k + 1; j < b.count; j++) {
+    const i = b.insns[j];
+    if (flagFullWriter(i)) return true;
+    if (!flagTransparent(i)) return false;
+  }
+  return false;
+}
+
+/** The block ends with a jcc back to its first instruction, and every instruction translates inline. */
+function isSelfLoop(b: Block): boolean {
+  const last = b.insns[b.count - 1];
+  if (last.fn !== C.jcc || last.osz !== 8) return false;
+  let len = 0;
+  for (let k = 0; k < b.count; k++) len += b.insns[k].len;
+  if (len + last.imm !== 0) return false;
+  const ctx: Ctx = { code: [], flags: Fl.UNKNOWN };
+  let off = 0;
+  for (let k = 0; k < b.count - 1; k++) {
+    const i = b.insns[k];
+    if (translate(i, off + i.len, ctx) === null) return false;
+    off += i.len;
+  }
+  return true;
+}
+
+/** Rotates change only CF and OF. */
+function rotFlags(cpu: Cpu, cf: number, of: number): void {
+  setArithFlags(cpu, (getArithFlags(cpu) & ~0x801) | cf | (of << 11));
 }
 
 /** Add a small signed amount to RSP (64-bit, carry between halves). */

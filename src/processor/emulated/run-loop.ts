@@ -48,8 +48,8 @@ export function runCpu(cpu: Cpu, maxInsns: number): number {
         let t = b.jit;
         if (t === null && ++b.hits > jitThreshold) t = translateNow(cache, b);
         if (t !== null) {
-          n += t(cpu, b);
-          if ((b.insns[b.count - 1].flags & IF.SYS) !== 0) cpu.irqCheck = true;
+          n += t(cpu, b, limit < nextPoll - n ? limit : nextPoll - n);
+          if (b.sys) cpu.irqCheck = true;
           continue;
         }
         n += interpret(cpu, b, b.count);
@@ -117,7 +117,8 @@ function interpret(cpu: Cpu, b: Block, cnt: number): number {
 
 /** A throw out of an instruction: count what retired before it, then deliver the fault (or stop, in tests). */
 function faulted(cpu: Cpu, e: unknown, b: Block | null, startRip: number): number {
-  const done = b !== null ? retiredBefore(b, cpu.rip - startRip) : 0;
+  let done = 0;
+  if (b !== null) { done = retiredBefore(b, cpu.rip - startRip) + b.loopDone; b.loopDone = 0; }
   if (e !== cpu.fault) { cpu.insnCount += done; throw e; }
   cpu.irqCheck = true;
   if (cpu.stopOnFault) { cpu.faultStopped = true; return done; }

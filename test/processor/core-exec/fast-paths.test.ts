@@ -90,13 +90,20 @@ function randomInsn(next: () => number, label: () => string): string {
     case 23: return pick([`${pick(['shl', 'shr', 'sar', 'sal'])} ${pick(R64)}, ${pick([1, 31, 32, 33, 63, next() % 64])}`,
       `${pick(['shl', 'shr', 'sar'])} ${pick(R32)}, ${pick([1, 31, next() % 32])}`, `imul ${pick(R32)}, ${pick(R32)}`,
       `imul ${pick(R32)}, dword ptr ${m()}`, `imul ${pick(R32)}, ${pick(R32)}, ${imm()}`, `imul ${pick(R32)}, dword ptr ${m()}, ${imm()}`]);
-    default: return `mov ${pick(R64)}, ${pick(R64)}`;
+    default: return pick([`${pick(['shl', 'shr', 'sar'])} ${pick([pick(R64), pick(R32)])}, cl`, `imul ${pick(R64)}, ${pick(R64)}, ${imm()}`,
+      `imul ${pick(R64)}, qword ptr ${m()}`, `${pick(['not', 'neg'])} ${pick([pick(R64), pick(R32)])}`, `${pick(ALU)} byte ptr ${m()}, ${pick(R8)}`,
+      `${pick(ALU)} ${pick(R8)}, byte ptr ${m()}`, `${pick(ALU)} ${pick(R8)}, ${next() & 0xff}`, `${pick(ALU)} byte ptr ${m()}, ${next() & 0xff}`,
+      `test ${pick(R8)}, ${pick(R8)}`, `test byte ptr ${m()}, ${next() & 0xff}`, `test al, ${next() & 0xff}`, `set${pick(CC)} byte ptr ${m()}`,
+      `cmov${pick(CC)} ${pick(R32)}, dword ptr ${m()}`, `cmov${pick(CC)} ${pick(R32)}, ${pick(R32)}`,
+      `mov ${pick(R64)}, ${next() * 4294967296 + next()}\n imul ${pick(R64)}, ${pick(R64)}`,
+      `${pick(['rol', 'ror'])} ${pick([pick(R64), pick(R32)])}, ${pick([0, 1, 31, 32, 33, 63, next() % 64])}`,
+      `${pick(['rol', 'ror'])} ${pick(R32)}, ${next() % 32}\n mov ${pick(R32)}, ${pick(R32)}\n ${pick(ALU)} ${pick(R32)}, ${pick(R32)}`]);
   }
 }
 
 test('translated blocks match the interpreter on random integer programs', () => {
   const next = rng(0x5eed1234);
-  const N = 60;
+  const N = 90;
   let labels = 0;
   const srcs: string[] = [];
   for (let p = 0; p < N; p++) {
@@ -144,6 +151,26 @@ test('a fault inside a translated block reports the faulting instruction and kee
   assert.equal(a.kind, 'exception');
   assert.equal(a.vector, 14);
   assert.equal(a.regs[0], 3n);
+  assert.deepEqual(b, a);
+});
+
+test('a translated self-loop stops exactly at the instruction budget and resumes where it stopped', () => {
+  const code = assemble(`
+    mov ecx, 100000
+  1: add rax, rcx
+    imul rbx, rax, 7
+    mov qword ptr [rdi + 8], rbx
+    sub ecx, 1
+    jnz 1b
+    hlt
+  `);
+  const regs = Array<bigint>(16).fill(0n);
+  regs[7] = BigInt(DATA); regs[4] = BigInt(DATA + 0x3ff0);
+  // 200k instructions end mid-loop (and mid-pass): both must stop on the same instruction.
+  const a = runWith(Infinity, code, regs, new Uint8Array(16));
+  const b = runWith(0, code, regs, new Uint8Array(16));
+  assert.equal(a.kind, b.kind);
+  assert.equal(a.insns, 200_000);
   assert.deepEqual(b, a);
 });
 
