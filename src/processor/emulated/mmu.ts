@@ -115,7 +115,7 @@ function pageFault(cpu: CpuState, lin: number, kind: number, user: boolean, bits
   let err = bits;
   if (kind === K_WRITE) err |= PF_W;
   if (user) err |= PF_U;
-  if (kind === K_FETCH && (cpu.efer & EFER_NXE) !== 0) err |= PF_ID;
+  if (kind === K_FETCH && ((cpu.efer & EFER_NXE) !== 0 || (cpu.cr4 & CR4_SMEP) !== 0)) err |= PF_ID; // SDM 4.7: NX or SMEP in use
   cpu.cr2 = lin;
   return raise(cpu, 14, err);
 }

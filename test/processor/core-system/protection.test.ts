@@ -117,6 +117,10 @@ test('SMEP: a supervisor fetch from a user page faults with P|I/D; user pages st
   m.setReg(REG.rbx, BigInt(UCODE));
   program(m, CODE, [0xff, 0xe3]); // jmp rbx
   expectPf(m.run({}), PF_P | PF_ID, UCODE, 'kernel jumps into a user page');
+  m.cpu.efer &= ~0x800; // I/D is reported whenever SMEP is on, even without NX
+  flushTlb(m.cpu, true);
+  program(m, CODE, [0xff, 0xe3]);
+  expectPf(m.run({}), PF_P | PF_ID, UCODE, 'without EFER.NXE');
   m.cpu.cr4 &= ~SMEP;
   program(m, CODE, [0xff, 0xe3]);
   assert.equal(m.run({}).kind, 'halt', 'without SMEP');
