@@ -14,6 +14,8 @@ export class GuestSession {
   private waiters: Array<{ re: RegExp | string; from: number; resolve: (m: string) => void }> = [];
   private seq = 0;
   exit: PartitionExit | null = null;
+  /** How the partition was built (a restore builds its successor the same way). */
+  private config!: PartitionConfig;
 
   private constructor(vm: Partition) {
     this.vm = vm;
@@ -37,7 +39,30 @@ export class GuestSession {
       ...overrides,
     });
     s = new GuestSession(vm);
+    s.config = vm.config;
     return s;
+  }
+
+  /**
+   * Save-VM and start again in the same test: saves this session's partition, turns it off, and continues
+   * the guest in a new Partition restored from the saved-state bytes. The console transcript carries over.
+   */
+  async saveAndRestore(): Promise<{ session: GuestSession; bytes: number }> {
+    this.vm.pause();
+    const file = this.vm.saveState();
+    this.vm.turnOff('saved');
+    await this.exited;
+    let s: GuestSession | null = null;
+    const decoder = new TextDecoder();
+    const vm = await Partition.restore({
+      ...this.config,
+      onConsoleOutput: (b) => { if (s) { s.output += decoder.decode(b, { stream: true }); s.check(); } },
+    }, file);
+    s = new GuestSession(vm);
+    s.config = vm.config;
+    s.output = this.output;
+    s.seq = this.seq;
+    return { session: s, bytes: file.length };
   }
 
   private check(): void {

@@ -87,6 +87,35 @@ describe('enlightened guest: VMBus and the integration services', () => {
     assert.equal(ics.heartbeat.status, 'OK');
   });
 
+  // The tests after this one run on the restored partition: KVP, VSS, time sync and the panic keep working.
+  test('saved state: saved to a file and restored into a new partition, the guest carries on', async () => {
+    await until('KVP negotiation', () => ics.kvp.status === 'OK');
+    await sh('echo before-save > /tmp/saved-marker');
+    const uptime = async (): Promise<number> => Number((await sh("cut -d' ' -f1 /proc/uptime")).split(' ')[0]);
+    const upBefore = await uptime();
+    const answersBefore = ics.heartbeat.answers;
+    const { session, bytes } = await g.saveAndRestore();
+    assert.ok(bytes < 512 * 1024 * 1024, `saved state of ${bytes} bytes: zero pages should be left out`);
+    g = session;
+    ics = g.vm.integrationServices!;
+    // The restored guest continues: same shell, same files, same uptime base (not a new boot).
+    assert.equal((await sh('cat /tmp/saved-marker')).trim(), 'before-save');
+    const upAfter = await uptime();
+    assert.ok(upAfter >= upBefore && upAfter < upBefore + 600, `uptime went from ${upBefore} to ${upAfter}`);
+    assert.doesNotMatch(g.output.slice(g.output.lastIndexOf('before-save')), /Linux version/);
+    // VMBus and the integration services survived: the heartbeat keeps counting, KVP and time sync answer.
+    assert.equal(ics.heartbeat.answers, answersBefore);
+    await sh('sleep 3');
+    await until('a heartbeat answer after the restore', () => ics.heartbeat.answers > answersBefore);
+    assert.equal(ics.heartbeat.status, 'OK');
+    assert.equal(ics.kvp.status, 'OK');
+    const kv = await ics.kvp.guestIntrinsics();
+    assert.equal(kv.ProcessorArchitecture, 'x86_64');
+    await ics.timeSync.syncNow();
+    const bad = (await sh('dmesg -r')).split('\n').filter((l) => /^<[0-4]>/.test(l) && /hv_|vmbus|hyperv/i.test(l));
+    assert.deepEqual(bad, []);
+  });
+
   test('KVP: the host reads OSName, OSVersion and NetworkAddressIPv4 as hv_kvp_daemon reports them', async () => {
     // No synthetic NIC yet: give the dummy interface an address (the daemon skips loopback).
     await sh('ip addr add 192.0.2.77/24 dev dummy0 && ip link set dummy0 up');
