@@ -7,7 +7,8 @@ commands:
   image build    build (or refresh) the default guest image
   check          report whether this host can run the kvm and emulated backends
   serve          the management service (inventory, a worker per VM, REST API, web console)
-  new-vm, get-vm, set-vm, start-vm, stop-vm, suspend-vm, resume-vm, restart-vm, remove-vm, connect-vm,
+  new-vm, get-vm, set-vm, start-vm, stop-vm, suspend-vm, resume-vm, restart-vm, save-vm, remove-vmsavedstate,
+  remove-vm, connect-vm,
   get-vmintegrationservice, enable-vmintegrationservice, disable-vmintegrationservice,
   get-vmkvp, set-vmkvp, get-vmhost, get-vmevent
                  manage VMs through the service, in Hyper-V's vocabulary (each takes --help)
@@ -42,8 +43,8 @@ const commands: Record<string, () => Promise<unknown>> = {
   check: () => import('./check.js'),
   serve: () => import('./serve.js'),
   completion: () => import('./completion.js'),
-  ...Object.fromEntries(['new-vm', 'get-vm', 'set-vm', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'remove-vm',
-    'connect-vm', 'get-vmintegrationservice', 'enable-vmintegrationservice', 'disable-vmintegrationservice', 'get-vmkvp', 'set-vmkvp',
+  ...Object.fromEntries(['new-vm', 'get-vm', 'set-vm', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'save-vm',
+    'remove-vmsavedstate', 'remove-vm', 'connect-vm', 'get-vmintegrationservice', 'enable-vmintegrationservice', 'disable-vmintegrationservice', 'get-vmkvp', 'set-vmkvp',
     'get-vmhost', 'get-vmevent'].map((c) => [c, () => import('./vm-commands.js').then((m) => ({ default: m.VM_COMMANDS[c] }))])),
 };
 

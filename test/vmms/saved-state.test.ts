@@ -5,8 +5,10 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ApiError } from '../../src/vmms/client.js';
 import type { VmView } from '../../src/vmms/service.js';
 import type { VmEvent } from '../../src/vmms/store.js';
@@ -104,4 +106,35 @@ test('a corrupt saved state is refused: the VM stays Saved, the message says how
   assert.match(v.status, /restore failed/);
   assert.deepEqual(readdirSync(f.service.vmDirectory('sc')), ['saved-state.vmrs']);
   assert.equal((await f.client.call<VmView>('DELETE', '/vms/sc/saved-state')).state, 'Off');
+});
+
+const bin = fileURLToPath(new URL('../../../bin/hyperts', import.meta.url));
+function hyperts(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, ...args, '--data-dir', f.dir], { env: { ...process.env, HYPERTS_URL: '' } }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+test('CLI: save-vm, get-vm shows Saved, clear errors, start-vm restores, remove-vmsavedstate discards', { skip }, async () => {
+  await f.client.call('POST', '/vms', { name: 'cli-s', kernel: counterKernel().path, memory: '64M', processor: 'emulated' });
+  let r = await hyperts('save-vm', 'cli-s');
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /cannot save VM 'cli-s': it is Off .*start-vm cli-s first/);
+  assert.equal((await hyperts('start-vm', 'cli-s')).code, 0);
+  r = await hyperts('save-vm', 'cli-s');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^cli-s +Saved/m);
+  r = await hyperts('get-vm', 'cli-s');
+  assert.match(r.stdout, /^cli-s +Saved/m);
+  r = await hyperts('save-vm', 'cli-s');
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /it is Saved \(it is already saved; start-vm restores it\)/);
+  r = await hyperts('start-vm', 'cli-s');
+  assert.match(r.stdout, /^cli-s +Running/m);
+  assert.equal((await hyperts('save-vm', 'cli-s')).code, 0);
+  r = await hyperts('remove-vmsavedstate', 'cli-s');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^cli-s +Off/m);
 });
