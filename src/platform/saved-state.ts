@@ -216,12 +216,13 @@ export function decodeSavedState(file: Uint8Array, source = 'the saved state'): 
         throw bad(`the memory image cannot be decoded (${(e as Error).message})`);
       }
       if (data.length !== nonZero * PAGE) throw bad(`the memory image holds ${data.length} bytes, the page map says ${nonZero * PAGE}`);
-      ram.fill(0);
+      const mem = Buffer.from(ram.buffer, ram.byteOffset, ram.length);
       let src = 0;
       for (let p = 0; p < pages; p++) {
-        if (!(bitmap[p >> 3] & (1 << (p & 7)))) continue;
-        ram.set(data.subarray(src, src + PAGE), p * PAGE);
-        src += PAGE;
+        if (bitmap[p >> 3] & (1 << (p & 7))) { ram.set(data.subarray(src, src + PAGE), p * PAGE); src += PAGE; continue; }
+        // Only pages that hold something are cleared: writing every page would make all of RAM resident.
+        const page = mem.subarray(p * PAGE, (p + 1) * PAGE);
+        if (!page.equals(ZERO_PAGE)) page.fill(0);
       }
     },
   };

@@ -86,6 +86,10 @@ test('a corrupt, truncated or foreign saved state is refused with a clear error,
   // Well-formed files whose content does not fit this VM or this build.
   const d = decodeSavedState(file);
   const ram = new Uint8Array(d.info.memoryBytes); d.loadMemory(ram);
+  // Loading over memory that held something else leaves exactly the saved image (zero pages cleared too).
+  const dirty = new Uint8Array(d.info.memoryBytes).fill(0xa5); d.loadMemory(dirty);
+  assert.ok(Buffer.from(dirty).equals(Buffer.from(ram)));
+  assert.ok(ram.some((b) => b !== 0) && ram.some((b, i) => b === 0 && i % 4096 === 0));
   await assert.rejects(Partition.restore({ ...cfg, memoryBytes: 32 << 20 }, file), /taken with memory 16777216.*remove-vmsavedstate/);
   const s = d.state as { vcpus: Array<{ fields: Record<string, unknown> }>; devices: Record<string, unknown> };
   s.vcpus[0].fields.someFutureRegister = 5;
