@@ -31,13 +31,15 @@ export type TranslatedBlock = (cpu: Cpu, b: Block, budget: number) => number;
 /** Statistics for benchmarks. */
 export const jitStats = { translated: 0, failed: 0 };
 
-const DEFAULT_THRESHOLD = 20000;
+const DEFAULT_THRESHOLD = 40000;
 
 /**
  * Executions of a block before it is translated (HYPERTS_JIT_THRESHOLD: a number, or "off").
  * Every translated block is a separate function V8 must warm up and optimize (on a background thread), so
  * only really hot blocks pay back: a Linux boot decodes ~100k blocks; at 500 it translated ~10k and ran
  * slower than the interpreter (192 s vs 155 s CPU), at 20000 it translates ~1.4k and runs faster (93 s).
+ * With more forms translated (bench/README.md), side by side: 3000 / 8000 / 20000 took 64.9 / 58.9 / 55.4 s CPU
+ * and 20000 / 40000 took 46.0 / 43.1 s; 80000 was no better than 40000.
  */
 export let jitThreshold = parseThreshold(typeof process !== 'undefined' ? process.env.HYPERTS_JIT_THRESHOLD : undefined);
 
@@ -209,6 +211,12 @@ function storeReg(r: number, s: number, lo: string, hi: string): string {
 // entries; read tables at 0 / 1024, write tables at 2048 / 3072). A miss calls the ordinary accessor, which
 // fills the TLB, faults, reaches MMIO or notifies a code write. Expects `ea` in scope; `ub` = 1024 at CPL 3.
 
+/**
+ * Only a TLB miss can fault (the slow accessors raise #PF/#GP), so cpu.rip is set to the instruction's address
+ * there and not on the hit path; translateBlock replaces the mark by that assignment.
+ */
+const RIP_MARK = '/*rip*/';
+
 /** Declare `lo` (int32; zero-extended for 1 and 2 bytes) and for 8 bytes `hi` with the value at ea. */
 function ld(s: number, lo: string, hi: string): string {
   const lim = 4096 - s;
@@ -217,7 +225,7 @@ function ld(s: number, lo: string, hi: string): string {
   const miss = s === 8 ? `${lo} = read64(cpu, ea) | 0; ${hi} = cpu.memHi | 0;`
     : s === 4 ? `${lo} = read32(cpu, ea) | 0;` : s === 2 ? `${lo} = read16(cpu, ea);` : `${lo} = read8(cpu, ea);`;
   return `let ${lo} = 0${s === 8 ? `, ${hi} = 0` : ''}; { const x = ub + ((ea >>> 12) & 1023), o = ea & 4095; ` +
-    `if (tag[x] === ea - o${s > 1 ? ` && o <= ${lim}` : ''}) { const p = ea + add[x]; ${hit} } else { ${miss} } }`;
+    `if (tag[x] === ea - o${s > 1 ? ` && o <= ${lim}` : ''}) { const p = ea + add[x]; ${hit} } else { ${RIP_MARK} ${miss} } }`;
 }
 
 /** Store `lo` (and `hi` for 8 bytes) at ea. */
@@ -227,7 +235,7 @@ function st(s: number, lo: string, hi: string): string {
     : s === 4 ? `view.setInt32(p, ${lo}, true);` : `ram[p] = ${lo};`;
   const miss = s === 8 ? `write64(cpu, ea, ${lo}, ${hi});` : s === 4 ? `write32(cpu, ea, ${lo});` : `write8(cpu, ea, (${lo}) & 255);`;
   return `{ const x = 2048 + ub + ((ea >>> 12) & 1023), o = ea & 4095; ` +
-    `if (tag[x] === ea - o${s > 1 ? ` && o <= ${lim}` : ''}) { const p = ea + add[x]; ${hit} } else { ${miss} } }`;
+    `if (tag[x] === ea - o${s > 1 ? ` && o <= ${lim}` : ''}) { const p = ea + add[x]; ${hit} } else { ${RIP_MARK} ${miss} } }`;
 }
 
 /** Scratch copy used to translate a specialised handler's instruction through its generic form. */
@@ -498,11 +506,6 @@ function translate(i: Insn, end: number, ctx: Ctx): [string, Out] | null {
   return null;
 }
 
-/** Memory accesses may fault: cpu.rip must name the instruction first. Register-only forms cannot fault. */
-function mayFault(code: string): boolean {
-  return code.includes('read') || code.includes('write');
-}
-
 /** Translate a long-mode block; null when the source cannot be built (the block keeps being interpreted). */
 export function translateBlock(b: Block): TranslatedBlock | null {
   if (b.mode !== 3) return null;
@@ -532,8 +535,7 @@ export function translateBlock(b: Block): TranslatedBlock | null {
     const t = translate(i, end, ctx);
     if (t !== null) {
       const [code, kind] = t;
-      if (mayFault(code)) lines.push(`cpu.rip = rip + ${off};`);
-      lines.push(`{ ${code} }`);
+      lines.push(`{ ${code.split(RIP_MARK).join(`cpu.rip = rip + ${off};`)} }`);
       if (kind === Out.BRANCH) branched = true;
       else if (kind === Out.STORE && !last) lines.push(`if (!b.valid) { cpu.rip = rip + ${end}; ${ret(`${k + 1}`)} }`);
     } else {
