@@ -1,15 +1,17 @@
 /**
  * Block translator: turns a hot decoded block of 64-bit code into one JavaScript function (`new Function`),
- * the way QEMU emits host code. The commonest forms (mov, lea, add/sub/and/or/xor/cmp/test, inc/dec,
- * push/pop, call/ret/jmp/jcc, movzx/movsx) become straight-line code with operand sizes, registers and
- * displacements as constants; every other instruction calls its ordinary handler. The decoded block stays
- * the source of truth (the interpreter still runs partial blocks, e.g. after STI).
+ * the way QEMU emits host code. The commonest forms (mov, lea, add/sub/and/or/xor/cmp/test in 8/32/64 bits,
+ * inc/dec, not/neg, shifts and rotates, imul, cmov/setcc, push/pop, call/ret/jmp/jcc, movzx/movsx) become
+ * straight-line code with operand sizes, registers and displacements as constants; every other instruction
+ * calls its ordinary handler. The decoded block stays the source of truth (the interpreter still runs
+ * partial blocks, e.g. after STI).
  *
- * Contract of a translated block `fn(cpu, b)`: entered with cpu.rip at the block start, runs all its
+ * Contract of a translated block `fn(cpu, b, budget)`: entered with cpu.rip at the block start, runs all its
  * instructions, leaves cpu.rip at the next instruction and returns the number retired (fewer when a store
- * invalidated the block). Before anything that can fault, cpu.rip (and cpu.nextRip for handler calls) hold
- * that instruction's address, so a fault is reported exactly as by the interpreter; the run loop recovers the
- * retired count from cpu.rip (see `retiredBefore`).
+ * invalidated the block). A self-loop block repeats while the total stays within `budget`, keeping the
+ * passes already completed in b.loopDone. Before anything that can fault, cpu.rip (and cpu.nextRip for
+ * handler calls) hold that instruction's address, so a fault is reported exactly as by the interpreter; the
+ * run loop recovers the retired count from cpu.rip (see `retiredBefore`) plus b.loopDone.
  */
 import type { Cpu } from './cpu.js';
 import type { Handler } from './decoder.js';
