@@ -7,6 +7,17 @@ import { Partition, type PartitionConfig, type PartitionExit } from '../../src/p
 import { defaultImagePaths } from '../../src/image/builder.js';
 import { INIT_BANNER } from '../../src/image/init-script.js';
 
+/**
+ * A guest shell command that lists KVP pool `pool` as `key=value` lines. hv_kvp_daemon writes records of a
+ * 512-byte key and a 2048-byte value, each NUL-terminated; the bytes after each NUL are whatever its heap held
+ * (the daemon does not zero them), so each field is cut at its first NUL.
+ */
+export function kvpPoolCommand(pool: number): string {
+  const field = (cut: string) => `$(dd if=$f bs=2560 skip=$i count=1 2>/dev/null | ${cut} | tr '\\000' '\\n' | head -n 1)`;
+  return `f=/var/lib/hyperv/.kvp_pool_${pool}; i=0; while [ $((i*2560)) -lt $(wc -c < $f) ]; do ` +
+    `echo "${field('head -c 512')}=${field('tail -c 2048')}"; i=$((i+1)); done`;
+}
+
 export class GuestSession {
   output = '';
   readonly vm: Partition;

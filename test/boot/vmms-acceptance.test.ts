@@ -15,7 +15,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GuestSession } from './guest-session.js';
+import { GuestSession, kvpPoolCommand } from './guest-session.js';
 import { ApiError, VmmsClient } from '../../src/vmms/client.js';
 import { socketPath, tokenPath } from '../../src/vmms/paths.js';
 import { chromiumMissing, detailsFields, icStatuses, launchBrowser, openConsolePage, row, screenshots, waitForDetail, waitForTerminal, type Browser } from '../web/browser.js';
@@ -196,7 +196,7 @@ test('serve, new-vm demo, start-vm, Running with heartbeat OK and OS name, grace
         const value = `rest-${process.pid}`;
         await rest.call('PUT', '/vms/demo/kvp/HypertsWeb', { value });
         assert.equal((await rest.call<{ host: Record<string, string> }>('GET', '/vms/demo/kvp')).host.HypertsWeb, value);
-        await command("tr -d '\\000' < /var/lib/hyperv/.kvp_pool_0; echo", `HypertsWeb${value}`);
+        await command(`${kvpPoolCommand(0)} | grep '^HypertsWeb='`, `HypertsWeb=${value}`);
         await shot('05-serial-console');
 
         // Shut Down (graceful, through the guest's Shutdown service): Stopping, then Off, live in the list.
