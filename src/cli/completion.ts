@@ -9,13 +9,15 @@ const OPTIONS: Record<string, string> = {
   'remove-vm': '', 'connect-vm': '', 'get-vmhost': '--json', 'get-vmevent': '--limit --json',
   'get-vmintegrationservice': '--json', 'enable-vmintegrationservice': '--json', 'disable-vmintegrationservice': '--json',
   'get-vmkvp': '--json', 'set-vmkvp': '--remove',
+  'checkpoint-vm': '--snapshot-name --json', 'get-vmsnapshot': '--json', 'restore-vmsnapshot': '--json', 'rename-vmsnapshot': '--json', 'remove-vmsnapshot': '',
   serve: '--data-dir --listen --token-file --quiet',
   run: '--processor --kernel --initrd --append --memory --cpus --enlightenments --gdb --clock --quiet',
   check: '--json --no-speed --device', image: 'build', completion: 'bash',
 };
 const CONNECTION = '--data-dir --url --token';
 const TAKES_VM = ['get-vm', 'set-vm', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'save-vm', 'remove-vmsavedstate', 'remove-vm', 'connect-vm',
-  'get-vmintegrationservice', 'enable-vmintegrationservice', 'disable-vmintegrationservice', 'get-vmkvp', 'set-vmkvp', 'get-vmevent'];
+  'get-vmintegrationservice', 'enable-vmintegrationservice', 'disable-vmintegrationservice', 'get-vmkvp', 'set-vmkvp', 'get-vmevent',
+  'checkpoint-vm', 'get-vmsnapshot', 'restore-vmsnapshot', 'rename-vmsnapshot', 'remove-vmsnapshot'];
 const VALUES: Record<string, string> = {
   '--processor': 'auto kvm emulated', '--enlightened': 'on off', '--enlightenments': 'on off', '--com1': 'console none', '--clock': 'realtime warp',
 };

@@ -10,7 +10,8 @@ commands:
   new-vm, get-vm, set-vm, start-vm, stop-vm, suspend-vm, resume-vm, restart-vm, save-vm, remove-vmsavedstate,
   remove-vm, connect-vm,
   get-vmintegrationservice, enable-vmintegrationservice, disable-vmintegrationservice,
-  get-vmkvp, set-vmkvp, get-vmhost, get-vmevent
+  get-vmkvp, set-vmkvp, get-vmhost, get-vmevent,
+  checkpoint-vm, get-vmsnapshot, restore-vmsnapshot, rename-vmsnapshot, remove-vmsnapshot
                  manage VMs through the service, in Hyper-V's vocabulary (each takes --help)
   completion bash   print the bash completion script
 `;
@@ -45,7 +46,7 @@ const commands: Record<string, () => Promise<unknown>> = {
   completion: () => import('./completion.js'),
   ...Object.fromEntries(['new-vm', 'get-vm', 'set-vm', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'save-vm',
     'remove-vmsavedstate', 'remove-vm', 'connect-vm', 'get-vmintegrationservice', 'enable-vmintegrationservice', 'disable-vmintegrationservice', 'get-vmkvp', 'set-vmkvp',
-    'get-vmhost', 'get-vmevent'].map((c) => [c, () => import('./vm-commands.js').then((m) => ({ default: m.VM_COMMANDS[c] }))])),
+    'get-vmhost', 'get-vmevent', 'checkpoint-vm', 'get-vmsnapshot', 'restore-vmsnapshot', 'rename-vmsnapshot', 'remove-vmsnapshot'].map((c) => [c, () => import('./vm-commands.js').then((m) => ({ default: m.VM_COMMANDS[c] }))])),
 };
 
 main(process.argv.slice(2)).then(

@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { parseArgs, UsageError, type OptionSpec } from './args.js';
 import { ApiError, VmmsClient } from '../vmms/client.js';
 import { defaultDataDir, socketPath, tokenPath } from '../vmms/paths.js';
-import type { VmView, IntegrationServiceView } from '../vmms/service.js';
+import type { CheckpointView, VmView, IntegrationServiceView } from '../vmms/service.js';
 import type { VmEvent } from '../vmms/store.js';
 
 const CONNECTION: OptionSpec = { 'data-dir': 'string', url: 'string', token: 'string', help: 'boolean' };
@@ -172,6 +172,61 @@ export const removeVmSavedState = command('remove-vmsavedstate', 'NAME... [--jso
   return 0;
 });
 
+// ---- checkpoints --------------------------------------------------------------------------------------
+
+const snapshotPath = (vm: string, s: string): string => `${vmPath(vm)}/snapshots/${encodeURIComponent(s)}`;
+
+export function checkpointTable(list: CheckpointView[]): string {
+  return table(['VMName', 'Name', 'SnapshotType', 'CreationTime', 'ParentSnapshotName'],
+    list.map((c) => [c.vmName, c.name, c.snapshotType, new Date(c.creationTime).toLocaleString('en-US'), c.parentSnapshotName ?? '']));
+}
+
+function vmAndSnapshot(c: Ctx, cmd: string): [string, string] {
+  const [vm, snap] = c.positional;
+  if (!vm || !snap) throw new UsageError(`${cmd}: name the VM and the checkpoint (hyperts get-vmsnapshot VM lists them)`);
+  return [vm, snap];
+}
+
+export const checkpointVm = command('checkpoint-vm', 'NAME [--snapshot-name NAME] [--json]', { 'snapshot-name': 'string', json: 'boolean', name: 'string' }, async (c) => {
+  const name = oneName(c, 'checkpoint-vm');
+  const body = c.opts['snapshot-name'] !== undefined ? { name: c.opts['snapshot-name'] } : {};
+  const cp = await c.client.call<CheckpointView>('POST', `${vmPath(name)}/snapshots`, body);
+  if (c.opts.json) printJson(cp); else out(checkpointTable([cp]));
+  return 0;
+});
+
+export const getVmSnapshot = command('get-vmsnapshot', 'NAME [SNAPSHOT] [--json]', { json: 'boolean', name: 'string' }, async (c) => {
+  const name = oneName(c, 'get-vmsnapshot');
+  const snap = c.opts.name !== undefined ? c.positional[0] : c.positional[1];
+  const list = snap !== undefined ? [await c.client.call<CheckpointView>('GET', snapshotPath(name, snap))]
+    : await c.client.call<CheckpointView[]>('GET', `${vmPath(name)}/snapshots`);
+  if (c.opts.json) printJson(snap !== undefined ? list[0] : list); else out(checkpointTable(list));
+  return 0;
+});
+
+export const restoreVmSnapshot = command('restore-vmsnapshot', 'NAME SNAPSHOT [--json]   (the VM must be Off or Saved)', { json: 'boolean' }, async (c) => {
+  const [vm, snap] = vmAndSnapshot(c, 'restore-vmsnapshot');
+  const v = await c.client.call<VmView>('POST', `${snapshotPath(vm, snap)}/restore`, {});
+  if (c.opts.json) printJson(v); else out(vmTable([v]));
+  return 0;
+});
+
+export const removeVmSnapshot = command('remove-vmsnapshot', 'NAME SNAPSHOT...', {}, async (c) => {
+  const [vm, ...snaps] = c.positional;
+  if (!vm || !snaps.length) throw new UsageError('remove-vmsnapshot: name the VM and at least one checkpoint (hyperts get-vmsnapshot VM lists them)');
+  for (const s of snaps) await c.client.call('DELETE', snapshotPath(vm, s));
+  return 0;
+});
+
+export const renameVmSnapshot = command('rename-vmsnapshot', 'NAME SNAPSHOT NEWNAME [--json]', { json: 'boolean' }, async (c) => {
+  const [vm, snap] = vmAndSnapshot(c, 'rename-vmsnapshot');
+  const newName = c.positional[2];
+  if (newName === undefined) throw new UsageError('rename-vmsnapshot: give the new name');
+  const cp = await c.client.call<CheckpointView>('PATCH', snapshotPath(vm, snap), { name: newName });
+  if (c.opts.json) printJson(cp); else out(checkpointTable([cp]));
+  return 0;
+});
+
 export const stopVm = command('stop-vm', 'NAME... [--turn-off] [--force] [--no-wait] [--timeout SECONDS] [--json]',
   { 'turn-off': 'boolean', force: 'boolean', 'no-wait': 'boolean', timeout: 'string', json: 'boolean', name: 'string' }, async (c) => {
     const body: Record<string, unknown> = { turnOff: c.opts['turn-off'] === true, force: c.opts.force === true, wait: c.opts['no-wait'] !== true };
@@ -303,4 +358,6 @@ export const VM_COMMANDS: Record<string, (args: string[]) => Promise<number>> = 
   'resume-vm': resumeVm, 'restart-vm': restartVm, 'save-vm': saveVm, 'remove-vmsavedstate': removeVmSavedState, 'remove-vm': removeVm, 'get-vmintegrationservice': getVmIntegrationService,
   'enable-vmintegrationservice': enableVmIntegrationService, 'disable-vmintegrationservice': disableVmIntegrationService,
   'get-vmkvp': getVmKvp, 'set-vmkvp': setVmKvp, 'connect-vm': connectVm, 'get-vmhost': getVmHost, 'get-vmevent': getVmEvent,
+  'checkpoint-vm': checkpointVm, 'get-vmsnapshot': getVmSnapshot, 'restore-vmsnapshot': restoreVmSnapshot,
+  'remove-vmsnapshot': removeVmSnapshot, 'rename-vmsnapshot': renameVmSnapshot,
 };

@@ -6,6 +6,7 @@ const ref = (n: string): object => ({ $ref: `#/components/schemas/${n}` });
 const json = (schema: object): object => ({ content: { 'application/json': { schema } } });
 const err = (description: string): object => ({ description, ...json(ref('Error')) });
 const name = { name: 'name', in: 'path', required: true, description: 'VM name (case-insensitive)', schema: { type: 'string' } };
+const snapshot = { name: 'snapshot', in: 'path', required: true, description: 'checkpoint name (case-insensitive) or id', schema: { type: 'string' } };
 const vmResult = { 200: { description: 'the VM after the operation', ...json(ref('VM')) }, 404: err('no such VM'), 409: err('the VM is in a state that does not allow this') };
 const action = (summary: string, extra: object = {}): object => ({ post: { summary, parameters: [name], ...extra, responses: vmResult } });
 
@@ -51,6 +52,15 @@ export function openApiDocument(): object {
           },
         },
         IntegrationService: { type: 'object', properties: { name: { enum: [...IC_NAMES] }, enabled: { type: 'boolean' }, status: { type: ['string', 'null'] }, protocol: { type: ['string', 'null'] } } },
+        Checkpoint: {
+          type: 'object',
+          properties: {
+            id: { type: 'string' }, vmName: { type: 'string' }, name: { type: 'string' }, snapshotType: { const: 'Standard' },
+            creationTime: { type: 'string', format: 'date-time' }, parentSnapshotId: { type: ['string', 'null'] }, parentSnapshotName: { type: ['string', 'null'] },
+            runningState: { type: 'boolean', description: 'holds the guest\'s running state (applying it leaves the VM Saved); false: configuration only (Off)' },
+            current: { type: 'boolean', description: 'the VM\'s current state descends from this checkpoint' }, config: { type: 'object' },
+          },
+        },
         Event: { type: 'object', properties: { seq: { type: 'integer' }, time: { type: 'integer' }, vmId: { type: ['string', 'null'] }, vmName: { type: ['string', 'null'] }, from: { type: ['string', 'null'] }, to: { type: ['string', 'null'] }, message: { type: 'string' } } },
       },
     },
@@ -70,6 +80,20 @@ export function openApiDocument(): object {
       '/vms/{name}/start': action('Start-VM: Off -> Starting -> Running; a Saved VM is restored and continues where it was saved'),
       '/vms/{name}/save': action('Save-VM: Running/Paused -> Saving -> Saved (emulated processor only); the worker ends'),
       '/vms/{name}/saved-state': { delete: { summary: 'Remove-VMSavedState: Saved -> Off, the saved state is discarded', parameters: [name], responses: vmResult } },
+      '/vms/{name}/snapshots': {
+        get: { summary: 'Get-VMSnapshot: the VM\'s checkpoints, oldest first', parameters: [name], responses: { 200: { description: 'checkpoints', ...json({ type: 'array', items: ref('Checkpoint') }) }, 404: err('no such VM') } },
+        post: {
+          summary: 'Checkpoint-VM (standard): Running/Paused VMs keep running (emulated processor), a Saved VM\'s state is copied, an Off VM\'s checkpoint holds its configuration only',
+          parameters: [name], requestBody: { required: false, ...json({ type: 'object', properties: { name: { type: 'string', maxLength: 100, description: 'default "VM - (M/D/YYYY - h:mm:ss AM)"' } } }) },
+          responses: { 201: { description: 'the new checkpoint', ...json(ref('Checkpoint')) }, 400: err('invalid name'), 404: err('no such VM'), 409: err('duplicate name, limit of 50 reached or a state that does not allow it') },
+        },
+      },
+      '/vms/{name}/snapshots/{snapshot}': {
+        get: { summary: 'Get-VMSnapshot NAME SNAPSHOT', parameters: [name, snapshot], responses: { 200: { description: 'the checkpoint', ...json(ref('Checkpoint')) }, 404: err('no such VM or checkpoint') } },
+        patch: { summary: 'Rename-VMSnapshot', parameters: [name, snapshot], requestBody: { required: true, ...json({ type: 'object', required: ['name'], properties: { name: { type: 'string', maxLength: 100 } } }) }, responses: { 200: { description: 'the renamed checkpoint', ...json(ref('Checkpoint')) }, 400: err('invalid name'), 404: err('no such VM or checkpoint'), 409: err('duplicate name') } },
+        delete: { summary: 'Remove-VMSnapshot: deletes the checkpoint and its state file; its children move up to its parent', parameters: [name, snapshot], responses: { 204: { description: 'removed' }, 404: err('no such VM or checkpoint') } },
+      },
+      '/vms/{name}/snapshots/{snapshot}/restore': { post: { summary: 'Restore-VMSnapshot (Apply): the VM must be Off or Saved; it takes the checkpoint\'s configuration and becomes Saved with its state (start-vm resumes there), or Off for a configuration-only checkpoint', parameters: [name, snapshot], responses: { ...vmResult, 404: err('no such VM or checkpoint') } } },
       '/vms/{name}/stop': action('Stop-VM: graceful through the Shutdown integration service; turnOff powers off at once; force turns off when the guest does not comply', {
         requestBody: { required: false, ...json({ type: 'object', properties: { turnOff: { type: 'boolean' }, force: { type: 'boolean' }, wait: { type: 'boolean', description: 'wait for Off (default true)' }, timeoutSeconds: { type: 'number' } } }) },
       }),

@@ -5,13 +5,14 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { cpus, freemem, totalmem, hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { applySettings, defaultConfig, icName, validateName, type VmConfig } from './config.js';
 import { VmmsError, badRequest, conflict, notFound } from './errors.js';
-import { Inventory, type VmEvent, type VmRecord } from './store.js';
+import { Inventory, type CheckpointRecord, type VmEvent, type VmRecord } from './store.js';
 import { ACTIVE_STATES, type VmState } from './states.js';
 import type { FromWorker, ToWorker, WorkerOp, WorkerStartConfig, WorkerStatus } from './worker-protocol.js';
 import { defaultImagePaths } from '../image/builder.js';
@@ -47,6 +48,25 @@ export interface VmView {
   created: string;
   config: VmConfig;
 }
+
+/** Get-VMSnapshot's view of a standard checkpoint. */
+export interface CheckpointView {
+  id: string;
+  vmName: string;
+  name: string;
+  snapshotType: 'Standard';
+  creationTime: string;
+  parentSnapshotId: string | null;
+  parentSnapshotName: string | null;
+  /** True when it holds the guest's running state (applying it gives a Saved VM); false: configuration only (Off). */
+  runningState: boolean;
+  /** The VM's current state descends from this checkpoint (Hyper-V's "Now" marker hangs under it). */
+  current: boolean;
+  config: VmConfig;
+}
+
+/** Hyper-V's limit of checkpoints per VM. */
+export const MAX_CHECKPOINTS = 50;
 
 export interface IntegrationServiceView { name: IcName; enabled: boolean; status: string | null; protocol: string | null }
 
@@ -92,6 +112,8 @@ export class VmmsService extends EventEmitter {
   private hostCache: { at: number; value: unknown } | null = null;
   private closing = false;
   private readonly log: (msg: string) => void;
+  /** Checkpoint names being written right now ("vmId/name" lower case), so two requests cannot take one name. */
+  private readonly checkpointsInFlight = new Set<string>();
 
   constructor(private readonly o: ServiceOptions) {
     super();
@@ -431,6 +453,183 @@ export class VmmsService extends EventEmitter {
     e.lastError = null;
     this.transition(e, 'Off', 'saved state discarded');
     return this.view(e);
+  }
+
+  // ---- checkpoints (standard: configuration plus saved state) ------------------------------------------
+
+  private checkpointDir(e: Entry): string { return join(this.vmDir(e), 'checkpoints'); }
+  private checkpointPath(e: Entry, id: string): string { return join(this.checkpointDir(e), `${id}.vmrs`); }
+
+  private checkpointView(e: Entry, c: CheckpointRecord, all: CheckpointRecord[], current: string | null): CheckpointView {
+    const parent = c.parentId ? all.find((x) => x.id === c.parentId) ?? null : null;
+    return {
+      id: c.id, vmName: e.rec.name, name: c.name, snapshotType: 'Standard', creationTime: new Date(c.created).toISOString(),
+      parentSnapshotId: parent?.id ?? null, parentSnapshotName: parent?.name ?? null, runningState: c.running,
+      current: c.id === current, config: structuredClone(c.config),
+    };
+  }
+
+  private findCheckpoint(e: Entry, snapshot: unknown): CheckpointRecord {
+    if (typeof snapshot !== 'string' || !snapshot) throw badRequest('name the checkpoint (get-vmsnapshot NAME lists them)');
+    const all = this.inventory.checkpoints(e.rec.id);
+    const c = all.find((x) => x.name.toLowerCase() === snapshot.toLowerCase()) ?? all.find((x) => x.id === snapshot);
+    if (!c) throw new VmmsError(404, 'SnapshotNotFound', `VM '${e.rec.name}' has no checkpoint named '${snapshot}' (list them with 'hyperts get-vmsnapshot ${e.rec.name}')`);
+    return c;
+  }
+
+  private checkpointName(e: Entry, v: unknown): string {
+    if (typeof v !== 'string' || !v.trim() || v.length > 100 || /[\x00-\x1f\x7f]/.test(v)) {
+      throw badRequest(`invalid checkpoint name ${JSON.stringify(v)}: use 1-100 printable characters`);
+    }
+    const taken = this.inventory.checkpoints(e.rec.id).some((c) => c.name.toLowerCase() === v.toLowerCase()) ||
+      this.checkpointsInFlight.has(`${e.rec.id}/${v.toLowerCase()}`);
+    if (taken) throw new VmmsError(409, 'DuplicateName', `VM '${e.rec.name}' already has a checkpoint named '${v}' (pick another name, or rename-vmsnapshot ${e.rec.name} '${v}' NEWNAME)`);
+    return v;
+  }
+
+  /** Hyper-V's default: "NAME - (M/D/YYYY - h:mm:ss AM)", with " (2)"... when one second saw several. */
+  private defaultCheckpointName(e: Entry, at: Date): string {
+    const h = at.getHours();
+    const stamp = `${at.getMonth() + 1}/${at.getDate()}/${at.getFullYear()} - ${h % 12 || 12}:${String(at.getMinutes()).padStart(2, '0')}:${String(at.getSeconds()).padStart(2, '0')} ${h < 12 ? 'AM' : 'PM'}`;
+    const base = `${e.rec.name} - (${stamp})`;
+    const used = new Set(this.inventory.checkpoints(e.rec.id).map((c) => c.name.toLowerCase()));
+    for (const k of this.checkpointsInFlight) if (k.startsWith(`${e.rec.id}/`)) used.add(k.slice(e.rec.id.length + 1));
+    for (let i = 1; ; i++) {
+      const n = i === 1 ? base : `${base} (${i})`;
+      if (!used.has(n.toLowerCase())) return n;
+    }
+  }
+
+  /** Get-VMSnapshot: the VM's checkpoints, oldest first. */
+  checkpoints(name: string): CheckpointView[] {
+    const e = this.entry(name);
+    const all = this.inventory.checkpoints(e.rec.id);
+    const current = this.inventory.currentCheckpoint(e.rec.id);
+    return all.map((c) => this.checkpointView(e, c, all, current));
+  }
+
+  getCheckpoint(name: string, snapshot: string): CheckpointView {
+    const e = this.entry(name);
+    const c = this.findCheckpoint(e, snapshot);
+    return this.checkpointView(e, c, this.inventory.checkpoints(e.rec.id), this.inventory.currentCheckpoint(e.rec.id));
+  }
+
+  /**
+   * Checkpoint-VM (standard checkpoint). Running or Paused: the worker writes a saved-state file without
+   * stopping the guest (paused at an instruction boundary only while it writes). Saved: the saved state is
+   * copied. Off: the configuration alone. The VM's state does not change.
+   */
+  async checkpoint(name: string, snapshotName?: unknown): Promise<CheckpointView> {
+    const e = this.entry(name);
+    this.requireState(e, ['Off', 'Running', 'Paused', 'Saved'], 'checkpoint', 'wait until it is Running, Paused, Saved or Off');
+    if (this.inventory.checkpoints(e.rec.id).length >= MAX_CHECKPOINTS) {
+      throw conflict(`cannot checkpoint VM '${e.rec.name}': it already has ${MAX_CHECKPOINTS} checkpoints, the limit (remove-vmsnapshot ${e.rec.name} SNAPSHOT first)`);
+    }
+    const created = new Date();
+    const cpName = snapshotName === undefined || snapshotName === null ? this.defaultCheckpointName(e, created) : this.checkpointName(e, snapshotName);
+    const from = e.rec.state;
+    const rt = e.rt;
+    if ((from === 'Running' || from === 'Paused') && rt?.backend === 'kvm') {
+      throw conflict(`cannot checkpoint VM '${e.rec.name}' while it runs: checkpoints with running state need the emulated processor, and this VM runs on kvm ` +
+        `(stop-vm ${e.rec.name} and checkpoint it while Off, or set-vm ${e.rec.name} --processor emulated while it is off)`);
+    }
+    const id = randomUUID();
+    const path = this.checkpointPath(e, id);
+    const config = structuredClone(e.rec.config);
+    const key = `${e.rec.id}/${cpName.toLowerCase()}`;
+    this.checkpointsInFlight.add(key);
+    try {
+      let running = false;
+      if (from === 'Running' || from === 'Paused') {
+        mkdirSync(this.checkpointDir(e), { recursive: true, mode: 0o700 });
+        try {
+          await this.request(e, { op: 'checkpoint', path }, 10 * 60_000);
+        } catch (err) {
+          rmSync(path, { force: true });
+          throw conflict(`cannot checkpoint VM '${e.rec.name}': ${(err as Error).message}`);
+        }
+        running = true;
+      } else if (from === 'Saved') {
+        const saved = this.savedStatePath(e);
+        if (!existsSync(saved)) throw conflict(`cannot checkpoint VM '${e.rec.name}': its saved-state file ${saved} is missing (remove-vmsavedstate ${e.rec.name}, then checkpoint it while Off)`);
+        mkdirSync(this.checkpointDir(e), { recursive: true, mode: 0o700 });
+        copyFileSync(saved, path);
+        running = true;
+      }
+      if (!this.entries.has(e.rec.id)) { rmSync(path, { force: true }); throw notFound(name); }
+      const parentId = this.inventory.currentCheckpoint(e.rec.id);
+      const rec = this.inventory.transaction(() => {
+        const r = this.inventory.insertCheckpoint({ id, vmId: e.rec.id, name: cpName, created: created.getTime(), parentId, running, config });
+        this.inventory.setCurrentCheckpoint(e.rec.id, id);
+        return r;
+      });
+      this.record(e, null, null, `checkpoint '${cpName}' created (${running ? `with the ${from === 'Saved' ? 'saved' : 'running'} state` : 'configuration only: the VM was off'})`);
+      this.changed(e);
+      return this.checkpointView(e, rec, this.inventory.checkpoints(e.rec.id), id);
+    } finally {
+      this.checkpointsInFlight.delete(key);
+    }
+  }
+
+  /**
+   * Restore-VMSnapshot (Apply): the VM must be Off or Saved. Its configuration becomes the checkpoint's
+   * (the VM keeps its name); a checkpoint with running state leaves the VM Saved with that state, so start-vm
+   * resumes the guest where the checkpoint was taken; a configuration-only one leaves it Off. The VM's
+   * previous saved state is discarded.
+   */
+  restoreCheckpoint(name: string, snapshot: string): VmView {
+    const e = this.entry(name);
+    const c = this.findCheckpoint(e, snapshot);
+    this.requireState(e, ['Off', 'Saved'], `apply checkpoint '${c.name}' to`,
+      e.rec.state === 'Running' || e.rec.state === 'Paused' ? `stop-vm ${e.rec.name} or save-vm ${e.rec.name} first` : 'wait until it is Off or Saved');
+    const src = this.checkpointPath(e, c.id);
+    if (c.running && !existsSync(src)) {
+      throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': its state file ${src} is missing (remove-vmsnapshot ${e.rec.name} '${c.name}' deletes the broken checkpoint)`);
+    }
+    const saved = this.savedStatePath(e);
+    if (c.running) {
+      mkdirSync(this.vmDir(e), { recursive: true, mode: 0o700 });
+      // Through a temporary file, so a failed copy leaves the previous saved state as it was.
+      const tmp = `${saved}.tmp-apply`;
+      try { copyFileSync(src, tmp); } catch (err) { rmSync(tmp, { force: true }); throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': ${(err as Error).message}`); }
+      renameSync(tmp, saved);
+    } else {
+      rmSync(saved, { force: true });
+    }
+    const config: VmConfig = { ...structuredClone(c.config), name: e.rec.name };
+    e.rec.config = config;
+    this.inventory.updateConfig(e.rec.id, config);
+    this.inventory.setCurrentCheckpoint(e.rec.id, c.id);
+    e.lastError = null;
+    const to: VmState = c.running ? 'Saved' : 'Off';
+    this.transition(e, to, `checkpoint '${c.name}' applied${c.running ? ': start-vm resumes the guest where the checkpoint was taken' : ' (configuration only)'}`);
+    return this.view(e);
+  }
+
+  /** Remove-VMSnapshot: deletes one checkpoint (file and record); its children move up to its parent. */
+  removeCheckpoint(name: string, snapshot: string): void {
+    const e = this.entry(name);
+    const c = this.findCheckpoint(e, snapshot);
+    this.inventory.removeCheckpoint(c.id);
+    rmSync(this.checkpointPath(e, c.id), { force: true });
+    this.record(e, null, null, `checkpoint '${c.name}' removed`);
+    this.changed(e);
+  }
+
+  /** Rename-VMSnapshot. */
+  renameCheckpoint(name: string, snapshot: string, newName: unknown): CheckpointView {
+    const e = this.entry(name);
+    const c = this.findCheckpoint(e, snapshot);
+    if (typeof newName === 'string' && newName.toLowerCase() === c.name.toLowerCase() && newName !== c.name) {
+      // Only the case changes: not a clash with itself.
+    } else if (newName !== c.name) this.checkpointName(e, newName);
+    const n = newName as string;
+    if (n !== c.name) {
+      this.inventory.renameCheckpoint(c.id, n);
+      this.record(e, null, null, `checkpoint '${c.name}' renamed to '${n}'`);
+      this.changed(e);
+    }
+    return this.getCheckpoint(name, c.id);
   }
 
   private async turnOff(e: Entry, reason: string): Promise<void> {

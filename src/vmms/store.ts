@@ -8,9 +8,16 @@ import type { VmConfig } from './config.js';
 import type { VmState } from './states.js';
 
 export interface VmRecord { id: string; name: string; config: VmConfig; state: VmState; created: number }
+/** A standard checkpoint: the VM's configuration, plus its saved state when it was Running, Paused or Saved. */
+export interface CheckpointRecord {
+  id: string; vmId: string; name: string; created: number; parentId: string | null;
+  /** True when the checkpoint holds the guest's running state (a saved-state file), false for configuration only. */
+  running: boolean; config: VmConfig;
+}
 export interface VmEvent { seq: number; time: number; vmId: string | null; vmName: string | null; from: string | null; to: string | null; message: string }
 
 interface VmRow { id: string; name: string; config: string; state: string; created: number }
+interface CheckpointRow { id: string; vm_id: string; name: string; created: number; parent_id: string | null; running: number; config: string }
 interface EventRow { seq: number; time: number; vm_id: string | null; vm_name: string | null; from_state: string | null; to_state: string | null; message: string }
 
 export class Inventory {
@@ -26,7 +33,11 @@ export class Inventory {
       CREATE TABLE IF NOT EXISTS events (
         seq INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, vm_id TEXT, vm_name TEXT,
         from_state TEXT, to_state TEXT, message TEXT NOT NULL);
-      CREATE INDEX IF NOT EXISTS events_vm ON events (vm_id, seq);`);
+      CREATE INDEX IF NOT EXISTS events_vm ON events (vm_id, seq);
+      CREATE TABLE IF NOT EXISTS checkpoints (
+        id TEXT PRIMARY KEY, vm_id TEXT NOT NULL, name TEXT NOT NULL COLLATE NOCASE, created INTEGER NOT NULL,
+        parent_id TEXT, running INTEGER NOT NULL, config TEXT NOT NULL, UNIQUE (vm_id, name));
+      CREATE TABLE IF NOT EXISTS current_checkpoint (vm_id TEXT PRIMARY KEY, checkpoint_id TEXT NOT NULL);`);
   }
 
   list(): VmRecord[] {
@@ -54,7 +65,51 @@ export class Inventory {
   }
 
   remove(id: string): void {
-    this.db.prepare('DELETE FROM vms WHERE id = ?').run(id);
+    this.transaction(() => {
+      this.db.prepare('DELETE FROM vms WHERE id = ?').run(id);
+      this.db.prepare('DELETE FROM checkpoints WHERE vm_id = ?').run(id);
+      this.db.prepare('DELETE FROM current_checkpoint WHERE vm_id = ?').run(id);
+    });
+  }
+
+  // ---- checkpoints -------------------------------------------------------------------------------------
+
+  /** A VM's checkpoints, oldest first. */
+  checkpoints(vmId: string): CheckpointRecord[] {
+    return (this.db.prepare('SELECT * FROM checkpoints WHERE vm_id = ? ORDER BY created, rowid').all(vmId) as CheckpointRow[]).map(checkpointFromRow);
+  }
+
+  insertCheckpoint(rec: CheckpointRecord): CheckpointRecord {
+    this.db.prepare('INSERT INTO checkpoints (id, vm_id, name, created, parent_id, running, config) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(rec.id, rec.vmId, rec.name, rec.created, rec.parentId, rec.running ? 1 : 0, JSON.stringify(rec.config));
+    return rec;
+  }
+
+  renameCheckpoint(id: string, name: string): void {
+    this.db.prepare('UPDATE checkpoints SET name = ? WHERE id = ?').run(name, id);
+  }
+
+  /** Deletes one checkpoint; its children hang from its parent from then on (Hyper-V's Delete Checkpoint). */
+  removeCheckpoint(id: string): void {
+    this.transaction(() => {
+      const r = this.db.prepare('SELECT parent_id, vm_id FROM checkpoints WHERE id = ?').get(id) as { parent_id: string | null; vm_id: string } | undefined;
+      if (!r) return;
+      this.db.prepare('UPDATE checkpoints SET parent_id = ? WHERE parent_id = ?').run(r.parent_id, id);
+      if (r.parent_id) this.db.prepare('UPDATE current_checkpoint SET checkpoint_id = ? WHERE checkpoint_id = ?').run(r.parent_id, id);
+      else this.db.prepare('DELETE FROM current_checkpoint WHERE checkpoint_id = ?').run(id);
+      this.db.prepare('DELETE FROM checkpoints WHERE id = ?').run(id);
+    });
+  }
+
+  /** The checkpoint the VM's current state descends from (the parent of its next checkpoint). */
+  currentCheckpoint(vmId: string): string | null {
+    const r = this.db.prepare('SELECT checkpoint_id FROM current_checkpoint WHERE vm_id = ?').get(vmId) as { checkpoint_id: string } | undefined;
+    return r?.checkpoint_id ?? null;
+  }
+
+  setCurrentCheckpoint(vmId: string, checkpointId: string): void {
+    this.db.prepare('INSERT INTO current_checkpoint (vm_id, checkpoint_id) VALUES (?, ?) ON CONFLICT (vm_id) DO UPDATE SET checkpoint_id = excluded.checkpoint_id')
+      .run(vmId, checkpointId);
   }
 
   addEvent(e: Omit<VmEvent, 'seq' | 'time'>): VmEvent {
@@ -76,6 +131,10 @@ export class Inventory {
   transaction<T>(fn: () => T): T { return this.db.transaction(fn)(); }
 
   close(): void { this.db.close(); }
+}
+
+function checkpointFromRow(r: CheckpointRow): CheckpointRecord {
+  return { id: r.id, vmId: r.vm_id, name: r.name, created: r.created, parentId: r.parent_id, running: r.running !== 0, config: JSON.parse(r.config) as VmConfig };
 }
 
 function fromRow(r: VmRow): VmRecord {

@@ -26,7 +26,10 @@ export type WorkerOp =
   | { op: 'kvpSet'; key: string; value: string }
   | { op: 'kvpRemove'; key: string }
   /** Save-VM: pause, write the saved-state file to `path`, stay paused (the service then turns the worker off). */
-  | { op: 'save'; path: string };
+  | { op: 'save'; path: string }
+  /** Checkpoint-VM: pause at an instruction boundary, write the saved-state file to `path`, then carry on
+   *  as before (a paused VM stays paused). */
+  | { op: 'checkpoint'; path: string };
 
 export type ToWorker =
   | { t: 'start'; config: WorkerStartConfig }

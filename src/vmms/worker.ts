@@ -103,6 +103,17 @@ async function handle(r: WorkerOp): Promise<unknown> {
         throw e;
       }
     }
+    case 'checkpoint': {
+      const wasPaused = vm.isPaused;
+      vm.pause();
+      try {
+        const bytes = vm.saveState();
+        writeSavedStateFile(r.path, bytes);
+        return { bytes: bytes.length };
+      } finally {
+        if (!wasPaused) vm.resume();
+      }
+    }
   }
 }
 
