@@ -587,6 +587,7 @@ export class VmmsService extends EventEmitter {
       throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': its state file ${src} is missing (remove-vmsnapshot ${e.rec.name} '${c.name}' deletes the broken checkpoint)`);
     }
     const saved = this.savedStatePath(e);
+    const hadSavedState = e.rec.state === 'Saved';
     if (c.running) {
       mkdirSync(this.vmDir(e), { recursive: true, mode: 0o700 });
       // Through a temporary file, so a failed copy leaves the previous saved state as it was.
@@ -602,7 +603,8 @@ export class VmmsService extends EventEmitter {
     this.inventory.setCurrentCheckpoint(e.rec.id, c.id);
     e.lastError = null;
     const to: VmState = c.running ? 'Saved' : 'Off';
-    this.transition(e, to, `checkpoint '${c.name}' applied${c.running ? ': start-vm resumes the guest where the checkpoint was taken' : ' (configuration only)'}`);
+    this.transition(e, to, `checkpoint '${c.name}' applied${c.running ? ': start-vm resumes the guest where the checkpoint was taken' : ' (configuration only)'}` +
+      (hadSavedState ? '; the previous saved state was discarded' : ''));
     return this.view(e);
   }
 
