@@ -173,6 +173,12 @@ test('rename and remove: children move up to the removed one\'s parent; remove-v
   assert.deepEqual(left.map((s) => [s.name, s.parentSnapshotName]), [['a', null], ['c', 'a']]);
   assert.deepEqual(readdirSync(dir), [`${c.id}.vmrs`]);
 
+  // Applying a configuration-only checkpoint to a Saved VM discards its saved state: Off.
+  const savedFile = join(f.service.vmDirectory('cr'), 'saved-state.vmrs');
+  assert.ok(existsSync(savedFile));
+  assert.equal((await restore('cr', 'a')).state, 'Off');
+  assert.ok(!existsSync(savedFile));
+  assert.ok((await snaps('cr')).find((s) => s.name === 'a')!.current);
   const vmDir = f.service.vmDirectory('cr');
   await f.client.call('DELETE', '/vms/cr');
   assert.ok(!existsSync(vmDir));
