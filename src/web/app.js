@@ -24,6 +24,7 @@ let selected = null;
 let tab = 'summary';
 let ics = null;
 let events = null;
+let snapshots = null;
 
 async function api(method, path, body) {
   const headers = { accept: 'application/json' };
@@ -103,6 +104,7 @@ const ENABLED = {
   pause: (s) => s === 'Running',
   resume: (s) => s === 'Paused',
   save: (s) => s === 'Running' || s === 'Paused',
+  checkpoint: (s) => s === 'Off' || s === 'Running' || s === 'Paused' || s === 'Saved',
   reset: (s) => s === 'Running' || s === 'Paused',
   delete: (s) => s === 'Off' || s === 'Saved',
 };
@@ -132,6 +134,7 @@ async function act(action) {
       case 'pause': await api('POST', `${path}/suspend`, {}); break;
       case 'resume': await api('POST', `${path}/resume`, {}); break;
       case 'save': await api('POST', `${path}/save`, {}); break;
+      case 'checkpoint': await api('POST', `${path}/snapshots`, {}); tab = 'checkpoints'; break;
       case 'reset': await api('POST', `${path}/restart`, {}); break;
       case 'delete':
         if (!confirm(`Delete ${v.name}? Its configuration is removed from the inventory.`)) return;
@@ -191,6 +194,28 @@ function renderDetails() {
       ['IP addresses', v.ipAddresses.join(', ') || (v.state === 'Running' ? 'not reported by the guest (KVP)' : '')],
       ['OS name (KVP)', v.osName ?? ''], ['OS version (KVP)', v.osVersion ?? ''],
     ]));
+  } else if (tab === 'checkpoints') {
+    const path = `/vms/${encodeURIComponent(v.name)}/snapshots`;
+    const run = (p) => p.then(() => refreshDetails(), (e) => showError(e.message));
+    const button = (text, onclick) => el('button', { textContent: text, onclick });
+    const rows = (snapshots ?? []).map((s) => el('tr', {},
+      el('td', { textContent: `${s.name}${s.current ? '  ◂ Now' : ''}` }),
+      el('td', { textContent: new Date(s.creationTime).toLocaleString() }),
+      el('td', { textContent: s.parentSnapshotName ?? '' }),
+      el('td', { textContent: s.runningState ? 'Running state' : 'Configuration only' }),
+      el('td', {},
+        button('Apply', () => {
+          if (!confirm(`Apply checkpoint '${s.name}' to ${v.name}? The VM's current state is lost (it must be Off or Saved).`)) return;
+          run(api('POST', `${path}/${encodeURIComponent(s.id)}/restore`, {}));
+        }),
+        button('Rename...', () => {
+          const n = prompt(`New name of checkpoint '${s.name}'`, s.name);
+          if (n !== null && n !== s.name) run(api('PATCH', `${path}/${encodeURIComponent(s.id)}`, { name: n }));
+        }),
+        button('Delete...', () => { if (confirm(`Delete checkpoint '${s.name}'?`)) run(api('DELETE', `${path}/${encodeURIComponent(s.id)}`)); }))));
+    body.replaceChildren(el('table', { id: 'checkpoint-table' },
+      el('thead', {}, el('tr', {}, ...['Checkpoint', 'Created', 'Parent', 'Holds', ''].map((h) => el('th', { textContent: h })))),
+      el('tbody', {}, ...rows)));
   } else if (tab === 'events') {
     body.replaceChildren(el('table', {}, el('tbody', {}, ...(events ?? []).slice().reverse().map((e) => el('tr', {},
       el('td', { textContent: new Date(e.time).toLocaleTimeString() }),
@@ -206,6 +231,7 @@ async function refreshDetails() {
   try {
     if (tab === 'ics') ics = await api('GET', `${path}/integration-services`);
     if (tab === 'events') events = await api('GET', `${path}/events?limit=50`);
+    if (tab === 'checkpoints') snapshots = await api('GET', `${path}/snapshots`);
   } catch (e) { /* the VM may just have been removed */ }
   renderDetails();
 }
@@ -280,7 +306,7 @@ function connectLive() {
   ws.onmessage = (m) => {
     const msg = JSON.parse(m.data);
     if (msg.type === 'vms') { vms = msg.vms; renderList(); }
-    if (msg.type === 'event' && msg.event.vmName === selected && tab === 'events') refreshDetails();
+    if (msg.type === 'event' && msg.event.vmName === selected && (tab === 'events' || tab === 'checkpoints')) refreshDetails();
     if (msg.type === 'event' && msg.event.to && msg.event.vmName === selected && tab === 'ics') refreshDetails();
   };
   ws.onclose = () => { $('#conn').textContent = 'disconnected: retrying...'; setTimeout(connectLive, 2000); };
