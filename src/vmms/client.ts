@@ -15,7 +15,7 @@ export class VmmsClient {
 
   private where(): string { return this.target.url ?? `unix socket ${this.target.socketPath}`; }
 
-  call<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+  call<T = unknown>(method: string, path: string, body?: unknown, retried = false): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const headers: Record<string, string> = { accept: 'application/json' };
     if (payload) { headers['content-type'] = 'application/json'; headers['content-length'] = String(payload.length); }
@@ -41,6 +41,12 @@ export class VmmsClient {
         });
       });
       req.on('error', (err: NodeJS.ErrnoException) => {
+        // A kept-alive connection the service closed (e.g. it restarted) fails on first use: the request never
+        // reached it, so send it once more on a fresh connection.
+        if (req.reusedSocket && !retried && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+          this.call<T>(method, path, body, true).then(resolve, reject);
+          return;
+        }
         if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
           reject(new ApiError(0, 'ServiceUnavailable', `the management service is not running (no answer on ${this.where()}): start it with 'hyperts serve &'`));
         } else reject(new ApiError(0, 'ConnectionError', `cannot reach the management service on ${this.where()}: ${err.message}`));

@@ -5,7 +5,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { cpus, freemem, totalmem, hostname } from 'node:os';
 import { join } from 'node:path';
@@ -128,6 +128,7 @@ export class VmmsService extends EventEmitter {
       if (rec.state !== 'Off' && rec.state !== 'Saved') {
         this.transition(e, 'Off', 'the management service restarted and the VM\'s worker process was gone');
       }
+      this.sweepUnfinishedFiles(e);
     }
     this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `management service started (data directory ${o.dataDir})` });
     this.metricsTimer = setInterval(() => this.sampleMetrics(), 1000);
@@ -458,6 +459,23 @@ export class VmmsService extends EventEmitter {
   // ---- checkpoints (standard: configuration plus saved state) ------------------------------------------
 
   private checkpointDir(e: Entry): string { return join(this.vmDir(e), 'checkpoints'); }
+
+  /**
+   * A service that died while a state file was being written leaves a temporary file, or a checkpoint file the
+   * inventory never recorded. Both are garbage (possibly GBs of guest memory): removed when the service starts.
+   */
+  private sweepUnfinishedFiles(e: Entry): void {
+    const known = new Set(this.inventory.checkpoints(e.rec.id).map((c) => `${c.id}.vmrs`));
+    const removed: string[] = [];
+    const sweep = (dir: string, keep: (f: string) => boolean): void => {
+      let files: string[];
+      try { files = readdirSync(dir); } catch { return; }
+      for (const f of files) if (!keep(f)) { rmSync(join(dir, f), { force: true }); removed.push(f); }
+    };
+    sweep(this.vmDir(e), (f) => !/\.vmrs\.tmp-\d+$/.test(f));
+    sweep(this.checkpointDir(e), (f) => known.has(f));
+    if (removed.length) this.record(e, null, null, `removed ${removed.length} unfinished state file(s) left by an interrupted save or checkpoint`);
+  }
   private checkpointPath(e: Entry, id: string): string { return join(this.checkpointDir(e), `${id}.vmrs`); }
 
   private checkpointView(e: Entry, c: CheckpointRecord, all: CheckpointRecord[], current: string | null): CheckpointView {

@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiError } from '../../src/vmms/client.js';
@@ -224,3 +224,35 @@ test('CLI: checkpoint-vm, get-vmsnapshot, rename-vmsnapshot, restore-vmsnapshot,
   r = await hyperts('checkpoint-vm');
   assert.equal(r.code, 2);
 });
+
+test('a restarted service removes state files an interrupted save or checkpoint left behind, and keeps the rest', async () => {
+  const g = await startService();
+  let vmDir: string, cpFile: string;
+  try {
+    await g.client.call('POST', '/vms', testVm('sweep'));
+    const cp = await g.client.call<CheckpointView>('POST', '/vms/sweep/snapshots', { name: 'kept' });
+    vmDir = g.service.vmDirectory('sweep');
+    // Stand-ins: a recorded checkpoint's file, and what a crash mid-write leaves (temporary and unrecorded files).
+    mkdirSync(join(vmDir, 'checkpoints'), { recursive: true });
+    cpFile = join(vmDir, 'checkpoints', `${cp.id}.vmrs`);
+    writeFileSync(cpFile, 'recorded');
+    writeFileSync(join(vmDir, 'checkpoints', 'never-recorded.vmrs'), 'x');
+    writeFileSync(join(vmDir, 'checkpoints', `${cp.id}.vmrs.tmp-4242`), 'x');
+    writeFileSync(join(vmDir, 'saved-state.vmrs.tmp-4242'), 'x');
+    writeFileSync(join(vmDir, 'notes.txt'), 'not ours to remove');
+  } finally {
+    await g.close();
+  }
+  const h = await startService(g.dir);
+  try {
+    assert.deepEqual(readdirSync(join(vmDir, 'checkpoints')), [`${cp0(cpFile)}`]);
+    assert.deepEqual(readdirSync(vmDir).sort(), ['checkpoints', 'notes.txt']);
+    const events = await h.client.call<VmEvent[]>('GET', '/vms/sweep/events');
+    assert.ok(events.some((e) => /removed 3 unfinished state file/.test(e.message)), JSON.stringify(events.map((e) => e.message)));
+    assert.deepEqual((await h.client.call<CheckpointView[]>('GET', '/vms/sweep/snapshots')).map((s) => s.name), ['kept']);
+  } finally {
+    await h.close();
+  }
+});
+
+function cp0(path: string): string { return path.slice(path.lastIndexOf('/') + 1); }
