@@ -64,6 +64,24 @@ function refreshKvp(): void {
     .finally(() => { kvpBusy = false; });
 }
 
+/**
+ * Writes the guest's state to `path`, paused at an instruction boundary. A checkpoint (`keepRunning`) lets a
+ * running guest carry on afterwards; a save leaves it paused, since the worker ends, unless writing failed.
+ */
+function writeState(vm: Partition, path: string, keepRunning: boolean): { bytes: number } {
+  const wasPaused = vm.isPaused;
+  vm.pause();
+  let ok = false;
+  try {
+    const bytes = vm.saveState();
+    writeSavedStateFile(path, bytes);
+    ok = true;
+    return { bytes: bytes.length };
+  } finally {
+    if (!wasPaused && (keepRunning || !ok)) vm.resume();
+  }
+}
+
 async function handle(r: WorkerOp): Promise<unknown> {
   if (!vm) throw new Error('the VM is not running yet');
   const ics = vm.hyperv.ics;
@@ -91,29 +109,8 @@ async function handle(r: WorkerOp): Promise<unknown> {
     }
     case 'kvpSet': await needIcs().kvp.setHostKey(r.key, r.value); return null;
     case 'kvpRemove': await needIcs().kvp.removeHostKey(r.key); return null;
-    case 'save': {
-      const wasPaused = vm.isPaused;
-      vm.pause();
-      try {
-        const bytes = vm.saveState();
-        writeSavedStateFile(r.path, bytes);
-        return { bytes: bytes.length };
-      } catch (e) {
-        if (!wasPaused) vm.resume();
-        throw e;
-      }
-    }
-    case 'checkpoint': {
-      const wasPaused = vm.isPaused;
-      vm.pause();
-      try {
-        const bytes = vm.saveState();
-        writeSavedStateFile(r.path, bytes);
-        return { bytes: bytes.length };
-      } finally {
-        if (!wasPaused) vm.resume();
-      }
-    }
+    case 'save': return writeState(vm, r.path, false);
+    case 'checkpoint': return writeState(vm, r.path, true);
   }
 }
 
