@@ -4,9 +4,10 @@
  * and stores each count in a 4096-entry table (table[count % 4096] = count) so tests can check its memory.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { assembleMultiboot32, haveBinutils } from './multiboot-kernel.js';
 
 const SOURCE = `
 .section .multiboot, "a"
@@ -112,11 +113,7 @@ table: .skip 4096*4
 stack_top:
 `;
 
-const LINKER = 'ENTRY(_start)\nSECTIONS { . = 0x100000; .multiboot : { *(.multiboot) } .text : { *(.text) } .data : { *(.data) } .bss : { *(.bss) } }\n';
-
-export function haveBinutils(): boolean {
-  return spawnSync('as', ['--version']).status === 0 && spawnSync('ld', ['--version']).status === 0;
-}
+export { haveBinutils };
 
 let dir: string | null = null;
 process.on('exit', () => { if (dir) rmSync(dir, { recursive: true, force: true }); });
@@ -124,18 +121,15 @@ process.on('exit', () => { if (dir) rmSync(dir, { recursive: true, force: true }
 /** Builds the counter kernel once per process; returns the ELF path and the guest address of `table`. */
 export function counterKernel(): { path: string; table: number } {
   dir ??= mkdtempSync(join(tmpdir(), 'hyperts-saved-'));
-  const out = join(dir, 'counter.elf');
-  if (!existsSync(out)) {
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'k.s'), SOURCE);
-    writeFileSync(join(dir, 'k.ld'), LINKER);
-    const as = spawnSync('as', ['--32', '-o', join(dir, 'k.o'), join(dir, 'k.s')]);
-    if (as.status !== 0) throw new Error(`as failed: ${as.stderr}`);
-    const ld = spawnSync('ld', ['-m', 'elf_i386', '-T', join(dir, 'k.ld'), '-o', out, join(dir, 'k.o')]);
-    if (ld.status !== 0) throw new Error(`ld failed: ${ld.stderr}`);
-  }
+  const out = assembleMultiboot32(dir, 'counter.elf', SOURCE);
   const nm = spawnSync('nm', [out], { encoding: 'utf8' });
   const m = /^([0-9a-f]+) [bB] table$/m.exec(nm.stdout);
   if (!m) throw new Error('table symbol not found');
   return { path: out, table: parseInt(m[1], 16) };
 }
+
+/** The counter kernel's console lines, in order. */
+export const counterSteps = (s: string): Array<{ n: number; t: number }> =>
+  [...s.matchAll(/n=(\d+) t=(\d+)\n/g)].map((m) => ({ n: Number(m[1]), t: Number(m[2]) }));
+/** Just the counts of those lines. */
+export const counterCounts = (s: string): number[] => counterSteps(s).map((x) => x.n);

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Partition, type PartitionConfig, type PartitionExit } from '../../src/platform/partition.js';
 import { decodeSavedState, encodeSavedState, SavedStateError } from '../../src/platform/saved-state.js';
-import { counterKernel, haveBinutils } from './saved-state-kernel.js';
+import { counterKernel, counterSteps, haveBinutils } from './saved-state-kernel.js';
 
 const skip = haveBinutils() ? false : 'needs binutils (as, ld)';
 
@@ -24,15 +24,13 @@ async function runUntil(p: Partition, out: string[], done: (s: string) => boolea
   return { exit }; // wrapped: an async function would otherwise wait for the partition to exit
 }
 
-const lines = (s: string): Array<{ n: number; t: number }> =>
-  [...s.matchAll(/n=(\d+) t=(\d+)\n/g)].map((m) => ({ n: Number(m[1]), t: Number(m[2]) }));
 
 /** Saves a partition mid-computation; returns the file bytes and the output printed before the save. */
 async function saveMidway(clockMode: 'icount' | 'realtime' | 'warp'): Promise<{ file: Buffer; before: string; kernel: string; table: number }> {
   const { path, table } = counterKernel();
   const out: string[] = [];
   const p = await Partition.create(config(path, clockMode, out));
-  const { exit } = await runUntil(p, out, (s) => lines(s).length >= 40);
+  const { exit } = await runUntil(p, out, (s) => counterSteps(s).length >= 40);
   p.pause();
   const file = p.saveState();
   p.turnOff('saved');
@@ -49,14 +47,14 @@ for (const mode of ['icount', 'realtime'] as const) {
     // The uptime base carries over (exactly, when nothing has run yet and time counts instructions).
     if (mode === 'icount') assert.equal(p.clock.now(), saved.info.virtualTimeNs);
     else assert.ok(p.clock.now() >= saved.info.virtualTimeNs);
-    const beforeLines = lines(before);
+    const beforeLines = counterSteps(before);
     const last = beforeLines[beforeLines.length - 1];
-    const { exit } = await runUntil(p, out, (s) => lines(before + s).length >= beforeLines.length + 30);
+    const { exit } = await runUntil(p, out, (s) => counterSteps(before + s).length >= beforeLines.length + 30);
     p.turnOff('test done');
     await exit;
     // Joined, the two outputs are one unbroken count: the guest neither restarted nor skipped a step
     // (a line cut by the save is finished by the restored guest).
-    const all = lines(before + out.join(''));
+    const all = counterSteps(before + out.join(''));
     assert.equal(all[0].n, 1);
     all.forEach((l, i) => assert.equal(l.n, i + 1, `line ${i + 1} of the joined output says n=${l.n}`));
     assert.ok(!/n=1 /.test(out.join('')), 'the restored guest did not start over');

@@ -10,12 +10,11 @@ import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ApiError } from '../../src/vmms/client.js';
 import type { CheckpointView, VmView } from '../../src/vmms/service.js';
 import type { VmEvent } from '../../src/vmms/store.js';
 import { readSavedStateFile } from '../../src/platform/saved-state.js';
-import { counterKernel, haveBinutils } from '../platform/saved-state-kernel.js';
-import { openConsole, startService, testVm, waitFor, type Fixture } from './helpers.js';
+import { counterCounts, counterKernel, haveBinutils } from '../platform/saved-state-kernel.js';
+import { openConsole, rejects, startService, testVm, waitFor, type Fixture } from './helpers.js';
 
 const skip = !haveBinutils() && 'binutils (as, ld) not installed';
 let f: Fixture;
@@ -29,17 +28,6 @@ const checkpoint = (name: string, body: unknown = {}): Promise<CheckpointView> =
 const snapPath = (name: string, s: string): string => `/vms/${name}/snapshots/${encodeURIComponent(s)}`;
 const restore = (name: string, s: string): Promise<VmView> => f.client.call<VmView>('POST', `${snapPath(name, s)}/restore`, {});
 
-async function rejects(p: Promise<unknown>, status: number, re: RegExp): Promise<void> {
-  try { await p; } catch (e) {
-    assert.ok(e instanceof ApiError, `expected an API error, got ${e}`);
-    assert.equal(e.status, status, e.message);
-    assert.match(e.message, re);
-    return;
-  }
-  assert.fail(`expected HTTP ${status}`);
-}
-
-const counts = (s: string): number[] => [...s.matchAll(/n=(\d+) t=\d+\n/g)].map((m) => Number(m[1]));
 const unbroken = (all: number[], first: number, what: string): void =>
   all.forEach((n, i) => assert.equal(n, first + i, `${what}: line ${i + 1} says n=${n}, expected ${first + i}`));
 
@@ -58,7 +46,7 @@ test('checkpoint a running guest (it keeps running), turn off, apply, start-vm r
   await f.client.call('POST', '/vms', { name: 'cp', kernel: counterKernel().path, memory: '64M', processor: 'emulated' });
   await post('cp', 'start');
   const con = await openConsole(f.client, 'cp');
-  await waitFor('the guest to count', () => counts(con.text()).length >= 20);
+  await waitFor('the guest to count', () => counterCounts(con.text()).length >= 20);
   const pid = f.service.workerPid('cp')!;
 
   const c = await checkpoint('cp', { name: 'mid-count' });
@@ -75,15 +63,15 @@ test('checkpoint a running guest (it keeps running), turn off, apply, start-vm r
   const v = await get('cp');
   assert.equal(v.state, 'Running');
   assert.equal(v.workerPid, pid);
-  await waitFor('the guest to count past the checkpoint', () => Math.max(0, ...counts(con.text())) >= atCheckpoint + 40);
-  unbroken(counts(con.text()), 1, 'the count across the checkpoint');
+  await waitFor('the guest to count past the checkpoint', () => Math.max(0, ...counterCounts(con.text())) >= atCheckpoint + 40);
+  unbroken(counterCounts(con.text()), 1, 'the count across the checkpoint');
 
   // Hyper-V refuses to apply a checkpoint to a running VM; nothing changes.
   await rejects(restore('cp', 'mid-count'), 409, /cannot apply checkpoint 'mid-count' to VM 'cp': it is Running \(stop-vm cp or save-vm cp first\)/);
   assert.equal((await get('cp')).workerPid, pid);
 
   await post('cp', 'stop', { turnOff: true });
-  const later = Math.max(...counts(con.text()));
+  const later = Math.max(...counterCounts(con.text()));
   const mark = con.text().length;
   const applied = await restore('cp', 'mid-count');
   assert.equal(applied.state, 'Saved');
@@ -91,8 +79,8 @@ test('checkpoint a running guest (it keeps running), turn off, apply, start-vm r
   assert.equal((await snaps('cp'))[0].current, true);
 
   await post('cp', 'start');
-  await waitFor('the restored guest to count', () => counts(con.text().slice(mark)).length >= 20);
-  const resumed = counts(con.text().slice(mark));
+  await waitFor('the restored guest to count', () => counterCounts(con.text().slice(mark)).length >= 20);
+  const resumed = counterCounts(con.text().slice(mark));
   // The first whole line after the restore is the checkpoint's count (the line being printed) or the next one.
   assert.ok(resumed[0] === atCheckpoint || resumed[0] === atCheckpoint + 1,
     `resumed at n=${resumed[0]}, the checkpoint held count=${atCheckpoint} (the count had reached ${later} before the turn-off)`);

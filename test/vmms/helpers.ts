@@ -2,10 +2,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { VmmsService } from '../../src/vmms/service.js';
 import { ApiServer } from '../../src/vmms/api.js';
-import { VmmsClient } from '../../src/vmms/client.js';
+import { ApiError, VmmsClient } from '../../src/vmms/client.js';
 import { socketPath } from '../../src/vmms/paths.js';
 import { buildTestKernel } from './test-kernel.js';
 
@@ -54,3 +55,17 @@ export async function openConsole(client: VmmsClient, name: string): Promise<{ w
   await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject); });
   return { ws, text: () => buf, send: (s) => ws.send(Buffer.from(s)) };
 }
+
+/** Asserts that `p` fails with an API error of `status` whose message matches `re`; returns the error. */
+export async function rejects(p: Promise<unknown>, status: number, re: RegExp): Promise<ApiError> {
+  try { await p; } catch (e) {
+    assert.ok(e instanceof ApiError, `expected an API error, got ${e}`);
+    assert.equal(e.status, status, e.message);
+    assert.match(e.message, re);
+    return e;
+  }
+  assert.fail(`expected HTTP ${status}`);
+}
+
+/** Whether process `pid` still exists. */
+export const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true; } catch { return false; } };

@@ -9,11 +9,10 @@ import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ApiError } from '../../src/vmms/client.js';
 import type { VmView } from '../../src/vmms/service.js';
 import type { VmEvent } from '../../src/vmms/store.js';
-import { counterKernel, haveBinutils } from '../platform/saved-state-kernel.js';
-import { openConsole, startService, waitFor, type Fixture } from './helpers.js';
+import { counterCounts, counterKernel, haveBinutils } from '../platform/saved-state-kernel.js';
+import { alive, openConsole, rejects, startService, waitFor, type Fixture } from './helpers.js';
 
 const skip = !haveBinutils() && 'binutils (as, ld) not installed';
 let f: Fixture;
@@ -23,25 +22,13 @@ after(async () => { await f?.close(); });
 const get = (name: string): Promise<VmView> => f.client.call<VmView>('GET', `/vms/${name}`);
 const post = (name: string, action: string, body: unknown = {}): Promise<VmView> => f.client.call<VmView>('POST', `/vms/${name}/${action}`, body);
 
-async function rejects(p: Promise<unknown>, status: number, re: RegExp): Promise<void> {
-  try { await p; } catch (e) {
-    assert.ok(e instanceof ApiError, `expected an API error, got ${e}`);
-    assert.equal(e.status, status, e.message);
-    assert.match(e.message, re);
-    return;
-  }
-  assert.fail(`expected HTTP ${status}`);
-}
-
-const counts = (s: string): number[] => [...s.matchAll(/n=(\d+) t=\d+\n/g)].map((m) => Number(m[1]));
-const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true; } catch { return false; } };
 
 test('save-vm -> Saved (worker gone) -> start-vm restores in a new worker and the guest carries on -> stop', { skip }, async () => {
   await f.client.call('POST', '/vms', { name: 'sv', kernel: counterKernel().path, memory: '64M', processor: 'emulated' });
   await rejects(post('sv', 'save'), 409, /cannot save VM 'sv': it is Off \(.*start-vm sv first\)/);
   await post('sv', 'start');
   const con = await openConsole(f.client, 'sv');
-  await waitFor('the guest to count', () => counts(con.text()).length >= 30);
+  await waitFor('the guest to count', () => counterCounts(con.text()).length >= 30);
   const pid1 = f.service.workerPid('sv')!;
   const saved = await post('sv', 'save');
   assert.equal(saved.state, 'Saved');
@@ -50,14 +37,14 @@ test('save-vm -> Saved (worker gone) -> start-vm restores in a new worker and th
   await waitFor('the worker to end', () => !alive(pid1));
   const file = join(f.service.vmDirectory('sv'), 'saved-state.vmrs');
   assert.ok(existsSync(file));
-  const before = counts(con.text());
+  const before = counterCounts(con.text());
 
   const restored = await post('sv', 'start');
   assert.equal(restored.state, 'Running');
   assert.notEqual(restored.workerPid, pid1);
   assert.ok(!existsSync(file), 'a consumed saved state is deleted');
-  await waitFor('the restored guest to count on', () => counts(con.text()).length >= before.length + 30);
-  const all = counts(con.text());
+  await waitFor('the restored guest to count on', () => counterCounts(con.text()).length >= before.length + 30);
+  const all = counterCounts(con.text());
   // One unbroken count across the save: the guest neither started over nor lost a step.
   all.forEach((n, i) => assert.equal(n, i + 1, `console line ${i + 1} says n=${n}`));
   con.ws.close();

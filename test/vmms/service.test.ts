@@ -5,12 +5,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { ApiError, VmmsClient } from '../../src/vmms/client.js';
+import { VmmsClient } from '../../src/vmms/client.js';
 import type { VmView } from '../../src/vmms/service.js';
 import type { VmEvent } from '../../src/vmms/store.js';
 import { haveBinutils } from './test-kernel.js';
 import { TEST_KERNEL_BANNER } from './test-kernel.js';
-import { openConsole, startService, testVm, waitFor, type Fixture } from './helpers.js';
+import { openConsole, rejects, startService, testVm, waitFor, type Fixture } from './helpers.js';
 
 const skip = !haveBinutils() && 'binutils (as, ld) not installed';
 let f: Fixture;
@@ -19,16 +19,6 @@ after(async () => { await f?.close(); });
 
 const get = (name: string): Promise<VmView> => f.client.call<VmView>('GET', `/vms/${name}`);
 const post = (name: string, action: string, body: unknown = {}): Promise<VmView> => f.client.call<VmView>('POST', `/vms/${name}/${action}`, body);
-
-async function rejects(p: Promise<unknown>, status: number, re: RegExp): Promise<ApiError> {
-  try { await p; } catch (e) {
-    assert.ok(e instanceof ApiError, `expected an API error, got ${e}`);
-    assert.equal(e.status, status, e.message);
-    assert.match(e.message, re);
-    return e;
-  }
-  assert.fail(`expected HTTP ${status}`);
-}
 
 test('lifecycle: create, start, console echo, pause, resume, reset, failed graceful stop, turn off', { skip }, async () => {
   const created = await f.client.call<VmView>('POST', '/vms', testVm('life'));

@@ -3,9 +3,7 @@
  * COM1, echoes what it receives (interrupt-driven, so an idle guest sleeps in HLT instead of spinning),
  * powers off through isa-debug-exit on Ctrl-Q (0x11) and resets through port 0xcf9 on Ctrl-R (0x12).
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { assembleMultiboot32, haveBinutils } from '../platform/multiboot-kernel.js';
 
 export const TEST_KERNEL_BANNER = 'hyperts test kernel ready';
 
@@ -118,22 +116,9 @@ idt: .skip 256*8
 stack_top:
 `;
 
-const LINKER = 'ENTRY(_start)\nSECTIONS { . = 0x100000; .multiboot : { *(.multiboot) } .text : { *(.text) } .data : { *(.data) } .bss : { *(.bss) } }\n';
-
-export function haveBinutils(): boolean {
-  return spawnSync('as', ['--version']).status === 0 && spawnSync('ld', ['--version']).status === 0;
-}
+export { haveBinutils };
 
 /** Assembles the kernel into dir (once) and returns the ELF's path. */
 export function buildTestKernel(dir: string): string {
-  const out = join(dir, 'test-kernel.elf');
-  if (existsSync(out)) return out;
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'k.s'), SOURCE);
-  writeFileSync(join(dir, 'k.ld'), LINKER);
-  const as = spawnSync('as', ['--32', '-o', join(dir, 'k.o'), join(dir, 'k.s')]);
-  if (as.status !== 0) throw new Error(`as failed: ${as.stderr}`);
-  const ld = spawnSync('ld', ['-m', 'elf_i386', '-T', join(dir, 'k.ld'), '-o', out, join(dir, 'k.o')]);
-  if (ld.status !== 0) throw new Error(`ld failed: ${ld.stderr}`);
-  return out;
+  return assembleMultiboot32(dir, 'test-kernel.elf', SOURCE);
 }
