@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { haveBinutils, TEST_KERNEL_BANNER } from './test-kernel.js';
-import { testKernel, waitFor } from './helpers.js';
+import { alive, testKernel, waitFor } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const bin = join(root, 'bin', 'hyperts');
@@ -39,7 +39,6 @@ async function serve(): Promise<ChildProcess> {
   return p;
 }
 
-const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true; } catch { return false; } };
 
 test('without a service the commands say how to start it', async () => {
   const r = await hyperts('get-vm');
