@@ -326,6 +326,14 @@ export class KvmVirtualProcessor implements VirtualProcessor {
   }
 
   setBootState(s: BootCpuState): void {
+    if (this.final?.kind === 'reset' && !this.closed) {
+      // A machine reset reloads every register, so the vCPU runs again; nothing from before may stay pending.
+      this.final = null;
+      this.haltParked = false;
+      this.completionPending = false;
+      // Best effort: a kernel that refuses all-zero events keeps them, and the registers below still reset.
+      this.c.ioctlPtr(this.fd, abi.KVM_SET_VCPU_EVENTS, new Uint8Array(new ArrayBuffer(abi.KVM_VCPU_EVENTS_SIZE)));
+    }
     const cur = this.vcpuGet(abi.KVM_GET_SREGS, abi.KVM_SREGS_SIZE, 'KVM_GET_SREGS');
     this.vcpuSet(abi.KVM_SET_SREGS, encodeBootSregs(s, cur), 'KVM_SET_SREGS');
     this.vcpuSet(abi.KVM_SET_REGS, encodeBootRegs(s), 'KVM_SET_REGS');
