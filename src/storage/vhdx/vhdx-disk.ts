@@ -315,7 +315,7 @@ export class VhdxDisk implements Disk {
         await this.markPresent(block, off, n);
       } else {
         const blockLen = Math.min(bs, this.sizeBytes - block * bs);
-        const at = await this.allocate(roundUp(blockLen, MiB));
+        const at = await this.allocate(bs); // a whole block even at the end, so a later grow never overlaps
         await this.file.write(piece, at + inBlock);
         if (this.parent && state === PAYLOAD_NOT_PRESENT && n < blockLen) {
           await this.clearBlockBits(block);
@@ -466,6 +466,32 @@ export class VhdxDisk implements Disk {
       if (e instanceof DiskError) throw e;
       throw new DiskError('io', `${this.path}: ${(e as Error).message}`);
     });
+  }
+
+  /**
+   * Which sectors of a block this file itself defines (data or zeros), as [offset, length] runs of virtual
+   * bytes; everything else comes from the parent. For merge.
+   */
+  async ownRuns(block: number): Promise<[number, number][]> {
+    const bs = this.params.blockSize;
+    const start = block * bs, len = Math.min(bs, this.sizeBytes - start);
+    const state = this.bat.state(payloadIndex(this.geometry, block));
+    if (state === PAYLOAD_NOT_PRESENT) return this.parent ? [] : [[start, len]];
+    if (state !== PAYLOAD_PARTIALLY_PRESENT) return [[start, len]];
+    const bm = await this.bitmap(Math.floor(block / this.geometry.chunkRatio));
+    const out: [number, number][] = [];
+    const ss = this.logicalSectorSize;
+    for (let o = start; o < start + len; o += ss) {
+      if (!this.bitSet(bm, o)) continue;
+      const last = out[out.length - 1];
+      if (last && last[0] + last[1] === o) last[1] += ss; else out.push([o, ss]);
+    }
+    return out;
+  }
+
+  /** Maintenance (resize, optimize): change a BAT entry; committed by the next flush. */
+  async setEntryForMaintenance(i: number, state: number, fileOffset: number): Promise<void> {
+    await this.serialize(async () => { await this.startSession(); this.setEntry(i, state, fileOffset); });
   }
 
   /** Allocated payload/bitmap extents (file offset, length) for check, optimize and describe. */
