@@ -580,7 +580,13 @@ async function openParent(path: string, params: VhdxParams, opts: OpenVhdxOption
     let real = c;
     try { real = realpathSync(c); } catch { tried.push(`${c} (not found)`); continue; }
     if (chain.includes(real)) throw new VhdxFormatError(path, `the parent chain loops back to ${real}`);
-    const parent = await VhdxDisk.open(c, { readOnly: true, openFile, chain, lock: opts.lock, purpose: opts.purpose });
+    let parent: VhdxDisk;
+    try {
+      parent = await VhdxDisk.open(c, { readOnly: true, openFile, chain, lock: opts.lock, purpose: opts.purpose });
+    } catch (e) {
+      if (e instanceof VhdxFormatError) throw new VhdxFormatError(path, `in its parent chain: ${e.message}`);
+      throw e;
+    }
     const linkage = normalizeLinkage(loc.get('parent_linkage')!);
     if (normalizeLinkage(parent.header.dataWriteGuid) !== linkage) {
       await parent.close();
