@@ -15,6 +15,8 @@ import { checkShape, decodeSavedState, encodeSavedState, readSavedStateFile, Sav
 import type { IntegrationServices } from '../vsp/ic/integration-services.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
 import type { Server } from 'node:net';
+import type { HardwareConfig } from './hardware.js';
+import { Gen1Chipset, openIdeDrives, type Gen1ChipsetState, type IdeDrives } from './assemble-ide.js';
 import type { DebugControl } from '../debug/emulated-target.js';
 import type { BackendKind, BootCpuState, CpuidProvider, CpuidResult, PlatformServices, ProcessorBackend, VirtualProcessor } from '../processor/backend.js';
 
@@ -37,13 +39,15 @@ export interface PartitionConfig {
   tscHz?: number;
   onConsoleOutput?: (bytes: Uint8Array) => void;
   log?: (msg: string) => void;
+  /** Drives, controllers and adapters (default: none). The IDE drives go on the Gen 1 chipset's PIIX4. */
+  hardware?: HardwareConfig;
 }
 
 export interface PartitionExit { code: number; reason: string }
 
 interface PartitionState {
   vcpus: unknown[]; clock: { mode: string; nowNs: number; nsPerInsn: number }; devices: PlatformDevicesState; hyperv: HyperVStackState;
-  resetPending: string | null;
+  resetPending: string | null; chipset: Gen1ChipsetState;
 }
 
 const NO_LEAVES: CpuidProvider = { cpuid: (): CpuidResult => ({ eax: 0, ebx: 0, ecx: 0, edx: 0 }) };
@@ -58,6 +62,8 @@ export class Partition {
   readonly clock: VirtualClock;
   readonly devices: PlatformDevices;
   readonly hyperv: HyperVStack;
+  /** PCI bus, host and ISA bridges, PIIX4 IDE (Hyper-V Gen 1 has them in every VM). */
+  readonly chipset: Gen1Chipset;
   readonly services: PlatformServices;
   readonly vcpus: VirtualProcessor[] = [];
   readonly backendKind: BackendKind;
@@ -72,7 +78,7 @@ export class Partition {
   private debug: DebugControl | null = null;
   private gdbServer: Server | null = null;
 
-  private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory) {
+  private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory, ideDrives: IdeDrives) {
     this.backendKind = backend.kind;
     this.memory = memory;
     this.log = config.log ?? (() => {});
@@ -85,6 +91,7 @@ export class Partition {
       onReset: (reason) => this.requestReset(reason),
     });
     if (config.onConsoleOutput) this.devices.uart.onTransmit(config.onConsoleOutput);
+    this.chipset = new Gen1Chipset({ io: this.io, mmio: this.mmio, irq: this.devices.irq, memory, drives: ideDrives, log: this.log });
     const tscHz = config.tscHz ?? 1_000_000_000;
     const lapics = this.devices.lapics;
     this.hyperv = new HyperVStack({
@@ -126,7 +133,8 @@ export class Partition {
       backend = new EmulatedBackend();
       memory = new GuestMemory(config.memoryBytes);
     }
-    const p = new Partition(config, backend, memory);
+    const ideDrives = await openIdeDrives(config.hardware);
+    const p = new Partition(config, backend, memory, ideDrives);
     for (let i = 0; i < config.cpus; i++) p.vcpus.push(await backend.createVcpu(i, p.services));
     if (p.clock.mode === 'icount') {
       const v = p.vcpus[0] as unknown as { cpu?: { insnCount: number } };
@@ -142,7 +150,7 @@ export class Partition {
   private loadFirmware(fresh = false): void {
     // A new memory is already zero: filling it would touch every page (~2 s of CPU and all of RAM resident at 512M).
     if (!fresh) this.memory.bytes.fill(0);
-    const acpi = writeAcpiTables(this.memory, { vcpus: this.config.cpus, vmbus: this.config.enlightened });
+    const acpi = writeAcpiTables(this.memory, { vcpus: this.config.cpus, vmbus: this.config.enlightened, pci: true });
     const k = this.kernelImage;
     const isBzImage = k.length > 0x206 && k[0x202] === 0x48 && k[0x203] === 0x64 && k[0x204] === 0x72 && k[0x205] === 0x53;
     let boot: BootCpuState;
@@ -182,6 +190,12 @@ export class Partition {
   get isPaused(): boolean { return this.paused; }
 
   /**
+   * Call before saveState (with the partition paused): resolves once device I/O the guest started (IDE disk
+   * reads and writes) has finished, so the saved state holds its result and no write is lost.
+   */
+  async quiesce(): Promise<void> { await this.chipset.idle(); }
+
+  /**
    * Save-VM: the whole partition (processors, memory, clock, devices, Hyper-V stack) as a saved-state file
    * image. Synchronous, so it is one consistent instant: the emulated processor only runs inside `run`
    * slices, so here it sits at an instruction boundary. The caller stops the partition afterwards.
@@ -205,7 +219,7 @@ export class Partition {
   private collectState(): PartitionState {
     return {
       vcpus: this.vcpus.map((v) => v.saveState!()), clock: this.clock.saveState(), devices: this.devices.saveState(),
-      hyperv: this.hyperv.saveState(), resetPending: this.resetReason,
+      hyperv: this.hyperv.saveState(), resetPending: this.resetReason, chipset: this.chipset.saveState(),
     };
   }
 
@@ -239,9 +253,11 @@ export class Partition {
       p.clock.restoreState(s.clock);
       p.devices.restoreState(s.devices);
       p.hyperv.restoreState(s.hyperv);
+      p.chipset.restoreState(s.chipset);
       if (s.resetPending !== null) p.resetReason = s.resetPending;
     } catch (e) {
       p.backend.destroy();
+      void p.chipset.close();
       if (e instanceof SavedStateError) throw e;
       throw new SavedStateError(`the saved state of ${what} cannot be restored: ${(e as Error).message}`);
     }
@@ -304,6 +320,7 @@ export class Partition {
         this.resetReason = null;
         this.devices.reset();
         this.hyperv.reset();
+        this.chipset.reset();
         this.loadFirmware();
       }
       const dbg = this.debug;
@@ -330,6 +347,7 @@ export class Partition {
     this.debug?.reportStop({ exited: this.exitInfo?.code ?? 0 });
     this.gdbServer?.close();
     this.backend.destroy();
+    await this.chipset.close();
     return this.exitInfo ?? { code: 1, reason: 'stopped' };
   }
 }
