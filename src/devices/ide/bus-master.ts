@@ -26,10 +26,10 @@ export class PrdError extends Error {}
 export function walkPrdTable(mem: GuestMemory, table: number, need: number, allowShort = false): { segments: DmaSegment[]; longer: boolean } {
   const segments: DmaSegment[] = [];
   let have = 0;
-  let at = table & ~3;
+  let at = (table & ~3) >>> 0;
   for (let i = 0; i < MAX_PRD_ENTRIES; i++, at += 8) {
     if (!mem.isRam(at, 8)) throw new PrdError(`PRD entry at 0x${at.toString(16)} is outside guest RAM`);
-    const addr = mem.view.getUint32(mem.offsetOf(at), true) & ~1;
+    const addr = (mem.view.getUint32(mem.offsetOf(at), true) & ~1) >>> 0;
     const hi = mem.view.getUint32(mem.offsetOf(at) + 4, true);
     let len = hi & 0xfffe;
     if (len === 0) len = 0x10000;

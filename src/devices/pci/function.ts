@@ -113,7 +113,7 @@ export class PciFunction {
   /** Base address currently programmed in BAR `i` (flag bits removed). */
   barBase(i: number): number {
     const v = new DataView(this.config.buffer).getUint32(PCI_BAR0 + 4 * i, true);
-    return this.bars[i]?.kind === 'io' ? v & 0xfffffffc : v & 0xfffffff0;
+    return (this.bars[i]?.kind === 'io' ? v & 0xfffffffc : v & 0xfffffff0) >>> 0;
   }
 
   /** Firmware programming (what a BIOS does before the OS): BAR base, then the command register. */
