@@ -118,6 +118,7 @@ export async function buildRootfs(opts: BuildRootfsOptions = {}): Promise<BuildR
     const packages = (await run('dpkg-query', [`--admindir=${join(target, 'var/lib/dpkg')}`, '-W', '-f=${Package} ${Version}\n'], 'could not list the installed packages'))
       .split('\n').filter(Boolean).sort();
     trim(target);
+    pruneDebCache(join(paths.dir, 'debs'), packages);
 
     const raw = join(work, 'root.ext4');
     await progress.step(`mkfs.ext4 -d (${(ROOTFS_SIZE / 1024 ** 3).toFixed(0)} GiB, label ${ROOTFS_LABEL})`, async () => {
@@ -209,6 +210,16 @@ function trim(target: string): void {
     for (const f of readdirSync(d)) if (f !== 'partial' && f !== 'lock') rmSync(join(d, f), { recursive: true, force: true });
   }
   for (const f of ['pkgcache.bin', 'srcpkgcache.bin']) rmSync(join(target, 'var/cache/apt', f), { force: true });
+}
+
+/** Drop cached .debs of versions no longer installed (debootstrap's cache only grows). */
+export function pruneDebCache(dir: string, packages: string[]): void {
+  const keep = new Set(packages.map((p) => { const [n, v] = p.split(' '); return `${n}_${v.replace(/:/g, '%3a')}_`; }));
+  for (const f of readdirSync(dir)) {
+    if (!f.endsWith('.deb')) continue;
+    const prefix = /^([^_]+_[^_]+_)/.exec(f)?.[1];
+    if (prefix && !keep.has(prefix)) rmSync(join(dir, f), { force: true });
+  }
 }
 
 /** Mount points at or below `dir` (debootstrap bind-mounts /dev nodes and mounts /proc into its target). */
