@@ -18,9 +18,11 @@ import { imageCacheDir, DEFAULT_CMDLINE, run } from './builder.js';
 import { debianMirror } from './apt-sources.js';
 import { rootfsFiles, shadowWithoutRootPassword, BUSYBOX_LINKS, ROOTFS_LABEL } from './rootfs-config.js';
 import { createProgress, type Progress } from './progress.js';
+import { createVhdx, openDisk } from '../storage/open.js';
+import { open } from 'node:fs/promises';
 
 /** Bump when the root file system changes in a way the key's other inputs do not capture. */
-export const ROOTFS_BUILDER_VERSION = 1;
+export const ROOTFS_BUILDER_VERSION = 2;
 export const ROOTFS_SUITE = 'bookworm';
 export const ROOTFS_PACKAGES: readonly string[] = ['busybox', 'hyperv-daemons'];
 /** Virtual size of the root disk; a dynamic VHDX stores only what is written. */
@@ -67,7 +69,7 @@ export function readRootfsManifest(cacheDir = imageCacheDir()): RootfsManifest |
 /** Cache key: builder version, suite, mirror, packages, size, generated files, and the suite's package index. */
 export function rootfsKey(inRelease: string, mirror: string): string {
   const h = createHash('sha256');
-  h.update(`rootfs ${ROOTFS_BUILDER_VERSION}\n${ROOTFS_SUITE}\n${mirror}\n${ROOTFS_PACKAGES.join(',')}\n${ROOTFS_SIZE}\n`);
+  h.update(`rootfs ${ROOTFS_BUILDER_VERSION}\n${ROOTFS_SUITE}\n${mirror}\n${ROOTFS_PACKAGES.join(',')}\n${ROOTFS_SIZE} ${ROOTFS_VHDX_BLOCK}\n`);
   h.update(JSON.stringify(rootfsFiles()) + '\n' + BUSYBOX_LINKS.join(',') + '\n');
   h.update(createHash('sha256').update(inRelease).digest('hex'));
   return h.digest('hex').slice(0, 24);
@@ -130,7 +132,8 @@ export async function buildRootfs(opts: BuildRootfsOptions = {}): Promise<BuildR
     rmSync(target, { recursive: true, force: true });
 
     const tmp = paths.disk + '.tmp';
-    await progress.step('converting to a dynamic VHDX', () => rawToDynamicVhdx(raw, tmp));
+    rmSync(tmp, { force: true });
+    await progress.step('converting to a dynamic VHDX', (update) => rawToDynamicVhdx(raw, tmp, update));
     syncFile(tmp);
     rmSync(paths.manifest, { force: true }); // no manifest while the disk and its description disagree
     renameSync(tmp, paths.disk);
@@ -147,16 +150,48 @@ export async function buildRootfs(opts: BuildRootfsOptions = {}): Promise<BuildR
   }
 }
 
+/** Dynamic VHDX block size: small blocks keep ext4's metadata, spread over the whole disk, from filling the file. */
+export const ROOTFS_VHDX_BLOCK = 2 * 1024 * 1024;
+
 /**
- * The one conversion step: raw ext4 image -> dynamic VHDX. qemu-img for now; src/storage's converter
- * replaces it once that is on main.
+ * The one conversion step: raw image -> new dynamic VHDX at `out` (which must not exist), with src/storage's
+ * own VHDX writer. Only chunks holding non-zero bytes are written, so the file holds just the file system's data.
  */
-export async function rawToDynamicVhdx(raw: string, out: string): Promise<void> {
-  await run('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'vhdx', '-o', 'subformat=dynamic', raw, out], 'could not convert the root file system to VHDX');
+export async function rawToDynamicVhdx(raw: string, out: string, update: (f: number) => void = () => undefined): Promise<void> {
+  const size = statSync(raw).size;
+  if (size === 0 || size % 4096 !== 0) throw new Error(`${raw}: ${size} bytes is not a whole number of 4 KiB sectors`);
+  await createVhdx({ path: out, sizeBytes: size, type: 'dynamic', blockSizeBytes: ROOTFS_VHDX_BLOCK });
+  const disk = await openDisk(out, { purpose: 'the rootfs builder' });
+  const src = await open(raw, 'r');
+  try {
+    const chunk = Buffer.alloc(1024 * 1024);
+    for (let off = 0; off < size; off += chunk.length) {
+      const n = Math.min(chunk.length, size - off);
+      const buf = chunk.subarray(0, n);
+      let got = 0;
+      while (got < n) {
+        const { bytesRead } = await src.read(buf, got, n - got, off + got);
+        if (bytesRead === 0) throw new Error(`${raw}: ended early at ${off + got} of ${size} bytes`);
+        got += bytesRead;
+      }
+      if (!isZero(buf)) await disk.write(off, buf);
+      update((off + n) / size);
+    }
+    await disk.flush();
+  } finally {
+    await src.close();
+    await disk.close();
+  }
+}
+
+function isZero(b: Buffer): boolean {
+  const w = new Uint32Array(b.buffer, b.byteOffset, b.length >> 2);
+  for (let i = 0; i < w.length; i++) if (w[i] !== 0) return false;
+  return true;
 }
 
 async function requireTools(): Promise<void> {
-  for (const [cmd, pkg] of [['debootstrap', 'debootstrap'], ['mkfs.ext4', 'e2fsprogs'], ['qemu-img', 'qemu-utils']]) {
+  for (const [cmd, pkg] of [['debootstrap', 'debootstrap'], ['mkfs.ext4', 'e2fsprogs']]) {
     await run('sh', ['-c', `command -v ${cmd}`], '').catch(() => { throw new Error(`${cmd} is not installed: apt-get install ${pkg}`); });
   }
   // mkfs.ext4 -d with 4 KiB blocks into a regular file: e2fsprogs 1.47 (bookworm) is known good.

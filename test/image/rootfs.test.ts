@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { openDisk } from '../../src/storage/open.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fstab, inittab, rcS, rcK, rootfsFiles, shadowWithoutRootPassword, HV_SERVICES, ROOTFS_LABEL, ROOTFS_READY_MARKER, ROOTFS_STOPPED_MARKER } from '../../src/image/rootfs-config.js';
-import { rootfsKey, rootfsPaths, pruneDebCache, readRootfsManifest, ROOTFS_CMDLINE } from '../../src/image/rootfs.js';
+import { rootfsKey, rootfsPaths, pruneDebCache, readRootfsManifest, rawToDynamicVhdx, ROOTFS_CMDLINE, ROOTFS_VHDX_BLOCK } from '../../src/image/rootfs.js';
 import { DEFAULT_CMDLINE } from '../../src/image/builder.js';
 
 test('rootfs: fstab mounts the root by label, checked at boot (pass 1)', () => {
@@ -93,6 +94,43 @@ test('rootfs: paths, missing manifest, and pruning the package cache to the inst
     for (const f of ['bash_5.2.15-2+b13_amd64.deb', 'bash_5.2.15-2+b12_amd64.deb', 'bsdutils_1%3a2.38.1-5+deb12u3_amd64.deb', 'gone_1.0_all.deb', 'notes.txt']) writeFileSync(join(dir, f), '');
     pruneDebCache(dir, ['bash 5.2.15-2+b13', 'bsdutils 1:2.38.1-5+deb12u3']);
     assert.deepEqual(readdirSync(dir).filter((f) => f !== 'rootfs').sort(), ['bash_5.2.15-2+b13_amd64.deb', 'bsdutils_1%3a2.38.1-5+deb12u3_amd64.deb', 'notes.txt']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('rootfs: raw -> dynamic VHDX keeps every byte, allocates only blocks with data; qemu-img agrees', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rootfs-vhdx-'));
+  try {
+    const raw = join(dir, 'root.ext4'), vhdx = join(dir, 'root.vhdx');
+    const size = 16 * 1024 * 1024;
+    const data = Buffer.alloc(size);
+    // Data at the start, a lone sector in the middle of a block, and the last sector; zeros elsewhere.
+    for (let i = 0; i < 3 * 4096; i++) data[i] = (i * 7 + 1) & 0xff;
+    data.fill(0xa5, 9 * 1024 * 1024 + 4096, 9 * 1024 * 1024 + 8192);
+    data.fill(0x5a, size - 4096);
+    writeFileSync(raw, data);
+    let last = 0;
+    await rawToDynamicVhdx(raw, vhdx, (f) => { assert.ok(f >= last); last = f; });
+    assert.equal(last, 1);
+    const disk = await openDisk(vhdx, { readOnly: true });
+    try {
+      assert.equal(disk.sizeBytes, size);
+      const back = new Uint8Array(size);
+      await disk.read(0, back);
+      assert.ok(Buffer.from(back).equals(data), 'VHDX reads back the raw image');
+    } finally {
+      await disk.close();
+    }
+    // 3 of 8 blocks hold data: the file stays far below the virtual size.
+    assert.ok(statSync(vhdx).size < 3 * ROOTFS_VHDX_BLOCK + 8 * 1024 * 1024, `file size ${statSync(vhdx).size}`);
+    await assert.rejects(rawToDynamicVhdx(raw, vhdx), /exists/, 'never overwrites');
+    if (spawnSync('qemu-img', ['--version']).status === 0) {
+      const check = spawnSync('qemu-img', ['check', '-f', 'vhdx', vhdx]);
+      assert.equal(check.status, 0, `qemu-img check: ${check.stdout}${check.stderr}`);
+      const cmp = spawnSync('qemu-img', ['compare', '-f', 'raw', '-F', 'vhdx', raw, vhdx]);
+      assert.equal(cmp.status, 0, `qemu-img compare: ${cmp.stdout}${cmp.stderr}`);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
