@@ -1,7 +1,7 @@
 /** `hyperts image build [--force] [--rootfs]` and `hyperts image path [--rootfs]`: the guest images in the cache. */
 import { existsSync } from 'node:fs';
 import { buildDefaultImage, defaultImagePaths, imageCacheDir } from '../image/builder.js';
-import { buildRootfs, readRootfsManifest, rootfsPaths } from '../image/rootfs.js';
+import { buildRootfs, readRootfsManifest, rootfsPaths, ROOTFS_ROOT_OPTION } from '../image/rootfs.js';
 
 const usage = `usage: hyperts image build [--force] [--rootfs [--mirror URL]]
        hyperts image path [--rootfs]
@@ -12,8 +12,8 @@ build  Downloads Debian's cloud kernel, busybox-static and hyperv-daemons with a
   --rootfs   also build the Debian root disk (debootstrap bookworm minbase, busybox init, hyperv-daemons,
              root autologin on ttyS0) as a dynamic VHDX in .../images/rootfs; needs root and the Debian mirror
              of the host's apt sources (or --mirror URL). Boot it with the default kernel and initramfs and
-             the kernel command line 'hyperts image path --rootfs' prints, on a copy of the disk.
-path   Prints where the cached images are (fails if not built yet).
+             root=LABEL=root added to the kernel command line, on a copy of the disk.
+path   Prints where the cached images are (fails if not built yet); with --rootfs just the root disk's path.
 `;
 
 export default async function (args: string[]): Promise<number> {
@@ -60,8 +60,9 @@ function printPaths(rootfs: boolean): number {
   };
   if (rootfs) {
     if (!readRootfsManifest()) return missing('root disk', ' --rootfs');
-    const f = rootfsPaths();
-    process.stdout.write(`kernel:  ${d.kernel}\ninitrd:  ${d.initrd}\nrootfs:  ${f.disk}\ncmdline: ${f.cmdline}\n`);
+    // Just the path, for $(hyperts image path --rootfs); the boot option goes to a terminal only.
+    process.stdout.write(`${rootfsPaths().disk}\n`);
+    if (process.stderr.isTTY) process.stderr.write(`boot a copy with the default image and --append ${ROOTFS_ROOT_OPTION}\n`);
     return 0;
   }
   if (!d.kernel || !existsAll(d.kernel, d.initrd)) return missing('default image', '');

@@ -27,8 +27,10 @@ export const ROOTFS_SUITE = 'bookworm';
 export const ROOTFS_PACKAGES: readonly string[] = ['busybox', 'hyperv-daemons'];
 /** Virtual size of the root disk; a dynamic VHDX stores only what is written. */
 export const ROOTFS_SIZE = 2 * 1024 ** 3;
+/** What the default image's command line needs to boot from the rootfs disk. */
+export const ROOTFS_ROOT_OPTION = `root=LABEL=${ROOTFS_LABEL}`;
 /** Kernel command line for a VM whose SCSI (or IDE) root disk is the rootfs. */
-export const ROOTFS_CMDLINE = `${DEFAULT_CMDLINE} root=LABEL=${ROOTFS_LABEL}`;
+export const ROOTFS_CMDLINE = `${DEFAULT_CMDLINE} ${ROOTFS_ROOT_OPTION}`;
 
 export interface RootfsPaths { dir: string; disk: string; manifest: string; cmdline: string }
 
