@@ -210,9 +210,6 @@ const INTERNAL_SUBERRORS: Readonly<Record<number, string>> = {
   [abi.KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON]: 'an exit the host does not handle',
 };
 
-/** Threads that have the kick signal blocked (outside KVM_RUN), by tid. */
-const kickBlockedThreads = new Set<number>();
-
 export class KvmVirtualProcessor implements VirtualProcessor {
   private readonly c: Libc;
   private readonly rec = new Int32Array(REC_INTS);
@@ -286,12 +283,10 @@ export class KvmVirtualProcessor implements VirtualProcessor {
    * pending and ends the next KVM_RUN at once, and no handler is needed) and the timer aimed at it.
    */
   private prepareThread(): void {
+    // Every time (one cheap syscall per slice): a thread id can be reused by a new thread after the old one ends.
+    if (this.c.pthreadSigmask(abi.SIG_BLOCK, this.kickSet, null) !== 0) throw new Error('pthread_sigmask failed');
     const tid = this.c.gettid();
     if (tid === this.timerTid) return;
-    if (!kickBlockedThreads.has(tid)) {
-      if (this.c.pthreadSigmask(abi.SIG_BLOCK, this.kickSet, null) !== 0) throw new Error('pthread_sigmask failed');
-      kickBlockedThreads.add(tid);
-    }
     if (this.timerId >= 0) this.c.timerDelete(this.timerId);
     const sev = new Uint8Array(abi.SIGEVENT_SIZE);
     const v = new DataView(sev.buffer);
