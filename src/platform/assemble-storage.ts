@@ -32,11 +32,11 @@ export class ScsiStorage {
    * Opens every SCSI drive of `hw` and registers its controllers with `vmbus`. On any error the disks opened
    * so far are closed again and the error names the drive.
    */
-  static async assemble(hw: HardwareConfig, vmbus: VmbusHost, memory: GuestMemory, o: { open?: DiskOpener; log?: (m: string) => void } = {}): Promise<ScsiStorage> {
+  static async assemble(hw: HardwareConfig, vmbus: VmbusHost, memory: GuestMemory, o: { open?: DiskOpener; log?: (m: string) => void; busy?: () => () => void } = {}): Promise<ScsiStorage> {
     const n = hw.scsiControllers;
     if (!Number.isInteger(n) || n < 0 || n > MAX_SCSI_CONTROLLERS) throw new Error(`a VM has 0-${MAX_SCSI_CONTROLLERS} SCSI controllers, not ${n}`);
     const s = new ScsiStorage(vmbus, o.open ?? openRawDisk);
-    for (let i = 0; i < n; i++) s.controllers.push(new StorvspController(memory, { controller: i, log: o.log }));
+    for (let i = 0; i < n; i++) s.controllers.push(new StorvspController(memory, { controller: i, log: o.log, busy: o.busy }));
     try {
       for (const d of hw.drives) if (d.controllerType === 'scsi') await s.addDrive(d);
     } catch (e) {

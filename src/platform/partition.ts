@@ -161,7 +161,9 @@ export class Partition {
     if (!hw || (hw.scsiControllers === 0 && !hw.drives.some((d) => d.controllerType === 'scsi'))) return;
     const vmbus = this.hyperv.vmbus;
     if (!vmbus) throw new Error(`${this.label} has SCSI controllers, which are synthetic (VMBus) devices; turn enlightenments on or attach the drives to IDE`);
-    this.storage = await ScsiStorage.assemble(hw, vmbus, this.memory, { open: this.config.openDisk, log: (m) => this.log(`storvsp: ${m}`) });
+    this.storage = await ScsiStorage.assemble(hw, vmbus, this.memory, {
+      open: this.config.openDisk, log: (m) => this.log(`storvsp: ${m}`), busy: () => this.clock.holdWarp(),
+    });
   }
 
   /** Puts the boot environment (ACPI tables, kernel, initrd, boot CPU state) into a zeroed memory. */

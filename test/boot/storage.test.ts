@@ -117,14 +117,17 @@ describe('synthetic SCSI: hv_storvsc and sd on storvsp', () => {
     await sh('umount /mnt/d');
   });
 
-  test('the read-only disk refuses writes with a write-protect error from the device', async () => {
+  test('the read-only disk refuses writes: sd sees Write Protect, and the device itself answers DATA PROTECT', async () => {
     const d1 = await dev(1);
-    // The block layer already refuses (sd saw the WP bit); force the write down to the device.
-    await sh(`blockdev --setrw /dev/${d1}`);
+    assert.match(await sh('dmesg'), new RegExp(`\\[${d1}\\] Write Protect is on`));
     const r = await g.run(`dd if=/dev/zero of=/dev/${d1} bs=4096 count=1 oflag=direct`);
-    assert.notEqual(r.status, 0, 'the write must fail');
-    const log = await sh('dmesg | tail -n 30');
-    assert.match(log, /Write protected/i);
+    assert.notEqual(r.status, 0, 'the block layer must refuse to open it for writing');
+    assert.match(r.out, /Read-only file system/);
+    // Past the block layer: a raw WRITE(10) of one block through SG_IO (root may send it on a read-only open).
+    const raw = await g.run(`sg_raw -s 512 -i /dev/zero /dev/${d1} 2a 00 00 00 00 08 00 00 01 00 2>&1`);
+    assert.notEqual(raw.status, 0);
+    assert.match(raw.out, /Data Protect/i);
+    assert.match(raw.out, /Write protected/i);
     assert.equal(readHost(ro, 4096, 21).toString(), 'read-only-disk-marker');
   });
 
