@@ -11,8 +11,8 @@ const OPTIONS: Record<string, string> = {
   'get-vmkvp': '--json', 'set-vmkvp': '--remove',
   'checkpoint-vm': '--snapshot-name --json', 'get-vmsnapshot': '--json', 'restore-vmsnapshot': '--json', 'rename-vmsnapshot': '--json', 'remove-vmsnapshot': '',
   serve: '--data-dir --listen --token-file --quiet',
-  run: '--processor --kernel --initrd --append --memory --cpus --enlightenments --gdb --clock --quiet',
-  check: '--json --no-speed --device', image: 'build', completion: 'bash',
+  run: '--processor --kernel --initrd --append --memory --cpus --enlightenments --gdb --clock --quiet --vhd --dvd',
+  check: '--json --no-speed --device', image: 'build path --force --rootfs --mirror', completion: 'bash',
 };
 const CONNECTION = '--data-dir --url --token';
 const TAKES_VM = ['get-vm', 'set-vm', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'save-vm', 'remove-vmsavedstate', 'remove-vm', 'connect-vm',
