@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { GuestSession } from './guest-session.js';
-import { openRawDisk, type DiskOpener } from '../../src/platform/assemble-storage.js';
+import { diskOpener, type DiskOpener } from '../../src/platform/assemble-storage.js';
 import type { Disk } from '../../src/storage/disk.js';
 import type { HardwareConfig } from '../../src/platform/hardware.js';
 
@@ -22,7 +22,7 @@ const MiB = 1 << 20;
 /** Backend calls seen per image path (unmaps prove fstrim reached the host). */
 const unmaps = new Map<string, number>();
 const counting: DiskOpener = async (path, readOnly) => {
-  const d = await openRawDisk(path, readOnly);
+  const d = await diskOpener('storage boot test')(path, readOnly);
   return new Proxy(d, {
     get(t, k) {
       if (k === 'unmap') return (o: number, l: number) => { unmaps.set(path, (unmaps.get(path) ?? 0) + 1); return t.unmap(o, l); };
@@ -69,6 +69,9 @@ describe('synthetic SCSI: hv_storvsc and sd on storvsp', () => {
       ],
     };
     g = await GuestSession.boot({ hardware, openDisk: counting });
+    // Debug aid: HYPERTS_TEST_CONSOLE=FILE mirrors the guest console (the test runner shows output only at the end).
+    const mirror = process.env.HYPERTS_TEST_CONSOLE;
+    if (mirror) setInterval(() => writeFileSync(mirror, g.output), 2000).unref();
     await g.waitForShell();
   }, { timeout: BOOT_LIMIT });
 
