@@ -11,7 +11,7 @@ const OPTIONS: Record<string, string> = {
   'get-vmkvp': '--json', 'set-vmkvp': '--remove',
   'checkpoint-vm': '--snapshot-name --json', 'get-vmsnapshot': '--json', 'restore-vmsnapshot': '--json', 'rename-vmsnapshot': '--json', 'remove-vmsnapshot': '',
   serve: '--data-dir --listen --token-file --quiet',
-  run: '--processor --kernel --initrd --append --memory --cpus --enlightenments --gdb --clock --quiet',
+  run: '--processor --kernel --initrd --append --memory --cpus --enlightenments --gdb --clock --quiet --vhd --dvd',
   check: '--json --no-speed --device', image: 'build path --force --rootfs --mirror', completion: 'bash',
 };
 const CONNECTION = '--data-dir --url --token';
