@@ -8,6 +8,22 @@ import { writeSavedStateFile } from '../platform/saved-state.js';
 import { IC_NAMES } from '../vsp/ic/integration-services.js';
 import { IcError } from '../vsp/ic/framework.js';
 import type { FromWorker, ToWorker, WorkerOp, WorkerStatus, WorkerStartConfig } from './worker-protocol.js';
+import type { DriveConfig, HardwareConfig } from '../platform/hardware.js';
+
+/**
+ * The partition's drive hooks (storvsp/IDE branches provide them). Looked up at run time so a partition
+ * without them yet answers with a clear error instead of the worker failing to build.
+ */
+interface DriveHooks {
+  attachDrive?(drive: DriveConfig): Promise<void> | void;
+  detachDrive?(slot: Pick<DriveConfig, 'controllerType' | 'controllerNumber' | 'controllerLocation'>): Promise<void> | void;
+  changeMedia?(drive: DriveConfig): Promise<void> | void;
+}
+function hook<K extends keyof DriveHooks>(p: Partition, k: K): NonNullable<DriveHooks[K]> {
+  const f = (p as unknown as DriveHooks)[k];
+  if (typeof f !== 'function') throw new Error(`this build's partition cannot ${k === 'attachDrive' ? 'hot-add disks' : k === 'detachDrive' ? 'hot-remove disks' : 'change DVD media'} while the VM runs (stop the VM and change its drives while it is off)`);
+  return f.bind(p) as NonNullable<DriveHooks[K]>;
+}
 
 const STATUS_MS = 1000;
 const KVP_REFRESH_MS = 15_000;
@@ -111,16 +127,21 @@ async function handle(r: WorkerOp): Promise<unknown> {
     case 'kvpRemove': await needIcs().kvp.removeHostKey(r.key); return null;
     case 'save': return writeState(vm, r.path, false);
     case 'checkpoint': return writeState(vm, r.path, true);
+    case 'attachDrive': await hook(vm, 'attachDrive')(r.drive); return null;
+    case 'detachDrive': await hook(vm, 'detachDrive')({ controllerType: r.controllerType, controllerNumber: r.controllerNumber, controllerLocation: r.controllerLocation }); return null;
+    case 'changeMedia': await hook(vm, 'changeMedia')(r.drive); return null;
   }
 }
 
 async function start(c: WorkerStartConfig): Promise<void> {
   try {
-    const pc: PartitionConfig = {
+    // PartitionConfig.hardware comes with the storvsp branch; passed through either way.
+    const pc: PartitionConfig & { hardware: HardwareConfig } = {
       name: c.name, processor: c.processor, memoryBytes: c.memoryBytes, cpus: c.cpus, enlightened: c.enlightened,
       kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, quiet: true,
       onConsoleOutput: c.com1 ? consoleOut : undefined,
       log: (message) => send({ t: 'log', message }),
+      hardware: c.hardware,
     };
     vm = c.restoreFrom ? await Partition.restore(pc, c.restoreFrom) : await Partition.create(pc);
   } catch (e) {
