@@ -1,0 +1,204 @@
+/**
+ * Drives and VHD files through the service's REST API: New-VM with a new or an existing disk, adding and
+ * removing disks (slots, conflicts, disks of other VMs), SCSI controllers, DVD drives, remove-vm keeping the
+ * VHDX, checkpoint refusal, VHD operations with progress resources, a running VM's disk hot-add reaching the
+ * worker. Files are checked with qemu-img, the outside reference. No guest boots (the test kernel at most).
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { VmView } from '../../src/vmms/service.js';
+import type { DriveView } from '../../src/vmms/drives.js';
+import type { OperationView } from '../../src/vmms/operations.js';
+import type { VhdView } from '../../src/vmms/vhd-commands.js';
+import { Partition } from '../../src/platform/partition.js';
+import { haveBinutils } from './test-kernel.js';
+import { rejects, startService, testVm, waitFor, type Fixture } from './helpers.js';
+
+const noQemuImg = spawnSync('qemu-img', ['--version']).status !== 0 && 'qemu-img (qemu-utils) not installed';
+let f: Fixture;
+let files: string;
+before(async () => { f = await startService(); files = mkdtempSync(join(tmpdir(), 'hyperts-disks-')); });
+after(async () => { await f?.close(); rmSync(files, { recursive: true, force: true }); rmSync(f.dir, { recursive: true, force: true }); });
+
+const qemuInfo = (p: string): { format: string; 'virtual-size': number } => JSON.parse(execFileSync('qemu-img', ['info', '--output=json', p], { encoding: 'utf8' }));
+const disks = (vm: string): Promise<DriveView[]> => f.client.call<DriveView[]>('GET', `/vms/${vm}/hard-disk-drives`);
+const slots = (l: DriveView[]): string[] => l.map((d) => `${d.controllerType} ${d.controllerNumber}:${d.controllerLocation} ${d.path}`);
+
+async function finished(op: OperationView): Promise<OperationView> {
+  return waitFor(`operation ${op.kind}`, async () => {
+    const o = await f.client.call<OperationView>('GET', `/operations/${op.id}`);
+    return o.state !== 'Running' ? o : null;
+  });
+}
+async function newVhd(body: Record<string, unknown>): Promise<VhdView> {
+  const op = await finished(await f.client.call<OperationView>('POST', '/vhds', body));
+  assert.equal(op.state, 'Completed', JSON.stringify(op.error));
+  return op.result as VhdView;
+}
+
+test('New-VM with a new VHDX: dynamic, at SCSI 0:0, in the default folder for a relative path; duplicate names create no file', { skip: noQemuImg }, async () => {
+  const vm = await f.client.call<VmView>('POST', '/vms', { name: 'web1', newVhdPath: 'web1.vhdx', newVhdSizeBytes: '1GB' });
+  const path = join(f.dir, 'Virtual Hard Disks', 'web1.vhdx');
+  assert.deepEqual(vm.config.hardware, { scsiControllers: 1, drives: [{ controllerType: 'scsi', controllerNumber: 0, controllerLocation: 0, kind: 'disk', path }], networkAdapters: [] });
+  const info = qemuInfo(path);
+  assert.equal(info.format, 'vhdx');
+  assert.equal(info['virtual-size'], 1024 ** 3);
+  const [d] = await disks('web1');
+  assert.deepEqual([d.controllerType, d.controllerNumber, d.controllerLocation, d.path, d.sizeBytes], ['SCSI', 0, 0, path, 1024 ** 3]);
+  assert.ok(d.fileSizeBytes! > 0 && d.fileSizeBytes! < 1024 ** 3, 'dynamic: the file is smaller than the disk');
+  const v = await f.client.call<VhdView>('GET', `/vhds?path=${encodeURIComponent(path)}`);
+  assert.deepEqual([v.vhdFormat, v.vhdType, v.size, v.attached, v.attachedTo], ['VHDX', 'Dynamic', 1024 ** 3, true, 'web1 (SCSI 0:0)']);
+
+  await rejects(f.client.call('POST', '/vms', { name: 'web1', newVhdPath: join(files, 'dup.vhdx'), newVhdSizeBytes: '1GB' }), 409, /already exists/);
+  assert.equal(existsSync(join(files, 'dup.vhdx')), false, 'no file for a VM that was not created');
+  await rejects(f.client.call('POST', '/vms', { name: 'bad', memory: '1Q', newVhdPath: join(files, 'bad.vhdx'), newVhdSizeBytes: '1GB' }), 400, /invalid memory size/);
+  assert.equal(existsSync(join(files, 'bad.vhdx')), false);
+  await rejects(f.client.call('POST', '/vms', { name: 'web2', newVhdPath: path, newVhdSizeBytes: '1GB' }), 409, /web1.vhdx already exists/);
+  await rejects(f.client.call('POST', '/vms', { name: 'web2', newVhdPath: join(files, 'x.vhdx') }), 400, /needs both newVhdPath and newVhdSizeBytes/);
+  await rejects(f.client.call('POST', '/vms', { name: 'web2', vhdPath: path }), 409, /already attached to VM 'web1' at SCSI 0:0.*remove-vmharddiskdrive web1/);
+  assert.equal((await f.client.call<VmView[]>('GET', '/vms')).length, 1);
+
+  // Remove-VM leaves the disk; another VM can then use it (-VHDPath).
+  await f.client.call('DELETE', '/vms/web1');
+  assert.ok(existsSync(path), 'remove-vm keeps the VHDX');
+  const again = await f.client.call<VmView>('POST', '/vms', { name: 'web2', vhdPath: path });
+  assert.equal(again.config.hardware.drives[0].path, path);
+  await f.client.call('DELETE', '/vms/web2');
+});
+
+test('Add-/Remove-VMHardDiskDrive: first free slot, explicit slots, errors that name the problem, controllers', { skip: noQemuImg }, async () => {
+  const a = (await newVhd({ path: join(files, 'a.vhdx'), sizeBytes: '64MB' })).path;
+  const b = (await newVhd({ path: join(files, 'b.vhdx'), sizeBytes: '64MB' })).path;
+  const c = (await newVhd({ path: join(files, 'c.vhdx'), sizeBytes: '64MB', type: 'Fixed' })).path;
+  assert.equal((await f.client.call<VhdView>('GET', `/vhds?path=${encodeURIComponent(c)}`)).vhdType, 'Fixed');
+  await f.client.call('POST', '/vms', { name: 'd1' });
+  await f.client.call('POST', '/vms', { name: 'd2' });
+  const add = (vm: string, body: unknown): Promise<DriveView> => f.client.call<DriveView>('POST', `/vms/${vm}/hard-disk-drives`, body);
+  assert.equal((await add('d1', { path: a })).controllerLocation, 0);
+  assert.deepEqual([(await add('d1', { path: b, controllerLocation: 5 }))].map((d) => d.controllerLocation), [5]);
+  await rejects(add('d1', { path: c, controllerNumber: 0, controllerLocation: 5 }), 409, /SCSI 0:5 of VM 'd1' is already in use by '.*b.vhdx'/);
+  await rejects(add('d1', { path: c, controllerNumber: 1 }), 400, /has 1 SCSI controller.*add-vmscsicontroller d1/);
+  await rejects(add('d2', { path: a }), 409, /a.vhdx is already attached to VM 'd1' at SCSI 0:0; a disk can belong to one VM only/);
+  await rejects(add('d1', { path: join(files, 'nope.vhdx') }), 404, /nope.vhdx does not exist.*new-vhd/);
+  await rejects(add('d1', { path: files }), 400, /is not a file/);
+  await rejects(add('d1', { path: c, controllerType: 'SATA' }), 400, /SCSI or IDE/);
+  await rejects(add('d1', { path: c, controllerLocation: 64 }), 400, /controllerLocation must be an integer from 0 to 63/);
+  await rejects(add('ghost', { path: c }), 404, /no virtual machine named 'ghost'/);
+  assert.equal((await add('d1', { path: c, controllerType: 'IDE' })).controllerType, 'IDE');
+  assert.deepEqual(slots(await disks('d1')), [`IDE 0:0 ${c}`, `SCSI 0:0 ${a}`, `SCSI 0:5 ${b}`]);
+
+  // More SCSI controllers, up to four.
+  for (let i = 2; i <= 4; i++) assert.deepEqual(await f.client.call('POST', '/vms/d2/scsi-controllers'), { scsiControllers: i });
+  await rejects(f.client.call('POST', '/vms/d2/scsi-controllers'), 409, /already has 4 SCSI controllers/);
+
+  await rejects(f.client.call('DELETE', '/vms/d1/hard-disk-drives/SCSI/0/7'), 404, /no hard disk at SCSI 0:7.*get-vmharddiskdrive d1/);
+  await f.client.call('DELETE', '/vms/d1/hard-disk-drives/SCSI/0/5');
+  await f.client.call('DELETE', '/vms/d1/hard-disk-drives/ide/0/0');
+  assert.ok(existsSync(b) && existsSync(c), 'removing a drive leaves its file');
+  assert.deepEqual(slots(await f.client.call<DriveView[]>('GET', '/hard-disk-drives')), [`SCSI 0:0 ${a}`]);
+  assert.equal((await add('d2', { path: b, controllerNumber: 3 })).controllerNumber, 3);
+  const ev = await f.client.call<{ message: string }[]>('GET', '/vms/d1/events');
+  assert.ok(ev.some((e) => /hard disk .*b.vhdx removed from SCSI 0:5; the file stays/.test(e.message)));
+});
+
+test('Set-/Get-VMDvdDrive: an ISO on IDE, eject, errors', async () => {
+  const iso = join(files, 'tools.iso');
+  writeFileSync(iso, Buffer.alloc(2048 * 16));
+  await f.client.call('POST', '/vms', { name: 'dvd' });
+  await rejects(f.client.call('PUT', '/vms/dvd/dvd-drive', { path: '' }), 404, /has no DVD drive to eject/);
+  await rejects(f.client.call('PUT', '/vms/dvd/dvd-drive', { path: join(files, 'missing.iso') }), 404, /missing.iso does not exist/);
+  const d = await f.client.call<DriveView>('PUT', '/vms/dvd/dvd-drive', { path: iso, controllerNumber: 1, controllerLocation: 0 });
+  assert.deepEqual([d.controllerType, d.controllerNumber, d.controllerLocation, d.path, d.sizeBytes], ['IDE', 1, 0, iso, 2048 * 16]);
+  const e = await f.client.call<DriveView>('PUT', '/vms/dvd/dvd-drive', { path: '' });
+  assert.deepEqual([e.controllerNumber, e.path], [1, null]);
+  assert.deepEqual((await f.client.call<DriveView[]>('GET', '/vms/dvd/dvd-drives')).map((x) => [x.controllerType, x.controllerNumber, x.path]), [['IDE', 1, null]]);
+  assert.deepEqual((await f.client.call<DriveView[]>('GET', '/vms/dvd/hard-disk-drives')), [], 'a DVD drive is not a hard disk drive');
+  // The same ISO may go into another VM's DVD drive too (read-only media).
+  await f.client.call('PUT', '/vms/dvd/dvd-drive', { path: iso });
+  await f.client.call('POST', '/vms', { name: 'dvd2' });
+  assert.equal((await f.client.call<DriveView>('PUT', '/vms/dvd2/dvd-drive', { path: iso })).path, iso);
+  await rejects(f.client.call('POST', '/vms/dvd2/hard-disk-drives', { path: iso }), 409, /already attached to VM 'dvd'/);
+});
+
+test('checkpoints refuse VMs with disks; a VM with a missing disk does not start and says which', { skip: noQemuImg }, async () => {
+  const p = (await newVhd({ path: join(files, 'cp.vhdx'), sizeBytes: '16MB' })).path;
+  await f.client.call('POST', '/vms', { ...testVm('cp'), vhdPath: p });
+  await rejects(f.client.call('POST', '/vms/cp/snapshots', {}), 409, /has virtual hard disks, and checkpoints do not capture disks yet.*save-vm cp/);
+  assert.deepEqual(await f.client.call('GET', '/vms/cp/snapshots'), []);
+  rmSync(p);
+  await rejects(f.client.call('POST', '/vms/cp/start', {}), 409, /cp.vhdx at SCSI 0:0 does not exist.*remove-vmharddiskdrive cp --controller-type SCSI --controller-number 0 --controller-location 0/);
+  assert.equal((await f.client.call<VmView>('GET', '/vms/cp')).state, 'Off');
+});
+
+test('VHD operations: progress resource, convert, optimize, test; refusals for disks of running VMs and overwrites', { skip: noQemuImg }, async () => {
+  const src = (await newVhd({ path: join(files, 'src.vhdx'), sizeBytes: '32MB' })).path;
+  execFileSync('qemu-io', ['-f', 'vhdx', '-c', 'write -P 0xab 0 1M', src]);
+  const dest = join(files, 'dst.vhdx');
+  const op = await f.client.call<OperationView>('POST', '/vhds/convert', { path: src, destinationPath: dest, vhdType: 'fixed' });
+  assert.equal(op.kind, 'convert-vhd');
+  const done = await finished(op);
+  assert.equal(done.state, 'Completed', JSON.stringify(done.error));
+  assert.equal(done.percentComplete, 100);
+  assert.equal((done.result as VhdView).vhdType, 'Fixed');
+  assert.equal(spawnSync('qemu-img', ['compare', '-f', 'vhdx', '-F', 'vhdx', src, dest]).status, 0, 'same contents');
+  assert.ok((await f.client.call<OperationView[]>('GET', '/operations')).some((o) => o.id === op.id));
+  await rejects(f.client.call('GET', '/operations/none'), 404, /no operation 'none'/);
+
+  const again = await finished(await f.client.call<OperationView>('POST', '/vhds/convert', { path: src, destinationPath: dest }));
+  assert.equal(again.state, 'Failed');
+  assert.match(again.error!.message, /dst.vhdx already exists/);
+  const opt = await finished(await f.client.call<OperationView>('POST', '/vhds/optimize', { path: src }));
+  assert.equal(opt.state, 'Completed', JSON.stringify(opt.error));
+  assert.equal(spawnSync('qemu-io', ['-f', 'vhdx', '-r', '-c', 'read -P 0xab 0 1M', src]).status, 0, 'optimize keeps the data');
+
+  assert.deepEqual(await f.client.call('POST', '/vhds/test', { path: src }), { path: src, ok: true, problems: [], message: `${src} is a usable virtual hard disk` });
+  const junk = join(files, 'junk.vhdx');
+  writeFileSync(junk, 'not a disk');
+  const t = await f.client.call<{ ok: boolean; message: string }>('POST', '/vhds/test', { path: junk });
+  assert.equal(t.ok, false);
+  assert.match(t.message, /junk.vhdx is not usable/);
+  assert.equal((await f.client.call<{ ok: boolean }>('POST', '/vhds/test', { path: join(files, 'none.vhdx') })).ok, false);
+  const bad = await f.client.call<OperationView>('POST', '/vhds', { path: join(files, 'n.vhdx') }).catch((e) => e);
+  assert.match(bad.message, /give sizeBytes/);
+
+  if (haveBinutils()) {
+    // A disk of a running VM is not converted, resized or optimized under it.
+    await f.client.call('POST', '/vms', { ...testVm('busy'), vhdPath: src });
+    await f.client.call('POST', '/vms/busy/start', {});
+    const r = await finished(await f.client.call<OperationView>('POST', '/vhds/optimize', { path: src }));
+    assert.equal(r.state, 'Failed');
+    assert.match(r.error!.message, /attached to VM 'busy' at SCSI 0:0, which is Running \(stop-vm busy first\)/);
+    await f.client.call('POST', '/vms/busy/stop', { turnOff: true });
+  }
+});
+
+test('a SCSI disk added to a running VM reaches its worker; IDE disks wait for the VM to be off', { skip: (noQemuImg || (!haveBinutils() && 'binutils not installed')) || false }, async () => {
+  const p = (await newVhd({ path: join(files, 'hot.vhdx'), sizeBytes: '16MB' })).path;
+  await f.client.call('POST', '/vms', testVm('hot'));
+  await f.client.call('POST', '/vms/hot/start', {});
+  await rejects(f.client.call('POST', '/vms/hot/hard-disk-drives', { path: p, controllerType: 'IDE' }), 409, /IDE disks can be added only while it is off/);
+  await rejects(f.client.call('POST', '/vms/hot/scsi-controllers'), 409, /while it is Running/);
+  const canHotAdd = typeof (Partition.prototype as unknown as { attachDrive?: unknown }).attachDrive === 'function';
+  if (canHotAdd) {
+    assert.equal((await f.client.call<DriveView>('POST', '/vms/hot/hard-disk-drives', { path: p })).controllerLocation, 0);
+    await f.client.call('DELETE', '/vms/hot/hard-disk-drives/SCSI/0/0');
+  } else {
+    // The worker got the request and answered that this partition cannot hot-add yet: nothing changed.
+    await rejects(f.client.call('POST', '/vms/hot/hard-disk-drives', { path: p }), 409, /partition cannot hot-add disks while the VM runs/);
+  }
+  assert.deepEqual(await disks('hot'), []);
+  await f.client.call('POST', '/vms/hot/stop', { turnOff: true });
+  assert.equal((await f.client.call<DriveView>('POST', '/vms/hot/hard-disk-drives', { path: p, controllerType: 'IDE' })).controllerType, 'IDE');
+});
+
+test('the OpenAPI document describes the drive, VHD and operation endpoints', async () => {
+  const doc = await f.client.call<{ paths: Record<string, object>; components: { schemas: Record<string, object> } }>('GET', '/openapi.json');
+  for (const p of ['/vms/{name}/hard-disk-drives', '/vms/{name}/hard-disk-drives/{type}/{number}/{location}', '/vms/{name}/scsi-controllers', '/vms/{name}/dvd-drive', '/vhds', '/vhds/convert', '/operations/{id}']) {
+    assert.ok(doc.paths[p], `${p} documented`);
+  }
+  for (const s of ['Drive', 'Vhd', 'Operation', 'NewVMDisk']) assert.ok(doc.components.schemas[s], `${s} schema`);
+});
