@@ -13,6 +13,8 @@ import { createPlatformDevices, type PlatformDevices, type PlatformDevicesState 
 import { HyperVStack, type HyperVStackState } from '../vsp/hyperv-stack.js';
 import { checkShape, decodeSavedState, encodeSavedState, readSavedStateFile, SavedStateError, type SavedStateInfo } from './saved-state.js';
 import type { IntegrationServices } from '../vsp/ic/integration-services.js';
+import type { HardwareConfig } from './hardware.js';
+import { ScsiStorage, type DiskOpener, type StorageState } from './assemble-storage.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
 import type { Server } from 'node:net';
 import type { DebugControl } from '../debug/emulated-target.js';
@@ -37,6 +39,10 @@ export interface PartitionConfig {
   tscHz?: number;
   onConsoleOutput?: (bytes: Uint8Array) => void;
   log?: (msg: string) => void;
+  /** Controllers, drives and adapters; absent = no storage or network devices. */
+  hardware?: HardwareConfig;
+  /** How drives' disk images are opened (default: raw images); tests pass in-memory disks. */
+  openDisk?: DiskOpener;
 }
 
 export interface PartitionExit { code: number; reason: string }
@@ -44,6 +50,7 @@ export interface PartitionExit { code: number; reason: string }
 interface PartitionState {
   vcpus: unknown[]; clock: { mode: string; nowNs: number; nsPerInsn: number }; devices: PlatformDevicesState; hyperv: HyperVStackState;
   resetPending: string | null;
+  storage: StorageState | null;
 }
 
 const NO_LEAVES: CpuidProvider = { cpuid: (): CpuidResult => ({ eax: 0, ebx: 0, ecx: 0, edx: 0 }) };
@@ -71,6 +78,8 @@ export class Partition {
   /** Present while a GDB stub serves this partition (--gdb). */
   private debug: DebugControl | null = null;
   private gdbServer: Server | null = null;
+  /** Synthetic SCSI controllers and their drives (null when the hardware has none). */
+  storage: ScsiStorage | null = null;
 
   private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory) {
     this.backendKind = backend.kind;
@@ -134,8 +143,23 @@ export class Partition {
       if (!cpu) throw new Error("--clock icount needs the emulated processor (KVM does not count instructions); use warp or realtime");
       p.clock.useInstructionCount(() => cpu.insnCount);
     }
-    p.loadFirmware(true);
+    try {
+      await p.assembleStorage();
+      p.loadFirmware(true);
+    } catch (e) {
+      await p.storage?.close().catch(() => {});
+      backend.destroy();
+      throw e;
+    }
     return p;
+  }
+
+  private async assembleStorage(): Promise<void> {
+    const hw = this.config.hardware;
+    if (!hw || (hw.scsiControllers === 0 && !hw.drives.some((d) => d.controllerType === 'scsi'))) return;
+    const vmbus = this.hyperv.vmbus;
+    if (!vmbus) throw new Error(`${this.label} has SCSI controllers, which are synthetic (VMBus) devices; turn enlightenments on or attach the drives to IDE`);
+    this.storage = await ScsiStorage.assemble(hw, vmbus, this.memory, { open: this.config.openDisk, log: (m) => this.log(`storvsp: ${m}`) });
   }
 
   /** Puts the boot environment (ACPI tables, kernel, initrd, boot CPU state) into a zeroed memory. */
@@ -205,7 +229,7 @@ export class Partition {
   private collectState(): PartitionState {
     return {
       vcpus: this.vcpus.map((v) => v.saveState!()), clock: this.clock.saveState(), devices: this.devices.saveState(),
-      hyperv: this.hyperv.saveState(), resetPending: this.resetReason,
+      hyperv: this.hyperv.saveState(), resetPending: this.resetReason, storage: this.storage?.saveState() ?? null,
     };
   }
 
@@ -239,8 +263,11 @@ export class Partition {
       p.clock.restoreState(s.clock);
       p.devices.restoreState(s.devices);
       p.hyperv.restoreState(s.hyperv);
+      // After the VMBus host reopened the channels: storvsp's negotiation and the requests it had running.
+      if (p.storage && s.storage) p.storage.restoreState(s.storage);
       if (s.resetPending !== null) p.resetReason = s.resetPending;
     } catch (e) {
+      await p.storage?.close().catch(() => {});
       p.backend.destroy();
       if (e instanceof SavedStateError) throw e;
       throw new SavedStateError(`the saved state of ${what} cannot be restored: ${(e as Error).message}`);
@@ -330,6 +357,8 @@ export class Partition {
     this.debug?.reportStop({ exited: this.exitInfo?.code ?? 0 });
     this.gdbServer?.close();
     this.backend.destroy();
+    // Running disk I/O finishes and every disk is flushed and closed before the VM counts as stopped.
+    try { await this.storage?.close(); } catch (e) { this.log(`storage: closing the disks failed: ${(e as Error).message}`); }
     return this.exitInfo ?? { code: 1, reason: 'stopped' };
   }
 }
