@@ -294,9 +294,16 @@ export class VmmsService extends EventEmitter {
           `(put the file back, or remove the drive: ${d.kind === 'dvd' ? `set-vmdvddrive ${c.name} --path ''` : `remove-vmharddiskdrive ${c.name} --controller-type ${d.controllerType.toUpperCase()} --controller-number ${d.controllerNumber} --controller-location ${d.controllerLocation}`})`);
       }
     }
+    const hardware = structuredClone(c.hardware);
+    if (!c.enlightened) {
+      // SCSI controllers are synthetic (VMBus) devices: an unenlightened VM has none to offer.
+      const d = hardware.drives.find((x) => x.controllerType === 'scsi');
+      if (d) throw conflict(`cannot start VM '${c.name}': it is not enlightened, so it has no synthetic SCSI controller for ${slotName(d)} (set-vm ${c.name} --enlightened on, or attach the disk to IDE)`);
+      hardware.scsiControllers = 0;
+    }
     return {
       name: c.name, processor: c.processor, memoryBytes: c.memoryBytes, cpus: c.cpus, enlightened: c.enlightened,
-      kernel, initrd, cmdline, integrationServices: c.integrationServices, com1: c.com1 === 'console', hardware: structuredClone(c.hardware),
+      kernel, initrd, cmdline, integrationServices: c.integrationServices, com1: c.com1 === 'console', hardware,
     };
   }
 

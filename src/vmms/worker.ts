@@ -8,22 +8,44 @@ import { writeSavedStateFile } from '../platform/saved-state.js';
 import { IC_NAMES } from '../vsp/ic/integration-services.js';
 import { IcError } from '../vsp/ic/framework.js';
 import type { FromWorker, ToWorker, WorkerOp, WorkerStatus, WorkerStartConfig } from './worker-protocol.js';
-import type { DriveConfig, HardwareConfig } from '../platform/hardware.js';
+import type { DriveConfig } from '../platform/hardware.js';
+import { openRawDisk, type DiskOpener } from '../platform/assemble-storage.js';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+
+/** The partition's SCSI storage, for hot add and remove (present when the VM has SCSI controllers). */
+function scsi(p: Partition): NonNullable<Partition['storage']> {
+  if (!p.storage) throw new Error('this VM has no SCSI controller (add-vmscsicontroller, while it is off)');
+  return p.storage;
+}
+
+/** A disk-media change hook of the IDE controller (the ide branch provides it); looked up at run time. */
+function changeMedia(p: Partition, drive: DriveConfig): Promise<void> | void {
+  const f = (p as unknown as { changeMedia?: (d: DriveConfig) => Promise<void> | void }).changeMedia;
+  if (typeof f !== 'function') throw new Error('this build cannot change DVD media while the VM runs (change it while the VM is off)');
+  return f.call(p, drive);
+}
 
 /**
- * The partition's drive hooks (storvsp/IDE branches provide them). Looked up at run time so a partition
- * without them yet answers with a clear error instead of the worker failing to build.
+ * Opens a drive's file for the partition. Until the native VHDX engine's opener is on main only raw images
+ * can be presented: a VHDX or VHD opened raw would show the guest the container's bytes, and its writes would
+ * destroy the file's structure, so those are refused with a message instead.
  */
-interface DriveHooks {
-  attachDrive?(drive: DriveConfig): Promise<void> | void;
-  detachDrive?(slot: Pick<DriveConfig, 'controllerType' | 'controllerNumber' | 'controllerLocation'>): Promise<void> | void;
-  changeMedia?(drive: DriveConfig): Promise<void> | void;
-}
-function hook<K extends keyof DriveHooks>(p: Partition, k: K): NonNullable<DriveHooks[K]> {
-  const f = (p as unknown as DriveHooks)[k];
-  if (typeof f !== 'function') throw new Error(`this build's partition cannot ${k === 'attachDrive' ? 'hot-add disks' : k === 'detachDrive' ? 'hot-remove disks' : 'change DVD media'} while the VM runs (stop the VM and change its drives while it is off)`);
-  return f.bind(p) as NonNullable<DriveHooks[K]>;
-}
+const openDriveFile: DiskOpener = async (path, readOnly) => {
+  const head = Buffer.alloc(8);
+  const footer = Buffer.alloc(8);
+  const fd = openSync(path, 'r');
+  try {
+    readSync(fd, head, 0, 8, 0);
+    const size = fstatSync(fd).size;
+    if (size >= 512) readSync(fd, footer, 0, 8, size - 512);
+  } finally { closeSync(fd); }
+  const kind = head.toString('latin1') === 'vhdxfile' ? 'VHDX' : footer.toString('latin1') === 'conectix' ? 'VHD' : null;
+  if (kind) {
+    throw new Error(`${path} is a ${kind} file, and this build can attach raw disk images only (VHDX comes with the native VHDX engine); ` +
+      'attach a raw image instead (convert-vhd DISK.vhdx DISK.img makes one)');
+  }
+  return openRawDisk(path, readOnly);
+};
 
 const STATUS_MS = 1000;
 const KVP_REFRESH_MS = 15_000;
@@ -127,21 +149,26 @@ async function handle(r: WorkerOp): Promise<unknown> {
     case 'kvpRemove': await needIcs().kvp.removeHostKey(r.key); return null;
     case 'save': return writeState(vm, r.path, false);
     case 'checkpoint': return writeState(vm, r.path, true);
-    case 'attachDrive': await hook(vm, 'attachDrive')(r.drive); return null;
-    case 'detachDrive': await hook(vm, 'detachDrive')({ controllerType: r.controllerType, controllerNumber: r.controllerNumber, controllerLocation: r.controllerLocation }); return null;
-    case 'changeMedia': await hook(vm, 'changeMedia')(r.drive); return null;
+    case 'attachDrive':
+      if (r.drive.controllerType !== 'scsi') throw new Error('only SCSI disks can be added while the VM runs');
+      await scsi(vm).addDrive(r.drive);
+      return null;
+    case 'detachDrive':
+      if (r.controllerType !== 'scsi') throw new Error('only SCSI disks can be removed while the VM runs');
+      await scsi(vm).removeDrive(r.controllerNumber, r.controllerLocation);
+      return null;
+    case 'changeMedia': await changeMedia(vm, r.drive); return null;
   }
 }
 
 async function start(c: WorkerStartConfig): Promise<void> {
   try {
-    // PartitionConfig.hardware comes with the storvsp branch; passed through either way.
-    const pc: PartitionConfig & { hardware: HardwareConfig } = {
+    const pc: PartitionConfig = {
       name: c.name, processor: c.processor, memoryBytes: c.memoryBytes, cpus: c.cpus, enlightened: c.enlightened,
       kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, quiet: true,
       onConsoleOutput: c.com1 ? consoleOut : undefined,
       log: (message) => send({ t: 'log', message }),
-      hardware: c.hardware,
+      hardware: c.hardware, openDisk: openDriveFile,
     };
     vm = c.restoreFrom ? await Partition.restore(pc, c.restoreFrom) : await Partition.create(pc);
   } catch (e) {

@@ -14,7 +14,6 @@ import type { VmView } from '../../src/vmms/service.js';
 import type { DriveView } from '../../src/vmms/drives.js';
 import type { OperationView } from '../../src/vmms/operations.js';
 import type { VhdView } from '../../src/vmms/vhd-commands.js';
-import { Partition } from '../../src/platform/partition.js';
 import { haveBinutils } from './test-kernel.js';
 import { rejects, startService, testVm, waitFor, type Fixture } from './helpers.js';
 
@@ -167,32 +166,56 @@ test('VHD operations: progress resource, convert, optimize, test; refusals for d
 
   if (haveBinutils()) {
     // A disk of a running VM is not converted, resized or optimized under it.
-    await f.client.call('POST', '/vms', { ...testVm('busy'), vhdPath: src });
+    const img = join(files, 'busy.img');
+    writeFileSync(img, Buffer.alloc(1048576));
+    await f.client.call('POST', '/vms', { ...testVm('busy'), vhdPath: img });
     await f.client.call('POST', '/vms/busy/start', {});
-    const r = await finished(await f.client.call<OperationView>('POST', '/vhds/optimize', { path: src }));
-    assert.equal(r.state, 'Failed');
-    assert.match(r.error!.message, /attached to VM 'busy' at SCSI 0:0, which is Running \(stop-vm busy first\)/);
+    for (const [kind, body] of [['optimize', { path: img }], ['convert', { path: img, destinationPath: join(files, 'busy2.vhdx') }], ['resize', { path: img, sizeBytes: '2MB' }]] as const) {
+      const r = await finished(await f.client.call<OperationView>('POST', `/vhds/${kind}`, body));
+      assert.equal(r.state, 'Failed');
+      assert.match(r.error!.message, /busy.img: it is attached to VM 'busy' at SCSI 0:0, which is Running \(stop-vm busy first\)/);
+    }
     await f.client.call('POST', '/vms/busy/stop', { turnOff: true });
   }
 });
 
-test('a SCSI disk added to a running VM reaches its worker; IDE disks wait for the VM to be off', { skip: (noQemuImg || (!haveBinutils() && 'binutils not installed')) || false }, async () => {
-  const p = (await newVhd({ path: join(files, 'hot.vhdx'), sizeBytes: '16MB' })).path;
+test('running VMs: a SCSI disk hot-added and removed through the worker; IDE waits for Off; VHDX refused until the native engine; save and restore keep the disk', { skip: (noQemuImg || (!haveBinutils() && 'binutils not installed')) || false }, async () => {
+  const raw = join(files, 'hot.img');
+  writeFileSync(raw, Buffer.alloc(16 * 1048576));
+  const vhdx = (await newVhd({ path: join(files, 'hot.vhdx'), sizeBytes: '16MB' })).path;
   await f.client.call('POST', '/vms', testVm('hot'));
   await f.client.call('POST', '/vms/hot/start', {});
-  await rejects(f.client.call('POST', '/vms/hot/hard-disk-drives', { path: p, controllerType: 'IDE' }), 409, /IDE disks can be added only while it is off/);
+  await rejects(f.client.call('POST', '/vms/hot/hard-disk-drives', { path: raw, controllerType: 'IDE' }), 409, /IDE disks can be added only while it is off/);
   await rejects(f.client.call('POST', '/vms/hot/scsi-controllers'), 409, /while it is Running/);
-  const canHotAdd = typeof (Partition.prototype as unknown as { attachDrive?: unknown }).attachDrive === 'function';
-  if (canHotAdd) {
-    assert.equal((await f.client.call<DriveView>('POST', '/vms/hot/hard-disk-drives', { path: p })).controllerLocation, 0);
-    await f.client.call('DELETE', '/vms/hot/hard-disk-drives/SCSI/0/0');
-  } else {
-    // The worker got the request and answered that this partition cannot hot-add yet: nothing changed.
-    await rejects(f.client.call('POST', '/vms/hot/hard-disk-drives', { path: p }), 409, /partition cannot hot-add disks while the VM runs/);
-  }
+  // The worker opens the file: a VHDX is refused there (raw access would corrupt it), and nothing changes.
+  await rejects(f.client.call('POST', '/vms/hot/hard-disk-drives', { path: vhdx }), 409, /hot.vhdx is a VHDX file, and this build can attach raw disk images only/);
   assert.deepEqual(await disks('hot'), []);
+  assert.equal((await f.client.call<DriveView>('POST', '/vms/hot/hard-disk-drives', { path: raw, controllerLocation: 2 })).controllerLocation, 2);
+  assert.deepEqual(slots(await disks('hot')), [`SCSI 0:2 ${raw}`]);
+  await f.client.call('DELETE', '/vms/hot/hard-disk-drives/SCSI/0/2');
+  assert.deepEqual(await disks('hot'), []);
+  const ev = await f.client.call<{ message: string }[]>('GET', '/vms/hot/events');
+  assert.ok(ev.some((e) => /hot.img added at SCSI 0:2 \(hot-added\)/.test(e.message)));
+  assert.ok(ev.some((e) => /hot.img removed from SCSI 0:2 \(hot-removed\)/.test(e.message)));
+  await f.client.call('POST', '/vms/hot/hard-disk-drives', { path: raw });
+  // Saved state still works with a disk: save, then restore onto the same drives.
+  assert.equal((await f.client.call<VmView>('POST', '/vms/hot/save', {})).state, 'Saved');
+  assert.equal((await f.client.call<VmView>('POST', '/vms/hot/start', {})).state, 'Running');
   await f.client.call('POST', '/vms/hot/stop', { turnOff: true });
-  assert.equal((await f.client.call<DriveView>('POST', '/vms/hot/hard-disk-drives', { path: p, controllerType: 'IDE' })).controllerType, 'IDE');
+  await f.client.call('DELETE', '/vms/hot/hard-disk-drives/SCSI/0/0');
+  assert.equal((await f.client.call<DriveView>('POST', '/vms/hot/hard-disk-drives', { path: raw, controllerType: 'IDE' })).controllerType, 'IDE');
+
+  // A VM whose disk is a VHDX does not start yet, and says why.
+  await f.client.call('POST', '/vms', { ...testVm('vx'), vhdPath: vhdx });
+  await rejects(f.client.call('POST', '/vms/vx/start', {}), 409, /cannot start VM 'vx': .*hot.vhdx is a VHDX file/);
+  assert.equal((await f.client.call<VmView>('GET', '/vms/vx')).state, 'Off');
+  // An unenlightened VM has no synthetic SCSI controller: it starts without one, but not with a SCSI disk.
+  await f.client.call('POST', '/vms', { ...testVm('plain'), enlightened: false });
+  assert.equal((await f.client.call<VmView>('POST', '/vms/plain/start', {})).state, 'Running');
+  await f.client.call('POST', '/vms/plain/stop', { turnOff: true });
+  writeFileSync(join(files, 'plain.img'), Buffer.alloc(1048576));
+  await f.client.call('POST', '/vms/plain/hard-disk-drives', { path: join(files, 'plain.img') });
+  await rejects(f.client.call('POST', '/vms/plain/start', {}), 409, /not enlightened, so it has no synthetic SCSI controller for SCSI 0:0/);
 });
 
 test('the OpenAPI document describes the drive, VHD and operation endpoints', async () => {
