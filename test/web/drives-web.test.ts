@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import type { VmView } from '../../src/vmms/service.js';
 import { startService, type Fixture } from '../vmms/helpers.js';
-import { chromiumMissing, launchBrowser, openConsolePage, row, type Browser } from './browser.js';
+import { fileURLToPath } from 'node:url';
+import { chromiumMissing, launchBrowser, openConsolePage, row, screenshots, type Browser } from './browser.js';
 
 const skip = chromiumMissing() || (spawnSync('qemu-img', ['--version']).status !== 0 ? 'qemu-img (qemu-utils) not installed' : false);
 const TOKEN = 'drives-web-token';
@@ -52,6 +53,7 @@ test('web console: the Storage tab lists the VM\'s drives with sizes', { skip, t
   for (;;) { const o = await f.client.call<{ state: string }>('GET', `/operations/${op.id}`); if (o.state !== 'Running') break; await new Promise((r) => setTimeout(r, 50)); }
   await f.client.call('POST', '/vms/webdisk/hard-disk-drives', { path: 'second.vhdx', controllerLocation: 1 });
   await page.waitForFunction(() => document.querySelectorAll('#drive-table tbody tr').length === 3);
+  await screenshots(page, [fileURLToPath(new URL('../../test-output/web/', import.meta.url))])('storage-tab');
   const third = (await cells())[2];
   assert.deepEqual(third.slice(0, 5), ['SCSI 0', '1', 'Hard drive', join(f.dir, 'Virtual Hard Disks', 'second.vhdx'), '512 MB']);
 });
