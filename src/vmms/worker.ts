@@ -9,8 +9,7 @@ import { IC_NAMES } from '../vsp/ic/integration-services.js';
 import { IcError } from '../vsp/ic/framework.js';
 import type { FromWorker, ToWorker, WorkerOp, WorkerStatus, WorkerStartConfig } from './worker-protocol.js';
 import type { DriveConfig } from '../platform/hardware.js';
-import { openRawDisk, type DiskOpener } from '../platform/assemble-storage.js';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { openDisk } from '../storage/open.js';
 
 /** The partition's SCSI storage, for hot add and remove (present when the VM has SCSI controllers). */
 function scsi(p: Partition): NonNullable<Partition['storage']> {
@@ -25,27 +24,6 @@ function changeMedia(p: Partition, drive: DriveConfig): Promise<void> | void {
   return f.call(p, drive);
 }
 
-/**
- * Opens a drive's file for the partition. Until the native VHDX engine's opener is on main only raw images
- * can be presented: a VHDX or VHD opened raw would show the guest the container's bytes, and its writes would
- * destroy the file's structure, so those are refused with a message instead.
- */
-const openDriveFile: DiskOpener = async (path, readOnly) => {
-  const head = Buffer.alloc(8);
-  const footer = Buffer.alloc(8);
-  const fd = openSync(path, 'r');
-  try {
-    readSync(fd, head, 0, 8, 0);
-    const size = fstatSync(fd).size;
-    if (size >= 512) readSync(fd, footer, 0, 8, size - 512);
-  } finally { closeSync(fd); }
-  const kind = head.toString('latin1') === 'vhdxfile' ? 'VHDX' : footer.toString('latin1') === 'conectix' ? 'VHD' : null;
-  if (kind) {
-    throw new Error(`${path} is a ${kind} file, and this build can attach raw disk images only (VHDX comes with the native VHDX engine); ` +
-      'attach a raw image instead (convert-vhd DISK.vhdx DISK.img makes one)');
-  }
-  return openRawDisk(path, readOnly);
-};
 
 const STATUS_MS = 1000;
 const KVP_REFRESH_MS = 15_000;
@@ -168,7 +146,8 @@ async function start(c: WorkerStartConfig): Promise<void> {
       kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, quiet: true,
       onConsoleOutput: c.com1 ? consoleOut : undefined,
       log: (message) => send({ t: 'log', message }),
-      hardware: c.hardware, openDisk: openDriveFile,
+      // VHDX or raw by content; the lock names this VM to anyone else who tries to open the disk.
+      hardware: c.hardware, openDisk: (path, readOnly) => openDisk(path, { readOnly, purpose: `VM ${c.name}` }),
     };
     vm = c.restoreFrom ? await Partition.restore(pc, c.restoreFrom) : await Partition.create(pc);
   } catch (e) {

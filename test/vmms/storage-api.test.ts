@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { VmView } from '../../src/vmms/service.js';
@@ -15,6 +15,7 @@ import type { DriveView } from '../../src/vmms/drives.js';
 import type { OperationView } from '../../src/vmms/operations.js';
 import type { VhdView } from '../../src/vmms/vhd-commands.js';
 import { haveBinutils } from './test-kernel.js';
+import { openDisk } from '../../src/storage/open.js';
 import { rejects, startService, testVm, waitFor, type Fixture } from './helpers.js';
 
 const noQemuImg = spawnSync('qemu-img', ['--version']).status !== 0 && 'qemu-img (qemu-utils) not installed';
@@ -134,8 +135,9 @@ test('checkpoints refuse VMs with disks; a VM with a missing disk does not start
 });
 
 test('VHD operations: progress resource, convert, optimize, test; refusals for disks of running VMs and overwrites', { skip: noQemuImg }, async () => {
-  const src = (await newVhd({ path: join(files, 'src.vhdx'), sizeBytes: '32MB' })).path;
-  execFileSync('qemu-io', ['-f', 'vhdx', '-c', 'write -P 0xab 0 1M', src]);
+  const src = (await newVhd({ path: join(files, 'src.vhdx'), sizeBytes: '32MB', blockSizeBytes: '1MB' })).path;
+  // One block of data, and one block allocated but holding only zeros (what Optimize-VHD gives back).
+  execFileSync('qemu-io', ['-f', 'vhdx', '-c', 'write -P 0xab 0 1M', '-c', 'write -P 0 8M 1M', src]);
   const dest = join(files, 'dst.vhdx');
   const op = await f.client.call<OperationView>('POST', '/vhds/convert', { path: src, destinationPath: dest, vhdType: 'fixed' });
   assert.equal(op.kind, 'convert-vhd');
@@ -150,8 +152,11 @@ test('VHD operations: progress resource, convert, optimize, test; refusals for d
   const again = await finished(await f.client.call<OperationView>('POST', '/vhds/convert', { path: src, destinationPath: dest }));
   assert.equal(again.state, 'Failed');
   assert.match(again.error!.message, /dst.vhdx already exists/);
+  const allocated = statSync(src).blocks;
   const opt = await finished(await f.client.call<OperationView>('POST', '/vhds/optimize', { path: src }));
   assert.equal(opt.state, 'Completed', JSON.stringify(opt.error));
+  assert.ok(statSync(src).blocks <= allocated - 2048, `the zero block's 1 MiB is given back (${allocated} -> ${statSync(src).blocks} sectors)`);
+  assert.equal(spawnSync('qemu-img', ['check', '-f', 'vhdx', src]).status, 0, 'qemu-img check accepts the optimized file');
   assert.equal(spawnSync('qemu-io', ['-f', 'vhdx', '-r', '-c', 'read -P 0xab 0 1M', src]).status, 0, 'optimize keeps the data');
 
   assert.deepEqual(await f.client.call('POST', '/vhds/test', { path: src }), { path: src, ok: true, problems: [], message: `${src} is a usable virtual hard disk` });
@@ -179,7 +184,7 @@ test('VHD operations: progress resource, convert, optimize, test; refusals for d
   }
 });
 
-test('running VMs: a SCSI disk hot-added and removed through the worker; IDE waits for Off; VHDX refused until the native engine; save and restore keep the disk', { skip: (noQemuImg || (!haveBinutils() && 'binutils not installed')) || false }, async () => {
+test('running VMs: SCSI disks hot-added and removed through the worker, which holds their lock; IDE waits for Off; save and restore keep the disks', { skip: (noQemuImg || (!haveBinutils() && 'binutils not installed')) || false }, async () => {
   const raw = join(files, 'hot.img');
   writeFileSync(raw, Buffer.alloc(16 * 1048576));
   const vhdx = (await newVhd({ path: join(files, 'hot.vhdx'), sizeBytes: '16MB' })).path;
@@ -187,28 +192,27 @@ test('running VMs: a SCSI disk hot-added and removed through the worker; IDE wai
   await f.client.call('POST', '/vms/hot/start', {});
   await rejects(f.client.call('POST', '/vms/hot/hard-disk-drives', { path: raw, controllerType: 'IDE' }), 409, /IDE disks can be added only while it is off/);
   await rejects(f.client.call('POST', '/vms/hot/scsi-controllers'), 409, /while it is Running/);
-  // The worker opens the file: a VHDX is refused there (raw access would corrupt it), and nothing changes.
-  await rejects(f.client.call('POST', '/vms/hot/hard-disk-drives', { path: vhdx }), 409, /hot.vhdx is a VHDX file, and this build can attach raw disk images only/);
-  assert.deepEqual(await disks('hot'), []);
   assert.equal((await f.client.call<DriveView>('POST', '/vms/hot/hard-disk-drives', { path: raw, controllerLocation: 2 })).controllerLocation, 2);
-  assert.deepEqual(slots(await disks('hot')), [`SCSI 0:2 ${raw}`]);
+  assert.equal((await f.client.call<DriveView>('POST', '/vms/hot/hard-disk-drives', { path: vhdx })).controllerLocation, 0);
+  assert.deepEqual(slots(await disks('hot')), [`SCSI 0:0 ${vhdx}`, `SCSI 0:2 ${raw}`]);
+  // The worker opened the VHDX: anyone else is turned away with the holder named.
+  await assert.rejects(openDisk(vhdx, { purpose: 'test' }), /hot.vhdx is in use by VM hot \(pid \d+/);
   await f.client.call('DELETE', '/vms/hot/hard-disk-drives/SCSI/0/2');
-  assert.deepEqual(await disks('hot'), []);
+  assert.deepEqual(slots(await disks('hot')), [`SCSI 0:0 ${vhdx}`]);
   const ev = await f.client.call<{ message: string }[]>('GET', '/vms/hot/events');
   assert.ok(ev.some((e) => /hot.img added at SCSI 0:2 \(hot-added\)/.test(e.message)));
   assert.ok(ev.some((e) => /hot.img removed from SCSI 0:2 \(hot-removed\)/.test(e.message)));
-  await f.client.call('POST', '/vms/hot/hard-disk-drives', { path: raw });
+  // The hot-removed raw image was closed: it can be opened for writing again.
+  await (await openDisk(raw, { purpose: 'test' })).close();
   // Saved state still works with a disk: save, then restore onto the same drives.
   assert.equal((await f.client.call<VmView>('POST', '/vms/hot/save', {})).state, 'Saved');
+  await (await openDisk(vhdx, { purpose: 'test' })).close();
   assert.equal((await f.client.call<VmView>('POST', '/vms/hot/start', {})).state, 'Running');
+  await assert.rejects(openDisk(vhdx, { purpose: 'test' }), /in use by VM hot/);
   await f.client.call('POST', '/vms/hot/stop', { turnOff: true });
   await f.client.call('DELETE', '/vms/hot/hard-disk-drives/SCSI/0/0');
   assert.equal((await f.client.call<DriveView>('POST', '/vms/hot/hard-disk-drives', { path: raw, controllerType: 'IDE' })).controllerType, 'IDE');
 
-  // A VM whose disk is a VHDX does not start yet, and says why.
-  await f.client.call('POST', '/vms', { ...testVm('vx'), vhdPath: vhdx });
-  await rejects(f.client.call('POST', '/vms/vx/start', {}), 409, /cannot start VM 'vx': .*hot.vhdx is a VHDX file/);
-  assert.equal((await f.client.call<VmView>('GET', '/vms/vx')).state, 'Off');
   // An unenlightened VM has no synthetic SCSI controller: it starts without one, but not with a SCSI disk.
   await f.client.call('POST', '/vms', { ...testVm('plain'), enlightened: false });
   assert.equal((await f.client.call<VmView>('POST', '/vms/plain/start', {})).state, 'Running');
@@ -216,6 +220,56 @@ test('running VMs: a SCSI disk hot-added and removed through the worker; IDE wai
   writeFileSync(join(files, 'plain.img'), Buffer.alloc(1048576));
   await f.client.call('POST', '/vms/plain/hard-disk-drives', { path: join(files, 'plain.img') });
   await rejects(f.client.call('POST', '/vms/plain/start', {}), 409, /not enlightened, so it has no synthetic SCSI controller for SCSI 0:0/);
+});
+
+test('differencing disks: New-VHD with a parent, Get-VHD fields, Merge-VHD into the parent, Test-VHD of a broken chain; Resize-VHD', async () => {
+  const parent = (await newVhd({ path: join(files, 'parent.vhdx'), sizeBytes: '8MB', blockSizeBytes: '1MB', logicalSectorSizeBytes: 4096 })).path;
+  const p0 = await f.client.call<VhdView>('GET', `/vhds?path=${encodeURIComponent(parent)}`);
+  assert.match(p0.diskIdentifier!, /^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$/);
+  assert.deepEqual([p0.vhdType, p0.blockSize, p0.logicalSectorSize, p0.attached], ['Dynamic', 1048576, 4096, false]);
+  // Data in the parent, then a child (writing the parent later would break the child's link), then changes in the child.
+  let d = await openDisk(parent);
+  await d.write(0, new Uint8Array(4096).fill(1));
+  await d.write(4 * 1048576, new Uint8Array(4096).fill(2));
+  await d.close();
+  const child = await newVhd({ path: join(files, 'child.vhdx'), parentPath: parent });
+  assert.deepEqual([child.vhdType, child.parentPath, child.size, child.logicalSectorSize], ['Differencing', parent, 8 * 1048576, 4096]);
+  assert.notEqual(p0.diskIdentifier, child.diskIdentifier);
+  d = await openDisk(child.path);
+  await d.write(4 * 1048576, new Uint8Array(4096).fill(3));
+  await d.close();
+  const op = await finished(await f.client.call<OperationView>('POST', '/vhds/merge', { path: child.path }));
+  assert.equal(op.state, 'Completed', JSON.stringify(op.error));
+  assert.equal((op.result as VhdView).path, parent);
+  assert.equal(existsSync(child.path), false, 'the merged child is gone');
+  d = await openDisk(parent, { readOnly: true });
+  const b = new Uint8Array(4096);
+  await d.read(0, b);
+  assert.ok(b.every((x) => x === 1), 'parent data kept');
+  await d.read(4 * 1048576, b);
+  assert.ok(b.every((x) => x === 3), 'child changes merged');
+  await d.close();
+  const notDiff = await finished(await f.client.call<OperationView>('POST', '/vhds/merge', { path: parent }));
+  assert.match(notDiff.error!.message, /only a differencing disk can be merged/);
+
+  // A child whose parent went away: Test-VHD says so; Get-VHD fails with the reason.
+  const orphanParent = (await newVhd({ path: join(files, 'op.vhdx'), sizeBytes: '4MB' })).path;
+  const orphan = (await newVhd({ path: join(files, 'orphan.vhdx'), parentPath: orphanParent })).path;
+  rmSync(orphanParent);
+  const t = await f.client.call<{ ok: boolean; message: string }>('POST', '/vhds/test', { path: orphan });
+  assert.equal(t.ok, false);
+  assert.match(t.message, /orphan.vhdx is not usable: .*parent disk not found/);
+  await rejects(f.client.call('GET', `/vhds?path=${encodeURIComponent(orphan)}`), 400, /parent disk not found/);
+
+  // Resize: raw images grow; a VHDX says it cannot yet.
+  const img = join(files, 'grow.img');
+  writeFileSync(img, Buffer.alloc(1048576));
+  const r = await finished(await f.client.call<OperationView>('POST', '/vhds/resize', { path: img, sizeBytes: '2MB' }));
+  assert.equal((r.result as VhdView).size, 2 * 1048576);
+  const shrink = await finished(await f.client.call<OperationView>('POST', '/vhds/resize', { path: img, sizeBytes: '1MB' }));
+  assert.match(shrink.error!.message, /shrinking a raw image .* would cut off data/);
+  const rv = await finished(await f.client.call<OperationView>('POST', '/vhds/resize', { path: parent, sizeBytes: '16MB' }));
+  assert.match(rv.error!.message, /resizing a VHDX is not available yet/);
 });
 
 test('the OpenAPI document describes the drive, VHD and operation endpoints', async () => {
