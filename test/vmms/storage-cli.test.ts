@@ -57,6 +57,14 @@ test('CLI: VHD commands without a service, then drives through the service', { s
   r = await hyperts('convert-vhd', 'base.vhdx', 'copy.vhdx', '--vhd-type', 'dynamic', '--json');
   assert.equal(r.code, 0, r.stderr);
   assert.equal(JSON.parse(r.stdout).path, join(work, 'copy.vhdx'));
+  // On a terminal, a long command draws a progress line (percent, rate, time left), then "done".
+  if (spawnSync('script', ['--version']).status === 0) {
+    const cmd = [process.execPath, bin, 'convert-vhd', 'base.vhdx', 'tty.vhdx', '--data-dir', dir].map((x) => `'${x}'`).join(' ');
+    const t = spawnSync('script', ['-qec', cmd, '/dev/null'], { cwd: work, encoding: 'utf8', env: { ...process.env, HYPERTS_URL: '' } });
+    assert.equal(t.status, 0, t.stdout);
+    assert.match(t.stdout, /convert-vhd: +\d+% (\d+\.\d MB\/s )?(--:--:--|\d\d:\d\d:\d\d) left/);
+    assert.match(t.stdout, /convert-vhd: done/);
+  }
   r = await hyperts('test-vhd', 'base.vhdx');
   assert.equal(r.code, 0);
   assert.match(r.stdout, /base.vhdx is a usable virtual hard disk/);
