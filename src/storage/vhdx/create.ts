@@ -90,7 +90,7 @@ export async function writeNewVhdx(tmpPath: string, p: VhdxParams): Promise<numb
   if (p.leaveBlocksAllocated) {
     for (let b = 0; b < g.payloadBlocks; b++) {
       bat.set(payloadIndex(g, b), PAYLOAD_FULLY_PRESENT, end);
-      end += roundUp(Math.min(p.blockSize, p.virtualSize - b * p.blockSize), MiB);
+      end += p.blockSize;
     }
   }
   const ident = new Uint8Array(64 * 1024);

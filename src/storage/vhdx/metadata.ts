@@ -149,3 +149,14 @@ export function serializeMetadata(p: VhdxParams, size: number): Uint8Array {
   });
   return buf;
 }
+
+/** File offset within the metadata region of an item's data, or -1. */
+export function findItemOffset(buf: Uint8Array, guid: string): number {
+  const dv = view(buf);
+  const count = Math.min(dv.getUint16(10, true), 2047);
+  for (let i = 0; i < count; i++) {
+    const at = 32 + i * 32;
+    if (bytesToGuid(buf, at) === guid) return dv.getUint32(at + 16, true);
+  }
+  return -1;
+}

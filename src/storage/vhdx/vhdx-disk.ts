@@ -315,7 +315,7 @@ export class VhdxDisk implements Disk {
         await this.markPresent(block, off, n);
       } else {
         const blockLen = Math.min(bs, this.sizeBytes - block * bs);
-        const at = await this.allocate(roundUp(blockLen, MiB));
+        const at = await this.allocate(bs); // a whole block even at the end, so a later grow never overlaps
         await this.file.write(piece, at + inBlock);
         if (this.parent && state === PAYLOAD_NOT_PRESENT && n < blockLen) {
           await this.clearBlockBits(block);
@@ -468,6 +468,32 @@ export class VhdxDisk implements Disk {
     });
   }
 
+  /**
+   * Which sectors of a block this file itself defines (data or zeros), as [offset, length] runs of virtual
+   * bytes; everything else comes from the parent. For merge.
+   */
+  async ownRuns(block: number): Promise<[number, number][]> {
+    const bs = this.params.blockSize;
+    const start = block * bs, len = Math.min(bs, this.sizeBytes - start);
+    const state = this.bat.state(payloadIndex(this.geometry, block));
+    if (state === PAYLOAD_NOT_PRESENT) return this.parent ? [] : [[start, len]];
+    if (state !== PAYLOAD_PARTIALLY_PRESENT) return [[start, len]];
+    const bm = await this.bitmap(Math.floor(block / this.geometry.chunkRatio));
+    const out: [number, number][] = [];
+    const ss = this.logicalSectorSize;
+    for (let o = start; o < start + len; o += ss) {
+      if (!this.bitSet(bm, o)) continue;
+      const last = out[out.length - 1];
+      if (last && last[0] + last[1] === o) last[1] += ss; else out.push([o, ss]);
+    }
+    return out;
+  }
+
+  /** Maintenance (resize, optimize): change a BAT entry; committed by the next flush. */
+  async setEntryForMaintenance(i: number, state: number, fileOffset: number): Promise<void> {
+    await this.serialize(async () => { await this.startSession(); this.setEntry(i, state, fileOffset); });
+  }
+
   /** Allocated payload/bitmap extents (file offset, length) for check, optimize and describe. */
   extents(): { offset: number; length: number; what: string }[] {
     return batExtents(this.bat, this.geometry, this.params);
@@ -554,7 +580,13 @@ async function openParent(path: string, params: VhdxParams, opts: OpenVhdxOption
     let real = c;
     try { real = realpathSync(c); } catch { tried.push(`${c} (not found)`); continue; }
     if (chain.includes(real)) throw new VhdxFormatError(path, `the parent chain loops back to ${real}`);
-    const parent = await VhdxDisk.open(c, { readOnly: true, openFile, chain, lock: opts.lock, purpose: opts.purpose });
+    let parent: VhdxDisk;
+    try {
+      parent = await VhdxDisk.open(c, { readOnly: true, openFile, chain, lock: opts.lock, purpose: opts.purpose });
+    } catch (e) {
+      if (e instanceof VhdxFormatError) throw new VhdxFormatError(path, `in its parent chain: ${e.message}`);
+      throw e;
+    }
     const linkage = normalizeLinkage(loc.get('parent_linkage')!);
     if (normalizeLinkage(parent.header.dataWriteGuid) !== linkage) {
       await parent.close();
