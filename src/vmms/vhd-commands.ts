@@ -75,7 +75,7 @@ export class VhdCommands {
 
   private async run<T>(p: Promise<T>): Promise<T> {
     try { return await p; } catch (e) {
-      if (e instanceof VhdEngineError) throw new VmmsError(400, 'VhdError', e.message);
+      if (e instanceof VhdEngineError) throw e.reason === 'locked' ? new VmmsError(409, 'DiskInUse', e.message) : new VmmsError(400, 'VhdError', e.message);
       throw e;
     }
   }
@@ -169,12 +169,6 @@ export class VhdCommands {
     const path = this.path(v);
     if (!existsSync(path)) return { path, ok: false, problems: [`${path} does not exist`], message: `${path} does not exist` };
     const r = await this.run(vhdEngine().check(path));
-    if (r.ok) {
-      try {
-        const info = await vhdEngine().describe(path);
-        if (info.parentPath && !existsSync(info.parentPath)) r.problems.push(`its parent ${info.parentPath} does not exist`);
-      } catch (e) { r.problems.push((e as Error).message); }
-    }
     const ok = r.problems.length === 0 && r.ok;
     return { path, ok, problems: r.problems, message: ok ? `${path} is a usable virtual hard disk` : `${path} is not usable: ${r.problems.join('; ')}` };
   }

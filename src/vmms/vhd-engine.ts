@@ -52,7 +52,10 @@ export interface VhdEngine {
 }
 
 /** Raised for a request the engine understands but cannot carry out (bad file, unsupported kind). */
-export class VhdEngineError extends Error { constructor(message: string) { super(message); this.name = 'VhdEngineError'; } }
+export class VhdEngineError extends Error {
+  /** 'locked': another user (a VM, a merge...) holds the file. */
+  constructor(message: string, readonly reason: 'locked' | 'failed' = 'failed') { super(message); this.name = 'VhdEngineError'; }
+}
 
 let current: VhdEngine | null = null;
 

@@ -11,12 +11,6 @@ import type { FromWorker, ToWorker, WorkerOp, WorkerStatus, WorkerStartConfig } 
 import type { DriveConfig } from '../platform/hardware.js';
 import { openDisk } from '../storage/open.js';
 
-/** The partition's SCSI storage, for hot add and remove (present when the VM has SCSI controllers). */
-function scsi(p: Partition): NonNullable<Partition['storage']> {
-  if (!p.storage) throw new Error('this VM has no SCSI controller (add-vmscsicontroller, while it is off)');
-  return p.storage;
-}
-
 /** A disk-media change hook of the IDE controller (the ide branch provides it); looked up at run time. */
 function changeMedia(p: Partition, drive: DriveConfig): Promise<void> | void {
   const f = (p as unknown as { changeMedia?: (d: DriveConfig) => Promise<void> | void }).changeMedia;
@@ -127,13 +121,11 @@ async function handle(r: WorkerOp): Promise<unknown> {
     case 'kvpRemove': await needIcs().kvp.removeHostKey(r.key); return null;
     case 'save': return writeState(vm, r.path, false);
     case 'checkpoint': return writeState(vm, r.path, true);
-    case 'attachDrive':
-      if (r.drive.controllerType !== 'scsi') throw new Error('only SCSI disks can be added while the VM runs');
-      await scsi(vm).addDrive(r.drive);
-      return null;
+    // The partition keeps its hardware description in step, so a later save and restore has the drive.
+    case 'attachDrive': await vm.addDrive(r.drive); return null;
     case 'detachDrive':
       if (r.controllerType !== 'scsi') throw new Error('only SCSI disks can be removed while the VM runs');
-      await scsi(vm).removeDrive(r.controllerNumber, r.controllerLocation);
+      await vm.removeDrive(r.controllerNumber, r.controllerLocation);
       return null;
     case 'changeMedia': await changeMedia(vm, r.drive); return null;
   }

@@ -222,7 +222,7 @@ test('running VMs: SCSI disks hot-added and removed through the worker, which ho
   await rejects(f.client.call('POST', '/vms/plain/start', {}), 409, /not enlightened, so it has no synthetic SCSI controller for SCSI 0:0/);
 });
 
-test('differencing disks: New-VHD with a parent, Get-VHD fields, Merge-VHD into the parent, Test-VHD of a broken chain; Resize-VHD', async () => {
+test('differencing disks: New-VHD with a parent, Get-VHD fields, Merge-VHD into the parent, Test-VHD of a broken chain; Resize-VHD, locks', async () => {
   const parent = (await newVhd({ path: join(files, 'parent.vhdx'), sizeBytes: '8MB', blockSizeBytes: '1MB', logicalSectorSizeBytes: 4096 })).path;
   const p0 = await f.client.call<VhdView>('GET', `/vhds?path=${encodeURIComponent(parent)}`);
   assert.match(p0.diskIdentifier!, /^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$/);
@@ -261,7 +261,7 @@ test('differencing disks: New-VHD with a parent, Get-VHD fields, Merge-VHD into 
   assert.match(t.message, /orphan.vhdx is not usable: .*parent disk not found/);
   await rejects(f.client.call('GET', `/vhds?path=${encodeURIComponent(orphan)}`), 400, /parent disk not found/);
 
-  // Resize: raw images grow; a VHDX says it cannot yet.
+  // Resize: raw images grow (never shrink); VHDX through the VHDX code.
   const img = join(files, 'grow.img');
   writeFileSync(img, Buffer.alloc(1048576));
   const r = await finished(await f.client.call<OperationView>('POST', '/vhds/resize', { path: img, sizeBytes: '2MB' }));
@@ -269,7 +269,19 @@ test('differencing disks: New-VHD with a parent, Get-VHD fields, Merge-VHD into 
   const shrink = await finished(await f.client.call<OperationView>('POST', '/vhds/resize', { path: img, sizeBytes: '1MB' }));
   assert.match(shrink.error!.message, /shrinking a raw image .* would cut off data/);
   const rv = await finished(await f.client.call<OperationView>('POST', '/vhds/resize', { path: parent, sizeBytes: '16MB' }));
-  assert.match(rv.error!.message, /resizing a VHDX is not available yet/);
+  assert.equal(rv.state, 'Completed', JSON.stringify(rv.error));
+  const grown = rv.result as VhdView;
+  assert.deepEqual([grown.size, grown.vhdType], [16 * 1048576, 'Dynamic']);
+  assert.equal(typeof grown.minimumSize, 'number');
+  assert.equal(typeof grown.fragmentationPercentage, 'number');
+  // A VM's running disk is not resized under it even without the inventory knowing: the file lock says who has it.
+  const held = await openDisk(parent, { purpose: 'VM lockholder' });
+  try {
+    const locked = await finished(await f.client.call<OperationView>('POST', '/vhds/resize', { path: parent, sizeBytes: '32MB' }));
+    assert.equal(locked.state, 'Failed');
+    assert.equal(locked.error!.code, 'DiskInUse');
+    assert.match(locked.error!.message, /parent.vhdx is in use by VM lockholder/);
+  } finally { await held.close(); }
 });
 
 test('the OpenAPI document describes the drive, VHD and operation endpoints', async () => {
