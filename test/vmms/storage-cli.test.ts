@@ -76,10 +76,27 @@ test('CLI: VHD commands without a service, then drives through the service', { s
   assert.equal(r.code, 1);
   assert.match(r.stderr, /missing.vhdx does not exist/);
 
-  server = spawn(process.execPath, [bin, 'serve', '--data-dir', dir, '--quiet'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  server = spawn(process.execPath, [bin, 'serve', '--data-dir', dir, '--quiet', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   server.stderr!.on('data', (d) => { err += d; });
-  await waitFor('serve to listen', () => { if (server!.exitCode !== null) throw new Error(`serve exited: ${err}`); return err.includes('listening on unix:'); });
+  const url = await waitFor('serve to listen', () => {
+    if (server!.exitCode !== null) throw new Error(`serve exited: ${err}`);
+    return /listening on (http:\/\/127\.0\.0\.1:\d+)\//.exec(err)?.[1];
+  });
+
+  // With --url the VHD commands run on the service (its operations), paths still the caller's.
+  r = await hyperts('new-vhd', 'remote.vhdx', '--size-bytes', '64MB', '--url', url, '--json');
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual([JSON.parse(r.stdout).path, JSON.parse(r.stdout).attached], [join(work, 'remote.vhdx'), false]);
+  r = await hyperts('convert-vhd', 'remote.vhdx', 'remote-fixed.vhdx', '--vhd-type', 'fixed', '--url', url, '--json');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).vhdType, 'Fixed');
+  r = await hyperts('merge-vhd', 'remote.vhdx', '--url', url);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /only a differencing disk can be merged/);
+  r = await hyperts('test-vhd', 'broken.vhdx', '--url', url);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /broken.vhdx is not usable/);
 
   r = await hyperts('new-vm', 'app', '--new-vhd-path', 'app.vhdx', '--new-vhd-size-bytes', '1GB');
   assert.equal(r.code, 0, r.stderr);
