@@ -17,8 +17,8 @@ const OPTIONS: Record<string, string> = {
   'get-vhd': '--json', 'resize-vhd': '--size-bytes --json', 'merge-vhd': '--destination-path --json', 'convert-vhd': '--vhd-type --json',
   'optimize-vhd': '--json', 'test-vhd': '--json',
   serve: '--data-dir --listen --token-file --quiet',
-  run: '--processor --kernel --initrd --append --memory --cpus --enlightenments --gdb --clock --quiet',
-  check: '--json --no-speed --device', image: 'build', completion: 'bash',
+  run: '--processor --kernel --initrd --append --memory --cpus --enlightenments --gdb --clock --quiet --vhd --dvd',
+  check: '--json --no-speed --device', image: 'build path --force --rootfs --mirror', completion: 'bash',
 };
 const CONNECTION = '--data-dir --url --token';
 const TAKES_VM = ['get-vm', 'set-vm', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'save-vm', 'remove-vmsavedstate', 'remove-vm', 'connect-vm',

@@ -2,11 +2,9 @@
  * `hyperts run`: boot a transient VM with the serial console on this terminal (Ctrl-A X quits, as in QEMU).
  */
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { parseArgs, parseSize, UsageError } from './args.js';
 import { Partition, type PartitionConfig } from '../platform/partition.js';
-import type { DriveConfig } from '../platform/hardware.js';
-import { SCSI_LOCATIONS } from '../platform/hardware.js';
+import { hardwareFromDriveOptions, takeRepeated } from './drive-args.js';
 
 const help = `usage: hyperts run [options]
 
@@ -21,8 +19,10 @@ const help = `usage: hyperts run [options]
   --gdb-wait                      with --gdb: start with the processor stopped until GDB continues (QEMU's -S)
   --clock realtime|warp|icount    virtual time follows the host; or also jumps over idle periods; or counts
                                   retired instructions, 1 ns each (emulated only; reproducible) (default realtime)
-  --vhd PATH[,readonly]           attach a disk image to the synthetic SCSI controller (repeatable; the
-                                  first is location 0, the next 1, ...); raw images for now
+  --vhd PATH[,controller=scsi|ide][,location=L|C:L][,readonly]
+                                  attach a disk (VHDX or raw; repeatable): synthetic SCSI controller 0 by
+                                  default (locations 0, 1, ...), or the emulated IDE controller (Gen 1 PIIX4)
+  --dvd ISO                       put an ISO image in a DVD drive on IDE (1:0 unless taken)
   --quiet                         do not print hyperts' own status lines
 
 Ctrl-A X quits; Ctrl-A A sends a literal Ctrl-A.
@@ -70,29 +70,12 @@ export default async function run(args: string[]): Promise<number> {
   }
 }
 
-/** `--vhd PATH[,readonly]` may repeat: each becomes the next location of SCSI controller 0. */
-function takeDrives(args: string[]): { rest: string[]; drives: DriveConfig[] } {
-  const rest: string[] = [], drives: DriveConfig[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (a !== '--vhd' && !a.startsWith('--vhd=')) { rest.push(a); continue; }
-    const v = a === '--vhd' ? args[++i] : a.slice(6);
-    if (!v) throw new UsageError('run: --vhd needs a disk image path, e.g. --vhd disk.img or --vhd disk.img,readonly');
-    const parts = v.split(',');
-    const path = parts[0];
-    for (const flag of parts.slice(1)) if (flag !== 'readonly' && flag !== 'ro') throw new UsageError(`run: --vhd ${v}: unknown flag '${flag}' (only 'readonly')`);
-    if (!existsSync(path)) throw new UsageError(`run: disk image '${path}' does not exist (create one with e.g. truncate -s 1G ${path})`);
-    if (drives.length >= SCSI_LOCATIONS) throw new UsageError(`run: at most ${SCSI_LOCATIONS} --vhd disks fit one SCSI controller`);
-    drives.push({ controllerType: 'scsi', controllerNumber: 0, controllerLocation: drives.length, kind: 'disk', path: resolve(path), readOnly: parts.length > 1 });
-  }
-  return { rest, drives };
-}
-
 async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { quiet: boolean }> {
-  const { rest: args, drives } = takeDrives(allArgs);
+  const { rest: args, values: vhds } = takeRepeated(allArgs, 'vhd');
   const { opts, positional } = parseArgs(args, {
     processor: 'string', kernel: 'string', initrd: 'string', append: 'string', memory: 'string', cpus: 'string',
     enlightenments: 'string', gdb: 'string', 'gdb-wait': 'boolean', clock: 'string', quiet: 'boolean',
+    dvd: 'string',
   }, 'run');
   if (positional.length) throw new UsageError(`run: unexpected argument '${positional[0]}' (options start with --)`);
   const processor = (opts.processor as string | undefined) ?? 'auto';
@@ -130,6 +113,6 @@ async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { qu
     processor: processor as PartitionConfig['processor'],
     memoryBytes, cpus, enlightened: enl === 'on', kernel, initrd, cmdline,
     clockMode: clock, gdbPort, gdbWait: opts['gdb-wait'] === true, quiet: opts.quiet === true,
-    hardware: drives.length ? { scsiControllers: 1, drives, networkAdapters: [] } : undefined,
+    hardware: hardwareFromDriveOptions(vhds, opts.dvd as string | undefined),
   };
 }

@@ -55,7 +55,7 @@ for (const type of ['dynamic', 'fixed'] as const) {
         await createVhdx({ path: p, sizeBytes: 40 * MiB + 512 * 3, type, blockSizeBytes: bs * MiB });
         writeFileSync(ref, new Uint8Array(40 * MiB + 512 * 3));
         const d = await openDisk(p);
-        await randomWorkload(d, ref, bs + (type === 'fixed' ? 100 : 0), 300);
+        await randomWorkload(d, ref, bs + (type === "fixed" ? 100 : 0), 150);
         await d.close();
         const c = run('qemu-img', ['check', '-f', 'vhdx', p]);
         assert.equal(c.status, 0, c.out);

@@ -259,6 +259,13 @@ export const KVM_EXIT_X86_WRMSR = 30;
 export const KVM_EXIT_IO_IN = 0;
 export const KVM_EXIT_IO_OUT = 1;
 
+/** kvm_run.internal.suberror values. */
+export const KVM_INTERNAL_ERROR_EMULATION = 1;
+export const KVM_INTERNAL_ERROR_SIMUL_EX = 2;
+export const KVM_INTERNAL_ERROR_DELIVERY_EV = 3;
+export const KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON = 4;
+export const KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES = 1;
+
 export const KVM_SYSTEM_EVENT_SHUTDOWN = 1;
 export const KVM_SYSTEM_EVENT_RESET = 2;
 export const KVM_SYSTEM_EVENT_CRASH = 3;

@@ -31,6 +31,8 @@ export interface Libc {
   pthreadSelf(): number | bigint;
   pthreadKill(thread: number | bigint, sig: number): number;
   pthreadSigmask(how: number, set: Uint8Array, old: Uint8Array | null): number;
+  /** sigtimedwait(set, NULL, timeout): takes one pending signal of `set` (timeout: struct timespec, 16 bytes). */
+  sigtimedwait(set: Uint8Array, timeout: Uint8Array): number;
   errno(): number;
   strerror(e: number): string;
 }
@@ -58,6 +60,7 @@ export function libc(): Libc {
     const pthreadSelf = lib.func('unsigned long pthread_self()');
     const pthreadKill = lib.func('int pthread_kill(unsigned long thread, int sig)');
     const pthreadSigmask = lib.func('int pthread_sigmask(int how, const void *set, void *old)');
+    const sigtimedwait = lib.func('int sigtimedwait(const void *set, void *info, const void *timeout)');
     const strerror = lib.func('const char *strerror(int e)');
     // koffi passes a typed array as a pointer to its bytes; memmove(p, p, 0) returns that pointer.
     const memmove = lib.func('void *memmove(void *d, const void *s, size_t n)');
@@ -83,6 +86,7 @@ export function libc(): Libc {
       pthreadSelf: () => pthreadSelf() as number | bigint,
       pthreadKill: (t, s) => pthreadKill(t, s) as number,
       pthreadSigmask: (how, set, old) => pthreadSigmask(how, set, old) as number,
+      sigtimedwait: (set, timeout) => sigtimedwait(set, null, timeout) as number,
       errno: () => koffi.errno(),
       strerror: (e) => String(strerror(e)),
     };

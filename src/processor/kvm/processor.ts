@@ -209,6 +209,13 @@ export class KvmBackend implements ProcessorBackend {
 
 const ACCESS_SIZES: readonly AccessSize[] = [1, 2, 4];
 
+const INTERNAL_SUBERRORS: Readonly<Record<number, string>> = {
+  [abi.KVM_INTERNAL_ERROR_EMULATION]: 'the host could not emulate an instruction',
+  [abi.KVM_INTERNAL_ERROR_SIMUL_EX]: 'an exception while delivering an exception',
+  [abi.KVM_INTERNAL_ERROR_DELIVERY_EV]: 'an exit while delivering an event',
+  [abi.KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON]: 'an exit the host does not handle',
+};
+
 export class KvmVirtualProcessor implements VirtualProcessor {
   private readonly c: Libc;
   private readonly mailbox = new SharedArrayBuffer(MB_BYTES);
@@ -414,7 +421,7 @@ export class KvmVirtualProcessor implements VirtualProcessor {
         return this.terminal({ kind: 'shutdown', code, reason });
       }
       case abi.KVM_EXIT_INTERNAL_ERROR:
-        return this.fatal(`KVM internal error, suberror ${mb[MB.a0]}`);
+        return this.fatal(this.describeInternalError());
       case abi.KVM_EXIT_FAIL_ENTRY:
         return this.fatal(`VM entry failed, hardware reason 0x${(mb[MB.a1] >>> 0).toString(16)}${(mb[MB.a0] >>> 0).toString(16).padStart(8, '0')}`);
       case abi.KVM_EXIT_EXCEPTION:
@@ -424,6 +431,19 @@ export class KvmVirtualProcessor implements VirtualProcessor {
     }
     mb[MB.replyFlags] = this.interruptFlags(flags);
     return null;
+  }
+
+  /** KVM_EXIT_INTERNAL_ERROR in words: the suberror by name and, for an emulation failure, the instruction bytes. */
+  private describeInternalError(): string {
+    const sub = this.mb[MB.a0];
+    const ndata = this.mb[MB.a1] >>> 0;
+    let s = `KVM internal error: ${INTERNAL_SUBERRORS[sub] ?? 'unknown'} (suberror ${sub})`;
+    // struct emulation_failure: flags (u64), insn_size (u8), insn_bytes[15].
+    if (sub === abi.KVM_INTERNAL_ERROR_EMULATION && ndata >= 3 && (this.pv.getUint32(0, true) & abi.KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)) {
+      const n = Math.min(this.payload[8], 15);
+      s += `, instruction bytes ${Array.from(this.payload.subarray(9, 9 + n), (b) => b.toString(16).padStart(2, '0')).join(' ')}`;
+    }
+    return s;
   }
 
   private fatal(what: string): RunOutcome {

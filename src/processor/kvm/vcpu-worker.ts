@@ -38,7 +38,8 @@ function main(): void {
   const run = new DataView(runBuf.buffer, runBuf.byteOffset, d.mmapSize);
 
   // The kick signal stays blocked in this thread except inside KVM_RUN (KVM_SET_SIGNAL_MASK), so a
-  // kick sent between the mailbox check and the ioctl stays pending and ends the next KVM_RUN at once.
+  // kick sent between the mailbox check and the ioctl stays pending and ends the next KVM_RUN at once;
+  // the EINTR path then takes it off the pending set (a signal never delivered stays pending).
   const set = new Uint8Array(abi.GLIBC_SIGSET_SIZE);
   set[(d.kickSignal - 1) >> 3] |= 1 << ((d.kickSignal - 1) & 7);
   if (c.pthreadSigmask(abi.SIG_BLOCK, set, null) !== 0) { fail('pthread_sigmask failed'); return; }
@@ -56,6 +57,7 @@ function main(): void {
   while (Atomics.load(mb, MB.state) !== STATE_RUNNING) Atomics.wait(mb, MB.state, Atomics.load(mb, MB.state));
 
   const fd = d.vcpuFd;
+  const noWait = new Uint8Array(16); // struct timespec { 0, 0 }
   for (;;) {
     const flagsIn = mb[MB.replyFlags];
     if (flagsIn & REPLY_STOP) break;
@@ -68,7 +70,12 @@ function main(): void {
       const r = c.ioctlInt(fd, abi.KVM_RUN, 0);
       if (r < 0) {
         const e = c.errno();
-        if (e === abi.EINTR || e === abi.EAGAIN) exit = EXIT_INTR;
+        if (e === abi.EINTR || e === abi.EAGAIN) {
+          exit = EXIT_INTR;
+          // The kick stays pending after KVM_RUN returns (it is blocked again out here); left there it would
+          // end every later KVM_RUN at once and the vCPU would never run again. Take it now.
+          c.sigtimedwait(set, noWait);
+        }
         else { exit = EXIT_ERRNO; mb[MB.a0] = e; }
       } else {
         exit = run.getUint32(abi.RUN.exit_reason, true);

@@ -126,6 +126,8 @@ export interface BackendUnderTest {
   skip: string | false;
   create(): ProcessorBackend;
   allocateMemory(size: number): GuestMemory;
+  /** Cases this host's backend is shown (by a probe) to handle unlike hardware, with the reason. */
+  hostSkips?: { realModeTripleFault?: string | false };
 }
 
 /** Value returned for MSR reads the test handler knows. */
