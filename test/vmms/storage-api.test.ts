@@ -212,6 +212,11 @@ test('running VMs: SCSI disks hot-added and removed through the worker, which ho
   await f.client.call('POST', '/vms/hot/stop', { turnOff: true });
   await f.client.call('DELETE', '/vms/hot/hard-disk-drives/SCSI/0/0');
   assert.equal((await f.client.call<DriveView>('POST', '/vms/hot/hard-disk-drives', { path: raw, controllerType: 'IDE' })).controllerType, 'IDE');
+  // IDE disks are opened like SCSI ones (VHDX by content, never presented raw), with the VM's lock.
+  assert.equal((await f.client.call<DriveView>('POST', '/vms/hot/hard-disk-drives', { path: vhdx, controllerType: 'IDE' })).controllerLocation, 1);
+  assert.equal((await f.client.call<VmView>('POST', '/vms/hot/start', {})).state, 'Running');
+  await assert.rejects(openDisk(vhdx, { purpose: 'test' }), /hot.vhdx is in use by VM hot/);
+  await f.client.call('POST', '/vms/hot/stop', { turnOff: true });
 
   // An unenlightened VM has no synthetic SCSI controller: it starts without one, but not with a SCSI disk.
   await f.client.call('POST', '/vms', { ...testVm('plain'), enlightened: false });
