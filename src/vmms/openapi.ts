@@ -11,6 +11,21 @@ const snapshot = { name: 'snapshot', in: 'path', required: true, description: 'c
 const vmResult = { 200: { description: 'the VM after the operation', ...json(ref('VM')) }, 404: err('no such VM'), 409: err('the VM is in a state that does not allow this') };
 const action = (summary: string, extra: object = {}): object => ({ post: { summary, parameters: [name], ...extra, responses: vmResult } });
 
+/** Settable fields of a VM (POST /vms and PATCH /vms/{name}). */
+const vmSettingsProperties = {
+  name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' },
+  processor: { enum: ['auto', 'kvm', 'emulated'] },
+  cpus: { type: 'integer', minimum: 1 },
+  memory: { oneOf: [{ type: 'string', examples: ['512M', '1G'] }, { type: 'integer', description: 'bytes' }], description: '64M to 16G, a multiple of 4K' },
+  enlightened: { type: 'boolean' },
+  kernel: { type: ['string', 'null'], description: 'null: the default guest image' },
+  initrd: { type: ['string', 'null'] },
+  cmdline: { type: 'string' },
+  com1: { enum: ['console', 'none'] },
+  integrationServices: { type: 'object', propertyNames: { enum: [...IC_NAMES] }, additionalProperties: { type: 'boolean' } },
+  notes: { type: 'string' },
+};
+
 export function openApiDocument(): object {
   return {
     openapi: '3.1.0',
@@ -25,21 +40,10 @@ export function openApiDocument(): object {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
       schemas: {
         Error: { type: 'object', required: ['error'], properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' } } } } },
-        VMSettings: {
-          type: 'object', additionalProperties: false,
-          properties: {
-            name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' },
-            processor: { enum: ['auto', 'kvm', 'emulated'] },
-            cpus: { type: 'integer', minimum: 1 },
-            memory: { oneOf: [{ type: 'string', examples: ['512M', '1G'] }, { type: 'integer', description: 'bytes' }], description: '64M to 16G, a multiple of 4K' },
-            enlightened: { type: 'boolean' },
-            kernel: { type: ['string', 'null'], description: 'null: the default guest image' },
-            initrd: { type: ['string', 'null'] },
-            cmdline: { type: 'string' },
-            com1: { enum: ['console', 'none'] },
-            integrationServices: { type: 'object', propertyNames: { enum: [...IC_NAMES] }, additionalProperties: { type: 'boolean' } },
-            notes: { type: 'string' },
-          },
+        VMSettings: { type: 'object', additionalProperties: false, properties: vmSettingsProperties },
+        NewVM: {
+          type: 'object', additionalProperties: false, required: ['name'], description: 'New-VM: the VM settings, plus a disk at SCSI 0:0 (a new VM has one SCSI controller)',
+          properties: { ...vmSettingsProperties, ...storageSchemas.NewVMDisk.properties },
         },
         VM: {
           type: 'object',
@@ -72,7 +76,7 @@ export function openApiDocument(): object {
       '/host': { get: { summary: 'Get-VMHost: host check and capacity', responses: { 200: { description: 'host facts, check report and capacity' } } } },
       '/vms': {
         get: { summary: 'Get-VM: all VMs', responses: { 200: { description: 'VMs', ...json({ type: 'array', items: ref('VM') }) } } },
-        post: { summary: 'New-VM (with NewVMDisk options: a new or an existing disk at SCSI 0:0; a new VM has one SCSI controller)', requestBody: { required: true, ...json({ allOf: [ref('VMSettings'), ref('NewVMDisk')], required: ['name'] }) }, responses: { 201: { description: 'created', ...json(ref('VM')) }, 400: err('invalid settings or malformed body'), 409: err('duplicate name') } },
+        post: { summary: 'New-VM (with NewVMDisk options: a new or an existing disk at SCSI 0:0; a new VM has one SCSI controller)', requestBody: { required: true, ...json(ref('NewVM')) }, responses: { 201: { description: 'created', ...json(ref('VM')) }, 400: err('invalid settings or malformed body'), 409: err('duplicate name') } },
       },
       '/vms/{name}': {
         get: { summary: 'Get-VM NAME', parameters: [name], responses: { 200: { description: 'the VM', ...json(ref('VM')) }, 404: err('no such VM') } },

@@ -294,5 +294,5 @@ test('the OpenAPI document describes the drive, VHD and operation endpoints', as
   for (const p of ['/vms/{name}/hard-disk-drives', '/vms/{name}/hard-disk-drives/{type}/{number}/{location}', '/vms/{name}/scsi-controllers', '/vms/{name}/dvd-drive', '/vhds', '/vhds/convert', '/operations/{id}']) {
     assert.ok(doc.paths[p], `${p} documented`);
   }
-  for (const s of ['Drive', 'Vhd', 'Operation', 'NewVMDisk']) assert.ok(doc.components.schemas[s], `${s} schema`);
+  for (const s of ['Drive', 'Vhd', 'Operation', 'NewVMDisk', 'NewVM']) assert.ok(doc.components.schemas[s], `${s} schema`);
 });
