@@ -10,11 +10,11 @@ const OPTIONS: Record<string, string> = {
   'get-vmintegrationservice': '--json', 'enable-vmintegrationservice': '--json', 'disable-vmintegrationservice': '--json',
   'get-vmkvp': '--json', 'set-vmkvp': '--remove',
   'checkpoint-vm': '--snapshot-name --json', 'get-vmsnapshot': '--json', 'restore-vmsnapshot': '--json', 'rename-vmsnapshot': '--json', 'remove-vmsnapshot': '',
-  serve: '--data-dir --listen --token-file --quiet',
+  serve: '--data-dir --listen --tls-cert --tls-key --insecure-http --allowed-host --token-file --path-root --no-isolation --quiet',
   run: '--processor --kernel --initrd --append --memory --cpus --enlightenments --gdb --clock --quiet',
   check: '--json --no-speed --device', image: 'build', completion: 'bash',
 };
-const CONNECTION = '--data-dir --url --token';
+const CONNECTION = '--data-dir --url --token-file';
 const TAKES_VM = ['get-vm', 'set-vm', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'save-vm', 'remove-vmsavedstate', 'remove-vm', 'connect-vm',
   'get-vmintegrationservice', 'enable-vmintegrationservice', 'disable-vmintegrationservice', 'get-vmkvp', 'set-vmkvp', 'get-vmevent',
   'checkpoint-vm', 'get-vmsnapshot', 'restore-vmsnapshot', 'rename-vmsnapshot', 'remove-vmsnapshot'];
@@ -37,7 +37,7 @@ _hyperts() {
   cmd="\${COMP_WORDS[1]}"
   case "$prev" in
 ${values}
-    --kernel|--initrd|--data-dir|--token-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --kernel|--initrd|--data-dir|--token-file|--tls-cert|--tls-key) COMPREPLY=($(compgen -f -- "$cur")); return ;;
   esac
   case "$cmd" in
 ${cases}
