@@ -364,9 +364,8 @@ export class VmmsService extends EventEmitter {
       });
       child.on('exit', (code, signal) => {
         const oom = launch?.cleanup().oomKilled ?? false;
-        if (oom && rt.exitReason === null) rt.exitReason = `the worker exceeded its memory limit (${Math.round(this.memoryLimit(e.rec.config) / 1048576)} MB) and was killed`;
         const unexpected = rt.exitReason === null;
-        const why = rt.exitReason ?? `worker process ${rt.pid} ended unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`})` +
+        const why = rt.exitReason ?? (oom ? `the worker exceeded its memory limit (${Math.round(this.memoryLimit(e.rec.config) / 1048576)} MB) and was killed` : null) ?? `worker process ${rt.pid} ended unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`})` +
           (rt.stderrTail.trim() ? `: ${rt.stderrTail.trim().split('\n').slice(-3).join(' | ')}` : '');
         if (unexpected) e.lastError = why;
         for (const p of rt.pending.values()) { clearTimeout(p.timer); p.reject(conflict(`VM '${e.rec.name}' stopped: ${why}`)); }
@@ -882,6 +881,7 @@ export class VmmsService extends EventEmitter {
       virtualMachines: this.entries.size,
       runningVirtualMachines: running.length,
       dataDirectory: this.o.dataDir,
+      workerIsolation: this.o.isolation === 'off' ? { available: false, notes: ['disabled with --no-isolation'] } : isolationSupport(),
       nodeVersion: process.version,
       ...(this.hostCache.value as object),
     };
