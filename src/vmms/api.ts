@@ -142,14 +142,16 @@ export class ApiServer {
   }
 
   /** The checks every request and upgrade goes through before authentication; a refusal as [status, code, message]. */
-  private refusal(req: IncomingMessage, l: Listener, stateChanging: boolean): [number, string, string] | null {
+  private hostRefusal(req: IncomingMessage, l: Listener): [number, string, string] | null {
     if (!l.tcp) return null;
     const host = hostOf(req.headers.host);
-    if (!host || !l.hosts!.has(host)) {
-      return [421, 'HostNotAllowed', `this service does not answer to host '${req.headers.host ?? ''}' (use its address, or start it with --allowed-host NAME)`];
-    }
-    if (stateChanging && !originAllowed(req, l.tls)) return [403, 'CrossOrigin', `requests from origin '${req.headers.origin}' are not allowed`];
-    return null;
+    if (host && l.hosts!.has(host)) return null;
+    return [421, 'HostNotAllowed', `this service does not answer to host '${req.headers.host ?? ''}' (use its address, or start it with --allowed-host NAME)`];
+  }
+
+  private originRefusal(req: IncomingMessage, l: Listener): [number, string, string] | null {
+    if (!l.tcp || originAllowed(req, l.tls)) return null;
+    return [403, 'CrossOrigin', `requests from origin '${req.headers.origin}' are not allowed`];
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse, l: Listener): Promise<void> {
@@ -157,8 +159,9 @@ export class ApiServer {
     const isApi = url.pathname.startsWith(`${API}/`);
     for (const [k, v] of Object.entries(securityHeaders({ api: isApi, tls: l.tls }))) res.setHeader(k, v!);
     const safeMethod = req.method === 'GET' || req.method === 'HEAD';
-    const refused = this.refusal(req, l, !safeMethod);
-    if (refused) { sendJson(res, refused[0], { error: { code: refused[1], message: refused[2] } }); req.resume(); return; }
+    const refuse = (r: [number, string, string]): void => { req.resume(); sendJson(res, r[0], { error: { code: r[1], message: r[2] } }); };
+    const badHost = this.hostRefusal(req, l);
+    if (badHost) { refuse(badHost); return; }
     if (!isApi) { this.serveStatic(url.pathname, res); return; }
     // JSON only, declared as such: a cross-site form or text/plain POST never reaches a handler.
     const type = mediaType(req.headers['content-type']);
@@ -168,6 +171,8 @@ export class ApiServer {
       sendJson(res, 415, { error: { code: 'UnsupportedMediaType', message: 'request bodies must be JSON sent with "Content-Type: application/json"' } });
       return;
     }
+    const badOrigin = safeMethod ? null : this.originRefusal(req, l);
+    if (badOrigin) { refuse(badOrigin); return; }
     if (l.tcp && req.method === 'POST' && url.pathname === `${API}/sessions`) { await this.login(req, res); return; }
     if (!this.authorized(req, l)) {
       req.resume();
@@ -229,8 +234,8 @@ export class ApiServer {
       socket.end(`HTTP/1.1 ${code} ${text}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${text}\n`);
     };
     // A WebSocket is never "safe": browsers open them cross-site, so the Origin is always checked.
-    const refused = this.refusal(req, l, true);
-    if (refused) { reject(refused[0] === 421 ? 421 : 403, refused[0] === 421 ? 'Misdirected Request' : 'Forbidden'); return; }
+    if (this.hostRefusal(req, l)) { reject(421, 'Misdirected Request'); return; }
+    if (this.originRefusal(req, l)) { reject(403, 'Forbidden'); return; }
     const wsPath = url.pathname.startsWith(API) ? url.pathname.slice(API.length) : url.pathname;
     if (!this.authorized(req, l) && !(l.tcp && this.tickets.redeem(url.searchParams.get('ticket'), { kind: 'websocket', path: wsPath }))) {
       reject(401, 'Unauthorized');
