@@ -66,7 +66,8 @@ export function openConfined(path: unknown, roots: string[], o: ConfineOptions =
   let fd: number;
   try { fd = openSync(real, flags); } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    return refuse(code === 'ELOOP' ? 'became a symbolic link while it was being opened' : `cannot be opened (${code ?? (e as Error).message})`);
+    return refuse(code === 'ELOOP' ? 'became a symbolic link while it was being opened' : code === 'ENOTDIR' ? 'is not a folder'
+      : `cannot be opened (${code ?? (e as Error).message})`);
   }
   try {
     const st = fstatSync(fd);
