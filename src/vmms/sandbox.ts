@@ -14,6 +14,10 @@ import { randomBytes } from 'node:crypto';
 import { seccompProgram } from './seccomp.js';
 
 export const BWRAP = '/usr/bin/bwrap';
+export const SETPRIV = '/usr/bin/setpriv';
+/** The worker's user when the service runs as root: nobody. */
+export const WORKER_UID = 65534;
+
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
 export interface SandboxSpec {
@@ -31,6 +35,12 @@ export interface SandboxSpec {
   memoryLimitBytes: number;
   /** Processes and threads of the worker. */
   pidsLimit: number;
+  /**
+   * Run the worker as this uid/gid (a root service: nobody). Bubblewrap then runs as root without a user
+   * namespace, so it can bind paths only root can reach, and setpriv inside the sandbox drops to the uid (and
+   * with it every capability) just before Node starts. The VM folder and bound files must be usable by the uid.
+   */
+  uid?: number;
 }
 
 export interface IsolationSupport {
@@ -39,6 +49,8 @@ export interface IsolationSupport {
   notes: string[];
   memoryLimit: 'cgroup-v1' | 'cgroup-v2' | null;
   pidsLimit: 'cgroup-v1' | 'cgroup-v2' | null;
+  /** A root service can run workers as nobody (setpriv + unprivileged bubblewrap). */
+  unprivilegedUser: boolean;
 }
 
 let cached: IsolationSupport | null = null;
@@ -55,17 +67,24 @@ export function isolationSupport(refresh = false): IsolationSupport {
     if (r.status === 7) available = true;
     else notes.push(`bubblewrap cannot create a sandbox here: ${(r.stderr || r.error?.message || `exit ${r.status}`).trim()} (user namespaces disabled? sysctl kernel.unprivileged_userns_clone=1)`);
   }
+  let unprivilegedUser = false;
+  if (available && process.getuid?.() === 0 && existsSync(SETPRIV)) {
+    const r = spawnSync(BWRAP, [...namespaceArgs(WORKER_UID), ...systemBinds(), '--proc', '/proc', '--dev', '/dev', '--remount-ro', '/',
+      SETPRIV, ...dropArgs(WORKER_UID), process.execPath, '-e', `process.exit(process.getuid() === ${WORKER_UID} ? 7 : 1)`], { encoding: 'utf8', timeout: 20_000 });
+    if (r.status === 7) unprivilegedUser = true;
+    else notes.push(`workers keep the service's uid: bubblewrap as nobody failed (${(r.stderr || `exit ${r.status}`).trim()})`);
+  }
   const mem = cgroupDir('memory');
   const pids = cgroupDir('pids');
   if (!mem) notes.push('no writable memory cgroup: the worker\'s memory is not limited');
   if (!pids) notes.push('no writable pids cgroup: the worker\'s processes are not limited');
-  cached = { available, notes, memoryLimit: mem?.version ?? null, pidsLimit: pids?.version ?? null };
+  cached = { available, notes, memoryLimit: mem?.version ?? null, pidsLimit: pids?.version ?? null, unprivilegedUser };
   return cached;
 }
 
 /** /usr and the merged-/usr links, the dynamic loader's cache, the node binary and the application. */
 function systemBinds(): string[] {
-  const a = ['--ro-bind', '/usr', '/usr'];
+  const a = ['--ro-bind', '/usr', '/usr', '--perms', '0755', '--dir', '/etc'];
   for (const d of ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32']) {
     let st;
     try { st = lstatSync(d); } catch { continue; }
@@ -78,20 +97,44 @@ function systemBinds(): string[] {
   return a;
 }
 
+const dropArgs = (uid: number): string[] => [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs'];
+
+/**
+ * Namespaces and capabilities. As the service's own user: a user namespace (no nested ones), no capabilities.
+ * Dropping to `uid` (root service): no user namespace, only CAP_SETUID/SETGID kept for setpriv, which gives
+ * them up with the uid change.
+ */
+function namespaceArgs(uid?: number): string[] {
+  const common = ['--unshare-ipc', '--unshare-pid', '--unshare-net', '--unshare-uts', '--unshare-cgroup-try', '--die-with-parent', '--new-session'];
+  return uid === undefined
+    ? [...common, '--unshare-user', '--disable-userns', '--cap-drop', 'ALL']
+    : [...common, '--cap-drop', 'ALL', '--cap-add', 'CAP_SETUID', '--cap-add', 'CAP_SETGID', '--cap-add', 'CAP_SETPCAP'];
+}
+
+/** Bind mounts, with their parent folders made first as 0755 (bubblewrap as root makes them 0700, closed to the worker's uid). */
+class Binds {
+  readonly args: string[] = [];
+  private readonly made = new Set<string>(['/']);
+  add(kind: 'ro' | 'rw', src: string, dest = src): void {
+    const parents: string[] = [];
+    for (let d = dirname(dest); !this.made.has(d); d = dirname(d)) parents.unshift(d);
+    for (const d of parents) { this.args.push('--perms', '0755', '--dir', d); this.made.add(d); }
+    this.args.push(kind === 'ro' ? '--ro-bind' : '--bind', src, dest);
+  }
+}
+
 /** The compiled application (dist/), package.json (ESM) and node_modules, wherever they really are. */
-function appBinds(): string[] {
-  const a: string[] = [];
+function appBinds(b: Binds): void {
   const dist = join(repoRoot, 'dist');
-  a.push('--ro-bind', dist, dist);
+  b.add('ro', dist);
   const pkg = join(repoRoot, 'package.json');
-  if (existsSync(pkg)) a.push('--ro-bind', pkg, pkg);
+  if (existsSync(pkg)) b.add('ro', pkg);
   const nm = join(repoRoot, 'node_modules');
   try {
     const st = lstatSync(nm);
-    if (st.isSymbolicLink()) { const real = realpathSync(nm); a.push('--ro-bind', real, real, '--symlink', real, nm); }
-    else a.push('--ro-bind', nm, nm);
+    if (st.isSymbolicLink()) { const real = realpathSync(nm); b.add('ro', real); b.args.push('--symlink', real, nm); }
+    else b.add('ro', nm);
   } catch { /* no dependencies */ }
-  return a;
 }
 
 // ---- cgroups ----------------------------------------------------------------------------------------------
@@ -189,22 +232,26 @@ export function sandboxCommand(spec: SandboxSpec, name: string): SandboxLaunch {
   const seccompFd = openSync(file, 'r');
   rmSync(tmp, { recursive: true, force: true });
 
+  const fds = [seccompFd];
+  const binds = new Binds();
+  appBinds(binds);
+  for (const f of spec.readOnly) binds.add('ro', f);
+  for (const f of spec.readWrite) binds.add('rw', f);
+  binds.add('rw', spec.vmDir);
   const bw: string[] = [
-    '--unshare-all', '--unshare-user', '--disable-userns', '--die-with-parent', '--new-session', '--cap-drop', 'ALL',
+    ...namespaceArgs(spec.uid),
     '--clearenv', '--setenv', 'NODE_CHANNEL_FD', '3', '--setenv', 'NODE_CHANNEL_SERIALIZATION_MODE', 'advanced',
     '--setenv', 'PATH', '/usr/bin', '--setenv', 'HOME', spec.vmDir,
-    ...systemBinds(), ...appBinds(),
-    '--proc', '/proc', '--dev', '/dev',
+    ...systemBinds(), '--proc', '/proc', '--dev', '/dev',
   ];
   for (const d of spec.devices) bw.push('--dev-bind', d, d);
-  for (const f of spec.readOnly) bw.push('--ro-bind', f, f);
-  for (const f of spec.readWrite) bw.push('--bind', f, f);
-  bw.push('--bind', spec.vmDir, spec.vmDir, '--seccomp', '4', '--remount-ro', '/', '--chdir', spec.vmDir,
-    process.execPath, spec.workerPath);
+  bw.push(...binds.args, '--seccomp', '4', '--remount-ro', '/', '--chdir', spec.vmDir);
+  if (spec.uid !== undefined) bw.push(SETPRIV, ...dropArgs(spec.uid));
+  bw.push(process.execPath, spec.workerPath);
   const enter = [mem, pids].filter((c): c is Cgroup => c !== null).map((c) => c.procs);
   const script = `${enter.map((_, i) => `echo $$ > "$${i + 1}" || exit 125; `).join('')}shift ${enter.length}; exec "$@"`;
   return {
-    command: '/bin/sh', args: ['-c', script, 'hyperts-sandbox', ...enter, BWRAP, ...bw], fds: [seccompFd], notes,
+    command: '/bin/sh', args: ['-c', script, 'hyperts-sandbox', ...enter, BWRAP, ...bw], fds, notes,
     cleanup: () => {
       const oom = mem ? oomKilled(mem) : false;
       for (const c of [mem, pids]) if (c) try { rmdirSync(c.dir); } catch { /* a straggler process; the kernel frees it later */ }

@@ -5,10 +5,10 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { copyFileAtomic, removeFileDurably } from '../platform/state-files.js';
 import { checkPrivateDirectory } from './file-checks.js';
-import { closeFds, isolationSupport, sandboxCommand, type SandboxLaunch } from './sandbox.js';
+import { closeFds, isolationSupport, sandboxCommand, WORKER_UID, type SandboxLaunch } from './sandbox.js';
 import { defaultVirtualDiskDir } from './paths.js';
 import { randomUUID } from 'node:crypto';
 import { cpus, freemem, totalmem, hostname } from 'node:os';
@@ -134,6 +134,8 @@ export class VmmsService extends EventEmitter {
   private readonly log: (msg: string) => void;
   /** Checkpoint names being written right now ("vmId/name" lower case), so two requests cannot take one name. */
   private readonly checkpointsInFlight = new Set<string>();
+  /** VMs whose worker runs under another uid (nobody, for a root service): their folders belong to it. */
+  private readonly workerUid = new Map<string, number>();
   /** Folders client-given paths are confined to (resolveConfinedPath(path, service.pathRoots)). */
   readonly pathRoots: string[];
 
@@ -407,13 +409,25 @@ export class VmmsService extends EventEmitter {
     const dir = this.vmDir(e);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const wantKvm = wc.processor !== 'emulated' && existsSync('/dev/kvm');
+    const readOnly = [wc.kernel, wc.initrd].filter((f): f is string => !!f);
+    // A root service runs the worker as nobody, unless it needs /dev/kvm (root-only here) or a file only root can read.
+    const why = !support.unprivilegedUser ? null : wantKvm ? `/dev/kvm is open to root only (processor ${wc.processor})`
+      : readOnly.find((f) => (statSync(f).mode & 0o004) === 0) ? `${readOnly.find((f) => (statSync(f).mode & 0o004) === 0)} is not readable by other users` : null;
+    const uid = support.unprivilegedUser && !why ? WORKER_UID : undefined;
+    if (uid !== undefined) {
+      chownTree(dir, uid);
+      // Searchable (not readable) by others: bubblewrap, as root without capabilities, must enter it; the data
+      // directory above stays 0700, so no other user reaches it.
+      chmodSync(dir, 0o711);
+      this.workerUid.set(e.rec.id, uid);
+    } else this.workerUid.delete(e.rec.id);
     const launch = sandboxCommand({
-      workerPath: this.workerPath, vmDir: dir,
-      readOnly: [wc.kernel, wc.initrd].filter((f): f is string => !!f),
+      workerPath: this.workerPath, vmDir: dir, readOnly,
       readWrite: [], devices: wantKvm ? ['/dev/kvm'] : [],
-      memoryLimitBytes: this.memoryLimit(e.rec.config), pidsLimit: WORKER_PIDS_LIMIT,
+      memoryLimitBytes: this.memoryLimit(e.rec.config), pidsLimit: WORKER_PIDS_LIMIT, uid,
     }, e.rec.name);
-    if (launch.notes.length) this.record(e, null, null, `the worker's sandbox is incomplete: ${launch.notes.join('; ')}`);
+    const notes = [...launch.notes, ...(why ? [`the worker keeps the service's uid: ${why}`] : [])];
+    if (notes.length) this.record(e, null, null, `the worker's sandbox is incomplete: ${notes.join('; ')}`);
     return launch;
   }
 
@@ -619,6 +633,8 @@ export class VmmsService extends EventEmitter {
       let running = false;
       if (from === 'Running' || from === 'Paused') {
         mkdirSync(this.checkpointDir(e), { recursive: true, mode: 0o700 });
+        // An unprivileged worker writes the file: the folder must be its own.
+        if (this.workerUid.has(e.rec.id)) chownTree(this.checkpointDir(e), this.workerUid.get(e.rec.id)!);
         try {
           await this.request(e, { op: 'checkpoint', path }, 10 * 60_000);
         } catch (err) {
@@ -899,6 +915,15 @@ export class VmmsService extends EventEmitter {
 
   /** Worker pid of a running VM (tests and diagnostics). */
   workerPid(name: string): number | null { return this.entry(name).rt?.pid ?? null; }
+}
+
+/** Gives a VM folder and everything in it to the worker's uid. */
+function chownTree(dir: string, uid: number): void {
+  chownSync(dir, uid, uid);
+  for (const f of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, f.name);
+    if (f.isDirectory()) chownTree(p, uid); else if (f.isFile()) chownSync(p, uid, uid);
+  }
 }
 
 function sleep(ms: number): Promise<void> {

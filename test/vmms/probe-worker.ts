@@ -60,6 +60,8 @@ async function probe(t: ProbeTargets): Promise<ProbeReport> {
   r.writeTmp = attempt(() => writeFileSync('/tmp/hyperts-probe-planted', 'x'));
   r.openKvmOrMem = attempt(() => closeSync(openSync('/dev/mem', 'r')));
   r.uid = String(process.getuid?.());
+  const status = readFileSync('/proc/self/status', 'utf8');
+  for (const k of ['CapEff', 'CapPrm', 'CapBnd', 'NoNewPrivs', 'Seccomp']) r[k] = /^(\w+):\s*(\S+)/m.exec(status.slice(status.indexOf(`${k}:`)))?.[2] ?? '?';
   return r;
 }
 

@@ -75,6 +75,9 @@ test('an isolated worker cannot read the token, other VMs or /etc/shadow, open a
     for (const k of ['writeDataDir', 'writeOutside', 'writeTmp'] as const) assert.match(r[k], /^(EROFS|ENOENT|EACCES)$/, `${k}: ${r[k]}`);
     assert.ok(!existsSync(join(outside, 'planted')) && !existsSync(join(dir, 'planted')) && !existsSync(planted));
     assert.notEqual(r.openKvmOrMem, 'ALLOWED');
+    if (support.unprivilegedUser) assert.equal(r.uid, '65534', 'a root service runs its workers as nobody');
+    assert.deepEqual({ CapEff: r.CapEff, CapPrm: r.CapPrm, NoNewPrivs: r.NoNewPrivs, Seccomp: r.Seccomp },
+      { CapEff: '0000000000000000', CapPrm: '0000000000000000', NoNewPrivs: '1', Seccomp: '2' }, 'no capabilities, no new privileges, a seccomp filter');
     // The control: the same probe without the sandbox can do all of it (the assertions above can fail).
     const events = service.events({ name: 'probe' }).map((e) => e.message);
     assert.ok(!events.some((m) => /without isolation/i.test(m)), events.join('\n'));
