@@ -11,7 +11,7 @@ const OPTIONS: Record<string, string> = {
   'get-vmkvp': '--json', 'set-vmkvp': '--remove',
   'checkpoint-vm': '--snapshot-name --json', 'get-vmsnapshot': '--json', 'restore-vmsnapshot': '--json', 'rename-vmsnapshot': '--json', 'remove-vmsnapshot': '',
   serve: '--data-dir --listen --tls-cert --tls-key --insecure-http --allowed-host --token-file --path-root --no-isolation --quiet',
-  run: '--processor --kernel --initrd --append --memory --cpus --enlightenments --gdb --clock --quiet',
+  run: '--processor --kernel --initrd --append --memory --cpus --enlightenments --gdb --clock --quiet --vhd --dvd',
   check: '--json --no-speed --device', image: 'build', completion: 'bash',
 };
 const CONNECTION = '--data-dir --url --token-file';

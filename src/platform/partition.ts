@@ -13,8 +13,11 @@ import { createPlatformDevices, type PlatformDevices, type PlatformDevicesState 
 import { HyperVStack, type HyperVStackState } from '../vsp/hyperv-stack.js';
 import { checkShape, decodeSavedState, encodeSavedState, readSavedStateFile, SavedStateError, type SavedStateInfo } from './saved-state.js';
 import type { IntegrationServices } from '../vsp/ic/integration-services.js';
+import type { DriveConfig, HardwareConfig } from './hardware.js';
+import { ScsiStorage, type DiskOpener, type StorageState } from './assemble-storage.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
 import type { Server } from 'node:net';
+import { Gen1Chipset, openIdeDrives, type Gen1ChipsetState, type IdeDrives } from './assemble-ide.js';
 import type { DebugControl } from '../debug/emulated-target.js';
 import type { BackendKind, BootCpuState, CpuidProvider, CpuidResult, PlatformServices, ProcessorBackend, VirtualProcessor } from '../processor/backend.js';
 
@@ -37,6 +40,10 @@ export interface PartitionConfig {
   tscHz?: number;
   onConsoleOutput?: (bytes: Uint8Array) => void;
   log?: (msg: string) => void;
+  /** Controllers, drives and adapters; absent = no storage or network devices. */
+  hardware?: HardwareConfig;
+  /** How drives' disk images are opened (default: raw images); tests pass in-memory disks. */
+  openDisk?: DiskOpener;
 }
 
 export interface PartitionExit { code: number; reason: string }
@@ -44,6 +51,8 @@ export interface PartitionExit { code: number; reason: string }
 interface PartitionState {
   vcpus: unknown[]; clock: { mode: string; nowNs: number; nsPerInsn: number }; devices: PlatformDevicesState; hyperv: HyperVStackState;
   resetPending: string | null;
+  storage: StorageState | null;
+  chipset: Gen1ChipsetState;
 }
 
 const NO_LEAVES: CpuidProvider = { cpuid: (): CpuidResult => ({ eax: 0, ebx: 0, ecx: 0, edx: 0 }) };
@@ -58,6 +67,8 @@ export class Partition {
   readonly clock: VirtualClock;
   readonly devices: PlatformDevices;
   readonly hyperv: HyperVStack;
+  /** PCI bus, host and ISA bridges, PIIX4 IDE (Hyper-V Gen 1 has them in every VM). */
+  readonly chipset: Gen1Chipset;
   readonly services: PlatformServices;
   readonly vcpus: VirtualProcessor[] = [];
   readonly backendKind: BackendKind;
@@ -71,8 +82,12 @@ export class Partition {
   /** Present while a GDB stub serves this partition (--gdb). */
   private debug: DebugControl | null = null;
   private gdbServer: Server | null = null;
+  /** Synthetic SCSI controllers and their drives (null when the hardware has none). */
+  storage: ScsiStorage | null = null;
 
-  private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory) {
+  private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory, ideDrives: IdeDrives) {
+    // Own copy: hot add/remove updates it, and the caller's description stays as it was.
+    if (config.hardware) config = this.config = { ...config, hardware: structuredClone(config.hardware) };
     this.backendKind = backend.kind;
     this.memory = memory;
     this.log = config.log ?? (() => {});
@@ -85,6 +100,7 @@ export class Partition {
       onReset: (reason) => this.requestReset(reason),
     });
     if (config.onConsoleOutput) this.devices.uart.onTransmit(config.onConsoleOutput);
+    this.chipset = new Gen1Chipset({ io: this.io, mmio: this.mmio, irq: this.devices.irq, memory, drives: ideDrives, log: this.log });
     const tscHz = config.tscHz ?? 1_000_000_000;
     const lapics = this.devices.lapics;
     this.hyperv = new HyperVStack({
@@ -126,7 +142,8 @@ export class Partition {
       backend = new EmulatedBackend();
       memory = new GuestMemory(config.memoryBytes);
     }
-    const p = new Partition(config, backend, memory);
+    const ideDrives = await openIdeDrives(config.hardware);
+    const p = new Partition(config, backend, memory, ideDrives);
     for (let i = 0; i < config.cpus; i++) p.vcpus.push(await backend.createVcpu(i, p.services));
     if (p.clock.mode === 'icount') {
       const v = p.vcpus[0] as unknown as { cpu?: { insnCount: number } };
@@ -134,15 +151,30 @@ export class Partition {
       if (!cpu) throw new Error("--clock icount needs the emulated processor (KVM does not count instructions); use warp or realtime");
       p.clock.useInstructionCount(() => cpu.insnCount);
     }
-    p.loadFirmware(true);
+    try {
+      await p.assembleStorage();
+      p.loadFirmware(true);
+    } catch (e) {
+      await p.storage?.close().catch(() => {});
+      backend.destroy();
+      throw e;
+    }
     return p;
+  }
+
+  private async assembleStorage(): Promise<void> {
+    const hw = this.config.hardware;
+    if (!hw || (hw.scsiControllers === 0 && !hw.drives.some((d) => d.controllerType === 'scsi'))) return;
+    const vmbus = this.hyperv.vmbus;
+    if (!vmbus) throw new Error(`${this.label} has SCSI controllers, which are synthetic (VMBus) devices; turn enlightenments on or attach the drives to IDE`);
+    this.storage = await ScsiStorage.assemble(hw, vmbus, this.memory, { open: this.config.openDisk, log: (m) => this.log(`storvsp: ${m}`) });
   }
 
   /** Puts the boot environment (ACPI tables, kernel, initrd, boot CPU state) into a zeroed memory. */
   private loadFirmware(fresh = false): void {
     // A new memory is already zero: filling it would touch every page (~2 s of CPU and all of RAM resident at 512M).
     if (!fresh) this.memory.bytes.fill(0);
-    const acpi = writeAcpiTables(this.memory, { vcpus: this.config.cpus, vmbus: this.config.enlightened });
+    const acpi = writeAcpiTables(this.memory, { vcpus: this.config.cpus, vmbus: this.config.enlightened, pci: true });
     const k = this.kernelImage;
     const isBzImage = k.length > 0x206 && k[0x202] === 0x48 && k[0x203] === 0x64 && k[0x204] === 0x72 && k[0x205] === 0x53;
     let boot: BootCpuState;
@@ -182,6 +214,12 @@ export class Partition {
   get isPaused(): boolean { return this.paused; }
 
   /**
+   * Call before saveState (with the partition paused): resolves once device I/O the guest started (IDE disk
+   * reads and writes) has finished, so the saved state holds its result and no write is lost.
+   */
+  async quiesce(): Promise<void> { await this.chipset.idle(); }
+
+  /**
    * Save-VM: the whole partition (processors, memory, clock, devices, Hyper-V stack) as a saved-state file
    * image. Synchronous, so it is one consistent instant: the emulated processor only runs inside `run`
    * slices, so here it sits at an instruction boundary. The caller stops the partition afterwards.
@@ -205,7 +243,8 @@ export class Partition {
   private collectState(): PartitionState {
     return {
       vcpus: this.vcpus.map((v) => v.saveState!()), clock: this.clock.saveState(), devices: this.devices.saveState(),
-      hyperv: this.hyperv.saveState(), resetPending: this.resetReason,
+      hyperv: this.hyperv.saveState(), resetPending: this.resetReason, storage: this.storage?.saveState() ?? null,
+      chipset: this.chipset.saveState(),
     };
   }
 
@@ -239,9 +278,14 @@ export class Partition {
       p.clock.restoreState(s.clock);
       p.devices.restoreState(s.devices);
       p.hyperv.restoreState(s.hyperv);
+      // After the VMBus host reopened the channels: storvsp's negotiation and the requests it had running.
+      if (p.storage && s.storage) p.storage.restoreState(s.storage);
+      p.chipset.restoreState(s.chipset);
       if (s.resetPending !== null) p.resetReason = s.resetPending;
     } catch (e) {
+      await p.storage?.close().catch(() => {});
       p.backend.destroy();
+      void p.chipset.close();
       if (e instanceof SavedStateError) throw e;
       throw new SavedStateError(`the saved state of ${what} cannot be restored: ${(e as Error).message}`);
     }
@@ -249,6 +293,26 @@ export class Partition {
     // Like Hyper-V after a restore: push the host's time so the guest clock catches up.
     setImmediate(() => { void p.hyperv.ics?.timeSync.syncNow().catch(() => {}); });
     return p;
+  }
+
+  /**
+   * Add-VMHardDiskDrive on a running VM: opens the drive's disk and attaches it (the guest rescans its SCSI
+   * bus). The partition's hardware description follows, so a later save and restore keeps the drive.
+   */
+  async addDrive(d: DriveConfig): Promise<void> {
+    if (d.controllerType !== 'scsi') throw new Error('only SCSI drives can be added while the VM runs (IDE drives need the VM off)');
+    if (!this.storage) throw new Error(`${this.label} has no SCSI controller; add one while it is off`);
+    await this.storage.addDrive(d);
+    const hw = this.config.hardware!;
+    hw.drives = [...hw.drives, { ...d }];
+  }
+
+  /** Remove-VMHardDiskDrive on a running VM: the guest drops the disk; it is closed once its I/O finished. */
+  async removeDrive(controllerNumber: number, controllerLocation: number): Promise<void> {
+    if (!this.storage) throw new Error(`${this.label} has no SCSI controller`);
+    await this.storage.removeDrive(controllerNumber, controllerLocation);
+    const hw = this.config.hardware!;
+    hw.drives = hw.drives.filter((x) => !(x.controllerType === 'scsi' && x.controllerNumber === controllerNumber && x.controllerLocation === controllerLocation));
   }
 
   /** The VM's integration services (heartbeat, shutdown, time sync, KVP, VSS); null when unenlightened. */
@@ -304,6 +368,7 @@ export class Partition {
         this.resetReason = null;
         this.devices.reset();
         this.hyperv.reset();
+        this.chipset.reset();
         this.loadFirmware();
       }
       const dbg = this.debug;
@@ -330,6 +395,9 @@ export class Partition {
     this.debug?.reportStop({ exited: this.exitInfo?.code ?? 0 });
     this.gdbServer?.close();
     this.backend.destroy();
+    // Running disk I/O finishes and every disk is flushed and closed before the VM counts as stopped.
+    try { await this.storage?.close(); } catch (e) { this.log(`storage: closing the disks failed: ${(e as Error).message}`); }
+    await this.chipset.close();
     return this.exitInfo ?? { code: 1, reason: 'stopped' };
   }
 }

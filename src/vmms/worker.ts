@@ -68,11 +68,12 @@ function refreshKvp(): void {
  * Writes the guest's state to `path`, paused at an instruction boundary. A checkpoint (`keepRunning`) lets a
  * running guest carry on afterwards; a save leaves it paused, since the worker ends, unless writing failed.
  */
-function writeState(vm: Partition, path: string, keepRunning: boolean): { bytes: number } {
+async function writeState(vm: Partition, path: string, keepRunning: boolean): Promise<{ bytes: number }> {
   const wasPaused = vm.isPaused;
   vm.pause();
   let ok = false;
   try {
+    await vm.quiesce(); // disk I/O the guest started lands in the saved state
     const bytes = vm.saveState();
     writeSavedStateFile(path, bytes);
     ok = true;
