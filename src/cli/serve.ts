@@ -26,7 +26,8 @@ const help = `usage: hyperts serve [--data-dir DIR] [--listen HOST:PORT] [--toke
   --no-isolation         run VM workers without the bubblewrap sandbox (recorded in each VM's event log)
   --quiet                do not log state transitions to stderr
 
-With --listen the web console is at http(s)://HOST:PORT/: sign in with the API token from the token file.
+With --listen the web console is at http(s)://HOST:PORT/: sign in with the API token from the token file,
+or open the one-time link 'hyperts console-url --url http(s)://HOST:PORT' prints.
 The token is never taken on the command line; clients read it from a file or $HYPERTS_TOKEN.
 `;
 

@@ -199,6 +199,12 @@ test('the token is never printed and is in no process command line', async () =>
   const ok = spawnSync(process.execPath, [bin, 'get-vm', '--url', s.url, '--token-file', tokenPath(s.dir)], { encoding: 'utf8' });
   assert.equal(ok.status, 0, ok.stderr);
   assert.match(ok.stdout, /^Name +State/);
+  // The one-time console link carries a login ticket in the fragment, not the token.
+  const link = spawnSync(process.execPath, [bin, 'console-url', '--url', s.url, '--data-dir', s.dir], { encoding: 'utf8' });
+  assert.equal(link.status, 0, link.stderr);
+  const m = /^http:\/\/127\.0\.0\.1:\d+\/#ticket=([\w-]+)\n$/.exec(link.stdout);
+  assert.ok(m && !link.stdout.includes(token), link.stdout);
+  assert.equal((await http(s.url, 'POST', '/api/v1/sessions', { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ticket: m[1] }) })).status, 201);
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     let cmd = '';
     try { cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8'); } catch { continue; }
