@@ -333,7 +333,7 @@ export class VmmsService extends EventEmitter {
             if (restoring) {
               // The state now lives in the running worker; a stale file must never be restored again.
               rt.finalState = 'Off';
-              rmSync(wc.restoreFrom!, { force: true });
+              removeFileDurably(wc.restoreFrom!);
             }
             this.transition(e, 'Running', restoring
               ? `worker process ${rt.pid} restored the VM from its saved state (processor ${m.backend})`

@@ -7,6 +7,7 @@
 import { closeSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import type { FromWorker, ToWorker } from '../../src/vmms/worker-protocol.js';
 
@@ -66,12 +67,30 @@ async function probe(t: ProbeTargets): Promise<ProbeReport> {
 }
 
 let hog: Buffer[] = [];
+const kids: ChildProcess[] = [];
+
+/** Starts sleepers until one fails (the pids limit) or 400 run; reports how many and the error. */
+async function forkBomb(): Promise<void> {
+  let err = 'none';
+  for (let i = 0; i < 400 && err === 'none'; i++) {
+    err = await new Promise<string>((resolve) => {
+      let c: ChildProcess;
+      try { c = spawn('/usr/bin/sleep', ['60'], { stdio: 'ignore' }); } catch (e) { resolve(errCode(e)); return; }
+      c.once('spawn', () => { kids.push(c); resolve('none'); });
+      c.once('error', (e) => resolve(errCode(e)));
+    });
+  }
+  send({ t: 'log', message: `forks ${JSON.stringify({ started: kids.length, error: err })}` });
+  for (const k of kids.splice(0)) k.kill('SIGKILL');
+}
 process.on('message', (m: ToWorker) => {
   if (m.t === 'start') {
     let targets: ProbeTargets;
     try { targets = JSON.parse(m.config.cmdline) as ProbeTargets; } catch { send({ t: 'started', backend: 'probe' }); return; }
     probe(targets).then((r) => { send({ t: 'log', message: `probe ${JSON.stringify(r)}` }); send({ t: 'started', backend: 'probe' }); },
       (e: unknown) => send({ t: 'failed', error: String(e) }));
+  } else if (m.t === 'console' && Buffer.from(m.data).toString() === 'forks') {
+    void forkBomb();
   } else if (m.t === 'console' && Buffer.from(m.data).toString() === 'hog') {
     // Touch every page, so the memory is really charged to the worker's cgroup.
     const eat = (): void => { for (let i = 0; i < 8; i++) hog.push(Buffer.alloc(16 << 20, 1)); send({ t: 'log', message: `hog ${hog.length * 16} MB` }); setImmediate(eat); };

@@ -96,6 +96,20 @@ test('control: without isolation the same probe reads the token and writes outsi
   } finally { await service.close(); }
 });
 
+test('a worker cannot start more processes and threads than its pids limit', { skip: skip || (!support.pidsLimit && 'no writable pids cgroup') }, async () => {
+  const { service, logs, kernel } = setup();
+  try {
+    service.create({ name: 'forks', kernel, memory: '64M', processor: 'emulated' });
+    await service.start('forks');
+    service.attachConsole('forks', () => {}).write(Buffer.from('forks'));
+    const line = await waitFor('the fork report', () => logs.find((l) => l.startsWith('forks: forks ')), 120_000);
+    const r = JSON.parse(line.slice('forks: forks '.length)) as { started: number; error: string };
+    assert.equal(r.error, 'EAGAIN', `fork refused by the pids cgroup (${line})`);
+    assert.ok(r.started > 0 && r.started < 128, `started ${r.started}: below the limit of 128 (Node's own threads count too)`);
+    assert.equal(service.get('forks').state, 'Running', 'the worker itself carries on');
+  } finally { await service.close(); }
+});
+
 test('a worker past its memory limit is stopped, and the VM is Off with that reason', { skip: skip || (!support.memoryLimit && 'no writable memory cgroup') }, async () => {
   // Limit = 64 MiB guest + 96 MiB overhead: the probe eats 128 MiB per turn until the kernel stops it.
   const { service, kernel } = setup({ overhead: 96 << 20 });
