@@ -13,6 +13,12 @@ export function fsyncDir(dir: string): void {
   try { fsyncSync(fd); } finally { closeSync(fd); }
 }
 
+/** fsync of a file already written (by a stream, say) before it is renamed into place. */
+export function fsyncFile(path: string): void {
+  const fd = openSync(path, constants.O_RDONLY);
+  try { fsyncSync(fd); } finally { closeSync(fd); }
+}
+
 /** Temporary names carry this marker, so a service that died mid-write can sweep them at start. */
 export const TEMP_MARK = '.tmp-';
 const tempName = (path: string): string => join(dirname(path), `${basename(path)}${TEMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`);
