@@ -410,9 +410,14 @@ export class VmmsService extends EventEmitter {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const wantKvm = wc.processor !== 'emulated' && existsSync('/dev/kvm');
     const readOnly = [wc.kernel, wc.initrd].filter((f): f is string => !!f);
-    // A root service runs the worker as nobody, unless it needs /dev/kvm (root-only here) or a file only root can read.
-    const why = !support.unprivilegedUser ? null : wantKvm ? `/dev/kvm is open to root only (processor ${wc.processor})`
-      : readOnly.find((f) => (statSync(f).mode & 0o004) === 0) ? `${readOnly.find((f) => (statSync(f).mode & 0o004) === 0)} is not readable by other users` : null;
+    // A root service runs the worker as nobody, unless it needs /dev/kvm (root-only here). Boot files must then
+    // be readable by everyone: a path only root can read (say /etc/shadow given as a kernel) would otherwise be
+    // loaded into guest memory with root's rights.
+    if (support.unprivilegedUser) {
+      const closed = readOnly.find((f) => (statSync(f).mode & 0o004) === 0);
+      if (closed) throw conflict(`cannot start VM '${e.rec.name}': its boot file ${closed} is not readable by other users, and the VM's worker runs as nobody (chmod o+r ${closed} if it is meant to be a kernel or initrd)`);
+    }
+    const why = support.unprivilegedUser && wantKvm ? `/dev/kvm is open to root only (processor ${wc.processor})` : null;
     const uid = support.unprivilegedUser && !why ? WORKER_UID : undefined;
     if (uid !== undefined) {
       chownTree(dir, uid);

@@ -96,6 +96,17 @@ test('control: without isolation the same probe reads the token and writes outsi
   } finally { await service.close(); }
 });
 
+test('a root service refuses a boot file only root can read (it would reach guest memory)', { skip: skip || (!support.unprivilegedUser && 'workers do not change uid here') }, async () => {
+  const { service, outside } = setup();
+  try {
+    const secret = join(outside, 'root-only');
+    writeFileSync(secret, 'root secret', { mode: 0o600 });
+    service.create({ name: 'exfil', kernel: secret, memory: '64M', processor: 'emulated' });
+    await assert.rejects(service.start('exfil'), /boot file .*root-only is not readable by other users.*chmod o\+r/);
+    assert.equal(service.get('exfil').state, 'Off');
+  } finally { await service.close(); }
+});
+
 test('a worker cannot start more processes and threads than its pids limit', { skip: skip || (!support.pidsLimit && 'no writable pids cgroup') }, async () => {
   const { service, logs, kernel } = setup();
   try {
