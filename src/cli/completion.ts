@@ -16,11 +16,11 @@ const OPTIONS: Record<string, string> = {
   'new-vhd': '--size-bytes --dynamic --fixed --parent-path --block-size-bytes --logical-sector-size-bytes --physical-sector-size-bytes --json',
   'get-vhd': '--json', 'resize-vhd': '--size-bytes --json', 'merge-vhd': '--destination-path --json', 'convert-vhd': '--vhd-type --json',
   'optimize-vhd': '--json', 'test-vhd': '--json',
-  serve: '--data-dir --listen --token-file --quiet',
+  serve: '--data-dir --listen --tls-cert --tls-key --insecure-http --allowed-host --token-file --path-root --no-isolation --quiet',
   run: '--processor --kernel --initrd --append --memory --cpus --enlightenments --gdb --clock --quiet --vhd --dvd',
-  check: '--json --no-speed --device', image: 'build path --force --rootfs --mirror', completion: 'bash',
+  check: '--json --no-speed --device', image: 'build path --force --rootfs --mirror', completion: 'bash', 'console-url': '--url --data-dir --token-file',
 };
-const CONNECTION = '--data-dir --url --token';
+const CONNECTION = '--data-dir --url --token-file';
 const TAKES_VM = ['get-vm', 'set-vm', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'save-vm', 'remove-vmsavedstate', 'remove-vm', 'connect-vm',
   'get-vmintegrationservice', 'enable-vmintegrationservice', 'disable-vmintegrationservice', 'get-vmkvp', 'set-vmkvp', 'get-vmevent',
   'checkpoint-vm', 'get-vmsnapshot', 'restore-vmsnapshot', 'rename-vmsnapshot', 'remove-vmsnapshot',
@@ -47,7 +47,7 @@ _hyperts() {
   cmd="\${COMP_WORDS[1]}"
   case "$prev" in
 ${values}
-    --kernel|--initrd|--data-dir|--token-file|--path|--vhd-path|--new-vhd-path|--parent-path|--destination-path) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --kernel|--initrd|--data-dir|--token-file|--tls-cert|--tls-key|--path|--vhd-path|--new-vhd-path|--parent-path|--destination-path) COMPREPLY=($(compgen -f -- "$cur")); return ;;
   esac
   case "$cmd" in
 ${cases}

@@ -8,6 +8,7 @@ commands:
   image path     print where the cached guest images are
   check          report whether this host can run the kvm and emulated backends
   serve          the management service (inventory, a worker per VM, REST API, web console)
+  console-url    a one-time sign-in link to the web console
   new-vm, get-vm, set-vm, start-vm, stop-vm, suspend-vm, resume-vm, restart-vm, save-vm, remove-vmsavedstate,
   remove-vm, connect-vm,
   get-vmintegrationservice, enable-vmintegrationservice, disable-vmintegrationservice,
@@ -50,6 +51,7 @@ const commands: Record<string, () => Promise<unknown>> = {
   image: () => import('./image.js'),
   check: () => import('./check.js'),
   serve: () => import('./serve.js'),
+  'console-url': () => import('./console-url.js'),
   completion: () => import('./completion.js'),
   ...Object.fromEntries(['new-vm', 'get-vm', 'set-vm', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'save-vm',
     'remove-vmsavedstate', 'remove-vm', 'connect-vm', 'get-vmintegrationservice', 'enable-vmintegrationservice', 'disable-vmintegrationservice', 'get-vmkvp', 'set-vmkvp',

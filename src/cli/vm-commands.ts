@@ -10,7 +10,7 @@ import { defaultDataDir, socketPath, tokenPath } from '../vmms/paths.js';
 import type { CheckpointView, VmView, IntegrationServiceView } from '../vmms/service.js';
 import type { VmEvent } from '../vmms/store.js';
 
-const CONNECTION: OptionSpec = { 'data-dir': 'string', url: 'string', token: 'string', help: 'boolean' };
+const CONNECTION: OptionSpec = { 'data-dir': 'string', url: 'string', 'token-file': 'string', help: 'boolean' };
 
 export interface Ctx { client: VmmsClient; opts: Record<string, string | boolean>; positional: string[] }
 type Body = (c: Ctx) => Promise<number>;
@@ -18,14 +18,19 @@ type Body = (c: Ctx) => Promise<number>;
 export const CONNECTION_HELP = `connection options (all commands):
   --data-dir DIR   the service's data directory (default $XDG_DATA_HOME/hyperts); its socket is DIR/vmms.sock
   --url URL        talk to a service listening on TCP (hyperts serve --listen), e.g. http://127.0.0.1:8006
-  --token TOKEN    API token for --url (default: $HYPERTS_TOKEN, else DIR/api-token)
+  --token-file F   file holding the API token for --url (default: $HYPERTS_TOKEN, else DIR/api-token);
+                   a token is never given on the command line, where other users could read it in /proc
 `;
 
 function clientFrom(opts: Record<string, string | boolean>): VmmsClient {
   const dataDir = (opts['data-dir'] as string | undefined) ?? process.env.HYPERTS_DATA_DIR ?? defaultDataDir();
   const url = (opts.url as string | undefined) ?? process.env.HYPERTS_URL;
   if (url) {
-    let token = (opts.token as string | undefined) ?? process.env.HYPERTS_TOKEN;
+    const file = opts['token-file'] as string | undefined;
+    let token: string | undefined;
+    if (file) {
+      try { token = readFileSync(file, 'utf8').trim(); } catch (e) { throw new UsageError(`cannot read the token file ${file}: ${(e as Error).message}`); }
+    } else token = process.env.HYPERTS_TOKEN;
     if (!token && existsSync(tokenPath(dataDir))) token = readFileSync(tokenPath(dataDir), 'utf8').trim();
     return new VmmsClient({ url, token });
   }

@@ -32,7 +32,10 @@ export function openApiDocument(): object {
     info: {
       title: 'hyperts management service', version: '1.0.0',
       description: 'VMMS-style API: inventory, VM state changes, integration services, KVP and metrics. ' +
-        'Unix socket: no token. TCP: every request needs "Authorization: Bearer <token>" (WebSockets may pass ?token=). ' +
+        'Unix socket: no token. TCP: every request needs "Authorization: Bearer <token or session>" (never in the URL); ' +
+        'bodies must be sent as "Content-Type: application/json" (else 415); browsers get a session from POST /sessions and open ' +
+        'WebSockets with a single-use ticket from POST /tickets (?ticket=, valid 30 s, for one path); the Host must be the service\'s ' +
+        'and a browser\'s Origin its own. ' +
         'WebSockets: /api/v1/live (JSON messages {type:"vms"|"event"}) and /api/v1/vms/{name}/console (binary COM1 stream, both ways).',
     },
     servers: [{ url: '/api/v1' }],
@@ -73,6 +76,21 @@ export function openApiDocument(): object {
     security: [{}, { bearer: [] }],
     paths: {
       '/openapi.json': { get: { summary: 'this document', responses: { 200: { description: 'OpenAPI document' } } } },
+      '/tickets': {
+        post: {
+          summary: 'a single-use ticket (30 s): for one WebSocket ({"path": "/live"} or {"path": "/vms/NAME/console"}, then ws://.../api/v1/PATH?ticket=T) or for a browser login ({"purpose": "login"}, then POST /sessions {"ticket": T})',
+          requestBody: { required: true, ...json({ type: 'object', properties: { path: { type: 'string' }, purpose: { const: 'login' } } }) },
+          responses: { 201: { description: 'the ticket', ...json({ type: 'object', properties: { ticket: { type: 'string' }, expiresInSeconds: { type: 'integer' } } }) }, 400: err('neither a WebSocket path nor a login'), 401: err('no token') },
+        },
+      },
+      '/sessions': {
+        post: {
+          summary: 'browser sign-in (TCP only): the API token in the Authorization header, or a login ticket in the body; the session then goes in "Authorization: Bearer" (idle 1 h, at most 12 h)',
+          security: [{ bearer: [] }, {}],
+          requestBody: { required: false, ...json({ type: 'object', properties: { ticket: { type: 'string' } } }) },
+          responses: { 201: { description: 'the session', ...json({ type: 'object', properties: { session: { type: 'string' }, idleSeconds: { type: 'integer' } } }) }, 401: err('wrong token or ticket') },
+        },
+      },
       '/host': { get: { summary: 'Get-VMHost: host check and capacity', responses: { 200: { description: 'host facts, check report and capacity' } } } },
       '/vms': {
         get: { summary: 'Get-VM: all VMs', responses: { 200: { description: 'VMs', ...json({ type: 'array', items: ref('VM') }) } } },
