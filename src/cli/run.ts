@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { parseArgs, parseSize, UsageError } from './args.js';
 import { Partition, type PartitionConfig } from '../platform/partition.js';
-import { hardwareFromDriveOptions } from './drive-args.js';
+import { hardwareFromDriveOptions, takeRepeated } from './drive-args.js';
 
 const help = `usage: hyperts run [options]
 
@@ -19,8 +19,9 @@ const help = `usage: hyperts run [options]
   --gdb-wait                      with --gdb: start with the processor stopped until GDB continues (QEMU's -S)
   --clock realtime|warp|icount    virtual time follows the host; or also jumps over idle periods; or counts
                                   retired instructions, 1 ns each (emulated only; reproducible) (default realtime)
-  --vhd PATH[,controller=ide][,location=C:L][,readonly]
-                                  attach a raw disk image to the emulated IDE controller (Gen 1 PIIX4)
+  --vhd PATH[,controller=scsi|ide][,location=L|C:L][,readonly]
+                                  attach a disk (VHDX or raw; repeatable): synthetic SCSI controller 0 by
+                                  default (locations 0, 1, ...), or the emulated IDE controller (Gen 1 PIIX4)
   --dvd ISO                       put an ISO image in a DVD drive on IDE (1:0 unless taken)
   --quiet                         do not print hyperts' own status lines
 
@@ -69,11 +70,12 @@ export default async function run(args: string[]): Promise<number> {
   }
 }
 
-async function configFromArgs(args: string[]): Promise<PartitionConfig & { quiet: boolean }> {
+async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { quiet: boolean }> {
+  const { rest: args, values: vhds } = takeRepeated(allArgs, 'vhd');
   const { opts, positional } = parseArgs(args, {
     processor: 'string', kernel: 'string', initrd: 'string', append: 'string', memory: 'string', cpus: 'string',
     enlightenments: 'string', gdb: 'string', 'gdb-wait': 'boolean', clock: 'string', quiet: 'boolean',
-    vhd: 'string', dvd: 'string',
+    dvd: 'string',
   }, 'run');
   if (positional.length) throw new UsageError(`run: unexpected argument '${positional[0]}' (options start with --)`);
   const processor = (opts.processor as string | undefined) ?? 'auto';
@@ -111,6 +113,6 @@ async function configFromArgs(args: string[]): Promise<PartitionConfig & { quiet
     processor: processor as PartitionConfig['processor'],
     memoryBytes, cpus, enlightened: enl === 'on', kernel, initrd, cmdline,
     clockMode: clock, gdbPort, gdbWait: opts['gdb-wait'] === true, quiet: opts.quiet === true,
-    hardware: hardwareFromDriveOptions(opts.vhd as string | undefined, opts.dvd as string | undefined),
+    hardware: hardwareFromDriveOptions(vhds, opts.dvd as string | undefined),
   };
 }

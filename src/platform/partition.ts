@@ -13,9 +13,10 @@ import { createPlatformDevices, type PlatformDevices, type PlatformDevicesState 
 import { HyperVStack, type HyperVStackState } from '../vsp/hyperv-stack.js';
 import { checkShape, decodeSavedState, encodeSavedState, readSavedStateFile, SavedStateError, type SavedStateInfo } from './saved-state.js';
 import type { IntegrationServices } from '../vsp/ic/integration-services.js';
+import type { DriveConfig, HardwareConfig } from './hardware.js';
+import { ScsiStorage, diskOpener, type DiskOpener, type StorageState } from './assemble-storage.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
 import type { Server } from 'node:net';
-import type { HardwareConfig } from './hardware.js';
 import { Gen1Chipset, openIdeDrives, type Gen1ChipsetState, type IdeDrives } from './assemble-ide.js';
 import type { DebugControl } from '../debug/emulated-target.js';
 import type { BackendKind, BootCpuState, CpuidProvider, CpuidResult, PlatformServices, ProcessorBackend, VirtualProcessor } from '../processor/backend.js';
@@ -39,15 +40,19 @@ export interface PartitionConfig {
   tscHz?: number;
   onConsoleOutput?: (bytes: Uint8Array) => void;
   log?: (msg: string) => void;
-  /** Drives, controllers and adapters (default: none). The IDE drives go on the Gen 1 chipset's PIIX4. */
+  /** Controllers, drives and adapters; absent = no storage or network devices. */
   hardware?: HardwareConfig;
+  /** How drives' disk images are opened (default: raw images); tests pass in-memory disks. */
+  openDisk?: DiskOpener;
 }
 
 export interface PartitionExit { code: number; reason: string }
 
 interface PartitionState {
   vcpus: unknown[]; clock: { mode: string; nowNs: number; nsPerInsn: number }; devices: PlatformDevicesState; hyperv: HyperVStackState;
-  resetPending: string | null; chipset: Gen1ChipsetState;
+  resetPending: string | null;
+  storage: StorageState | null;
+  chipset: Gen1ChipsetState;
 }
 
 const NO_LEAVES: CpuidProvider = { cpuid: (): CpuidResult => ({ eax: 0, ebx: 0, ecx: 0, edx: 0 }) };
@@ -77,8 +82,12 @@ export class Partition {
   /** Present while a GDB stub serves this partition (--gdb). */
   private debug: DebugControl | null = null;
   private gdbServer: Server | null = null;
+  /** Synthetic SCSI controllers and their drives (null when the hardware has none). */
+  storage: ScsiStorage | null = null;
 
   private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory, ideDrives: IdeDrives) {
+    // Own copy: hot add/remove updates it, and the caller's description stays as it was.
+    if (config.hardware) config = this.config = { ...config, hardware: structuredClone(config.hardware) };
     this.backendKind = backend.kind;
     this.memory = memory;
     this.log = config.log ?? (() => {});
@@ -133,7 +142,7 @@ export class Partition {
       backend = new EmulatedBackend();
       memory = new GuestMemory(config.memoryBytes);
     }
-    const ideDrives = await openIdeDrives(config.hardware);
+    const ideDrives = await openIdeDrives(config.hardware, config.openDisk);
     const p = new Partition(config, backend, memory, ideDrives);
     for (let i = 0; i < config.cpus; i++) p.vcpus.push(await backend.createVcpu(i, p.services));
     if (p.clock.mode === 'icount') {
@@ -142,8 +151,25 @@ export class Partition {
       if (!cpu) throw new Error("--clock icount needs the emulated processor (KVM does not count instructions); use warp or realtime");
       p.clock.useInstructionCount(() => cpu.insnCount);
     }
-    p.loadFirmware(true);
+    try {
+      await p.assembleStorage();
+      p.loadFirmware(true);
+    } catch (e) {
+      await p.storage?.close().catch(() => {});
+      backend.destroy();
+      throw e;
+    }
     return p;
+  }
+
+  private async assembleStorage(): Promise<void> {
+    const hw = this.config.hardware;
+    if (!hw || (hw.scsiControllers === 0 && !hw.drives.some((d) => d.controllerType === 'scsi'))) return;
+    const vmbus = this.hyperv.vmbus;
+    if (!vmbus) throw new Error(`${this.label} has SCSI controllers, which are synthetic (VMBus) devices; turn enlightenments on or attach the drives to IDE`);
+    this.storage = await ScsiStorage.assemble(hw, vmbus, this.memory, {
+      open: this.config.openDisk ?? diskOpener(this.label), log: (m) => this.log(`storvsp: ${m}`), busy: () => this.clock.holdWarp(),
+    });
   }
 
   /** Puts the boot environment (ACPI tables, kernel, initrd, boot CPU state) into a zeroed memory. */
@@ -191,9 +217,10 @@ export class Partition {
 
   /**
    * Call before saveState (with the partition paused): resolves once device I/O the guest started (IDE disk
-   * reads and writes) has finished, so the saved state holds its result and no write is lost.
+   * reads and writes, SCSI requests) has finished, so the saved state holds its result and no write is lost.
+   * (storvsp also saves requests still running and runs them again after a restore.)
    */
-  async quiesce(): Promise<void> { await this.chipset.idle(); }
+  async quiesce(): Promise<void> { await Promise.all([this.chipset.idle(), this.storage?.idle()]); }
 
   /**
    * Save-VM: the whole partition (processors, memory, clock, devices, Hyper-V stack) as a saved-state file
@@ -219,7 +246,8 @@ export class Partition {
   private collectState(): PartitionState {
     return {
       vcpus: this.vcpus.map((v) => v.saveState!()), clock: this.clock.saveState(), devices: this.devices.saveState(),
-      hyperv: this.hyperv.saveState(), resetPending: this.resetReason, chipset: this.chipset.saveState(),
+      hyperv: this.hyperv.saveState(), resetPending: this.resetReason, storage: this.storage?.saveState() ?? null,
+      chipset: this.chipset.saveState(),
     };
   }
 
@@ -253,9 +281,12 @@ export class Partition {
       p.clock.restoreState(s.clock);
       p.devices.restoreState(s.devices);
       p.hyperv.restoreState(s.hyperv);
+      // After the VMBus host reopened the channels: storvsp's negotiation and the requests it had running.
+      if (p.storage && s.storage) p.storage.restoreState(s.storage);
       p.chipset.restoreState(s.chipset);
       if (s.resetPending !== null) p.resetReason = s.resetPending;
     } catch (e) {
+      await p.storage?.close().catch(() => {});
       p.backend.destroy();
       void p.chipset.close();
       if (e instanceof SavedStateError) throw e;
@@ -265,6 +296,26 @@ export class Partition {
     // Like Hyper-V after a restore: push the host's time so the guest clock catches up.
     setImmediate(() => { void p.hyperv.ics?.timeSync.syncNow().catch(() => {}); });
     return p;
+  }
+
+  /**
+   * Add-VMHardDiskDrive on a running VM: opens the drive's disk and attaches it (the guest rescans its SCSI
+   * bus). The partition's hardware description follows, so a later save and restore keeps the drive.
+   */
+  async addDrive(d: DriveConfig): Promise<void> {
+    if (d.controllerType !== 'scsi') throw new Error('only SCSI drives can be added while the VM runs (IDE drives need the VM off)');
+    if (!this.storage) throw new Error(`${this.label} has no SCSI controller; add one while it is off`);
+    await this.storage.addDrive(d);
+    const hw = this.config.hardware!;
+    hw.drives = [...hw.drives, { ...d }];
+  }
+
+  /** Remove-VMHardDiskDrive on a running VM: the guest drops the disk; it is closed once its I/O finished. */
+  async removeDrive(controllerNumber: number, controllerLocation: number): Promise<void> {
+    if (!this.storage) throw new Error(`${this.label} has no SCSI controller`);
+    await this.storage.removeDrive(controllerNumber, controllerLocation);
+    const hw = this.config.hardware!;
+    hw.drives = hw.drives.filter((x) => !(x.controllerType === 'scsi' && x.controllerNumber === controllerNumber && x.controllerLocation === controllerLocation));
   }
 
   /** The VM's integration services (heartbeat, shutdown, time sync, KVP, VSS); null when unenlightened. */
@@ -347,6 +398,8 @@ export class Partition {
     this.debug?.reportStop({ exited: this.exitInfo?.code ?? 0 });
     this.gdbServer?.close();
     this.backend.destroy();
+    // Running disk I/O finishes and every disk is flushed and closed before the VM counts as stopped.
+    try { await this.storage?.close(); } catch (e) { this.log(`storage: closing the disks failed: ${(e as Error).message}`); }
     await this.chipset.close();
     return this.exitInfo ?? { code: 1, reason: 'stopped' };
   }
