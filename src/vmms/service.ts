@@ -24,6 +24,7 @@ import type { HardwareConfig } from '../platform/hardware.js';
 import { hasDisks, slotName } from './drives.js';
 import { VmDrives } from './vm-drives.js';
 import { diskChainPaths } from '../storage/open.js';
+import { capturedDrives, captureProblem, consolidate, createChild, withDrivePaths } from './checkpoint-disks.js';
 import { IC_NAMES, type IcName, type IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
 
 export interface ServiceOptions {
@@ -140,6 +141,8 @@ export class VmmsService extends EventEmitter {
   private readonly log: (msg: string) => void;
   /** Checkpoint names being written right now ("vmId/name" lower case), so two requests cannot take one name. */
   private readonly checkpointsInFlight = new Set<string>();
+  /** Checkpoint disk work (create children, merge, delete) runs one operation at a time. */
+  private diskQueue: Promise<unknown> = Promise.resolve();
   /** Drive and VHD commands (Add-VMHardDiskDrive, New-VHD...). */
   readonly drives: VmDrives;
   /** VMs whose worker runs under another uid (nobody, for a root service): their folders belong to it. */
@@ -163,6 +166,7 @@ export class VmmsService extends EventEmitter {
         this.transition(e, 'Off', 'the management service restarted and the VM\'s worker process was gone');
       }
       this.sweepUnfinishedFiles(e);
+      void this.consolidateDisks(e);
     }
     this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `management service started (data directory ${o.dataDir})` });
     this.drives = new VmDrives({
@@ -436,6 +440,8 @@ export class VmmsService extends EventEmitter {
         rt.pending.clear();
         e.rt = null;
         if (this.entries.has(e.rec.id)) this.transition(e, rt.finalState, why);
+        // Merges that had to wait for the worker to let go of its disks.
+        if (this.entries.has(e.rec.id)) void this.consolidateDisks(e);
         reject(conflict(`cannot start VM '${e.rec.name}': ${why}`));
         resolveExit();
       });
@@ -620,6 +626,33 @@ export class VmmsService extends EventEmitter {
     sweep(this.checkpointDir(e), (f) => known.has(f));
     if (removed.length) this.record(e, null, null, `removed ${removed.length} unfinished state file(s) left by an interrupted save or checkpoint`);
   }
+  private serialDisks<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.diskQueue.then(fn, fn);
+    this.diskQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Wait for the checkpoint disk work queued so far (service start recovery, deferred merges). */
+  async checkpointDisksSettled(): Promise<void> { await this.serialDisks(async () => undefined); }
+
+  /**
+   * Merges and deletes of checkpoint disks nothing needs any more, and recovery of what a killed service left
+   * (see checkpoint-disks.ts). Files a running worker writes wait for it to stop.
+   */
+  private consolidateDisks(e: Entry): Promise<void> {
+    return this.serialDisks(async () => {
+      if (!this.entries.has(e.rec.id)) return;
+      const inUse = new Set(e.rt ? capturedDrives(e.rec.config.hardware).map((d) => d.path!) : []);
+      try {
+        const before = JSON.stringify(e.rec.config);
+        const config = await consolidate(this.inventory, e.rec.id, e.rec.config, { inUse, note: (m) => this.record(e, null, null, m) });
+        if (JSON.stringify(config) !== before) { e.rec.config = config; this.changed(e); }
+      } catch (err) {
+        this.record(e, null, null, `could not merge checkpoint disks (they stay as they are and are retried later): ${(err as Error).message}`);
+      }
+    });
+  }
+
   private checkpointPath(e: Entry, id: string): string { return join(this.checkpointDir(e), `${id}.vmrs`); }
 
   private checkpointView(e: Entry, c: CheckpointRecord, all: CheckpointRecord[], current: string | null): CheckpointView {
@@ -689,12 +722,16 @@ export class VmmsService extends EventEmitter {
     }
     const created = new Date();
     const cpName = snapshotName === undefined || snapshotName === null ? this.defaultCheckpointName(e, created) : this.checkpointName(e, snapshotName);
-    if (hasDisks(e.rec.config.hardware)) {
-      throw conflict(`cannot checkpoint VM '${e.rec.name}': it has virtual hard disks, and checkpoints do not capture disks yet, so applying one would not match the disks' contents ` +
-        `(save-vm ${e.rec.name} keeps the running state; or remove its disks with remove-vmharddiskdrive)`);
-    }
     const from = e.rec.state;
     const rt = e.rt;
+    if (hasDisks(e.rec.config.hardware)) {
+      if (from === 'Running' || from === 'Paused') {
+        throw conflict(`cannot checkpoint VM '${e.rec.name}' while it runs: checkpoints of running VMs with virtual hard disks are not supported yet ` +
+          `(save-vm ${e.rec.name}, then checkpoint-vm ${e.rec.name}: a Saved VM's checkpoint keeps its running state and its disks)`);
+      }
+      const problem = await captureProblem(e.rec.config.hardware);
+      if (problem) throw conflict(`cannot checkpoint VM '${e.rec.name}': ${problem}`);
+    }
     if ((from === 'Running' || from === 'Paused') && rt?.backend === 'kvm') {
       throw conflict(`cannot checkpoint VM '${e.rec.name}' while it runs: checkpoints with running state need the emulated processor, and this VM runs on kvm ` +
         `(stop-vm ${e.rec.name} and checkpoint it while Off, or set-vm ${e.rec.name} --processor emulated while it is off)`);
@@ -725,12 +762,29 @@ export class VmmsService extends EventEmitter {
         running = true;
       }
       if (!this.entries.has(e.rec.id)) { rmSync(path, { force: true }); throw notFound(name); }
+      // Off or Saved: the disks the checkpoint keeps get children the VM writes from now on. The children
+      // are recorded before they exist and the switch is one transaction, so a killed service leaves the VM
+      // as before (the unused children are removed at start) or after.
+      const children = await this.serialDisks(async () => {
+        const made = new Map<string, string>();
+        try {
+          for (const d of capturedDrives(config.hardware)) if (!d.readOnly && !made.has(d.path!)) made.set(d.path!, await createChild(this.inventory, e.rec.id, d.path!));
+        } catch (err) {
+          rmSync(path, { force: true });
+          void this.consolidateDisks(e);
+          throw conflict(`cannot checkpoint VM '${e.rec.name}': creating its differencing disks failed: ${(err as Error).message}`);
+        }
+        return made;
+      });
+      const vmConfig = withDrivePaths(e.rec.config, (p) => children.get(p) ?? p);
       const parentId = this.inventory.currentCheckpoint(e.rec.id);
       const rec = this.inventory.transaction(() => {
         const r = this.inventory.insertCheckpoint({ id, vmId: e.rec.id, name: cpName, created: created.getTime(), parentId, running, config });
         this.inventory.setCurrentCheckpoint(e.rec.id, id);
+        if (children.size) this.inventory.updateConfig(e.rec.id, vmConfig);
         return r;
       });
+      if (children.size) e.rec.config = vmConfig;
       this.record(e, null, null, `checkpoint '${cpName}' created (${running ? `with the ${from === 'Saved' ? 'saved' : 'running'} state` : 'configuration only: the VM was off'})`);
       this.changed(e);
       return this.checkpointView(e, rec, this.inventory.checkpoints(e.rec.id), id);
@@ -745,19 +799,29 @@ export class VmmsService extends EventEmitter {
    * resumes the guest where the checkpoint was taken; a configuration-only one leaves it Off. The VM's
    * previous saved state is discarded.
    */
-  restoreCheckpoint(name: string, snapshot: string): VmView {
+  async restoreCheckpoint(name: string, snapshot: string): Promise<VmView> {
     const e = this.entry(name);
     const c = this.findCheckpoint(e, snapshot);
     this.requireState(e, ['Off', 'Saved'], `apply checkpoint '${c.name}' to`,
       e.rec.state === 'Running' || e.rec.state === 'Paused' ? `stop-vm ${e.rec.name} or save-vm ${e.rec.name} first` : 'wait until it is Off or Saved');
-    if (hasDisks(e.rec.config.hardware)) {
-      throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': the VM now has virtual hard disks, which checkpoints do not capture yet ` +
-        `(remove them with remove-vmharddiskdrive first; the files stay)`);
-    }
+    const missing = capturedDrives(c.config.hardware).find((d) => !existsSync(d.path!));
+    if (missing) throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': its disk ${missing.path} is missing (restore the file, or remove-vmsnapshot ${e.rec.name} '${c.name}')`);
     const src = this.checkpointPath(e, c.id);
     if (c.running && !existsSync(src)) {
       throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': its state file ${src} is missing (remove-vmsnapshot ${e.rec.name} '${c.name}' deletes the broken checkpoint)`);
     }
+    // Fresh children of the checkpoint's disks: the checkpoint's own files are never written again.
+    const children = await this.serialDisks(async () => {
+      const made = new Map<string, string>();
+      try {
+        for (const d of capturedDrives(c.config.hardware)) if (!d.readOnly && !made.has(d.path!)) made.set(d.path!, await createChild(this.inventory, e.rec.id, d.path!));
+      } catch (err) {
+        void this.consolidateDisks(e);
+        throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': creating its differencing disks failed: ${(err as Error).message}`);
+      }
+      return made;
+    });
+    this.requireState(e, ['Off', 'Saved'], `apply checkpoint '${c.name}' to`, 'it was started meanwhile');
     const saved = this.savedStatePath(e);
     const hadSavedState = e.rec.state === 'Saved';
     if (c.running) {
@@ -767,25 +831,31 @@ export class VmmsService extends EventEmitter {
     } else {
       removeFileDurably(saved);
     }
-    const config: VmConfig = { ...structuredClone(c.config), name: e.rec.name };
+    const config: VmConfig = withDrivePaths({ ...structuredClone(c.config), name: e.rec.name }, (p) => children.get(p) ?? p);
     e.rec.config = config;
-    this.inventory.updateConfig(e.rec.id, config);
-    this.inventory.setCurrentCheckpoint(e.rec.id, c.id);
+    this.inventory.transaction(() => {
+      this.inventory.updateConfig(e.rec.id, config);
+      this.inventory.setCurrentCheckpoint(e.rec.id, c.id);
+    });
     e.lastError = null;
     const to: VmState = c.running ? 'Saved' : 'Off';
     this.transition(e, to, `checkpoint '${c.name}' applied${c.running ? ': start-vm resumes the guest where the checkpoint was taken' : ' (configuration only)'}` +
       (hadSavedState ? '; the previous saved state was discarded' : ''));
+    // The disks the VM wrote before are discarded (unless a checkpoint keeps them).
+    await this.consolidateDisks(e);
     return this.view(e);
   }
 
   /** Remove-VMSnapshot: deletes one checkpoint (file and record); its children move up to its parent. */
-  removeCheckpoint(name: string, snapshot: string): void {
+  async removeCheckpoint(name: string, snapshot: string): Promise<void> {
     const e = this.entry(name);
     const c = this.findCheckpoint(e, snapshot);
     this.inventory.removeCheckpoint(c.id);
     removeFileDurably(this.checkpointPath(e, c.id));
     this.record(e, null, null, `checkpoint '${c.name}' removed`);
     this.changed(e);
+    // Its disk merges into its neighbour (now if no running worker holds the files, else when the VM stops).
+    await this.consolidateDisks(e);
   }
 
   /** Rename-VMSnapshot. */
