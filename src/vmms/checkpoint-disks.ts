@@ -166,6 +166,7 @@ export async function consolidate(inv: Inventory, vmId: string, vmConfig: VmConf
       await unlink(f.path).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
       syncDir(dirname(f.path));
       inv.removeCheckpointFile(f.path);
+      hooks.note(`deleted ${f.path}: nothing needs it any more (state discarded by applying a checkpoint, or left by an interrupted operation)`);
       changed = true;
     }
     if (changed) continue;
