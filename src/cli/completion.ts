@@ -12,7 +12,7 @@ const OPTIONS: Record<string, string> = {
   'checkpoint-vm': '--snapshot-name --json', 'get-vmsnapshot': '--json', 'restore-vmsnapshot': '--json', 'rename-vmsnapshot': '--json', 'remove-vmsnapshot': '',
   serve: '--data-dir --listen --tls-cert --tls-key --insecure-http --allowed-host --token-file --path-root --no-isolation --quiet',
   run: '--processor --kernel --initrd --append --memory --cpus --enlightenments --gdb --clock --quiet --vhd --dvd',
-  check: '--json --no-speed --device', image: 'build', completion: 'bash', 'console-url': '--url --data-dir --token-file',
+  check: '--json --no-speed --device', image: 'build path --force --rootfs --mirror', completion: 'bash', 'console-url': '--url --data-dir --token-file',
 };
 const CONNECTION = '--data-dir --url --token-file';
 const TAKES_VM = ['get-vm', 'set-vm', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'save-vm', 'remove-vmsavedstate', 'remove-vm', 'connect-vm',

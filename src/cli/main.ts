@@ -4,7 +4,8 @@ const usage = `usage: hyperts <command> [options]
 
 commands:
   run            boot a transient VM with the serial console on this terminal
-  image build    build (or refresh) the default guest image
+  image build    build (or refresh) the default guest image (--rootfs: also the Debian root disk)
+  image path     print where the cached guest images are
   check          report whether this host can run the kvm and emulated backends
   serve          the management service (inventory, a worker per VM, REST API, web console)
   console-url    a one-time sign-in link to the web console
