@@ -13,8 +13,11 @@ commands:
   remove-vm, connect-vm,
   get-vmintegrationservice, enable-vmintegrationservice, disable-vmintegrationservice,
   get-vmkvp, set-vmkvp, get-vmhost, get-vmevent,
-  checkpoint-vm, get-vmsnapshot, restore-vmsnapshot, rename-vmsnapshot, remove-vmsnapshot
+  checkpoint-vm, get-vmsnapshot, restore-vmsnapshot, rename-vmsnapshot, remove-vmsnapshot,
+  add-vmharddiskdrive, get-vmharddiskdrive, remove-vmharddiskdrive, add-vmscsicontroller, set-vmdvddrive, get-vmdvddrive
                  manage VMs through the service, in Hyper-V's vocabulary (each takes --help)
+  new-vhd, get-vhd, resize-vhd, merge-vhd, convert-vhd, optimize-vhd, test-vhd
+                 virtual hard disk files (no service needed; it tells Get-VHD which VM uses a disk)
   completion bash   print the bash completion script
 `;
 
@@ -39,6 +42,9 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+const STORAGE_COMMAND_NAMES = ['add-vmharddiskdrive', 'get-vmharddiskdrive', 'remove-vmharddiskdrive', 'add-vmscsicontroller', 'set-vmdvddrive', 'get-vmdvddrive',
+  'new-vhd', 'get-vhd', 'resize-vhd', 'merge-vhd', 'convert-vhd', 'optimize-vhd', 'test-vhd'];
+
 /** Subcommands load lazily so `hyperts check` does not pay for the emulator. */
 const commands: Record<string, () => Promise<unknown>> = {
   run: () => import('./run.js'),
@@ -50,6 +56,7 @@ const commands: Record<string, () => Promise<unknown>> = {
   ...Object.fromEntries(['new-vm', 'get-vm', 'set-vm', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'save-vm',
     'remove-vmsavedstate', 'remove-vm', 'connect-vm', 'get-vmintegrationservice', 'enable-vmintegrationservice', 'disable-vmintegrationservice', 'get-vmkvp', 'set-vmkvp',
     'get-vmhost', 'get-vmevent', 'checkpoint-vm', 'get-vmsnapshot', 'restore-vmsnapshot', 'rename-vmsnapshot', 'remove-vmsnapshot'].map((c) => [c, () => import('./vm-commands.js').then((m) => ({ default: m.VM_COMMANDS[c] }))])),
+  ...Object.fromEntries(STORAGE_COMMAND_NAMES.map((c) => [c, () => import('./storage-commands.js').then((m) => ({ default: m.STORAGE_COMMANDS[c] }))])),
 };
 
 main(process.argv.slice(2)).then(

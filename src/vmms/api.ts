@@ -93,7 +93,7 @@ export class ApiServer {
     }, 201);
     this.route('GET', '/host', () => s.host());
     this.route('GET', '/vms', () => s.list());
-    this.route('POST', '/vms', ({ body }) => s.create(body), 201);
+    this.route('POST', '/vms', ({ body }) => s.newVm(body), 201);
     this.route('GET', '/vms/{name}', ({ params }) => s.get(params[0]));
     this.route('PATCH', '/vms/{name}', ({ params, body }) => s.update(params[0], body));
     this.route('DELETE', '/vms/{name}', ({ params }) => { s.remove(params[0]); return null; }, 204);
@@ -126,6 +126,29 @@ export class ApiServer {
     this.route('DELETE', '/vms/{name}/kvp/{key}', async ({ params }) => { await s.removeKvp(params[0], params[1]); return null; }, 204);
     this.route('GET', '/vms/{name}/events', ({ params, query }) => s.events({ name: params[0], limit: intParam(query, 'limit'), after: intParam(query, 'after') }));
     this.route('GET', '/events', ({ query }) => s.events({ limit: intParam(query, 'limit'), after: intParam(query, 'after') }));
+    this.defineStorageRoutes();
+  }
+
+  /** Drives of VMs and the VHD commands (long VHD work answers 202 with an operation to poll). */
+  private defineStorageRoutes(): void {
+    const d = this.service.drives;
+    this.route('GET', '/hard-disk-drives', () => d.drives(undefined, 'disk'));
+    this.route('GET', '/vms/{name}/hard-disk-drives', ({ params }) => d.drives(params[0], 'disk'));
+    this.route('POST', '/vms/{name}/hard-disk-drives', ({ params, body }) => d.addHardDisk(params[0], body), 201);
+    this.route('DELETE', '/vms/{name}/hard-disk-drives/{type}/{number}/{location}', async ({ params }) => { await d.removeHardDisk(params[0], params[1], params[2], params[3]); return null; }, 204);
+    this.route('POST', '/vms/{name}/scsi-controllers', ({ params }) => ({ scsiControllers: d.addScsiController(params[0]) }), 201);
+    this.route('GET', '/dvd-drives', () => d.drives(undefined, 'dvd'));
+    this.route('GET', '/vms/{name}/dvd-drives', ({ params }) => d.drives(params[0], 'dvd'));
+    this.route('PUT', '/vms/{name}/dvd-drive', ({ params, body }) => d.setDvd(params[0], body));
+    this.route('POST', '/vhds', ({ body }) => d.newVhd(body), 202);
+    this.route('GET', '/vhds', ({ query }) => d.getVhd(query.get('path') ?? undefined));
+    this.route('POST', '/vhds/resize', ({ body }) => d.resizeVhd(body), 202);
+    this.route('POST', '/vhds/merge', ({ body }) => d.mergeVhd(body), 202);
+    this.route('POST', '/vhds/convert', ({ body }) => d.convertVhd(body), 202);
+    this.route('POST', '/vhds/optimize', ({ body }) => d.optimizeVhd(body), 202);
+    this.route('POST', '/vhds/test', ({ body }) => d.testVhd((body as { path?: unknown } | undefined)?.path));
+    this.route('GET', '/operations', () => d.operations.list());
+    this.route('GET', '/operations/{id}', ({ params }) => d.operations.get(params[0]));
   }
 
   private bearer(req: IncomingMessage): string | null {

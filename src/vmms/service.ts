@@ -20,6 +20,9 @@ import { Inventory, type CheckpointRecord, type VmEvent, type VmRecord } from '.
 import { ACTIVE_STATES, type VmState } from './states.js';
 import type { FromWorker, ToWorker, WorkerOp, WorkerStartConfig, WorkerStatus } from './worker-protocol.js';
 import { defaultImagePaths } from '../image/builder.js';
+import type { HardwareConfig } from '../platform/hardware.js';
+import { hasDisks, slotName } from './drives.js';
+import { VmDrives } from './vm-drives.js';
 import { IC_NAMES, type IcName, type IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
 
 export interface ServiceOptions {
@@ -134,6 +137,8 @@ export class VmmsService extends EventEmitter {
   private readonly log: (msg: string) => void;
   /** Checkpoint names being written right now ("vmId/name" lower case), so two requests cannot take one name. */
   private readonly checkpointsInFlight = new Set<string>();
+  /** Drive and VHD commands (Add-VMHardDiskDrive, New-VHD...). */
+  readonly drives: VmDrives;
   /** VMs whose worker runs under another uid (nobody, for a root service): their folders belong to it. */
   private readonly workerUid = new Map<string, number>();
   /** Folders client-given paths are confined to (resolveConfinedPath(path, service.pathRoots)). */
@@ -157,6 +162,19 @@ export class VmmsService extends EventEmitter {
       this.sweepUnfinishedFiles(e);
     }
     this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `management service started (data directory ${o.dataDir})` });
+    this.drives = new VmDrives({
+      dataDir: o.dataDir,
+      vm: (n) => this.entry(n).rec,
+      all: () => [...this.entries.values()].map((e) => e.rec),
+      setHardware: (n, hardware, message) => {
+        const e = this.entry(n);
+        e.rec.config = { ...e.rec.config, hardware };
+        this.inventory.updateConfig(e.rec.id, e.rec.config);
+        this.record(e, null, null, message);
+        this.changed(e);
+      },
+      request: (n, op) => this.request(this.entry(n), op),
+    });
     this.metricsTimer = setInterval(() => this.sampleMetrics(), 1000);
     this.metricsTimer.unref();
   }
@@ -175,12 +193,31 @@ export class VmmsService extends EventEmitter {
 
   get(name: string): VmView { return this.view(this.entry(name)); }
 
-  create(input: unknown): VmView {
+  /**
+   * New-VM, with its disk options: newVhdPath + newVhdSizeBytes (a new dynamic VHDX) or vhdPath (an existing
+   * disk), attached at SCSI 0:0. The settings are checked before any file is created; a created file is
+   * deleted again if the VM cannot be.
+   */
+  async newVm(input: unknown): Promise<VmView> {
     const body = (typeof input === 'object' && input !== null && !Array.isArray(input)) ? input as Record<string, unknown> : null;
     if (!body) throw badRequest('the request body must be a JSON object with at least a "name"');
+    const { newVhdPath, newVhdSizeBytes, vhdPath, ...settings } = body;
+    this.checkNew(settings);
+    const disk = await this.drives.newVmDisk(String(settings.name), { newVhdPath, newVhdSizeBytes, vhdPath });
+    try { return this.create(settings, disk?.hardware); } catch (e) { disk?.undo(); throw e; }
+  }
+
+  private checkNew(body: Record<string, unknown>): VmConfig {
     const name = validateName(body.name);
     if (this.find(name)) throw new VmmsError(409, 'DuplicateName', `a virtual machine named '${name}' already exists (pick another name, or remove-vm ${name} first)`);
-    const { config } = applySettings(defaultConfig(name), body);
+    return applySettings(defaultConfig(name), body).config;
+  }
+
+  create(input: unknown, hardware?: HardwareConfig): VmView {
+    const body = (typeof input === 'object' && input !== null && !Array.isArray(input)) ? input as Record<string, unknown> : null;
+    if (!body) throw badRequest('the request body must be a JSON object with at least a "name"');
+    const config = this.checkNew(body);
+    if (hardware) config.hardware = hardware;
     const rec = this.inventory.insert(config);
     const e: Entry = { rec, rt: null, lastError: null, history: [], historyBytes: 0, consoleListeners: new Set() };
     this.entries.set(rec.id, e);
@@ -224,7 +261,8 @@ export class VmmsService extends EventEmitter {
     this.inventory.remove(e.rec.id);
     this.entries.delete(e.rec.id);
     rmSync(this.vmDir(e), { recursive: true, force: true });
-    this.record(e, e.rec.state, null, 'removed');
+    const disks = e.rec.config.hardware.drives.filter((d) => d.kind === 'disk').map((d) => d.path);
+    this.record(e, e.rec.state, null, `removed${disks.length ? ` (its virtual hard disks stay: ${disks.join(', ')})` : ''}`);
     this.emit('removed', e.rec.name);
   }
 
@@ -276,9 +314,22 @@ export class VmmsService extends EventEmitter {
       if (!existsSync(kernel)) throw conflict(`cannot start VM '${c.name}': kernel file '${kernel}' does not exist (set-vm ${c.name} --kernel FILE)`);
       if (initrd && !existsSync(initrd)) throw conflict(`cannot start VM '${c.name}': initrd file '${initrd}' does not exist (set-vm ${c.name} --initrd FILE)`);
     }
+    for (const d of c.hardware.drives) {
+      if (d.path && !existsSync(d.path)) {
+        throw conflict(`cannot start VM '${c.name}': the ${d.kind === 'dvd' ? 'ISO image' : 'virtual hard disk'} ${d.path} at ${slotName(d)} does not exist ` +
+          `(put the file back, or remove the drive: ${d.kind === 'dvd' ? `set-vmdvddrive ${c.name} --path ''` : `remove-vmharddiskdrive ${c.name} --controller-type ${d.controllerType.toUpperCase()} --controller-number ${d.controllerNumber} --controller-location ${d.controllerLocation}`})`);
+      }
+    }
+    const hardware = structuredClone(c.hardware);
+    if (!c.enlightened) {
+      // SCSI controllers are synthetic (VMBus) devices: an unenlightened VM has none to offer.
+      const d = hardware.drives.find((x) => x.controllerType === 'scsi');
+      if (d) throw conflict(`cannot start VM '${c.name}': it is not enlightened, so it has no synthetic SCSI controller for ${slotName(d)} (set-vm ${c.name} --enlightened on, or attach the disk to IDE)`);
+      hardware.scsiControllers = 0;
+    }
     return {
       name: c.name, processor: c.processor, memoryBytes: c.memoryBytes, cpus: c.cpus, enlightened: c.enlightened,
-      kernel, initrd, cmdline, integrationServices: c.integrationServices, com1: c.com1 === 'console',
+      kernel, initrd, cmdline, integrationServices: c.integrationServices, com1: c.com1 === 'console', hardware,
     };
   }
 
@@ -623,6 +674,10 @@ export class VmmsService extends EventEmitter {
     }
     const created = new Date();
     const cpName = snapshotName === undefined || snapshotName === null ? this.defaultCheckpointName(e, created) : this.checkpointName(e, snapshotName);
+    if (hasDisks(e.rec.config.hardware)) {
+      throw conflict(`cannot checkpoint VM '${e.rec.name}': it has virtual hard disks, and checkpoints do not capture disks yet, so applying one would not match the disks' contents ` +
+        `(save-vm ${e.rec.name} keeps the running state; or remove its disks with remove-vmharddiskdrive)`);
+    }
     const from = e.rec.state;
     const rt = e.rt;
     if ((from === 'Running' || from === 'Paused') && rt?.backend === 'kvm') {
@@ -680,6 +735,10 @@ export class VmmsService extends EventEmitter {
     const c = this.findCheckpoint(e, snapshot);
     this.requireState(e, ['Off', 'Saved'], `apply checkpoint '${c.name}' to`,
       e.rec.state === 'Running' || e.rec.state === 'Paused' ? `stop-vm ${e.rec.name} or save-vm ${e.rec.name} first` : 'wait until it is Off or Saved');
+    if (hasDisks(e.rec.config.hardware)) {
+      throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': the VM now has virtual hard disks, which checkpoints do not capture yet ` +
+        `(remove them with remove-vmharddiskdrive first; the files stay)`);
+    }
     const src = this.checkpointPath(e, c.id);
     if (c.running && !existsSync(src)) {
       throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': its state file ${src} is missing (remove-vmsnapshot ${e.rec.name} '${c.name}' deletes the broken checkpoint)`);

@@ -62,6 +62,7 @@ let tab = 'summary';
 let ics = null;
 let events = null;
 let snapshots = null;
+let drives = null;
 
 async function api(method, path, body, retried = false) {
   await ensureSession();
@@ -131,7 +132,7 @@ function renderList() {
 function current() { return vms.find((v) => v.name === selected) ?? null; }
 
 function select(name) {
-  if (name !== selected) { ics = null; events = null; }
+  if (name !== selected) { ics = null; events = null; drives = null; }
   selected = name;
   for (const tr of document.querySelectorAll('#vms tbody tr')) tr.classList.toggle('selected', tr.dataset.vm === name);
   renderActions();
@@ -223,6 +224,22 @@ function renderDetails() {
       ['Startup memory', mb(c.memoryBytes)], ['Assigned memory', v.memoryAssignedBytes ? mb(v.memoryAssignedBytes) : '0 MB'],
       ['Dynamic memory', 'Disabled'], ['CPU usage', `${v.cpuUsage} %`], ['Uptime', uptime(v.uptimeSeconds)],
     ]));
+  } else if (tab === 'storage') {
+    // Hard disks and DVD drives as Hyper-V Manager's settings list them: controller, location, file, sizes.
+    const size = (b) => (b === null || b === undefined ? '' : b >= 1073741824 ? `${(b / 1073741824).toFixed(b % 1073741824 ? 2 : 0)} GB` : mb(b));
+    const rows = (drives ?? []).map((d) => el('tr', {},
+      el('td', { textContent: `${d.controllerType} ${d.controllerNumber}` }),
+      el('td', { textContent: String(d.controllerLocation) }),
+      el('td', { textContent: d.kind === 'dvd' ? 'DVD drive' : 'Hard drive' }),
+      el('td', { textContent: d.path ?? (d.kind === 'dvd' ? 'None (no disc)' : '') }),
+      el('td', { textContent: size(d.sizeBytes) }),
+      el('td', { textContent: size(d.fileSizeBytes) })));
+    body.replaceChildren(
+      dl([['SCSI controllers', String(c.hardware?.scsiControllers ?? 0)]]),
+      el('table', { id: 'drive-table' },
+        el('thead', {}, el('tr', {}, ...['Controller', 'Location', 'Drive', 'Path', 'Size', 'File size'].map((h) => el('th', { textContent: h })))),
+        el('tbody', {}, ...rows)),
+      ...(drives && !drives.length ? [el('p', { className: 'hint', textContent: 'No drives (hyperts add-vmharddiskdrive adds a disk).' })] : []));
   } else if (tab === 'ics') {
     const rows = (ics ?? []).map((i) => el('tr', {},
       el('td', { textContent: i.name }),
@@ -277,6 +294,10 @@ async function refreshDetails() {
     if (tab === 'ics') ics = await api('GET', `${path}/integration-services`);
     if (tab === 'events') events = await api('GET', `${path}/events?limit=50`);
     if (tab === 'checkpoints') snapshots = await api('GET', `${path}/snapshots`);
+    if (tab === 'storage') {
+      const [disks, dvds] = await Promise.all([api('GET', `${path}/hard-disk-drives`), api('GET', `${path}/dvd-drives`)]);
+      drives = [...disks, ...dvds].sort((a, b) => a.controllerType.localeCompare(b.controllerType) || a.controllerNumber - b.controllerNumber || a.controllerLocation - b.controllerLocation);
+    }
   } catch (e) { /* the VM may just have been removed */ }
   renderDetails();
 }
@@ -359,7 +380,7 @@ async function connectLive() {
   ws.onmessage = (m) => {
     const msg = JSON.parse(m.data);
     if (msg.type === 'vms') { vms = msg.vms; renderList(); }
-    if (msg.type === 'event' && msg.event.vmName === selected && (tab === 'events' || tab === 'checkpoints')) refreshDetails();
+    if (msg.type === 'event' && msg.event.vmName === selected && (tab === 'events' || tab === 'checkpoints' || tab === 'storage')) refreshDetails();
     if (msg.type === 'event' && msg.event.to && msg.event.vmName === selected && tab === 'ics') refreshDetails();
   };
   ws.onclose = () => { $('#conn').textContent = 'disconnected: retrying...'; setTimeout(connectLive, 2000); };
