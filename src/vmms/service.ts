@@ -12,7 +12,7 @@ import { closeFds, isolationSupport, sandboxCommand, WORKER_UID, type SandboxLau
 import { defaultVirtualDiskDir } from './paths.js';
 import { randomUUID } from 'node:crypto';
 import { cpus, freemem, totalmem, hostname } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { applySettings, defaultConfig, icName, validateName, type VmConfig } from './config.js';
 import { VmmsError, badRequest, conflict, notFound } from './errors.js';
@@ -461,6 +461,17 @@ export class VmmsService extends EventEmitter {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const wantKvm = wc.processor !== 'emulated' && existsSync('/dev/kvm');
     const readOnly = [wc.kernel, wc.initrd].filter((f): f is string => !!f);
+    // Virtual disks: their folders and the host's disk folders (pathRoots), writable: differencing parents next
+    // to a disk, the lock's holder record, disks hot-added later. Never a folder holding the data directory (the
+    // token): a disk there is bound alone. ISOs read-only, one by one.
+    const holdsData = (d: string): boolean => d === this.o.dataDir || this.o.dataDir.startsWith(`${d}/`);
+    const disks = wc.hardware.drives.filter((d) => d.kind === 'disk' && d.path).map((d) => d.path!);
+    const vhdDir = defaultVirtualDiskDir(this.o.dataDir);
+    if (this.pathRoots.includes(vhdDir)) mkdirSync(vhdDir, { recursive: true, mode: 0o700 });
+    const diskDirs = [...new Set([...disks.map((p) => dirname(p)), ...this.pathRoots])].filter((d) => existsSync(d) && !holdsData(d));
+    const within = (p: string): boolean => diskDirs.some((dir) => p.startsWith(`${dir}/`));
+    const diskFiles = disks.filter((p) => !within(p));
+    const isos = wc.hardware.drives.filter((d) => d.kind === 'dvd' && d.path).map((d) => d.path!).filter((p) => !within(p));
     // A root service runs the worker as nobody, unless it needs /dev/kvm (root-only here). Boot files must then
     // be readable by everyone: a path only root can read (say /etc/shadow given as a kernel) would otherwise be
     // loaded into guest memory with root's rights.
@@ -468,7 +479,8 @@ export class VmmsService extends EventEmitter {
       const closed = readOnly.find((f) => (statSync(f).mode & 0o004) === 0);
       if (closed) throw conflict(`cannot start VM '${e.rec.name}': its boot file ${closed} is not readable by other users, and the VM's worker runs as nobody (chmod o+r ${closed} if it is meant to be a kernel or initrd)`);
     }
-    const why = support.unprivilegedUser && wantKvm ? `/dev/kvm is open to root only (processor ${wc.processor})` : null;
+    const why = !support.unprivilegedUser ? null : wantKvm ? `/dev/kvm is open to root only (processor ${wc.processor})`
+      : diskDirs.length || diskFiles.length || isos.length ? 'virtual disks (and disks hot-added later) belong to the service\'s user' : null;
     const uid = support.unprivilegedUser && !why ? WORKER_UID : undefined;
     if (uid !== undefined) {
       chownTree(dir, uid);
@@ -478,8 +490,8 @@ export class VmmsService extends EventEmitter {
       this.workerUid.set(e.rec.id, uid);
     } else this.workerUid.delete(e.rec.id);
     const launch = sandboxCommand({
-      workerPath: this.workerPath, vmDir: dir, readOnly,
-      readWrite: [], devices: wantKvm ? ['/dev/kvm'] : [],
+      workerPath: this.workerPath, vmDir: dir, readOnly: [...readOnly, ...isos],
+      readWrite: [...diskDirs, ...diskFiles], devices: wantKvm ? ['/dev/kvm'] : [],
       memoryLimitBytes: this.memoryLimit(e.rec.config), pidsLimit: WORKER_PIDS_LIMIT, uid,
     }, e.rec.name);
     const notes = [...launch.notes, ...(why ? [`the worker keeps the service's uid: ${why}`] : [])];

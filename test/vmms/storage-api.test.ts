@@ -21,7 +21,8 @@ import { rejects, startService, testVm, waitFor, type Fixture } from './helpers.
 const noQemuImg = spawnSync('qemu-img', ['--version']).status !== 0 && 'qemu-img (qemu-utils) not installed';
 let f: Fixture;
 let files: string;
-before(async () => { f = await startService(); files = mkdtempSync(join(tmpdir(), 'hyperts-disks-')); });
+// The disk folder is one of the host's disk folders (pathRoots): isolated workers see it, so disks hot-added there reach them.
+before(async () => { files = mkdtempSync(join(tmpdir(), 'hyperts-disks-')); f = await startService(undefined, { pathRoots: [files] }); });
 after(async () => { await f?.close(); rmSync(files, { recursive: true, force: true }); rmSync(f.dir, { recursive: true, force: true }); });
 
 const qemuInfo = (p: string): { format: string; 'virtual-size': number } => JSON.parse(execFileSync('qemu-img', ['info', '--output=json', p], { encoding: 'utf8' }));
