@@ -32,8 +32,7 @@ function setup(o: { isolation?: 'auto' | 'off'; overhead?: number } = {}): { ser
   const kernel = join(outside, 'vmlinuz');
   writeFileSync(kernel, 'not really a kernel');
   const logs: string[] = [];
-  // No disk folders (pathRoots []): a root service then runs the worker as nobody.
-  const service = new VmmsService({ dataDir: dir, workerPath: probeWorker, log: (m) => logs.push(m), isolation: o.isolation ?? 'auto', workerOverheadBytes: o.overhead, turnOffGraceMs: 3000, pathRoots: [] });
+  const service = new VmmsService({ dataDir: dir, workerPath: probeWorker, log: (m) => logs.push(m), isolation: o.isolation ?? 'auto', workerOverheadBytes: o.overhead, turnOffGraceMs: 3000 });
   return { service, logs, dir, outside, kernel };
 }
 
