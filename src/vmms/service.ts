@@ -724,15 +724,18 @@ export class VmmsService extends EventEmitter {
     const cpName = snapshotName === undefined || snapshotName === null ? this.defaultCheckpointName(e, created) : this.checkpointName(e, snapshotName);
     const from = e.rec.state;
     const rt = e.rt;
+    const live = from === 'Running' || from === 'Paused';
+    // The disks the checkpoint keeps (each gets a child the VM writes from then on).
+    const disks = [...new Set(capturedDrives(e.rec.config.hardware).filter((d) => !d.readOnly).map((d) => d.path!))];
     if (hasDisks(e.rec.config.hardware)) {
-      if (from === 'Running' || from === 'Paused') {
-        throw conflict(`cannot checkpoint VM '${e.rec.name}' while it runs: checkpoints of running VMs with virtual hard disks are not supported yet ` +
-          `(save-vm ${e.rec.name}, then checkpoint-vm ${e.rec.name}: a Saved VM's checkpoint keeps its running state and its disks)`);
-      }
       const problem = await captureProblem(e.rec.config.hardware);
       if (problem) throw conflict(`cannot checkpoint VM '${e.rec.name}': ${problem}`);
+      if (live && disks.length && rt?.isolated) {
+        throw conflict(`cannot checkpoint VM '${e.rec.name}' while it runs: its isolated worker sees only the files it started with, so it cannot move its disks onto new differencing disks ` +
+          `(save-vm ${e.rec.name}, checkpoint-vm ${e.rec.name}, start-vm ${e.rec.name}: the checkpoint keeps the running state)`);
+      }
     }
-    if ((from === 'Running' || from === 'Paused') && rt?.backend === 'kvm') {
+    if (live && rt?.backend === 'kvm') {
       throw conflict(`cannot checkpoint VM '${e.rec.name}' while it runs: checkpoints with running state need the emulated processor, and this VM runs on kvm ` +
         `(stop-vm ${e.rec.name} and checkpoint it while Off, or set-vm ${e.rec.name} --processor emulated while it is off)`);
     }
@@ -741,16 +744,29 @@ export class VmmsService extends EventEmitter {
     const config = structuredClone(e.rec.config);
     const key = `${e.rec.id}/${cpName.toLowerCase()}`;
     this.checkpointsInFlight.add(key);
+    // Online with disks: the worker pauses, writes the state and lets go of the disk files; the guest stays
+    // paused until the worker continues on the new children (or, on failure, on the same files).
+    let detached = false;
+    const reattach = async (swaps: { from: string; to: string }[]): Promise<void> => {
+      detached = false;
+      await this.request(e, { op: 'checkpointAttach', swaps });
+    };
     try {
       let running = false;
-      if (from === 'Running' || from === 'Paused') {
+      if (live) {
         mkdirSync(this.checkpointDir(e), { recursive: true, mode: 0o700 });
         // An unprivileged worker writes the file: the folder must be its own.
         if (this.workerUid.has(e.rec.id)) chownTree(this.checkpointDir(e), this.workerUid.get(e.rec.id)!);
         try {
-          await this.request(e, { op: 'checkpoint', path }, 10 * 60_000);
+          if (disks.length) {
+            detached = true;
+            await this.request(e, { op: 'checkpointDetach', path, disks }, 10 * 60_000);
+          } else {
+            await this.request(e, { op: 'checkpoint', path }, 10 * 60_000);
+          }
         } catch (err) {
           rmSync(path, { force: true });
+          if (detached && e.rt) await reattach(disks.map((p) => ({ from: p, to: p }))).catch(() => undefined);
           throw conflict(`cannot checkpoint VM '${e.rec.name}': ${(err as Error).message}`);
         }
         running = true;
@@ -762,15 +778,15 @@ export class VmmsService extends EventEmitter {
         running = true;
       }
       if (!this.entries.has(e.rec.id)) { rmSync(path, { force: true }); throw notFound(name); }
-      // Off or Saved: the disks the checkpoint keeps get children the VM writes from now on. The children
-      // are recorded before they exist and the switch is one transaction, so a killed service leaves the VM
-      // as before (the unused children are removed at start) or after.
+      // The children are recorded before they exist and the switch is one transaction, so a killed service
+      // leaves the VM as before (the unused children are removed at start) or after.
       const children = await this.serialDisks(async () => {
         const made = new Map<string, string>();
         try {
-          for (const d of capturedDrives(config.hardware)) if (!d.readOnly && !made.has(d.path!)) made.set(d.path!, await createChild(this.inventory, e.rec.id, d.path!));
+          for (const p of disks) made.set(p, await createChild(this.inventory, e.rec.id, p));
         } catch (err) {
           rmSync(path, { force: true });
+          if (detached) await reattach(disks.map((p) => ({ from: p, to: p }))).catch(() => undefined);
           void this.consolidateDisks(e);
           throw conflict(`cannot checkpoint VM '${e.rec.name}': creating its differencing disks failed: ${(err as Error).message}`);
         }
@@ -785,7 +801,24 @@ export class VmmsService extends EventEmitter {
         return r;
       });
       if (children.size) e.rec.config = vmConfig;
-      this.record(e, null, null, `checkpoint '${cpName}' created (${running ? `with the ${from === 'Saved' ? 'saved' : 'running'} state` : 'configuration only: the VM was off'})`);
+      if (detached) {
+        try {
+          await reattach(disks.map((p) => ({ from: p, to: children.get(p)! })));
+        } catch (err) {
+          // The worker went back to the previous files (or is gone): undo the switch.
+          this.inventory.transaction(() => {
+            this.inventory.removeCheckpoint(id);
+            this.inventory.updateConfig(e.rec.id, config);
+            if (parentId) this.inventory.setCurrentCheckpoint(e.rec.id, parentId);
+          });
+          e.rec.config = config;
+          rmSync(path, { force: true });
+          void this.consolidateDisks(e);
+          throw conflict(`cannot checkpoint VM '${e.rec.name}': the worker could not continue on the new differencing disks: ${(err as Error).message}`);
+        }
+      }
+      this.record(e, null, null, `checkpoint '${cpName}' created (${running ? `with the ${from === 'Saved' ? 'saved' : 'running'} state` : 'configuration only: the VM was off'}` +
+        `${children.size ? `; ${children.size} disk(s) continue on new differencing disks` : ''})`);
       this.changed(e);
       return this.checkpointView(e, rec, this.inventory.checkpoints(e.rec.id), id);
     } finally {

@@ -33,6 +33,11 @@ export type WorkerOp =
   /** Checkpoint-VM: pause at an instruction boundary, write the saved-state file to `path`, then carry on
    *  as before (a paused VM stays paused). */
   | { op: 'checkpoint'; path: string }
+  /** Online checkpoint with disks, step 1: pause, write the saved state to `path` (unless null), then flush and
+   *  close the disk files `disks` (their I/O waits); the guest stays paused. */
+  | { op: 'checkpointDetach'; path: string | null; disks: string[] }
+  /** Step 2: open each `to` in place of `from` (the guest does not notice) and carry on as before step 1. */
+  | { op: 'checkpointAttach'; swaps: { from: string; to: string }[] }
   /** Add-VMHardDiskDrive on a running VM: hot-add a SCSI disk (the partition opens the file). */
   | { op: 'attachDrive'; drive: DriveConfig }
   /** Remove-VMHardDiskDrive on a running VM: hot-remove the SCSI disk at that slot (the partition closes the file). */
