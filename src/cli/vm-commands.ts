@@ -95,7 +95,7 @@ export const printJson = (v: unknown): void => out(`${JSON.stringify(v, null, 2)
 
 const SETTINGS: OptionSpec = {
   memory: 'string', cpus: 'string', processor: 'string', kernel: 'string', initrd: 'string', cmdline: 'string',
-  enlightened: 'string', com1: 'string', notes: 'string',
+  enlightened: 'string', com1: 'string', notes: 'string', 'checkpoint-type': 'string',
 };
 
 function settingsFrom(opts: Record<string, string | boolean>): Record<string, unknown> {
@@ -117,11 +117,13 @@ function settingsFrom(opts: Record<string, string | boolean>): Record<string, un
   }
   if (opts.com1 !== undefined) s.com1 = opts.com1;
   if (opts.notes !== undefined) s.notes = opts.notes;
+  if (opts['checkpoint-type'] !== undefined) s.checkpointType = opts['checkpoint-type'];
   return s;
 }
 
 const SETTINGS_HELP = `[--memory 512M] [--cpus 1] [--processor auto|kvm|emulated] [--enlightened on|off]
-    [--kernel FILE|default] [--initrd FILE] [--cmdline STRING] [--com1 console|none] [--notes TEXT]`;
+    [--kernel FILE|default] [--initrd FILE] [--cmdline STRING] [--com1 console|none] [--notes TEXT]
+    [--checkpoint-type Production|ProductionOnly|Standard|Disabled]`;
 
 // ---- commands -----------------------------------------------------------------------------------------
 

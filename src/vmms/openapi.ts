@@ -24,6 +24,7 @@ const vmSettingsProperties = {
   com1: { enum: ['console', 'none'] },
   integrationServices: { type: 'object', propertyNames: { enum: [...IC_NAMES] }, additionalProperties: { type: 'boolean' } },
   notes: { type: 'string' },
+  checkpointType: { type: 'string', enum: ['Production', 'ProductionOnly', 'Standard', 'Disabled'] },
 };
 
 export function openApiDocument(): object {
@@ -63,7 +64,8 @@ export function openApiDocument(): object {
         Checkpoint: {
           type: 'object',
           properties: {
-            id: { type: 'string' }, vmName: { type: 'string' }, name: { type: 'string' }, snapshotType: { const: 'Standard' },
+            id: { type: 'string' }, vmName: { type: 'string' }, name: { type: 'string' }, snapshotType: { enum: ['Standard', 'Production'], description: 'Production: disks of a frozen guest, no memory state (applying it leaves the VM Off)' },
+            disks: { type: 'array', items: { type: 'object', properties: { slot: { type: 'string' }, path: { type: 'string' } } }, description: 'the disk file each drive pointed at when it was taken' },
             creationTime: { type: 'string', format: 'date-time' }, parentSnapshotId: { type: ['string', 'null'] }, parentSnapshotName: { type: ['string', 'null'] },
             runningState: { type: 'boolean', description: 'holds the guest\'s running state (applying it leaves the VM Saved); false: configuration only (Off)' },
             current: { type: 'boolean', description: 'the VM\'s current state descends from this checkpoint' }, config: { type: 'object' },

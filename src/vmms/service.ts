@@ -74,12 +74,15 @@ export interface VmView {
   config: VmConfig;
 }
 
-/** Get-VMSnapshot's view of a standard checkpoint. */
+/** Get-VMSnapshot's view of a checkpoint. */
 export interface CheckpointView {
   id: string;
   vmName: string;
   name: string;
-  snapshotType: 'Standard';
+  /** Standard (memory and devices when it ran, plus disks) or Production (disks of a frozen guest, no memory). */
+  snapshotType: 'Standard' | 'Production';
+  /** The disk file each drive pointed at when it was taken (what applying it brings back). */
+  disks: { slot: string; path: string }[];
   creationTime: string;
   parentSnapshotId: string | null;
   parentSnapshotName: string | null;
@@ -249,7 +252,7 @@ export class VmmsService extends EventEmitter {
       const other = this.find(config.name);
       if (other && other !== e) throw new VmmsError(409, 'DuplicateName', `a virtual machine named '${config.name}' already exists`);
     }
-    const live = new Set(['notes', 'integrationServices', 'name']);
+    const live = new Set(['notes', 'integrationServices', 'name', 'checkpointType']);
     const offline = changed.filter((c) => !live.has(c));
     if (offline.length && e.rec.state !== 'Off') {
       throw conflict(`VM '${e.rec.name}' is ${e.rec.state}: ${offline.join(', ')} can be changed only while it is Off (stop-vm ${e.rec.name} first)`);
@@ -658,9 +661,10 @@ export class VmmsService extends EventEmitter {
   private checkpointView(e: Entry, c: CheckpointRecord, all: CheckpointRecord[], current: string | null): CheckpointView {
     const parent = c.parentId ? all.find((x) => x.id === c.parentId) ?? null : null;
     return {
-      id: c.id, vmName: e.rec.name, name: c.name, snapshotType: 'Standard', creationTime: new Date(c.created).toISOString(),
+      id: c.id, vmName: e.rec.name, name: c.name, snapshotType: c.kind ?? 'Standard', creationTime: new Date(c.created).toISOString(),
       parentSnapshotId: parent?.id ?? null, parentSnapshotName: parent?.name ?? null, runningState: c.running,
       current: c.id === current, config: structuredClone(c.config),
+      disks: capturedDrives(c.config.hardware).map((d) => ({ slot: slotName(d), path: d.path! })),
     };
   }
 
@@ -725,6 +729,15 @@ export class VmmsService extends EventEmitter {
     const from = e.rec.state;
     const rt = e.rt;
     const live = from === 'Running' || from === 'Paused';
+    const type = e.rec.config.checkpointType ?? 'Production';
+    if (type === 'Disabled') {
+      throw conflict(`cannot checkpoint VM '${e.rec.name}': checkpoints are disabled for it (set-vm ${e.rec.name} --checkpoint-type Production or Standard allows them)`);
+    }
+    // Production: the guest freezes its file systems (VSS integration service) and only the disks are kept.
+    // An Off VM's checkpoint is the same either way (disks at rest, no memory): shown as Standard, as Hyper-V.
+    let kind: 'Standard' | 'Production' = type === 'Standard' || from === 'Off' ? 'Standard' : 'Production';
+    let fallback: string | null = null;
+    if (kind === 'Production' && from === 'Saved') fallback = 'the VM is Saved, so its guest cannot freeze its file systems';
     // The disks the checkpoint keeps (each gets a child the VM writes from then on).
     const disks = [...new Set(capturedDrives(e.rec.config.hardware).filter((d) => !d.readOnly).map((d) => d.path!))];
     if (hasDisks(e.rec.config.hardware)) {
@@ -735,6 +748,34 @@ export class VmmsService extends EventEmitter {
           `(save-vm ${e.rec.name}, checkpoint-vm ${e.rec.name}, start-vm ${e.rec.name}: the checkpoint keeps the running state)`);
       }
     }
+    let frozen = false;
+    if (kind === 'Production' && live && !fallback) {
+      try {
+        await this.request(e, { op: 'vssFreeze' }, 120_000);
+        frozen = true;
+      } catch (err) { fallback = `the guest could not freeze its file systems: ${(err as Error).message}`; }
+    }
+    if (fallback) {
+      if (type === 'ProductionOnly') {
+        throw conflict(`cannot take a production checkpoint of VM '${e.rec.name}': ${fallback} (its checkpoint type is ProductionOnly; ` +
+          `make sure the guest runs hv_vss_daemon with the VSS integration service enabled, or set-vm ${e.rec.name} --checkpoint-type Production to fall back to a standard checkpoint)`);
+      }
+      kind = 'Standard';
+    }
+    try {
+      return await this.takeCheckpoint(e, name, cpName, created, kind, disks, fallback);
+    } finally {
+      if (frozen) {
+        await this.request(e, { op: 'vssThaw' }, 60_000).catch((err: Error) => this.record(e, null, null, `thawing the guest's file systems after the checkpoint failed: ${err.message}`));
+      }
+    }
+  }
+
+  private async takeCheckpoint(e: Entry, name: string, cpName: string, created: Date, kind: 'Standard' | 'Production', disks: string[], fallback: string | null): Promise<CheckpointView> {
+    const from = e.rec.state;
+    const rt = e.rt;
+    const live = (from === 'Running' || from === 'Paused') && kind === 'Standard';
+    const liveDisks = (from === 'Running' || from === 'Paused') && disks.length > 0;
     if (live && rt?.backend === 'kvm') {
       throw conflict(`cannot checkpoint VM '${e.rec.name}' while it runs: checkpoints with running state need the emulated processor, and this VM runs on kvm ` +
         `(stop-vm ${e.rec.name} and checkpoint it while Off, or set-vm ${e.rec.name} --processor emulated while it is off)`);
@@ -753,14 +794,14 @@ export class VmmsService extends EventEmitter {
     };
     try {
       let running = false;
-      if (live) {
+      if (live || liveDisks) {
         mkdirSync(this.checkpointDir(e), { recursive: true, mode: 0o700 });
         // An unprivileged worker writes the file: the folder must be its own.
         if (this.workerUid.has(e.rec.id)) chownTree(this.checkpointDir(e), this.workerUid.get(e.rec.id)!);
         try {
-          if (disks.length) {
+          if (liveDisks) {
             detached = true;
-            await this.request(e, { op: 'checkpointDetach', path, disks }, 10 * 60_000);
+            await this.request(e, { op: 'checkpointDetach', path: live ? path : null, disks }, 10 * 60_000);
           } else {
             await this.request(e, { op: 'checkpoint', path }, 10 * 60_000);
           }
@@ -769,7 +810,7 @@ export class VmmsService extends EventEmitter {
           if (detached && e.rt) await reattach(disks.map((p) => ({ from: p, to: p }))).catch(() => undefined);
           throw conflict(`cannot checkpoint VM '${e.rec.name}': ${(err as Error).message}`);
         }
-        running = true;
+        running = live;
       } else if (from === 'Saved') {
         const saved = this.savedStatePath(e);
         if (!existsSync(saved)) throw conflict(`cannot checkpoint VM '${e.rec.name}': its saved-state file ${saved} is missing (remove-vmsavedstate ${e.rec.name}, then checkpoint it while Off)`);
@@ -795,7 +836,7 @@ export class VmmsService extends EventEmitter {
       const vmConfig = withDrivePaths(e.rec.config, (p) => children.get(p) ?? p);
       const parentId = this.inventory.currentCheckpoint(e.rec.id);
       const rec = this.inventory.transaction(() => {
-        const r = this.inventory.insertCheckpoint({ id, vmId: e.rec.id, name: cpName, created: created.getTime(), parentId, running, config });
+        const r = this.inventory.insertCheckpoint({ id, vmId: e.rec.id, name: cpName, created: created.getTime(), parentId, running, config, kind });
         this.inventory.setCurrentCheckpoint(e.rec.id, id);
         if (children.size) this.inventory.updateConfig(e.rec.id, vmConfig);
         return r;
@@ -817,7 +858,8 @@ export class VmmsService extends EventEmitter {
           throw conflict(`cannot checkpoint VM '${e.rec.name}': the worker could not continue on the new differencing disks: ${(err as Error).message}`);
         }
       }
-      this.record(e, null, null, `checkpoint '${cpName}' created (${running ? `with the ${from === 'Saved' ? 'saved' : 'running'} state` : 'configuration only: the VM was off'}` +
+      if (fallback) this.record(e, null, null, `checkpoint '${cpName}': a production checkpoint was not possible, so a standard checkpoint was taken: ${fallback}`);
+      this.record(e, null, null, `${kind.toLowerCase()} checkpoint '${cpName}' created (${running ? `with the ${from === 'Saved' ? 'saved' : 'running'} state` : kind === 'Production' ? 'disks and configuration, no memory state' : 'configuration only: the VM was off'}` +
         `${children.size ? `; ${children.size} disk(s) continue on new differencing disks` : ''})`);
       this.changed(e);
       return this.checkpointView(e, rec, this.inventory.checkpoints(e.rec.id), id);

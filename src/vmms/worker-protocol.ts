@@ -38,6 +38,8 @@ export type WorkerOp =
   | { op: 'checkpointDetach'; path: string | null; disks: string[] }
   /** Step 2: open each `to` in place of `from` (the guest does not notice) and carry on as before step 1. */
   | { op: 'checkpointAttach'; swaps: { from: string; to: string }[] }
+  /** Production checkpoint: the guest freezes its file systems (VSS IC; fails when it cannot), then thaws them. */
+  | { op: 'vssFreeze' } | { op: 'vssThaw' }
   /** Add-VMHardDiskDrive on a running VM: hot-add a SCSI disk (the partition opens the file). */
   | { op: 'attachDrive'; drive: DriveConfig }
   /** Remove-VMHardDiskDrive on a running VM: hot-remove the SCSI disk at that slot (the partition closes the file). */

@@ -196,6 +196,19 @@ async function handle(r: WorkerOp): Promise<unknown> {
     case 'kvpRemove': await needIcs().kvp.removeHostKey(r.key); return null;
     case 'save': return writeState(vm, r.path, false);
     case 'checkpoint': return writeState(vm, r.path, true);
+    case 'vssFreeze': {
+      const vss = needIcs().vss;
+      let timer: NodeJS.Timeout | undefined;
+      const r = await Promise.race([vss.freeze(), new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('the guest did not answer the freeze request within 60 s')), 60_000); })])
+        .finally(() => clearTimeout(timer));
+      if (!r.ok) throw new Error(`the guest's VSS service answered the freeze request: ${r.statusText}`);
+      return null;
+    }
+    case 'vssThaw': {
+      const r = await needIcs().vss.thaw();
+      if (!r.ok) throw new Error(`the guest's VSS service answered the thaw request: ${r.statusText}`);
+      return null;
+    }
     case 'checkpointDetach': return checkpointDetach(vm, r.path, r.disks);
     case 'checkpointAttach': return checkpointAttach(vm, r.swaps);
     // The partition keeps its hardware description in step, so a later save and restore has the drive.
