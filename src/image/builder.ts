@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, readdirSync, renameSync, rmSync, mkdtempSync, copyFileSync, realpathSync, createWriteStream } from 'node:fs';
+import { copyFileAtomic, fsyncDir, fsyncFile, writeFileAtomic } from '../platform/state-files.js';
 import { homedir } from 'node:os';
 import { join, posix } from 'node:path';
 import { createGzip } from 'node:zlib';
@@ -168,11 +169,14 @@ export async function buildDefaultImage(opts: BuildImageOptions = {}): Promise<B
     const raw = cpio.finish();
     const tmp = paths.initrd + '.tmp';
     await progress.step(`compressing initramfs (${(raw.length / 1048576).toFixed(1)} MiB)`, (update) => gzipToFile(raw, tmp, update));
+    // Durable in this order: the manifest, written last, is what marks the image complete.
+    fsyncFile(tmp);
     renameSync(tmp, paths.initrd);
-    copyFileSync(vmlinuz, paths.kernel + '.tmp');
-    renameSync(paths.kernel + '.tmp', paths.kernel);
-    writeFileSync(join(outDir, 'cmdline'), DEFAULT_CMDLINE + '\n');
-    writeFileSync(manifestPath, JSON.stringify({ key, builderVersion: BUILDER_VERSION, kernelVersion, packages: Object.fromEntries(pkgs.map((p) => [p, posix.basename(debs[p])])), modules: resolved.order, builtin: resolved.builtin }, null, 2) + '\n');
+    fsyncDir(outDir);
+    // World-readable: workers of a root service run as nobody and read them.
+    copyFileAtomic(vmlinuz, paths.kernel, 0o644);
+    writeFileAtomic(join(outDir, 'cmdline'), DEFAULT_CMDLINE + '\n', 0o644);
+    writeFileAtomic(manifestPath, JSON.stringify({ key, builderVersion: BUILDER_VERSION, kernelVersion, packages: Object.fromEntries(pkgs.map((p) => [p, posix.basename(debs[p])])), modules: resolved.order, builtin: resolved.builtin }, null, 2) + '\n', 0o644);
     progress.info(`guest image built (${kernelVersion}, ${resolved.order.length} modules): ${outDir}`);
     return { ...defaultImagePaths(cacheDir), rebuilt: true, kernelVersion, key, modules: resolved.order };
   } finally {

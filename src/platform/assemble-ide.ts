@@ -28,7 +28,7 @@ export interface IdeDrives {
 export class IdeConfigError extends Error {}
 
 /** Checks the IDE drives of `hw` and opens their files (raw images and ISOs). */
-export async function openIdeDrives(hw: HardwareConfig | undefined): Promise<IdeDrives> {
+export async function openIdeDrives(hw: HardwareConfig | undefined, opener?: (path: string, readOnly: boolean) => Promise<Disk>): Promise<IdeDrives> {
   const out: IdeDrives = { media: [[null, null], [null, null]], disks: [] };
   const ide = (hw?.drives ?? []).filter((d) => d.controllerType === 'ide');
   try {
@@ -39,7 +39,7 @@ export async function openIdeDrives(hw: HardwareConfig | undefined): Promise<Ide
         throw new IdeConfigError(`${where}: Generation 1 VMs have IDE controllers 0-1 with locations 0-1`);
       }
       if (out.media[d.controllerNumber][d.controllerLocation]) throw new IdeConfigError(`${where} has two drives; give each drive its own location`);
-      out.media[d.controllerNumber][d.controllerLocation] = await openMedia(d, where, out.disks);
+      out.media[d.controllerNumber][d.controllerLocation] = await openMedia(d, where, out.disks, opener);
     }
   } catch (e) {
     await Promise.allSettled(out.disks.map((x) => x.close()));
@@ -48,14 +48,15 @@ export async function openIdeDrives(hw: HardwareConfig | undefined): Promise<Ide
   return out;
 }
 
-async function openMedia(d: DriveConfig, where: string, opened: Disk[]): Promise<IdeMedia> {
+/** `opener` (the partition's openDisk: VHDX or raw by content) when given, so a VHDX is never presented raw. */
+async function openMedia(d: DriveConfig, where: string, opened: Disk[], opener?: (path: string, readOnly: boolean) => Promise<Disk>): Promise<IdeMedia> {
   if (d.kind === 'dvd') {
     let disk: Disk | null = null;
-    if (d.path !== null) { disk = await RawFileDisk.open(d.path, true, `${where} DVD image`); opened.push(disk); }
+    if (d.path !== null) { disk = opener ? await opener(d.path, true) : await RawFileDisk.open(d.path, true, `${where} DVD image`); opened.push(disk); }
     return { kind: 'dvd', target: new ScsiDisk(disk, { kind: 'dvd', vendor: 'Msft', product: 'Virtual CD/ROM' }) };
   }
   if (d.path === null) throw new IdeConfigError(`${where}: a hard disk drive needs a disk file`);
-  const disk = await RawFileDisk.open(d.path, d.readOnly === true, `${where} disk`);
+  const disk = opener ? await opener(d.path, d.readOnly === true) : await RawFileDisk.open(d.path, d.readOnly === true, `${where} disk`);
   opened.push(disk);
   return { kind: 'disk', disk };
 }

@@ -142,7 +142,7 @@ export class Partition {
       backend = new EmulatedBackend();
       memory = new GuestMemory(config.memoryBytes);
     }
-    const ideDrives = await openIdeDrives(config.hardware);
+    const ideDrives = await openIdeDrives(config.hardware, config.openDisk);
     const p = new Partition(config, backend, memory, ideDrives);
     for (let i = 0; i < config.cpus; i++) p.vcpus.push(await backend.createVcpu(i, p.services));
     if (p.clock.mode === 'icount') {
