@@ -25,13 +25,15 @@ export const DEFAULT_CMDLINE = 'console=ttyS0,115200 nokaslr panic=-1';
 
 /**
  * Programs from Debian packages beyond busybox (the storage tests and benchmarks need real mkfs.ext4 and
- * lsblk, sg_raw): files copied as they are, links made, shared libraries resolved from TOOL_LIBRARY_PACKAGES + libc6.
+ * lsblk, sg_raw, ioping): files copied as they are, links made, shared libraries resolved from TOOL_LIBRARY_PACKAGES + libc6.
  */
 export const GUEST_TOOLS: ReadonlyArray<{ pkg: string; files: string[]; links?: Record<string, string> }> = [
   { pkg: 'e2fsprogs', files: ['sbin/mke2fs', 'etc/mke2fs.conf'], links: { 'sbin/mkfs.ext4': '/sbin/mke2fs' } },
   { pkg: 'util-linux', files: ['bin/lsblk'] },
   // Raw SCSI commands through SG_IO (checks a device's own answers past the block layer's checks).
   { pkg: 'sg3-utils', files: ['usr/bin/sg_raw'] },
+  // Disk latency and random-read IOPS with O_DIRECT (bench:disk).
+  { pkg: 'ioping', files: ['usr/bin/ioping'] },
 ];
 const TOOL_LIBRARY_PACKAGES = ['libext2fs2', 'libcom-err2', 'libblkid1', 'libuuid1', 'libmount1', 'libsmartcols1', 'libudev1', 'libselinux1', 'libpcre2-8-0', 'libsgutils2-1.46-2'];
 
