@@ -247,3 +247,47 @@ test('a writable disk is locked: a second open fails naming the holder; closing 
   } finally { t.cleanup(); }
 });
 void ftruncateSync;
+
+test('a dirty log left by a killed qemu-io is replayed the way qemu-img replays it', { skip: qemuSkip }, async () => {
+  const t = tempDir('vhdx-qemu-dirty');
+  try {
+    const { spawn } = await import('node:child_process');
+    let dirty: string | null = null;
+    for (let i = 0; i < 60 && !dirty; i++) {
+      const p = join(t.dir, `q${i}.vhdx`);
+      run('qemu-img', ['create', '-q', '-f', 'vhdx', '-o', 'subformat=dynamic,block_size=1M', p, '512M']);
+      const cmds: string[] = [];
+      for (let k = 0; k < 400; k++) cmds.push('-c', `write -P ${k & 255} ${k}M 4k`);
+      const c = spawn('qemu-io', ['-f', 'vhdx', ...cmds, p], { stdio: 'ignore' });
+      await new Promise((r) => setTimeout(r, 30 + ((i * 37) % 200)));
+      c.kill('SIGKILL');
+      await new Promise((r) => c.on('close', r));
+      const b = readFileSync(p);
+      const h = [b.subarray(65536, 65536 + 4096), b.subarray(131072, 131072 + 4096)];
+      const cur = h[0]!.readBigUInt64LE(8) > h[1]!.readBigUInt64LE(8) ? h[0]! : h[1]!;
+      if (cur.subarray(48, 64).every((x) => x === 0)) continue;
+      // Wait for a dirty file whose log holds an entry of that log (QEMU sets the LogGuid before writing the entry).
+      const logAt = Number(cur.readBigUInt64LE(72));
+      for (let o = 0; o < cur.readUInt32LE(68) && !dirty; o += 4096) {
+        const e = b.subarray(logAt + o, logAt + o + 64);
+        if (e.readUInt32LE(0) === 0x65676f6c && e.subarray(32, 48).equals(cur.subarray(48, 64))) dirty = p;
+      }
+      if (!dirty) { const d = await openDisk(p, { readOnly: true }); await d.close(); } // header-only dirty state opens
+    }
+    assert.ok(dirty, 'a killed qemu-io left a dirty log within 60 tries');
+    const before = readFileSync(dirty);
+    const ours = await openDisk(dirty, { readOnly: true });
+    const got = await readAll(ours);
+    await ours.close();
+    assert.ok(readFileSync(dirty).equals(before), 'read-only replay does not write');
+    const copy = `${dirty}.copy.vhdx`;
+    writeFileSync(copy, before);
+    assert.equal(run('qemu-img', ['check', '-q', '-r', 'all', '-f', 'vhdx', copy]).status, 0);
+    assert.equal(run('qemu-img', ['convert', '-f', 'vhdx', '-O', 'raw', copy, `${copy}.raw`]).status, 0);
+    assert.ok(Buffer.from(got).equals(readFileSync(`${copy}.raw`)), 'same bytes as qemu after its own replay');
+    const rw = await openDisk(dirty);
+    await rw.close();
+    const c = run('qemu-img', ['check', '-f', 'vhdx', dirty]);
+    assert.equal(c.status, 0, c.out);
+  } finally { t.cleanup(); }
+});
