@@ -53,6 +53,8 @@ export class VhdxDisk implements Disk {
   private closed = false;
   private sessionStarted = false;
   private logInHeader = false;
+  /** In-place metadata writes of the last commit not yet flushed (its log entry still covers them). */
+  private applyPending = false;
   private readonly dirty = new Map<number, Uint8Array>();
   private readonly bitmaps = new Map<number, Uint8Array>();
   private fileEnd: number;
@@ -386,16 +388,22 @@ export class VhdxDisk implements Disk {
 
   // ---------------------------------------------------------------- durability
 
-  /** Makes every completed write durable: payload, then metadata through the log. */
+  /**
+   * Makes every completed write durable: payload, then metadata through the log. The in-place apply of a commit is
+   * made durable by the next flush (the log entry covers it until then: a crash replays it), which saves one
+   * fdatasync per commit; before another entry may become the only one replayed, the apply is flushed.
+   */
   private async commit(): Promise<void> {
     if (!this.sessionStarted) return;
-    await this.file.flush();
+    await this.file.flush(); // payload before the log entry that may point at it; also the previous apply
+    this.applyPending = false;
     if (this.dirty.size === 0) return;
     const pages = [...this.dirty].sort((a, b) => a[0] - b[0]).map(([offset, d]) => ({ offset, data: d.slice() }));
     this.dirty.clear();
     if (!this.log) this.log = new LogWriter(this.file, this.header.logOffset, this.header.logLength, crypto.randomUUID());
     for (let k = 0; k < pages.length; k += this.log.maxPages) {
       const batch = pages.slice(k, k + this.log.maxPages);
+      if (this.applyPending) { await this.file.flush(); this.applyPending = false; }
       await this.log.write(batch, this.fileEnd);
       await this.file.flush();
       if (!this.logInHeader) {
@@ -403,7 +411,7 @@ export class VhdxDisk implements Disk {
         this.logInHeader = true;
       }
       for (const p of batch) await this.file.write(p.data, p.offset);
-      await this.file.flush();
+      this.applyPending = true;
     }
   }
 
@@ -442,6 +450,8 @@ export class VhdxDisk implements Disk {
       if (!this.readOnly) {
         await this.serialize(async () => {
           await this.commit();
+          // The applied metadata must be durable before the header stops pointing at the log.
+          if (this.applyPending) { await this.file.flush(); this.applyPending = false; }
           if (this.logInHeader) { await this.writeHeaders({ logGuid: ZERO_GUID }); this.logInHeader = false; }
         });
       }
