@@ -6,8 +6,9 @@
  * - payload goes straight to the file; a new block is always placed at the end of the file, so its unwritten
  *   sectors are fresh zeros and never another block's old data;
  * - BAT and sector-bitmap changes stay in memory until flush(), which flushes the payload, writes the changed
- *   4 KiB pages to the log, flushes, sets the LogGuid in the headers (first time only), applies the pages in
- *   place and flushes again. A crash at any point leaves either the old or the new metadata.
+ *   4 KiB pages to the log, flushes, sets the LogGuid in the headers (first time only) and applies the pages in
+ *   place; the next flush (or close, before the LogGuid is cleared) makes the apply durable. A crash at any point
+ *   leaves either the old or the new metadata (replay re-applies the newest entry).
  */
 import { realpathSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
