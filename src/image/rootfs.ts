@@ -131,7 +131,7 @@ export async function buildRootfs(opts: BuildRootfsOptions = {}): Promise<BuildR
       await run('mkfs.ext4', ['-q', '-F', '-b', '4096', '-L', ROOTFS_LABEL, '-d', target, raw], 'mkfs.ext4 -d failed');
     });
     await progress.step('e2fsck -fn', () => run('e2fsck', ['-fn', raw], 'the new file system does not pass e2fsck -fn'));
-    rmSync(target, { recursive: true, force: true });
+    await removeWork(target); // before the conversion doubles the space used
 
     const tmp = paths.disk + '.tmp';
     rmSync(tmp, { force: true });
@@ -266,7 +266,7 @@ function mountsUnder(dir: string): string[] {
     .filter((m) => m === dir || m.startsWith(dir + '/')).sort((a, b) => b.length - a.length);
 }
 
-/** Remove a work directory, never following a leftover bind mount into the host's /dev or /proc. */
+/** Remove a work directory (or the target in it), never following a leftover bind mount into the host's /dev or /proc. */
 async function removeWork(work: string): Promise<void> {
   for (const m of mountsUnder(work)) await run('umount', ['-l', m], '').catch(() => undefined);
   const left = mountsUnder(work);

@@ -14,7 +14,7 @@ import { HyperVStack, type HyperVStackState } from '../vsp/hyperv-stack.js';
 import { checkShape, decodeSavedState, encodeSavedState, readSavedStateFile, SavedStateError, type SavedStateInfo } from './saved-state.js';
 import type { IntegrationServices } from '../vsp/ic/integration-services.js';
 import type { DriveConfig, HardwareConfig } from './hardware.js';
-import { ScsiStorage, type DiskOpener, type StorageState } from './assemble-storage.js';
+import { ScsiStorage, diskOpener, type DiskOpener, type StorageState } from './assemble-storage.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
 import type { Server } from 'node:net';
 import { Gen1Chipset, openIdeDrives, type Gen1ChipsetState, type IdeDrives } from './assemble-ide.js';
@@ -142,7 +142,8 @@ export class Partition {
       backend = new EmulatedBackend();
       memory = new GuestMemory(config.memoryBytes);
     }
-    const ideDrives = await openIdeDrives(config.hardware);
+    // The same opener as storvsp's: VHDX or raw by content, locked; a VHDX must never be presented raw.
+    const ideDrives = await openIdeDrives(config.hardware, config.openDisk ?? diskOpener(config.name ? `VM '${config.name}'` : 'the VM'));
     const p = new Partition(config, backend, memory, ideDrives);
     for (let i = 0; i < config.cpus; i++) p.vcpus.push(await backend.createVcpu(i, p.services));
     if (p.clock.mode === 'icount') {
@@ -167,7 +168,9 @@ export class Partition {
     if (!hw || (hw.scsiControllers === 0 && !hw.drives.some((d) => d.controllerType === 'scsi'))) return;
     const vmbus = this.hyperv.vmbus;
     if (!vmbus) throw new Error(`${this.label} has SCSI controllers, which are synthetic (VMBus) devices; turn enlightenments on or attach the drives to IDE`);
-    this.storage = await ScsiStorage.assemble(hw, vmbus, this.memory, { open: this.config.openDisk, log: (m) => this.log(`storvsp: ${m}`) });
+    this.storage = await ScsiStorage.assemble(hw, vmbus, this.memory, {
+      open: this.config.openDisk ?? diskOpener(this.label), log: (m) => this.log(`storvsp: ${m}`), busy: () => this.clock.holdWarp(),
+    });
   }
 
   /** Puts the boot environment (ACPI tables, kernel, initrd, boot CPU state) into a zeroed memory. */
@@ -215,9 +218,10 @@ export class Partition {
 
   /**
    * Call before saveState (with the partition paused): resolves once device I/O the guest started (IDE disk
-   * reads and writes) has finished, so the saved state holds its result and no write is lost.
+   * reads and writes, SCSI requests) has finished, so the saved state holds its result and no write is lost.
+   * (storvsp also saves requests still running and runs them again after a restore.)
    */
-  async quiesce(): Promise<void> { await this.chipset.idle(); }
+  async quiesce(): Promise<void> { await Promise.all([this.chipset.idle(), this.storage?.idle()]); }
 
   /**
    * Save-VM: the whole partition (processors, memory, clock, devices, Hyper-V stack) as a saved-state file

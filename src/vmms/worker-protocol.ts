@@ -1,5 +1,6 @@
 /** Messages between the service and a VM worker process (child_process IPC, 'advanced' serialization). */
 import type { IcName, IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
+import type { DriveConfig, HardwareConfig } from '../platform/hardware.js';
 
 export interface WorkerStartConfig {
   name: string;
@@ -12,6 +13,8 @@ export interface WorkerStartConfig {
   cmdline: string;
   integrationServices: Record<IcName, boolean>;
   com1: boolean;
+  /** Controllers, drives and network adapters the partition is assembled from. */
+  hardware: HardwareConfig;
   /** Continue from this saved-state file instead of booting (Start-VM of a Saved VM). */
   restoreFrom?: string;
 }
@@ -29,7 +32,13 @@ export type WorkerOp =
   | { op: 'save'; path: string }
   /** Checkpoint-VM: pause at an instruction boundary, write the saved-state file to `path`, then carry on
    *  as before (a paused VM stays paused). */
-  | { op: 'checkpoint'; path: string };
+  | { op: 'checkpoint'; path: string }
+  /** Add-VMHardDiskDrive on a running VM: hot-add a SCSI disk (the partition opens the file). */
+  | { op: 'attachDrive'; drive: DriveConfig }
+  /** Remove-VMHardDiskDrive on a running VM: hot-remove the SCSI disk at that slot (the partition closes the file). */
+  | { op: 'detachDrive'; controllerType: DriveConfig['controllerType']; controllerNumber: number; controllerLocation: number }
+  /** Set-VMDvdDrive on a running VM: insert another disc (drive.path) or eject (null). */
+  | { op: 'changeMedia'; drive: DriveConfig };
 
 export type ToWorker =
   | { t: 'start'; config: WorkerStartConfig }

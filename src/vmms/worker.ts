@@ -8,6 +8,16 @@ import { writeSavedStateFile } from '../platform/saved-state.js';
 import { IC_NAMES } from '../vsp/ic/integration-services.js';
 import { IcError } from '../vsp/ic/framework.js';
 import type { FromWorker, ToWorker, WorkerOp, WorkerStatus, WorkerStartConfig } from './worker-protocol.js';
+import type { DriveConfig } from '../platform/hardware.js';
+import { openDisk } from '../storage/open.js';
+
+/** A disk-media change hook of the IDE controller (the ide branch provides it); looked up at run time. */
+function changeMedia(p: Partition, drive: DriveConfig): Promise<void> | void {
+  const f = (p as unknown as { changeMedia?: (d: DriveConfig) => Promise<void> | void }).changeMedia;
+  if (typeof f !== 'function') throw new Error('this build cannot change DVD media while the VM runs (change it while the VM is off)');
+  return f.call(p, drive);
+}
+
 
 const STATUS_MS = 1000;
 const KVP_REFRESH_MS = 15_000;
@@ -112,6 +122,13 @@ async function handle(r: WorkerOp): Promise<unknown> {
     case 'kvpRemove': await needIcs().kvp.removeHostKey(r.key); return null;
     case 'save': return writeState(vm, r.path, false);
     case 'checkpoint': return writeState(vm, r.path, true);
+    // The partition keeps its hardware description in step, so a later save and restore has the drive.
+    case 'attachDrive': await vm.addDrive(r.drive); return null;
+    case 'detachDrive':
+      if (r.controllerType !== 'scsi') throw new Error('only SCSI disks can be removed while the VM runs');
+      await vm.removeDrive(r.controllerNumber, r.controllerLocation);
+      return null;
+    case 'changeMedia': await changeMedia(vm, r.drive); return null;
   }
 }
 
@@ -122,6 +139,8 @@ async function start(c: WorkerStartConfig): Promise<void> {
       kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, quiet: true,
       onConsoleOutput: c.com1 ? consoleOut : undefined,
       log: (message) => send({ t: 'log', message }),
+      // VHDX or raw by content; the lock names this VM to anyone else who tries to open the disk.
+      hardware: c.hardware, openDisk: (path, readOnly) => openDisk(path, { readOnly, purpose: `VM ${c.name}` }),
     };
     vm = c.restoreFrom ? await Partition.restore(pc, c.restoreFrom) : await Partition.create(pc);
   } catch (e) {

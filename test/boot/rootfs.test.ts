@@ -89,7 +89,7 @@ describe('Debian root disk on synthetic SCSI', () => {
     assert.ok(g!.output.includes(`${ROOT_SWITCH_MARKER}/dev/sda`));
     assert.equal((await sh('findmnt -n -o SOURCE,FSTYPE /')).trim().split(/\s+/).join(' '), '/dev/sda ext4');
     assert.match(await sh('findmnt -n -o OPTIONS /'), /^rw,/);
-    assert.match(await sh('readlink -f /sys/block/sda/device/driver'), /\/sd$/);
+    assert.match((await sh('readlink -f /sys/block/sda/device/driver')).trim(), /\/sd$/);
     // sda's SCSI host is a storvsc host.
     const host = /\/(host\d+)\//.exec(await sh('readlink -f /sys/block/sda'))?.[1];
     assert.ok(host, 'sda sits below a SCSI host');

@@ -327,6 +327,19 @@ test('ide: ATAPI DVD: IDENTIFY DEVICE aborts with the packet signature; INQUIRY 
   assert.equal(inq[0], 0x05, 'CD/DVD device');
   assert.equal(r.io.read(S + 2, 1) & 3, 3, 'completion: IO|CoD');
 
+  // READ CAPACITY(10) has no allocation length field: its 8 bytes must still arrive (sr sizes the disc from it).
+  packet(r, [0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], false);
+  await r.idle();
+  assert.equal(r.io.read(S + 4, 1), 8);
+  const cap = readWords(r, 4, S);
+  assert.deepEqual([...cap], [0, 0, 0x03, 0xff, 0, 0, 0x08, 0x00], '1024 blocks of 2048 bytes');
+  // MODE SENSE(10) of the capabilities page: sr learns it is a DVD-ROM drive.
+  packet(r, [0x5a, 0, 0x2a, 0, 0, 0, 0, 0, 64, 0], false);
+  await r.idle();
+  const ms = readWords(r, (r.io.read(S + 4, 1)) / 2, S);
+  assert.equal(ms[8], 0x2a);
+  assert.equal(ms[10] & 0x08, 0x08);
+
   prd(r, [[BUF, 4096, true]]);
   r.io.write(BM + 8 + 4, 4, PRD); // secondary channel's PRD register
   packet(r, [0x28, 0, 0, 0, 0, 5, 0, 0, 2, 0], true);

@@ -23,6 +23,7 @@ export function atapiTransferLength(cdb: Uint8Array): number {
     case 0xa8: n = v.getUint32(6) * CD_BLOCK; break; // READ(12)
     case 0xbe: n = ((cdb[6] << 16) | (cdb[7] << 8) | cdb[8]) * READ_CD_MAX_BLOCK; break; // READ CD
     case 0x12: n = v.getUint16(3); break; // INQUIRY
+    case 0x25: n = 8; break; // READ CAPACITY(10): fixed 8 bytes, bytes 7-8 are not a length
     default:
       if (op < 0x20) n = cdb[4];
       else if (op < 0x60) n = v.getUint16(7);
@@ -39,6 +40,23 @@ export interface AtapiOutcome {
   senseKey: number | null;
 }
 
+/** MMC's CD/DVD capabilities and mechanical status mode page, which sr reads to learn what the drive is. */
+const CAPABILITIES_PAGE = 0x2a;
+
+/** MODE SENSE(10) data with the capabilities page: a read-only DVD-ROM drive with a tray that locks and ejects. */
+function capabilitiesPage(changeable: boolean): Uint8Array {
+  const out = new Uint8Array(8 + 22);
+  new DataView(out.buffer).setUint16(0, out.length - 2);
+  const p = out.subarray(8);
+  p[0] = CAPABILITIES_PAGE; p[1] = 20;
+  if (!changeable) {
+    p[2] = 0x08; // reads DVD-ROM (and CD-ROM, implied)
+    p[6] = 0x29; // tray loading mechanism, eject, lock
+    new DataView(p.buffer, p.byteOffset).setUint16(8, 4 * 1385); // maximum read speed, kB/s (DVD 4x)
+  }
+  return out;
+}
+
 /** Runs packet commands against a SCSI target and keeps the sense data of the last failure. */
 export class AtapiDevice {
   sense: Uint8Array | null = null;
@@ -47,6 +65,10 @@ export class AtapiDevice {
 
   /** `out` holds data-out bytes (empty for data-in commands); `room` is the most data-in we can take. */
   async execute(cdb: Uint8Array, room: number, out: Uint8Array | null): Promise<AtapiOutcome> {
+    if (cdb[0] === 0x5a && (cdb[2] & 0x3f) === CAPABILITIES_PAGE && (cdb[2] >> 6) !== 3) {
+      const page = capabilitiesPage((cdb[2] >> 6) === 1);
+      return { data: page.subarray(0, Math.min(page.length, (cdb[7] << 8) | cdb[8], room)), senseKey: null };
+    }
     if (cdb[0] === 0x03 && this.sense) { // REQUEST SENSE after a failure: that failure's sense data
       const s = this.sense;
       this.sense = null;

@@ -31,6 +31,8 @@ const SECTOR = 512;
 const PIO_CHUNK_SECTORS = 256;
 /** Bytes per disk call for DMA. */
 const DMA_CHUNK = 1 << 20;
+/** HYPERTS_IDE_TRACE=1 logs every ATAPI packet and failure (driver bring-up). */
+const TRACE = process.env.HYPERTS_IDE_TRACE === '1';
 
 export type IdeMedia = { kind: 'disk'; disk: Disk } | { kind: 'dvd'; target: ScsiTarget };
 
@@ -516,6 +518,7 @@ export class IdeChannel {
 
   private packet(d: Drive, cdb: Uint8Array): void {
     const dma = d.pio!.block === 1;
+    if (TRACE) this.log(`IDE trace: packet ${Buffer.from(cdb).toString('hex')} ${dma ? 'dma' : 'pio'}`);
     d.pio = null;
     const room = atapiTransferLength(cdb);
     if (dma) {
@@ -553,6 +556,7 @@ export class IdeChannel {
   }
 
   private atapiError(d: Drive, senseKey: number): void {
+    if (TRACE) this.log(`IDE trace: packet failed, sense key ${senseKey} ${d.atapi?.sense ? Buffer.from(d.atapi.sense).toString('hex') : ''}`);
     d.regs.nsect = IR_IO | IR_COD;
     d.status = ST_DRDY | ST_ERR;
     d.error = (senseKey << 4) | (senseKey === SenseKey.ILLEGAL_REQUEST ? ER_ABRT : 0);
