@@ -101,6 +101,10 @@ const CLK_TCK = 100;
 
 interface Runtime {
   child: ChildProcess;
+  /** Runs in a sandbox that holds only the files the VM started with (no hot-added disks). */
+  isolated: boolean;
+  /** Disk files whose lock-holder records the service wrote for this worker. */
+  heldDisks: string[];
   pid: number;
   startedAt: number;
   backend: string | null;
@@ -166,6 +170,7 @@ export class VmmsService extends EventEmitter {
       dataDir: o.dataDir,
       vm: (n) => this.entry(n).rec,
       all: () => [...this.entries.values()].map((e) => e.rec),
+      isolated: (n) => this.entry(n).rt?.isolated ?? false,
       setHardware: (n, hardware, message) => {
         const e = this.entry(n);
         e.rec.config = { ...e.rec.config, hardware };
@@ -362,7 +367,8 @@ export class VmmsService extends EventEmitter {
     if (!restoring) { e.history = []; e.historyBytes = 0; }
     this.transition(e, 'Starting', restoring ? 'start requested: restoring the saved state' : 'start requested');
     let launch: SandboxLaunch | null;
-    try { launch = this.sandbox(e, wc); } catch (err) { this.transition(e, restoring ? 'Saved' : 'Off', `start failed: ${(err as Error).message}`); throw err; }
+    const files = await this.drives.workerFiles(wc.hardware);
+    try { launch = this.sandbox(e, wc, files); } catch (err) { this.transition(e, restoring ? 'Saved' : 'Off', `start failed: ${(err as Error).message}`); throw err; }
     const child = launch
       ? spawn(launch.command, launch.args, { serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc', ...launch.fds] })
       : fork(this.workerPath, [], { serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [] });
@@ -371,7 +377,7 @@ export class VmmsService extends EventEmitter {
     const rt: Runtime = {
       child, pid: child.pid ?? -1, startedAt: 0, backend: null, status: null, pending: new Map(), nextId: 1, exitReason: null,
       stderrTail: '', exited: new Promise((r) => { resolveExit = r; }), cpuTicks: 0, cpuAt: Date.now(), cpuUsage: 0,
-      finalState: restoring ? 'Saved' : 'Off',
+      finalState: restoring ? 'Saved' : 'Off', isolated: launch !== null, heldDisks: [],
     };
     e.rt = rt;
     child.stderr!.on('data', (d: Buffer) => { rt.stderrTail = (rt.stderrTail + d.toString()).slice(-2000); });
@@ -381,6 +387,8 @@ export class VmmsService extends EventEmitter {
           case 'started':
             rt.backend = m.backend;
             rt.startedAt = Date.now();
+            // A sandboxed worker cannot leave its lock-holder records next to the disks: the service does.
+            if (rt.isolated) rt.heldDisks = this.drives.writeHolderRecords(e.rec.name, rt.pid, files.readWrite);
             if (restoring) {
               // The state now lives in the running worker; a stale file must never be restored again.
               rt.finalState = 'Off';
@@ -416,6 +424,7 @@ export class VmmsService extends EventEmitter {
         }
       });
       child.on('exit', (code, signal) => {
+        this.drives.clearHolderRecords(rt.pid, rt.heldDisks);
         const oom = launch?.cleanup().oomKilled ?? false;
         const unexpected = rt.exitReason === null;
         const why = rt.exitReason ?? (oom ? `the worker exceeded its memory limit (${Math.round(this.memoryLimit(e.rec.config) / 1048576)} MB) and was killed` : null) ?? `worker process ${rt.pid} ended unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`})` +
@@ -447,7 +456,7 @@ export class VmmsService extends EventEmitter {
    * The sandboxed command of a VM's worker, or null to fork it plainly (isolation off or unavailable, which
    * the VM's event log records every time).
    */
-  private sandbox(e: Entry, wc: WorkerStartConfig): SandboxLaunch | null {
+  private sandbox(e: Entry, wc: WorkerStartConfig, files: { readOnly: string[]; readWrite: string[] }): SandboxLaunch | null {
     const mode = this.o.isolation ?? 'auto';
     if (mode === 'off') { this.record(e, null, null, 'the worker runs without isolation: the service was started with --no-isolation'); return null; }
     const support = isolationSupport();
@@ -468,7 +477,9 @@ export class VmmsService extends EventEmitter {
       const closed = readOnly.find((f) => (statSync(f).mode & 0o004) === 0);
       if (closed) throw conflict(`cannot start VM '${e.rec.name}': its boot file ${closed} is not readable by other users, and the VM's worker runs as nobody (chmod o+r ${closed} if it is meant to be a kernel or initrd)`);
     }
-    const why = support.unprivilegedUser && wantKvm ? `/dev/kvm is open to root only (processor ${wc.processor})` : null;
+    // Disk files belong to the service's user: a worker as nobody could not write them.
+    const why = support.unprivilegedUser && wantKvm ? `/dev/kvm is open to root only (processor ${wc.processor})`
+      : support.unprivilegedUser && files.readWrite.length ? 'its virtual disks are writable by the service\'s user only' : null;
     const uid = support.unprivilegedUser && !why ? WORKER_UID : undefined;
     if (uid !== undefined) {
       chownTree(dir, uid);
@@ -478,8 +489,8 @@ export class VmmsService extends EventEmitter {
       this.workerUid.set(e.rec.id, uid);
     } else this.workerUid.delete(e.rec.id);
     const launch = sandboxCommand({
-      workerPath: this.workerPath, vmDir: dir, readOnly,
-      readWrite: [], devices: wantKvm ? ['/dev/kvm'] : [],
+      workerPath: this.workerPath, vmDir: dir, readOnly: [...readOnly, ...files.readOnly],
+      readWrite: files.readWrite, devices: wantKvm ? ['/dev/kvm'] : [],
       memoryLimitBytes: this.memoryLimit(e.rec.config), pidsLimit: WORKER_PIDS_LIMIT, uid,
     }, e.rec.name);
     const notes = [...launch.notes, ...(why ? [`the worker keeps the service's uid: ${why}`] : [])];

@@ -16,6 +16,7 @@ import type { OperationView } from '../../src/vmms/operations.js';
 import type { VhdView } from '../../src/vmms/vhd-commands.js';
 import { haveBinutils } from './test-kernel.js';
 import { openDisk } from '../../src/storage/open.js';
+import { holderRecordPath } from '../../src/storage/lock.js';
 import { rejects, startService, testVm, waitFor, type Fixture } from './helpers.js';
 
 const noQemuImg = spawnSync('qemu-img', ['--version']).status !== 0 && 'qemu-img (qemu-utils) not installed';
@@ -188,6 +189,19 @@ test('running VMs: SCSI disks hot-added and removed through the worker, which ho
   const raw = join(files, 'hot.img');
   writeFileSync(raw, Buffer.alloc(16 * 1048576));
   const vhdx = (await newVhd({ path: join(files, 'hot.vhdx'), sizeBytes: '16MB' })).path;
+  // An isolated worker's sandbox holds only the files it started with: hot-add is refused, clearly.
+  await f.client.call('POST', '/vms', testVm('iso'));
+  const isolated = (await f.client.call<VmView>('POST', '/vms/iso/start', {})).state === 'Running' && (await f.client.call<{ message: string }[]>('GET', '/vms/iso/events'))
+    .every((ev) => !/WITHOUT isolation/.test(ev.message));
+  if (isolated) await rejects(f.client.call('POST', '/vms/iso/hard-disk-drives', { path: raw }), 409, /its worker runs isolated.*stop-vm iso, add the disk, start-vm iso/);
+  await f.client.call('POST', '/vms/iso/stop', { turnOff: true });
+  // Hot add and remove proper, with workers not isolated (serve --no-isolation).
+  const g = f;
+  f = await startService(undefined, { isolation: 'off' });
+  try { await hotAddAndRemove(raw, vhdx); } finally { await f.close(); rmSync(f.dir, { recursive: true, force: true }); f = g; }
+});
+
+async function hotAddAndRemove(raw: string, vhdx: string): Promise<void> {
   await f.client.call('POST', '/vms', testVm('hot'));
   await f.client.call('POST', '/vms/hot/start', {});
   await rejects(f.client.call('POST', '/vms/hot/hard-disk-drives', { path: raw, controllerType: 'IDE' }), 409, /IDE disks can be added only while it is off/);
@@ -217,6 +231,19 @@ test('running VMs: SCSI disks hot-added and removed through the worker, which ho
   assert.equal((await f.client.call<VmView>('POST', '/vms/hot/start', {})).state, 'Running');
   await assert.rejects(openDisk(vhdx, { purpose: 'test' }), /hot.vhdx is in use by VM hot/);
   await f.client.call('POST', '/vms/hot/stop', { turnOff: true });
+}
+
+test('VMs with disks in isolated workers: the sandbox gets the disk files, an unenlightened VM has no SCSI controller', { skip: (!haveBinutils() && 'binutils not installed') || false }, async () => {
+  const raw = join(files, 'iso-start.img');
+  writeFileSync(raw, Buffer.alloc(1048576));
+  const vhdx = (await newVhd({ path: join(files, 'iso-start.vhdx'), sizeBytes: '16MB' })).path;
+  await f.client.call('POST', '/vms', { ...testVm('isodisk'), vhdPath: vhdx });
+  await f.client.call('POST', '/vms/isodisk/hard-disk-drives', { path: raw, controllerType: 'IDE' });
+  assert.equal((await f.client.call<VmView>('POST', '/vms/isodisk/start', {})).state, 'Running');
+  await assert.rejects(openDisk(vhdx, { purpose: 'test' }), /iso-start.vhdx is in use by VM isodisk \(pid \d+/);
+  await f.client.call('POST', '/vms/isodisk/stop', { turnOff: true });
+  assert.equal(existsSync(holderRecordPath(vhdx)), false, 'the holder record goes with the worker');
+  await (await openDisk(vhdx, { purpose: 'test' })).close();
 
   // An unenlightened VM has no synthetic SCSI controller: it starts without one, but not with a SCSI disk.
   await f.client.call('POST', '/vms', { ...testVm('plain'), enlightened: false });
