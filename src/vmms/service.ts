@@ -167,7 +167,7 @@ export class VmmsService extends EventEmitter {
     }
     this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `management service started (data directory ${o.dataDir})` });
     this.drives = new VmDrives({
-      dataDir: o.dataDir,
+      dataDir: o.dataDir, pathRoots: this.pathRoots,
       vm: (n) => this.entry(n).rec,
       all: () => [...this.entries.values()].map((e) => e.rec),
       isolated: (n) => this.entry(n).rt?.isolated ?? false,

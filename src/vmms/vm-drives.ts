@@ -6,11 +6,12 @@
 import { mkdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { holderRecordPath, type LockHolder } from '../storage/lock.js';
-import { join } from 'node:path';
+import { defaultVirtualDiskDir } from './paths.js';
+import { resolveConfinedPath } from './confined-path.js';
 import type { DriveConfig, HardwareConfig } from '../platform/hardware.js';
 import type { VmConfig } from './config.js';
 import { VmmsError, badRequest, conflict } from './errors.js';
-import { chooseSlot, controllerType, driveAt, driveView, intField, slotName, withDrive, withoutDrive, withScsiController, type DriveView } from './drives.js';
+import { chooseSlot, clientPath, controllerType, driveAt, driveView, intField, slotName, withDrive, withoutDrive, withScsiController, type DriveView } from './drives.js';
 import { IDE_CONTROLLERS, IDE_LOCATIONS, SCSI_LOCATIONS, MAX_SCSI_CONTROLLERS } from '../platform/hardware.js';
 import { Operations, type OperationView } from './operations.js';
 import { VhdCommands, samePath, type Attachment, type VhdTestResult, type VhdView } from './vhd-commands.js';
@@ -21,6 +22,8 @@ import type { WorkerOp } from './worker-protocol.js';
 /** What the drive commands may see and do of the service. */
 export interface VmAccess {
   dataDir: string;
+  /** Folders API clients may name files in. */
+  pathRoots: string[];
   /** The VM (case-insensitive name), or a 404. */
   vm(name: string): { name: string; state: VmState; config: VmConfig };
   all(): { name: string; state: VmState; config: VmConfig }[];
@@ -33,7 +36,7 @@ export interface VmAccess {
 }
 
 /** Hyper-V's default folder for new virtual hard disks, under the data directory. */
-export const vhdFolder = (dataDir: string): string => join(dataDir, 'Virtual Hard Disks');
+export const vhdFolder = defaultVirtualDiskDir;
 
 const LIVE = new Set<VmState>(['Running', 'Paused']);
 
@@ -42,7 +45,11 @@ export class VmDrives {
   readonly vhd: VhdCommands;
 
   constructor(private readonly s: VmAccess) {
-    this.vhd = new VhdCommands(async () => this.attachments(), vhdFolder(s.dataDir));
+    // Relative paths mean the default folder, which must exist to hold new disks; every path must then lie
+    // under one of the host's allowed folders (resolved through symlinks: confined-path.ts).
+    mkdirSync(vhdFolder(s.dataDir), { recursive: true, mode: 0o700 });
+    this.vhd = new VhdCommands(async () => this.attachments(),
+      (v, field) => resolveConfinedPath(clientPath(v, field, vhdFolder(s.dataDir)), s.pathRoots, { mayCreate: true, what: field }));
   }
 
   /** Every disk and ISO file VMs of the inventory use. */
