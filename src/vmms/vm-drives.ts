@@ -27,8 +27,6 @@ export interface VmAccess {
   /** The VM (case-insensitive name), or a 404. */
   vm(name: string): { name: string; state: VmState; config: VmConfig };
   all(): { name: string; state: VmState; config: VmConfig }[];
-  /** Whether the VM's worker runs in a sandbox (which sees only the files it started with). */
-  isolated(name: string): boolean;
   /** Stores the VM's new hardware and records `message` in its event log. */
   setHardware(name: string, hw: HardwareConfig, message: string): void;
   /** Sends a request to the VM's worker. */
@@ -101,10 +99,6 @@ export class VmDrives {
     const path = this.diskFile(vm.name, b.path);
     const slot = chooseSlot(vm.name, vm.config.hardware, req);
     const drive: DriveConfig = { controllerType: req.controllerType, ...slot, kind: 'disk', path };
-    if (LIVE.has(vm.state) && this.s.isolated(vm.name)) {
-      throw conflict(`cannot hot-add ${path} to VM '${vm.name}': its worker runs isolated, in a sandbox that holds only the files it started with ` +
-        `(stop-vm ${vm.name}, add the disk, start-vm ${vm.name}; or run the service with --no-isolation)`);
-    }
     if (LIVE.has(vm.state)) await this.s.request(vm.name, { op: 'attachDrive', drive });
     this.s.setHardware(vm.name, withDrive(this.s.vm(vm.name).config.hardware, drive), `hard disk ${path} added at ${slotName(drive)}${LIVE.has(vm.state) ? ' (hot-added)' : ''}`);
     return this.describe(vm.name, drive);
@@ -123,27 +117,6 @@ export class VmDrives {
     }
     if (LIVE.has(vm.state)) await this.s.request(vm.name, { op: 'detachDrive', controllerType: type, controllerNumber: num, controllerLocation: loc });
     this.s.setHardware(vm.name, withoutDrive(this.s.vm(vm.name).config.hardware, d), `hard disk ${d.path} removed from ${slotName(d)}${LIVE.has(vm.state) ? ' (hot-removed)' : ''}; the file stays`);
-  }
-
-  /**
-   * The files a VM's worker needs (for its sandbox): writable disks read-write; ISOs, read-only disks and the
-   * parents of differencing disks read-only.
-   */
-  async workerFiles(hw: HardwareConfig): Promise<{ readOnly: string[]; readWrite: string[] }> {
-    const readOnly = new Set<string>();
-    const readWrite = new Set<string>();
-    for (const d of hw.drives) {
-      if (!d.path) continue;
-      (d.kind === 'dvd' || d.readOnly ? readOnly : readWrite).add(d.path);
-      // Differencing chains: every parent is opened read-only (a broken chain is the worker's error to report).
-      let p: string | null = d.path;
-      for (let depth = 0; p && depth < 64; depth++) {
-        try { p = (await vhdEngine().describe(p)).parentPath; } catch { p = null; }
-        if (p) readOnly.add(p);
-      }
-    }
-    for (const p of readWrite) readOnly.delete(p);
-    return { readOnly: [...readOnly], readWrite: [...readWrite] };
   }
 
   /**

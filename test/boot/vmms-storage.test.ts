@@ -3,8 +3,8 @@
  * SCSI 0:0 (hv_storvsc, sda of the right size); what the guest writes is in the file (checked with qemu-io
  * after turn-off, qemu-img check clean), also from an isolated worker's sandbox; add-/remove-vmharddiskdrive on
  * the running VM appear and disappear in the guest (workers without isolation; an isolated one refuses clearly).
- * One boot, processor auto (KVM where usable; HYPERTS_ACCEPT_PROCESSOR overrides; HYPERTS_TEST_NO_ISOLATION=1
- * runs the worker unsandboxed, which exercises hot add and remove).
+ * One boot, processor auto (KVM where usable; HYPERTS_ACCEPT_PROCESSOR overrides). The worker runs without
+ * isolation so hot add is exercised; HYPERTS_TEST_ISOLATION=1 runs it sandboxed (its own disk, hot add refused).
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -27,7 +27,7 @@ const skip = !GuestSession.imageAvailable() ? 'default image not built (npm run 
 
 test('service-managed disks in the real guest: VHDX at SCSI 0:0, guest writes land in the file, hot add and remove', { skip, timeout: LIMIT_MS }, async () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'hyperts-vmms-'));
-  f = await startService(dataDir, { pathRoots: [dataDir, files], isolation: process.env.HYPERTS_TEST_NO_ISOLATION ? 'off' : 'auto' });
+  f = await startService(dataDir, { pathRoots: [dataDir, files], isolation: process.env.HYPERTS_TEST_ISOLATION ? 'auto' : 'off' });
   const client = f.client;
   const disk = join(files, 'root-data.vhdx');
   const vm = await client.call<VmView>('POST', '/vms', { name: 'disks', processor: process.env.HYPERTS_ACCEPT_PROCESSOR ?? 'auto', memory: '512M', newVhdPath: disk, newVhdSizeBytes: '64MB' });

@@ -18,6 +18,7 @@ import { haveBinutils } from './test-kernel.js';
 import { openDisk } from '../../src/storage/open.js';
 import { holderRecordPath } from '../../src/storage/lock.js';
 import { rejects, startService, testVm, waitFor, type Fixture } from './helpers.js';
+import { isolationSupport } from '../../src/vmms/sandbox.js';
 
 const noQemuImg = spawnSync('qemu-img', ['--version']).status !== 0 && 'qemu-img (qemu-utils) not installed';
 let f: Fixture;
@@ -196,22 +197,13 @@ test('VHD operations: progress resource, convert, optimize, test; refusals for d
 });
 
 test('running VMs: SCSI disks hot-added and removed through the worker, which holds their lock; IDE waits for Off; save and restore keep the disks', { skip: (noQemuImg || (!haveBinutils() && 'binutils not installed')) || false }, async () => {
+  // Hot add needs a worker whose file view can grow: a service without isolation (the isolated case is the next test).
+  const shared = f;
+  f = await serviceWithFiles({ isolation: 'off' });
+  try {
   const raw = join(files, 'hot.img');
   writeFileSync(raw, Buffer.alloc(16 * 1048576));
   const vhdx = (await newVhd({ path: join(files, 'hot.vhdx'), sizeBytes: '16MB' })).path;
-  // An isolated worker's sandbox holds only the files it started with: hot-add is refused, clearly.
-  await f.client.call('POST', '/vms', testVm('iso'));
-  const isolated = (await f.client.call<VmView>('POST', '/vms/iso/start', {})).state === 'Running' && (await f.client.call<{ message: string }[]>('GET', '/vms/iso/events'))
-    .every((ev) => !/WITHOUT isolation/.test(ev.message));
-  if (isolated) await rejects(f.client.call('POST', '/vms/iso/hard-disk-drives', { path: raw }), 409, /its worker runs isolated.*stop-vm iso, add the disk, start-vm iso/);
-  await f.client.call('POST', '/vms/iso/stop', { turnOff: true });
-  // Hot add and remove proper, with workers not isolated (serve --no-isolation).
-  const g = f;
-  f = await serviceWithFiles({ isolation: 'off' });
-  try { await hotAddAndRemove(raw, vhdx); } finally { await f.close(); rmSync(f.dir, { recursive: true, force: true }); f = g; }
-});
-
-async function hotAddAndRemove(raw: string, vhdx: string): Promise<void> {
   await f.client.call('POST', '/vms', testVm('hot'));
   await f.client.call('POST', '/vms/hot/start', {});
   await rejects(f.client.call('POST', '/vms/hot/hard-disk-drives', { path: raw, controllerType: 'IDE' }), 409, /IDE disks can be added only while it is off/);
@@ -241,19 +233,6 @@ async function hotAddAndRemove(raw: string, vhdx: string): Promise<void> {
   assert.equal((await f.client.call<VmView>('POST', '/vms/hot/start', {})).state, 'Running');
   await assert.rejects(openDisk(vhdx, { purpose: 'test' }), /hot.vhdx is in use by VM hot/);
   await f.client.call('POST', '/vms/hot/stop', { turnOff: true });
-}
-
-test('VMs with disks in isolated workers: the sandbox gets the disk files, an unenlightened VM has no SCSI controller', { skip: (!haveBinutils() && 'binutils not installed') || false }, async () => {
-  const raw = join(files, 'iso-start.img');
-  writeFileSync(raw, Buffer.alloc(1048576));
-  const vhdx = (await newVhd({ path: join(files, 'iso-start.vhdx'), sizeBytes: '16MB' })).path;
-  await f.client.call('POST', '/vms', { ...testVm('isodisk'), vhdPath: vhdx });
-  await f.client.call('POST', '/vms/isodisk/hard-disk-drives', { path: raw, controllerType: 'IDE' });
-  assert.equal((await f.client.call<VmView>('POST', '/vms/isodisk/start', {})).state, 'Running');
-  await assert.rejects(openDisk(vhdx, { purpose: 'test' }), /iso-start.vhdx is in use by VM isodisk \(pid \d+/);
-  await f.client.call('POST', '/vms/isodisk/stop', { turnOff: true });
-  assert.equal(existsSync(holderRecordPath(vhdx)), false, 'the holder record goes with the worker');
-  await (await openDisk(vhdx, { purpose: 'test' })).close();
 
   // An unenlightened VM has no synthetic SCSI controller: it starts without one, but not with a SCSI disk.
   await f.client.call('POST', '/vms', { ...testVm('plain'), enlightened: false });
@@ -262,6 +241,22 @@ test('VMs with disks in isolated workers: the sandbox gets the disk files, an un
   writeFileSync(join(files, 'plain.img'), Buffer.alloc(1048576));
   await f.client.call('POST', '/vms/plain/hard-disk-drives', { path: join(files, 'plain.img') });
   await rejects(f.client.call('POST', '/vms/plain/start', {}), 409, /not enlightened, so it has no synthetic SCSI controller for SCSI 0:0/);
+  } finally { await f.close(); rmSync(f.dir, { recursive: true, force: true }); f = shared; }
+});
+
+test('an isolated worker sees only the files it started with: hot add is refused with the way out, its own disk works', { skip: (!isolationSupport().available && `isolation not available here: ${isolationSupport().notes.join('; ')}`) || (!haveBinutils() && 'binutils not installed') || false }, async () => {
+  const own = join(files, 'iso-own.img'), later = join(files, 'iso-later.img');
+  writeFileSync(own, Buffer.alloc(1048576));
+  writeFileSync(later, Buffer.alloc(1048576));
+  await f.client.call('POST', '/vms', { ...testVm('iso'), vhdPath: own });
+  assert.equal((await f.client.call<VmView>('POST', '/vms/iso/start', {})).state, 'Running');
+  await rejects(f.client.call('POST', '/vms/iso/hard-disk-drives', { path: later }), 409, /its worker is isolated and sees only the files it started with; stop-vm iso, add the disk, and start it again/);
+  assert.deepEqual(slots(await disks('iso')), [`SCSI 0:0 ${own}`]);
+  // The sandboxed worker holds the disk's lock; the service wrote the holder record it could not.
+  await assert.rejects(openDisk(own, { purpose: 'test' }), /iso-own.img is in use by VM iso \(pid \d+/);
+  await f.client.call('POST', '/vms/iso/stop', { turnOff: true });
+  assert.equal(existsSync(holderRecordPath(own)), false, 'the holder record goes with the worker');
+  await (await openDisk(own, { purpose: 'test' })).close();
 });
 
 test('differencing disks: New-VHD with a parent, Get-VHD fields, Merge-VHD into the parent, Test-VHD of a broken chain; Resize-VHD, locks', async () => {
