@@ -102,6 +102,8 @@ const CLK_TCK = 100;
 
 interface Runtime {
   child: ChildProcess;
+  /** Disk files whose lock-holder records the service wrote for this worker. */
+  heldDisks: string[];
   pid: number;
   startedAt: number;
   backend: string | null;
@@ -166,7 +168,7 @@ export class VmmsService extends EventEmitter {
     }
     this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `management service started (data directory ${o.dataDir})` });
     this.drives = new VmDrives({
-      dataDir: o.dataDir,
+      dataDir: o.dataDir, pathRoots: this.pathRoots,
       vm: (n) => this.entry(n).rec,
       all: () => [...this.entries.values()].map((e) => e.rec),
       setHardware: (n, hardware, message) => {
@@ -382,7 +384,7 @@ export class VmmsService extends EventEmitter {
     const rt: Runtime = {
       child, pid: child.pid ?? -1, startedAt: 0, backend: null, status: null, pending: new Map(), nextId: 1, exitReason: null, isolated: launch !== null,
       stderrTail: '', exited: new Promise((r) => { resolveExit = r; }), cpuTicks: 0, cpuAt: Date.now(), cpuUsage: 0,
-      finalState: restoring ? 'Saved' : 'Off',
+      finalState: restoring ? 'Saved' : 'Off', heldDisks: [],
     };
     e.rt = rt;
     child.stderr!.on('data', (d: Buffer) => { rt.stderrTail = (rt.stderrTail + d.toString()).slice(-2000); });
@@ -392,6 +394,11 @@ export class VmmsService extends EventEmitter {
           case 'started':
             rt.backend = m.backend;
             rt.startedAt = Date.now();
+            // A sandboxed worker cannot leave its lock-holder records next to the disks: the service does.
+            if (rt.isolated) {
+              const writable = e.rec.config.hardware.drives.filter((d) => d.kind === 'disk' && !d.readOnly && d.path).map((d) => d.path!);
+              rt.heldDisks = this.drives.writeHolderRecords(e.rec.name, rt.pid, writable);
+            }
             if (restoring) {
               // The state now lives in the running worker; a stale file must never be restored again.
               rt.finalState = 'Off';
@@ -427,6 +434,7 @@ export class VmmsService extends EventEmitter {
         }
       });
       child.on('exit', (code, signal) => {
+        this.drives.clearHolderRecords(rt.pid, rt.heldDisks);
         const oom = launch?.cleanup().oomKilled ?? false;
         const unexpected = rt.exitReason === null;
         const why = rt.exitReason ?? (oom ? `the worker exceeded its memory limit (${Math.round(this.memoryLimit(e.rec.config) / 1048576)} MB) and was killed` : null) ?? `worker process ${rt.pid} ended unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`})` +
