@@ -4,6 +4,9 @@
 import { existsSync } from 'node:fs';
 import { parseArgs, parseSize, UsageError } from './args.js';
 import { Partition, type PartitionConfig } from '../platform/partition.js';
+import { natNetwork } from '../platform/assemble-network.js';
+import { parseForward } from '../net/passt.js';
+import { parseMac, randomHyperVMac, formatMac } from '../net/mac.js';
 
 const help = `usage: hyperts run [options]
 
@@ -18,6 +21,10 @@ const help = `usage: hyperts run [options]
   --gdb-wait                      with --gdb: start with the processor stopped until GDB continues (QEMU's -S)
   --clock realtime|warp|icount    virtual time follows the host; or also jumps over idle periods; or counts
                                   retired instructions, 1 ns each (emulated only; reproducible) (default realtime)
+  --nic                           add a synthetic network adapter on a NAT switch (user-mode, through passt:
+                                  DHCP, DNS, outbound TCP/UDP; the gateway address reaches this host's loopback)
+  --nic-forward H:G[,H:G...]      with --nic: forward host TCP port H to guest port G
+  --nic-mac MAC                   with --nic: a static MAC (default: random in Hyper-V's 00:15:5d range)
   --quiet                         do not print hyperts' own status lines
 
 Ctrl-A X quits; Ctrl-A A sends a literal Ctrl-A.
@@ -69,6 +76,7 @@ async function configFromArgs(args: string[]): Promise<PartitionConfig & { quiet
   const { opts, positional } = parseArgs(args, {
     processor: 'string', kernel: 'string', initrd: 'string', append: 'string', memory: 'string', cpus: 'string',
     enlightenments: 'string', gdb: 'string', 'gdb-wait': 'boolean', clock: 'string', quiet: 'boolean',
+    nic: 'boolean', 'nic-forward': 'string', 'nic-mac': 'string',
   }, 'run');
   if (positional.length) throw new UsageError(`run: unexpected argument '${positional[0]}' (options start with --)`);
   const processor = (opts.processor as string | undefined) ?? 'auto';
@@ -102,9 +110,30 @@ async function configFromArgs(args: string[]): Promise<PartitionConfig & { quiet
     initrd = initrd ?? img.initrd;
     cmdline = `${img.cmdline} ${cmdline}`.trim();
   }
+  const network = nicFromArgs(opts, enl === 'on');
   return {
     processor: processor as PartitionConfig['processor'],
     memoryBytes, cpus, enlightened: enl === 'on', kernel, initrd, cmdline,
     clockMode: clock, gdbPort, gdbWait: opts['gdb-wait'] === true, quiet: opts.quiet === true,
+    ...network,
   };
+}
+
+/** --nic, --nic-forward, --nic-mac -> one synthetic adapter on a NAT switch. */
+function nicFromArgs(opts: Record<string, string | boolean>, enlightened: boolean): Pick<PartitionConfig, 'hardware' | 'switches'> {
+  const fwd = opts['nic-forward'] as string | undefined, mac = opts['nic-mac'] as string | undefined;
+  if (!opts.nic) {
+    if (fwd !== undefined || mac !== undefined) throw new UsageError('run: --nic-forward and --nic-mac need --nic');
+    return {};
+  }
+  if (!enlightened) throw new UsageError('run: --nic adds a synthetic adapter, which needs --enlightenments on');
+  let macAddress = randomHyperVMac();
+  if (mac !== undefined) {
+    try { macAddress = formatMac(parseMac(mac)); } catch (e) { throw new UsageError(`run: --nic-mac: ${(e as Error).message}`); }
+  }
+  const forwards = [];
+  for (const f of (fwd ?? '').split(',').filter((x) => x.trim())) {
+    try { forwards.push(parseForward(f)); } catch (e) { throw new UsageError(`run: --nic-forward: ${(e as Error).message}`); }
+  }
+  return natNetwork(macAddress, forwards);
 }

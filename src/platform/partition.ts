@@ -13,6 +13,8 @@ import { createPlatformDevices, type PlatformDevices, type PlatformDevicesState 
 import { HyperVStack, type HyperVStackState } from '../vsp/hyperv-stack.js';
 import { checkShape, decodeSavedState, encodeSavedState, readSavedStateFile, SavedStateError, type SavedStateInfo } from './saved-state.js';
 import type { IntegrationServices } from '../vsp/ic/integration-services.js';
+import type { HardwareConfig } from './hardware.js';
+import { assembleNetwork, type NetworkAssembly, type SwitchConfig } from './assemble-network.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
 import type { Server } from 'node:net';
 import type { DebugControl } from '../debug/emulated-target.js';
@@ -37,6 +39,10 @@ export interface PartitionConfig {
   tscHz?: number;
   onConsoleOutput?: (bytes: Uint8Array) => void;
   log?: (msg: string) => void;
+  /** Controllers, drives and network adapters (absent: none). */
+  hardware?: HardwareConfig;
+  /** Virtual switches this VM's adapters may name (NAT through passt, or Private). */
+  switches?: SwitchConfig[];
 }
 
 export interface PartitionExit { code: number; reason: string }
@@ -71,6 +77,8 @@ export class Partition {
   /** Present while a GDB stub serves this partition (--gdb). */
   private debug: DebugControl | null = null;
   private gdbServer: Server | null = null;
+  /** Network adapters, their switches and backends (empty when the hardware has no adapters). */
+  readonly network: NetworkAssembly;
 
   private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory) {
     this.backendKind = backend.kind;
@@ -93,6 +101,7 @@ export class Partition {
       log: (area, msg) => this.log(`${area}: ${msg}`),
     });
     for (const l of lapics) l.onInterruptPending = () => this.kick();
+    this.network = assembleNetwork(this.hyperv.vmbus, config.hardware, config.switches, { log: this.log });
     this.services = {
       memory, io: this.io, mmio: this.mmio, clock: this.clock,
       cpuid: this.hyperv.cpuid(NO_LEAVES),
@@ -188,6 +197,9 @@ export class Partition {
    */
   saveState(): Buffer {
     if (this.exitInfo) throw new Error(`cannot save ${this.label}: it has already stopped (${this.exitInfo.reason})`);
+    if (this.network.adapters.length > 0) {
+      throw new Error(`cannot save ${this.label}: saving a VM with a network adapter is not supported yet; shut it down, or remove the adapter first`);
+    }
     if (this.vcpus.some((v) => !v.saveState)) {
       throw new Error(`saved state is supported on the emulated processor only; ${this.label} runs on ${this.backendKind} (turn it off or shut it down instead)`);
     }
@@ -241,6 +253,7 @@ export class Partition {
       p.hyperv.restoreState(s.hyperv);
       if (s.resetPending !== null) p.resetReason = s.resetPending;
     } catch (e) {
+      p.network.stop();
       p.backend.destroy();
       if (e instanceof SavedStateError) throw e;
       throw new SavedStateError(`the saved state of ${what} cannot be restored: ${(e as Error).message}`);
@@ -329,6 +342,7 @@ export class Partition {
     this.devices.uart.flush?.();
     this.debug?.reportStop({ exited: this.exitInfo?.code ?? 0 });
     this.gdbServer?.close();
+    this.network.stop();
     this.backend.destroy();
     return this.exitInfo ?? { code: 1, reason: 'stopped' };
   }
