@@ -93,13 +93,12 @@ export class VirtualSwitch {
 
   private learn(mac: number, port: number, now: number): void {
     const e = this.table.get(mac);
-    if (e) { e.port = port; e.seen = now; return; }
-    if (this.table.size >= MAX_LEARNED) {
-      for (const [k, x] of this.table) if (now - x.seen >= AGE_MS) this.table.delete(k);
-      if (this.table.size >= MAX_LEARNED) { const oldest = this.table.keys().next().value; if (oldest !== undefined) this.table.delete(oldest); }
-    }
+    if (e && e.port === port && now - e.seen < 1000) return; // hot path: refreshed recently
+    // Re-inserting keeps the Map in least-recently-seen order, so eviction is O(1).
+    if (e) this.table.delete(mac);
+    else if (this.table.size >= MAX_LEARNED) { const oldest = this.table.keys().next().value; if (oldest !== undefined) this.table.delete(oldest); }
     this.table.set(mac, { port, seen: now });
-    this.stats.learned++;
+    if (!e) this.stats.learned++;
   }
 
   private deliver(p: PortEntry, frame: Uint8Array): void {
