@@ -27,8 +27,13 @@ export interface NetworkAssembly {
   adapters: Array<{ config: NetworkAdapterConfig; adapter: NetvspAdapter; device: VmbusDevice; port: SwitchPort | null }>;
   switches: Map<string, VirtualSwitch>;
   backends: PasstBackend[];
-  /** Connect-VMNetworkAdapter / Disconnect-VMNetworkAdapter while running: the guest sees link up/down. */
-  connect(adapterName: string, switchName: string | null): void;
+  /**
+   * Connect-VMNetworkAdapter / Disconnect-VMNetworkAdapter while running: the guest sees link up/down.
+   * `config` describes a switch this VM did not know at start.
+   */
+  connect(adapterName: string, switchName: string | null, config?: SwitchConfig): void;
+  /** A frame relayed from another VM on a Private switch (the management service carries them). */
+  inject(switchName: string, frame: Uint8Array): void;
   /** Stop backends (passt processes) and unplug every adapter. */
   stop(): void;
 }
@@ -36,10 +41,11 @@ export interface NetworkAssembly {
 export class NetworkConfigError extends Error {}
 
 export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfig | undefined, switchConfigs: SwitchConfig[] = [],
-  o: { log?: (m: string) => void; shared?: SwitchProvider } = {}): NetworkAssembly {
+  o: { log?: (m: string) => void; shared?: SwitchProvider; relay?: (switchName: string, frame: Uint8Array) => void } = {}): NetworkAssembly {
   const log = o.log ?? (() => {});
   const switches = new Map<string, VirtualSwitch>();
   const backends: PasstBackend[] = [];
+  const relays = new Map<string, SwitchPort>();
   const adapters: NetworkAssembly['adapters'] = [];
   const synthetic = (hardware?.networkAdapters ?? []).filter((a) => !a.legacy);
   for (const a of hardware?.networkAdapters ?? []) {
@@ -63,6 +69,9 @@ export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfi
       const b = new PasstBackend(sw, { forwards: cfg.forwards, log: (m) => log(`network: switch '${cfg.name}': ${m}`) });
       backends.push(b);
       b.start();
+    } else if (o.relay) {
+      const relay = o.relay;
+      relays.set(key, sw.attach({ deliver: (f) => relay(cfg.name, f) }, 'relay', { uplink: true }));
     }
     return sw;
   };
@@ -92,7 +101,8 @@ export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfi
   }
   return {
     adapters, switches, backends,
-    connect(adapterName, switchName) {
+    connect(adapterName, switchName, config) {
+      if (config && !switchConfigs.some((x) => x.name.toLowerCase() === config.name.toLowerCase())) switchConfigs = [...switchConfigs, config];
       const a = adapters.find((x) => x.config.name.toLowerCase() === adapterName.toLowerCase());
       if (!a) throw new NetworkConfigError(`the VM has no network adapter named '${adapterName}'`);
       const target = switchName ? switchNamed(switchName) : null;
@@ -101,6 +111,9 @@ export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfi
       a.adapter.plug(null);
       if (target) a.port = plug(a.adapter, target, a.config.name);
       a.config = { ...a.config, switchName: target ? switchName : null };
+    },
+    inject(switchName, frame) {
+      relays.get(switchName.toLowerCase())?.transmit(frame);
     },
     stop() {
       for (const b of backends) b.stop();

@@ -43,6 +43,8 @@ export interface PartitionConfig {
   hardware?: HardwareConfig;
   /** Virtual switches this VM's adapters may name (NAT through passt, or Private). */
   switches?: SwitchConfig[];
+  /** Frames for the other VMs on a Private switch (the management service relays them). */
+  networkRelay?: (switchName: string, frame: Uint8Array) => void;
 }
 
 export interface PartitionExit { code: number; reason: string }
@@ -101,7 +103,7 @@ export class Partition {
       log: (area, msg) => this.log(`${area}: ${msg}`),
     });
     for (const l of lapics) l.onInterruptPending = () => this.kick();
-    this.network = assembleNetwork(this.hyperv.vmbus, config.hardware, config.switches, { log: this.log });
+    this.network = assembleNetwork(this.hyperv.vmbus, config.hardware, config.switches, { log: this.log, relay: config.networkRelay });
     this.services = {
       memory, io: this.io, mmio: this.mmio, clock: this.clock,
       cpuid: this.hyperv.cpuid(NO_LEAVES),

@@ -1,5 +1,7 @@
 /** Messages between the service and a VM worker process (child_process IPC, 'advanced' serialization). */
 import type { IcName, IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
+import type { NetworkAdapterConfig } from '../platform/hardware.js';
+import type { SwitchConfig } from '../platform/assemble-network.js';
 
 export interface WorkerStartConfig {
   name: string;
@@ -14,7 +16,13 @@ export interface WorkerStartConfig {
   com1: boolean;
   /** Continue from this saved-state file instead of booting (Start-VM of a Saved VM). */
   restoreFrom?: string;
+  /** Synthetic network adapters and the switches they name. */
+  networkAdapters?: NetworkAdapterConfig[];
+  switches?: SwitchConfig[];
 }
+
+/** Get-VMNetworkAdapter's live part, from the worker. */
+export interface AdapterStatus { name: string; macAddress: string; switchName: string | null; linkUp: boolean; ready: boolean; rxFrames: number; txFrames: number; rxDropped: number; malformed: number }
 
 export type WorkerOp =
   | { op: 'turnOff'; reason: string }
@@ -29,12 +37,17 @@ export type WorkerOp =
   | { op: 'save'; path: string }
   /** Checkpoint-VM: pause at an instruction boundary, write the saved-state file to `path`, then carry on
    *  as before (a paused VM stays paused). */
-  | { op: 'checkpoint'; path: string };
+  | { op: 'checkpoint'; path: string }
+  /** Connect-/Disconnect-VMNetworkAdapter while running. */
+  | { op: 'netConnect'; adapter: string; switchName: string | null; switchConfig?: SwitchConfig }
+  | { op: 'netStatus' };
 
 export type ToWorker =
   | { t: 'start'; config: WorkerStartConfig }
   | { t: 'req'; id: number; req: WorkerOp }
-  | { t: 'console'; data: Uint8Array };
+  | { t: 'console'; data: Uint8Array }
+  /** A frame from another VM on a Private switch. */
+  | { t: 'frame'; switchName: string; data: Uint8Array };
 
 export interface WorkerStatus {
   paused: boolean;
@@ -52,5 +65,7 @@ export type FromWorker =
   | { t: 'res'; id: number; ok: true; value: unknown }
   | { t: 'res'; id: number; ok: false; error: string; code: string }
   | { t: 'log'; message: string }
+  /** A frame for the other VMs on a Private switch. */
+  | { t: 'frame'; switchName: string; data: Uint8Array }
   | { t: 'exit'; code: number; reason: string }
   | { t: 'failed'; error: string };

@@ -7,7 +7,7 @@ import { Partition, type PartitionConfig } from '../platform/partition.js';
 import { writeSavedStateFile } from '../platform/saved-state.js';
 import { IC_NAMES } from '../vsp/ic/integration-services.js';
 import { IcError } from '../vsp/ic/framework.js';
-import type { FromWorker, ToWorker, WorkerOp, WorkerStatus, WorkerStartConfig } from './worker-protocol.js';
+import type { AdapterStatus, FromWorker, ToWorker, WorkerOp, WorkerStatus, WorkerStartConfig } from './worker-protocol.js';
 
 const STATUS_MS = 1000;
 const KVP_REFRESH_MS = 15_000;
@@ -111,6 +111,10 @@ async function handle(r: WorkerOp): Promise<unknown> {
     case 'kvpRemove': await needIcs().kvp.removeHostKey(r.key); return null;
     case 'save': return writeState(vm, r.path, false);
     case 'checkpoint': return writeState(vm, r.path, true);
+    case 'netConnect':
+      vm.network.connect(r.adapter, r.switchName, r.switchConfig);
+      return adapterStatus(vm);
+    case 'netStatus': return adapterStatus(vm);
   }
 }
 
@@ -121,6 +125,9 @@ async function start(c: WorkerStartConfig): Promise<void> {
       kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, quiet: true,
       onConsoleOutput: c.com1 ? consoleOut : undefined,
       log: (message) => send({ t: 'log', message }),
+      hardware: c.networkAdapters?.length ? { scsiControllers: 0, drives: [], networkAdapters: c.networkAdapters } : undefined,
+      switches: c.switches,
+      networkRelay: (switchName, data) => send({ t: 'frame', switchName, data }),
     };
     vm = c.restoreFrom ? await Partition.restore(pc, c.restoreFrom) : await Partition.create(pc);
   } catch (e) {
@@ -145,6 +152,9 @@ process.on('message', (m: ToWorker) => {
     case 'console':
       if (vm) vm.consoleInput(m.data); else pendingInput.push(m.data);
       break;
+    case 'frame':
+      vm?.network.inject(m.switchName, m.data);
+      break;
     case 'req':
       // Turned off while the partition is still being built: nothing to stop yet.
       if (!vm && m.req.op === 'turnOff') { finish({ t: 'exit', code: 0, reason: m.req.reason }); break; }
@@ -157,3 +167,10 @@ process.on('message', (m: ToWorker) => {
 });
 // The service went away: nobody can operate this VM any more, so it stops.
 process.on('disconnect', () => { if (vm) vm.turnOff('management service disconnected'); else process.exit(0); });
+
+function adapterStatus(p: Partition): AdapterStatus[] {
+  return p.network.adapters.map((a) => ({
+    name: a.config.name, macAddress: a.config.macAddress, switchName: a.config.switchName, linkUp: a.adapter.linkUp, ready: a.adapter.ready,
+    rxFrames: a.adapter.stats.rxFrames, txFrames: a.adapter.stats.txFrames, rxDropped: a.adapter.stats.rxDropped, malformed: a.adapter.stats.malformed,
+  }));
+}
