@@ -2,11 +2,14 @@
  * `hyperts run`: boot a transient VM with the serial console on this terminal (Ctrl-A X quits, as in QEMU).
  */
 import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs, parseSize, UsageError } from './args.js';
 import { Partition, type PartitionConfig } from '../platform/partition.js';
 import { natNetwork } from '../platform/assemble-network.js';
 import { parseForward } from '../net/passt.js';
 import { parseMac, randomHyperVMac, formatMac } from '../net/mac.js';
+import type { DriveConfig } from '../platform/hardware.js';
+import { SCSI_LOCATIONS } from '../platform/hardware.js';
 
 const help = `usage: hyperts run [options]
 
@@ -25,6 +28,8 @@ const help = `usage: hyperts run [options]
                                   DHCP, DNS, outbound TCP/UDP; the gateway address reaches this host's loopback)
   --nic-forward H:G[,H:G...]      with --nic: forward host TCP port H to guest port G
   --nic-mac MAC                   with --nic: a static MAC (default: random in Hyper-V's 00:15:5d range)
+  --vhd PATH[,readonly]           attach a disk image to the synthetic SCSI controller (repeatable; the
+                                  first is location 0, the next 1, ...); raw images for now
   --quiet                         do not print hyperts' own status lines
 
 Ctrl-A X quits; Ctrl-A A sends a literal Ctrl-A.
@@ -72,7 +77,26 @@ export default async function run(args: string[]): Promise<number> {
   }
 }
 
-async function configFromArgs(args: string[]): Promise<PartitionConfig & { quiet: boolean }> {
+/** `--vhd PATH[,readonly]` may repeat: each becomes the next location of SCSI controller 0. */
+function takeDrives(args: string[]): { rest: string[]; drives: DriveConfig[] } {
+  const rest: string[] = [], drives: DriveConfig[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a !== '--vhd' && !a.startsWith('--vhd=')) { rest.push(a); continue; }
+    const v = a === '--vhd' ? args[++i] : a.slice(6);
+    if (!v) throw new UsageError('run: --vhd needs a disk image path, e.g. --vhd disk.img or --vhd disk.img,readonly');
+    const parts = v.split(',');
+    const path = parts[0];
+    for (const flag of parts.slice(1)) if (flag !== 'readonly' && flag !== 'ro') throw new UsageError(`run: --vhd ${v}: unknown flag '${flag}' (only 'readonly')`);
+    if (!existsSync(path)) throw new UsageError(`run: disk image '${path}' does not exist (create one with e.g. truncate -s 1G ${path})`);
+    if (drives.length >= SCSI_LOCATIONS) throw new UsageError(`run: at most ${SCSI_LOCATIONS} --vhd disks fit one SCSI controller`);
+    drives.push({ controllerType: 'scsi', controllerNumber: 0, controllerLocation: drives.length, kind: 'disk', path: resolve(path), readOnly: parts.length > 1 });
+  }
+  return { rest, drives };
+}
+
+async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { quiet: boolean }> {
+  const { rest: args, drives } = takeDrives(allArgs);
   const { opts, positional } = parseArgs(args, {
     processor: 'string', kernel: 'string', initrd: 'string', append: 'string', memory: 'string', cpus: 'string',
     enlightenments: 'string', gdb: 'string', 'gdb-wait': 'boolean', clock: 'string', quiet: 'boolean',
@@ -115,7 +139,9 @@ async function configFromArgs(args: string[]): Promise<PartitionConfig & { quiet
     processor: processor as PartitionConfig['processor'],
     memoryBytes, cpus, enlightened: enl === 'on', kernel, initrd, cmdline,
     clockMode: clock, gdbPort, gdbWait: opts['gdb-wait'] === true, quiet: opts.quiet === true,
-    ...network,
+    switches: network.switches,
+    hardware: drives.length || network.hardware
+      ? { scsiControllers: drives.length ? 1 : 0, drives, networkAdapters: network.hardware?.networkAdapters ?? [] } : undefined,
   };
 }
 

@@ -15,6 +15,7 @@ import { checkShape, decodeSavedState, encodeSavedState, readSavedStateFile, Sav
 import type { IntegrationServices } from '../vsp/ic/integration-services.js';
 import type { HardwareConfig } from './hardware.js';
 import { assembleNetwork, type NetworkAssembly, type SwitchConfig } from './assemble-network.js';
+import { ScsiStorage, type DiskOpener, type StorageState } from './assemble-storage.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
 import type { Server } from 'node:net';
 import type { DebugControl } from '../debug/emulated-target.js';
@@ -39,8 +40,10 @@ export interface PartitionConfig {
   tscHz?: number;
   onConsoleOutput?: (bytes: Uint8Array) => void;
   log?: (msg: string) => void;
-  /** Controllers, drives and network adapters (absent: none). */
+  /** Controllers, drives and adapters; absent = no storage or network devices. */
   hardware?: HardwareConfig;
+  /** How drives' disk images are opened (default: raw images); tests pass in-memory disks. */
+  openDisk?: DiskOpener;
   /** Virtual switches this VM's adapters may name (NAT through passt, or Private). */
   switches?: SwitchConfig[];
   /** Frames for the other VMs on a Private switch (the management service relays them). */
@@ -52,6 +55,7 @@ export interface PartitionExit { code: number; reason: string }
 interface PartitionState {
   vcpus: unknown[]; clock: { mode: string; nowNs: number; nsPerInsn: number }; devices: PlatformDevicesState; hyperv: HyperVStackState;
   resetPending: string | null;
+  storage: StorageState | null;
 }
 
 const NO_LEAVES: CpuidProvider = { cpuid: (): CpuidResult => ({ eax: 0, ebx: 0, ecx: 0, edx: 0 }) };
@@ -80,7 +84,9 @@ export class Partition {
   private debug: DebugControl | null = null;
   private gdbServer: Server | null = null;
   /** Network adapters, their switches and backends (empty when the hardware has no adapters). */
-  readonly network: NetworkAssembly;
+  network: NetworkAssembly = assembleNetwork(null, undefined);
+  /** Synthetic SCSI controllers and their drives (null when the hardware has none). */
+  storage: ScsiStorage | null = null;
 
   private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory) {
     this.backendKind = backend.kind;
@@ -103,7 +109,6 @@ export class Partition {
       log: (area, msg) => this.log(`${area}: ${msg}`),
     });
     for (const l of lapics) l.onInterruptPending = () => this.kick();
-    this.network = assembleNetwork(this.hyperv.vmbus, config.hardware, config.switches, { log: this.log, relay: config.networkRelay });
     this.services = {
       memory, io: this.io, mmio: this.mmio, clock: this.clock,
       cpuid: this.hyperv.cpuid(NO_LEAVES),
@@ -145,8 +150,26 @@ export class Partition {
       if (!cpu) throw new Error("--clock icount needs the emulated processor (KVM does not count instructions); use warp or realtime");
       p.clock.useInstructionCount(() => cpu.insnCount);
     }
-    p.loadFirmware(true);
+    try {
+      await p.assembleStorage();
+      // After storage: the SCSI controller is offered first, then the NICs (contract §12.1).
+      p.network = assembleNetwork(p.hyperv.vmbus, config.hardware, config.switches, { log: p.log, relay: config.networkRelay });
+      p.loadFirmware(true);
+    } catch (e) {
+      p.network.stop();
+      await p.storage?.close().catch(() => {});
+      backend.destroy();
+      throw e;
+    }
     return p;
+  }
+
+  private async assembleStorage(): Promise<void> {
+    const hw = this.config.hardware;
+    if (!hw || (hw.scsiControllers === 0 && !hw.drives.some((d) => d.controllerType === 'scsi'))) return;
+    const vmbus = this.hyperv.vmbus;
+    if (!vmbus) throw new Error(`${this.label} has SCSI controllers, which are synthetic (VMBus) devices; turn enlightenments on or attach the drives to IDE`);
+    this.storage = await ScsiStorage.assemble(hw, vmbus, this.memory, { open: this.config.openDisk, log: (m) => this.log(`storvsp: ${m}`) });
   }
 
   /** Puts the boot environment (ACPI tables, kernel, initrd, boot CPU state) into a zeroed memory. */
@@ -219,7 +242,7 @@ export class Partition {
   private collectState(): PartitionState {
     return {
       vcpus: this.vcpus.map((v) => v.saveState!()), clock: this.clock.saveState(), devices: this.devices.saveState(),
-      hyperv: this.hyperv.saveState(), resetPending: this.resetReason,
+      hyperv: this.hyperv.saveState(), resetPending: this.resetReason, storage: this.storage?.saveState() ?? null,
     };
   }
 
@@ -253,9 +276,12 @@ export class Partition {
       p.clock.restoreState(s.clock);
       p.devices.restoreState(s.devices);
       p.hyperv.restoreState(s.hyperv);
+      // After the VMBus host reopened the channels: storvsp's negotiation and the requests it had running.
+      if (p.storage && s.storage) p.storage.restoreState(s.storage);
       if (s.resetPending !== null) p.resetReason = s.resetPending;
     } catch (e) {
       p.network.stop();
+      await p.storage?.close().catch(() => {});
       p.backend.destroy();
       if (e instanceof SavedStateError) throw e;
       throw new SavedStateError(`the saved state of ${what} cannot be restored: ${(e as Error).message}`);
@@ -346,6 +372,8 @@ export class Partition {
     this.gdbServer?.close();
     this.network.stop();
     this.backend.destroy();
+    // Running disk I/O finishes and every disk is flushed and closed before the VM counts as stopped.
+    try { await this.storage?.close(); } catch (e) { this.log(`storage: closing the disks failed: ${(e as Error).message}`); }
     return this.exitInfo ?? { code: 1, reason: 'stopped' };
   }
 }
