@@ -11,7 +11,9 @@ commands:
   remove-vm, connect-vm,
   get-vmintegrationservice, enable-vmintegrationservice, disable-vmintegrationservice,
   get-vmkvp, set-vmkvp, get-vmhost, get-vmevent,
-  checkpoint-vm, get-vmsnapshot, restore-vmsnapshot, rename-vmsnapshot, remove-vmsnapshot
+  checkpoint-vm, get-vmsnapshot, restore-vmsnapshot, rename-vmsnapshot, remove-vmsnapshot,
+  new-vmswitch, get-vmswitch, remove-vmswitch, add-vmnetworkadapter, get-vmnetworkadapter,
+  remove-vmnetworkadapter, connect-vmnetworkadapter, disconnect-vmnetworkadapter
                  manage VMs through the service, in Hyper-V's vocabulary (each takes --help)
   completion bash   print the bash completion script
 `;
@@ -47,6 +49,8 @@ const commands: Record<string, () => Promise<unknown>> = {
   ...Object.fromEntries(['new-vm', 'get-vm', 'set-vm', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'save-vm',
     'remove-vmsavedstate', 'remove-vm', 'connect-vm', 'get-vmintegrationservice', 'enable-vmintegrationservice', 'disable-vmintegrationservice', 'get-vmkvp', 'set-vmkvp',
     'get-vmhost', 'get-vmevent', 'checkpoint-vm', 'get-vmsnapshot', 'restore-vmsnapshot', 'rename-vmsnapshot', 'remove-vmsnapshot'].map((c) => [c, () => import('./vm-commands.js').then((m) => ({ default: m.VM_COMMANDS[c] }))])),
+  ...Object.fromEntries(['new-vmswitch', 'get-vmswitch', 'remove-vmswitch', 'add-vmnetworkadapter', 'get-vmnetworkadapter', 'remove-vmnetworkadapter',
+    'connect-vmnetworkadapter', 'disconnect-vmnetworkadapter'].map((c) => [c, () => import('./net-commands.js').then((m) => ({ default: m.NET_COMMANDS[c] }))])),
 };
 
 main(process.argv.slice(2)).then(

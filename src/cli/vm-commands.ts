@@ -12,7 +12,7 @@ import type { VmEvent } from '../vmms/store.js';
 
 const CONNECTION: OptionSpec = { 'data-dir': 'string', url: 'string', token: 'string', help: 'boolean' };
 
-interface Ctx { client: VmmsClient; opts: Record<string, string | boolean>; positional: string[] }
+export interface Ctx { client: VmmsClient; opts: Record<string, string | boolean>; positional: string[] }
 type Body = (c: Ctx) => Promise<number>;
 
 export const CONNECTION_HELP = `connection options (all commands):
@@ -33,7 +33,7 @@ function clientFrom(opts: Record<string, string | boolean>): VmmsClient {
 }
 
 /** Wraps a command body: parses options, builds the client, turns errors into messages and exit codes. */
-function command(name: string, usage: string, spec: OptionSpec, body: Body): (args: string[]) => Promise<number> {
+export function command(name: string, usage: string, spec: OptionSpec, body: Body): (args: string[]) => Promise<number> {
   return async (args) => {
     try {
       const { opts, positional } = parseArgs(args, { ...spec, ...CONNECTION }, name);
@@ -47,7 +47,7 @@ function command(name: string, usage: string, spec: OptionSpec, body: Body): (ar
   };
 }
 
-const vmPath = (n: string): string => `/vms/${encodeURIComponent(n)}`;
+export const vmPath = (n: string): string => `/vms/${encodeURIComponent(n)}`;
 
 function oneName(c: Ctx, cmd: string): string {
   const n = (c.opts.name as string | undefined) ?? c.positional[0];
@@ -83,8 +83,8 @@ export function vmTable(vms: VmView[]): string {
       v.status, v.heartbeat ?? '', v.osName ?? '']));
 }
 
-const out = (s: string): void => { process.stdout.write(s); };
-const printJson = (v: unknown): void => out(`${JSON.stringify(v, null, 2)}\n`);
+export const out = (s: string): void => { process.stdout.write(s); };
+export const printJson = (v: unknown): void => out(`${JSON.stringify(v, null, 2)}\n`);
 
 // ---- settings shared by new-vm and set-vm -------------------------------------------------------------
 

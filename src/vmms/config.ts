@@ -4,6 +4,7 @@
  */
 import { IC_NAMES, type IcName } from '../vsp/ic/integration-services.js';
 import { badRequest } from './errors.js';
+import type { NetworkAdapterConfig } from '../platform/hardware.js';
 
 export type ProcessorKind = 'auto' | 'kvm' | 'emulated';
 
@@ -20,6 +21,8 @@ export interface VmConfig {
   com1: 'console' | 'none';
   integrationServices: Record<IcName, boolean>;
   notes: string;
+  /** Synthetic network adapters (Add-VMNetworkAdapter); absent in configurations stored before networking. */
+  networkAdapters?: NetworkAdapterConfig[];
 }
 
 export const MIN_MEMORY = 64 * 1024 * 1024;

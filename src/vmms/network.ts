@@ -14,6 +14,7 @@ import { parseForward, type PortForward } from '../net/passt.js';
 import { formatMac, parseMac, randomHyperVMac } from '../net/mac.js';
 import type { NetworkAdapterConfig } from '../platform/hardware.js';
 import type { SwitchConfig } from '../platform/assemble-network.js';
+import { VirtualSwitch, type SwitchPort } from '../net/switch.js';
 
 export const DEFAULT_SWITCH = 'Default Switch';
 /** Hyper-V allows 12 synthetic adapters per VM (8 on Generation 1); we keep Generation 2's limit. */
@@ -119,4 +120,34 @@ export function switchesFor(adapters: NetworkAdapterConfig[], store: SwitchStore
     if (s) out.push({ name: s.name, type: s.type, forwards: s.forwards });
   }
   return out;
+}
+
+/**
+ * Private switches span VMs, and each VM runs in its own worker: the service holds one switch per Private
+ * switch with a port per running VM, and carries frames between the workers' local switches.
+ */
+export class PrivateRelay {
+  private readonly switches = new Map<string, VirtualSwitch>();
+  private readonly ports = new Map<string, Map<string, SwitchPort>>();
+
+  /** Plug VM `vmId`'s worker into Private switch `name`; `send` hands frames to that worker. */
+  attach(vmId: string, name: string, send: (frame: Uint8Array) => void): void {
+    const key = name.toLowerCase();
+    let sw = this.switches.get(key);
+    if (!sw) { sw = new VirtualSwitch(name); this.switches.set(key, sw); }
+    let mine = this.ports.get(vmId);
+    if (!mine) { mine = new Map(); this.ports.set(vmId, mine); }
+    if (!mine.has(key)) mine.set(key, sw.attach({ deliver: send }, vmId));
+  }
+
+  /** A frame a VM's worker sent towards Private switch `name`. */
+  fromWorker(vmId: string, name: string, frame: Uint8Array): void {
+    this.ports.get(vmId)?.get(name.toLowerCase())?.transmit(frame);
+  }
+
+  /** The VM stopped: unplug it everywhere. */
+  detachVm(vmId: string): void {
+    for (const p of this.ports.get(vmId)?.values() ?? []) p.detach();
+    this.ports.delete(vmId);
+  }
 }
