@@ -5,7 +5,7 @@
  */
 import type { VmbusHost, VmbusDevice } from '../vmbus/host.js';
 import type { HardwareConfig, NetworkAdapterConfig } from './hardware.js';
-import { NetvspAdapter } from '../vsp/netvsp/netvsp.js';
+import { NetvspAdapter, type NetvspState } from '../vsp/netvsp/netvsp.js';
 import { VirtualSwitch, type SwitchPort } from '../net/switch.js';
 import { PasstBackend, type PortForward } from '../net/passt.js';
 import { parseMac } from '../net/mac.js';
@@ -36,9 +36,15 @@ export interface NetworkAssembly {
   inject(switchName: string, frame: Uint8Array): void;
   /** Stop backends (passt processes) and unplug every adapter. */
   stop(): void;
+  /** Saved state: each adapter's protocol state, by MAC (null: no adapters). */
+  saveState(): NetworkState | null;
+  /** After the VMBus host was restored (channels reopened). */
+  restoreState(s: NetworkState | null): void;
 }
 
 export class NetworkConfigError extends Error {}
+
+export interface NetworkState { adapters: Array<{ mac: string; state: NetvspState }> }
 
 export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfig | undefined, switchConfigs: SwitchConfig[] = [],
   o: { log?: (m: string) => void; shared?: SwitchProvider; relay?: (switchName: string, frame: Uint8Array) => void } = {}): NetworkAssembly {
@@ -111,6 +117,16 @@ export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfi
       a.adapter.plug(null);
       if (target) a.port = plug(a.adapter, target, a.config.name);
       a.config = { ...a.config, switchName: target ? switchName : null };
+    },
+    saveState() {
+      return adapters.length ? { adapters: adapters.map((a) => ({ mac: a.config.macAddress, state: a.adapter.saveState() })) } : null;
+    },
+    restoreState(s) {
+      for (const x of s?.adapters ?? []) {
+        const a = adapters.find((y) => y.config.macAddress.toLowerCase() === String(x.mac).toLowerCase());
+        if (!a) throw new NetworkConfigError(`the saved network adapter ${x.mac} is not configured in this VM`);
+        a.adapter.restoreState(x.state, vmbus!.channelOf(a.device));
+      }
     },
     inject(switchName, frame) {
       relays.get(switchName.toLowerCase())?.transmit(frame);

@@ -14,7 +14,7 @@ import { HyperVStack, type HyperVStackState } from '../vsp/hyperv-stack.js';
 import { checkShape, decodeSavedState, encodeSavedState, readSavedStateFile, SavedStateError, type SavedStateInfo } from './saved-state.js';
 import type { IntegrationServices } from '../vsp/ic/integration-services.js';
 import type { HardwareConfig } from './hardware.js';
-import { assembleNetwork, type NetworkAssembly, type SwitchConfig } from './assemble-network.js';
+import { assembleNetwork, type NetworkAssembly, type NetworkState, type SwitchConfig } from './assemble-network.js';
 import { ScsiStorage, type DiskOpener, type StorageState } from './assemble-storage.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
 import type { Server } from 'node:net';
@@ -56,6 +56,7 @@ interface PartitionState {
   vcpus: unknown[]; clock: { mode: string; nowNs: number; nsPerInsn: number }; devices: PlatformDevicesState; hyperv: HyperVStackState;
   resetPending: string | null;
   storage: StorageState | null;
+  network: NetworkState | null;
 }
 
 const NO_LEAVES: CpuidProvider = { cpuid: (): CpuidResult => ({ eax: 0, ebx: 0, ecx: 0, edx: 0 }) };
@@ -222,9 +223,6 @@ export class Partition {
    */
   saveState(): Buffer {
     if (this.exitInfo) throw new Error(`cannot save ${this.label}: it has already stopped (${this.exitInfo.reason})`);
-    if (this.network.adapters.length > 0) {
-      throw new Error(`cannot save ${this.label}: saving a VM with a network adapter is not supported yet; shut it down, or remove the adapter first`);
-    }
     if (this.vcpus.some((v) => !v.saveState)) {
       throw new Error(`saved state is supported on the emulated processor only; ${this.label} runs on ${this.backendKind} (turn it off or shut it down instead)`);
     }
@@ -243,6 +241,7 @@ export class Partition {
     return {
       vcpus: this.vcpus.map((v) => v.saveState!()), clock: this.clock.saveState(), devices: this.devices.saveState(),
       hyperv: this.hyperv.saveState(), resetPending: this.resetReason, storage: this.storage?.saveState() ?? null,
+      network: this.network.saveState(),
     };
   }
 
@@ -278,6 +277,7 @@ export class Partition {
       p.hyperv.restoreState(s.hyperv);
       // After the VMBus host reopened the channels: storvsp's negotiation and the requests it had running.
       if (p.storage && s.storage) p.storage.restoreState(s.storage);
+      p.network.restoreState(s.network ?? null);
       if (s.resetPending !== null) p.resetReason = s.resetPending;
     } catch (e) {
       p.network.stop();

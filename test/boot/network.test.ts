@@ -99,6 +99,17 @@ describe('enlightened guest with a synthetic network adapter (NAT through passt)
     await until('the guest to log what the host sent', async () => (await g.run('cat /tmp/nc-in')).out.includes('hello-from-the-host'));
   });
 
+  test('saved state: saved and restored into a new partition, the guest keeps its address and fetches again', async () => {
+    const ip = /inet (\d+\.\d+\.\d+\.\d+)/.exec(await sh('ip -4 -o addr show dev eth0'))![1];
+    const { session } = await g.saveAndRestore();
+    g = session;
+    assert.ok(g.vm.network.adapters[0].adapter.ready, 'the restored adapter carries on without renegotiating');
+    assert.match(await sh('ip -4 -o addr show dev eth0'), new RegExp(`inet ${ip.replace(/\./g, '\\.')}/`));
+    const gw = /default via (\S+)/.exec(await sh('ip route'))![1];
+    const out = await sh(`wget -q -O - http://${gw}:${httpPort}/file | wc -c`);
+    assert.equal(Number(out.trim()), Buffer.byteLength(payload));
+  });
+
   test('KVP: hv_kvp_daemon reports the DHCP address as NetworkAddressIPv4', async () => {
     const ip = /inet (\d+\.\d+\.\d+\.\d+)/.exec(await sh('ip -4 -o addr show dev eth0'))![1];
     const ics = g.vm.integrationServices!;

@@ -111,3 +111,10 @@ test('Private switch relay: a frame from one VM\'s adapter reaches the other VM\
   assert.equal(b.nic.frames.length, 1, 'a stopped VM gets nothing');
   for (const v of vms) v.net.stop();
 });
+
+test('OpenAPI documents the switch and adapter routes', async () => {
+  const doc = await f.client.call<{ paths: Record<string, Record<string, unknown>> }>('GET', '/openapi.json');
+  for (const [p, m] of [['/switches', 'get'], ['/switches', 'post'], ['/switches/{switch}', 'get'], ['/switches/{switch}', 'delete'],
+    ['/vms/{name}/network-adapters', 'get'], ['/vms/{name}/network-adapters', 'post'], ['/vms/{name}/network-adapters/{adapter}', 'delete'],
+    ['/vms/{name}/network-adapters/{adapter}/switch', 'put']] as const) assert.ok(doc.paths[p]?.[m], `${m.toUpperCase()} ${p} documented`);
+});

@@ -62,6 +62,14 @@ interface SendBuffer { gpadl: Gpadl; sections: number }
 
 class ProtocolError extends Error {}
 
+/** Saved state (Save-VM) of one adapter: negotiation, buffers (by GPADL handle) and receive slots lent out. */
+export interface NetvspState {
+  version: number; ndisMtu: number; rndis: RndisState; packetFilter: number;
+  recvGpadl: number | null; sendGpadl: number | null;
+  free: number[]; lent: Array<[string, number[]]>; nextTransaction: string;
+  pendingControl: string[];
+}
+
 export class NetvspAdapter implements ChannelProvider, NetworkEndpoint {
   readonly interfaceType = N.NETVSC_CLASS_GUID;
   readonly instance: string;
@@ -371,6 +379,45 @@ export class NetvspAdapter implements ChannelProvider, NetworkEndpoint {
     if (!ok) { recv.free.push(slot); return false; }
     this.lent.set(id, [slot]);
     return true;
+  }
+
+  saveState(): NetvspState {
+    return {
+      version: this.version, ndisMtu: this.ndisMtu, rndis: this.rndis, packetFilter: this.packetFilter,
+      recvGpadl: this.recv?.gpadl.handle ?? null, sendGpadl: this.send?.gpadl.handle ?? null,
+      free: [...(this.recv?.free ?? [])], lent: [...this.lent].map(([id, slots]) => [id.toString(), [...slots]]),
+      nextTransaction: this.nextTransaction.toString(), pendingControl: this.pendingControl.map((m) => Buffer.from(m).toString('base64')),
+    };
+  }
+
+  /**
+   * Restore after the VMBus host reopened `channel` (null: the guest had it closed). The buffers are looked up
+   * again by handle; everything is checked before anything changes.
+   */
+  restoreState(s: NetvspState, channel: Channel | null): void {
+    this.resetState();
+    this.channel = channel;
+    if (!channel) return;
+    const fail = (why: string): never => { throw new Error(`${this.name}: saved state ${why}`); };
+    if (s.version !== 0 && !(N.NVSP_VERSIONS as readonly number[]).includes(s.version)) fail(`has NVSP version 0x${s.version.toString(16)}`);
+    if (!['uninitialized', 'initialized', 'halted'].includes(s.rndis)) fail(`has RNDIS state '${s.rndis}'`);
+    let recv: ReceiveBuffer | null = null, send: SendBuffer | null = null;
+    if (s.recvGpadl !== null) {
+      const g = channel.gpadl(s.recvGpadl) ?? fail('names a receive buffer the VMBus state lacks');
+      const slots = Math.floor(g.size / N.RECV_SECTION_SIZE);
+      const all = [...s.free, ...s.lent.flatMap(([, x]) => x)];
+      if (all.length !== slots || new Set(all).size !== slots || all.some((x) => !Number.isInteger(x) || x < 0 || x >= slots)) fail('has inconsistent receive slots');
+      recv = { gpadl: g, slots, free: [...s.free] };
+    }
+    if (s.sendGpadl !== null) {
+      const g = channel.gpadl(s.sendGpadl) ?? fail('names a send buffer the VMBus state lacks');
+      send = { gpadl: g, sections: Math.floor(g.size / N.SEND_SECTION_SIZE) };
+    }
+    this.version = s.version; this.ndisMtu = Math.min(65535, Math.max(MTU + 14, s.ndisMtu)); this.rndis = s.rndis;
+    this.packetFilter = s.packetFilter >>> 0; this.recv = recv; this.send = send;
+    for (const [id, slots] of s.lent) this.lent.set(BigInt(id), [...slots]);
+    this.nextTransaction = BigInt(s.nextTransaction);
+    for (const m of s.pendingControl.slice(0, MAX_PENDING_CONTROL)) this.pendingControl.push(new Uint8Array(Buffer.from(m, 'base64')));
   }
 
   /** For logs and Get-VMNetworkAdapter. */

@@ -37,6 +37,14 @@ export class FakeNetvsc {
     ch.onPacket = (p) => this.onPacket(p);
   }
 
+  /** Take over a channel whose rings already exist (a guest moved to a restored host). */
+  adopt(ch: FakeChannel, from: FakeNetvsc): void {
+    this.ch = ch;
+    ch.onPacket = (p) => this.onPacket(p);
+    this.recvPages = from.recvPages; this.sendPages = from.sendPages;
+    this.recvGpadl = from.recvGpadl; this.sendGpadl = from.sendGpadl;
+  }
+
   private onPacket(p: GuestPacket): void {
     if (p.type === 0xb) { this.completions.set(p.transId, new DataView(p.payload.buffer, p.payload.byteOffset, p.payload.length)); return; }
     if (p.type !== 7) return;
