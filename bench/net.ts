@@ -4,7 +4,7 @@
  *   download: the guest wgets a file from an HTTP server on the host's loopback (passt's gateway mapping);
  *   upload:   the guest pipes dd into busybox nc towards a host TCP sink.
  *
- *   npm run bench:net [-- --mib N] [--processor emulated|kvm|auto]
+ *   npm run bench:net [-- --mib N] [--processor emulated|kvm|auto] [--console]
  */
 import { createServer } from 'node:http';
 import { createServer as createTcpServer, connect, type AddressInfo } from 'node:net';
@@ -75,6 +75,7 @@ async function main(): Promise<void> {
     cmdline: `${img.cmdline} hyperts.run64=${Buffer.from(script).toString('base64')}`, clockMode: 'realtime',
     ...natNetwork('00:15:5d:be:9c:01'),
     onConsoleOutput: (b) => {
+      if (args.includes('--console')) process.stderr.write(b);
       out += dec.decode(b, { stream: true });
       if (Number.isNaN(dlMs) && out.includes('bench-download-done')) dlMs = performance.now() - dlStart;
     },

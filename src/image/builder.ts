@@ -22,6 +22,16 @@ export const BUILDER_VERSION = 1;
 export const KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
 export const DEFAULT_CMDLINE = 'console=ttyS0,115200 nokaslr panic=-1';
 
+/**
+ * Programs from Debian packages beyond busybox (the storage tests and benchmarks need real mkfs.ext4 and
+ * lsblk): files copied as they are, links made, shared libraries resolved from TOOL_LIBRARY_PACKAGES + libc6.
+ */
+export const GUEST_TOOLS: ReadonlyArray<{ pkg: string; files: string[]; links?: Record<string, string> }> = [
+  { pkg: 'e2fsprogs', files: ['sbin/mke2fs', 'etc/mke2fs.conf'], links: { 'sbin/mkfs.ext4': '/sbin/mke2fs' } },
+  { pkg: 'util-linux', files: ['bin/lsblk'] },
+];
+const TOOL_LIBRARY_PACKAGES = ['libext2fs2', 'libcom-err2', 'libblkid1', 'libuuid1', 'libmount1', 'libsmartcols1', 'libudev1', 'libselinux1', 'libpcre2-8-0'];
+
 export interface ImagePaths { kernel: string; initrd: string; cmdline: string }
 
 export interface BuildImageOptions {
@@ -64,14 +74,15 @@ export async function buildDefaultImage(opts: BuildImageOptions = {}): Promise<B
   const withDaemons = opts.daemons ?? true;
 
   const kernelPkg = await resolveKernelPackage();
-  const pkgs = [KERNEL_META_PACKAGE, kernelPkg, 'busybox-static', 'base-files', ...(withDaemons ? ['hyperv-daemons', 'libc6'] : [])];
+  const pkgs = [KERNEL_META_PACKAGE, kernelPkg, 'busybox-static', 'base-files', 'libc6', ...(withDaemons ? ['hyperv-daemons'] : []),
+    ...GUEST_TOOLS.map((t) => t.pkg), ...TOOL_LIBRARY_PACKAGES];
   const debs: Record<string, string> = {};
   for (const p of pkgs) debs[p] = await fetchDeb(p, debDir, progress);
 
   const kernelVersion = kernelPkg.replace(/^linux-image-/, '');
   const init = initScript(kernelVersion);
   const h = createHash('sha256');
-  h.update(`builder ${BUILDER_VERSION}\n${GUEST_MODULES.join(',')}\n${init}\n${JSON.stringify(ETC_FILES)}\n${UDHCPC_SCRIPT}\n`);
+  h.update(`builder ${BUILDER_VERSION}\n${GUEST_MODULES.join(',')}\n${init}\n${JSON.stringify(ETC_FILES)}\n${JSON.stringify(GUEST_TOOLS)}\n${UDHCPC_SCRIPT}\n`);
   for (const p of pkgs) h.update(`${p} ${createHash('sha256').update(readFileSync(debs[p])).digest('hex')}\n`);
   const key = h.digest('hex').slice(0, 24);
 
@@ -115,6 +126,18 @@ export async function buildDefaultImage(opts: BuildImageOptions = {}): Promise<B
     for (const [p, text] of Object.entries(ETC_FILES)) cpio.add({ type: 'file', path: p, data: Buffer.from(text), mode: p === 'etc/shadow' ? 0o600 : 0o644 });
     cpio.add({ type: 'file', path: 'etc/udhcpc/default.script', data: Buffer.from(UDHCPC_SCRIPT), mode: 0o755 });
 
+    // Before busybox's applet links, so the real programs win over applets of the same name (mke2fs).
+    const libRoots = [ex['libc6'], ...TOOL_LIBRARY_PACKAGES.map((p) => ex[p])];
+    const programs: Array<{ root: string; path: string }> = [];
+    for (const t of GUEST_TOOLS) {
+      for (const f of t.files) {
+        if (!existsSync(join(ex[t.pkg], f))) throw new Error(`${t.pkg} has no ${f}`);
+        programs.push({ root: ex[t.pkg], path: f });
+      }
+      for (const [link, target] of Object.entries(t.links ?? {})) cpio.add({ type: 'symlink', path: link, target });
+    }
+    addPrograms(cpio, programs, libRoots);
+
     const bb = join(ex['busybox-static'], 'bin', 'busybox');
     cpio.add({ type: 'file', path: 'bin/busybox', data: readFileSync(bb), mode: 0o755 });
     const applets = (await run(bb, ['--list-full'], 'could not list busybox applets')).split('\n').map((s) => s.trim()).filter(Boolean);
@@ -132,7 +155,12 @@ export async function buildDefaultImage(opts: BuildImageOptions = {}): Promise<B
     const osRelease = join(ex['base-files'], 'usr', 'lib', 'os-release');
     if (existsSync(osRelease)) cpio.add({ type: 'file', path: 'etc/os-release', data: readFileSync(osRelease), mode: 0o644 });
 
-    if (withDaemons) addDaemons(cpio, ex['hyperv-daemons'], ex['libc6']);
+    if (withDaemons) {
+      const d = ex['hyperv-daemons'];
+      const files = ['usr/sbin/hv_kvp_daemon', 'usr/sbin/hv_vss_daemon', 'usr/sbin/hv_fcopy_daemon',
+        'usr/libexec/hypervkvpd/hv_get_dns_info', 'usr/libexec/hypervkvpd/hv_get_dhcp_info'];
+      addPrograms(cpio, files.filter((f) => existsSync(join(d, f))).map((f) => ({ root: d, path: f })), libRoots);
+    }
 
     const raw = cpio.finish();
     const tmp = paths.initrd + '.tmp';
@@ -182,31 +210,32 @@ export async function fetchDeb(pkg: string, dir: string, progress: Progress): Pr
   return file;
 }
 
-function addDaemons(cpio: CpioWriter, daemons: string, libc: string): void {
-  const bins = ['usr/sbin/hv_kvp_daemon', 'usr/sbin/hv_vss_daemon', 'usr/sbin/hv_fcopy_daemon'];
-  const scripts = ['usr/libexec/hypervkvpd/hv_get_dns_info', 'usr/libexec/hypervkvpd/hv_get_dhcp_info'];
+/**
+ * Copies files into the image; for ELF programs also the shared libraries they need, transitively, found in
+ * `libRoots` (extracted library packages).
+ */
+function addPrograms(cpio: CpioWriter, files: Array<{ root: string; path: string }>, libRoots: string[]): void {
   const libDirs = ['lib/x86_64-linux-gnu', 'usr/lib/x86_64-linux-gnu'];
   const needed = new Set<string>(['ld-linux-x86-64.so.2']);
-  for (const b of [...bins, ...scripts]) {
-    const p = join(daemons, b);
-    if (!existsSync(p)) continue;
-    const data = readFileSync(p);
-    cpio.add({ type: 'file', path: b, data, mode: 0o755 });
-    if (bins.includes(b)) for (const l of neededLibraries(data)) needed.add(l);
+  const isElf = (b: Uint8Array): boolean => b.length > 4 && b[0] === 0x7f && b[1] === 0x45 && b[2] === 0x4c && b[3] === 0x46;
+  for (const f of files) {
+    if (cpio.has(f.path)) continue;
+    const data = readFileSync(join(f.root, f.path));
+    cpio.add({ type: 'file', path: f.path, data, mode: f.path.startsWith('etc/') ? 0o644 : 0o755 });
+    if (isElf(data)) for (const l of neededLibraries(data)) needed.add(l);
   }
-  // Resolve libraries transitively inside the libc6 package.
   const queue = [...needed];
   while (queue.length) {
     const lib = queue.shift()!;
-    const dir = libDirs.find((d) => existsSync(join(libc, d, lib)));
-    if (!dir) throw new Error(`hyperv-daemons need ${lib}, which libc6 does not provide`);
-    const real = realpathSync(join(libc, dir, lib));
-    const data = readFileSync(real);
+    let found: string | null = null;
+    for (const r of libRoots) for (const d of libDirs) if (!found && existsSync(join(r, d, lib))) found = join(r, d, lib);
+    if (!found) throw new Error(`guest programs need ${lib}, which none of the library packages provides`);
+    const data = readFileSync(realpathSync(found));
     const target = `lib/x86_64-linux-gnu/${lib}`;
     if (!cpio.has(target)) cpio.add({ type: 'file', path: target, data, mode: 0o755 });
     for (const l of neededLibraries(data)) if (!needed.has(l)) { needed.add(l); queue.push(l); }
   }
-  cpio.add({ type: 'symlink', path: 'lib64/ld-linux-x86-64.so.2', target: '/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2' });
+  if (!cpio.has('lib64/ld-linux-x86-64.so.2')) cpio.add({ type: 'symlink', path: 'lib64/ld-linux-x86-64.so.2', target: '/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2' });
 }
 
 async function gzipToFile(data: Buffer, file: string, update: (f: number) => void): Promise<void> {

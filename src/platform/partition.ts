@@ -13,7 +13,7 @@ import { createPlatformDevices, type PlatformDevices, type PlatformDevicesState 
 import { HyperVStack, type HyperVStackState } from '../vsp/hyperv-stack.js';
 import { checkShape, decodeSavedState, encodeSavedState, readSavedStateFile, SavedStateError, type SavedStateInfo } from './saved-state.js';
 import type { IntegrationServices } from '../vsp/ic/integration-services.js';
-import type { HardwareConfig } from './hardware.js';
+import type { DriveConfig, HardwareConfig } from './hardware.js';
 import { assembleNetwork, type NetworkAssembly, type NetworkState, type SwitchConfig } from './assemble-network.js';
 import { ScsiStorage, type DiskOpener, type StorageState } from './assemble-storage.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
@@ -90,6 +90,8 @@ export class Partition {
   storage: ScsiStorage | null = null;
 
   private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory) {
+    // Own copy: hot add/remove updates it, and the caller's description stays as it was.
+    if (config.hardware) config = this.config = { ...config, hardware: structuredClone(config.hardware) };
     this.backendKind = backend.kind;
     this.memory = memory;
     this.log = config.log ?? (() => {});
@@ -290,6 +292,26 @@ export class Partition {
     // Like Hyper-V after a restore: push the host's time so the guest clock catches up.
     setImmediate(() => { void p.hyperv.ics?.timeSync.syncNow().catch(() => {}); });
     return p;
+  }
+
+  /**
+   * Add-VMHardDiskDrive on a running VM: opens the drive's disk and attaches it (the guest rescans its SCSI
+   * bus). The partition's hardware description follows, so a later save and restore keeps the drive.
+   */
+  async addDrive(d: DriveConfig): Promise<void> {
+    if (d.controllerType !== 'scsi') throw new Error('only SCSI drives can be added while the VM runs (IDE drives need the VM off)');
+    if (!this.storage) throw new Error(`${this.label} has no SCSI controller; add one while it is off`);
+    await this.storage.addDrive(d);
+    const hw = this.config.hardware!;
+    hw.drives = [...hw.drives, { ...d }];
+  }
+
+  /** Remove-VMHardDiskDrive on a running VM: the guest drops the disk; it is closed once its I/O finished. */
+  async removeDrive(controllerNumber: number, controllerLocation: number): Promise<void> {
+    if (!this.storage) throw new Error(`${this.label} has no SCSI controller`);
+    await this.storage.removeDrive(controllerNumber, controllerLocation);
+    const hw = this.config.hardware!;
+    hw.drives = hw.drives.filter((x) => !(x.controllerType === 'scsi' && x.controllerNumber === controllerNumber && x.controllerLocation === controllerLocation));
   }
 
   /** The VM's integration services (heartbeat, shutdown, time sync, KVP, VSS); null when unenlightened. */

@@ -1,0 +1,109 @@
+/**
+ * The small file interface the disk formats are written against. The real one is a Node FileHandle; tests put a
+ * layer underneath that loses every write not yet flushed (simulated power loss) or crashes at a chosen point.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import { punchHole } from './host-io.js';
+
+export interface BlockFile {
+  readonly path: string;
+  /** Reads up to buf.length bytes at pos; returns how many were read (fewer only at end of file). */
+  read(buf: Uint8Array, pos: number): Promise<number>;
+  write(data: Uint8Array, pos: number): Promise<void>;
+  size(): Promise<number>;
+  truncate(len: number): Promise<void>;
+  /** Everything written before is durable (fdatasync). */
+  flush(): Promise<void>;
+  /** The range reads as zeros afterwards; gives space back where the host can. */
+  zeroRange(pos: number, len: number): Promise<void>;
+  close(): Promise<void>;
+  /** The OS descriptor, when there is one (locking). */
+  readonly fd?: number;
+}
+
+/** Reads exactly buf.length bytes; bytes past end of file read as zeros. */
+export async function readFull(f: BlockFile, buf: Uint8Array, pos: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const n = await f.read(buf.subarray(done), pos + done);
+    if (n <= 0) { buf.fill(0, done); return; }
+    done += n;
+  }
+}
+
+const ZERO_CHUNK = new Uint8Array(1024 * 1024);
+
+export class NodeFile implements BlockFile {
+  private constructor(readonly path: string, private readonly h: FileHandle, readonly readOnly: boolean) {}
+  get fd(): number { return this.h.fd; }
+
+  static async open(path: string, readOnly: boolean, create = false): Promise<NodeFile> {
+    const h = await open(path, create ? 'wx+' : readOnly ? 'r' : 'r+');
+    return new NodeFile(path, h, readOnly);
+  }
+  async read(buf: Uint8Array, pos: number): Promise<number> {
+    let done = 0;
+    while (done < buf.length) {
+      const { bytesRead } = await this.h.read(buf, done, buf.length - done, pos + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return done;
+  }
+  async write(data: Uint8Array, pos: number): Promise<void> {
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.h.write(data, done, data.length - done, pos + done);
+      done += bytesWritten;
+    }
+  }
+  async size(): Promise<number> { return (await this.h.stat()).size; }
+  async truncate(len: number): Promise<void> { await this.h.truncate(len); }
+  async flush(): Promise<void> { await this.h.datasync(); }
+  async zeroRange(pos: number, len: number): Promise<void> {
+    if (len <= 0) return;
+    if (punchHole(this.h.fd, pos, len)) return;
+    for (let off = 0; off < len; off += ZERO_CHUNK.length) {
+      await this.write(ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, len - off)), pos + off);
+    }
+  }
+  async close(): Promise<void> { await this.h.close(); }
+}
+
+/**
+ * A read-only view of a file with sector writes laid over it in memory: a dirty VHDX opened read-only is
+ * replayed here instead of on disk.
+ */
+export class OverlayFile implements BlockFile {
+  private readonly sectors = new Map<number, Uint8Array>();
+  private extendedSize = 0;
+  constructor(private readonly inner: BlockFile) {}
+  get path(): string { return this.inner.path; }
+  get fd(): number | undefined { return this.inner.fd; }
+  /** Lays 4 KiB-aligned data (or zeros) over the file. */
+  put(offset: number, data: Uint8Array | null, length: number): void {
+    for (let o = 0; o < length; o += 4096) this.sectors.set(offset + o, data ? data.subarray(o, o + 4096) : new Uint8Array(4096));
+    this.extendedSize = Math.max(this.extendedSize, offset + length);
+  }
+  extendTo(size: number): void { this.extendedSize = Math.max(this.extendedSize, size); }
+  async read(buf: Uint8Array, pos: number): Promise<number> {
+    await readFull(this.inner, buf, pos);
+    if (this.sectors.size > 0) {
+      const first = Math.floor(pos / 4096) * 4096;
+      for (let s = first; s < pos + buf.length; s += 4096) {
+        const d = this.sectors.get(s);
+        if (!d) continue;
+        const from = Math.max(s, pos), to = Math.min(s + 4096, pos + buf.length);
+        buf.set(d.subarray(from - s, to - s), from - pos);
+      }
+    }
+    const size = await this.size();
+    return Math.max(0, Math.min(buf.length, size - pos));
+  }
+  async size(): Promise<number> { return Math.max(await this.inner.size(), this.extendedSize); }
+  async write(): Promise<void> { throw new Error(`${this.path} is open read-only`); }
+  async truncate(): Promise<void> { throw new Error(`${this.path} is open read-only`); }
+  async flush(): Promise<void> { /* nothing to make durable */ }
+  async zeroRange(): Promise<void> { throw new Error(`${this.path} is open read-only`); }
+  async close(): Promise<void> { await this.inner.close(); }
+}

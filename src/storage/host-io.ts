@@ -1,0 +1,87 @@
+/**
+ * Host calls Node does not offer, bound with koffi: fallocate(PUNCH_HOLE) and fcntl OFD locks.
+ * Loaded lazily; every caller has a fallback when the binding or the call is unavailable.
+ */
+import { createRequire } from 'node:module';
+
+interface HostCalls {
+  fallocate(fd: number, mode: number, off: number, len: number): number;
+  fcntlLock(fd: number, cmd: number, flock: Uint8Array): number;
+  errno(): number;
+}
+
+let cached: HostCalls | null | undefined;
+
+function host(): HostCalls | null {
+  if (cached !== undefined) return cached;
+  try {
+    const require = createRequire(import.meta.url);
+    const koffi = require('koffi') as typeof import('koffi');
+    const lib = koffi.load('libc.so.6');
+    const fallocate = lib.func('int fallocate(int fd, int mode, int64_t off, int64_t len)');
+    const fcntl = lib.func('int fcntl(int fd, int cmd, void *arg)');
+    cached = {
+      fallocate: (fd, mode, off, len) => fallocate(fd, mode, off, len) as number,
+      fcntlLock: (fd, cmd, fl) => fcntl(fd, cmd, fl) as number,
+      errno: () => koffi.errno(),
+    };
+  } catch {
+    cached = null;
+  }
+  return cached;
+}
+
+const FALLOC_FL_KEEP_SIZE = 1;
+const FALLOC_FL_PUNCH_HOLE = 2;
+
+/** Deallocates [off, off+len) so it reads as zeros, keeping the file size. False if the host cannot. */
+export function punchHole(fd: number, off: number, len: number): boolean {
+  const h = host();
+  if (!h) return false;
+  return h.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) === 0;
+}
+
+const F_OFD_GETLK = 36;
+const F_OFD_SETLK = 37;
+const F_WRLCK = 1;
+const F_RDLCK = 0;
+const F_UNLCK = 2;
+const EAGAIN = 11;
+const EACCES = 13;
+
+/** struct flock (x86-64): l_type s16, l_whence s16, pad, l_start s64, l_len s64, l_pid s32, pad. */
+function flock(type: number): Uint8Array {
+  const b = new Uint8Array(32);
+  const dv = new DataView(b.buffer);
+  dv.setInt16(0, type, true);
+  dv.setInt16(2, 0, true); // SEEK_SET; whole file (start 0, len 0)
+  return b;
+}
+
+export type LockResult = 'locked' | 'busy' | 'unsupported';
+
+/**
+ * An open-file-description lock on the whole file: released by the kernel when the descriptor closes or the
+ * process dies, so a crashed holder never leaves a stale lock.
+ */
+export function ofdLock(fd: number, exclusive: boolean): LockResult {
+  const h = host();
+  if (!h) return 'unsupported';
+  const r = h.fcntlLock(fd, F_OFD_SETLK, flock(exclusive ? F_WRLCK : F_RDLCK));
+  if (r === 0) return 'locked';
+  const e = h.errno();
+  return e === EAGAIN || e === EACCES ? 'busy' : 'unsupported';
+}
+
+export function ofdUnlock(fd: number): void {
+  host()?.fcntlLock(fd, F_OFD_SETLK, flock(F_UNLCK));
+}
+
+/** Whether another descriptor holds a conflicting lock (for messages). */
+export function ofdConflict(fd: number, exclusive: boolean): boolean {
+  const h = host();
+  if (!h) return false;
+  const b = flock(exclusive ? F_WRLCK : F_RDLCK);
+  if (h.fcntlLock(fd, F_OFD_GETLK, b) !== 0) return false;
+  return new DataView(b.buffer).getInt16(0, true) !== F_UNLCK;
+}

@@ -1,0 +1,63 @@
+/**
+ * Opening disk files: the entry point the VM worker, CLI and REST API use.
+ *
+ *   const disk = await openDisk('/vms/a/disk.vhdx', { readOnly: false, purpose: 'VM a' });
+ *   await createVhdx({ path, sizeBytes: 64 << 30, type: 'dynamic' });
+ *
+ * The format is chosen by content (a "vhdxfile" signature means VHDX); a .vhdx/.avhdx name without the
+ * signature is an error rather than silently treated as raw.
+ */
+import { open } from 'node:fs/promises';
+import { extname } from 'node:path';
+import type { Disk } from './disk.js';
+import { RawDisk, type OpenRawOptions } from './raw.js';
+import { VhdxDisk } from './vhdx/vhdx-disk.js';
+import { VhdxFormatError } from './vhdx/format.js';
+
+export { createVhdx, CreateDiskError, type CreateVhdxOptions } from './vhdx/create.js';
+export { VhdxDisk } from './vhdx/vhdx-disk.js';
+export { VhdxFormatError } from './vhdx/format.js';
+export { RawDisk } from './raw.js';
+export { DiskLockedError } from './lock.js';
+
+export interface OpenDiskOptions {
+  readOnly?: boolean;
+  /** Named in "in use" errors (e.g. "VM web01"). */
+  purpose?: string;
+  /** Raw images only: sector sizes to present (default 512). */
+  logicalSectorSize?: 512 | 4096;
+  physicalSectorSize?: 512 | 4096;
+  /** Skip the file lock (inspection only). */
+  lock?: boolean;
+}
+
+export type DiskFormat = 'vhdx' | 'vhd' | 'raw';
+
+/** The format of a disk file by its content. */
+export async function detectFormat(path: string): Promise<DiskFormat> {
+  const f = await open(path, 'r');
+  try {
+    const b = Buffer.alloc(8);
+    await f.read(b, 0, 8, 0);
+    if (b.toString('latin1') === 'vhdxfile') return 'vhdx';
+    const size = (await f.stat()).size;
+    if (size >= 512) {
+      const t = Buffer.alloc(8);
+      await f.read(t, 0, 8, size - 512);
+      if (t.toString('latin1') === 'conectix') return 'vhd';
+    }
+    return 'raw';
+  } finally {
+    await f.close();
+  }
+}
+
+export async function openDisk(path: string, o: OpenDiskOptions = {}): Promise<Disk> {
+  const fmt = await detectFormat(path);
+  const ext = extname(path).toLowerCase();
+  if (fmt === 'vhd') throw new VhdxFormatError(path, 'legacy VHD files are not supported; convert it: qemu-img convert -O vhdx in.vhd out.vhdx');
+  if (fmt === 'raw' && (ext === '.vhdx' || ext === '.avhdx')) throw new VhdxFormatError(path, 'not a VHDX file (no "vhdxfile" signature); the file is damaged or has the wrong name');
+  if (fmt === 'vhdx') return VhdxDisk.open(path, { readOnly: o.readOnly, purpose: o.purpose, lock: o.lock });
+  const ro: OpenRawOptions = { readOnly: o.readOnly, purpose: o.purpose, lock: o.lock, logicalSectorSize: o.logicalSectorSize, physicalSectorSize: o.physicalSectorSize };
+  return RawDisk.open(path, ro);
+}
