@@ -12,7 +12,6 @@ import { existsSync } from 'node:fs';
 import { Partition } from '../src/platform/partition.js';
 import { natNetwork } from '../src/platform/assemble-network.js';
 import { defaultImagePaths } from '../src/image/builder.js';
-import { RUN_EXIT_MARKER } from '../src/image/init-script.js';
 
 const args = process.argv.slice(2);
 const opt = (n: string, d: string): string => (args.includes(n) ? args[args.indexOf(n) + 1] : d);
@@ -65,7 +64,7 @@ async function main(): Promise<void> {
     'for i in $(seq 1 100); do ip route | grep -q default && break; sleep 0.2; done',
     "GW=$(ip route | sed -n 's/^default via \\([^ ]*\\).*/\\1/p')",
     `wget -q -O /dev/null http://$GW:${httpPort}/big && echo bench-download-done`,
-    `dd if=/dev/zero bs=64k count=${mib * 16} 2>/dev/null | nc $GW ${up.port}`,
+    `dd if=/dev/zero bs=64k count=${mib * 16} 2>/dev/null | nc $GW ${up.port}; echo bench-upload-status=$?`,
   ].join('; ');
   let out = '', dlMs = NaN;
   const dec = new TextDecoder();
@@ -83,12 +82,13 @@ async function main(): Promise<void> {
   const exit = await vm.start();
   const cpu = process.cpuUsage(c0);
   http.close();
-  if (exit.code !== 0 || !out.includes(`${RUN_EXIT_MARKER}0`)) throw new Error(`guest run failed: ${exit.reason}\n${out.slice(-1500)}`);
-  const upload = await up.done;
+  const nic = vm.network.adapters[0].adapter.stats;
+  if (exit.code !== 0 || !out.includes('bench-download-done')) throw new Error(`guest run failed: ${exit.reason}\n${out.slice(-1500)}\nadapter ${JSON.stringify(nic)}`);
+  const upload = await Promise.race([up.done, new Promise<{ bytes: number; ms: number }>((r) => setTimeout(() => r({ bytes: 0, ms: NaN }), 5000))]);
+  if (!out.includes('bench-upload-status=0')) console.log(`upload failed in the guest: ${/nc: [^\n]*/.exec(out)?.[0] ?? '?'}; adapter ${JSON.stringify(nic)}`);
   const guestDown = bytes / 1048576 / (dlMs / 1000);
   const guestUp = upload.bytes / 1048576 / (upload.ms / 1000);
   const ref = await loopbackReference();
-  const nic = vm.network.adapters[0].adapter.stats;
   console.log(`netvsp + passt (${vm.backendKind} processor), ${mib} MiB each way:`);
   console.log(`  download (host -> guest, wget): ${guestDown.toFixed(1)} MiB/s; reference loopback ${ref.down.toFixed(0)} MiB/s; ratio ${(ref.down / guestDown).toFixed(1)}x`);
   console.log(`  upload   (guest -> host, nc):   ${guestUp.toFixed(1)} MiB/s (${upload.bytes} bytes); ratio ${(ref.up / guestUp).toFixed(1)}x`);

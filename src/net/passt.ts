@@ -43,7 +43,9 @@ export function parseForward(text: string, protocol: 'tcp' | 'udp' = 'tcp'): Por
 export function passtArguments(o: PasstOptions): string[] {
   const args = ['--foreground', '--quiet', '--fd', '3', '--mtu', String(o.mtu ?? 1500)];
   for (const f of o.forwards ?? []) args.push(f.protocol === 'tcp' ? '-t' : '-u', `${f.hostPort}:${f.guestPort}`);
-  return args;
+  // Debugging aid: e.g. HYPERTS_PASST_ARGS="--debug --log-file /tmp/passt.log" (--quiet is dropped then).
+  const extra = process.env.HYPERTS_PASST_ARGS?.trim();
+  return extra ? [...args.filter((a) => a !== '--quiet'), ...extra.split(/\s+/)] : args;
 }
 
 export class PasstBackend implements NetworkEndpoint {
