@@ -30,6 +30,12 @@ export interface PasstStats { toPasst: number; fromPasst: number; dropped: numbe
 const MAX_FRAME = 65535;
 /** Bytes queued towards passt beyond which frames are dropped (a flooding guest must not grow memory). */
 const MAX_QUEUED_BYTES = 4 << 20;
+/**
+ * Largest single write to passt. passt (bookworm's version) loses its place in the stream when a read ends
+ * inside a frame, and Linux queues an AF_UNIX stream write as pieces of at most ~32 KiB that a reader may
+ * see separately. So frames go out in writes of whole frames no bigger than this, one write at a time.
+ */
+const MAX_WRITE = 32 * 1024;
 const MAX_RESTART_DELAY_MS = 30_000;
 
 /** `-t 8080:80` style arguments, checked. */
@@ -59,6 +65,10 @@ export class PasstBackend implements NetworkEndpoint {
   private timer: NodeJS.Timeout | null = null;
   private readonly log: (m: string) => void;
   private stderrTail = '';
+  /** Framed frames waiting for the write in flight to finish. */
+  private outQueue: Buffer[] = [];
+  private outBytes = 0;
+  private writing = false;
   /** Resolves each time passt is (re)started and its socket is ready. */
   private startedWaiters: Array<() => void> = [];
 
@@ -100,12 +110,26 @@ export class PasstBackend implements NetworkEndpoint {
   /** A frame from the switch (a guest's transmission): to passt, framed. */
   deliver(frame: Uint8Array): void {
     const s = this.sock;
-    if (!s || frame.length < 14 || frame.length > MAX_FRAME || s.writableLength > MAX_QUEUED_BYTES) { this.stats.dropped++; return; }
+    if (!s || frame.length < 14 || frame.length > MAX_FRAME || this.outBytes > MAX_QUEUED_BYTES) { this.stats.dropped++; return; }
     const out = Buffer.allocUnsafe(4 + frame.length);
     out.writeUInt32BE(frame.length, 0);
     out.set(frame, 4);
-    s.write(out);
+    this.outQueue.push(out);
+    this.outBytes += out.length;
     this.stats.toPasst++;
+    if (!this.writing) this.writeNext(s);
+  }
+
+  /** One write of whole frames (up to MAX_WRITE) at a time; the next starts when it completed. */
+  private writeNext(s: Duplex): void {
+    if (this.sock !== s || this.outQueue.length === 0) { this.writing = false; return; }
+    let n = 0, bytes = 0;
+    while (n < this.outQueue.length && (n === 0 || bytes + this.outQueue[n].length <= MAX_WRITE)) bytes += this.outQueue[n++].length;
+    const batch = n === 1 ? this.outQueue[0] : Buffer.concat(this.outQueue.slice(0, n), bytes);
+    this.outQueue.splice(0, n);
+    this.outBytes -= bytes;
+    this.writing = true;
+    s.write(batch, (err) => { if (err) { this.writing = false; return; } this.writeNext(s); });
   }
 
   private spawn(): void {
@@ -160,6 +184,7 @@ export class PasstBackend implements NetworkEndpoint {
   private closeSocket(): void {
     const s = this.sock;
     this.sock = null;
+    this.outQueue = []; this.outBytes = 0; this.writing = false;
     s?.destroy();
   }
 
