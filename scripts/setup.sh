@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything hyperts needs on a Debian host: Debian packages (.ci/packages.txt), npm packages,
-# the TypeScript build, and the default guest image (built from Debian packages, cached).
+# the TypeScript build, the default guest image and (as root) the Debian root disk (built from Debian packages, cached).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,3 +28,9 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 npx tsc -p .
 node dist/src/cli/main.js image build
+# The Debian root disk (boot tests of SCSI roots): debootstrap needs root.
+if [ "$(id -u)" -eq 0 ]; then
+  node dist/src/cli/main.js image build --rootfs
+else
+  echo "setup: skipping the Debian root disk (needs root): sudo node dist/src/cli/main.js image build --rootfs" >&2
+fi

@@ -1,6 +1,7 @@
 /** `hyperts check [--json] [--no-speed] [--device PATH]`: can this host run the kvm and emulated backends? */
 import { evaluateHost, type CheckReport } from '../host/check.js';
 import { probeHost } from '../host/probe.js';
+import { isolationSupport, type IsolationSupport } from '../vmms/sandbox.js';
 
 const MARK: Record<string, string> = { ok: 'yes ', missing: 'NO  ', warn: 'warn', info: '    ' };
 
@@ -15,6 +16,15 @@ export function formatReport(r: CheckReport): string {
   }
   lines.push('', r.choice ? `run --processor auto uses: ${r.choice} (${r.why})` : `no backend can run: ${r.why}`, '');
   return lines.join('\n');
+}
+
+/** The VM worker sandbox (hyperts serve): bubblewrap, and the cgroup limits around it. */
+export function isolationItems(i: IsolationSupport): CheckReport['items'] {
+  return [
+    { name: 'VM worker isolation', status: i.available ? 'ok' : 'warn', detail: i.available ? 'bubblewrap sandbox with seccomp (no network, read-only root, own folder only)' : `${i.notes[0]}; VMs run with the service's rights` },
+    { name: 'Worker memory limit', status: i.memoryLimit ? 'ok' : 'warn', detail: i.memoryLimit ?? 'no writable memory cgroup (a runaway worker is limited by nothing)' },
+    { name: 'Worker process limit', status: i.pidsLimit ? 'ok' : 'warn', detail: i.pidsLimit ?? 'no writable pids cgroup' },
+  ];
 }
 
 export default async function check(args: string[]): Promise<number> {
@@ -36,7 +46,9 @@ export default async function check(args: string[]): Promise<number> {
   }
   const facts = await probeHost({ devicePath, measureSpeed });
   const report = evaluateHost(facts);
-  if (json) process.stdout.write(`${JSON.stringify({ facts, ...report }, null, 2)}\n`);
+  const isolation = isolationSupport();
+  report.items.push(...isolationItems(isolation));
+  if (json) process.stdout.write(`${JSON.stringify({ facts, ...report, isolation }, null, 2)}\n`);
   else process.stdout.write(formatReport(report));
   return report.choice ? 0 : 1;
 }

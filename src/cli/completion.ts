@@ -1,6 +1,6 @@
 /** `hyperts completion bash`: prints a bash completion script (commands, options, VM names, service names). */
 const OPTIONS: Record<string, string> = {
-  'new-vm': '--memory --cpus --processor --enlightened --kernel --initrd --cmdline --com1 --notes --disable-ic --json',
+  'new-vm': '--memory --cpus --processor --enlightened --kernel --initrd --cmdline --com1 --notes --disable-ic --new-vhd-path --new-vhd-size-bytes --vhd-path --json',
   'get-vm': '--json --names',
   'set-vm': '--memory --cpus --processor --enlightened --kernel --initrd --cmdline --com1 --notes --new-name --json',
   'start-vm': '--json', 'suspend-vm': '--json', 'resume-vm': '--json', 'restart-vm': '--json', 'save-vm': '--json',
@@ -13,20 +13,30 @@ const OPTIONS: Record<string, string> = {
   'add-vmnetworkadapter': '--name --switch-name --static-mac-address --json', 'get-vmnetworkadapter': '--json',
   'remove-vmnetworkadapter': '', 'connect-vmnetworkadapter': '--switch-name --json', 'disconnect-vmnetworkadapter': '--json',
   'checkpoint-vm': '--snapshot-name --json', 'get-vmsnapshot': '--json', 'restore-vmsnapshot': '--json', 'rename-vmsnapshot': '--json', 'remove-vmsnapshot': '',
-  serve: '--data-dir --listen --token-file --quiet',
-  run: '--processor --kernel --initrd --append --memory --cpus --enlightenments --gdb --clock --quiet',
-  check: '--json --no-speed --device', image: 'build', completion: 'bash',
+  'add-vmharddiskdrive': '--path --controller-type --controller-number --controller-location --json', 'get-vmharddiskdrive': '--json',
+  'remove-vmharddiskdrive': '--controller-type --controller-number --controller-location', 'add-vmscsicontroller': '',
+  'set-vmdvddrive': '--path --controller-number --controller-location --json', 'get-vmdvddrive': '--json',
+  'new-vhd': '--size-bytes --dynamic --fixed --parent-path --block-size-bytes --logical-sector-size-bytes --physical-sector-size-bytes --json',
+  'get-vhd': '--json', 'resize-vhd': '--size-bytes --json', 'merge-vhd': '--destination-path --json', 'convert-vhd': '--vhd-type --json',
+  'optimize-vhd': '--json', 'test-vhd': '--json',
+  serve: '--data-dir --listen --tls-cert --tls-key --insecure-http --allowed-host --token-file --path-root --no-isolation --quiet',
+  run: '--processor --kernel --initrd --append --memory --cpus --enlightenments --gdb --clock --quiet --vhd --dvd',
+  check: '--json --no-speed --device', image: 'build path --force --rootfs --mirror', completion: 'bash', 'console-url': '--url --data-dir --token-file',
 };
-const CONNECTION = '--data-dir --url --token';
+const CONNECTION = '--data-dir --url --token-file';
 const TAKES_VM = ['get-vm', 'set-vm', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'save-vm', 'remove-vmsavedstate', 'remove-vm', 'connect-vm',
   'get-vmintegrationservice', 'enable-vmintegrationservice', 'disable-vmintegrationservice', 'get-vmkvp', 'set-vmkvp', 'get-vmevent',
-  'checkpoint-vm', 'get-vmsnapshot', 'restore-vmsnapshot', 'rename-vmsnapshot', 'remove-vmsnapshot'];
+  'checkpoint-vm', 'get-vmsnapshot', 'restore-vmsnapshot', 'rename-vmsnapshot', 'remove-vmsnapshot',
+  'add-vmharddiskdrive', 'get-vmharddiskdrive', 'remove-vmharddiskdrive', 'add-vmscsicontroller', 'set-vmdvddrive', 'get-vmdvddrive'];
+/** Commands whose first argument is a file. */
+const TAKES_FILE = ['new-vhd', 'get-vhd', 'resize-vhd', 'merge-vhd', 'convert-vhd', 'optimize-vhd', 'test-vhd'];
 const VALUES: Record<string, string> = {
+  '--controller-type': 'SCSI IDE', '--vhd-type': 'fixed dynamic', '--logical-sector-size-bytes': '512 4096', '--physical-sector-size-bytes': '512 4096',
   '--processor': 'auto kvm emulated', '--enlightened': 'on off', '--enlightenments': 'on off', '--com1': 'console none', '--clock': 'realtime warp',
 };
 
 export function bashCompletion(): string {
-  const cases = Object.entries(OPTIONS).map(([c, o]) => `    ${c}) opts="${o}${c.includes('vm') ? ` ${CONNECTION}` : ''}" ;;`).join('\n');
+  const cases = Object.entries(OPTIONS).map(([c, o]) => `    ${c}) opts="${o}${c.includes('vm') || c.includes('vhd') ? ` ${CONNECTION}` : ''}" ;;`).join('\n');
   const values = Object.entries(VALUES).map(([o, v]) => `    ${o}) COMPREPLY=($(compgen -W "${v}" -- "$cur")); return ;;`).join('\n');
   return `# bash completion for hyperts: source <(hyperts completion bash)
 _hyperts() {
@@ -40,7 +50,7 @@ _hyperts() {
   cmd="\${COMP_WORDS[1]}"
   case "$prev" in
 ${values}
-    --kernel|--initrd|--data-dir|--token-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --kernel|--initrd|--data-dir|--token-file|--tls-cert|--tls-key|--path|--vhd-path|--new-vhd-path|--parent-path|--destination-path) COMPREPLY=($(compgen -f -- "$cur")); return ;;
   esac
   case "$cmd" in
 ${cases}
@@ -56,6 +66,9 @@ ${cases}
         COMPREPLY=($(compgen -W "Heartbeat Shutdown timesync kvp VSS" -- "$cur"))
         return
       fi ;;
+  esac
+  case " ${TAKES_FILE.join(' ')} " in
+    *" $cmd "*) COMPREPLY=($(compgen -f -- "$cur")); return ;;
   esac
   case " ${TAKES_VM.join(' ')} " in
     *" $cmd "*)

@@ -2,14 +2,13 @@
  * `hyperts run`: boot a transient VM with the serial console on this terminal (Ctrl-A X quits, as in QEMU).
  */
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { parseArgs, parseSize, UsageError } from './args.js';
 import { Partition, type PartitionConfig } from '../platform/partition.js';
 import { natNetwork } from '../platform/assemble-network.js';
+import type { HardwareConfig, NetworkAdapterConfig } from '../platform/hardware.js';
 import { parseForward } from '../net/passt.js';
 import { parseMac, randomHyperVMac, formatMac } from '../net/mac.js';
-import type { DriveConfig } from '../platform/hardware.js';
-import { SCSI_LOCATIONS } from '../platform/hardware.js';
+import { hardwareFromDriveOptions, takeRepeated } from './drive-args.js';
 
 const help = `usage: hyperts run [options]
 
@@ -28,8 +27,10 @@ const help = `usage: hyperts run [options]
                                   DHCP, DNS, outbound TCP/UDP; the gateway address reaches this host's loopback)
   --nic-forward H:G[,H:G...]      with --nic: forward host TCP port H to guest port G
   --nic-mac MAC                   with --nic: a static MAC (default: random in Hyper-V's 00:15:5d range)
-  --vhd PATH[,readonly]           attach a disk image to the synthetic SCSI controller (repeatable; the
-                                  first is location 0, the next 1, ...); raw images for now
+  --vhd PATH[,controller=scsi|ide][,location=L|C:L][,readonly]
+                                  attach a disk (VHDX or raw; repeatable): synthetic SCSI controller 0 by
+                                  default (locations 0, 1, ...), or the emulated IDE controller (Gen 1 PIIX4)
+  --dvd ISO                       put an ISO image in a DVD drive on IDE (1:0 unless taken)
   --quiet                         do not print hyperts' own status lines
 
 Ctrl-A X quits; Ctrl-A A sends a literal Ctrl-A.
@@ -77,30 +78,13 @@ export default async function run(args: string[]): Promise<number> {
   }
 }
 
-/** `--vhd PATH[,readonly]` may repeat: each becomes the next location of SCSI controller 0. */
-function takeDrives(args: string[]): { rest: string[]; drives: DriveConfig[] } {
-  const rest: string[] = [], drives: DriveConfig[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (a !== '--vhd' && !a.startsWith('--vhd=')) { rest.push(a); continue; }
-    const v = a === '--vhd' ? args[++i] : a.slice(6);
-    if (!v) throw new UsageError('run: --vhd needs a disk image path, e.g. --vhd disk.img or --vhd disk.img,readonly');
-    const parts = v.split(',');
-    const path = parts[0];
-    for (const flag of parts.slice(1)) if (flag !== 'readonly' && flag !== 'ro') throw new UsageError(`run: --vhd ${v}: unknown flag '${flag}' (only 'readonly')`);
-    if (!existsSync(path)) throw new UsageError(`run: disk image '${path}' does not exist (create one with e.g. truncate -s 1G ${path})`);
-    if (drives.length >= SCSI_LOCATIONS) throw new UsageError(`run: at most ${SCSI_LOCATIONS} --vhd disks fit one SCSI controller`);
-    drives.push({ controllerType: 'scsi', controllerNumber: 0, controllerLocation: drives.length, kind: 'disk', path: resolve(path), readOnly: parts.length > 1 });
-  }
-  return { rest, drives };
-}
-
 async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { quiet: boolean }> {
-  const { rest: args, drives } = takeDrives(allArgs);
+  const { rest: args, values: vhds } = takeRepeated(allArgs, 'vhd');
   const { opts, positional } = parseArgs(args, {
     processor: 'string', kernel: 'string', initrd: 'string', append: 'string', memory: 'string', cpus: 'string',
     enlightenments: 'string', gdb: 'string', 'gdb-wait': 'boolean', clock: 'string', quiet: 'boolean',
     nic: 'boolean', 'nic-forward': 'string', 'nic-mac': 'string',
+    dvd: 'string',
   }, 'run');
   if (positional.length) throw new UsageError(`run: unexpected argument '${positional[0]}' (options start with --)`);
   const processor = (opts.processor as string | undefined) ?? 'auto';
@@ -140,8 +124,7 @@ async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { qu
     memoryBytes, cpus, enlightened: enl === 'on', kernel, initrd, cmdline,
     clockMode: clock, gdbPort, gdbWait: opts['gdb-wait'] === true, quiet: opts.quiet === true,
     switches: network.switches,
-    hardware: drives.length || network.hardware
-      ? { scsiControllers: drives.length ? 1 : 0, drives, networkAdapters: network.hardware?.networkAdapters ?? [] } : undefined,
+    hardware: withAdapters(hardwareFromDriveOptions(vhds, opts.dvd as string | undefined), network.hardware?.networkAdapters ?? []),
   };
 }
 
@@ -162,4 +145,10 @@ function nicFromArgs(opts: Record<string, string | boolean>, enlightened: boolea
     try { forwards.push(parseForward(f)); } catch (e) { throw new UsageError(`run: --nic-forward: ${(e as Error).message}`); }
   }
   return natNetwork(macAddress, forwards);
+}
+
+/** The drive options' hardware with the --nic adapters added (either may be absent). */
+function withAdapters(hw: HardwareConfig | undefined, adapters: NetworkAdapterConfig[]): HardwareConfig | undefined {
+  if (adapters.length === 0) return hw;
+  return { ...(hw ?? { scsiControllers: 0, drives: [] }), networkAdapters: adapters };
 }

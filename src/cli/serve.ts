@@ -3,20 +3,32 @@
  * Unix socket DATA_DIR/vmms.sock always; TCP only with --listen, and then every request needs the token.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { resolve } from 'node:path';
 import { parseArgs, UsageError } from './args.js';
-import { defaultDataDir, socketPath, tokenPath } from '../vmms/paths.js';
+import { defaultDataDir, defaultVirtualDiskDir, socketPath, tokenPath } from '../vmms/paths.js';
+import { writeFileAtomic } from '../platform/state-files.js';
+import { checkPrivateDirectory, checkSecretFile, UnsafePermissionsError } from '../vmms/file-checks.js';
 
-const help = `usage: hyperts serve [--data-dir DIR] [--listen HOST:PORT] [--token-file FILE] [--quiet]
+const help = `usage: hyperts serve [--data-dir DIR] [--listen HOST:PORT] [--token-file FILE] [--quiet] ...
 
-  --data-dir DIR       inventory, event log, socket and token (default $XDG_DATA_HOME/hyperts)
-  --listen HOST:PORT   also serve the API and the web console on TCP (token required; port 0 picks one)
-  --token-file FILE    the API token for --listen (default: DIR/api-token, created when missing)
-  --quiet              do not log state transitions to stderr
+  --data-dir DIR         inventory, event log, socket and token (default $XDG_DATA_HOME/hyperts); it must
+                         belong to you and be writable by no one else (chmod 700 DIR)
+  --listen HOST:PORT     also serve the API and the web console on TCP (token required; port 0 picks one)
+  --tls-cert FILE        PEM certificate for HTTPS on --listen (needed beyond 127.0.0.1/::1)
+  --tls-key FILE         its PEM private key
+  --insecure-http        allow plain HTTP on a non-loopback --listen anyway (the token crosses the network in clear)
+  --allowed-host NAMES   comma-separated host names clients use to reach --listen (DNS rebinding guard)
+  --token-file FILE      the API token for --listen (default: DIR/api-token, created mode 0600 when missing)
+  --path-root DIRS       comma-separated folders API clients may name files in (virtual disks, ISOs, exports);
+                         default: DIR and DIR/Virtual Hard Disks
+  --no-isolation         run VM workers without the bubblewrap sandbox (recorded in each VM's event log)
+  --quiet                do not log state transitions to stderr
 
-The web console is at http://HOST:PORT/?token=TOKEN with --listen.
+With --listen the web console is at http(s)://HOST:PORT/: sign in with the API token from the token file,
+or open the one-time link 'hyperts console-url --url http(s)://HOST:PORT' prints.
+The token is never taken on the command line; clients read it from a file or $HYPERTS_TOKEN.
 `;
 
 function answers(sock: string): Promise<boolean> {
@@ -27,11 +39,17 @@ function answers(sock: string): Promise<boolean> {
   });
 }
 
+function tlsPairOk(o: Record<string, string | boolean>): boolean { return (o['tls-cert'] === undefined) === (o['tls-key'] === undefined); }
+
 export default async function serve(args: string[]): Promise<number> {
   if (args.includes('--help') || args.includes('-h')) { process.stdout.write(help); return 0; }
   let opts: Record<string, string | boolean>;
   try {
-    const p = parseArgs(args, { 'data-dir': 'string', listen: 'string', 'token-file': 'string', quiet: 'boolean' }, 'serve');
+    const p = parseArgs(args, {
+      'data-dir': 'string', listen: 'string', 'token-file': 'string', quiet: 'boolean', 'tls-cert': 'string', 'tls-key': 'string',
+      'insecure-http': 'boolean', 'allowed-host': 'string', 'path-root': 'string', 'no-isolation': 'boolean',
+    }, 'serve');
+    if (!tlsPairOk(p.opts)) throw new UsageError('serve: --tls-cert and --tls-key go together');
     if (p.positional.length) throw new UsageError(`serve: unexpected argument '${p.positional[0]}'`);
     opts = p.opts;
   } catch (e) {
@@ -53,25 +71,46 @@ export default async function serve(args: string[]): Promise<number> {
   }
   const quiet = opts.quiet === true;
   const log = (m: string): void => { if (!quiet) process.stderr.write(`${new Date().toISOString()} ${m}\n`); };
+  // Errors are always logged (an internal error's id in a response points here), quiet or not.
+  const errorLog = (m: string): void => { process.stderr.write(`${new Date().toISOString()} ${m}\n`); };
+  const list = (k: string): string[] => ((opts[k] as string | undefined) ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+  let token: string | undefined;
+  let tls: { cert: Buffer; key: Buffer } | undefined;
+  const tokenFile = resolve((opts['token-file'] as string | undefined) ?? tokenPath(dataDir));
+  try {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    checkPrivateDirectory(dataDir);
+    if (listen) {
+      if (opts['tls-cert']) tls = { cert: readFileSync(opts['tls-cert'] as string), key: readFileSync(opts['tls-key'] as string) };
+      if (existsSync(tokenFile)) { checkSecretFile(tokenFile); token = readFileSync(tokenFile, 'utf8').trim(); }
+      if (!token) {
+        token = randomBytes(32).toString('base64url');
+        writeFileAtomic(tokenFile, `${token}\n`, 0o600);
+      }
+    }
+  } catch (e) {
+    if (e instanceof UnsafePermissionsError || (e as NodeJS.ErrnoException).code) { process.stderr.write(`hyperts: serve: ${(e as Error).message}\n`); return 1; }
+    throw e;
+  }
   const { VmmsService } = await import('../vmms/service.js');
   const { ApiServer } = await import('../vmms/api.js');
-  const service = new VmmsService({ dataDir, log });
-  let token: string | undefined;
-  if (listen) {
-    const file = (opts['token-file'] as string | undefined) ?? tokenPath(dataDir);
-    if (existsSync(file)) token = readFileSync(file, 'utf8').trim();
-    if (!token) {
-      token = randomBytes(24).toString('base64url');
-      writeFileSync(file, `${token}\n`, { mode: 0o600 });
-    }
-  }
-  const api = new ApiServer(service, { token });
+  const roots = opts['path-root'] !== undefined ? list('path-root').map((r) => resolve(r)) : [dataDir, defaultVirtualDiskDir(dataDir)];
+  const service = new VmmsService({ dataDir, log, pathRoots: roots, isolation: opts['no-isolation'] === true ? 'off' : 'auto' });
+  const api = new ApiServer(service, { token, log: errorLog });
   await api.listenUnix(sock);
   process.stderr.write(`hyperts serve: listening on unix:${sock} (data directory ${dataDir})\n`);
   if (listen) {
-    const a = await api.listenTcp(listen.host, listen.port);
+    let a;
+    try {
+      a = await api.listenTcp(listen.host, listen.port, { tls, insecureHttp: opts['insecure-http'] === true, allowedHosts: list('allowed-host') });
+    } catch (e) {
+      process.stderr.write(`hyperts: serve: ${(e as Error).message}\n`);
+      await api.close(); await service.close();
+      return 1;
+    }
     const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-    process.stderr.write(`hyperts serve: listening on http://${host}:${a.port}/ (API token in ${(opts['token-file'] as string | undefined) ?? tokenPath(dataDir)}; web console: http://${host}:${a.port}/?token=${token})\n`);
+    // Only a fingerprint of the token: logs and terminals are read by more people than the token's owner.
+    process.stderr.write(`hyperts serve: listening on ${tls ? 'https' : 'http'}://${host}:${a.port}/ (web console; sign in with the API token in ${tokenFile}, which starts ${token!.slice(0, 4)}...)\n`);
   }
   return await new Promise<number>((done) => {
     let stopping = false;

@@ -10,7 +10,7 @@ import { defaultDataDir, socketPath, tokenPath } from '../vmms/paths.js';
 import type { CheckpointView, VmView, IntegrationServiceView } from '../vmms/service.js';
 import type { VmEvent } from '../vmms/store.js';
 
-const CONNECTION: OptionSpec = { 'data-dir': 'string', url: 'string', token: 'string', help: 'boolean' };
+const CONNECTION: OptionSpec = { 'data-dir': 'string', url: 'string', 'token-file': 'string', help: 'boolean' };
 
 export interface Ctx { client: VmmsClient; opts: Record<string, string | boolean>; positional: string[] }
 type Body = (c: Ctx) => Promise<number>;
@@ -18,14 +18,19 @@ type Body = (c: Ctx) => Promise<number>;
 export const CONNECTION_HELP = `connection options (all commands):
   --data-dir DIR   the service's data directory (default $XDG_DATA_HOME/hyperts); its socket is DIR/vmms.sock
   --url URL        talk to a service listening on TCP (hyperts serve --listen), e.g. http://127.0.0.1:8006
-  --token TOKEN    API token for --url (default: $HYPERTS_TOKEN, else DIR/api-token)
+  --token-file F   file holding the API token for --url (default: $HYPERTS_TOKEN, else DIR/api-token);
+                   a token is never given on the command line, where other users could read it in /proc
 `;
 
 function clientFrom(opts: Record<string, string | boolean>): VmmsClient {
   const dataDir = (opts['data-dir'] as string | undefined) ?? process.env.HYPERTS_DATA_DIR ?? defaultDataDir();
   const url = (opts.url as string | undefined) ?? process.env.HYPERTS_URL;
   if (url) {
-    let token = (opts.token as string | undefined) ?? process.env.HYPERTS_TOKEN;
+    const file = opts['token-file'] as string | undefined;
+    let token: string | undefined;
+    if (file) {
+      try { token = readFileSync(file, 'utf8').trim(); } catch (e) { throw new UsageError(`cannot read the token file ${file}: ${(e as Error).message}`); }
+    } else token = process.env.HYPERTS_TOKEN;
     if (!token && existsSync(tokenPath(dataDir))) token = readFileSync(tokenPath(dataDir), 'utf8').trim();
     return new VmmsClient({ url, token });
   }
@@ -49,7 +54,7 @@ export function command(name: string, usage: string, spec: OptionSpec, body: Bod
 
 export const vmPath = (n: string): string => `/vms/${encodeURIComponent(n)}`;
 
-function oneName(c: Ctx, cmd: string): string {
+export function oneName(c: Ctx, cmd: string): string {
   const n = (c.opts.name as string | undefined) ?? c.positional[0];
   if (!n) throw new UsageError(`${cmd}: name the VM (e.g. hyperts ${cmd} demo)`);
   return n;
@@ -120,10 +125,15 @@ const SETTINGS_HELP = `[--memory 512M] [--cpus 1] [--processor auto|kvm|emulated
 
 // ---- commands -----------------------------------------------------------------------------------------
 
-export const newVm = command('new-vm', `NAME ${SETTINGS_HELP} [--disable-ic SERVICE,...] [--json]`,
-  { ...SETTINGS, name: 'string', 'disable-ic': 'string', json: 'boolean' }, async (c) => {
+export const newVm = command('new-vm', `NAME ${SETTINGS_HELP} [--disable-ic SERVICE,...]
+    [--new-vhd-path FILE.vhdx --new-vhd-size-bytes 10GB | --vhd-path FILE] [--json]`,
+  { ...SETTINGS, name: 'string', 'disable-ic': 'string', json: 'boolean', 'new-vhd-path': 'string', 'new-vhd-size-bytes': 'string', 'vhd-path': 'string' }, async (c) => {
     const name = oneName(c, 'new-vm');
     const body: Record<string, unknown> = { name, ...settingsFrom(c.opts) };
+    // A new disk (dynamic VHDX) or an existing one, at SCSI 0:0; paths travel absolute.
+    if (c.opts['new-vhd-path'] !== undefined) body.newVhdPath = resolve(String(c.opts['new-vhd-path']));
+    if (c.opts['new-vhd-size-bytes'] !== undefined) body.newVhdSizeBytes = c.opts['new-vhd-size-bytes'];
+    if (c.opts['vhd-path'] !== undefined) body.vhdPath = resolve(String(c.opts['vhd-path']));
     if (c.opts['disable-ic']) body.integrationServices = Object.fromEntries(String(c.opts['disable-ic']).split(',').map((n) => [n.trim(), false]));
     const vm = await c.client.call<VmView>('POST', '/vms', body);
     if (c.opts.json) printJson(vm); else out(vmTable([vm]));

@@ -28,6 +28,11 @@ export interface HostFacts {
   capabilities: Record<string, number> | null;
   /** Measured guest speed (instructions per second), or the reason it could not be measured. */
   guestSpeed: { instructionsPerSecond: number } | { error: string } | null;
+  /**
+   * Whether KVM reports a real-mode triple fault as hardware does (src/processor/kvm/fault-probe.ts);
+   * optional, absent in facts recorded before the probe existed.
+   */
+  realModeTripleFault?: { asHardware: boolean; detail: string } | null;
   /** Node.js version (the emulated backend needs only Node >= 20 on a 64-bit host). */
   nodeVersion: string;
 }
@@ -168,6 +173,11 @@ export function evaluateHost(f: HostFacts): CheckReport {
           `${software ? ' (kvm_pvm: software-assisted nested KVM)' : ''}, below the ${fmtSpeed(MIN_KVM_INSTRUCTIONS_PER_SECOND)} a real guest needs`);
       }
     }
+  }
+
+  const tf = f.realModeTripleFault;
+  if (dev.state === 'open' && tf) {
+    items.push({ name: 'Real-mode triple fault', status: tf.asHardware ? 'ok' : 'warn', detail: tf.asHardware ? 'reported as on VT-x/AMD-V (KVM_EXIT_SHUTDOWN)' : tf.detail });
   }
 
   const kvmUsable = kvmWhyNot.length === 0 && dev.state === 'open';

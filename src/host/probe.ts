@@ -74,6 +74,13 @@ export async function probeHost(opts: ProbeOptions = {}): Promise<HostFacts> {
       } catch (e) {
         facts.guestSpeed = { error: (e as Error).message };
       }
+      try {
+        const { probeRealModeTripleFault } = await import('../processor/kvm/fault-probe.js');
+        const p = probeRealModeTripleFault(sys);
+        facts.realModeTripleFault = p.kind === 'shutdown' ? { asHardware: true, detail: 'KVM_EXIT_SHUTDOWN' } : { asHardware: false, detail: p.detail };
+      } catch (e) {
+        facts.realModeTripleFault = { asHardware: false, detail: `the probe guest did not run: ${(e as Error).message}` };
+      }
     }
   } finally {
     sys.close();

@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, readdirSync, renameSync, rmSync, mkdtempSync, copyFileSync, realpathSync, createWriteStream } from 'node:fs';
+import { copyFileAtomic, fsyncDir, fsyncFile, writeFileAtomic } from '../platform/state-files.js';
 import { homedir } from 'node:os';
 import { join, posix } from 'node:path';
 import { createGzip } from 'node:zlib';
@@ -24,13 +25,15 @@ export const DEFAULT_CMDLINE = 'console=ttyS0,115200 nokaslr panic=-1';
 
 /**
  * Programs from Debian packages beyond busybox (the storage tests and benchmarks need real mkfs.ext4 and
- * lsblk): files copied as they are, links made, shared libraries resolved from TOOL_LIBRARY_PACKAGES + libc6.
+ * lsblk, sg_raw): files copied as they are, links made, shared libraries resolved from TOOL_LIBRARY_PACKAGES + libc6.
  */
 export const GUEST_TOOLS: ReadonlyArray<{ pkg: string; files: string[]; links?: Record<string, string> }> = [
   { pkg: 'e2fsprogs', files: ['sbin/mke2fs', 'etc/mke2fs.conf'], links: { 'sbin/mkfs.ext4': '/sbin/mke2fs' } },
   { pkg: 'util-linux', files: ['bin/lsblk'] },
+  // Raw SCSI commands through SG_IO (checks a device's own answers past the block layer's checks).
+  { pkg: 'sg3-utils', files: ['usr/bin/sg_raw'] },
 ];
-const TOOL_LIBRARY_PACKAGES = ['libext2fs2', 'libcom-err2', 'libblkid1', 'libuuid1', 'libmount1', 'libsmartcols1', 'libudev1', 'libselinux1', 'libpcre2-8-0'];
+const TOOL_LIBRARY_PACKAGES = ['libext2fs2', 'libcom-err2', 'libblkid1', 'libuuid1', 'libmount1', 'libsmartcols1', 'libudev1', 'libselinux1', 'libpcre2-8-0', 'libsgutils2-1.46-2'];
 
 export interface ImagePaths { kernel: string; initrd: string; cmdline: string }
 
@@ -165,11 +168,14 @@ export async function buildDefaultImage(opts: BuildImageOptions = {}): Promise<B
     const raw = cpio.finish();
     const tmp = paths.initrd + '.tmp';
     await progress.step(`compressing initramfs (${(raw.length / 1048576).toFixed(1)} MiB)`, (update) => gzipToFile(raw, tmp, update));
+    // Durable in this order: the manifest, written last, is what marks the image complete.
+    fsyncFile(tmp);
     renameSync(tmp, paths.initrd);
-    copyFileSync(vmlinuz, paths.kernel + '.tmp');
-    renameSync(paths.kernel + '.tmp', paths.kernel);
-    writeFileSync(join(outDir, 'cmdline'), DEFAULT_CMDLINE + '\n');
-    writeFileSync(manifestPath, JSON.stringify({ key, builderVersion: BUILDER_VERSION, kernelVersion, packages: Object.fromEntries(pkgs.map((p) => [p, posix.basename(debs[p])])), modules: resolved.order, builtin: resolved.builtin }, null, 2) + '\n');
+    fsyncDir(outDir);
+    // World-readable: workers of a root service run as nobody and read them.
+    copyFileAtomic(vmlinuz, paths.kernel, 0o644);
+    writeFileAtomic(join(outDir, 'cmdline'), DEFAULT_CMDLINE + '\n', 0o644);
+    writeFileAtomic(manifestPath, JSON.stringify({ key, builderVersion: BUILDER_VERSION, kernelVersion, packages: Object.fromEntries(pkgs.map((p) => [p, posix.basename(debs[p])])), modules: resolved.order, builtin: resolved.builtin }, null, 2) + '\n', 0o644);
     progress.info(`guest image built (${kernelVersion}, ${resolved.order.length} modules): ${outDir}`);
     return { ...defaultImagePaths(cacheDir), rebuilt: true, kernelVersion, key, modules: resolved.order };
   } finally {

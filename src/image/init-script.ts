@@ -11,12 +11,21 @@ export const MODULE_LIST_PATH = 'etc/hyperts/modules';
 export const SHUTDOWN_MARKER = 'hyperts-guest: shutting down for ';
 /** Printed after processes were stopped and file systems unmounted, right before the power-off call. */
 export const SHUTDOWN_DONE_MARKER = 'hyperts-guest: file systems unmounted, ';
+/** Printed right before /init hands over to the root disk's init, followed by the device, e.g. /dev/sda. */
+export const ROOT_SWITCH_MARKER = 'hyperts-guest: switching root to ';
+/** Printed when a root= disk cannot be used; /init then carries on with the initramfs shell. */
+export const ROOT_FAILED_MARKER = 'hyperts-guest: root disk not used: ';
 
 /**
  * Kernel command-line options read by /init (dotted names are not passed to init by the kernel, so it
  * reads /proc/cmdline):
  *   hyperts.run="cmd args"   run one command non-interactively, print RUN_EXIT_MARKER<status>, power off
  *   hyperts.run64=<base64>   the same with a base64-encoded command (for commands containing quotes)
+ * and Linux's own root options, which the kernel leaves to an initramfs (`hyperts.root=` wins over `root=`):
+ *   root=LABEL=x|UUID=x|/dev/x   mount that disk (ext4 unless rootfstype=) and switch_root to its init
+ *   ro | rw   mount mode (Linux's default: ro; the root's init remounts per its fstab)
+ *   rootdelay=N | rootwait   wait N seconds (default 60) or forever for the disk to appear
+ *   init=/path   the root's init (default /sbin/init)
  */
 export function initScript(kernelVersion: string): string {
   return `#!/bin/sh
@@ -36,6 +45,7 @@ for m in $(cat /${MODULE_LIST_PATH}); do
   out=$(insmod /lib/modules/$KVER/$m 2>&1) || echo "hyperts-guest: module $m not loaded: $out"
 done
 
+${rootSwitch()}
 ip link set lo up 2>/dev/null
 hostname -F /etc/hostname 2>/dev/null
 
@@ -93,6 +103,54 @@ else
   wait $!
 fi
 shutdown_path poweroff
+`;
+}
+
+/**
+ * Root on a disk. The storage modules are loaded above; the disk appears once storvsc/libata scanned it.
+ * If the disk never appears or will not mount, /init says why and stays in the initramfs.
+ */
+function rootSwitch(): string {
+  return `root= hroot= rootfstype=ext4 rootmode=ro rootdelay=60 rootinit=/sbin/init
+set -f
+for w in $(cat /proc/cmdline); do
+  case "$w" in
+    root=*) [ -z "$hroot" ] && root=\${w#root=} ;;
+    hyperts.root=*) hroot=\${w#hyperts.root=}; root=$hroot ;;
+    rootfstype=*) rootfstype=\${w#rootfstype=} ;;
+    ro|rw) rootmode=$w ;;
+    rootdelay=*) rootdelay=\${w#rootdelay=} ;;
+    rootwait) rootdelay=-1 ;;
+    init=*) rootinit=\${w#init=} ;;
+  esac
+done
+set +f
+root_failed() { echo "${ROOT_FAILED_MARKER}$*"; }
+switch_to_root() {
+  dev= waited=0
+  while :; do
+    case "$root" in
+      LABEL=*|UUID=*) dev=$(findfs "$root" 2>/dev/null) ;;
+      /dev/*) [ -b "$root" ] && dev=$root ;;
+      *) root_failed "root=$root: expected LABEL=..., UUID=... or /dev/..."; return ;;
+    esac
+    [ -n "$dev" ] && break
+    if [ "$rootdelay" -ge 0 ] 2>/dev/null && [ "$waited" -ge "$rootdelay" ]; then
+      root_failed "$root did not appear within $rootdelay s (disks: $(cat /proc/partitions | awk 'NR>2{printf "%s ", $4}'))"; return
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+  mkdir -p /newroot
+  out=$(mount -t "$rootfstype" -o "$rootmode" "$dev" /newroot 2>&1) || { root_failed "mount $dev: $out"; return; }
+  if [ ! -x "/newroot$rootinit" ] && [ ! -L "/newroot$rootinit" ]; then
+    umount /newroot; root_failed "$dev has no $rootinit"; return
+  fi
+  for d in dev proc sys run; do mkdir -p /newroot/$d; mount --move /$d /newroot/$d; done
+  echo "${ROOT_SWITCH_MARKER}$dev"
+  exec switch_root /newroot "$rootinit"
+}
+[ -n "$root" ] && switch_to_root
 `;
 }
 

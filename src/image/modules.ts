@@ -12,6 +12,8 @@ import { parseElf, sectionData } from '../firmware/elf.js';
  */
 export const GUEST_MODULES: readonly string[] = [
   'hv_vmbus', 'hv_utils', 'hv_storvsc', 'hv_netvsc', 'scsi_mod', 'sd_mod', 'libata', 'ata_piix', 'ext4',
+  // The Gen 1 IDE controller's DVD drive (ATAPI, through sr_mod and cdrom) and the ISO 9660 file system.
+  'sr_mod', 'isofs',
   // A RAM block device (file systems to freeze: hv_vss_daemon skips loop devices) and a dummy NIC (an IPv4
   // address for hv_kvp_daemon to report, which skips loopback) until the synthetic disk and NIC exist.
   'brd', 'dummy',

@@ -4,7 +4,7 @@
  * controller's assembly goes next to this one.
  */
 import type { Disk } from '../storage/disk.js';
-import { RawFileDisk } from '../storage/raw-file-fallback.js';
+import { openDisk } from '../storage/open.js';
 import { ScsiDisk } from '../scsi/disk-target.js';
 import { LUNS_PER_CONTROLLER, StorvspController, type StorvspState } from '../vsp/storvsp/controller.js';
 import { MAX_TRANSFER_BYTES } from '../vsp/storvsp/protocol.js';
@@ -14,8 +14,10 @@ import { MAX_SCSI_CONTROLLERS, SCSI_LOCATIONS, type DriveConfig, type HardwareCo
 
 export type DiskOpener = (path: string, readOnly: boolean) => Promise<Disk>;
 
-/** Until the VHDX work's openDisk is on main: raw images only. */
-export const openRawDisk: DiskOpener = (path, readOnly) => RawFileDisk.open(path, readOnly);
+/** VHDX or raw images, locked while open (named after `purpose` in "in use" errors). */
+export function diskOpener(purpose: string): DiskOpener {
+  return (path, readOnly) => openDisk(path, { readOnly, purpose });
+}
 
 export interface StorageState { scsi: StorvspState[] }
 
@@ -32,11 +34,11 @@ export class ScsiStorage {
    * Opens every SCSI drive of `hw` and registers its controllers with `vmbus`. On any error the disks opened
    * so far are closed again and the error names the drive.
    */
-  static async assemble(hw: HardwareConfig, vmbus: VmbusHost, memory: GuestMemory, o: { open?: DiskOpener; log?: (m: string) => void } = {}): Promise<ScsiStorage> {
+  static async assemble(hw: HardwareConfig, vmbus: VmbusHost, memory: GuestMemory, o: { open?: DiskOpener; log?: (m: string) => void; busy?: () => () => void } = {}): Promise<ScsiStorage> {
     const n = hw.scsiControllers;
     if (!Number.isInteger(n) || n < 0 || n > MAX_SCSI_CONTROLLERS) throw new Error(`a VM has 0-${MAX_SCSI_CONTROLLERS} SCSI controllers, not ${n}`);
-    const s = new ScsiStorage(vmbus, o.open ?? openRawDisk);
-    for (let i = 0; i < n; i++) s.controllers.push(new StorvspController(memory, { controller: i, log: o.log }));
+    const s = new ScsiStorage(vmbus, o.open ?? diskOpener('a VM'));
+    for (let i = 0; i < n; i++) s.controllers.push(new StorvspController(memory, { controller: i, log: o.log, busy: o.busy }));
     try {
       for (const d of hw.drives) if (d.controllerType === 'scsi') await s.addDrive(d);
     } catch (e) {
@@ -81,6 +83,9 @@ export class ScsiStorage {
     await this.controllers[controller].detach(location);
     await a.disk?.close();
   }
+
+  /** Completes when no guest request is running on any controller (before a save). */
+  async idle(): Promise<void> { await Promise.all(this.controllers.map((c) => c.idle())); }
 
   /** The disk at a location (tests, management). */
   disk(controller: number, location: number): Disk | null { return this.attached.get(ScsiStorage.key(controller, location))?.disk ?? null; }

@@ -17,6 +17,8 @@ export interface MmioDevice {
 }
 
 interface Range<D> { start: number; end: number; dev: D; name: string }
+/** A slot freed by `unregister` (PCI BARs move when the guest reprograms them). */
+const FREE = { start: 0, end: 0, dev: null, name: '' } as unknown as Range<never>;
 
 const ONES = [0, 0xff, 0xffff, 0, 0xffffffff];
 
@@ -32,9 +34,27 @@ export class IoBus {
     for (let p = start; p < start + length; p++) {
       if (this.map[p] !== 0) throw new Error(`I/O port 0x${p.toString(16)} of ${name} already claimed by ${this.ranges[this.map[p] - 1].name}`);
     }
-    this.ranges.push({ start, end: start + length, dev, name });
-    const idx = this.ranges.length;
+    // Reuse a freed slot, so a guest that keeps moving a BAR cannot grow the table past the map's 16 bits.
+    let slot = this.ranges.indexOf(FREE);
+    if (slot < 0) { slot = this.ranges.length; this.ranges.push(FREE); }
+    this.ranges[slot] = { start, end: start + length, dev, name };
+    const idx = slot + 1;
     for (let p = start; p < start + length; p++) this.map[p] = idx;
+  }
+
+  /** True when any port of [start, start+length) is claimed. */
+  claimed(start: number, length: number): boolean {
+    for (let p = start; p < start + length && p < 0x10000; p++) if (this.map[p] !== 0) return true;
+    return false;
+  }
+
+  /** Releases the range `dev` registered at `start` (no-op if there is none). */
+  unregister(start: number, dev: PioDevice): void {
+    const i = this.ranges.findIndex((r) => r.start === start && r.dev === dev);
+    if (i < 0) return;
+    const r = this.ranges[i];
+    for (let p = r.start; p < r.end; p++) this.map[p] = 0;
+    this.ranges[i] = FREE;
   }
 
   read(port: number, size: AccessSize): number {
@@ -63,6 +83,19 @@ export class MmioBus {
       if (start < r.end && r.start < end) throw new Error(`MMIO range of ${name} overlaps ${r.name}`);
     }
     this.ranges.push({ start, end, dev, name });
+  }
+
+  /** True when some range overlaps [start, start+length). */
+  overlaps(start: number, length: number): boolean {
+    return this.ranges.some((r) => start < r.end && r.start < start + length);
+  }
+
+  /** Releases the range `dev` registered at `start` (no-op if there is none). */
+  unregister(start: number, dev: MmioDevice): void {
+    const i = this.ranges.findIndex((r) => r.start === start && r.dev === dev);
+    if (i < 0) return;
+    this.ranges.splice(i, 1);
+    this.last = null;
   }
 
   private find(addr: number): Range<MmioDevice> | null {

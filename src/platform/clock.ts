@@ -121,13 +121,25 @@ export class VirtualClock {
     return fired;
   }
 
+  private holds = 0;
+
+  /**
+   * Host work the guest waits for is running (disk I/O): until the returned release is called, idle periods
+   * do not warp, or a halted guest would see its own timeouts (SCSI's 180 s) expire before the I/O ends.
+   */
+  holdWarp(): () => void {
+    this.holds++;
+    let released = false;
+    return () => { if (!released) { released = true; this.holds--; } };
+  }
+
   /** When every vCPU is halted: in warp mode jump to the next deadline; returns ns the caller should still wait. */
   idle(): number {
     const d = this.nextDeadline;
     if (d === Infinity) return Infinity;
     const wait = d - this.now();
     if (wait <= 0) return 0;
-    if (this.mode !== 'realtime') { this.advance(wait); return 0; }
+    if (this.mode !== 'realtime' && this.holds === 0) { this.advance(wait); return 0; }
     return wait;
   }
 

@@ -55,3 +55,19 @@ export const EBDA_START = 0x9fc00;
 export const ACPI_TABLES_ADDR = 0xe0000; // RSDP and tables, 128 KiB (reserved in e820)
 export const ACPI_TABLES_SIZE = 0x20000;
 export const KERNEL_LOAD_ADDR = 0x100000;
+
+/** PCI (Hyper-V Gen 1 chipset): configuration mechanism #1 at 0xCF8/0xCFC; the root bridge's windows. */
+export const PCI_CONFIG_PORT = 0xcf8; // 8 ports, 0xCF9 (reset control) inside is not PCI's
+/** Where the firmware starts handing out I/O BARs (above every fixed legacy port). */
+export const PCI_IO_BAR_BASE = 0xc000;
+/** The memory window for PCI BARs: the MMIO hole below the IOAPIC (RAM below 4 GiB ends at 0xC0000000 at most). */
+export const PCI_MMIO_BASE = 0xc000_0000;
+export const PCI_MMIO_END = 0xfebf_ffff;
+
+/** The PIIX4 IDE controller's legacy (compatibility mode) channels. */
+export const IDE_PRIMARY_PORT = 0x1f0; // 8 ports
+export const IDE_PRIMARY_CTRL_PORT = 0x3f6;
+export const IDE_PRIMARY_IRQ = 14;
+export const IDE_SECONDARY_PORT = 0x170;
+export const IDE_SECONDARY_CTRL_PORT = 0x376;
+export const IDE_SECONDARY_IRQ = 15;

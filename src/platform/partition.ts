@@ -15,9 +15,10 @@ import { checkShape, decodeSavedState, encodeSavedState, readSavedStateFile, Sav
 import type { IntegrationServices } from '../vsp/ic/integration-services.js';
 import type { DriveConfig, HardwareConfig } from './hardware.js';
 import { assembleNetwork, type NetworkAssembly, type NetworkState, type SwitchConfig } from './assemble-network.js';
-import { ScsiStorage, type DiskOpener, type StorageState } from './assemble-storage.js';
+import { ScsiStorage, diskOpener, type DiskOpener, type StorageState } from './assemble-storage.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
 import type { Server } from 'node:net';
+import { Gen1Chipset, openIdeDrives, type Gen1ChipsetState, type IdeDrives } from './assemble-ide.js';
 import type { DebugControl } from '../debug/emulated-target.js';
 import type { BackendKind, BootCpuState, CpuidProvider, CpuidResult, PlatformServices, ProcessorBackend, VirtualProcessor } from '../processor/backend.js';
 
@@ -57,6 +58,7 @@ interface PartitionState {
   resetPending: string | null;
   storage: StorageState | null;
   network: NetworkState | null;
+  chipset: Gen1ChipsetState;
 }
 
 const NO_LEAVES: CpuidProvider = { cpuid: (): CpuidResult => ({ eax: 0, ebx: 0, ecx: 0, edx: 0 }) };
@@ -71,6 +73,8 @@ export class Partition {
   readonly clock: VirtualClock;
   readonly devices: PlatformDevices;
   readonly hyperv: HyperVStack;
+  /** PCI bus, host and ISA bridges, PIIX4 IDE (Hyper-V Gen 1 has them in every VM). */
+  readonly chipset: Gen1Chipset;
   readonly services: PlatformServices;
   readonly vcpus: VirtualProcessor[] = [];
   readonly backendKind: BackendKind;
@@ -89,7 +93,7 @@ export class Partition {
   /** Synthetic SCSI controllers and their drives (null when the hardware has none). */
   storage: ScsiStorage | null = null;
 
-  private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory) {
+  private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory, ideDrives: IdeDrives) {
     // Own copy: hot add/remove updates it, and the caller's description stays as it was.
     if (config.hardware) config = this.config = { ...config, hardware: structuredClone(config.hardware) };
     this.backendKind = backend.kind;
@@ -104,6 +108,7 @@ export class Partition {
       onReset: (reason) => this.requestReset(reason),
     });
     if (config.onConsoleOutput) this.devices.uart.onTransmit(config.onConsoleOutput);
+    this.chipset = new Gen1Chipset({ io: this.io, mmio: this.mmio, irq: this.devices.irq, memory, drives: ideDrives, log: this.log });
     const tscHz = config.tscHz ?? 1_000_000_000;
     const lapics = this.devices.lapics;
     this.hyperv = new HyperVStack({
@@ -145,7 +150,9 @@ export class Partition {
       backend = new EmulatedBackend();
       memory = new GuestMemory(config.memoryBytes);
     }
-    const p = new Partition(config, backend, memory);
+    // The same opener as storvsp's: VHDX or raw by content, locked; a VHDX must never be presented raw.
+    const ideDrives = await openIdeDrives(config.hardware, config.openDisk ?? diskOpener(config.name ? `VM '${config.name}'` : 'the VM'));
+    const p = new Partition(config, backend, memory, ideDrives);
     for (let i = 0; i < config.cpus; i++) p.vcpus.push(await backend.createVcpu(i, p.services));
     if (p.clock.mode === 'icount') {
       const v = p.vcpus[0] as unknown as { cpu?: { insnCount: number } };
@@ -172,14 +179,16 @@ export class Partition {
     if (!hw || (hw.scsiControllers === 0 && !hw.drives.some((d) => d.controllerType === 'scsi'))) return;
     const vmbus = this.hyperv.vmbus;
     if (!vmbus) throw new Error(`${this.label} has SCSI controllers, which are synthetic (VMBus) devices; turn enlightenments on or attach the drives to IDE`);
-    this.storage = await ScsiStorage.assemble(hw, vmbus, this.memory, { open: this.config.openDisk, log: (m) => this.log(`storvsp: ${m}`) });
+    this.storage = await ScsiStorage.assemble(hw, vmbus, this.memory, {
+      open: this.config.openDisk ?? diskOpener(this.label), log: (m) => this.log(`storvsp: ${m}`), busy: () => this.clock.holdWarp(),
+    });
   }
 
   /** Puts the boot environment (ACPI tables, kernel, initrd, boot CPU state) into a zeroed memory. */
   private loadFirmware(fresh = false): void {
     // A new memory is already zero: filling it would touch every page (~2 s of CPU and all of RAM resident at 512M).
     if (!fresh) this.memory.bytes.fill(0);
-    const acpi = writeAcpiTables(this.memory, { vcpus: this.config.cpus, vmbus: this.config.enlightened });
+    const acpi = writeAcpiTables(this.memory, { vcpus: this.config.cpus, vmbus: this.config.enlightened, pci: true });
     const k = this.kernelImage;
     const isBzImage = k.length > 0x206 && k[0x202] === 0x48 && k[0x203] === 0x64 && k[0x204] === 0x72 && k[0x205] === 0x53;
     let boot: BootCpuState;
@@ -219,6 +228,13 @@ export class Partition {
   get isPaused(): boolean { return this.paused; }
 
   /**
+   * Call before saveState (with the partition paused): resolves once device I/O the guest started (IDE disk
+   * reads and writes, SCSI requests) has finished, so the saved state holds its result and no write is lost.
+   * (storvsp also saves requests still running and runs them again after a restore.)
+   */
+  async quiesce(): Promise<void> { await Promise.all([this.chipset.idle(), this.storage?.idle()]); }
+
+  /**
    * Save-VM: the whole partition (processors, memory, clock, devices, Hyper-V stack) as a saved-state file
    * image. Synchronous, so it is one consistent instant: the emulated processor only runs inside `run`
    * slices, so here it sits at an instruction boundary. The caller stops the partition afterwards.
@@ -244,6 +260,7 @@ export class Partition {
       vcpus: this.vcpus.map((v) => v.saveState!()), clock: this.clock.saveState(), devices: this.devices.saveState(),
       hyperv: this.hyperv.saveState(), resetPending: this.resetReason, storage: this.storage?.saveState() ?? null,
       network: this.network.saveState(),
+      chipset: this.chipset.saveState(),
     };
   }
 
@@ -280,11 +297,13 @@ export class Partition {
       // After the VMBus host reopened the channels: storvsp's negotiation and the requests it had running.
       if (p.storage && s.storage) p.storage.restoreState(s.storage);
       p.network.restoreState(s.network ?? null);
+      p.chipset.restoreState(s.chipset);
       if (s.resetPending !== null) p.resetReason = s.resetPending;
     } catch (e) {
       p.network.stop();
       await p.storage?.close().catch(() => {});
       p.backend.destroy();
+      void p.chipset.close();
       if (e instanceof SavedStateError) throw e;
       throw new SavedStateError(`the saved state of ${what} cannot be restored: ${(e as Error).message}`);
     }
@@ -367,6 +386,7 @@ export class Partition {
         this.resetReason = null;
         this.devices.reset();
         this.hyperv.reset();
+        this.chipset.reset();
         this.loadFirmware();
       }
       const dbg = this.debug;
@@ -396,6 +416,7 @@ export class Partition {
     this.backend.destroy();
     // Running disk I/O finishes and every disk is flushed and closed before the VM counts as stopped.
     try { await this.storage?.close(); } catch (e) { this.log(`storage: closing the disks failed: ${(e as Error).message}`); }
+    await this.chipset.close();
     return this.exitInfo ?? { code: 1, reason: 'stopped' };
   }
 }

@@ -19,7 +19,8 @@
  */
 import { createHash } from 'node:crypto';
 import { deflateSync, inflateSync, constants as zc } from 'node:zlib';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from './state-files.js';
 
 export const SAVED_STATE_VERSION = 1;
 const MAGIC = 'HYPERTS SAVED VM';
@@ -230,16 +231,7 @@ export function decodeSavedState(file: Uint8Array, source = 'the saved state'): 
 
 /** Writes the file atomically (a crash mid-write leaves the previous file, or none, never half of one). */
 export function writeSavedStateFile(path: string, data: Uint8Array): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    let done = 0;
-    while (done < data.length) done += writeSync(fd, data, done, Math.min(data.length - done, 1 << 30));
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
+  writeFileAtomic(path, data);
 }
 
 export function readSavedStateFile(path: string): DecodedSavedState {

@@ -4,7 +4,7 @@
  */
 import { IC_NAMES, type IcName } from '../vsp/ic/integration-services.js';
 import { badRequest } from './errors.js';
-import type { NetworkAdapterConfig } from '../platform/hardware.js';
+import { IDE_CONTROLLERS, IDE_LOCATIONS, MAX_SCSI_CONTROLLERS, SCSI_LOCATIONS, type HardwareConfig } from '../platform/hardware.js';
 
 export type ProcessorKind = 'auto' | 'kvm' | 'emulated';
 
@@ -21,8 +21,8 @@ export interface VmConfig {
   com1: 'console' | 'none';
   integrationServices: Record<IcName, boolean>;
   notes: string;
-  /** Synthetic network adapters (Add-VMNetworkAdapter); absent in configurations stored before networking. */
-  networkAdapters?: NetworkAdapterConfig[];
+  /** Controllers, drives and network adapters (src/platform/hardware.ts); changed only through the drive commands. */
+  hardware: HardwareConfig;
 }
 
 export const MIN_MEMORY = 64 * 1024 * 1024;
@@ -36,7 +36,40 @@ export function defaultConfig(name: string): VmConfig {
     boot: { kernel: null, initrd: null, cmdline: '' }, com1: 'console',
     integrationServices: Object.fromEntries(IC_NAMES.map((n) => [n, true])) as Record<IcName, boolean>,
     notes: '',
+    // As Hyper-V's New-VM (Generation 2): one synthetic SCSI controller, no drives.
+    hardware: { scsiControllers: 1, drives: [], networkAdapters: [] },
   };
+}
+
+/**
+ * A configuration read back from the inventory: ones stored before VMs had hardware get an empty machine
+ * (no SCSI controller, so a saved state taken without one restores onto the same device set).
+ */
+export function migrateConfig(raw: unknown): VmConfig {
+  const c = raw as VmConfig & { hardware?: unknown };
+  if (c.hardware === undefined || c.hardware === null) return { ...c, hardware: { scsiControllers: 0, drives: [], networkAdapters: [] } };
+  validateHardware(c.hardware, c.name);
+  return c as VmConfig;
+}
+
+/** Throws when a stored hardware description is inconsistent (a hand-edited or damaged inventory). */
+export function validateHardware(h: unknown, vm: string): asserts h is HardwareConfig {
+  const bad = (why: string): never => { throw new Error(`VM '${vm}': stored hardware configuration is invalid: ${why}`); };
+  if (typeof h !== 'object' || h === null) bad('not an object');
+  const hw = h as HardwareConfig;
+  if (!Number.isInteger(hw.scsiControllers) || hw.scsiControllers < 0 || hw.scsiControllers > MAX_SCSI_CONTROLLERS) bad(`scsiControllers ${hw.scsiControllers}`);
+  if (!Array.isArray(hw.drives) || !Array.isArray(hw.networkAdapters)) bad('drives and networkAdapters must be arrays');
+  const slots = new Set<string>();
+  for (const d of hw.drives) {
+    const [ctrls, locs] = d.controllerType === 'scsi' ? [hw.scsiControllers, SCSI_LOCATIONS] : d.controllerType === 'ide' ? [IDE_CONTROLLERS, IDE_LOCATIONS] : [0, 0];
+    if (!Number.isInteger(d.controllerNumber) || d.controllerNumber < 0 || d.controllerNumber >= ctrls ||
+        !Number.isInteger(d.controllerLocation) || d.controllerLocation < 0 || d.controllerLocation >= locs) bad(`drive at ${d.controllerType} ${d.controllerNumber}:${d.controllerLocation}`);
+    if (d.kind !== 'disk' && d.kind !== 'dvd') bad(`drive kind ${String(d.kind)}`);
+    if (d.path !== null && typeof d.path !== 'string') bad('drive path');
+    const slot = `${d.controllerType}${d.controllerNumber}:${d.controllerLocation}`;
+    if (slots.has(slot)) bad(`two drives at ${slot}`);
+    slots.add(slot);
+  }
 }
 
 /** Parses 512M, 1G, 1536MiB or a byte count. */

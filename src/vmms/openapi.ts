@@ -1,6 +1,7 @@
 /** OpenAPI 3.1 description of the service's REST API (served at /api/v1/openapi.json). */
 import { IC_NAMES } from '../vsp/ic/integration-services.js';
 import { VM_STATES } from './states.js';
+import { storagePaths, storageSchemas } from './openapi-storage.js';
 
 const ref = (n: string): object => ({ $ref: `#/components/schemas/${n}` });
 const json = (schema: object): object => ({ content: { 'application/json': { schema } } });
@@ -12,13 +13,31 @@ const adapter = { name: 'adapter', in: 'path', required: true, description: 'net
 const vmResult = { 200: { description: 'the VM after the operation', ...json(ref('VM')) }, 404: err('no such VM'), 409: err('the VM is in a state that does not allow this') };
 const action = (summary: string, extra: object = {}): object => ({ post: { summary, parameters: [name], ...extra, responses: vmResult } });
 
+/** Settable fields of a VM (POST /vms and PATCH /vms/{name}). */
+const vmSettingsProperties = {
+  name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' },
+  processor: { enum: ['auto', 'kvm', 'emulated'] },
+  cpus: { type: 'integer', minimum: 1 },
+  memory: { oneOf: [{ type: 'string', examples: ['512M', '1G'] }, { type: 'integer', description: 'bytes' }], description: '64M to 16G, a multiple of 4K' },
+  enlightened: { type: 'boolean' },
+  kernel: { type: ['string', 'null'], description: 'null: the default guest image' },
+  initrd: { type: ['string', 'null'] },
+  cmdline: { type: 'string' },
+  com1: { enum: ['console', 'none'] },
+  integrationServices: { type: 'object', propertyNames: { enum: [...IC_NAMES] }, additionalProperties: { type: 'boolean' } },
+  notes: { type: 'string' },
+};
+
 export function openApiDocument(): object {
   return {
     openapi: '3.1.0',
     info: {
       title: 'hyperts management service', version: '1.0.0',
       description: 'VMMS-style API: inventory, VM state changes, integration services, KVP and metrics. ' +
-        'Unix socket: no token. TCP: every request needs "Authorization: Bearer <token>" (WebSockets may pass ?token=). ' +
+        'Unix socket: no token. TCP: every request needs "Authorization: Bearer <token or session>" (never in the URL); ' +
+        'bodies must be sent as "Content-Type: application/json" (else 415); browsers get a session from POST /sessions and open ' +
+        'WebSockets with a single-use ticket from POST /tickets (?ticket=, valid 30 s, for one path); the Host must be the service\'s ' +
+        'and a browser\'s Origin its own. ' +
         'WebSockets: /api/v1/live (JSON messages {type:"vms"|"event"}) and /api/v1/vms/{name}/console (binary COM1 stream, both ways).',
     },
     servers: [{ url: '/api/v1' }],
@@ -28,21 +47,10 @@ export function openApiDocument(): object {
         Switch: { type: 'object', properties: { name: { type: 'string' }, type: { enum: ['NAT', 'Private'] }, forwards: { type: 'array', items: { type: 'object', properties: { protocol: { enum: ['tcp', 'udp'] }, hostPort: { type: 'integer' }, guestPort: { type: 'integer' } } } }, notes: { type: 'string' }, adapters: { type: 'array', items: { type: 'object', properties: { vmName: { type: 'string' }, adapter: { type: 'string' } } } } } },
         NetworkAdapter: { type: 'object', properties: { vmName: { type: 'string' }, name: { type: 'string' }, macAddress: { type: 'string' }, switchName: { type: ['string', 'null'] }, legacy: { type: 'boolean' }, ipAddresses: { type: 'array', items: { type: 'string' } }, status: { type: ['object', 'null'], description: 'while running: linkUp, ready, rxFrames, txFrames, rxDropped, malformed' } } },
         Error: { type: 'object', required: ['error'], properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' } } } } },
-        VMSettings: {
-          type: 'object', additionalProperties: false,
-          properties: {
-            name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' },
-            processor: { enum: ['auto', 'kvm', 'emulated'] },
-            cpus: { type: 'integer', minimum: 1 },
-            memory: { oneOf: [{ type: 'string', examples: ['512M', '1G'] }, { type: 'integer', description: 'bytes' }], description: '64M to 16G, a multiple of 4K' },
-            enlightened: { type: 'boolean' },
-            kernel: { type: ['string', 'null'], description: 'null: the default guest image' },
-            initrd: { type: ['string', 'null'] },
-            cmdline: { type: 'string' },
-            com1: { enum: ['console', 'none'] },
-            integrationServices: { type: 'object', propertyNames: { enum: [...IC_NAMES] }, additionalProperties: { type: 'boolean' } },
-            notes: { type: 'string' },
-          },
+        VMSettings: { type: 'object', additionalProperties: false, properties: vmSettingsProperties },
+        NewVM: {
+          type: 'object', additionalProperties: false, required: ['name'], description: 'New-VM: the VM settings, plus a disk at SCSI 0:0 (a new VM has one SCSI controller)',
+          properties: { ...vmSettingsProperties, ...storageSchemas.NewVMDisk.properties },
         },
         VM: {
           type: 'object',
@@ -65,16 +73,32 @@ export function openApiDocument(): object {
             current: { type: 'boolean', description: 'the VM\'s current state descends from this checkpoint' }, config: { type: 'object' },
           },
         },
+        ...storageSchemas,
         Event: { type: 'object', properties: { seq: { type: 'integer' }, time: { type: 'integer' }, vmId: { type: ['string', 'null'] }, vmName: { type: ['string', 'null'] }, from: { type: ['string', 'null'] }, to: { type: ['string', 'null'] }, message: { type: 'string' } } },
       },
     },
     security: [{}, { bearer: [] }],
     paths: {
       '/openapi.json': { get: { summary: 'this document', responses: { 200: { description: 'OpenAPI document' } } } },
+      '/tickets': {
+        post: {
+          summary: 'a single-use ticket (30 s): for one WebSocket ({"path": "/live"} or {"path": "/vms/NAME/console"}, then ws://.../api/v1/PATH?ticket=T) or for a browser login ({"purpose": "login"}, then POST /sessions {"ticket": T})',
+          requestBody: { required: true, ...json({ type: 'object', properties: { path: { type: 'string' }, purpose: { const: 'login' } } }) },
+          responses: { 201: { description: 'the ticket', ...json({ type: 'object', properties: { ticket: { type: 'string' }, expiresInSeconds: { type: 'integer' } } }) }, 400: err('neither a WebSocket path nor a login'), 401: err('no token') },
+        },
+      },
+      '/sessions': {
+        post: {
+          summary: 'browser sign-in (TCP only): the API token in the Authorization header, or a login ticket in the body; the session then goes in "Authorization: Bearer" (idle 1 h, at most 12 h)',
+          security: [{ bearer: [] }, {}],
+          requestBody: { required: false, ...json({ type: 'object', properties: { ticket: { type: 'string' } } }) },
+          responses: { 201: { description: 'the session', ...json({ type: 'object', properties: { session: { type: 'string' }, idleSeconds: { type: 'integer' } } }) }, 401: err('wrong token or ticket') },
+        },
+      },
       '/host': { get: { summary: 'Get-VMHost: host check and capacity', responses: { 200: { description: 'host facts, check report and capacity' } } } },
       '/vms': {
         get: { summary: 'Get-VM: all VMs', responses: { 200: { description: 'VMs', ...json({ type: 'array', items: ref('VM') }) } } },
-        post: { summary: 'New-VM', requestBody: { required: true, ...json({ allOf: [ref('VMSettings')], required: ['name'] }) }, responses: { 201: { description: 'created', ...json(ref('VM')) }, 400: err('invalid settings or malformed body'), 409: err('duplicate name') } },
+        post: { summary: 'New-VM (with NewVMDisk options: a new or an existing disk at SCSI 0:0; a new VM has one SCSI controller)', requestBody: { required: true, ...json(ref('NewVM')) }, responses: { 201: { description: 'created', ...json(ref('VM')) }, 400: err('invalid settings or malformed body'), 409: err('duplicate name') } },
       },
       '/vms/{name}': {
         get: { summary: 'Get-VM NAME', parameters: [name], responses: { 200: { description: 'the VM', ...json(ref('VM')) }, 404: err('no such VM') } },
@@ -132,6 +156,7 @@ export function openApiDocument(): object {
       },
       '/vms/{name}/network-adapters/{adapter}': { delete: { summary: 'Remove-VMNetworkAdapter (the VM must be Off)', parameters: [name, adapter], responses: { 204: { description: 'removed' }, 404: err('no such VM or adapter') } } },
       '/vms/{name}/network-adapters/{adapter}/switch': { put: { summary: 'Connect-VMNetworkAdapter ({"switchName": NAME}) / Disconnect-VMNetworkAdapter ({"switchName": null}); a running guest sees its link go up or down', parameters: [name, adapter], requestBody: { required: true, ...json({ type: 'object', required: ['switchName'], properties: { switchName: { type: ['string', 'null'] } } }) }, responses: { 200: { description: 'the adapter', ...json(ref('NetworkAdapter')) }, 404: err('no such VM, adapter or switch') } } },
+      ...storagePaths,
       '/events': { get: { summary: 'event log of the service', parameters: [{ name: 'limit', in: 'query', schema: { type: 'integer' } }, { name: 'after', in: 'query', schema: { type: 'integer' } }], responses: { 200: { description: 'events', ...json({ type: 'array', items: ref('Event') }) } } } },
     },
   };

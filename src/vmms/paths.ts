@@ -9,3 +9,5 @@ export function defaultDataDir(): string {
 
 export const socketPath = (dataDir: string): string => join(dataDir, 'vmms.sock');
 export const tokenPath = (dataDir: string): string => join(dataDir, 'api-token');
+/** Default folder of virtual disks (Hyper-V's "Virtual Hard Disks"), one of the roots API paths are confined to. */
+export const defaultVirtualDiskDir = (dataDir: string): string => join(dataDir, 'Virtual Hard Disks');

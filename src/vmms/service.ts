@@ -3,9 +3,13 @@
  * process, drives the VM state machine and records every transition in the event log. Clients (REST API,
  * WebSocket, CLI, web console) only ever talk to this class.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileAtomic, removeFileDurably } from '../platform/state-files.js';
+import { checkPrivateDirectory } from './file-checks.js';
+import { closeFds, isolationSupport, sandboxCommand, WORKER_UID, type SandboxLaunch } from './sandbox.js';
+import { defaultVirtualDiskDir } from './paths.js';
 import { randomUUID } from 'node:crypto';
 import { cpus, freemem, totalmem, hostname } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +22,10 @@ import type { AdapterStatus, FromWorker, ToWorker, WorkerOp, WorkerStartConfig, 
 import { SwitchStore, PrivateRelay, newAdapter, switchesFor, type SwitchRecord } from './network.js';
 import type { NetworkAdapterConfig } from '../platform/hardware.js';
 import { defaultImagePaths } from '../image/builder.js';
+import type { HardwareConfig } from '../platform/hardware.js';
+import { hasDisks, slotName } from './drives.js';
+import { VmDrives } from './vm-drives.js';
+import { diskChainPaths } from '../storage/open.js';
 import { IC_NAMES, type IcName, type IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
 
 export interface ServiceOptions {
@@ -29,7 +37,23 @@ export interface ServiceOptions {
   /** Grace time of a turn-off before the worker is killed. */
   turnOffGraceMs?: number;
   log?: (msg: string) => void;
+  /**
+   * Folders API clients may name files in (virtual disks, ISOs, export folders; see confined-path.ts).
+   * Default: the data directory and its "Virtual Hard Disks" folder.
+   */
+  pathRoots?: string[];
+  /**
+   * Worker sandbox (sandbox.ts): 'auto' (default) uses it when bubblewrap works here and records an event
+   * when a VM runs without it; 'required' refuses to start a VM without it; 'off' never uses it.
+   */
+  isolation?: 'auto' | 'required' | 'off';
+  /** Memory the worker may use beyond the guest's (Node, the emulator, device models). */
+  workerOverheadBytes?: number;
 }
+
+/** Threads and processes of one worker (Node uses about a dozen threads). */
+const WORKER_PIDS_LIMIT = 128;
+const WORKER_OVERHEAD_BYTES = 768 * 1024 * 1024;
 
 export interface VmView {
   id: string;
@@ -88,6 +112,8 @@ interface Runtime {
   nextId: number;
   /** Why the worker is ending, when the service or the guest decided it (otherwise it crashed). */
   exitReason: string | null;
+  /** Runs under bubblewrap (its file view is fixed at start). */
+  isolated: boolean;
   stderrTail: string;
   exited: Promise<void>;
   cpuTicks: number;
@@ -124,12 +150,20 @@ export class VmmsService extends EventEmitter {
   private readonly log: (msg: string) => void;
   /** Checkpoint names being written right now ("vmId/name" lower case), so two requests cannot take one name. */
   private readonly checkpointsInFlight = new Set<string>();
+  /** Drive and VHD commands (Add-VMHardDiskDrive, New-VHD...). */
+  readonly drives: VmDrives;
+  /** VMs whose worker runs under another uid (nobody, for a root service): their folders belong to it. */
+  private readonly workerUid = new Map<string, number>();
+  /** Folders client-given paths are confined to (resolveConfinedPath(path, service.pathRoots)). */
+  readonly pathRoots: string[];
 
   constructor(private readonly o: ServiceOptions) {
     super();
     mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
+    checkPrivateDirectory(o.dataDir);
     this.inventory = new Inventory(join(o.dataDir, 'inventory.sqlite'));
     this.switches = new SwitchStore(o.dataDir);
+    this.pathRoots = o.pathRoots ?? [o.dataDir, defaultVirtualDiskDir(o.dataDir)];
     this.workerPath = o.workerPath ?? fileURLToPath(new URL('./worker.js', import.meta.url));
     this.log = o.log ?? (() => {});
     for (const rec of this.inventory.list()) {
@@ -142,6 +176,27 @@ export class VmmsService extends EventEmitter {
       this.sweepUnfinishedFiles(e);
     }
     this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `management service started (data directory ${o.dataDir})` });
+    this.drives = new VmDrives({
+      dataDir: o.dataDir,
+      vm: (n) => this.entry(n).rec,
+      all: () => [...this.entries.values()].map((e) => e.rec),
+      setHardware: (n, hardware, message) => {
+        const e = this.entry(n);
+        e.rec.config = { ...e.rec.config, hardware };
+        this.inventory.updateConfig(e.rec.id, e.rec.config);
+        this.record(e, null, null, message);
+        this.changed(e);
+      },
+      request: (n, op) => {
+        const e = this.entry(n);
+        // bubblewrap's binds are fixed when the worker starts: a file added later is not in its view.
+        if (op.op === 'attachDrive' && e.rt?.isolated) {
+          return Promise.reject(conflict(`cannot hot-add ${op.drive.path} to VM '${n}': its worker is isolated and sees only the files it started with; ` +
+            `stop-vm ${n}, add the disk, and start it again (or run the service with --no-isolation)`));
+        }
+        return this.request(e, op);
+      },
+    });
     this.metricsTimer = setInterval(() => this.sampleMetrics(), 1000);
     this.metricsTimer.unref();
   }
@@ -160,12 +215,31 @@ export class VmmsService extends EventEmitter {
 
   get(name: string): VmView { return this.view(this.entry(name)); }
 
-  create(input: unknown): VmView {
+  /**
+   * New-VM, with its disk options: newVhdPath + newVhdSizeBytes (a new dynamic VHDX) or vhdPath (an existing
+   * disk), attached at SCSI 0:0. The settings are checked before any file is created; a created file is
+   * deleted again if the VM cannot be.
+   */
+  async newVm(input: unknown): Promise<VmView> {
     const body = (typeof input === 'object' && input !== null && !Array.isArray(input)) ? input as Record<string, unknown> : null;
     if (!body) throw badRequest('the request body must be a JSON object with at least a "name"');
+    const { newVhdPath, newVhdSizeBytes, vhdPath, ...settings } = body;
+    this.checkNew(settings);
+    const disk = await this.drives.newVmDisk(String(settings.name), { newVhdPath, newVhdSizeBytes, vhdPath });
+    try { return this.create(settings, disk?.hardware); } catch (e) { disk?.undo(); throw e; }
+  }
+
+  private checkNew(body: Record<string, unknown>): VmConfig {
     const name = validateName(body.name);
     if (this.find(name)) throw new VmmsError(409, 'DuplicateName', `a virtual machine named '${name}' already exists (pick another name, or remove-vm ${name} first)`);
-    const { config } = applySettings(defaultConfig(name), body);
+    return applySettings(defaultConfig(name), body).config;
+  }
+
+  create(input: unknown, hardware?: HardwareConfig): VmView {
+    const body = (typeof input === 'object' && input !== null && !Array.isArray(input)) ? input as Record<string, unknown> : null;
+    if (!body) throw badRequest('the request body must be a JSON object with at least a "name"');
+    const config = this.checkNew(body);
+    if (hardware) config.hardware = hardware;
     const rec = this.inventory.insert(config);
     const e: Entry = { rec, rt: null, lastError: null, history: [], historyBytes: 0, consoleListeners: new Set() };
     this.entries.set(rec.id, e);
@@ -209,7 +283,8 @@ export class VmmsService extends EventEmitter {
     this.inventory.remove(e.rec.id);
     this.entries.delete(e.rec.id);
     rmSync(this.vmDir(e), { recursive: true, force: true });
-    this.record(e, e.rec.state, null, 'removed');
+    const disks = e.rec.config.hardware.drives.filter((d) => d.kind === 'disk').map((d) => d.path);
+    this.record(e, e.rec.state, null, `removed${disks.length ? ` (its virtual hard disks stay: ${disks.join(', ')})` : ''}`);
     this.emit('removed', e.rec.name);
   }
 
@@ -261,10 +336,24 @@ export class VmmsService extends EventEmitter {
       if (!existsSync(kernel)) throw conflict(`cannot start VM '${c.name}': kernel file '${kernel}' does not exist (set-vm ${c.name} --kernel FILE)`);
       if (initrd && !existsSync(initrd)) throw conflict(`cannot start VM '${c.name}': initrd file '${initrd}' does not exist (set-vm ${c.name} --initrd FILE)`);
     }
+    for (const d of c.hardware.drives) {
+      if (d.path && !existsSync(d.path)) {
+        throw conflict(`cannot start VM '${c.name}': the ${d.kind === 'dvd' ? 'ISO image' : 'virtual hard disk'} ${d.path} at ${slotName(d)} does not exist ` +
+          `(put the file back, or remove the drive: ${d.kind === 'dvd' ? `set-vmdvddrive ${c.name} --path ''` : `remove-vmharddiskdrive ${c.name} --controller-type ${d.controllerType.toUpperCase()} --controller-number ${d.controllerNumber} --controller-location ${d.controllerLocation}`})`);
+      }
+    }
+    const hardware = structuredClone(c.hardware);
+    if (!c.enlightened) {
+      // SCSI controllers are synthetic (VMBus) devices: an unenlightened VM has none to offer.
+      const d = hardware.drives.find((x) => x.controllerType === 'scsi');
+      if (d) throw conflict(`cannot start VM '${c.name}': it is not enlightened, so it has no synthetic SCSI controller for ${slotName(d)} (set-vm ${c.name} --enlightened on, or attach the disk to IDE)`);
+      hardware.scsiControllers = 0;
+      if (hardware.networkAdapters.length) throw conflict(`cannot start VM '${c.name}': it is not enlightened, so its synthetic network adapters have no VMBus (set-vm ${c.name} --enlightened on, or remove-vmnetworkadapter)`);
+    }
     return {
       name: c.name, processor: c.processor, memoryBytes: c.memoryBytes, cpus: c.cpus, enlightened: c.enlightened,
-      kernel, initrd, cmdline, integrationServices: c.integrationServices, com1: c.com1 === 'console',
-      networkAdapters: c.networkAdapters ?? [], switches: switchesFor(c.networkAdapters ?? [], this.switches),
+      kernel, initrd, cmdline, integrationServices: c.integrationServices, com1: c.com1 === 'console', hardware,
+      switches: switchesFor(c.hardware.networkAdapters, this.switches),
     };
   }
 
@@ -296,10 +385,15 @@ export class VmmsService extends EventEmitter {
     // A restored guest continues its console session, so its history stays.
     if (!restoring) { e.history = []; e.historyBytes = 0; }
     this.transition(e, 'Starting', restoring ? 'start requested: restoring the saved state' : 'start requested');
-    const child = fork(this.workerPath, [], { serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [] });
+    let launch: SandboxLaunch | null;
+    try { launch = await this.sandbox(e, wc); } catch (err) { this.transition(e, restoring ? 'Saved' : 'Off', `start failed: ${(err as Error).message}`); throw err; }
+    const child = launch
+      ? spawn(launch.command, launch.args, { serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc', ...launch.fds] })
+      : fork(this.workerPath, [], { serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [] });
+    if (launch) closeFds(launch.fds);
     let resolveExit!: () => void;
     const rt: Runtime = {
-      child, pid: child.pid ?? -1, startedAt: 0, backend: null, status: null, pending: new Map(), nextId: 1, exitReason: null,
+      child, pid: child.pid ?? -1, startedAt: 0, backend: null, status: null, pending: new Map(), nextId: 1, exitReason: null, isolated: launch !== null,
       stderrTail: '', exited: new Promise((r) => { resolveExit = r; }), cpuTicks: 0, cpuAt: Date.now(), cpuUsage: 0,
       finalState: restoring ? 'Saved' : 'Off',
     };
@@ -314,7 +408,7 @@ export class VmmsService extends EventEmitter {
             if (restoring) {
               // The state now lives in the running worker; a stale file must never be restored again.
               rt.finalState = 'Off';
-              rmSync(wc.restoreFrom!, { force: true });
+              removeFileDurably(wc.restoreFrom!);
             }
             this.transition(e, 'Running', restoring
               ? `worker process ${rt.pid} restored the VM from its saved state (processor ${m.backend})`
@@ -347,8 +441,9 @@ export class VmmsService extends EventEmitter {
         }
       });
       child.on('exit', (code, signal) => {
+        const oom = launch?.cleanup().oomKilled ?? false;
         const unexpected = rt.exitReason === null;
-        const why = rt.exitReason ?? `worker process ${rt.pid} ended unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`})` +
+        const why = rt.exitReason ?? (oom ? `the worker exceeded its memory limit (${Math.round(this.memoryLimit(e.rec.config) / 1048576)} MB) and was killed` : null) ?? `worker process ${rt.pid} ended unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`})` +
           (rt.stderrTail.trim() ? `: ${rt.stderrTail.trim().split('\n').slice(-3).join(' | ')}` : '');
         if (unexpected) e.lastError = why;
         for (const p of rt.pending.values()) { clearTimeout(p.timer); p.reject(conflict(`VM '${e.rec.name}' stopped: ${why}`)); }
@@ -371,6 +466,56 @@ export class VmmsService extends EventEmitter {
       throw err;
     }
     return this.view(e);
+  }
+
+  private memoryLimit(c: VmConfig): number { return c.memoryBytes + (this.o.workerOverheadBytes ?? WORKER_OVERHEAD_BYTES); }
+
+  /**
+   * The sandboxed command of a VM's worker, or null to fork it plainly (isolation off or unavailable, which
+   * the VM's event log records every time).
+   */
+  private async sandbox(e: Entry, wc: WorkerStartConfig): Promise<SandboxLaunch | null> {
+    const mode = this.o.isolation ?? 'auto';
+    if (mode === 'off') { this.record(e, null, null, 'the worker runs without isolation: the service was started with --no-isolation'); return null; }
+    const support = isolationSupport();
+    if (!support.available) {
+      const why = support.notes.join('; ');
+      if (mode === 'required') throw conflict(`cannot start VM '${e.rec.name}' isolated: ${why}`);
+      this.record(e, null, null, `the worker runs WITHOUT isolation (it has the service's rights): ${why}`);
+      return null;
+    }
+    const dir = this.vmDir(e);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const wantKvm = wc.processor !== 'emulated' && existsSync('/dev/kvm');
+    const readOnly = [wc.kernel, wc.initrd].filter((f): f is string => !!f);
+    // A root service runs the worker as nobody, unless it needs /dev/kvm (root-only here). Boot files must then
+    // be readable by everyone: a path only root can read (say /etc/shadow given as a kernel) would otherwise be
+    // loaded into guest memory with root's rights.
+    if (support.unprivilegedUser) {
+      const closed = readOnly.find((f) => (statSync(f).mode & 0o004) === 0);
+      if (closed) throw conflict(`cannot start VM '${e.rec.name}': its boot file ${closed} is not readable by other users, and the VM's worker runs as nobody (chmod o+r ${closed} if it is meant to be a kernel or initrd)`);
+    }
+    const drives = await driveBinds(e.rec.config);
+    const closedDisk = support.unprivilegedUser ? [...drives.rw.map((f) => [f, true] as const), ...drives.ro.map((f) => [f, false] as const)]
+      .find(([f, w]) => !openToUser(f, WORKER_UID, w))?.[0] : undefined;
+    const why = support.unprivilegedUser && wantKvm ? `/dev/kvm is open to root only (processor ${wc.processor})`
+      : closedDisk ? `its disk ${closedDisk} is not open to the worker's user (uid ${WORKER_UID}); give that user access to run the worker as it` : null;
+    const uid = support.unprivilegedUser && !why ? WORKER_UID : undefined;
+    if (uid !== undefined) {
+      chownTree(dir, uid);
+      // Searchable (not readable) by others: bubblewrap, as root without capabilities, must enter it; the data
+      // directory above stays 0700, so no other user reaches it.
+      chmodSync(dir, 0o711);
+      this.workerUid.set(e.rec.id, uid);
+    } else this.workerUid.delete(e.rec.id);
+    const launch = sandboxCommand({
+      workerPath: this.workerPath, vmDir: dir, readOnly: [...readOnly, ...drives.ro],
+      readWrite: drives.rw, devices: wantKvm ? ['/dev/kvm'] : [],
+      memoryLimitBytes: this.memoryLimit(e.rec.config), pidsLimit: WORKER_PIDS_LIMIT, uid,
+    }, e.rec.name);
+    const notes = [...launch.notes, ...(why ? [`the worker keeps the service's uid: ${why}`] : [])];
+    if (notes.length) this.record(e, null, null, `the worker's sandbox is incomplete: ${notes.join('; ')}`);
+    return launch;
   }
 
   private request(e: Entry, req: WorkerOp, timeoutMs = REQUEST_TIMEOUT_MS): Promise<unknown> {
@@ -465,7 +610,7 @@ export class VmmsService extends EventEmitter {
   discardSavedState(name: string): VmView {
     const e = this.entry(name);
     this.requireState(e, ['Saved'], 'discard the saved state of', e.rec.state === 'Off' ? 'it has no saved state' : `only a Saved VM has one; save-vm ${e.rec.name} saves it`);
-    rmSync(this.savedStatePath(e), { force: true });
+    removeFileDurably(this.savedStatePath(e));
     e.lastError = null;
     this.transition(e, 'Off', 'saved state discarded');
     return this.view(e);
@@ -487,7 +632,7 @@ export class VmmsService extends EventEmitter {
       try { files = readdirSync(dir); } catch { return; }
       for (const f of files) if (!keep(f)) { rmSync(join(dir, f), { force: true }); removed.push(f); }
     };
-    sweep(this.vmDir(e), (f) => !/\.vmrs\.tmp-\d+$/.test(f));
+    sweep(this.vmDir(e), (f) => !/\.tmp-\d+(-[0-9a-f]+)?$/.test(f));
     sweep(this.checkpointDir(e), (f) => known.has(f));
     if (removed.length) this.record(e, null, null, `removed ${removed.length} unfinished state file(s) left by an interrupted save or checkpoint`);
   }
@@ -560,6 +705,10 @@ export class VmmsService extends EventEmitter {
     }
     const created = new Date();
     const cpName = snapshotName === undefined || snapshotName === null ? this.defaultCheckpointName(e, created) : this.checkpointName(e, snapshotName);
+    if (hasDisks(e.rec.config.hardware)) {
+      throw conflict(`cannot checkpoint VM '${e.rec.name}': it has virtual hard disks, and checkpoints do not capture disks yet, so applying one would not match the disks' contents ` +
+        `(save-vm ${e.rec.name} keeps the running state; or remove its disks with remove-vmharddiskdrive)`);
+    }
     const from = e.rec.state;
     const rt = e.rt;
     if ((from === 'Running' || from === 'Paused') && rt?.backend === 'kvm') {
@@ -575,6 +724,8 @@ export class VmmsService extends EventEmitter {
       let running = false;
       if (from === 'Running' || from === 'Paused') {
         mkdirSync(this.checkpointDir(e), { recursive: true, mode: 0o700 });
+        // An unprivileged worker writes the file: the folder must be its own.
+        if (this.workerUid.has(e.rec.id)) chownTree(this.checkpointDir(e), this.workerUid.get(e.rec.id)!);
         try {
           await this.request(e, { op: 'checkpoint', path }, 10 * 60_000);
         } catch (err) {
@@ -586,7 +737,7 @@ export class VmmsService extends EventEmitter {
         const saved = this.savedStatePath(e);
         if (!existsSync(saved)) throw conflict(`cannot checkpoint VM '${e.rec.name}': its saved-state file ${saved} is missing (remove-vmsavedstate ${e.rec.name}, then checkpoint it while Off)`);
         mkdirSync(this.checkpointDir(e), { recursive: true, mode: 0o700 });
-        copyFileSync(saved, path);
+        copyFileAtomic(saved, path);
         running = true;
       }
       if (!this.entries.has(e.rec.id)) { rmSync(path, { force: true }); throw notFound(name); }
@@ -615,6 +766,10 @@ export class VmmsService extends EventEmitter {
     const c = this.findCheckpoint(e, snapshot);
     this.requireState(e, ['Off', 'Saved'], `apply checkpoint '${c.name}' to`,
       e.rec.state === 'Running' || e.rec.state === 'Paused' ? `stop-vm ${e.rec.name} or save-vm ${e.rec.name} first` : 'wait until it is Off or Saved');
+    if (hasDisks(e.rec.config.hardware)) {
+      throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': the VM now has virtual hard disks, which checkpoints do not capture yet ` +
+        `(remove them with remove-vmharddiskdrive first; the files stay)`);
+    }
     const src = this.checkpointPath(e, c.id);
     if (c.running && !existsSync(src)) {
       throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': its state file ${src} is missing (remove-vmsnapshot ${e.rec.name} '${c.name}' deletes the broken checkpoint)`);
@@ -624,11 +779,9 @@ export class VmmsService extends EventEmitter {
     if (c.running) {
       mkdirSync(this.vmDir(e), { recursive: true, mode: 0o700 });
       // Through a temporary file, so a failed copy leaves the previous saved state as it was.
-      const tmp = `${saved}.tmp-apply`;
-      try { copyFileSync(src, tmp); } catch (err) { rmSync(tmp, { force: true }); throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': ${(err as Error).message}`); }
-      renameSync(tmp, saved);
+      try { copyFileAtomic(src, saved); } catch (err) { throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': ${(err as Error).message}`); }
     } else {
-      rmSync(saved, { force: true });
+      removeFileDurably(saved);
     }
     const config: VmConfig = { ...structuredClone(c.config), name: e.rec.name };
     e.rec.config = config;
@@ -646,7 +799,7 @@ export class VmmsService extends EventEmitter {
     const e = this.entry(name);
     const c = this.findCheckpoint(e, snapshot);
     this.inventory.removeCheckpoint(c.id);
-    rmSync(this.checkpointPath(e, c.id), { force: true });
+    removeFileDurably(this.checkpointPath(e, c.id));
     this.record(e, null, null, `checkpoint '${c.name}' removed`);
     this.changed(e);
   }
@@ -764,7 +917,7 @@ export class VmmsService extends EventEmitter {
 
   private switchView(s: SwitchRecord): SwitchView {
     const adapters: SwitchView['adapters'] = [];
-    for (const e of this.entries.values()) for (const a of e.rec.config.networkAdapters ?? []) if (a.switchName === s.name) adapters.push({ vmName: e.rec.name, adapter: a.name });
+    for (const e of this.entries.values()) for (const a of e.rec.config.hardware.networkAdapters) if (a.switchName === s.name) adapters.push({ vmName: e.rec.name, adapter: a.name });
     return { ...s, adapters };
   }
 
@@ -778,18 +931,18 @@ export class VmmsService extends EventEmitter {
   /** Remove-VMSwitch: adapters of VMs that are off are left disconnected; running VMs must disconnect first. */
   removeSwitch(name: string): void {
     const s = this.switches.get(name);
-    const users = [...this.entries.values()].filter((e) => (e.rec.config.networkAdapters ?? []).some((a) => a.switchName === s.name));
+    const users = [...this.entries.values()].filter((e) => (e.rec.config.hardware.networkAdapters).some((a) => a.switchName === s.name));
     const busy = users.filter((e) => e.rt);
     if (busy.length) throw conflict(`virtual switch '${s.name}' is in use by running VM ${busy.map((e) => `'${e.rec.name}'`).join(', ')}; disconnect-vmnetworkadapter or stop the VM first`);
     this.switches.remove(s.name);
     for (const e of users) {
-      this.setAdapters(e, (e.rec.config.networkAdapters ?? []).map((a) => (a.switchName === s.name ? { ...a, switchName: null } : a)), `network adapters disconnected: switch '${s.name}' removed`);
+      this.setAdapters(e, (e.rec.config.hardware.networkAdapters).map((a) => (a.switchName === s.name ? { ...a, switchName: null } : a)), `network adapters disconnected: switch '${s.name}' removed`);
     }
     this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `virtual switch '${s.name}' removed` });
   }
 
   private setAdapters(e: Entry, adapters: NetworkAdapterConfig[], message: string): void {
-    e.rec.config = { ...e.rec.config, networkAdapters: adapters };
+    e.rec.config = { ...e.rec.config, hardware: { ...e.rec.config.hardware, networkAdapters: adapters } };
     this.inventory.updateConfig(e.rec.id, e.rec.config);
     this.record(e, null, null, message);
     this.changed(e);
@@ -801,7 +954,7 @@ export class VmmsService extends EventEmitter {
     let live: AdapterStatus[] = [];
     if (e.rt && e.rec.state !== 'Starting') live = await this.request(e, { op: 'netStatus' }).then((x) => x as AdapterStatus[], () => []);
     const ips = (e.rt?.status?.guest?.NetworkAddressIPv4 ?? '').split(';').filter(Boolean);
-    return (e.rec.config.networkAdapters ?? []).map((a) => ({ ...a, vmName: e.rec.name, status: live.find((l) => l.name === a.name) ?? null, ipAddresses: ips }));
+    return (e.rec.config.hardware.networkAdapters).map((a) => ({ ...a, vmName: e.rec.name, status: live.find((l) => l.name === a.name) ?? null, ipAddresses: ips }));
   }
 
   /** Add-VMNetworkAdapter (the VM must be Off: hot add is not supported). */
@@ -809,8 +962,8 @@ export class VmmsService extends EventEmitter {
     const e = this.entry(name);
     this.requireState(e, ['Off'], 'add a network adapter to', `stop-vm ${e.rec.name}`);
     if (!e.rec.config.enlightened) throw conflict(`VM '${e.rec.name}' is unenlightened: a synthetic network adapter needs VMBus (set-vm ${e.rec.name} --enlightened true); the legacy adapter is not available yet`);
-    const a = newAdapter(input, e.rec.config.networkAdapters ?? [], this.switches);
-    this.setAdapters(e, [...(e.rec.config.networkAdapters ?? []), a], `network adapter '${a.name}' (${a.macAddress}) added${a.switchName ? `, connected to '${a.switchName}'` : ''}`);
+    const a = newAdapter(input, e.rec.config.hardware.networkAdapters, this.switches);
+    this.setAdapters(e, [...(e.rec.config.hardware.networkAdapters), a], `network adapter '${a.name}' (${a.macAddress}) added${a.switchName ? `, connected to '${a.switchName}'` : ''}`);
     return { ...a, vmName: e.rec.name, status: null, ipAddresses: [] };
   }
 
@@ -818,7 +971,7 @@ export class VmmsService extends EventEmitter {
   removeNetworkAdapter(name: string, adapter: string): void {
     const e = this.entry(name);
     this.requireState(e, ['Off'], 'remove a network adapter from', `stop-vm ${e.rec.name}`);
-    const list = e.rec.config.networkAdapters ?? [];
+    const list = e.rec.config.hardware.networkAdapters;
     const a = list.find((x) => x.name.toLowerCase() === adapter.toLowerCase());
     if (!a) throw new VmmsError(404, 'AdapterNotFound', `VM '${e.rec.name}' has no network adapter named '${adapter}' (get-vmnetworkadapter ${e.rec.name})`);
     this.setAdapters(e, list.filter((x) => x !== a), `network adapter '${a.name}' removed`);
@@ -827,7 +980,7 @@ export class VmmsService extends EventEmitter {
   /** Connect-VMNetworkAdapter / Disconnect-VMNetworkAdapter (switchName null); a running guest sees its link change. */
   async connectNetworkAdapter(name: string, adapter: string, switchName: string | null): Promise<AdapterView> {
     const e = this.entry(name);
-    const list = e.rec.config.networkAdapters ?? [];
+    const list = e.rec.config.hardware.networkAdapters;
     const a = list.find((x) => x.name.toLowerCase() === adapter.toLowerCase());
     if (!a) throw new VmmsError(404, 'AdapterNotFound', `VM '${e.rec.name}' has no network adapter named '${adapter}' (get-vmnetworkadapter ${e.rec.name})`);
     const sw = switchName === null ? null : this.switches.get(switchName);
@@ -877,7 +1030,7 @@ export class VmmsService extends EventEmitter {
       const rt = e.rt;
       if (!rt) continue;
       any = true;
-      const ticks = procTicks(rt.pid);
+      const ticks = treeTicks(rt.pid);
       const now = Date.now();
       if (ticks !== null) {
         const dt = (now - rt.cpuAt) / 1000;
@@ -928,6 +1081,7 @@ export class VmmsService extends EventEmitter {
       virtualMachines: this.entries.size,
       runningVirtualMachines: running.length,
       dataDirectory: this.o.dataDir,
+      workerIsolation: this.o.isolation === 'off' ? { available: false, notes: ['disabled with --no-isolation'] } : isolationSupport(),
       nodeVersion: process.version,
       ...(this.hostCache.value as object),
     };
@@ -947,8 +1101,28 @@ export class VmmsService extends EventEmitter {
   workerPid(name: string): number | null { return this.entry(name).rt?.pid ?? null; }
 }
 
+/** Gives a VM folder and everything in it to the worker's uid. */
+function chownTree(dir: string, uid: number): void {
+  chownSync(dir, uid, uid);
+  for (const f of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, f.name);
+    if (f.isDirectory()) chownTree(p, uid); else if (f.isFile()) chownSync(p, uid, uid);
+  }
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => { const t = setTimeout(r, ms); t.unref(); });
+}
+
+/** utime + stime of a process and its descendants (the sandboxed worker under bwrap), null when it is gone. */
+function treeTicks(pid: number, depth = 0): number | null {
+  const own = procTicks(pid);
+  if (own === null || depth > 4) return own;
+  let sum = own;
+  let kids: string[] = [];
+  try { kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean); } catch { /* no children file */ }
+  for (const k of kids) sum += treeTicks(Number(k), depth + 1) ?? 0;
+  return sum;
 }
 
 /** utime + stime of a process in clock ticks, from /proc (null when it is gone). */
@@ -958,4 +1132,28 @@ function procTicks(pid: number): number | null {
     const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
     return Number(f[11]) + Number(f[12]);
   } catch { return null; }
+}
+
+/**
+ * The files a VM's drives need inside its sandbox, bound one by one: each writable disk read-write, its
+ * differencing parents, read-only disks and ISOs read-only. Missing files are left out (the worker then
+ * reports the drive's error itself).
+ */
+async function driveBinds(c: VmConfig): Promise<{ rw: string[]; ro: string[] }> {
+  const rw = new Set<string>(), ro = new Set<string>();
+  for (const d of c.hardware?.drives ?? []) {
+    if (!d.path || !existsSync(d.path)) continue;
+    let chain: string[];
+    try { chain = await diskChainPaths(d.path); } catch { chain = [d.path]; }
+    chain.forEach((f, i) => (i === 0 && d.kind === 'disk' && !d.readOnly ? rw : ro).add(f));
+  }
+  for (const f of rw) ro.delete(f);
+  return { rw: [...rw], ro: [...ro] };
+}
+
+/** Whether `uid` (not root) may read, or read and write, the file by its owner and other-permission bits. */
+function openToUser(path: string, uid: number, write: boolean): boolean {
+  const st = statSync(path);
+  const need = write ? 0o6 : 0o4;
+  return st.uid === uid ? ((st.mode >> 6) & need) === need : (st.mode & need) === need;
 }

@@ -4,7 +4,7 @@
  */
 import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
-import type { VmConfig } from './config.js';
+import { migrateConfig, type VmConfig } from './config.js';
 import type { VmState } from './states.js';
 
 export interface VmRecord { id: string; name: string; config: VmConfig; state: VmState; created: number }
@@ -134,9 +134,9 @@ export class Inventory {
 }
 
 function checkpointFromRow(r: CheckpointRow): CheckpointRecord {
-  return { id: r.id, vmId: r.vm_id, name: r.name, created: r.created, parentId: r.parent_id, running: r.running !== 0, config: JSON.parse(r.config) as VmConfig };
+  return { id: r.id, vmId: r.vm_id, name: r.name, created: r.created, parentId: r.parent_id, running: r.running !== 0, config: migrateConfig(JSON.parse(r.config)) };
 }
 
 function fromRow(r: VmRow): VmRecord {
-  return { id: r.id, name: r.name, config: JSON.parse(r.config) as VmConfig, state: r.state as VmState, created: r.created };
+  return { id: r.id, name: r.name, config: migrateConfig(JSON.parse(r.config)), state: r.state as VmState, created: r.created };
 }

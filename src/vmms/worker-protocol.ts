@@ -1,7 +1,7 @@
 /** Messages between the service and a VM worker process (child_process IPC, 'advanced' serialization). */
 import type { IcName, IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
-import type { NetworkAdapterConfig } from '../platform/hardware.js';
 import type { SwitchConfig } from '../platform/assemble-network.js';
+import type { DriveConfig, HardwareConfig } from '../platform/hardware.js';
 
 export interface WorkerStartConfig {
   name: string;
@@ -14,10 +14,11 @@ export interface WorkerStartConfig {
   cmdline: string;
   integrationServices: Record<IcName, boolean>;
   com1: boolean;
+  /** Controllers, drives and network adapters the partition is assembled from. */
+  hardware: HardwareConfig;
   /** Continue from this saved-state file instead of booting (Start-VM of a Saved VM). */
   restoreFrom?: string;
-  /** Synthetic network adapters and the switches they name. */
-  networkAdapters?: NetworkAdapterConfig[];
+  /** The virtual switches the hardware's network adapters name. */
   switches?: SwitchConfig[];
 }
 
@@ -40,7 +41,13 @@ export type WorkerOp =
   | { op: 'checkpoint'; path: string }
   /** Connect-/Disconnect-VMNetworkAdapter while running. */
   | { op: 'netConnect'; adapter: string; switchName: string | null; switchConfig?: SwitchConfig }
-  | { op: 'netStatus' };
+  | { op: 'netStatus' }
+  /** Add-VMHardDiskDrive on a running VM: hot-add a SCSI disk (the partition opens the file). */
+  | { op: 'attachDrive'; drive: DriveConfig }
+  /** Remove-VMHardDiskDrive on a running VM: hot-remove the SCSI disk at that slot (the partition closes the file). */
+  | { op: 'detachDrive'; controllerType: DriveConfig['controllerType']; controllerNumber: number; controllerLocation: number }
+  /** Set-VMDvdDrive on a running VM: insert another disc (drive.path) or eject (null). */
+  | { op: 'changeMedia'; drive: DriveConfig };
 
 export type ToWorker =
   | { t: 'start'; config: WorkerStartConfig }

@@ -8,6 +8,16 @@ import { writeSavedStateFile } from '../platform/saved-state.js';
 import { IC_NAMES } from '../vsp/ic/integration-services.js';
 import { IcError } from '../vsp/ic/framework.js';
 import type { AdapterStatus, FromWorker, ToWorker, WorkerOp, WorkerStatus, WorkerStartConfig } from './worker-protocol.js';
+import type { DriveConfig } from '../platform/hardware.js';
+import { openDisk } from '../storage/open.js';
+
+/** A disk-media change hook of the IDE controller (the ide branch provides it); looked up at run time. */
+function changeMedia(p: Partition, drive: DriveConfig): Promise<void> | void {
+  const f = (p as unknown as { changeMedia?: (d: DriveConfig) => Promise<void> | void }).changeMedia;
+  if (typeof f !== 'function') throw new Error('this build cannot change DVD media while the VM runs (change it while the VM is off)');
+  return f.call(p, drive);
+}
+
 
 const STATUS_MS = 1000;
 const KVP_REFRESH_MS = 15_000;
@@ -68,11 +78,12 @@ function refreshKvp(): void {
  * Writes the guest's state to `path`, paused at an instruction boundary. A checkpoint (`keepRunning`) lets a
  * running guest carry on afterwards; a save leaves it paused, since the worker ends, unless writing failed.
  */
-function writeState(vm: Partition, path: string, keepRunning: boolean): { bytes: number } {
+async function writeState(vm: Partition, path: string, keepRunning: boolean): Promise<{ bytes: number }> {
   const wasPaused = vm.isPaused;
   vm.pause();
   let ok = false;
   try {
+    await vm.quiesce(); // disk I/O the guest started lands in the saved state
     const bytes = vm.saveState();
     writeSavedStateFile(path, bytes);
     ok = true;
@@ -115,6 +126,13 @@ async function handle(r: WorkerOp): Promise<unknown> {
       vm.network.connect(r.adapter, r.switchName, r.switchConfig);
       return adapterStatus(vm);
     case 'netStatus': return adapterStatus(vm);
+    // The partition keeps its hardware description in step, so a later save and restore has the drive.
+    case 'attachDrive': await vm.addDrive(r.drive); return null;
+    case 'detachDrive':
+      if (r.controllerType !== 'scsi') throw new Error('only SCSI disks can be removed while the VM runs');
+      await vm.removeDrive(r.controllerNumber, r.controllerLocation);
+      return null;
+    case 'changeMedia': await changeMedia(vm, r.drive); return null;
   }
 }
 
@@ -125,9 +143,11 @@ async function start(c: WorkerStartConfig): Promise<void> {
       kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, quiet: true,
       onConsoleOutput: c.com1 ? consoleOut : undefined,
       log: (message) => send({ t: 'log', message }),
-      hardware: c.networkAdapters?.length ? { scsiControllers: 0, drives: [], networkAdapters: c.networkAdapters } : undefined,
+      hardware: c.hardware,
       switches: c.switches,
       networkRelay: (switchName, data) => send({ t: 'frame', switchName, data }),
+      // VHDX or raw by content; the lock names this VM to anyone else who tries to open the disk.
+      openDisk: (path, readOnly) => openDisk(path, { readOnly, purpose: `VM ${c.name}` }),
     };
     vm = c.restoreFrom ? await Partition.restore(pc, c.restoreFrom) : await Partition.create(pc);
   } catch (e) {

@@ -3,13 +3,50 @@ import { Terminal } from '/vendor/xterm/lib/xterm.mjs';
 
 const IC_NAMES = ['Heartbeat', 'Shutdown', 'Time Synchronization', 'Key-Value Pair Exchange', 'VSS'];
 
-// A token given once in the URL (?token=...) is kept for the tab and dropped from the address bar.
-const params = new URLSearchParams(location.search);
-if (params.get('token')) {
-  sessionStorage.setItem('hyperts-token', params.get('token'));
-  history.replaceState(null, '', location.pathname);
+// Sign-in: the API token (typed into the login form) or a one-time login ticket (#ticket=..., never sent to the
+// server in a URL) is exchanged for a session, kept for the tab; the token itself is never stored.
+// WebSockets open with single-use tickets, so no credential ever appears in a URL.
+let session = sessionStorage.getItem('hyperts-session');
+
+async function signIn(init) {
+  const r = await fetch('/api/v1/sessions', { method: 'POST', ...init });
+  const data = await r.json().catch(() => null);
+  if (!r.ok) throw new Error(data?.error?.message ?? `HTTP ${r.status}`);
+  session = data.session;
+  sessionStorage.setItem('hyperts-session', session);
 }
-const token = sessionStorage.getItem('hyperts-token');
+
+function askToken() {
+  return new Promise((resolve) => {
+    const d = document.querySelector('#login-dialog');
+    const form = document.querySelector('#login-form');
+    form.onsubmit = async (ev) => {
+      ev.preventDefault();
+      const token = new FormData(form).get('token');
+      try {
+        await signIn({ headers: { authorization: `Bearer ${token}` } });
+        form.reset();
+        d.close();
+        resolve();
+      } catch (e) { document.querySelector('#login-error').textContent = e.message; }
+    };
+    d.showModal();
+  });
+}
+
+let signingIn = null;
+async function ensureSession() {
+  if (session) return;
+  signingIn ??= (async () => {
+    const ticket = new URLSearchParams(location.hash.slice(1)).get('ticket');
+    if (ticket) {
+      history.replaceState(null, '', location.pathname);
+      try { await signIn({ headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ticket }) }); return; } catch { /* used or expired: ask */ }
+    }
+    await askToken();
+  })().finally(() => { signingIn = null; });
+  await signingIn;
+}
 
 const $ = (sel) => document.querySelector(sel);
 const el = (tag, props = {}, ...children) => {
@@ -25,22 +62,31 @@ let tab = 'summary';
 let ics = null;
 let events = null;
 let snapshots = null;
+let drives = null;
 
-async function api(method, path, body) {
-  const headers = { accept: 'application/json' };
+async function api(method, path, body, retried = false) {
+  await ensureSession();
+  const headers = { accept: 'application/json', authorization: `Bearer ${session}` };
   if (body !== undefined) headers['content-type'] = 'application/json';
-  if (token) headers.authorization = `Bearer ${token}`;
   const r = await fetch(`/api/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (r.status === 401 && !retried) {
+    // The session ended (idle, or the service restarted): sign in again, then retry once.
+    session = null;
+    sessionStorage.removeItem('hyperts-session');
+    return api(method, path, body, true);
+  }
   const text = await r.text();
   const data = text ? JSON.parse(text) : null;
   if (!r.ok) throw new Error(data?.error?.message ?? `HTTP ${r.status}`);
   return data;
 }
 
-function wsUrl(path) {
+/** A WebSocket URL with a fresh single-use ticket for exactly this path. */
+async function wsUrl(path) {
+  const { ticket } = await api('POST', '/tickets', { path });
   const u = new URL(`/api/v1${path}`, location.href);
   u.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  if (token) u.searchParams.set('token', token);
+  u.searchParams.set('ticket', ticket);
   return u.href;
 }
 
@@ -86,7 +132,7 @@ function renderList() {
 function current() { return vms.find((v) => v.name === selected) ?? null; }
 
 function select(name) {
-  if (name !== selected) { ics = null; events = null; }
+  if (name !== selected) { ics = null; events = null; drives = null; }
   selected = name;
   for (const tr of document.querySelectorAll('#vms tbody tr')) tr.classList.toggle('selected', tr.dataset.vm === name);
   renderActions();
@@ -178,6 +224,22 @@ function renderDetails() {
       ['Startup memory', mb(c.memoryBytes)], ['Assigned memory', v.memoryAssignedBytes ? mb(v.memoryAssignedBytes) : '0 MB'],
       ['Dynamic memory', 'Disabled'], ['CPU usage', `${v.cpuUsage} %`], ['Uptime', uptime(v.uptimeSeconds)],
     ]));
+  } else if (tab === 'storage') {
+    // Hard disks and DVD drives as Hyper-V Manager's settings list them: controller, location, file, sizes.
+    const size = (b) => (b === null || b === undefined ? '' : b >= 1073741824 ? `${(b / 1073741824).toFixed(b % 1073741824 ? 2 : 0)} GB` : mb(b));
+    const rows = (drives ?? []).map((d) => el('tr', {},
+      el('td', { textContent: `${d.controllerType} ${d.controllerNumber}` }),
+      el('td', { textContent: String(d.controllerLocation) }),
+      el('td', { textContent: d.kind === 'dvd' ? 'DVD drive' : 'Hard drive' }),
+      el('td', { textContent: d.path ?? (d.kind === 'dvd' ? 'None (no disc)' : '') }),
+      el('td', { textContent: size(d.sizeBytes) }),
+      el('td', { textContent: size(d.fileSizeBytes) })));
+    body.replaceChildren(
+      dl([['SCSI controllers', String(c.hardware?.scsiControllers ?? 0)]]),
+      el('table', { id: 'drive-table' },
+        el('thead', {}, el('tr', {}, ...['Controller', 'Location', 'Drive', 'Path', 'Size', 'File size'].map((h) => el('th', { textContent: h })))),
+        el('tbody', {}, ...rows)),
+      ...(drives && !drives.length ? [el('p', { className: 'hint', textContent: 'No drives (hyperts add-vmharddiskdrive adds a disk).' })] : []));
   } else if (tab === 'ics') {
     const rows = (ics ?? []).map((i) => el('tr', {},
       el('td', { textContent: i.name }),
@@ -232,6 +294,10 @@ async function refreshDetails() {
     if (tab === 'ics') ics = await api('GET', `${path}/integration-services`);
     if (tab === 'events') events = await api('GET', `${path}/events?limit=50`);
     if (tab === 'checkpoints') snapshots = await api('GET', `${path}/snapshots`);
+    if (tab === 'storage') {
+      const [disks, dvds] = await Promise.all([api('GET', `${path}/hard-disk-drives`), api('GET', `${path}/dvd-drives`)]);
+      drives = [...disks, ...dvds].sort((a, b) => a.controllerType.localeCompare(b.controllerType) || a.controllerNumber - b.controllerNumber || a.controllerLocation - b.controllerLocation);
+    }
   } catch (e) { /* the VM may just have been removed */ }
   renderDetails();
 }
@@ -246,14 +312,16 @@ let term = null;
 let consoleWs = null;
 let consoleVm = null;
 
-function openConsole(name) {
+async function openConsole(name) {
   closeConsole();
+  let url;
+  try { url = await wsUrl(`/vms/${encodeURIComponent(name)}/console`); } catch (e) { showError(e.message); return; }
   consoleVm = name;
   $('#console-pane').hidden = false;
   $('#console-title').textContent = `${name} on COM1`;
   term = new Terminal({ convertEol: false, cursorBlink: true, fontSize: 13, scrollback: 5000 });
   term.open($('#terminal'));
-  const ws = new WebSocket(wsUrl(`/vms/${encodeURIComponent(name)}/console`));
+  const ws = new WebSocket(url);
   ws.binaryType = 'arraybuffer';
   ws.onmessage = (m) => term?.write(new Uint8Array(m.data));
   ws.onclose = (ev) => { if (ev.code >= 4000) term?.write(`\r\n[console closed: ${ev.reason}]\r\n`); };
@@ -300,13 +368,19 @@ $('#new-vm-form').addEventListener('submit', async (ev) => {
 
 // ---- live state ----------------------------------------------------------------------------------------
 
-function connectLive() {
-  const ws = new WebSocket(wsUrl('/live'));
+async function connectLive() {
+  let url;
+  try { url = await wsUrl('/live'); } catch (e) {
+    $('#conn').textContent = 'disconnected: retrying...';
+    setTimeout(connectLive, 2000);
+    return;
+  }
+  const ws = new WebSocket(url);
   ws.onopen = () => { $('#conn').textContent = 'connected'; };
   ws.onmessage = (m) => {
     const msg = JSON.parse(m.data);
     if (msg.type === 'vms') { vms = msg.vms; renderList(); }
-    if (msg.type === 'event' && msg.event.vmName === selected && (tab === 'events' || tab === 'checkpoints')) refreshDetails();
+    if (msg.type === 'event' && msg.event.vmName === selected && (tab === 'events' || tab === 'checkpoints' || tab === 'storage')) refreshDetails();
     if (msg.type === 'event' && msg.event.to && msg.event.vmName === selected && tab === 'ics') refreshDetails();
   };
   ws.onclose = () => { $('#conn').textContent = 'disconnected: retrying...'; setTimeout(connectLive, 2000); };

@@ -60,6 +60,7 @@ export class GuestSession {
    */
   async saveAndRestore(): Promise<{ session: GuestSession; bytes: number }> {
     this.vm.pause();
+    await this.vm.quiesce();
     const file = this.vm.saveState();
     this.vm.turnOff('saved');
     await this.exited;

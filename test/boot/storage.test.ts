@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { GuestSession } from './guest-session.js';
-import { openRawDisk, type DiskOpener } from '../../src/platform/assemble-storage.js';
+import { diskOpener, type DiskOpener } from '../../src/platform/assemble-storage.js';
 import type { Disk } from '../../src/storage/disk.js';
 import type { HardwareConfig } from '../../src/platform/hardware.js';
 
@@ -22,7 +22,7 @@ const MiB = 1 << 20;
 /** Backend calls seen per image path (unmaps prove fstrim reached the host). */
 const unmaps = new Map<string, number>();
 const counting: DiskOpener = async (path, readOnly) => {
-  const d = await openRawDisk(path, readOnly);
+  const d = await diskOpener('storage boot test')(path, readOnly);
   return new Proxy(d, {
     get(t, k) {
       if (k === 'unmap') return (o: number, l: number) => { unmaps.set(path, (unmaps.get(path) ?? 0) + 1); return t.unmap(o, l); };
@@ -69,6 +69,9 @@ describe('synthetic SCSI: hv_storvsc and sd on storvsp', () => {
       ],
     };
     g = await GuestSession.boot({ hardware, openDisk: counting });
+    // Debug aid: HYPERTS_TEST_CONSOLE=FILE mirrors the guest console (the test runner shows output only at the end).
+    const mirror = process.env.HYPERTS_TEST_CONSOLE;
+    if (mirror) setInterval(() => writeFileSync(mirror, g.output), 2000).unref();
     await g.waitForShell();
   }, { timeout: BOOT_LIMIT });
 
@@ -117,14 +120,17 @@ describe('synthetic SCSI: hv_storvsc and sd on storvsp', () => {
     await sh('umount /mnt/d');
   });
 
-  test('the read-only disk refuses writes with a write-protect error from the device', async () => {
+  test('the read-only disk refuses writes: sd sees Write Protect, and the device itself answers DATA PROTECT', async () => {
     const d1 = await dev(1);
-    // The block layer already refuses (sd saw the WP bit); force the write down to the device.
-    await sh(`blockdev --setrw /dev/${d1}`);
+    assert.match(await sh('dmesg'), new RegExp(`\\[${d1}\\] Write Protect is on`));
     const r = await g.run(`dd if=/dev/zero of=/dev/${d1} bs=4096 count=1 oflag=direct`);
-    assert.notEqual(r.status, 0, 'the write must fail');
-    const log = await sh('dmesg | tail -n 30');
-    assert.match(log, /Write protected/i);
+    assert.notEqual(r.status, 0, 'the block layer must refuse to open it for writing');
+    assert.match(r.out, /Read-only file system/);
+    // Past the block layer: a raw WRITE(10) of one block through SG_IO (root may send it on a read-only open).
+    const raw = await g.run(`sg_raw -s 512 -i /dev/zero /dev/${d1} 2a 00 00 00 00 08 00 00 01 00 2>&1`);
+    assert.notEqual(raw.status, 0);
+    assert.match(raw.out, /Data Protect/i);
+    assert.match(raw.out, /Write protected/i);
     assert.equal(readHost(ro, 4096, 21).toString(), 'read-only-disk-marker');
   });
 

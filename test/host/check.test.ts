@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { evaluateHost, NEEDED_CAPS, USEFUL_CAPS, MIN_KVM_INSTRUCTIONS_PER_SECOND, type HostFacts } from '../../src/host/check.js';
-import { parseCpuinfo, chooseBackend } from '../../src/host/probe.js';
+import { parseCpuinfo, chooseBackend, probeHost } from '../../src/host/probe.js';
 
 const BASE_FLAGS = 'fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht syscall nx pdpe1gb rdtscp lm constant_tsc rep_good nopl xtopology cpuid pni pclmulqdq ssse3 fma cx16 sse4_1 sse4_2 x2apic popcnt aes xsave avx f16c rdrand lahf_lm abm';
 
@@ -32,6 +32,7 @@ const noKvmHost = facts({ cpuFlags: parseCpuinfo(CPUINFO_NESTED_NO_VT).flags, cp
 const pvmHost = facts({
   cpuFlags: parseCpuinfo(CPUINFO_NESTED_NO_VT).flags, kvmDevice: { state: 'open' }, kvmModules: ['kvm', 'kvm_pvm'],
   apiVersion: 12, capabilities: allCaps(), guestSpeed: { instructionsPerSecond: 1.1e6 },
+  realModeTripleFault: { asHardware: false, detail: 'this KVM delivers a real-mode INT through the IVT past a zero IDT limit' },
 });
 const host32 = facts({ machine: 'i686', cpuFlags: BASE_FLAGS.replace(' lm ', ' ').split(' ').concat('vmx') });
 
@@ -100,4 +101,41 @@ test('missing capabilities and permission problems are named', () => {
   const failed = evaluateHost({ ...vtxHost, guestSpeed: { error: 'KVM_RUN failed: EINVAL' } });
   assert.equal(failed.choice, 'emulated');
   assert.match(failed.why, /EINVAL/);
+});
+
+test('kvm_pvm host: the real-mode triple-fault difference is shown, and the speed alone decides', () => {
+  const r = evaluateHost(pvmHost);
+  const item = r.items.find((i) => i.name === 'Real-mode triple fault');
+  assert.equal(item?.status, 'warn');
+  assert.match(item!.detail, /IVT past a zero IDT limit/);
+  const hw = evaluateHost({ ...vtxHost, realModeTripleFault: { asHardware: true, detail: 'KVM_EXIT_SHUTDOWN' } });
+  assert.equal(hw.items.find((i) => i.name === 'Real-mode triple fault')?.status, 'ok');
+  assert.equal(hw.choice, 'kvm');
+});
+
+test('this host, probed for real: the verdict follows from what was measured, with the reason', async () => {
+  const f = await probeHost();
+  const r = evaluateHost(f);
+  assert.equal(r.backends.emulated.usable, true, r.backends.emulated.reasons.join('; '));
+  if (f.kvmDevice.state !== 'open') {
+    // No usable /dev/kvm (absent, no permission, or an error): emulated, and the reason names /dev/kvm or the CPU.
+    assert.equal(r.choice, 'emulated');
+    assert.match(r.why, /\/dev\/kvm|vmx|svm|x86/);
+    return;
+  }
+  const gs = f.guestSpeed;
+  assert.ok(gs && 'instructionsPerSecond' in gs, `the guest-speed probe ran on the open /dev/kvm: ${JSON.stringify(gs)}`);
+  assert.ok(gs.instructionsPerSecond > 0);
+  assert.ok(f.realModeTripleFault, 'the real-mode triple-fault probe ran');
+  const missing = NEEDED_CAPS.filter((n) => !f.capabilities?.[n]);
+  if (gs.instructionsPerSecond < MIN_KVM_INSTRUCTIONS_PER_SECOND) {
+    // A software-assisted KVM such as kvm_pvm: usable in principle, too slow for a real guest.
+    assert.equal(r.choice, 'emulated');
+    assert.match(r.why, /runs guest code at only [\d.]+ [kMG] instructions\/s/);
+    if (f.kvmModules.includes('kvm_pvm')) assert.match(r.why, /kvm_pvm/);
+  } else if (missing.length === 0 && f.apiVersion === 12) {
+    assert.equal(r.choice, 'kvm');
+  } else {
+    assert.equal(r.choice, 'emulated');
+  }
 });

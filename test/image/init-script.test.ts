@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { initScript, INIT_BANNER, RUN_EXIT_MARKER, MODULE_LIST_PATH, SHUTDOWN_MARKER, SHUTDOWN_DONE_MARKER } from '../../src/image/init-script.js';
+import { initScript, INIT_BANNER, RUN_EXIT_MARKER, MODULE_LIST_PATH, SHUTDOWN_MARKER, SHUTDOWN_DONE_MARKER, ROOT_SWITCH_MARKER, ROOT_FAILED_MARKER } from '../../src/image/init-script.js';
 
 test('init: mounts, banner, modules, shell on the console, power-off', () => {
   const s = initScript('6.1.0-50-cloud-amd64');
@@ -84,4 +84,68 @@ test('init: poweroff (SIGUSR2) and halt (SIGUSR1) run the shutdown path and powe
 test('init: reboot (SIGTERM) runs the shutdown path and reboots', async () => {
   const out = await shutdownBySignal('SIGTERM');
   assert.match(out, new RegExp(`^${SHUTDOWN_MARKER}reboot\n[^]*umount-all\n${SHUTDOWN_DONE_MARKER}reboot\nreboot-f\n$`));
+});
+
+/**
+ * The root-disk half of /init on the host, against a fake /proc/cmdline and a fake new root. findfs, mount,
+ * umount, sleep and switch_root are shell functions that log their arguments; findfs knows LABEL=root and UUID=u1.
+ */
+function rootPart(cmdline: string, opts: { init?: boolean; mountFails?: boolean } = {}): { log: string; out: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'init-root-'));
+  try {
+    writeFileSync(join(dir, 'cmdline'), cmdline + '\n');
+    const newroot = join(dir, 'newroot');
+    if (opts.init ?? true) { mkdirSync(join(newroot, 'sbin'), { recursive: true }); writeFileSync(join(newroot, 'sbin', 'init'), '', { mode: 0o755 }); }
+    const s = initScript('x');
+    const part = s.slice(s.indexOf('root= hroot='), s.indexOf('[ -n "$root" ] && switch_to_root'))
+      .replaceAll('/proc/cmdline', join(dir, 'cmdline')).replaceAll('/newroot', newroot).replace('exec switch_root', 'switch_root');
+    const log = join(dir, 'log');
+    const stubs = `L=${log}
+findfs() { echo "findfs $*" >>$L; case "$1" in LABEL=root|UUID=u1) echo /dev/sda ;; *) return 1 ;; esac; }
+mount() { echo "mount $*" >>$L; ${opts.mountFails ? 'echo "mount: invalid argument"; return 1' : 'return 0'}; }
+umount() { echo "umount $*" >>$L; }
+sleep() { echo "sleep $*" >>$L; }
+switch_root() { echo "switch_root $*" >>$L; }
+`;
+    const r = spawnSync('sh', [], { input: stubs + part + '[ -n "$root" ] && switch_to_root\necho after\n' });
+    let text = '';
+    try { text = readFileSync(log, 'utf8'); } catch { /* nothing called */ }
+    return { log: text.replaceAll(newroot, '/newroot'), out: r.stdout.toString() };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('init: root=LABEL=... rw mounts the disk, moves the API file systems and switches root', () => {
+  const { log, out } = rootPart('console=ttyS0 root=LABEL=root rw panic=-1');
+  assert.equal(log, 'findfs LABEL=root\nmount -t ext4 -o rw /dev/sda /newroot\n' +
+    ['dev', 'proc', 'sys', 'run'].map((d) => `mount --move /${d} /newroot/${d}\n`).join('') + 'switch_root /newroot /sbin/init\n');
+  assert.ok(out.startsWith(`${ROOT_SWITCH_MARKER}/dev/sda\n`), out);
+});
+
+test('init: root options: read-only by default, hyperts.root= wins over root=, rootfstype= and init=', () => {
+  assert.match(rootPart('root=UUID=u1').log, /^findfs UUID=u1\nmount -t ext4 -o ro \/dev\/sda /);
+  for (const c of ['root=LABEL=other hyperts.root=LABEL=root', 'hyperts.root=LABEL=root root=LABEL=other']) {
+    assert.match(rootPart(c).log, /^findfs LABEL=root\n/, c);
+  }
+  const { log } = rootPart('root=LABEL=root rootfstype=ext2 init=/sbin/init');
+  assert.match(log, /mount -t ext2 -o ro /);
+  assert.match(log, /switch_root \/newroot \/sbin\/init\n$/);
+  assert.equal(rootPart('console=ttyS0 hyperts.run=true').log, '', 'no root option: nothing mounted');
+});
+
+test('init: a root disk that never appears, will not mount or has no init leaves /init in the initramfs', () => {
+  let r = rootPart('root=LABEL=missing rootdelay=2');
+  assert.equal(r.log, 'findfs LABEL=missing\nsleep 1\nfindfs LABEL=missing\nsleep 1\nfindfs LABEL=missing\n');
+  assert.match(r.out, new RegExp(`^${ROOT_FAILED_MARKER}LABEL=missing did not appear within 2 s .*\nafter\n$`));
+  r = rootPart('root=/dev/hyperts-no-such-disk rootdelay=0');
+  assert.match(r.out, /did not appear within 0 s/);
+  r = rootPart('root=LABEL=root', { mountFails: true });
+  assert.match(r.out, new RegExp(`^${ROOT_FAILED_MARKER}mount /dev/sda: mount: invalid argument\nafter\n$`));
+  r = rootPart('root=LABEL=root', { init: false });
+  assert.match(r.log, /umount \/newroot\n$/);
+  assert.match(r.out, new RegExp(`^${ROOT_FAILED_MARKER}/dev/sda has no /sbin/init\nafter\n$`));
+  r = rootPart('root=sda1');
+  assert.match(r.out, /root=sda1: expected LABEL=\.\.\., UUID=\.\.\. or \/dev\/\.\.\./);
+  assert.equal(r.log, '');
 });

@@ -4,9 +4,9 @@ import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeLinuxGuest } from '../vmbus/fake-guest.js';
-import { ScsiStorage, type DiskOpener } from '../../src/platform/assemble-storage.js';
-import { RawFileDisk } from '../../src/storage/raw-file-fallback.js';
-import { MemoryDisk, DiskError, type Disk } from '../../src/storage/disk.js';
+import { ScsiStorage, diskOpener, type DiskOpener } from '../../src/platform/assemble-storage.js';
+import { createVhdx } from '../../src/storage/open.js';
+import { MemoryDisk } from '../../src/storage/disk.js';
 import type { DriveConfig, HardwareConfig } from '../../src/platform/hardware.js';
 import { SCSI_CONTROLLER_CLASS } from '../../src/vsp/storvsp/protocol.js';
 
@@ -60,37 +60,23 @@ test('bad hardware descriptions fail with messages that say what to do, and clos
   assert.equal(g.vmbus.deviceList.length, 5, 'no controller was registered by a failed assembly (only the five ICs)');
 });
 
-test('raw image disks: reads, writes, FUA, unmap reads zeros, read-only refusal, size checks, close', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'hyperts-raw-'));
+test('the default opener takes VHDX and raw images, locks them while the VM runs, and says who holds them', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hyperts-scsi-open-'));
   try {
-    const p = join(dir, 'd.img');
-    writeFileSync(p, Buffer.alloc(MiB, 0x11));
-    const d = await RawFileDisk.open(p, false);
-    assert.equal(d.sizeBytes, MiB);
-    const data = Uint8Array.from({ length: 4096 }, (_, i) => i & 0xff);
-    await d.write(8192, data, true);
-    const back = new Uint8Array(4096);
-    await d.read(8192, back);
-    assert.deepEqual(back, data);
-    await d.unmap(8192, 1024);
-    await d.read(8192, back);
-    assert.ok(back.subarray(0, 1024).every((x) => x === 0));
-    assert.equal(back[1024], 0);
-    assert.equal(back[1025], 1);
-    await assert.rejects(d.read(MiB, new Uint8Array(512)), (e: unknown) => e instanceof DiskError && e.code === 'range');
-    await d.flush();
-    await d.close();
-    await d.close();
-    assert.deepEqual(readFileSync(p).subarray(8192 + 1024, 8192 + 4096), Buffer.from(data.subarray(1024)));
-    await assert.rejects(d.read(0, new Uint8Array(512)), (e: unknown) => e instanceof DiskError && e.code === 'closed');
-    const r: Disk = await RawFileDisk.open(p, true);
-    await assert.rejects(r.write(0, new Uint8Array(512)), (e: unknown) => e instanceof DiskError && e.code === 'read-only');
-    await r.close();
-    writeFileSync(join(dir, 'odd.img'), Buffer.alloc(1000));
-    await assert.rejects(RawFileDisk.open(join(dir, 'odd.img'), false), /1000 bytes, not a non-empty multiple of 512.*truncate/);
-    await assert.rejects(RawFileDisk.open(join(dir, 'none.img'), false), /does not exist/);
-    const again = await RawFileDisk.open(p, true);
-    assert.deepEqual(again.diskId, (await RawFileDisk.open(p, true)).diskId, 'the disk identifier is stable across opens');
+    const raw = join(dir, 'raw.img'), vhdx = join(dir, 'disk.vhdx');
+    writeFileSync(raw, Buffer.alloc(MiB));
+    await createVhdx({ path: vhdx, sizeBytes: 8 * MiB, type: 'dynamic' });
+    const hw: HardwareConfig = { scsiControllers: 1, networkAdapters: [], drives: [scsi(0, 0, vhdx), scsi(0, 1, raw)] };
+    const g = new FakeLinuxGuest(1);
+    const s = await ScsiStorage.assemble(hw, g.vmbus, g.memory, { open: diskOpener("VM 'one'") });
+    assert.equal(s.disk(0, 0)!.sizeBytes, 8 * MiB);
+    assert.equal(s.disk(0, 1)!.sizeBytes, MiB);
+    const g2 = new FakeLinuxGuest(1);
+    await assert.rejects(ScsiStorage.assemble(hw, g2.vmbus, g2.memory, { open: diskOpener("VM 'two'") }), /SCSI 0:0: .*in use by .*one/);
+    await s.close();
+    const again = await ScsiStorage.assemble(hw, g2.vmbus, g2.memory, { open: diskOpener("VM 'two'") });
+    await again.close();
+    assert.ok(readFileSync(vhdx).subarray(0, 8).toString() === 'vhdxfile');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

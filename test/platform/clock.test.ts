@@ -55,3 +55,18 @@ test('icount clock counts retired instructions, ignores host time, and warps whe
   assert.equal(c.now(), 21_000, 'time keeps counting from the warped point');
   assert.throws(() => new VirtualClock('warp').useInstructionCount(() => 0), /icount/);
 });
+
+test('no idle warp while host I/O the guest waits for is held; warping resumes after the last release', () => {
+  let insns = 0;
+  const c = new VirtualClock('icount', () => 0);
+  c.useInstructionCount(() => insns);
+  c.at(180e9, () => {}); // e.g. a guest SCSI command timeout
+  const a = c.holdWarp(), b = c.holdWarp();
+  assert.equal(c.idle(), 180e9, 'the partition waits on the host instead');
+  assert.equal(c.now(), 0);
+  a(); a(); // a release counts once
+  assert.equal(c.idle(), 180e9);
+  b();
+  assert.equal(c.idle(), 0);
+  assert.equal(c.now(), 180e9);
+});

@@ -55,7 +55,7 @@ for (const type of ['dynamic', 'fixed'] as const) {
         await createVhdx({ path: p, sizeBytes: 40 * MiB + 512 * 3, type, blockSizeBytes: bs * MiB });
         writeFileSync(ref, new Uint8Array(40 * MiB + 512 * 3));
         const d = await openDisk(p);
-        await randomWorkload(d, ref, bs + (type === 'fixed' ? 100 : 0), 300);
+        await randomWorkload(d, ref, bs + (type === "fixed" ? 100 : 0), 150);
         await d.close();
         const c = run('qemu-img', ['check', '-f', 'vhdx', p]);
         assert.equal(c.status, 0, c.out);
@@ -142,6 +142,15 @@ sys.stdout.buffer.write(top.read_buffer_at_offset(top.get_media_size(), 0))
     const info = await describeVhd(chain[3]!);
     assert.equal(info.VhdType, 'Differencing');
     assert.equal(info.ParentPath, chain[2]);
+    // No merge while a VM uses the leaf, or while another differencing disk on the destination is open.
+    const vm = await openDisk(chain[3]!, { purpose: 'VM leaf' });
+    await assert.rejects(mergeVhd(chain[3]!, { destinationPath: chain[1] }), /VM leaf/);
+    await vm.close();
+    const other = join(t.dir, 'other.vhdx');
+    await createVhdx({ path: other, type: 'differencing', parentPath: chain[1]! });
+    const vm2 = await openDisk(other, { purpose: 'VM other' });
+    await assert.rejects(mergeVhd(chain[3]!, { destinationPath: chain[1] }), DiskLockedError);
+    await vm2.close();
     // Merge the leaf into its grandparent: the result equals the reference.
     const m = await mergeVhd(chain[3]!, { destinationPath: chain[1] });
     assert.deepEqual(m.merged, [chain[3], chain[2]]);

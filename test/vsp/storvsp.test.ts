@@ -140,9 +140,13 @@ const read10 = (lba: number, n: number): number[] => [0x28, 0, ...be32(lba), 0, 
 const write10 = (lba: number, n: number): number[] => [0x2a, 0, ...be32(lba), 0, n >> 8, n & 0xff, 0];
 const TUR = [0, 0, 0, 0, 0, 0];
 
+/** Host I/O the guest waits for, as the partition's clock sees it (no idle warp while > 0). */
+let held = 0;
+const busy = (): (() => void) => { held++; let done = false; return () => { if (!done) { done = true; held--; } }; };
+
 async function setup(disks: Array<[number, MemoryDisk]> = [[0, new MemoryDisk(4 * MiB)]]): Promise<{ g: FakeLinuxGuest; c: StorvspController; s: FakeStorvsc }> {
   const g = new FakeLinuxGuest(1, NO_ICS as never);
-  const c = new StorvspController(g.memory, { controller: 0 });
+  const c = new StorvspController(g.memory, { controller: 0, busy });
   for (const [lun, d] of disks) c.attach(lun, new ScsiDisk(d, { maxTransferBytes: MAX_TRANSFER_BYTES }));
   const s = await FakeStorvsc.open(g, c);
   return { g, c, s };
@@ -252,12 +256,14 @@ test('requests complete asynchronously, each when its disk I/O settles, in any o
   assert.equal(s.done.size, 0, 'nothing completes while the disk holds the writes');
   assert.equal(c.inflightCount, 3);
   assert.equal(disk.held.length, 3);
+  assert.equal(held, 3, 'the clock may not warp while the guest waits for these');
   disk.release([2, 0, 1]);
   await settle(g, 10);
   assert.deepEqual([...s.done.keys()].sort(), ids);
   for (const id of ids) assert.equal(parse(s.done.get(id)!).srbStatus, 1);
   assert.deepEqual([disk.bytes[0], disk.bytes[512], disk.bytes[1024]], [1, 2, 3]);
   assert.equal(c.inflightCount, 0);
+  assert.equal(held, 0);
 });
 
 test('malformed SRBs get SRB errors, never a host exception', async () => {

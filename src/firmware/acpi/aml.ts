@@ -145,3 +145,29 @@ export function le(v: number, bytes: number): number[] {
   for (let i = 0; i < bytes; i++) { out.push(x % 256); x = Math.floor(x / 256); }
   return out;
 }
+
+/** Address space descriptor flags: general (bit 0 consumer, bit 2 MinFixed, bit 3 MaxFixed). */
+const ADDR_PRODUCER_FIXED = 0x0c;
+
+/** WordBusNumber(ResourceProducer, MinFixed, MaxFixed, PosDecode, 0, min, max, 0, len): a root bridge's buses. */
+export function wordBusNumber(min: number, max: number): Resource {
+  return wordAddress(2, 0, min, max);
+}
+
+/** WordIO(ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange, 0, min, max, 0, len): an I/O window. */
+export function wordIo(min: number, max: number): Resource {
+  return wordAddress(1, 0x03, min, max);
+}
+
+function wordAddress(type: number, specific: number, min: number, max: number): Resource {
+  if (min < 0 || max > 0xffff || max < min) throw new RangeError(`word address range ${min}-${max}`);
+  const body = [type, ADDR_PRODUCER_FIXED, specific, ...le(0, 2), ...le(min, 2), ...le(max, 2), ...le(0, 2), ...le(max - min + 1, 2)];
+  return [0x88, body.length & 0xff, body.length >>> 8, ...body];
+}
+
+/** DWordMemory(ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite, 0, min, max, 0, len). */
+export function dwordMemoryWindow(min: number, max: number): Resource {
+  if (min < 0 || max > 0xffffffff || max < min) throw new RangeError(`dword memory range ${min}-${max}`);
+  const body = [0, ADDR_PRODUCER_FIXED, 0x01, ...le(0, 4), ...le(min, 4), ...le(max, 4), ...le(0, 4), ...le(max - min + 1, 4)];
+  return [0x87, body.length & 0xff, body.length >>> 8, ...body];
+}

@@ -4,7 +4,11 @@
  * (hyperv-guest-contract.md section 5: _HID "VMBUS" with a _CRS, which hv_vmbus requires).
  */
 import * as L from '../../platform/layout.js';
-import { name, scope, device, packageOf, eisaId, resourceTemplate, io, irq, string, method, returnOf, type Aml } from './aml.js';
+import {
+  name, scope, device, packageOf, eisaId, resourceTemplate, io, irq, string, method, returnOf, wordBusNumber, wordIo,
+  dwordMemoryWindow, type Aml,
+} from './aml.js';
+import { pciIntxGsi, PCI_DEVICES } from '../../devices/pci/bus.js';
 
 export interface DsdtOptions {
   /** Describe the VMBus device (enlightened partition). */
@@ -13,6 +17,33 @@ export interface DsdtOptions {
   i8042?: boolean;
   /** Describe COM2 as well (default false). */
   com2?: boolean;
+  /** Describe the PCI root bridge PCI0 (bus 0 behind 0xCF8/0xCFC) with its windows and _PRT (default false). */
+  pci?: boolean;
+}
+
+/**
+ * \_SB.PCI0: the host bridge (PNP0A03) of the Gen 1 chipset. _CRS gives the bus range, the config ports it
+ * consumes, and the I/O and memory windows it forwards; _PRT maps every device's INTA-D to the IOAPIC
+ * inputs the bus drives (pciIntxGsi), so Linux routes PCI interrupts without link devices.
+ */
+export function pciRootBridge(): Aml {
+  const prt: Aml[] = [];
+  for (let dev = 0; dev < PCI_DEVICES; dev++) {
+    for (let pin = 1; pin <= 4; pin++) prt.push(packageOf([dev * 0x10000 + 0xffff, pin - 1, 0, pciIntxGsi(dev, pin)]));
+  }
+  return device('PCI0', [
+    name('_HID', eisaId('PNP0A03')),
+    name('_ADR', 0),
+    name('_UID', 0),
+    name('_CRS', resourceTemplate([
+      wordBusNumber(0, 0xff),
+      io(L.PCI_CONFIG_PORT, L.PCI_CONFIG_PORT, 1, 8),
+      wordIo(0x0000, L.PCI_CONFIG_PORT - 1),
+      wordIo(L.PCI_CONFIG_PORT + 8, 0xffff),
+      dwordMemoryWindow(L.PCI_MMIO_BASE, L.PCI_MMIO_END),
+    ])),
+    name('_PRT', packageOf(prt)),
+  ]);
 }
 
 export function buildDsdt(opts: DsdtOptions): Uint8Array {
@@ -40,6 +71,7 @@ export function buildDsdt(opts: DsdtOptions): Uint8Array {
       name('_CRS', resourceTemplate([io(L.I8042_DATA_PORT, L.I8042_DATA_PORT, 1, 1), io(L.I8042_CMD_PORT, L.I8042_CMD_PORT, 1, 1), irq([L.I8042_KBD_IRQ])])),
     ]));
   }
+  if (opts.pci) sb.push(pciRootBridge());
   if (opts.vmbus) {
     sb.push(device('VMBS', [
       name('_HID', string('VMBUS')),

@@ -259,6 +259,13 @@ export const KVM_EXIT_X86_WRMSR = 30;
 export const KVM_EXIT_IO_IN = 0;
 export const KVM_EXIT_IO_OUT = 1;
 
+/** kvm_run.internal.suberror values. */
+export const KVM_INTERNAL_ERROR_EMULATION = 1;
+export const KVM_INTERNAL_ERROR_SIMUL_EX = 2;
+export const KVM_INTERNAL_ERROR_DELIVERY_EV = 3;
+export const KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON = 4;
+export const KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES = 1;
+
 export const KVM_SYSTEM_EVENT_SHUTDOWN = 1;
 export const KVM_SYSTEM_EVENT_RESET = 2;
 export const KVM_SYSTEM_EVENT_CRASH = 3;
@@ -318,5 +325,12 @@ export const EAGAIN = 11;
 export const SIGUSR2 = 12;
 export const SIG_BLOCK = 0;
 export const SIG_UNBLOCK = 1;
+/** timer_create for the kick timer: struct sigevent (64 bytes) aimed at one thread. */
+export const SIGEVENT_SIZE = 64;
+export const SIGEVENT = { signo: 8, notify: 12, tid: 16 } as const;
+export const SIGEV_THREAD_ID = 4;
+export const CLOCK_MONOTONIC = 1;
+/** struct itimerspec: interval {sec, nsec}, value {sec, nsec}. */
+export const ITIMERSPEC_SIZE = 32;
 /** glibc's user-space sigset_t is 128 bytes; the kernel's is 8. */
 export const GLIBC_SIGSET_SIZE = 128;

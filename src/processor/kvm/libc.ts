@@ -31,6 +31,13 @@ export interface Libc {
   pthreadSelf(): number | bigint;
   pthreadKill(thread: number | bigint, sig: number): number;
   pthreadSigmask(how: number, set: Uint8Array, old: Uint8Array | null): number;
+  /** sigtimedwait(set, NULL, timeout): takes one pending signal of `set` (timeout: struct timespec, 16 bytes). */
+  sigtimedwait(set: Uint8Array, timeout: Uint8Array): number;
+  gettid(): number;
+  /** timer_create(clock, sigevent, &id): returns the timer id, or -1. */
+  timerCreate(clock: number, sigevent: Uint8Array): number;
+  timerSettime(id: number, itimerspec: Uint8Array): number;
+  timerDelete(id: number): number;
   errno(): number;
   strerror(e: number): string;
 }
@@ -58,6 +65,11 @@ export function libc(): Libc {
     const pthreadSelf = lib.func('unsigned long pthread_self()');
     const pthreadKill = lib.func('int pthread_kill(unsigned long thread, int sig)');
     const pthreadSigmask = lib.func('int pthread_sigmask(int how, const void *set, void *old)');
+    const sigtimedwait = lib.func('int sigtimedwait(const void *set, void *info, const void *timeout)');
+    const gettid = lib.func('int gettid()');
+    const timerCreate = lib.func('int timer_create(int clock, void *sev, _Out_ intptr_t *id)');
+    const timerSettime = lib.func('int timer_settime(intptr_t id, int flags, const void *value, void *old)');
+    const timerDelete = lib.func('int timer_delete(intptr_t id)');
     const strerror = lib.func('const char *strerror(int e)');
     // koffi passes a typed array as a pointer to its bytes; memmove(p, p, 0) returns that pointer.
     const memmove = lib.func('void *memmove(void *d, const void *s, size_t n)');
@@ -83,6 +95,14 @@ export function libc(): Libc {
       pthreadSelf: () => pthreadSelf() as number | bigint,
       pthreadKill: (t, s) => pthreadKill(t, s) as number,
       pthreadSigmask: (how, set, old) => pthreadSigmask(how, set, old) as number,
+      sigtimedwait: (set, timeout) => sigtimedwait(set, null, timeout) as number,
+      gettid: () => gettid() as number,
+      timerCreate: (clock, sev) => {
+        const id = [0];
+        return (timerCreate(clock, sev, id) as number) < 0 ? -1 : Number(id[0]);
+      },
+      timerSettime: (id, spec) => timerSettime(id, 0, spec, null) as number,
+      timerDelete: (id) => timerDelete(id) as number,
       errno: () => koffi.errno(),
       strerror: (e) => String(strerror(e)),
     };

@@ -33,9 +33,10 @@ export function maxPagesPerEntry(logLength: number): number {
 }
 
 /** Builds one log entry carrying full 4 KiB pages. */
-export function buildEntry(logGuid: string, seq: bigint, tail: number, pages: { offset: number; data: Uint8Array }[], flushedFileOffset: number, lastFileOffset: number): Uint8Array {
+export function buildEntry(logGuid: string, seq: bigint, tail: number, pages: LogWrite[], flushedFileOffset: number, lastFileOffset: number): Uint8Array {
   const ds = descriptorSectors(pages.length);
-  const buf = new Uint8Array((ds + pages.length) * LOG_SECTOR);
+  const dataCount = pages.filter((p) => p.data).length;
+  const buf = new Uint8Array((ds + dataCount) * LOG_SECTOR);
   const dv = view(buf);
   dv.setUint32(0, LOG_ENTRY_SIGNATURE, true);
   dv.setUint32(8, buf.length, true);
@@ -47,8 +48,16 @@ export function buildEntry(logGuid: string, seq: bigint, tail: number, pages: { 
   writeU64(dv, 56, lastFileOffset);
   const seqHi = Number(seq >> 32n) >>> 0;
   const seqLo = Number(seq & 0xffffffffn) >>> 0;
+  let dataSector = ds;
   pages.forEach((p, i) => {
     const d = 64 + i * 32;
+    if (!p.data) {
+      dv.setUint32(d, LOG_ZERO_SIGNATURE, true);
+      writeU64(dv, d + 8, p.zeroLength ?? 0);
+      writeU64(dv, d + 16, p.offset);
+      dv.setBigUint64(d + 24, seq, true);
+      return;
+    }
     const pv = view(p.data);
     dv.setUint32(d, LOG_DESC_SIGNATURE, true);
     dv.setUint32(d + 4, pv.getUint32(LOG_SECTOR - 4, true), true); // trailing bytes
@@ -56,7 +65,7 @@ export function buildEntry(logGuid: string, seq: bigint, tail: number, pages: { 
     dv.setUint32(d + 12, pv.getUint32(4, true), true);
     writeU64(dv, d + 16, p.offset);
     dv.setBigUint64(d + 24, seq, true);
-    const s = (ds + i) * LOG_SECTOR;
+    const s = dataSector++ * LOG_SECTOR;
     buf.set(p.data.subarray(8, LOG_SECTOR - 4), s + 8);
     dv.setUint32(s, LOG_DATA_SIGNATURE, true);
     dv.setUint32(s + 4, seqHi, true);

@@ -17,6 +17,7 @@ import {
 } from './format.js';
 import { findItemOffset } from './metadata.js';
 import { parentCandidates, VhdxDisk } from './vhdx-disk.js';
+import { lockDisk, type HeldLock } from '../lock.js';
 
 export type Progress = (done: number, total: number) => void;
 
@@ -274,9 +275,12 @@ export interface MergeOptions {
  * Other children of the destination become invalid (its DataWriteGuid changes), as with Hyper-V.
  */
 export async function mergeVhd(childPath: string, o: MergeOptions = {}): Promise<{ merged: string[]; into: string }> {
-  const child = await VhdxDisk.open(childPath, { purpose: 'merge' });
+  // The chain is read without locks; the locks taken below decide who may merge.
+  const child = await VhdxDisk.open(childPath, { readOnly: true, lock: false });
   const layers: VhdxDisk[] = [];
   let target: VhdxDisk | null = null;
+  const held: HeldLock[] = [];
+  let dst: VhdxDisk | null = null;
   try {
     if (!child.parent) throw new VhdxFormatError(childPath, 'is not a differencing disk; nothing to merge');
     const want = o.destinationPath ? realpathSync(o.destinationPath) : null;
@@ -287,6 +291,10 @@ export async function mergeVhd(childPath: string, o: MergeOptions = {}): Promise
     if (!target) throw new VhdxFormatError(childPath, `${o.destinationPath} is not an ancestor of this disk`);
     if (target.sizeBytes !== child.sizeBytes) throw new VhdxFormatError(childPath, `its size (${child.sizeBytes}) differs from ${target.path} (${target.sizeBytes}); resize the destination first`);
     const targetPath = target.path;
+    // The destination exclusively (no VM uses it, nor a differencing disk on it); the merged layers at least
+    // shared (no VM is writing to them).
+    for (const l of layers) held.push(lockDisk(l.file.fd, l.path, false, 'merge'));
+    dst = await VhdxDisk.open(targetPath, { purpose: 'merge' });
     const ranges: [number, number][] = [];
     for (let b = 0; b < child.geometry.payloadBlocks; b++) {
       const bs = child.params.blockSize;
@@ -308,19 +316,16 @@ export async function mergeVhd(childPath: string, o: MergeOptions = {}): Promise
         s = e;
       }
     }
-    // Reopen the destination writable: it is open read-only as part of the chain.
-    const src = child;
-    const dst = await VhdxDisk.open(targetPath, { purpose: 'merge', lock: false });
-    try {
-      await copyDisk(src, dst, false, o.progress, ranges);
-    } finally {
-      await dst.close();
-    }
+    await copyDisk(child, dst, false, o.progress, ranges);
+    await dst.close();
     const merged = layers.map((l) => l.path);
+    for (const h of held.splice(0)) h.release();
     await child.close();
     if (o.deleteMerged ?? true) for (const p of merged) await unlink(p);
     return { merged, into: targetPath };
   } finally {
+    for (const h of held) h.release();
+    await dst?.close();
     await child.close();
   }
 }

@@ -27,6 +27,8 @@ export interface StorvspOptions {
   controller: number;
   instance?: string;
   log?: (message: string) => void;
+  /** Called when a request starts host I/O; the returned function when it ends (VirtualClock.holdWarp). */
+  busy?: () => () => void;
 }
 
 type Stage = 'closed' | 'opened' | 'initializing' | 'ready';
@@ -72,6 +74,7 @@ export class StorvspController implements ChannelProvider {
   private readonly running = new Set<Promise<void>>();
   private nextKey = 1;
   private readonly log: (m: string) => void;
+  private readonly busy: () => () => void;
 
   constructor(private readonly memory: GuestMemory, o: StorvspOptions) {
     if (!Number.isInteger(o.controller) || o.controller < 0 || o.controller > 0xff) throw new RangeError(`SCSI controller number ${o.controller} is out of range`);
@@ -79,6 +82,7 @@ export class StorvspController implements ChannelProvider {
     this.instance = o.instance ?? `5ca1ab1e-5c51-4000-8000-0000000000${o.controller.toString(16).padStart(2, '0')}`;
     this.name = `SCSI controller ${o.controller}`;
     this.log = o.log ?? (() => {});
+    this.busy = o.busy ?? (() => () => {});
   }
 
   /** Negotiated storvsc protocol version, null before the guest's QUERY_PROTOCOL_VERSION succeeded. */
@@ -199,7 +203,9 @@ export class StorvspController implements ChannelProvider {
   private startSrb(channel: Channel, req: Inflight): void {
     const key = this.nextKey++;
     this.inflight.set(key, req);
+    const release = this.busy();
     const run = this.executeSrb(req.type, req.extension, req.payload).then((done) => {
+      release();
       // Only the channel that carried the request may complete it (a reset channel forgot it).
       if (!this.inflight.delete(key) || this.channel !== channel) return;
       if (!channel.complete(req.transactionId, done)) this.log(`${this.name}: could not send an SRB completion (ring full or channel closed)`);

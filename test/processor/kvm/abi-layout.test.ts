@@ -101,6 +101,16 @@ function expectations(): Array<[string, number]> {
   for (const n of ['O_RDWR', 'O_CLOEXEC', 'PROT_READ', 'PROT_WRITE', 'MAP_SHARED', 'MAP_PRIVATE', 'MAP_ANONYMOUS',
     'MAP_NORESERVE', 'MADV_DONTNEED', 'EFD_CLOEXEC', 'EINTR', 'EAGAIN', 'SIGUSR2', 'SIG_BLOCK', 'SIG_UNBLOCK']) e.push([n, rec[n]]);
   e.push(['sizeof(sigset_t)', abi.GLIBC_SIGSET_SIZE]);
+  // The kick timer (timer_create aimed at one thread) and the internal-error suberrors.
+  e.push(['sizeof(struct sigevent)', abi.SIGEVENT_SIZE], ['offsetof(struct sigevent, sigev_signo)', abi.SIGEVENT.signo],
+    ['offsetof(struct sigevent, sigev_notify)', abi.SIGEVENT.notify], ['offsetof(struct sigevent, _sigev_un._tid)', abi.SIGEVENT.tid],
+    ['SIGEV_THREAD_ID', abi.SIGEV_THREAD_ID], ['CLOCK_MONOTONIC', abi.CLOCK_MONOTONIC], ['sizeof(struct itimerspec)', abi.ITIMERSPEC_SIZE],
+    ['offsetof(struct itimerspec, it_value)', 16]);
+  for (const n of ['KVM_INTERNAL_ERROR_EMULATION', 'KVM_INTERNAL_ERROR_SIMUL_EX', 'KVM_INTERNAL_ERROR_DELIVERY_EV',
+    'KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON', 'KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES', 'KVM_EXIT_INTR'] as const) e.push([n, abi[n]]);
+  e.push(['offsetof(struct kvm_run, emulation_failure.flags)', abi.RUN.internal_data],
+    ['offsetof(struct kvm_run, emulation_failure.insn_size)', abi.RUN.internal_data + 8],
+    ['offsetof(struct kvm_run, emulation_failure.insn_bytes)', abi.RUN.internal_data + 9]);
   return e;
 }
 
@@ -115,7 +125,7 @@ test('KVM ABI constants match <linux/kvm.h>', { skip }, () => {
   try {
     const src = [
       '#define _GNU_SOURCE', '#include <stdio.h>', '#include <stddef.h>', '#include <fcntl.h>', '#include <errno.h>',
-      '#include <signal.h>', '#include <sys/mman.h>', '#include <sys/eventfd.h>', '#include <linux/kvm.h>',
+      '#include <signal.h>', '#include <time.h>', '#include <sys/mman.h>', '#include <sys/eventfd.h>', '#include <linux/kvm.h>',
       'int main(void) {',
       ...exp.map(([c]) => `  printf("%llu\\n", (unsigned long long)(${c}));`),
       '  return 0;', '}',

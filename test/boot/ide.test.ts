@@ -1,0 +1,94 @@
+/**
+ * The emulated IDE controller with an unenlightened guest (Hyper-V Gen 1 without integration services): ONE
+ * boot of the default image with --enlightenments off, a raw disk on IDE 0:0 and an ISO in the DVD drive on
+ * IDE 1:0. The guest's own drivers (ata_piix, sd_mod, sr_mod, isofs) are the reference.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, closeSync, openSync, ftruncateSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GuestSession } from './guest-session.js';
+
+let g: GuestSession;
+let dir: string;
+let disk: string;
+const isoFile = randomBytes(1536 * 1024);
+const isoHash = createHash('sha256').update(isoFile).digest('hex');
+
+before(async () => {
+  if (!GuestSession.imageAvailable()) throw new Error("default guest image missing: run 'npm run setup' (hyperts image build) first");
+  const x = spawnSync('xorriso', ['-version']);
+  if (x.status !== 0) throw new Error('xorriso is not installed (Debian package xorriso, listed in .ci/packages.txt)');
+  dir = mkdtempSync(join(tmpdir(), 'hyperts-ide-'));
+  mkdirSync(join(dir, 'iso'));
+  writeFileSync(join(dir, 'iso', 'hello.txt'), 'hello from the DVD drive\n');
+  writeFileSync(join(dir, 'iso', 'blob.bin'), isoFile);
+  const mk = spawnSync('xorriso', ['-as', 'mkisofs', '-quiet', '-o', join(dir, 'test.iso'), join(dir, 'iso')]);
+  assert.equal(mk.status, 0, mk.stderr.toString());
+  disk = join(dir, 'disk.img');
+  const fd = openSync(disk, 'w');
+  ftruncateSync(fd, 64 * 1024 * 1024);
+  closeSync(fd);
+  g = await GuestSession.boot({
+    enlightened: false,
+    hardware: {
+      scsiControllers: 0, networkAdapters: [],
+      drives: [
+        { controllerType: 'ide', controllerNumber: 0, controllerLocation: 0, kind: 'disk', path: disk },
+        { controllerType: 'ide', controllerNumber: 1, controllerLocation: 0, kind: 'dvd', path: join(dir, 'test.iso'), readOnly: true },
+      ],
+    },
+  });
+  await g.waitForShell();
+}, { timeout: 40 * 60_000 });
+
+after(async () => {
+  if (g && !g.exit) { g.vm.turnOff('test end'); await g.exited; }
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test('the guest enumerates the Gen 1 PCI chipset from ACPI without errors', async () => {
+  const { out } = await g.run('for d in /sys/bus/pci/devices/*; do echo "$(basename $d) $(cat $d/vendor):$(cat $d/device) $(cat $d/class)"; done');
+  assert.match(out, /^0000:00:00\.0 0x8086:0x7192 0x060000$/m);
+  assert.match(out, /^0000:00:07\.0 0x8086:0x7110 0x060100$/m);
+  assert.match(out, /^0000:00:07\.1 0x8086:0x7111 0x010180$/m);
+  const { out: dmesg } = await g.run('dmesg');
+  assert.match(dmesg, /ACPI: PCI Root Bridge \[PCI0\]/);
+  assert.doesNotMatch(dmesg, /PCI: Fatal|ACPI Error|ACPI BIOS Error|pci .* can't claim|BAR \d+: no space|irq \d+: nobody cared/);
+});
+
+test('ata_piix drives the IDE disk with bus-master DMA', async () => {
+  const { out } = await g.run('ls /sys/bus/pci/drivers/ata_piix; cat /sys/block/sda/device/model; cat /sys/class/ata_device/dev1.0/xfer_mode');
+  assert.match(out, /0000:00:07\.1/);
+  assert.match(out, /Virtual HD/);
+  assert.match(out, /XFER_UDMA_2/, "UDMA mode 2 (UDMA/33, what PIIX4 offers)");
+});
+
+test('the guest makes a file system on the IDE disk, writes, syncs and reads it back; the host sees the data', async () => {
+  const bytes = 3_000_000;
+  const r = await g.run(`mke2fs -q /dev/sda && mkdir -p /mnt/d && mount -t ext4 /dev/sda /mnt/d && yes hyperts-ide | head -c ${bytes} > /mnt/d/f && sync && umount /mnt/d && echo 3 > /proc/sys/vm/drop_caches && mount -t ext4 /dev/sda /mnt/d && sha256sum /mnt/d/f && umount /mnt/d`);
+  assert.equal(r.status, 0, r.out);
+  const line = 'hyperts-ide\n';
+  const expected = createHash('sha256').update(line.repeat(Math.ceil(bytes / line.length)).slice(0, bytes)).digest('hex');
+  assert.match(r.out, new RegExp(`^${expected}\\s+/mnt/d/f`, 'm'));
+  // The guest synced: the file's bytes are in the host's disk image now (debugfs reads the ext2 image).
+  const dbg = spawnSync('debugfs', ['-R', 'cat /f', disk], { maxBuffer: 16 * 1024 * 1024 });
+  assert.equal(dbg.status, 0, `debugfs (e2fsprogs): ${dbg.stderr}`);
+  assert.equal(createHash('sha256').update(dbg.stdout).digest('hex'), expected, 'the host reads the same file from the image');
+});
+
+test('the DVD drive (ATAPI, sr_mod) reads files from the ISO image', async () => {
+  const r = await g.run('mkdir -p /mnt/cd && mount -t iso9660 -o ro /dev/sr0 /mnt/cd && cat /mnt/cd/hello.txt && sha256sum /mnt/cd/blob.bin && umount /mnt/cd');
+  assert.equal(r.status, 0, r.out);
+  assert.match(r.out, /hello from the DVD drive/);
+  assert.match(r.out, new RegExp(`^${isoHash}\\s+/mnt/cd/blob.bin`, 'm'));
+});
+
+test('poweroff ends the VM cleanly with the disk closed', async () => {
+  g.vm.consoleInput(new TextEncoder().encode('poweroff -f\n'));
+  const exit = await g.exited;
+  assert.equal(exit.code, 0, exit.reason);
+});
