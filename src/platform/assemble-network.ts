@@ -16,6 +16,11 @@ export interface SwitchConfig {
   type: 'NAT' | 'Private';
   /** Host->guest port mappings (NAT only), like Add-NetNatStaticMapping. */
   forwards?: PortForward[];
+  /**
+   * The switch lives outside this process (the management service runs passt and joins VMs; a sandboxed
+   * worker may not): frames go through the `relay` and the link state comes from `setLink`.
+   */
+  relayed?: boolean;
 }
 
 /** The switches a partition can reach: its own (from SwitchConfig) or shared ones a service hands in. */
@@ -34,6 +39,8 @@ export interface NetworkAssembly {
   connect(adapterName: string, switchName: string | null, config?: SwitchConfig): void;
   /** A frame relayed from another VM on a Private switch (the management service carries them). */
   inject(switchName: string, frame: Uint8Array): void;
+  /** Link state of a relayed switch's uplink (its passt runs in the management service). */
+  setLink(switchName: string, up: boolean): void;
   /** Stop backends (passt processes) and unplug every adapter. */
   stop(): void;
   /** Saved state: each adapter's protocol state, by MAC (null: no adapters). */
@@ -71,7 +78,7 @@ export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfi
     if (!cfg) throw new NetworkConfigError(`virtual switch '${name}' does not exist; create it (new-vmswitch) or connect the adapter to an existing switch`);
     sw = new VirtualSwitch(cfg.name);
     switches.set(key, sw);
-    if (cfg.type === 'NAT') {
+    if (cfg.type === 'NAT' && !(cfg.relayed && o.relay)) {
       const b = new PasstBackend(sw, { forwards: cfg.forwards, log: (m) => log(`network: switch '${cfg.name}': ${m}`) });
       backends.push(b);
       b.start();
@@ -127,6 +134,9 @@ export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfi
         if (!a) throw new NetworkConfigError(`the saved network adapter ${x.mac} is not configured in this VM`);
         a.adapter.restoreState(x.state, vmbus!.channelOf(a.device));
       }
+    },
+    setLink(switchName, up) {
+      switches.get(switchName.toLowerCase())?.setUplinkState(up);
     },
     inject(switchName, frame) {
       relays.get(switchName.toLowerCase())?.transmit(frame);

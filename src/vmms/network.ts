@@ -15,6 +15,7 @@ import { formatMac, parseMac, randomHyperVMac } from '../net/mac.js';
 import type { NetworkAdapterConfig } from '../platform/hardware.js';
 import type { SwitchConfig } from '../platform/assemble-network.js';
 import { VirtualSwitch, type SwitchPort } from '../net/switch.js';
+import { PasstBackend } from '../net/passt.js';
 
 export const DEFAULT_SWITCH = 'Default Switch';
 /** Hyper-V allows 12 synthetic adapters per VM (8 on Generation 1); we keep Generation 2's limit. */
@@ -123,21 +124,35 @@ export function switchesFor(adapters: NetworkAdapterConfig[], store: SwitchStore
 }
 
 /**
- * Private switches span VMs, and each VM runs in its own worker: the service holds one switch per Private
- * switch with a port per running VM, and carries frames between the workers' local switches.
+ * Switches live in the service, not in the VMs' workers (which run sandboxed, without a network): one
+ * switch per Private switch with a port per running VM, and one per VM per NAT switch with its passt. The
+ * service carries frames between those ports and the workers' local switches.
  */
 export class PrivateRelay {
   private readonly switches = new Map<string, VirtualSwitch>();
   private readonly ports = new Map<string, Map<string, SwitchPort>>();
 
-  /** Plug VM `vmId`'s worker into Private switch `name`; `send` hands frames to that worker. */
-  attach(vmId: string, name: string, send: (frame: Uint8Array) => void): void {
-    const key = name.toLowerCase();
-    let sw = this.switches.get(key);
-    if (!sw) { sw = new VirtualSwitch(name); this.switches.set(key, sw); }
+  private readonly backends = new Map<string, PasstBackend[]>();
+
+  /**
+   * Plug VM `vmId`'s worker into switch `cfg`; `send` hands frames to that worker, `link` its uplink state.
+   * A Private switch is shared by every VM on it; a NAT switch gets a passt of its own per VM (passt serves
+   * one guest), run here because a sandboxed worker has no network.
+   */
+  attach(vmId: string, cfg: SwitchConfig, send: (frame: Uint8Array) => void, link: (up: boolean) => void, log: (m: string) => void): void {
+    const nat = cfg.type === 'NAT';
+    const key = nat ? `${vmId}\0${cfg.name.toLowerCase()}` : cfg.name.toLowerCase();
     let mine = this.ports.get(vmId);
     if (!mine) { mine = new Map(); this.ports.set(vmId, mine); }
-    if (!mine.has(key)) mine.set(key, sw.attach({ deliver: send }, vmId));
+    if (mine.has(cfg.name.toLowerCase())) return;
+    let sw = this.switches.get(key);
+    if (!sw) { sw = new VirtualSwitch(cfg.name); this.switches.set(key, sw); }
+    mine.set(cfg.name.toLowerCase(), sw.attach({ deliver: send, linkChanged: link }, vmId));
+    if (nat) {
+      const b = new PasstBackend(sw, { forwards: cfg.forwards, log });
+      b.start();
+      this.backends.set(vmId, [...(this.backends.get(vmId) ?? []), b]);
+    }
   }
 
   /** A frame a VM's worker sent towards Private switch `name`. */
@@ -147,6 +162,9 @@ export class PrivateRelay {
 
   /** The VM stopped: unplug it everywhere. */
   detachVm(vmId: string): void {
+    for (const b of this.backends.get(vmId) ?? []) b.stop();
+    this.backends.delete(vmId);
+    for (const k of [...this.switches.keys()]) if (k.startsWith(`${vmId}\0`)) this.switches.delete(k);
     for (const p of this.ports.get(vmId)?.values() ?? []) p.detach();
     this.ports.delete(vmId);
   }

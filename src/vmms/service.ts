@@ -21,6 +21,7 @@ import { ACTIVE_STATES, type VmState } from './states.js';
 import type { AdapterStatus, FromWorker, ToWorker, WorkerOp, WorkerStartConfig, WorkerStatus } from './worker-protocol.js';
 import { SwitchStore, PrivateRelay, newAdapter, switchesFor, type SwitchRecord } from './network.js';
 import type { NetworkAdapterConfig } from '../platform/hardware.js';
+import type { SwitchConfig } from '../platform/assemble-network.js';
 import { defaultImagePaths } from '../image/builder.js';
 import type { HardwareConfig } from '../platform/hardware.js';
 import { hasDisks, slotName } from './drives.js';
@@ -353,7 +354,7 @@ export class VmmsService extends EventEmitter {
     return {
       name: c.name, processor: c.processor, memoryBytes: c.memoryBytes, cpus: c.cpus, enlightened: c.enlightened,
       kernel, initrd, cmdline, integrationServices: c.integrationServices, com1: c.com1 === 'console', hardware,
-      switches: switchesFor(c.hardware.networkAdapters, this.switches),
+      switches: switchesFor(c.hardware.networkAdapters, this.switches).map((x) => ({ ...x, relayed: true })),
     };
   }
 
@@ -456,7 +457,7 @@ export class VmmsService extends EventEmitter {
       });
       child.on('error', (err) => { rt.stderrTail += `\n${err.message}`; });
     });
-    for (const sw of wc.switches ?? []) if (sw.type === 'Private') this.plugRelay(e, rt, sw.name);
+    for (const sw of wc.switches ?? []) this.plugRelay(e, rt, sw);
     child.send({ t: 'start', config: wc } satisfies ToWorker);
     try {
       await started;
@@ -907,8 +908,11 @@ export class VmmsService extends EventEmitter {
 
   // ---- virtual switches and network adapters ----------------------------------------------------------
 
-  private plugRelay(e: Entry, rt: Runtime, switchName: string): void {
-    this.relay.attach(e.rec.id, switchName, (data) => { if (rt.child.connected) rt.child.send({ t: 'frame', switchName, data } satisfies ToWorker); });
+  private plugRelay(e: Entry, rt: Runtime, sw: SwitchConfig): void {
+    const switchName = sw.name;
+    const to = (m: ToWorker): void => { if (rt.child.connected) rt.child.send(m); };
+    this.relay.attach(e.rec.id, sw, (data) => to({ t: 'frame', switchName, data }), (up) => to({ t: 'link', switchName, up }),
+      (m) => this.log(`${e.rec.name}: network: switch '${switchName}': ${m}`));
   }
 
   /** Get-VMSwitch. */
@@ -987,8 +991,9 @@ export class VmmsService extends EventEmitter {
     if (e.rec.state === 'Starting' || e.rec.state === 'Saved') throw conflict(`VM '${e.rec.name}' is ${e.rec.state}: connect its adapters while it is Off, Running or Paused`);
     const rt = e.rt;
     if (rt) {
-      if (sw?.type === 'Private') this.plugRelay(e, rt, sw.name);
-      await this.request(e, { op: 'netConnect', adapter: a.name, switchName: sw?.name ?? null, switchConfig: sw ? { name: sw.name, type: sw.type, forwards: sw.forwards } : undefined });
+      const cfg: SwitchConfig | undefined = sw ? { name: sw.name, type: sw.type, forwards: sw.forwards, relayed: true } : undefined;
+      await this.request(e, { op: 'netConnect', adapter: a.name, switchName: sw?.name ?? null, switchConfig: cfg });
+      if (cfg) this.plugRelay(e, rt, cfg);
     }
     this.setAdapters(e, list.map((x) => (x === a ? { ...x, switchName: sw?.name ?? null } : x)), sw ? `network adapter '${a.name}' connected to '${sw.name}'` : `network adapter '${a.name}' disconnected`);
     return (await this.networkAdapters(e.rec.name)).find((x) => x.name === a.name)!;

@@ -53,8 +53,10 @@ export type ToWorker =
   | { t: 'start'; config: WorkerStartConfig }
   | { t: 'req'; id: number; req: WorkerOp }
   | { t: 'console'; data: Uint8Array }
-  /** A frame from another VM on a Private switch. */
-  | { t: 'frame'; switchName: string; data: Uint8Array };
+  /** A frame from the service's side of a switch (another VM, or the VM's passt). */
+  | { t: 'frame'; switchName: string; data: Uint8Array }
+  /** The uplink of a switch came up or went down (the VM's passt, run by the service). */
+  | { t: 'link'; switchName: string; up: boolean };
 
 export interface WorkerStatus {
   paused: boolean;

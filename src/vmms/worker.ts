@@ -20,6 +20,8 @@ function changeMedia(p: Partition, drive: DriveConfig): Promise<void> | void {
 
 
 const STATUS_MS = 1000;
+/** Uplink states the service sent before the partition existed. */
+const pendingLinks = new Map<string, boolean>();
 const KVP_REFRESH_MS = 15_000;
 
 function send(m: FromWorker): void {
@@ -158,6 +160,8 @@ async function start(c: WorkerStartConfig): Promise<void> {
   // (A restored VM applies settings changed while it was saved the same way: offered or rescinded now.)
   if (vm.hyperv.ics) for (const n of IC_NAMES) if (c.integrationServices[n]) vm.hyperv.ics.enable(n); else vm.hyperv.ics.disable(n);
   for (const b of pendingInput.splice(0)) vm.consoleInput(b);
+  for (const [sw, up] of pendingLinks) vm.network.setLink(sw, up);
+  pendingLinks.clear();
   send({ t: 'started', backend: vm.backendKind });
   const timer = setInterval(() => { refreshKvp(); send({ t: 'status', status: status() }); }, STATUS_MS);
   const exit = await vm.start();
@@ -174,6 +178,10 @@ process.on('message', (m: ToWorker) => {
       break;
     case 'frame':
       vm?.network.inject(m.switchName, m.data);
+      break;
+    case 'link':
+      // Link news that arrives while the partition is being built is applied once it exists.
+      if (vm) vm.network.setLink(m.switchName, m.up); else pendingLinks.set(m.switchName, m.up);
       break;
     case 'req':
       // Turned off while the partition is still being built: nothing to stop yet.

@@ -4,6 +4,7 @@
  * Private-switch relay carrying frames between two VMs' networks.
  */
 import { test, before, after } from 'node:test';
+import { spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { haveBinutils } from './test-kernel.js';
 import { rejects, startService, testVm, waitFor, type Fixture } from './helpers.js';
@@ -78,9 +79,13 @@ test('a running VM: connect and disconnect change the adapter\'s link; add/remov
   const on = await f.client.call<AdapterView>('PUT', '/vms/netrun/network-adapters/Network%20Adapter/switch', { switchName: 'Default Switch' });
   assert.equal(on.switchName, 'Default Switch');
   await waitFor('link up through passt', async () => (await status()).status?.linkUp);
+  // The VM's passt runs in the service (the worker is sandboxed without a network), and ends with the VM.
+  const passtChildren = (): number => spawnSync('ps', ['--ppid', String(process.pid), '-o', 'comm=']).stdout.toString().split('\n').filter((l) => /passt/.test(l)).length;
+  await waitFor('passt started by the service', () => passtChildren() === 1);
   await rejects(f.client.call('PUT', '/vms/netrun/network-adapters/nope/switch', { switchName: null }), 404, /no network adapter named 'nope'/);
   await f.client.call('POST', '/vms/netrun/stop', { turnOff: true });
   assert.equal((await status()).switchName, 'Default Switch', 'the connection is kept in the configuration');
+  await waitFor('passt to end with the VM', () => passtChildren() === 0);
 });
 
 test('Private switch relay: a frame from one VM\'s adapter reaches the other VM\'s guest', () => {
@@ -91,7 +96,7 @@ test('Private switch relay: a frame from one VM\'s adapter reaches the other VM\
     const net = assembleNetwork(g.vmbus, { scsiControllers: 0, drives: [], networkAdapters: [{ name: 'Network Adapter', legacy: false, macAddress: mac, switchName: 'lab' }] },
       [{ name: 'lab', type: 'Private' }], { relay: (sw, frame) => relay.fromWorker(id, sw, frame) });
     // The service side: frames for this VM go into its network as the worker would inject them.
-    relay.attach(id, 'lab', (frame) => net.inject('lab', frame));
+    relay.attach(id, { name: 'lab', type: 'Private' }, (frame) => net.inject('lab', frame), () => {}, () => {});
     const offer = g.bootToOffers().find((o) => o.type === NIC_CLASS)!;
     const nic = new FakeNetvsc(g, offer);
     nic.full();
