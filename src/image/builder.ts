@@ -14,7 +14,7 @@ import { join, posix } from 'node:path';
 import { createGzip } from 'node:zlib';
 import { CpioWriter } from './cpio.js';
 import { GUEST_MODULES, scanModuleTree, resolveModules, modulesDep } from './modules.js';
-import { initScript, ETC_FILES, MODULE_LIST_PATH } from './init-script.js';
+import { initScript, ETC_FILES, MODULE_LIST_PATH, UDHCPC_SCRIPT } from './init-script.js';
 import { createProgress, type Progress } from './progress.js';
 import { neededLibraries } from '../firmware/elf.js';
 
@@ -87,7 +87,7 @@ export async function buildDefaultImage(opts: BuildImageOptions = {}): Promise<B
   const kernelVersion = kernelPkg.replace(/^linux-image-/, '');
   const init = initScript(kernelVersion);
   const h = createHash('sha256');
-  h.update(`builder ${BUILDER_VERSION}\n${GUEST_MODULES.join(',')}\n${init}\n${JSON.stringify(ETC_FILES)}\n${JSON.stringify(GUEST_TOOLS)}\n`);
+  h.update(`builder ${BUILDER_VERSION}\n${GUEST_MODULES.join(',')}\n${init}\n${JSON.stringify(ETC_FILES)}\n${JSON.stringify(GUEST_TOOLS)}\n${UDHCPC_SCRIPT}\n`);
   for (const p of pkgs) h.update(`${p} ${createHash('sha256').update(readFileSync(debs[p])).digest('hex')}\n`);
   const key = h.digest('hex').slice(0, 24);
 
@@ -129,6 +129,7 @@ export async function buildDefaultImage(opts: BuildImageOptions = {}): Promise<B
     cpio.add({ type: 'char', path: 'dev/console', major: 5, minor: 1, mode: 0o600 });
     cpio.add({ type: 'file', path: 'init', data: Buffer.from(init), mode: 0o755 });
     for (const [p, text] of Object.entries(ETC_FILES)) cpio.add({ type: 'file', path: p, data: Buffer.from(text), mode: p === 'etc/shadow' ? 0o600 : 0o644 });
+    cpio.add({ type: 'file', path: 'etc/udhcpc/default.script', data: Buffer.from(UDHCPC_SCRIPT), mode: 0o755 });
 
     // Before busybox's applet links, so the real programs win over applets of the same name (mke2fs).
     const libRoots = [ex['libc6'], ...TOOL_LIBRARY_PACKAGES.map((p) => ex[p])];
