@@ -239,8 +239,7 @@ async function start(c: WorkerStartConfig): Promise<void> {
       switches: c.switches,
       networkRelay: (switchName, data) => send({ t: 'frame', switchName, data }),
       // VHDX or raw by content; the lock names this VM to anyone else who tries to open the disk.
-      hardware: c.hardware, openDisk: openVmDisk,
-      openDisk: (path, readOnly) => openDisk(path, { readOnly, purpose: `VM ${c.name}` }),
+      openDisk: openVmDisk,
     };
     vm = c.restoreFrom ? await Partition.restore(pc, c.restoreFrom) : await Partition.create(pc);
   } catch (e) {
