@@ -118,6 +118,7 @@ function referenced(inv: Inventory, vmId: string, vmConfig: VmConfig): Set<strin
   const refs = new Set<string>();
   for (const d of capturedDrives(vmConfig.hardware)) refs.add(d.path!);
   for (const c of inv.checkpoints(vmId)) for (const d of capturedDrives(c.config.hardware)) refs.add(d.path!);
+  for (const p of inv.keptFiles()) refs.add(p);
   return refs;
 }
 
@@ -159,6 +160,7 @@ export async function consolidate(inv: Inventory, vmId: string, vmConfig: VmConf
     changed = false;
     const files = inv.checkpointFiles(vmId);
     const refs = referenced(inv, vmId, config);
+    const kept = inv.keptFiles();
     const children = (p: string): string[] => files.filter((f) => f.parent === p).map((f) => f.path);
     // Own files nothing points at and nothing descends from: discarded state, or left by a killed service.
     for (const f of files) {
@@ -176,7 +178,7 @@ export async function consolidate(inv: Inventory, vmId: string, vmConfig: VmConf
       const kids = children(parent);
       if (kids.length !== 1) continue;
       const child = kids[0];
-      if (children(child).length || hooks.inUse.has(child)) continue;
+      if (children(child).length || hooks.inUse.has(child) || kept.has(child)) continue;
       inv.addPendingMerge({ child, vmId, parent });
       await mergeChildIntoParent(child, parent);
       crashPoint('merge-copied');

@@ -192,8 +192,14 @@ export class VmmsService extends EventEmitter {
       all: () => [...this.entries.values()].map((e) => e.rec),
       setHardware: (n, hardware, message) => {
         const e = this.entry(n);
+        // A checkpoint's differencing disk taken out of the VM stays the user's: never merged away or deleted.
+        const still = new Set(capturedDrives(hardware).map((d) => d.path));
+        const removed = capturedDrives(e.rec.config.hardware).filter((d) => !still.has(d.path)).map((d) => d.path!);
         e.rec.config = { ...e.rec.config, hardware };
-        this.inventory.updateConfig(e.rec.id, e.rec.config);
+        this.inventory.transaction(() => {
+          this.inventory.updateConfig(e.rec.id, e.rec.config);
+          for (const p of removed) this.inventory.keepCheckpointFile(p);
+        });
         this.record(e, null, null, message);
         this.changed(e);
       },

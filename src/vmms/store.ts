@@ -45,6 +45,7 @@ export class Inventory {
         parent_id TEXT, running INTEGER NOT NULL, config TEXT NOT NULL, UNIQUE (vm_id, name));
       CREATE TABLE IF NOT EXISTS current_checkpoint (vm_id TEXT PRIMARY KEY, checkpoint_id TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS checkpoint_files (path TEXT PRIMARY KEY, vm_id TEXT NOT NULL, parent TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS kept_files (path TEXT PRIMARY KEY);
       CREATE TABLE IF NOT EXISTS pending_merges (child TEXT PRIMARY KEY, vm_id TEXT NOT NULL, parent TEXT NOT NULL);`);
     const cols = (this.db.prepare('PRAGMA table_info(checkpoints)').all() as { name: string }[]).map((c) => c.name);
     if (!cols.includes('kind')) this.db.exec(`ALTER TABLE checkpoints ADD COLUMN kind TEXT NOT NULL DEFAULT 'Standard'`);
@@ -112,6 +113,15 @@ export class Inventory {
 
   removeCheckpointFile(path: string): void {
     this.db.prepare('DELETE FROM checkpoint_files WHERE path = ?').run(path);
+  }
+
+  /** Marks an own file the user took out of the VM (Remove-VMHardDiskDrive): it and its chain stay. */
+  keepCheckpointFile(path: string): void {
+    this.db.prepare('INSERT OR IGNORE INTO kept_files (path) SELECT path FROM checkpoint_files WHERE path = ?').run(path);
+  }
+
+  keptFiles(): Set<string> {
+    return new Set((this.db.prepare('SELECT path FROM kept_files').all() as { path: string }[]).map((r) => r.path));
   }
 
   pendingMerges(vmId: string): PendingMerge[] {

@@ -128,3 +128,16 @@ test('apply each checkpoint of a tree in turn: each shows its own content and th
   assert.deepEqual(folderFiles(dir), ['ap.vhdx']);
   assert.equal(await readMark(base), 'Z');
 });
+
+test('a checkpoint child taken out of the VM stays the user\'s: deleting the checkpoint neither merges nor deletes it', async () => {
+  const { dir, base } = await vmWithDisk('kept');
+  await writeMark(base, 'A');
+  await checkpoint('kept', 'k');
+  const child = await currentDisk('kept');
+  await writeMark(child, 'B');
+  await f.client.call('DELETE', '/vms/kept/hard-disk-drives/SCSI/0/0');
+  await remove('kept', 'k');
+  assert.deepEqual(folderFiles(dir), [basename(child), 'kept.vhdx'].sort());
+  assert.equal(await readMark(child), 'B', 'the removed drive\'s data is intact');
+  assert.equal(await readMark(base), 'A');
+});
