@@ -387,6 +387,9 @@ export class VmmsService extends EventEmitter {
     const e = this.entry(name);
     if (this.closing) throw new VmmsError(503, 'ServiceStopping', 'the management service is stopping');
     this.requireState(e, ['Off', 'Saved'], 'start', e.rec.state === 'Paused' ? `resume-vm ${e.rec.name}` : '');
+    // A merge of its checkpoint disks under way finishes first (it may change which file the VM opens).
+    await this.checkpointDisksSettled();
+    this.requireState(e, ['Off', 'Saved'], 'start', e.rec.state === 'Paused' ? `resume-vm ${e.rec.name}` : '');
     const restoring = e.rec.state === 'Saved';
     const wc = this.workerConfig(e.rec.config);
     if (restoring) {
@@ -1257,6 +1260,8 @@ export class VmmsService extends EventEmitter {
     this.closing = true;
     clearInterval(this.metricsTimer);
     await Promise.all([...this.entries.values()].filter((e) => e.rt).map((e) => this.turnOff(e, 'the management service stopped')));
+    // Merges started by the workers' exits end before the inventory closes (a killed service finishes them at start).
+    await this.diskQueue;
     this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: 'management service stopped' });
     this.inventory.close();
   }
