@@ -834,6 +834,8 @@ export class VmmsService extends EventEmitter {
         if (this.workerUid.has(e.rec.id)) chownTree(this.checkpointDir(e), this.workerUid.get(e.rec.id)!);
         try {
           if (liveDisks) {
+            // Queued merges first, so the guest does not stay paused behind them.
+            await this.checkpointDisksSettled();
             detached = true;
             await this.request(e, { op: 'checkpointDetach', path: live ? path : null, disks }, 10 * 60_000);
           } else {
@@ -855,43 +857,44 @@ export class VmmsService extends EventEmitter {
       if (!this.entries.has(e.rec.id)) { rmSync(path, { force: true }); throw notFound(name); }
       // The children are recorded before they exist and the switch is one transaction, so a killed service
       // leaves the VM as before (the unused children are removed at start) or after.
-      const children = await this.serialDisks(async () => {
-        const made = new Map<string, string>();
+      // Created and switched in one step of the disk queue, so no merge in between sees the new children unused.
+      const { rec, children } = await this.serialDisks(async () => {
+        const children = new Map<string, string>();
         try {
-          for (const p of disks) made.set(p, await createChild(this.inventory, e.rec.id, p));
+          for (const p of disks) children.set(p, await createChild(this.inventory, e.rec.id, p));
         } catch (err) {
           rmSync(path, { force: true });
           if (detached) await reattach(disks.map((p) => ({ from: p, to: p }))).catch(() => undefined);
           void this.consolidateDisks(e);
           throw conflict(`cannot checkpoint VM '${e.rec.name}': creating its differencing disks failed: ${(err as Error).message}`);
         }
-        return made;
-      });
-      const vmConfig = withDrivePaths(e.rec.config, (p) => children.get(p) ?? p);
-      const parentId = this.inventory.currentCheckpoint(e.rec.id);
-      const rec = this.inventory.transaction(() => {
-        const r = this.inventory.insertCheckpoint({ id, vmId: e.rec.id, name: cpName, created: created.getTime(), parentId, running, config, kind });
-        this.inventory.setCurrentCheckpoint(e.rec.id, id);
-        if (children.size) this.inventory.updateConfig(e.rec.id, vmConfig);
-        return r;
-      });
-      if (children.size) e.rec.config = vmConfig;
-      if (detached) {
-        try {
-          await reattach(disks.map((p) => ({ from: p, to: children.get(p)! })));
-        } catch (err) {
-          // The worker went back to the previous files (or is gone): undo the switch.
-          this.inventory.transaction(() => {
-            this.inventory.removeCheckpoint(id);
-            this.inventory.updateConfig(e.rec.id, config);
-            if (parentId) this.inventory.setCurrentCheckpoint(e.rec.id, parentId);
-          });
-          e.rec.config = config;
-          rmSync(path, { force: true });
-          void this.consolidateDisks(e);
-          throw conflict(`cannot checkpoint VM '${e.rec.name}': the worker could not continue on the new differencing disks: ${(err as Error).message}`);
+        const vmConfig = withDrivePaths(e.rec.config, (p) => children.get(p) ?? p);
+        const parentId = this.inventory.currentCheckpoint(e.rec.id);
+        const rec = this.inventory.transaction(() => {
+          const r = this.inventory.insertCheckpoint({ id, vmId: e.rec.id, name: cpName, created: created.getTime(), parentId, running, config, kind });
+          this.inventory.setCurrentCheckpoint(e.rec.id, id);
+          if (children.size) this.inventory.updateConfig(e.rec.id, vmConfig);
+          return r;
+        });
+        if (children.size) e.rec.config = vmConfig;
+        if (detached) {
+          try {
+            await reattach(disks.map((p) => ({ from: p, to: children.get(p)! })));
+          } catch (err) {
+            // The worker went back to the previous files (or is gone): undo the switch.
+            this.inventory.transaction(() => {
+              this.inventory.removeCheckpoint(id);
+              this.inventory.updateConfig(e.rec.id, config);
+              if (parentId) this.inventory.setCurrentCheckpoint(e.rec.id, parentId);
+            });
+            e.rec.config = config;
+            rmSync(path, { force: true });
+            void this.consolidateDisks(e);
+            throw conflict(`cannot checkpoint VM '${e.rec.name}': the worker could not continue on the new differencing disks: ${(err as Error).message}`);
+          }
         }
-      }
+        return { rec, children };
+      });
       if (fallback) this.record(e, null, null, `checkpoint '${cpName}': a production checkpoint was not possible, so a standard checkpoint was taken: ${fallback}`);
       this.record(e, null, null, `${kind.toLowerCase()} checkpoint '${cpName}' created (${running ? `with the ${from === 'Saved' ? 'saved' : 'running'} state` : kind === 'Production' ? 'disks and configuration, no memory state' : 'configuration only: the VM was off'}` +
         `${children.size ? `; ${children.size} disk(s) continue on new differencing disks` : ''})`);
@@ -920,31 +923,31 @@ export class VmmsService extends EventEmitter {
       throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': its state file ${src} is missing (remove-vmsnapshot ${e.rec.name} '${c.name}' deletes the broken checkpoint)`);
     }
     // Fresh children of the checkpoint's disks: the checkpoint's own files are never written again.
-    const children = await this.serialDisks(async () => {
-      const made = new Map<string, string>();
-      try {
-        for (const d of capturedDrives(c.config.hardware)) if (!d.readOnly && !made.has(d.path!)) made.set(d.path!, await createChild(this.inventory, e.rec.id, d.path!));
-      } catch (err) {
-        void this.consolidateDisks(e);
-        throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': creating its differencing disks failed: ${(err as Error).message}`);
-      }
-      return made;
-    });
-    this.requireState(e, ['Off', 'Saved'], `apply checkpoint '${c.name}' to`, 'it was started meanwhile');
     const saved = this.savedStatePath(e);
     const hadSavedState = e.rec.state === 'Saved';
-    if (c.running) {
-      mkdirSync(this.vmDir(e), { recursive: true, mode: 0o700 });
-      // Through a temporary file, so a failed copy leaves the previous saved state as it was.
-      try { copyFileAtomic(src, saved); } catch (err) { throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': ${(err as Error).message}`); }
-    } else {
-      removeFileDurably(saved);
-    }
-    const config: VmConfig = withDrivePaths({ ...structuredClone(c.config), name: e.rec.name }, (p) => children.get(p) ?? p);
-    e.rec.config = config;
-    this.inventory.transaction(() => {
-      this.inventory.updateConfig(e.rec.id, config);
-      this.inventory.setCurrentCheckpoint(e.rec.id, c.id);
+    // Created and switched in one step of the disk queue, so no merge in between sees the new children unused.
+    await this.serialDisks(async () => {
+      const children = new Map<string, string>();
+      try {
+        for (const d of capturedDrives(c.config.hardware)) if (!d.readOnly && !children.has(d.path!)) children.set(d.path!, await createChild(this.inventory, e.rec.id, d.path!));
+        this.requireState(e, ['Off', 'Saved'], `apply checkpoint '${c.name}' to`, 'it was started meanwhile');
+        if (c.running) {
+          mkdirSync(this.vmDir(e), { recursive: true, mode: 0o700 });
+          // Through a temporary file, so a failed copy leaves the previous saved state as it was.
+          copyFileAtomic(src, saved);
+        } else {
+          removeFileDurably(saved);
+        }
+      } catch (err) {
+        void this.consolidateDisks(e);
+        throw err instanceof VmmsError ? err : conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': ${(err as Error).message}`);
+      }
+      const config: VmConfig = withDrivePaths({ ...structuredClone(c.config), name: e.rec.name }, (p) => children.get(p) ?? p);
+      e.rec.config = config;
+      this.inventory.transaction(() => {
+        this.inventory.updateConfig(e.rec.id, config);
+        this.inventory.setCurrentCheckpoint(e.rec.id, c.id);
+      });
     });
     e.lastError = null;
     const to: VmState = c.running ? 'Saved' : 'Off';

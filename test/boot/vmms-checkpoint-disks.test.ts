@@ -76,13 +76,13 @@ test('online production checkpoint of a running guest with a disk; the guest kee
   await client.call('POST', '/vms/cpd/stop', { turnOff: true });
   await waitFor('Off', async () => (await client.call<VmView>('GET', '/vms/cpd')).state === 'Off', 60_000);
   con.ws.close();
-  assert.equal(await firstBytes(disk), 'before-checkpoi', 'the checkpoint\'s file holds the state at the checkpoint');
-  assert.equal(await firstBytes(child), 'after--checkpoi', 'the child holds what the guest wrote afterwards');
+  assert.equal(await firstBytes(disk), 'before-checkpoin', 'the checkpoint\'s file holds the state at the checkpoint');
+  assert.equal(await firstBytes(child), 'after--checkpoin', 'the child holds what the guest wrote afterwards');
 
   const applied = await client.call<VmView>('POST', '/vms/cpd/snapshots/prod/restore', {});
   assert.equal(applied.state, 'Off', 'applying a production checkpoint gives an Off VM');
-  assert.equal(await firstBytes((await client.call<DriveView[]>('GET', '/vms/cpd/hard-disk-drives'))[0].path!), 'before-checkpoi');
+  assert.equal(await firstBytes((await client.call<DriveView[]>('GET', '/vms/cpd/hard-disk-drives'))[0].path!), 'before-checkpoin');
   await client.call('DELETE', '/vms/cpd/snapshots/prod');
   assert.deepEqual(readdirSync(files).filter((x) => !x.startsWith('.')), ['data.vhdx']);
-  assert.equal(await firstBytes(disk), 'before-checkpoi');
+  assert.equal(await firstBytes(disk), 'before-checkpoin');
 });
