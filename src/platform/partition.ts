@@ -139,7 +139,11 @@ export class Partition {
   static async create(config: PartitionConfig): Promise<Partition> {
     const log = config.log ?? (() => {});
     let kind: BackendKind;
-    if (config.processor === 'auto') {
+    if (config.processor === 'auto' && config.cpus > 1) {
+      // Application processors (INIT/SIPI, turn-taking) exist on the emulated processor only so far.
+      kind = 'emulated';
+      log(`processor: emulated (${config.cpus} virtual processors)`);
+    } else if (config.processor === 'auto') {
       const { chooseBackend } = await import('../host/probe.js');
       const c = await chooseBackend();
       kind = c.kind;
