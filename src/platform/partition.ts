@@ -169,6 +169,15 @@ export class Partition {
       throw new Error(`several processors (--cpus ${config.cpus}) need the emulated processor for now; use --processor emulated or --cpus 1`);
     }
     p.scheduler = new VcpuScheduler(p.vcpus, p.devices.lapics);
+    if (config.cpus > 1) {
+      // Remote TLB flush and IPI hypercalls (advertised by the CPUID hints only with several VPs).
+      const lapics = p.devices.lapics;
+      p.hyperv.hypervisor.hypercalls.processors = {
+        count: config.cpus,
+        flushTlb: (vp, nonGlobalOnly) => p.vcpus[vp].flushTlb?.(nonGlobalOnly),
+        sendIpi: (vp, vector) => lapics[vp].deliver(vector, false),
+      };
+    }
     if (p.clock.mode === 'icount') {
       const vs = p.vcpus;
       if (vs.some((v) => v.instructions === undefined)) throw new Error("--clock icount needs the emulated processor (KVM does not count instructions); use warp or realtime");

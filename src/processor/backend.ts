@@ -129,6 +129,8 @@ export interface VirtualProcessor {
   /** STARTUP IPI: real mode at CS = vector << 8, IP = 0. */
   startup?(vector: number): void;
   readonly halted?: boolean;
+  /** Drop cached translations (remote TLB flush); global ones too unless `nonGlobalOnly`. */
+  flushTlb?(nonGlobalOnly: boolean): void;
   /** RFLAGS.IF: a halted vCPU with IF=0 is woken by an NMI only. */
   readonly interruptsEnabled?: boolean;
   /** Retired instructions (icount clock). */

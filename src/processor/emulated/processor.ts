@@ -5,6 +5,7 @@ import type { BootCpuState, PlatformServices, ProcessorBackend, RunOutcome, Virt
 import { Cpu } from './cpu.js';
 import { runCpu } from './run-loop.js';
 import * as sys from './system.js';
+import * as mmu from './mmu.js';
 import { getRflags } from './flags.js';
 import { F } from './cpu-state.js';
 import { simd } from './exec-system.js';
@@ -71,6 +72,9 @@ export class EmulatedVcpu implements VirtualProcessor {
     sys.startupIpi(this.cpu, vector);
     this.cpu.blocks.clear();
   }
+
+  /** Remote TLB flush (Hyper-V hypercall from another vCPU, which runs while this one waits its turn). */
+  flushTlb(nonGlobalOnly: boolean): void { mmu.flushTlb(this.cpu, !nonGlobalOnly); }
 
   get halted(): boolean { return this.cpu.halted; }
   get interruptsEnabled(): boolean { return (this.cpu.flagsRest & F.IF) !== 0; }
