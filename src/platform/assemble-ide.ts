@@ -4,7 +4,6 @@
  * whose four locations take the HardwareConfig's IDE drives (disks and DVD drives). Built from the
  * hardware description; the firmware step programs the PCI functions as a BIOS would.
  */
-import { open, type FileHandle } from 'node:fs/promises';
 import type { IoBus, MmioBus } from './bus.js';
 import type { GuestMemory } from './memory.js';
 import type { IrqRouter } from '../devices/irq.js';
@@ -16,7 +15,7 @@ import { Piix4Ide, PIIX4_IDE_FUNCTION, type Piix4IdeState } from '../devices/ide
 import type { IdeMedia } from '../devices/ide/channel.js';
 import type { DriveIdentity } from '../devices/ide/identify.js';
 import { ScsiDisk } from '../scsi/disk-target.js';
-import { checkRange, DiskError, type Disk } from '../storage/disk.js';
+import type { Disk } from '../storage/disk.js';
 
 /** The IDE drives of a VM, opened: media[controller][location]. */
 export interface IdeDrives {
@@ -28,7 +27,7 @@ export interface IdeDrives {
 export class IdeConfigError extends Error {}
 
 /** Checks the IDE drives of `hw` and opens their files (raw images and ISOs). */
-export async function openIdeDrives(hw: HardwareConfig | undefined, opener?: (path: string, readOnly: boolean) => Promise<Disk>): Promise<IdeDrives> {
+export async function openIdeDrives(hw: HardwareConfig | undefined, opener: (path: string, readOnly: boolean) => Promise<Disk>): Promise<IdeDrives> {
   const out: IdeDrives = { media: [[null, null], [null, null]], disks: [] };
   const ide = (hw?.drives ?? []).filter((d) => d.controllerType === 'ide');
   try {
@@ -48,94 +47,17 @@ export async function openIdeDrives(hw: HardwareConfig | undefined, opener?: (pa
   return out;
 }
 
-/** `opener` (the partition's openDisk: VHDX or raw by content) when given, so a VHDX is never presented raw. */
-async function openMedia(d: DriveConfig, where: string, opened: Disk[], opener?: (path: string, readOnly: boolean) => Promise<Disk>): Promise<IdeMedia> {
+/** `opener` is the partition's openDisk (VHDX or raw by content, locked), so a VHDX is never presented raw. */
+async function openMedia(d: DriveConfig, where: string, opened: Disk[], opener: (path: string, readOnly: boolean) => Promise<Disk>): Promise<IdeMedia> {
   if (d.kind === 'dvd') {
     let disk: Disk | null = null;
-    if (d.path !== null) { disk = opener ? await opener(d.path, true) : await RawFileDisk.open(d.path, true, `${where} DVD image`); opened.push(disk); }
+    if (d.path !== null) { disk = await opener(d.path, true); opened.push(disk); }
     return { kind: 'dvd', target: new ScsiDisk(disk, { kind: 'dvd', vendor: 'Msft', product: 'Virtual CD/ROM' }) };
   }
   if (d.path === null) throw new IdeConfigError(`${where}: a hard disk drive needs a disk file`);
-  const disk = opener ? await opener(d.path, d.readOnly === true) : await RawFileDisk.open(d.path, d.readOnly === true, `${where} disk`);
+  const disk = await opener(d.path, d.readOnly === true);
   opened.push(disk);
   return { kind: 'disk', disk };
-}
-
-/**
- * A raw image file as a Disk (until the VHDX engineer's openDisk is on main). Writes are positional;
- * flush is fdatasync, so a flushed write survives a killed process.
- */
-export class RawFileDisk implements Disk {
-  readonly logicalSectorSize = 512;
-  readonly physicalSectorSize = 512;
-  readonly canUnmap = false;
-  readonly diskId: Uint8Array;
-  private closed = false;
-
-  private constructor(readonly path: string, private readonly fh: FileHandle, readonly sizeBytes: number, readonly readOnly: boolean) {
-    this.diskId = new Uint8Array(16);
-    for (let i = 0; i < path.length; i++) this.diskId[i & 15] = (this.diskId[i & 15] * 31 + path.charCodeAt(i)) & 0xff;
-  }
-
-  static async open(path: string, readOnly: boolean, what: string): Promise<RawFileDisk> {
-    let fh: FileHandle;
-    try {
-      fh = await open(path, readOnly ? 'r' : 'r+');
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new IdeConfigError(code === 'ENOENT' ? `${what} '${path}' does not exist` : `cannot open ${what} '${path}': ${(e as Error).message}`);
-    }
-    const size = (await fh.stat()).size;
-    if (size < 512) { await fh.close(); throw new IdeConfigError(`${what} '${path}' is empty or smaller than one 512-byte sector`); }
-    return new RawFileDisk(path, fh, size - (size % 512), readOnly);
-  }
-
-  private check(offset: number, length: number, writing: boolean): void {
-    if (this.closed) throw new DiskError('closed', `${this.path} is closed`);
-    checkRange(this, offset, length);
-    if (writing && this.readOnly) throw new DiskError('read-only', `${this.path} is read-only`);
-  }
-
-  async read(offset: number, buf: Uint8Array): Promise<void> {
-    this.check(offset, buf.length, false);
-    let done = 0;
-    while (done < buf.length) {
-      const { bytesRead } = await this.fh.read(buf, done, buf.length - done, offset + done).catch(ioError(this.path));
-      if (bytesRead === 0) { buf.fill(0, done); return; }
-      done += bytesRead;
-    }
-  }
-
-  async write(offset: number, data: Uint8Array, fua = false): Promise<void> {
-    this.check(offset, data.length, true);
-    let done = 0;
-    while (done < data.length) {
-      const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done).catch(ioError(this.path));
-      done += bytesWritten;
-    }
-    if (fua) await this.flush();
-  }
-
-  async flush(): Promise<void> {
-    this.check(0, 0, false);
-    if (!this.readOnly) await this.fh.datasync().catch(ioError(this.path));
-  }
-
-  async unmap(offset: number, length: number): Promise<void> {
-    this.check(offset, length, true);
-    await this.write(offset, new Uint8Array(length));
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    if (!this.readOnly) await this.fh.datasync().catch(() => {});
-    await this.fh.close();
-  }
-}
-
-function ioError(path: string): (e: Error) => never {
-  return (e) => { throw new DiskError('io', `${path}: ${e.message}`); };
 }
 
 export interface Gen1ChipsetOptions {

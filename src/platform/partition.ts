@@ -161,7 +161,8 @@ export class Partition {
       backend = new EmulatedBackend();
       memory = new GuestMemory(config.memoryBytes);
     }
-    const ideDrives = await openIdeDrives(config.hardware, config.openDisk);
+    // The same opener as storvsp's: VHDX or raw by content, locked; a VHDX must never be presented raw.
+    const ideDrives = await openIdeDrives(config.hardware, config.openDisk ?? diskOpener(config.name ? `VM '${config.name}'` : 'the VM'));
     const p = new Partition(config, backend, memory, ideDrives);
     for (let i = 0; i < config.cpus; i++) p.vcpus.push(await backend.createVcpu(i, p.services));
     if (config.cpus > 1 && p.vcpus.some((v) => !v.runQuantum || !v.startup)) {

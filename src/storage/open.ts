@@ -61,3 +61,18 @@ export async function openDisk(path: string, o: OpenDiskOptions = {}): Promise<D
   const ro: OpenRawOptions = { readOnly: o.readOnly, purpose: o.purpose, lock: o.lock, logicalSectorSize: o.logicalSectorSize, physicalSectorSize: o.physicalSectorSize };
   return RawDisk.open(path, ro);
 }
+
+/**
+ * The files a disk reads: the disk itself, then each differencing parent up the chain (a raw image or a
+ * fixed/dynamic VHDX is a chain of one). Opens nothing for writing and takes no lock.
+ */
+export async function diskChainPaths(path: string): Promise<string[]> {
+  const disk = await openDisk(path, { readOnly: true, lock: false });
+  try {
+    const out: string[] = [];
+    for (let d: Disk | null = disk; d; d = d instanceof VhdxDisk ? d.parent : null) out.push(d.path);
+    return out;
+  } finally {
+    await disk.close();
+  }
+}

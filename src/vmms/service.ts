@@ -23,6 +23,7 @@ import { defaultImagePaths } from '../image/builder.js';
 import type { HardwareConfig } from '../platform/hardware.js';
 import { hasDisks, slotName } from './drives.js';
 import { VmDrives } from './vm-drives.js';
+import { diskChainPaths } from '../storage/open.js';
 import { IC_NAMES, type IcName, type IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
 
 export interface ServiceOptions {
@@ -109,6 +110,8 @@ interface Runtime {
   nextId: number;
   /** Why the worker is ending, when the service or the guest decided it (otherwise it crashed). */
   exitReason: string | null;
+  /** Runs under bubblewrap (its file view is fixed at start). */
+  isolated: boolean;
   stderrTail: string;
   exited: Promise<void>;
   cpuTicks: number;
@@ -173,7 +176,15 @@ export class VmmsService extends EventEmitter {
         this.record(e, null, null, message);
         this.changed(e);
       },
-      request: (n, op) => this.request(this.entry(n), op),
+      request: (n, op) => {
+        const e = this.entry(n);
+        // bubblewrap's binds are fixed when the worker starts: a file added later is not in its view.
+        if (op.op === 'attachDrive' && e.rt?.isolated) {
+          return Promise.reject(conflict(`cannot hot-add ${op.drive.path} to VM '${n}': its worker is isolated and sees only the files it started with; ` +
+            `stop-vm ${n}, add the disk, and start it again (or run the service with --no-isolation)`));
+        }
+        return this.request(e, op);
+      },
     });
     this.metricsTimer = setInterval(() => this.sampleMetrics(), 1000);
     this.metricsTimer.unref();
@@ -362,14 +373,14 @@ export class VmmsService extends EventEmitter {
     if (!restoring) { e.history = []; e.historyBytes = 0; }
     this.transition(e, 'Starting', restoring ? 'start requested: restoring the saved state' : 'start requested');
     let launch: SandboxLaunch | null;
-    try { launch = this.sandbox(e, wc); } catch (err) { this.transition(e, restoring ? 'Saved' : 'Off', `start failed: ${(err as Error).message}`); throw err; }
+    try { launch = await this.sandbox(e, wc); } catch (err) { this.transition(e, restoring ? 'Saved' : 'Off', `start failed: ${(err as Error).message}`); throw err; }
     const child = launch
       ? spawn(launch.command, launch.args, { serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc', ...launch.fds] })
       : fork(this.workerPath, [], { serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [] });
     if (launch) closeFds(launch.fds);
     let resolveExit!: () => void;
     const rt: Runtime = {
-      child, pid: child.pid ?? -1, startedAt: 0, backend: null, status: null, pending: new Map(), nextId: 1, exitReason: null,
+      child, pid: child.pid ?? -1, startedAt: 0, backend: null, status: null, pending: new Map(), nextId: 1, exitReason: null, isolated: launch !== null,
       stderrTail: '', exited: new Promise((r) => { resolveExit = r; }), cpuTicks: 0, cpuAt: Date.now(), cpuUsage: 0,
       finalState: restoring ? 'Saved' : 'Off',
     };
@@ -447,7 +458,7 @@ export class VmmsService extends EventEmitter {
    * The sandboxed command of a VM's worker, or null to fork it plainly (isolation off or unavailable, which
    * the VM's event log records every time).
    */
-  private sandbox(e: Entry, wc: WorkerStartConfig): SandboxLaunch | null {
+  private async sandbox(e: Entry, wc: WorkerStartConfig): Promise<SandboxLaunch | null> {
     const mode = this.o.isolation ?? 'auto';
     if (mode === 'off') { this.record(e, null, null, 'the worker runs without isolation: the service was started with --no-isolation'); return null; }
     const support = isolationSupport();
@@ -468,7 +479,11 @@ export class VmmsService extends EventEmitter {
       const closed = readOnly.find((f) => (statSync(f).mode & 0o004) === 0);
       if (closed) throw conflict(`cannot start VM '${e.rec.name}': its boot file ${closed} is not readable by other users, and the VM's worker runs as nobody (chmod o+r ${closed} if it is meant to be a kernel or initrd)`);
     }
-    const why = support.unprivilegedUser && wantKvm ? `/dev/kvm is open to root only (processor ${wc.processor})` : null;
+    const drives = await driveBinds(e.rec.config);
+    const closedDisk = support.unprivilegedUser ? [...drives.rw.map((f) => [f, true] as const), ...drives.ro.map((f) => [f, false] as const)]
+      .find(([f, w]) => !openToUser(f, WORKER_UID, w))?.[0] : undefined;
+    const why = support.unprivilegedUser && wantKvm ? `/dev/kvm is open to root only (processor ${wc.processor})`
+      : closedDisk ? `its disk ${closedDisk} is not open to the worker's user (uid ${WORKER_UID}); give that user access to run the worker as it` : null;
     const uid = support.unprivilegedUser && !why ? WORKER_UID : undefined;
     if (uid !== undefined) {
       chownTree(dir, uid);
@@ -478,8 +493,8 @@ export class VmmsService extends EventEmitter {
       this.workerUid.set(e.rec.id, uid);
     } else this.workerUid.delete(e.rec.id);
     const launch = sandboxCommand({
-      workerPath: this.workerPath, vmDir: dir, readOnly,
-      readWrite: [], devices: wantKvm ? ['/dev/kvm'] : [],
+      workerPath: this.workerPath, vmDir: dir, readOnly: [...readOnly, ...drives.ro],
+      readWrite: drives.rw, devices: wantKvm ? ['/dev/kvm'] : [],
       memoryLimitBytes: this.memoryLimit(e.rec.config), pidsLimit: WORKER_PIDS_LIMIT, uid,
     }, e.rec.name);
     const notes = [...launch.notes, ...(why ? [`the worker keeps the service's uid: ${why}`] : [])];
@@ -1012,4 +1027,28 @@ function procTicks(pid: number): number | null {
     const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
     return Number(f[11]) + Number(f[12]);
   } catch { return null; }
+}
+
+/**
+ * The files a VM's drives need inside its sandbox, bound one by one: each writable disk read-write, its
+ * differencing parents, read-only disks and ISOs read-only. Missing files are left out (the worker then
+ * reports the drive's error itself).
+ */
+async function driveBinds(c: VmConfig): Promise<{ rw: string[]; ro: string[] }> {
+  const rw = new Set<string>(), ro = new Set<string>();
+  for (const d of c.hardware?.drives ?? []) {
+    if (!d.path || !existsSync(d.path)) continue;
+    let chain: string[];
+    try { chain = await diskChainPaths(d.path); } catch { chain = [d.path]; }
+    chain.forEach((f, i) => (i === 0 && d.kind === 'disk' && !d.readOnly ? rw : ro).add(f));
+  }
+  for (const f of rw) ro.delete(f);
+  return { rw: [...rw], ro: [...ro] };
+}
+
+/** Whether `uid` (not root) may read, or read and write, the file by its owner and other-permission bits. */
+function openToUser(path: string, uid: number, write: boolean): boolean {
+  const st = statSync(path);
+  const need = write ? 0o6 : 0o4;
+  return st.uid === uid ? ((st.mode >> 6) & need) === need : (st.mode & need) === need;
 }

@@ -24,7 +24,8 @@ after(async () => { await f?.close(); rmSync(files, { recursive: true, force: tr
 const skip = !GuestSession.imageAvailable() ? 'default image not built (npm run setup)' : spawnSync('qemu-io', ['--version']).status !== 0 ? 'qemu-io (qemu-utils) not installed' : false;
 
 test('service-managed disks in the real guest: VHDX at SCSI 0:0, guest writes land in the file, hot add and remove', { skip, timeout: LIMIT_MS }, async () => {
-  f = await startService();
+  // Hot add needs a worker whose file view can grow; isolated workers refuse it (test/vmms/storage-api.test.ts).
+  f = await startService(undefined, { isolation: 'off' });
   const client = f.client;
   const disk = join(files, 'root-data.vhdx');
   const vm = await client.call<VmView>('POST', '/vms', { name: 'disks', processor: process.env.HYPERTS_ACCEPT_PROCESSOR ?? 'auto', memory: '512M', newVhdPath: disk, newVhdSizeBytes: '64MB' });

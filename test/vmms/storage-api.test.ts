@@ -17,6 +17,7 @@ import type { VhdView } from '../../src/vmms/vhd-commands.js';
 import { haveBinutils } from './test-kernel.js';
 import { openDisk } from '../../src/storage/open.js';
 import { rejects, startService, testVm, waitFor, type Fixture } from './helpers.js';
+import { isolationSupport } from '../../src/vmms/sandbox.js';
 
 const noQemuImg = spawnSync('qemu-img', ['--version']).status !== 0 && 'qemu-img (qemu-utils) not installed';
 let f: Fixture;
@@ -185,6 +186,10 @@ test('VHD operations: progress resource, convert, optimize, test; refusals for d
 });
 
 test('running VMs: SCSI disks hot-added and removed through the worker, which holds their lock; IDE waits for Off; save and restore keep the disks', { skip: (noQemuImg || (!haveBinutils() && 'binutils not installed')) || false }, async () => {
+  // Hot add needs a worker whose file view can grow: a service without isolation (the isolated case is the next test).
+  const shared = f;
+  f = await startService(undefined, { isolation: 'off' });
+  try {
   const raw = join(files, 'hot.img');
   writeFileSync(raw, Buffer.alloc(16 * 1048576));
   const vhdx = (await newVhd({ path: join(files, 'hot.vhdx'), sizeBytes: '16MB' })).path;
@@ -225,6 +230,18 @@ test('running VMs: SCSI disks hot-added and removed through the worker, which ho
   writeFileSync(join(files, 'plain.img'), Buffer.alloc(1048576));
   await f.client.call('POST', '/vms/plain/hard-disk-drives', { path: join(files, 'plain.img') });
   await rejects(f.client.call('POST', '/vms/plain/start', {}), 409, /not enlightened, so it has no synthetic SCSI controller for SCSI 0:0/);
+  } finally { await f.close(); rmSync(f.dir, { recursive: true, force: true }); f = shared; }
+});
+
+test('an isolated worker sees only the files it started with: hot add is refused with the way out, its own disk works', { skip: (!isolationSupport().available && `isolation not available here: ${isolationSupport().notes.join('; ')}`) || (!haveBinutils() && 'binutils not installed') || false }, async () => {
+  const own = join(files, 'iso-own.img'), later = join(files, 'iso-later.img');
+  writeFileSync(own, Buffer.alloc(1048576));
+  writeFileSync(later, Buffer.alloc(1048576));
+  await f.client.call('POST', '/vms', { ...testVm('iso'), vhdPath: own });
+  assert.equal((await f.client.call<VmView>('POST', '/vms/iso/start', {})).state, 'Running');
+  await rejects(f.client.call('POST', '/vms/iso/hard-disk-drives', { path: later }), 409, /its worker is isolated and sees only the files it started with; stop-vm iso, add the disk, and start it again/);
+  assert.deepEqual(slots(await disks('iso')), [`SCSI 0:0 ${own}`]);
+  await f.client.call('POST', '/vms/iso/stop', { turnOff: true });
 });
 
 test('differencing disks: New-VHD with a parent, Get-VHD fields, Merge-VHD into the parent, Test-VHD of a broken chain; Resize-VHD, locks', async () => {
