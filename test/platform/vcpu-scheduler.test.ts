@@ -89,7 +89,7 @@ test('an interrupt for a vCPU that is not running ends the running one\'s turn; 
   // SIPI: real mode at CS = vector << 8, IP 0. CPUID: initial APIC ID, 2 logical processors (HTT), AMD NC = 1.
   p.vcpus[1].startup!(0x08);
   const r = p.vcpus[1].snapshot();
-  assert.deepEqual([r.cs, r.rip, r.cr0 & 1], [0x800, 0n, 0]);
+  assert.deepEqual([r.cs, r.rip, Number(r.cr0) & 1], [0x800, 0n, 0]);
   const cpu1 = (p.vcpus[1] as unknown as { cpu: Parameters<typeof cpuidValue>[0] }).cpu;
   const out = { eax: 0, ebx: 0, ecx: 0, edx: 0 };
   cpuidValue(cpu1, 1, 0, out);
