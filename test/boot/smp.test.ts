@@ -63,6 +63,20 @@ describe('Debian with --cpus 2', () => {
     assert.ok((stats.get(T.HVCALL_SEND_IPI) ?? 0) > 0, 'no HvCallSendSyntheticClusterIpi');
   });
 
+  test('a VMBus channel moved to CPU 1 (MODIFYCHANNEL) interrupts CPU 1', async () => {
+    // The heartbeat channel: the host sends it a request every few seconds.
+    const dir = (await sh(`for d in /sys/bus/vmbus/devices/*; do [ "$(cat $d/class_id)" = "{57164f39-9115-4e78-ab55-382f3bd5422d}" ] && ls -d $d/channels/* | head -n 1; done`)).trim();
+    assert.match(dir, /channels\/\d+$/);
+    const hyp = async (): Promise<number> => Number((await sh('grep HYP: /proc/interrupts')).trim().split(/\s+/)[2]);
+    await sh(`echo 1 > ${dir}/cpu`);
+    assert.equal((await sh(`cat ${dir}/cpu`)).trim(), '1');
+    const before = { hyp: await hyp(), irqs: Number(await sh(`cat ${dir}/interrupts`)) };
+    await sh('sleep 4');
+    const after = { hyp: await hyp(), irqs: Number(await sh(`cat ${dir}/interrupts`)) };
+    assert.ok(after.irqs > before.irqs, `heartbeat channel interrupts ${before.irqs} -> ${after.irqs}`);
+    assert.ok(after.hyp > before.hyp, `HYP interrupts on CPU 1 ${before.hyp} -> ${after.hyp}`);
+  });
+
   test('no oops, RCU stall or soft lockup', async () => {
     const dmesg = await sh('dmesg');
     assert.doesNotMatch(dmesg, /Oops|BUG:|rcu_sched self-detected stall|rcu: INFO|soft lockup|hard LOCKUP|Call Trace/);
