@@ -512,8 +512,8 @@ export class LocalApic implements InterruptController, MmioDevice {
 
 /**
  * All LAPICs share one MMIO window; the access goes to the APIC of the processor that makes it.
- * The partition sets `current` to the running VP index before running it (the emulated backend runs
- * processors one at a time on one thread).
+ * The partition sets `current` to the running VP index before each turn (the emulated backend runs
+ * processors one at a time on one thread, see platform/vcpu-scheduler.ts).
  */
 export class LapicWindow implements MmioDevice {
   current = 0;
