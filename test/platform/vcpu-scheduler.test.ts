@@ -99,3 +99,20 @@ test('an interrupt for a vCPU that is not running ends the running one\'s turn; 
   p.turnOff('test');
   await p.start();
 });
+
+test('a vCPU spinning on PAUSE gives up its turn after PAUSE_EXIT_AFTER pauses (only with several vCPUs)', { skip: haveBinutils() ? false : 'needs binutils' }, async () => {
+  const p = await Partition.create({ name: 'k', processor: 'emulated', memoryBytes: 16 << 20, cpus: 2, enlightened: true, kernel: smpKernel(), cmdline: '', clockMode: 'icount', quiet: true });
+  p.memory.bytes.set([0xf3, 0x90, 0xeb, 0xfc], 0x7000); // 1: pause; jmp 1b
+  const v = p.vcpus[0];
+  v.setBootState({ mode: 'protected32', rip: 0x7000, gpr: {} });
+  let n0 = v.instructions!;
+  assert.equal(v.runQuantum!(Infinity, 1_000_000).kind, 'yield');
+  const spun = v.instructions! - n0;
+  assert.ok(spun >= PAUSE_EXIT_AFTER && spun <= 2 * PAUSE_EXIT_AFTER + 2, `retired ${spun}`);
+  v.setPauseExit!(0); // one vCPU: PAUSE is a plain hint
+  n0 = v.instructions!;
+  v.runQuantum!(Infinity, 100_000);
+  assert.equal(v.instructions! - n0, 100_000);
+  p.turnOff('test');
+  await p.start();
+});
