@@ -22,7 +22,7 @@ export function formatReport(r: CheckReport): string {
 export function isolationItems(i: IsolationSupport): CheckReport['items'] {
   return [
     { name: 'VM worker isolation', status: i.available ? 'ok' : 'warn', detail: i.available ? 'bubblewrap sandbox with seccomp (no network, read-only root, own folder only)' : `${i.notes[0]}; VMs run with the service's rights` },
-    { name: 'Worker memory limit', status: i.memoryLimit ? 'ok' : 'warn', detail: i.memoryLimit ?? 'no writable memory cgroup (a runaway worker is limited by nothing)' },
+    { name: 'Worker memory limit', status: i.memoryLimit ? 'ok' : 'warn', detail: i.memoryLimit ?? 'no writable memory cgroup: RLIMIT_DATA only (allocations fail instead of the kernel stopping the worker)' },
     { name: 'Worker process limit', status: i.pidsLimit ? 'ok' : 'warn', detail: i.pidsLimit ?? 'no writable pids cgroup' },
   ];
 }

@@ -222,7 +222,10 @@ export function sandboxCommand(spec: SandboxSpec, name: string): SandboxLaunch {
   const cgName = `hyperts-${name.replace(/[^A-Za-z0-9._-]/g, '_')}-${randomBytes(4).toString('hex')}`;
   const mem = makeCgroup('memory', cgName, spec.memoryLimitBytes);
   const pids = makeCgroup('pids', cgName, spec.pidsLimit);
-  if (!mem) notes.push('memory not limited (no writable memory cgroup)');
+  // Without a memory cgroup, RLIMIT_DATA (private writable memory, which is where Node puts guest RAM and its
+  // heap) caps the worker: allocations past it fail instead of the kernel killing the process.
+  if (!mem) notes.push('memory limited by RLIMIT_DATA only (no writable memory cgroup)');
+  // RLIMIT_NPROC counts every process of the user, not the worker's: no fallback.
   if (!pids) notes.push('processes not limited (no writable pids cgroup)');
 
   // The seccomp program goes in through a descriptor (bwrap --seccomp FD), from a file unlinked at once.
@@ -249,7 +252,8 @@ export function sandboxCommand(spec: SandboxSpec, name: string): SandboxLaunch {
   if (spec.uid !== undefined) bw.push(SETPRIV, ...dropArgs(spec.uid));
   bw.push(process.execPath, spec.workerPath);
   const enter = [mem, pids].filter((c): c is Cgroup => c !== null).map((c) => c.procs);
-  const script = `${enter.map((_, i) => `echo $$ > "$${i + 1}" || exit 125; `).join('')}shift ${enter.length}; exec "$@"`;
+  const rlimit = mem ? '' : `ulimit -d ${Math.ceil(spec.memoryLimitBytes / 1024)} || exit 125; `;
+  const script = `${rlimit}${enter.map((_, i) => `echo $$ > "$${i + 1}" || exit 125; `).join('')}shift ${enter.length}; exec "$@"`;
   return {
     command: '/bin/sh', args: ['-c', script, 'hyperts-sandbox', ...enter, BWRAP, ...bw], fds, notes,
     cleanup: () => {
