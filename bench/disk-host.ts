@@ -84,32 +84,30 @@ const fresh = async (kind: 'raw' | 'fixed' | 'dynamic' | 'chain', prefill: boole
   return p;
 };
 
-type Row = { name: string; ours: Record<Workload, number>; qemu?: Record<Workload, number> };
-const rows: Row[] = [];
-async function measure(name: string, kind: 'raw' | 'fixed' | 'dynamic' | 'chain', prefill: boolean, qemuFmt?: 'raw' | 'vhdx'): Promise<void> {
-  const ours = {} as Record<Workload, number>;
-  const qemu = {} as Record<Workload, number>;
-  for (const w of WORKLOADS) {
-    ours[w] = 0; qemu[w] = 0;
-    for (let r = 0; r < REPS; r++) {
-      // First-write rows need fresh files for each write pass.
-      const p = await fresh(kind, prefill);
-      const d = await openDisk(p);
-      ours[w] = Math.max(ours[w], await runOurs(d, w));
-      await d.close();
-      if (qemuFmt) { const q = await fresh(kind, prefill); qemu[w] = Math.max(qemu[w], qemuIo(q, qemuFmt, w)); }
-    }
-  }
-  rows.push({ name, ours, qemu: qemuFmt ? qemu : undefined });
-}
+type Row = { name: string; kind: 'raw' | 'fixed' | 'dynamic' | 'chain'; prefill: boolean; qemuFmt?: 'raw' | 'vhdx'; ours: Record<Workload, number>; qemu?: Record<Workload, number> };
+const zero = (): Record<Workload, number> => ({ 'seq-write': 0, 'rand-write': 0, 'seq-read': 0, 'rand-read': 0 });
+const rows: Row[] = [
+  { name: 'raw (prefilled)', kind: 'raw', prefill: true, qemuFmt: 'raw', ours: zero(), qemu: zero() },
+  { name: 'raw first write (sparse)', kind: 'raw', prefill: false, qemuFmt: 'raw', ours: zero(), qemu: zero() },
+  { name: 'fixed VHDX (prefilled)', kind: 'fixed', prefill: true, qemuFmt: 'vhdx', ours: zero(), qemu: zero() },
+  { name: 'dynamic VHDX first write', kind: 'dynamic', prefill: false, qemuFmt: 'vhdx', ours: zero(), qemu: zero() },
+  { name: 'dynamic VHDX overwrite', kind: 'dynamic', prefill: true, qemuFmt: 'vhdx', ours: zero(), qemu: zero() },
+  { name: '3-deep differencing chain', kind: 'chain', prefill: false, ours: zero() },
+];
 
 try {
-  await measure('raw (prefilled)', 'raw', true, 'raw');
-  await measure('raw first write (sparse)', 'raw', false, 'raw');
-  await measure('fixed VHDX (prefilled)', 'fixed', true, 'vhdx');
-  await measure('dynamic VHDX first write', 'dynamic', false, 'vhdx');
-  await measure('dynamic VHDX overwrite', 'dynamic', true, 'vhdx');
-  await measure('3-deep differencing chain', 'chain', false);
+  // Repetitions outermost and every row back to back, so that each comparison sees the same machine load.
+  for (let r = 0; r < REPS; r++) {
+    for (const w of WORKLOADS) {
+      for (const row of rows) {
+        const p = await fresh(row.kind, row.prefill); // fresh files: first-write rows must not see earlier passes
+        const d = await openDisk(p);
+        row.ours[w] = Math.max(row.ours[w], await runOurs(d, w));
+        await d.close();
+        if (row.qemuFmt && row.qemu) { const q = await fresh(row.kind, row.prefill); row.qemu[w] = Math.max(row.qemu[w], qemuIo(q, row.qemuFmt, w)); }
+      }
+    }
+  }
   const raw = rows[0]!.ours;
   console.log(`disk ${SIZE / MiB} MiB, ${RANDOM_OPS} random 4 KiB ops, best of ${REPS}; MB/s (ratio to raw) | qemu-io MB/s (hyperts/qemu-io)`);
   for (const r of rows) {

@@ -14,6 +14,8 @@ commands:
   get-vmintegrationservice, enable-vmintegrationservice, disable-vmintegrationservice,
   get-vmkvp, set-vmkvp, get-vmhost, get-vmevent,
   checkpoint-vm, get-vmsnapshot, restore-vmsnapshot, rename-vmsnapshot, remove-vmsnapshot,
+  new-vmswitch, get-vmswitch, remove-vmswitch, add-vmnetworkadapter, get-vmnetworkadapter,
+  remove-vmnetworkadapter, connect-vmnetworkadapter, disconnect-vmnetworkadapter
   add-vmharddiskdrive, get-vmharddiskdrive, remove-vmharddiskdrive, add-vmscsicontroller, set-vmdvddrive, get-vmdvddrive
                  manage VMs through the service, in Hyper-V's vocabulary (each takes --help)
   new-vhd, get-vhd, resize-vhd, merge-vhd, convert-vhd, optimize-vhd, test-vhd
@@ -56,6 +58,8 @@ const commands: Record<string, () => Promise<unknown>> = {
   ...Object.fromEntries(['new-vm', 'get-vm', 'set-vm', 'set-vmprocessor', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'save-vm',
     'remove-vmsavedstate', 'remove-vm', 'connect-vm', 'get-vmintegrationservice', 'enable-vmintegrationservice', 'disable-vmintegrationservice', 'get-vmkvp', 'set-vmkvp',
     'get-vmhost', 'get-vmevent', 'checkpoint-vm', 'get-vmsnapshot', 'restore-vmsnapshot', 'rename-vmsnapshot', 'remove-vmsnapshot'].map((c) => [c, () => import('./vm-commands.js').then((m) => ({ default: m.VM_COMMANDS[c] }))])),
+  ...Object.fromEntries(['new-vmswitch', 'get-vmswitch', 'remove-vmswitch', 'add-vmnetworkadapter', 'get-vmnetworkadapter', 'remove-vmnetworkadapter',
+    'connect-vmnetworkadapter', 'disconnect-vmnetworkadapter'].map((c) => [c, () => import('./net-commands.js').then((m) => ({ default: m.NET_COMMANDS[c] }))])),
   ...Object.fromEntries(STORAGE_COMMAND_NAMES.map((c) => [c, () => import('./storage-commands.js').then((m) => ({ default: m.STORAGE_COMMANDS[c] }))])),
 };
 

@@ -4,6 +4,10 @@
 import { existsSync } from 'node:fs';
 import { parseArgs, parseSize, UsageError } from './args.js';
 import { Partition, type PartitionConfig } from '../platform/partition.js';
+import { natNetwork } from '../platform/assemble-network.js';
+import type { HardwareConfig, NetworkAdapterConfig } from '../platform/hardware.js';
+import { parseForward } from '../net/passt.js';
+import { parseMac, randomHyperVMac, formatMac } from '../net/mac.js';
 import { hardwareFromDriveOptions, takeRepeated } from './drive-args.js';
 
 const help = `usage: hyperts run [options]
@@ -19,6 +23,10 @@ const help = `usage: hyperts run [options]
   --gdb-wait                      with --gdb: start with the processor stopped until GDB continues (QEMU's -S)
   --clock realtime|warp|icount    virtual time follows the host; or also jumps over idle periods; or counts
                                   retired instructions, 1 ns each (emulated only; reproducible) (default realtime)
+  --nic                           add a synthetic network adapter on a NAT switch (user-mode, through passt:
+                                  DHCP, DNS, outbound TCP/UDP; the gateway address reaches this host's loopback)
+  --nic-forward H:G[,H:G...]      with --nic: forward host TCP port H to guest port G
+  --nic-mac MAC                   with --nic: a static MAC (default: random in Hyper-V's 00:15:5d range)
   --vhd PATH[,controller=scsi|ide][,location=L|C:L][,readonly]
                                   attach a disk (VHDX or raw; repeatable): synthetic SCSI controller 0 by
                                   default (locations 0, 1, ...), or the emulated IDE controller (Gen 1 PIIX4)
@@ -75,6 +83,7 @@ async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { qu
   const { opts, positional } = parseArgs(args, {
     processor: 'string', kernel: 'string', initrd: 'string', append: 'string', memory: 'string', cpus: 'string',
     enlightenments: 'string', gdb: 'string', 'gdb-wait': 'boolean', clock: 'string', quiet: 'boolean',
+    nic: 'boolean', 'nic-forward': 'string', 'nic-mac': 'string',
     dvd: 'string',
   }, 'run');
   if (positional.length) throw new UsageError(`run: unexpected argument '${positional[0]}' (options start with --)`);
@@ -109,10 +118,37 @@ async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { qu
     initrd = initrd ?? img.initrd;
     cmdline = `${img.cmdline} ${cmdline}`.trim();
   }
+  const network = nicFromArgs(opts, enl === 'on');
   return {
     processor: processor as PartitionConfig['processor'],
     memoryBytes, cpus, enlightened: enl === 'on', kernel, initrd, cmdline,
     clockMode: clock, gdbPort, gdbWait: opts['gdb-wait'] === true, quiet: opts.quiet === true,
-    hardware: hardwareFromDriveOptions(vhds, opts.dvd as string | undefined),
+    switches: network.switches,
+    hardware: withAdapters(hardwareFromDriveOptions(vhds, opts.dvd as string | undefined), network.hardware?.networkAdapters ?? []),
   };
+}
+
+/** --nic, --nic-forward, --nic-mac -> one synthetic adapter on a NAT switch. */
+function nicFromArgs(opts: Record<string, string | boolean>, enlightened: boolean): Pick<PartitionConfig, 'hardware' | 'switches'> {
+  const fwd = opts['nic-forward'] as string | undefined, mac = opts['nic-mac'] as string | undefined;
+  if (!opts.nic) {
+    if (fwd !== undefined || mac !== undefined) throw new UsageError('run: --nic-forward and --nic-mac need --nic');
+    return {};
+  }
+  if (!enlightened) throw new UsageError('run: --nic adds a synthetic adapter, which needs --enlightenments on');
+  let macAddress = randomHyperVMac();
+  if (mac !== undefined) {
+    try { macAddress = formatMac(parseMac(mac)); } catch (e) { throw new UsageError(`run: --nic-mac: ${(e as Error).message}`); }
+  }
+  const forwards = [];
+  for (const f of (fwd ?? '').split(',').filter((x) => x.trim())) {
+    try { forwards.push(parseForward(f)); } catch (e) { throw new UsageError(`run: --nic-forward: ${(e as Error).message}`); }
+  }
+  return natNetwork(macAddress, forwards);
+}
+
+/** The drive options' hardware with the --nic adapters added (either may be absent). */
+function withAdapters(hw: HardwareConfig | undefined, adapters: NetworkAdapterConfig[]): HardwareConfig | undefined {
+  if (adapters.length === 0) return hw;
+  return { ...(hw ?? { scsiControllers: 0, drives: [] }), networkAdapters: adapters };
 }

@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { UsageError } from './args.js';
 import { command, oneName, out, printJson, table, vmPath, type Ctx } from './vm-commands.js';
 import { ApiError } from '../vmms/client.js';
-import type { DriveView } from '../vmms/drives.js';
+import { clientPath, type DriveView } from '../vmms/drives.js';
 import { VmmsError } from '../vmms/errors.js';
 import { ProgressMeter, type OperationView } from '../vmms/operations.js';
 import { VhdCommands, type Attachment, type VhdTestResult, type VhdView } from '../vmms/vhd-commands.js';
@@ -122,7 +122,7 @@ function progressLine(what: string): { progress: Progress; done: () => void } {
 
 /** Runs a VHD command here, turning the service-style errors into the CLI's. */
 async function local<T>(c: Ctx, what: string, fn: (v: VhdCommands, p: Progress) => Promise<T>): Promise<T> {
-  const v = new VhdCommands(() => attachments(c), process.cwd());
+  const v = new VhdCommands(() => attachments(c), (p, field) => clientPath(p, field, process.cwd()));
   const p = progressLine(what);
   try { return await fn(v, p.progress); } catch (e) {
     if (e instanceof VmmsError) throw new ApiError(e.status, e.code, e.message);

@@ -14,7 +14,7 @@ import { join, posix } from 'node:path';
 import { createGzip } from 'node:zlib';
 import { CpioWriter } from './cpio.js';
 import { GUEST_MODULES, scanModuleTree, resolveModules, modulesDep } from './modules.js';
-import { initScript, ETC_FILES, MODULE_LIST_PATH } from './init-script.js';
+import { initScript, ETC_FILES, MODULE_LIST_PATH, UDHCPC_SCRIPT } from './init-script.js';
 import { createProgress, type Progress } from './progress.js';
 import { neededLibraries } from '../firmware/elf.js';
 
@@ -25,13 +25,15 @@ export const DEFAULT_CMDLINE = 'console=ttyS0,115200 nokaslr panic=-1';
 
 /**
  * Programs from Debian packages beyond busybox (the storage tests and benchmarks need real mkfs.ext4 and
- * lsblk, sg_raw): files copied as they are, links made, shared libraries resolved from TOOL_LIBRARY_PACKAGES + libc6.
+ * lsblk, sg_raw, ioping): files copied as they are, links made, shared libraries resolved from TOOL_LIBRARY_PACKAGES + libc6.
  */
 export const GUEST_TOOLS: ReadonlyArray<{ pkg: string; files: string[]; links?: Record<string, string> }> = [
   { pkg: 'e2fsprogs', files: ['sbin/mke2fs', 'etc/mke2fs.conf'], links: { 'sbin/mkfs.ext4': '/sbin/mke2fs' } },
   { pkg: 'util-linux', files: ['bin/lsblk'] },
   // Raw SCSI commands through SG_IO (checks a device's own answers past the block layer's checks).
   { pkg: 'sg3-utils', files: ['usr/bin/sg_raw'] },
+  // Disk latency and random-read IOPS with O_DIRECT (bench:disk).
+  { pkg: 'ioping', files: ['usr/bin/ioping'] },
 ];
 const TOOL_LIBRARY_PACKAGES = ['libext2fs2', 'libcom-err2', 'libblkid1', 'libuuid1', 'libmount1', 'libsmartcols1', 'libudev1', 'libselinux1', 'libpcre2-8-0', 'libsgutils2-1.46-2'];
 
@@ -85,7 +87,7 @@ export async function buildDefaultImage(opts: BuildImageOptions = {}): Promise<B
   const kernelVersion = kernelPkg.replace(/^linux-image-/, '');
   const init = initScript(kernelVersion);
   const h = createHash('sha256');
-  h.update(`builder ${BUILDER_VERSION}\n${GUEST_MODULES.join(',')}\n${init}\n${JSON.stringify(ETC_FILES)}\n${JSON.stringify(GUEST_TOOLS)}\n`);
+  h.update(`builder ${BUILDER_VERSION}\n${GUEST_MODULES.join(',')}\n${init}\n${JSON.stringify(ETC_FILES)}\n${JSON.stringify(GUEST_TOOLS)}\n${UDHCPC_SCRIPT}\n`);
   for (const p of pkgs) h.update(`${p} ${createHash('sha256').update(readFileSync(debs[p])).digest('hex')}\n`);
   const key = h.digest('hex').slice(0, 24);
 
@@ -127,6 +129,7 @@ export async function buildDefaultImage(opts: BuildImageOptions = {}): Promise<B
     cpio.add({ type: 'char', path: 'dev/console', major: 5, minor: 1, mode: 0o600 });
     cpio.add({ type: 'file', path: 'init', data: Buffer.from(init), mode: 0o755 });
     for (const [p, text] of Object.entries(ETC_FILES)) cpio.add({ type: 'file', path: p, data: Buffer.from(text), mode: p === 'etc/shadow' ? 0o600 : 0o644 });
+    cpio.add({ type: 'file', path: 'etc/udhcpc/default.script', data: Buffer.from(UDHCPC_SCRIPT), mode: 0o755 });
 
     // Before busybox's applet links, so the real programs win over applets of the same name (mke2fs).
     const libRoots = [ex['libc6'], ...TOOL_LIBRARY_PACKAGES.map((p) => ex[p])];

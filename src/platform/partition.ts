@@ -14,6 +14,7 @@ import { HyperVStack, type HyperVStackState } from '../vsp/hyperv-stack.js';
 import { checkShape, decodeSavedState, encodeSavedState, readSavedStateFile, SavedStateError, type SavedStateInfo } from './saved-state.js';
 import type { IntegrationServices } from '../vsp/ic/integration-services.js';
 import type { DriveConfig, HardwareConfig } from './hardware.js';
+import { assembleNetwork, type NetworkAssembly, type NetworkState, type SwitchConfig } from './assemble-network.js';
 import { ScsiStorage, diskOpener, type DiskOpener, type StorageState } from './assemble-storage.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
 import type { Server } from 'node:net';
@@ -45,6 +46,10 @@ export interface PartitionConfig {
   hardware?: HardwareConfig;
   /** How drives' disk images are opened (default: raw images); tests pass in-memory disks. */
   openDisk?: DiskOpener;
+  /** Virtual switches this VM's adapters may name (NAT through passt, or Private). */
+  switches?: SwitchConfig[];
+  /** Frames for the other VMs on a Private switch (the management service relays them). */
+  networkRelay?: (switchName: string, frame: Uint8Array) => void;
 }
 
 export interface PartitionExit { code: number; reason: string }
@@ -53,6 +58,7 @@ interface PartitionState {
   vcpus: unknown[]; clock: { mode: string; nowNs: number; nsPerInsn: number }; devices: PlatformDevicesState; hyperv: HyperVStackState;
   resetPending: string | null;
   storage: StorageState | null;
+  network: NetworkState | null;
   chipset: Gen1ChipsetState;
   /** Run state of each vCPU (application processors waiting for a startup IPI); absent in older files. */
   run: VcpuSchedulerState;
@@ -91,6 +97,8 @@ export class Partition {
   /** Present while a GDB stub serves this partition (--gdb). */
   private debug: DebugControl | null = null;
   private gdbServer: Server | null = null;
+  /** Network adapters, their switches and backends (empty when the hardware has no adapters). */
+  network: NetworkAssembly = assembleNetwork(null, undefined);
   /** Synthetic SCSI controllers and their drives (null when the hardware has none). */
   storage: ScsiStorage | null = null;
 
@@ -191,8 +199,11 @@ export class Partition {
     }
     try {
       await p.assembleStorage();
+      // After storage: the SCSI controller is offered first, then the NICs (contract §12.1).
+      p.network = assembleNetwork(p.hyperv.vmbus, config.hardware, config.switches, { log: p.log, relay: config.networkRelay });
       p.loadFirmware(true);
     } catch (e) {
+      p.network.stop();
       await p.storage?.close().catch(() => {});
       backend.destroy();
       throw e;
@@ -285,6 +296,7 @@ export class Partition {
     return {
       vcpus: this.vcpus.map((v) => v.saveState!()), clock: this.clock.saveState(), devices: this.devices.saveState(),
       hyperv: this.hyperv.saveState(), resetPending: this.resetReason, storage: this.storage?.saveState() ?? null,
+      network: this.network.saveState(),
       chipset: this.chipset.saveState(), run: this.scheduler.saveState(),
     };
   }
@@ -323,9 +335,11 @@ export class Partition {
       p.hyperv.restoreState(s.hyperv);
       // After the VMBus host reopened the channels: storvsp's negotiation and the requests it had running.
       if (p.storage && s.storage) p.storage.restoreState(s.storage);
+      p.network.restoreState(s.network ?? null);
       p.chipset.restoreState(s.chipset);
       if (s.resetPending !== null) p.resetReason = s.resetPending;
     } catch (e) {
+      p.network.stop();
       await p.storage?.close().catch(() => {});
       p.backend.destroy();
       void p.chipset.close();
@@ -480,6 +494,7 @@ export class Partition {
     this.devices.uart.flush?.();
     this.debug?.reportStop({ exited: this.exitInfo?.code ?? 0 });
     this.gdbServer?.close();
+    this.network.stop();
     this.backend.destroy();
     // Running disk I/O finishes and every disk is flushed and closed before the VM counts as stopped.
     try { await this.storage?.close(); } catch (e) { this.log(`storage: closing the disks failed: ${(e as Error).message}`); }

@@ -3,6 +3,7 @@
  * layer underneath that loses every write not yet flushed (simulated power loss) or crashes at a chosen point.
  */
 import { open, type FileHandle } from 'node:fs/promises';
+import { read as fsRead, write as fsWrite } from 'node:fs';
 import { punchHole } from './host-io.js';
 
 export interface BlockFile {
@@ -41,20 +42,21 @@ export class NodeFile implements BlockFile {
     const h = await open(path, create ? 'wx+' : readOnly ? 'r' : 'r+');
     return new NodeFile(path, h, readOnly);
   }
+  // fs.read/fs.write on the descriptor: the same thread-pool I/O as FileHandle.read, with less per-call overhead
+  // (about 1.5x the small random I/O rate measured here).
   async read(buf: Uint8Array, pos: number): Promise<number> {
     let done = 0;
     while (done < buf.length) {
-      const { bytesRead } = await this.h.read(buf, done, buf.length - done, pos + done);
-      if (bytesRead === 0) break;
-      done += bytesRead;
+      const n = await new Promise<number>((res, rej) => fsRead(this.h.fd, buf, done, buf.length - done, pos + done, (e, b) => (e ? rej(e) : res(b))));
+      if (n === 0) break;
+      done += n;
     }
     return done;
   }
   async write(data: Uint8Array, pos: number): Promise<void> {
     let done = 0;
     while (done < data.length) {
-      const { bytesWritten } = await this.h.write(data, done, data.length - done, pos + done);
-      done += bytesWritten;
+      done += await new Promise<number>((res, rej) => fsWrite(this.h.fd, data, done, data.length - done, pos + done, (e, b) => (e ? rej(e) : res(b))));
     }
   }
   async size(): Promise<number> { return (await this.h.stat()).size; }

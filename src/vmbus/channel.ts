@@ -31,8 +31,10 @@ export interface ChannelProvider {
 }
 
 export interface SendOptions {
-  type?: PacketType.DATA_INBAND | PacketType.COMP;
+  type?: PacketType.DATA_INBAND | PacketType.COMP | PacketType.DATA_USING_XFER_PAGES;
   transactionId?: bigint;
+  /** Bytes between the descriptor and the payload (a transfer-page header for netvsc); a multiple of 8. */
+  extension?: Uint8Array;
   completionRequested?: boolean;
 }
 
@@ -79,6 +81,9 @@ export class Channel {
 
   get isOpen(): boolean { return this.inbound !== null; }
 
+  /** Guest memory, for providers that copy to or from guest buffers (GPADLs, GPA-direct ranges). */
+  get memory(): GuestMemory { return this.host.memory; }
+
   /** @internal */
   attach(inbound: InboundRing, outbound: OutboundRing): void { this.inbound = inbound; this.outbound = outbound; }
 
@@ -104,12 +109,15 @@ export class Channel {
    */
   send(payload: Uint8Array, o: SendOptions = {}): boolean {
     if (!this.outbound) return false;
-    const head = new Uint8Array(PACKET_DESCRIPTOR_SIZE);
+    const ext = o.extension ?? new Uint8Array(0);
+    if (ext.length % 8 !== 0) throw new RangeError('packet extension must be a multiple of 8 bytes');
+    const head = new Uint8Array(PACKET_DESCRIPTOR_SIZE + ext.length);
+    head.set(ext, PACKET_DESCRIPTOR_SIZE);
     const v = new DataView(head.buffer);
-    const len = PACKET_DESCRIPTOR_SIZE + payload.length;
-    if (len > 0xffff * 8) return false;
+    const len = head.length + payload.length;
+    if (len > 0xffff * 8 || head.length > 0xffff * 8) return false;
     v.setUint16(0, o.type ?? PacketType.DATA_INBAND, true);
-    v.setUint16(2, PACKET_DESCRIPTOR_SIZE / 8, true);
+    v.setUint16(2, head.length / 8, true);
     v.setUint16(4, (len + 7) >> 3, true);
     v.setUint16(6, o.completionRequested ? VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED : 0, true);
     v.setBigUint64(8, o.transactionId ?? 0n, true);
@@ -170,6 +178,9 @@ export class Channel {
       this.pending.set(id, { resolve, reject });
     });
   }
+
+  /** Packets waiting in the host-side queue for room in the guest's ring. */
+  get queued(): number { return this.queue.length; }
 
   /** Number of requests waiting for the guest. */
   get outstanding(): number { return this.pending.size; }

@@ -126,6 +126,18 @@ export class ApiServer {
     this.route('DELETE', '/vms/{name}/kvp/{key}', async ({ params }) => { await s.removeKvp(params[0], params[1]); return null; }, 204);
     this.route('GET', '/vms/{name}/events', ({ params, query }) => s.events({ name: params[0], limit: intParam(query, 'limit'), after: intParam(query, 'after') }));
     this.route('GET', '/events', ({ query }) => s.events({ limit: intParam(query, 'limit'), after: intParam(query, 'after') }));
+    this.route('GET', '/switches', () => s.listSwitches());
+    this.route('POST', '/switches', ({ body }) => s.newSwitch(body), 201);
+    this.route('GET', '/switches/{switch}', ({ params }) => s.getSwitch(params[0]));
+    this.route('DELETE', '/switches/{switch}', ({ params }) => { s.removeSwitch(params[0]); return null; }, 204);
+    this.route('GET', '/vms/{name}/network-adapters', ({ params }) => s.networkAdapters(params[0]));
+    this.route('POST', '/vms/{name}/network-adapters', ({ params, body }) => s.addNetworkAdapter(params[0], obj(body)), 201);
+    this.route('DELETE', '/vms/{name}/network-adapters/{adapter}', ({ params }) => { s.removeNetworkAdapter(params[0], params[1]); return null; }, 204);
+    this.route('PUT', '/vms/{name}/network-adapters/{adapter}/switch', ({ params, body }) => {
+      const sw = obj(body).switchName;
+      if (sw !== null && typeof sw !== 'string') throw badRequest('the body must be {"switchName": "NAME"} to connect or {"switchName": null} to disconnect');
+      return s.connectNetworkAdapter(params[0], params[1], sw);
+    });
     this.defineStorageRoutes();
   }
 

@@ -8,6 +8,8 @@ const json = (schema: object): object => ({ content: { 'application/json': { sch
 const err = (description: string): object => ({ description, ...json(ref('Error')) });
 const name = { name: 'name', in: 'path', required: true, description: 'VM name (case-insensitive)', schema: { type: 'string' } };
 const snapshot = { name: 'snapshot', in: 'path', required: true, description: 'checkpoint name (case-insensitive) or id', schema: { type: 'string' } };
+const sw = { name: 'switch', in: 'path', required: true, description: 'virtual switch name (case-insensitive)', schema: { type: 'string' } };
+const adapter = { name: 'adapter', in: 'path', required: true, description: 'network adapter name (case-insensitive)', schema: { type: 'string' } };
 const vmResult = { 200: { description: 'the VM after the operation', ...json(ref('VM')) }, 404: err('no such VM'), 409: err('the VM is in a state that does not allow this') };
 const action = (summary: string, extra: object = {}): object => ({ post: { summary, parameters: [name], ...extra, responses: vmResult } });
 
@@ -42,6 +44,8 @@ export function openApiDocument(): object {
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
       schemas: {
+        Switch: { type: 'object', properties: { name: { type: 'string' }, type: { enum: ['NAT', 'Private'] }, forwards: { type: 'array', items: { type: 'object', properties: { protocol: { enum: ['tcp', 'udp'] }, hostPort: { type: 'integer' }, guestPort: { type: 'integer' } } } }, notes: { type: 'string' }, adapters: { type: 'array', items: { type: 'object', properties: { vmName: { type: 'string' }, adapter: { type: 'string' } } } } } },
+        NetworkAdapter: { type: 'object', properties: { vmName: { type: 'string' }, name: { type: 'string' }, macAddress: { type: 'string' }, switchName: { type: ['string', 'null'] }, legacy: { type: 'boolean' }, ipAddresses: { type: 'array', items: { type: 'string' } }, status: { type: ['object', 'null'], description: 'while running: linkUp, ready, rxFrames, txFrames, rxDropped, malformed' } } },
         Error: { type: 'object', required: ['error'], properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' } } } } },
         VMSettings: { type: 'object', additionalProperties: false, properties: vmSettingsProperties },
         NewVM: {
@@ -138,6 +142,20 @@ export function openApiDocument(): object {
         delete: { summary: 'remove a host key', parameters: [name, { name: 'key', in: 'path', required: true, schema: { type: 'string' } }], responses: { 204: { description: 'removed' }, 409: err('not available') } },
       },
       '/vms/{name}/events': { get: { summary: 'event log of one VM', parameters: [name, { name: 'limit', in: 'query', schema: { type: 'integer' } }, { name: 'after', in: 'query', schema: { type: 'integer' } }], responses: { 200: { description: 'events', ...json({ type: 'array', items: ref('Event') }) } } } },
+      '/switches': {
+        get: { summary: 'Get-VMSwitch: every virtual switch ("Default Switch" is NAT and always exists)', responses: { 200: { description: 'switches', ...json({ type: 'array', items: ref('Switch') }) } } },
+        post: { summary: 'New-VMSwitch: NAT (user-mode NAT through passt, optional host port mappings) or Private (the VMs on it only)', requestBody: { required: true, ...json({ type: 'object', required: ['name'], additionalProperties: false, properties: { name: { type: 'string' }, switchType: { enum: ['NAT', 'Private'] }, natForwards: { type: 'array', items: { type: 'string', examples: ['8080:80'] } }, notes: { type: 'string' } } }) }, responses: { 201: { description: 'created', ...json(ref('Switch')) }, 400: err('invalid settings'), 409: err('name taken') } },
+      },
+      '/switches/{switch}': {
+        get: { summary: 'Get-VMSwitch NAME', parameters: [sw], responses: { 200: { description: 'the switch', ...json(ref('Switch')) }, 404: err('no such switch') } },
+        delete: { summary: 'Remove-VMSwitch: adapters of stopped VMs are left disconnected', parameters: [sw], responses: { 204: { description: 'removed' }, 404: err('no such switch'), 409: err('a running VM uses it, or it is the Default Switch') } },
+      },
+      '/vms/{name}/network-adapters': {
+        get: { summary: 'Get-VMNetworkAdapter: configured adapters, with link state and counters while the VM runs', parameters: [name], responses: { 200: { description: 'adapters', ...json({ type: 'array', items: ref('NetworkAdapter') }) }, 404: err('no such VM') } },
+        post: { summary: 'Add-VMNetworkAdapter (synthetic; the VM must be Off)', parameters: [name], requestBody: { required: false, ...json({ type: 'object', additionalProperties: false, properties: { name: { type: 'string' }, switchName: { type: ['string', 'null'] }, staticMacAddress: { type: 'string', description: 'default: random in 00:15:5d:xx:xx:xx' } } }) }, responses: { 201: { description: 'added', ...json(ref('NetworkAdapter')) }, 409: err('the VM is not Off, or the name/MAC is taken') } },
+      },
+      '/vms/{name}/network-adapters/{adapter}': { delete: { summary: 'Remove-VMNetworkAdapter (the VM must be Off)', parameters: [name, adapter], responses: { 204: { description: 'removed' }, 404: err('no such VM or adapter') } } },
+      '/vms/{name}/network-adapters/{adapter}/switch': { put: { summary: 'Connect-VMNetworkAdapter ({"switchName": NAME}) / Disconnect-VMNetworkAdapter ({"switchName": null}); a running guest sees its link go up or down', parameters: [name, adapter], requestBody: { required: true, ...json({ type: 'object', required: ['switchName'], properties: { switchName: { type: ['string', 'null'] } } }) }, responses: { 200: { description: 'the adapter', ...json(ref('NetworkAdapter')) }, 404: err('no such VM, adapter or switch') } } },
       ...storagePaths,
       '/events': { get: { summary: 'event log of the service', parameters: [{ name: 'limit', in: 'query', schema: { type: 'integer' } }, { name: 'after', in: 'query', schema: { type: 'integer' } }], responses: { 200: { description: 'events', ...json({ type: 'array', items: ref('Event') }) } } } },
     },

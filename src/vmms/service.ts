@@ -18,7 +18,10 @@ import { applySettings, defaultConfig, icName, validateName, type VmConfig } fro
 import { VmmsError, badRequest, conflict, notFound } from './errors.js';
 import { Inventory, type CheckpointRecord, type VmEvent, type VmRecord } from './store.js';
 import { ACTIVE_STATES, type VmState } from './states.js';
-import type { FromWorker, ToWorker, WorkerOp, WorkerStartConfig, WorkerStatus } from './worker-protocol.js';
+import type { AdapterStatus, FromWorker, ToWorker, WorkerOp, WorkerStartConfig, WorkerStatus } from './worker-protocol.js';
+import { SwitchStore, PrivateRelay, newAdapter, switchesFor, type SwitchRecord } from './network.js';
+import type { NetworkAdapterConfig } from '../platform/hardware.js';
+import type { SwitchConfig } from '../platform/assemble-network.js';
 import { defaultImagePaths } from '../image/builder.js';
 import type { HardwareConfig } from '../platform/hardware.js';
 import { hasDisks, slotName } from './drives.js';
@@ -102,6 +105,8 @@ const CLK_TCK = 100;
 
 interface Runtime {
   child: ChildProcess;
+  /** Disk files whose lock-holder records the service wrote for this worker. */
+  heldDisks: string[];
   pid: number;
   startedAt: number;
   backend: string | null;
@@ -130,8 +135,16 @@ interface Entry {
   consoleListeners: Set<(b: Uint8Array) => void>;
 }
 
+/** Get-VMSwitch: a switch and the adapters connected to it. */
+export interface SwitchView extends SwitchRecord { adapters: Array<{ vmName: string; adapter: string }> }
+/** Get-VMNetworkAdapter: the configured adapter, and its live state while the VM runs. */
+export interface AdapterView extends NetworkAdapterConfig { vmName: string; status: AdapterStatus | null; ipAddresses: string[] }
+
 export class VmmsService extends EventEmitter {
   readonly inventory: Inventory;
+  /** Virtual switches (New-VMSwitch); Private ones are relayed between the VMs' workers. */
+  readonly switches: SwitchStore;
+  private readonly relay = new PrivateRelay();
   private readonly entries = new Map<string, Entry>();
   private readonly workerPath: string;
   private readonly metricsTimer: NodeJS.Timeout;
@@ -152,6 +165,7 @@ export class VmmsService extends EventEmitter {
     mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
     checkPrivateDirectory(o.dataDir);
     this.inventory = new Inventory(join(o.dataDir, 'inventory.sqlite'));
+    this.switches = new SwitchStore(o.dataDir);
     this.pathRoots = o.pathRoots ?? [o.dataDir, defaultVirtualDiskDir(o.dataDir)];
     this.workerPath = o.workerPath ?? fileURLToPath(new URL('./worker.js', import.meta.url));
     this.log = o.log ?? (() => {});
@@ -166,7 +180,7 @@ export class VmmsService extends EventEmitter {
     }
     this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `management service started (data directory ${o.dataDir})` });
     this.drives = new VmDrives({
-      dataDir: o.dataDir,
+      dataDir: o.dataDir, pathRoots: this.pathRoots,
       vm: (n) => this.entry(n).rec,
       all: () => [...this.entries.values()].map((e) => e.rec),
       setHardware: (n, hardware, message) => {
@@ -337,10 +351,12 @@ export class VmmsService extends EventEmitter {
       const d = hardware.drives.find((x) => x.controllerType === 'scsi');
       if (d) throw conflict(`cannot start VM '${c.name}': it is not enlightened, so it has no synthetic SCSI controller for ${slotName(d)} (set-vm ${c.name} --enlightened on, or attach the disk to IDE)`);
       hardware.scsiControllers = 0;
+      if (hardware.networkAdapters.length) throw conflict(`cannot start VM '${c.name}': it is not enlightened, so its synthetic network adapters have no VMBus (set-vm ${c.name} --enlightened on, or remove-vmnetworkadapter)`);
     }
     return {
       name: c.name, processor: c.processor, memoryBytes: c.memoryBytes, cpus: c.cpus, enlightened: c.enlightened,
       kernel, initrd, cmdline, integrationServices: c.integrationServices, com1: c.com1 === 'console', hardware,
+      switches: switchesFor(c.hardware.networkAdapters, this.switches).map((x) => ({ ...x, relayed: true })),
     };
   }
 
@@ -382,7 +398,7 @@ export class VmmsService extends EventEmitter {
     const rt: Runtime = {
       child, pid: child.pid ?? -1, startedAt: 0, backend: null, status: null, pending: new Map(), nextId: 1, exitReason: null, isolated: launch !== null,
       stderrTail: '', exited: new Promise((r) => { resolveExit = r; }), cpuTicks: 0, cpuAt: Date.now(), cpuUsage: 0,
-      finalState: restoring ? 'Saved' : 'Off',
+      finalState: restoring ? 'Saved' : 'Off', heldDisks: [],
     };
     e.rt = rt;
     child.stderr!.on('data', (d: Buffer) => { rt.stderrTail = (rt.stderrTail + d.toString()).slice(-2000); });
@@ -392,6 +408,11 @@ export class VmmsService extends EventEmitter {
           case 'started':
             rt.backend = m.backend;
             rt.startedAt = Date.now();
+            // A sandboxed worker cannot leave its lock-holder records next to the disks: the service does.
+            if (rt.isolated) {
+              const writable = e.rec.config.hardware.drives.filter((d) => d.kind === 'disk' && !d.readOnly && d.path).map((d) => d.path!);
+              rt.heldDisks = this.drives.writeHolderRecords(e.rec.name, rt.pid, writable);
+            }
             if (restoring) {
               // The state now lives in the running worker; a stale file must never be restored again.
               rt.finalState = 'Off';
@@ -412,6 +433,7 @@ export class VmmsService extends EventEmitter {
           case 'status': rt.status = m.status; break;
           case 'console': this.consoleOutput(e, m.data); break;
           case 'log': this.log(`${e.rec.name}: ${m.message}`); break;
+          case 'frame': this.relay.fromWorker(e.rec.id, m.switchName, m.data); break;
           case 'exit':
             rt.exitReason ??= m.code === 0 ? `the guest powered off (${m.reason})` : `the guest stopped: ${m.reason} (exit code ${m.code})`;
             break;
@@ -427,6 +449,7 @@ export class VmmsService extends EventEmitter {
         }
       });
       child.on('exit', (code, signal) => {
+        this.drives.clearHolderRecords(rt.pid, rt.heldDisks);
         const oom = launch?.cleanup().oomKilled ?? false;
         const unexpected = rt.exitReason === null;
         const why = rt.exitReason ?? (oom ? `the worker exceeded its memory limit (${Math.round(this.memoryLimit(e.rec.config) / 1048576)} MB) and was killed` : null) ?? `worker process ${rt.pid} ended unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`})` +
@@ -435,12 +458,14 @@ export class VmmsService extends EventEmitter {
         for (const p of rt.pending.values()) { clearTimeout(p.timer); p.reject(conflict(`VM '${e.rec.name}' stopped: ${why}`)); }
         rt.pending.clear();
         e.rt = null;
+        this.relay.detachVm(e.rec.id);
         if (this.entries.has(e.rec.id)) this.transition(e, rt.finalState, why);
         reject(conflict(`cannot start VM '${e.rec.name}': ${why}`));
         resolveExit();
       });
       child.on('error', (err) => { rt.stderrTail += `\n${err.message}`; });
     });
+    for (const sw of wc.switches ?? []) this.plugRelay(e, rt, sw);
     child.send({ t: 'start', config: wc } satisfies ToWorker);
     try {
       await started;
@@ -887,6 +912,99 @@ export class VmmsService extends EventEmitter {
     this.requireRunningIcs(e, 'remove a key-value pair from');
     await this.request(e, { op: 'kvpRemove', key });
     this.record(e, null, null, `host KVP key '${key}' removed`);
+  }
+
+  // ---- virtual switches and network adapters ----------------------------------------------------------
+
+  private plugRelay(e: Entry, rt: Runtime, sw: SwitchConfig): void {
+    const switchName = sw.name;
+    const to = (m: ToWorker): void => { if (rt.child.connected) rt.child.send(m); };
+    this.relay.attach(e.rec.id, sw, (data) => to({ t: 'frame', switchName, data }), (up) => to({ t: 'link', switchName, up }),
+      (m) => this.log(`${e.rec.name}: network: switch '${switchName}': ${m}`));
+  }
+
+  /** Get-VMSwitch. */
+  listSwitches(): SwitchView[] { return this.switches.list().map((s) => this.switchView(s)); }
+  getSwitch(name: string): SwitchView { return this.switchView(this.switches.get(name)); }
+
+  private switchView(s: SwitchRecord): SwitchView {
+    const adapters: SwitchView['adapters'] = [];
+    for (const e of this.entries.values()) for (const a of e.rec.config.hardware.networkAdapters) if (a.switchName === s.name) adapters.push({ vmName: e.rec.name, adapter: a.name });
+    return { ...s, adapters };
+  }
+
+  /** New-VMSwitch. */
+  newSwitch(input: unknown): SwitchView {
+    const s = this.switches.create(input);
+    this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `virtual switch '${s.name}' (${s.type}) created` });
+    return this.switchView(s);
+  }
+
+  /** Remove-VMSwitch: adapters of VMs that are off are left disconnected; running VMs must disconnect first. */
+  removeSwitch(name: string): void {
+    const s = this.switches.get(name);
+    const users = [...this.entries.values()].filter((e) => (e.rec.config.hardware.networkAdapters).some((a) => a.switchName === s.name));
+    const busy = users.filter((e) => e.rt);
+    if (busy.length) throw conflict(`virtual switch '${s.name}' is in use by running VM ${busy.map((e) => `'${e.rec.name}'`).join(', ')}; disconnect-vmnetworkadapter or stop the VM first`);
+    this.switches.remove(s.name);
+    for (const e of users) {
+      this.setAdapters(e, (e.rec.config.hardware.networkAdapters).map((a) => (a.switchName === s.name ? { ...a, switchName: null } : a)), `network adapters disconnected: switch '${s.name}' removed`);
+    }
+    this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `virtual switch '${s.name}' removed` });
+  }
+
+  private setAdapters(e: Entry, adapters: NetworkAdapterConfig[], message: string): void {
+    e.rec.config = { ...e.rec.config, hardware: { ...e.rec.config.hardware, networkAdapters: adapters } };
+    this.inventory.updateConfig(e.rec.id, e.rec.config);
+    this.record(e, null, null, message);
+    this.changed(e);
+  }
+
+  /** Get-VMNetworkAdapter. */
+  async networkAdapters(name: string): Promise<AdapterView[]> {
+    const e = this.entry(name);
+    let live: AdapterStatus[] = [];
+    if (e.rt && e.rec.state !== 'Starting') live = await this.request(e, { op: 'netStatus' }).then((x) => x as AdapterStatus[], () => []);
+    const ips = (e.rt?.status?.guest?.NetworkAddressIPv4 ?? '').split(';').filter(Boolean);
+    return (e.rec.config.hardware.networkAdapters).map((a) => ({ ...a, vmName: e.rec.name, status: live.find((l) => l.name === a.name) ?? null, ipAddresses: ips }));
+  }
+
+  /** Add-VMNetworkAdapter (the VM must be Off: hot add is not supported). */
+  addNetworkAdapter(name: string, input: unknown): AdapterView {
+    const e = this.entry(name);
+    this.requireState(e, ['Off'], 'add a network adapter to', `stop-vm ${e.rec.name}`);
+    if (!e.rec.config.enlightened) throw conflict(`VM '${e.rec.name}' is unenlightened: a synthetic network adapter needs VMBus (set-vm ${e.rec.name} --enlightened true); the legacy adapter is not available yet`);
+    const a = newAdapter(input, e.rec.config.hardware.networkAdapters, this.switches);
+    this.setAdapters(e, [...(e.rec.config.hardware.networkAdapters), a], `network adapter '${a.name}' (${a.macAddress}) added${a.switchName ? `, connected to '${a.switchName}'` : ''}`);
+    return { ...a, vmName: e.rec.name, status: null, ipAddresses: [] };
+  }
+
+  /** Remove-VMNetworkAdapter (the VM must be Off). */
+  removeNetworkAdapter(name: string, adapter: string): void {
+    const e = this.entry(name);
+    this.requireState(e, ['Off'], 'remove a network adapter from', `stop-vm ${e.rec.name}`);
+    const list = e.rec.config.hardware.networkAdapters;
+    const a = list.find((x) => x.name.toLowerCase() === adapter.toLowerCase());
+    if (!a) throw new VmmsError(404, 'AdapterNotFound', `VM '${e.rec.name}' has no network adapter named '${adapter}' (get-vmnetworkadapter ${e.rec.name})`);
+    this.setAdapters(e, list.filter((x) => x !== a), `network adapter '${a.name}' removed`);
+  }
+
+  /** Connect-VMNetworkAdapter / Disconnect-VMNetworkAdapter (switchName null); a running guest sees its link change. */
+  async connectNetworkAdapter(name: string, adapter: string, switchName: string | null): Promise<AdapterView> {
+    const e = this.entry(name);
+    const list = e.rec.config.hardware.networkAdapters;
+    const a = list.find((x) => x.name.toLowerCase() === adapter.toLowerCase());
+    if (!a) throw new VmmsError(404, 'AdapterNotFound', `VM '${e.rec.name}' has no network adapter named '${adapter}' (get-vmnetworkadapter ${e.rec.name})`);
+    const sw = switchName === null ? null : this.switches.get(switchName);
+    if (e.rec.state === 'Starting' || e.rec.state === 'Saved') throw conflict(`VM '${e.rec.name}' is ${e.rec.state}: connect its adapters while it is Off, Running or Paused`);
+    const rt = e.rt;
+    if (rt) {
+      const cfg: SwitchConfig | undefined = sw ? { name: sw.name, type: sw.type, forwards: sw.forwards, relayed: true } : undefined;
+      await this.request(e, { op: 'netConnect', adapter: a.name, switchName: sw?.name ?? null, switchConfig: cfg });
+      if (cfg) this.plugRelay(e, rt, cfg);
+    }
+    this.setAdapters(e, list.map((x) => (x === a ? { ...x, switchName: sw?.name ?? null } : x)), sw ? `network adapter '${a.name}' connected to '${sw.name}'` : `network adapter '${a.name}' disconnected`);
+    return (await this.networkAdapters(e.rec.name)).find((x) => x.name === a.name)!;
   }
 
   private requireRunningIcs(e: Entry, action: string): void {

@@ -7,7 +7,7 @@
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { VmmsError, badRequest } from './errors.js';
-import { clientPath, parseSizeBytes } from './drives.js';
+import { parseSizeBytes } from './drives.js';
 import { VhdEngineError, vhdEngine, type NewVhdOptions, type Progress, type VhdInfo, type VhdType } from './vhd-engine.js';
 
 /** A disk file used by a VM of the inventory. */
@@ -46,11 +46,12 @@ function sectorSize(v: unknown, field: string): 512 | 4096 | undefined {
 export class VhdCommands {
   /**
    * @param attachments which disks VMs use (null: unknown, e.g. no service running)
-   * @param base where relative paths of API clients point (the default virtual hard disk folder)
+   * @param resolvePath turns a path the caller gave into the absolute one to use (the service confines API
+   *   clients' paths to its allowed folders; the CLI takes the user's paths as they are, relative to its cwd)
    */
-  constructor(private readonly attachments: () => Promise<Attachment[] | null>, private readonly base: string) {}
+  constructor(private readonly attachments: () => Promise<Attachment[] | null>, private readonly resolvePath: (v: unknown, field: string) => string) {}
 
-  path(v: unknown, field = 'path'): string { return clientPath(v, field, this.base); }
+  path(v: unknown, field = 'path'): string { return this.resolvePath(v, field); }
 
   private existing(v: unknown, field = 'path'): string {
     const p = this.path(v, field);

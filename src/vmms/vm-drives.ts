@@ -3,12 +3,15 @@
  * New-VM -NewVHDPath/-VHDPath) and its VHD commands for API clients. Configuration changes go through the
  * service's narrow VmAccess; a SCSI disk added to or removed from a running VM reaches its worker first.
  */
-import { mkdirSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { holderRecordPath, type LockHolder } from '../storage/lock.js';
+import { defaultVirtualDiskDir } from './paths.js';
+import { resolveConfinedPath } from './confined-path.js';
 import type { DriveConfig, HardwareConfig } from '../platform/hardware.js';
 import type { VmConfig } from './config.js';
 import { VmmsError, badRequest, conflict } from './errors.js';
-import { chooseSlot, controllerType, driveAt, driveView, intField, slotName, withDrive, withoutDrive, withScsiController, type DriveView } from './drives.js';
+import { chooseSlot, clientPath, controllerType, driveAt, driveView, intField, slotName, withDrive, withoutDrive, withScsiController, type DriveView } from './drives.js';
 import { IDE_CONTROLLERS, IDE_LOCATIONS, SCSI_LOCATIONS, MAX_SCSI_CONTROLLERS } from '../platform/hardware.js';
 import { Operations, type OperationView } from './operations.js';
 import { VhdCommands, samePath, type Attachment, type VhdTestResult, type VhdView } from './vhd-commands.js';
@@ -19,6 +22,8 @@ import type { WorkerOp } from './worker-protocol.js';
 /** What the drive commands may see and do of the service. */
 export interface VmAccess {
   dataDir: string;
+  /** Folders API clients may name files in. */
+  pathRoots: string[];
   /** The VM (case-insensitive name), or a 404. */
   vm(name: string): { name: string; state: VmState; config: VmConfig };
   all(): { name: string; state: VmState; config: VmConfig }[];
@@ -29,7 +34,7 @@ export interface VmAccess {
 }
 
 /** Hyper-V's default folder for new virtual hard disks, under the data directory. */
-export const vhdFolder = (dataDir: string): string => join(dataDir, 'Virtual Hard Disks');
+export const vhdFolder = defaultVirtualDiskDir;
 
 const LIVE = new Set<VmState>(['Running', 'Paused']);
 
@@ -38,7 +43,11 @@ export class VmDrives {
   readonly vhd: VhdCommands;
 
   constructor(private readonly s: VmAccess) {
-    this.vhd = new VhdCommands(async () => this.attachments(), vhdFolder(s.dataDir));
+    // Relative paths mean the default folder, which must exist to hold new disks; every path must then lie
+    // under one of the host's allowed folders (resolved through symlinks: confined-path.ts).
+    mkdirSync(vhdFolder(s.dataDir), { recursive: true, mode: 0o700 });
+    this.vhd = new VhdCommands(async () => this.attachments(),
+      (v, field) => resolveConfinedPath(clientPath(v, field, vhdFolder(s.dataDir)), s.pathRoots, { mayCreate: true, what: field }));
   }
 
   /** Every disk and ISO file VMs of the inventory use. */
@@ -108,6 +117,27 @@ export class VmDrives {
     }
     if (LIVE.has(vm.state)) await this.s.request(vm.name, { op: 'detachDrive', controllerType: type, controllerNumber: num, controllerLocation: loc });
     this.s.setHardware(vm.name, withoutDrive(this.s.vm(vm.name).config.hardware, d), `hard disk ${d.path} removed from ${slotName(d)}${LIVE.has(vm.state) ? ' (hot-removed)' : ''}; the file stays`);
+  }
+
+  /**
+   * Lock-holder records (src/storage/lock.ts) for a sandboxed worker's writable disks: the worker holds the
+   * locks but cannot write next to the files, so others would not learn which VM has a disk.
+   */
+  writeHolderRecords(vmName: string, pid: number, disks: string[]): string[] {
+    const done: string[] = [];
+    for (const d of disks) {
+      const rec = holderRecordPath(d);
+      const h: LockHolder = { pid, host: hostname(), purpose: `VM ${vmName}`, since: new Date().toISOString() };
+      try { writeFileSync(`${rec}.tmp${process.pid}`, JSON.stringify(h)); renameSync(`${rec}.tmp${process.pid}`, rec); done.push(d); } catch { /* informational only */ }
+    }
+    return done;
+  }
+
+  clearHolderRecords(pid: number, disks: string[]): void {
+    for (const d of disks) {
+      const rec = holderRecordPath(d);
+      try { if ((JSON.parse(readFileSync(rec, 'utf8')) as LockHolder).pid === pid) unlinkSync(rec); } catch { /* gone already */ }
+    }
   }
 
   /** Get-VMHardDiskDrive (kind 'disk') and Get-VMDvdDrive (kind 'dvd'), of one VM or all. */

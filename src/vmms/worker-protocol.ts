@@ -1,5 +1,6 @@
 /** Messages between the service and a VM worker process (child_process IPC, 'advanced' serialization). */
 import type { IcName, IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
+import type { SwitchConfig } from '../platform/assemble-network.js';
 import type { DriveConfig, HardwareConfig } from '../platform/hardware.js';
 
 export interface WorkerStartConfig {
@@ -17,7 +18,12 @@ export interface WorkerStartConfig {
   hardware: HardwareConfig;
   /** Continue from this saved-state file instead of booting (Start-VM of a Saved VM). */
   restoreFrom?: string;
+  /** The virtual switches the hardware's network adapters name. */
+  switches?: SwitchConfig[];
 }
+
+/** Get-VMNetworkAdapter's live part, from the worker. */
+export interface AdapterStatus { name: string; macAddress: string; switchName: string | null; linkUp: boolean; ready: boolean; rxFrames: number; txFrames: number; rxDropped: number; malformed: number }
 
 export type WorkerOp =
   | { op: 'turnOff'; reason: string }
@@ -33,6 +39,9 @@ export type WorkerOp =
   /** Checkpoint-VM: pause at an instruction boundary, write the saved-state file to `path`, then carry on
    *  as before (a paused VM stays paused). */
   | { op: 'checkpoint'; path: string }
+  /** Connect-/Disconnect-VMNetworkAdapter while running. */
+  | { op: 'netConnect'; adapter: string; switchName: string | null; switchConfig?: SwitchConfig }
+  | { op: 'netStatus' }
   /** Add-VMHardDiskDrive on a running VM: hot-add a SCSI disk (the partition opens the file). */
   | { op: 'attachDrive'; drive: DriveConfig }
   /** Remove-VMHardDiskDrive on a running VM: hot-remove the SCSI disk at that slot (the partition closes the file). */
@@ -43,7 +52,11 @@ export type WorkerOp =
 export type ToWorker =
   | { t: 'start'; config: WorkerStartConfig }
   | { t: 'req'; id: number; req: WorkerOp }
-  | { t: 'console'; data: Uint8Array };
+  | { t: 'console'; data: Uint8Array }
+  /** A frame from the service's side of a switch (another VM, or the VM's passt). */
+  | { t: 'frame'; switchName: string; data: Uint8Array }
+  /** The uplink of a switch came up or went down (the VM's passt, run by the service). */
+  | { t: 'link'; switchName: string; up: boolean };
 
 export interface WorkerStatus {
   paused: boolean;
@@ -61,5 +74,7 @@ export type FromWorker =
   | { t: 'res'; id: number; ok: true; value: unknown }
   | { t: 'res'; id: number; ok: false; error: string; code: string }
   | { t: 'log'; message: string }
+  /** A frame for the other VMs on a Private switch. */
+  | { t: 'frame'; switchName: string; data: Uint8Array }
   | { t: 'exit'; code: number; reason: string }
   | { t: 'failed'; error: string };

@@ -7,7 +7,7 @@ import { Partition, type PartitionConfig } from '../platform/partition.js';
 import { writeSavedStateFile } from '../platform/saved-state.js';
 import { IC_NAMES } from '../vsp/ic/integration-services.js';
 import { IcError } from '../vsp/ic/framework.js';
-import type { FromWorker, ToWorker, WorkerOp, WorkerStatus, WorkerStartConfig } from './worker-protocol.js';
+import type { AdapterStatus, FromWorker, ToWorker, WorkerOp, WorkerStatus, WorkerStartConfig } from './worker-protocol.js';
 import type { DriveConfig } from '../platform/hardware.js';
 import { openDisk } from '../storage/open.js';
 
@@ -20,6 +20,8 @@ function changeMedia(p: Partition, drive: DriveConfig): Promise<void> | void {
 
 
 const STATUS_MS = 1000;
+/** Uplink states the service sent before the partition existed. */
+const pendingLinks = new Map<string, boolean>();
 const KVP_REFRESH_MS = 15_000;
 
 function send(m: FromWorker): void {
@@ -122,6 +124,10 @@ async function handle(r: WorkerOp): Promise<unknown> {
     case 'kvpRemove': await needIcs().kvp.removeHostKey(r.key); return null;
     case 'save': return writeState(vm, r.path, false);
     case 'checkpoint': return writeState(vm, r.path, true);
+    case 'netConnect':
+      vm.network.connect(r.adapter, r.switchName, r.switchConfig);
+      return adapterStatus(vm);
+    case 'netStatus': return adapterStatus(vm);
     // The partition keeps its hardware description in step, so a later save and restore has the drive.
     case 'attachDrive': await vm.addDrive(r.drive); return null;
     case 'detachDrive':
@@ -139,8 +145,11 @@ async function start(c: WorkerStartConfig): Promise<void> {
       kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, quiet: true,
       onConsoleOutput: c.com1 ? consoleOut : undefined,
       log: (message) => send({ t: 'log', message }),
+      hardware: c.hardware,
+      switches: c.switches,
+      networkRelay: (switchName, data) => send({ t: 'frame', switchName, data }),
       // VHDX or raw by content; the lock names this VM to anyone else who tries to open the disk.
-      hardware: c.hardware, openDisk: (path, readOnly) => openDisk(path, { readOnly, purpose: `VM ${c.name}` }),
+      openDisk: (path, readOnly) => openDisk(path, { readOnly, purpose: `VM ${c.name}` }),
     };
     vm = c.restoreFrom ? await Partition.restore(pc, c.restoreFrom) : await Partition.create(pc);
   } catch (e) {
@@ -151,6 +160,8 @@ async function start(c: WorkerStartConfig): Promise<void> {
   // (A restored VM applies settings changed while it was saved the same way: offered or rescinded now.)
   if (vm.hyperv.ics) for (const n of IC_NAMES) if (c.integrationServices[n]) vm.hyperv.ics.enable(n); else vm.hyperv.ics.disable(n);
   for (const b of pendingInput.splice(0)) vm.consoleInput(b);
+  for (const [sw, up] of pendingLinks) vm.network.setLink(sw, up);
+  pendingLinks.clear();
   send({ t: 'started', backend: vm.backendKind });
   const timer = setInterval(() => { refreshKvp(); send({ t: 'status', status: status() }); }, STATUS_MS);
   const exit = await vm.start();
@@ -165,6 +176,13 @@ process.on('message', (m: ToWorker) => {
     case 'console':
       if (vm) vm.consoleInput(m.data); else pendingInput.push(m.data);
       break;
+    case 'frame':
+      vm?.network.inject(m.switchName, m.data);
+      break;
+    case 'link':
+      // Link news that arrives while the partition is being built is applied once it exists.
+      if (vm) vm.network.setLink(m.switchName, m.up); else pendingLinks.set(m.switchName, m.up);
+      break;
     case 'req':
       // Turned off while the partition is still being built: nothing to stop yet.
       if (!vm && m.req.op === 'turnOff') { finish({ t: 'exit', code: 0, reason: m.req.reason }); break; }
@@ -177,3 +195,10 @@ process.on('message', (m: ToWorker) => {
 });
 // The service went away: nobody can operate this VM any more, so it stops.
 process.on('disconnect', () => { if (vm) vm.turnOff('management service disconnected'); else process.exit(0); });
+
+function adapterStatus(p: Partition): AdapterStatus[] {
+  return p.network.adapters.map((a) => ({
+    name: a.config.name, macAddress: a.config.macAddress, switchName: a.config.switchName, linkUp: a.adapter.linkUp, ready: a.adapter.ready,
+    rxFrames: a.adapter.stats.rxFrames, txFrames: a.adapter.stats.txFrames, rxDropped: a.adapter.stats.rxDropped, malformed: a.adapter.stats.malformed,
+  }));
+}

@@ -127,7 +127,7 @@ describe('synthetic SCSI: hv_storvsc and sd on storvsp', () => {
     assert.notEqual(r.status, 0, 'the block layer must refuse to open it for writing');
     assert.match(r.out, /Read-only file system/);
     // Past the block layer: a raw WRITE(10) of one block through SG_IO (root may send it on a read-only open).
-    const raw = await g.run(`sg_raw -s 512 -i /dev/zero /dev/${d1} 2a 00 00 00 00 08 00 00 01 00 2>&1`);
+    const raw = await g.run(`sg_raw -R -s 512 -i /dev/zero /dev/${d1} 2a 00 00 00 00 08 00 00 01 00 2>&1`);
     assert.notEqual(raw.status, 0);
     assert.match(raw.out, /Data Protect/i);
     assert.match(raw.out, /Write protected/i);
@@ -152,7 +152,7 @@ describe('synthetic SCSI: hv_storvsc and sd on storvsp', () => {
     const d0 = await dev(0);
     await sh('dd if=/dev/urandom of=/tmp/src bs=64k count=128 2>/dev/null');
     const want = (await sh('sha256sum /tmp/src')).split(' ')[0];
-    await sh(`(i=0; while [ $i -lt 4 ]; do dd if=/tmp/src of=/dev/${d0} bs=64k oflag=direct 2>/dev/null; i=$((i+1)); done; echo done > /tmp/writer) >/dev/null 2>&1 &`);
+    await sh(`(i=0; while [ $i -lt 4 ]; do dd if=/tmp/src of=/dev/${d0} bs=64k oflag=direct 2>/dev/null; i=$((i+1)); done; echo done > /tmp/writer) >/dev/null 2>&1 & true`);
     const { session } = await g.saveAndRestore();
     g = session;
     await guestUntil('the writer to finish', '[ -e /tmp/writer ]');

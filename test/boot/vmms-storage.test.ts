@@ -1,8 +1,10 @@
 /**
  * Disks managed through the service with the real Debian guest: new-vm --new-vhd-path gives the guest a VHDX at
  * SCSI 0:0 (hv_storvsc, sda of the right size); what the guest writes is in the file (checked with qemu-io
- * after turn-off, qemu-img check clean); add-/remove-vmharddiskdrive on the running VM appear and disappear
- * in the guest. One boot, processor auto (KVM where usable; HYPERTS_ACCEPT_PROCESSOR overrides).
+ * after turn-off, qemu-img check clean), also from an isolated worker's sandbox; add-/remove-vmharddiskdrive on
+ * the running VM appear and disappear in the guest (workers without isolation; an isolated one refuses clearly).
+ * One boot, processor auto (KVM where usable; HYPERTS_ACCEPT_PROCESSOR overrides). The worker runs without
+ * isolation so hot add is exercised; HYPERTS_TEST_ISOLATION=1 runs it sandboxed (its own disk, hot add refused).
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,8 +26,8 @@ after(async () => { await f?.close(); rmSync(files, { recursive: true, force: tr
 const skip = !GuestSession.imageAvailable() ? 'default image not built (npm run setup)' : spawnSync('qemu-io', ['--version']).status !== 0 ? 'qemu-io (qemu-utils) not installed' : false;
 
 test('service-managed disks in the real guest: VHDX at SCSI 0:0, guest writes land in the file, hot add and remove', { skip, timeout: LIMIT_MS }, async () => {
-  // Hot add needs a worker whose file view can grow; isolated workers refuse it (test/vmms/storage-api.test.ts).
-  f = await startService(undefined, { isolation: 'off' });
+  const dataDir = mkdtempSync(join(tmpdir(), 'hyperts-vmms-'));
+  f = await startService(dataDir, { pathRoots: [dataDir, files], isolation: process.env.HYPERTS_TEST_ISOLATION ? 'auto' : 'off' });
   const client = f.client;
   const disk = join(files, 'root-data.vhdx');
   const vm = await client.call<VmView>('POST', '/vms', { name: 'disks', processor: process.env.HYPERTS_ACCEPT_PROCESSOR ?? 'auto', memory: '512M', newVhdPath: disk, newVhdSizeBytes: '64MB' });
@@ -62,6 +64,14 @@ test('service-managed disks in the real guest: VHDX at SCSI 0:0, guest writes la
   // Hot add through the service: a second VHDX appears as the LUN at 0:0:1; hot remove takes it away.
   const op = await client.call<OperationView>('POST', '/vhds', { path: join(files, 'hot.vhdx'), sizeBytes: '32MB' });
   for (let o = op; o.state === 'Running'; await new Promise((r) => setTimeout(r, 100))) o = await client.call<OperationView>('GET', `/operations/${op.id}`);
+  const events = await client.call<{ message: string }[]>('GET', '/vms/disks/events');
+  if (!events.some((ev) => /WITHOUT isolation|without isolation/.test(ev.message))) {
+    // An isolated worker's sandbox holds only the files it started with: refused, saying what to do.
+    await assert.rejects(client.call('POST', '/vms/disks/hard-disk-drives', { path: join(files, 'hot.vhdx') }), /its worker is isolated and sees only the files it started with; stop-vm disks, add the disk/);
+  } else {
+    await hotAddAndRemove();
+  }
+  async function hotAddAndRemove(): Promise<void> {
   await client.call('POST', '/vms/disks/hard-disk-drives', { path: join(files, 'hot.vhdx') });
   const present = 'for i in $(seq 1 150); do ls /sys/bus/scsi/devices/*:0:0:1/block >/dev/null 2>&1 && break; sleep 0.2; done; ls /sys/bus/scsi/devices/*:0:0:1/block';
   const name = (await sh(present)).trim();
@@ -70,6 +80,7 @@ test('service-managed disks in the real guest: VHDX at SCSI 0:0, guest writes la
   await client.call('DELETE', '/vms/disks/hard-disk-drives/SCSI/0/1');
   await sh('for i in $(seq 1 150); do ls /sys/bus/scsi/devices/*:0:0:1 >/dev/null 2>&1 || break; sleep 0.2; done');
   assert.equal((await sh(`[ -e /sys/block/${name} ] && echo still-there || echo gone`)).trim(), 'gone');
+  }
 
   await client.call('POST', '/vms/disks/stop', { turnOff: true });
   con.ws.close();

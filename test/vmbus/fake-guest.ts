@@ -306,7 +306,7 @@ export function parseOffer(m: Message): Offer {
   };
 }
 
-export interface GuestPacket { type: number; flags: number; transId: bigint; payload: Uint8Array }
+export interface GuestPacket { type: number; flags: number; transId: bigint; payload: Uint8Array; /** Bytes between the descriptor and offset8 (transfer-page ranges). */ extension?: Uint8Array }
 
 /** Guest side of one channel's rings, with Linux's index, mask and signalling rules (contract §7). */
 export class FakeChannel {
@@ -370,7 +370,7 @@ export class FakeChannel {
     const d = new DataView(this.copyOut(this.inn, r, 16).buffer);
     const off = d.getUint16(2, true) * 8, len = d.getUint16(4, true) * 8;
     const body = this.copyOut(this.inn, r, len);
-    const p: GuestPacket = { type: d.getUint16(0, true), flags: d.getUint16(6, true), transId: d.getBigUint64(8, true), payload: body.slice(off) };
+    const p: GuestPacket = { type: d.getUint16(0, true), flags: d.getUint16(6, true), transId: d.getBigUint64(8, true), payload: body.slice(off), extension: body.slice(16, off) };
     this.setHdr('in', 4, (r + len + 8) % size);
     return p;
   }

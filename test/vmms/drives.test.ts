@@ -12,7 +12,7 @@ import fc from 'fast-check';
 import { defaultConfig, migrateConfig } from '../../src/vmms/config.js';
 import { VmmsError } from '../../src/vmms/errors.js';
 import { Inventory } from '../../src/vmms/store.js';
-import { chooseSlot, parseSizeBytes, withDrive, withScsiController } from '../../src/vmms/drives.js';
+import { chooseSlot, clientPath, parseSizeBytes, withDrive, withScsiController } from '../../src/vmms/drives.js';
 import { VhdCommands } from '../../src/vmms/vhd-commands.js';
 import { ProgressMeter } from '../../src/vmms/operations.js';
 import { emptyHardware, type HardwareConfig } from '../../src/platform/hardware.js';
@@ -89,7 +89,7 @@ test('sizes: Hyper-V suffixes and byte counts', () => {
 test('New-VHD options: defaults, relative paths, and each bad field named', () => {
   const dir = mkdtempSync(join(tmpdir(), 'hyperts-vhdopt-'));
   try {
-    const v = new VhdCommands(async () => null, dir);
+    const v = new VhdCommands(async () => null, (p, field) => clientPath(p, field, dir));
     assert.deepEqual(v.parseNew({ path: 'a.vhdx', sizeBytes: '10GB' }), { path: join(dir, 'a.vhdx'), type: 'Dynamic', sizeBytes: 10 * G, logicalSectorSizeBytes: undefined, physicalSectorSizeBytes: undefined });
     writeFileSync(join(dir, 'p.vhdx'), 'x');
     assert.equal(v.parseNew({ path: '/x/c.vhdx', parentPath: join(dir, 'p.vhdx') }).type, 'Differencing');

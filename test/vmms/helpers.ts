@@ -20,8 +20,8 @@ process.on('exit', () => { if (kernelDir) rmSync(kernelDir, { recursive: true, f
 
 export interface Fixture { dir: string; service: VmmsService; api: ApiServer; client: VmmsClient; close: () => Promise<void> }
 
-export async function startService(dir = mkdtempSync(join(tmpdir(), 'hyperts-vmms-')), o: { token?: string; isolation?: 'auto' | 'off' } = {}): Promise<Fixture> {
-  const service = new VmmsService({ dataDir: dir, turnOffGraceMs: 3000, isolation: o.isolation });
+export async function startService(dir = mkdtempSync(join(tmpdir(), 'hyperts-vmms-')), o: { token?: string; isolation?: 'auto' | 'off'; pathRoots?: string[] } = {}): Promise<Fixture> {
+  const service = new VmmsService({ dataDir: dir, turnOffGraceMs: 3000, isolation: o.isolation, pathRoots: o.pathRoots });
   const api = new ApiServer(service, { token: o.token });
   await api.listenUnix(socketPath(dir));
   const client = new VmmsClient({ socketPath: socketPath(dir) });

@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { VmView } from '../../src/vmms/service.js';
@@ -16,13 +16,19 @@ import type { OperationView } from '../../src/vmms/operations.js';
 import type { VhdView } from '../../src/vmms/vhd-commands.js';
 import { haveBinutils } from './test-kernel.js';
 import { openDisk } from '../../src/storage/open.js';
+import { holderRecordPath } from '../../src/storage/lock.js';
 import { rejects, startService, testVm, waitFor, type Fixture } from './helpers.js';
 import { isolationSupport } from '../../src/vmms/sandbox.js';
 
 const noQemuImg = spawnSync('qemu-img', ['--version']).status !== 0 && 'qemu-img (qemu-utils) not installed';
 let f: Fixture;
 let files: string;
-before(async () => { f = await startService(); files = mkdtempSync(join(tmpdir(), 'hyperts-disks-')); });
+/** A service whose API clients may name files in its data directory and in `files` (serve --path-root). */
+const serviceWithFiles = (o: { isolation?: 'off' } = {}): Promise<Fixture> => {
+  const dir = mkdtempSync(join(tmpdir(), 'hyperts-vmms-'));
+  return startService(dir, { ...o, pathRoots: [dir, join(dir, 'Virtual Hard Disks'), files] });
+};
+before(async () => { files = mkdtempSync(join(tmpdir(), 'hyperts-disks-')); f = await serviceWithFiles(); });
 after(async () => { await f?.close(); rmSync(files, { recursive: true, force: true }); rmSync(f.dir, { recursive: true, force: true }); });
 
 const qemuInfo = (p: string): { format: string; 'virtual-size': number } => JSON.parse(execFileSync('qemu-img', ['info', '--output=json', p], { encoding: 'utf8' }));
@@ -85,7 +91,12 @@ test('Add-/Remove-VMHardDiskDrive: first free slot, explicit slots, errors that 
   await rejects(add('d1', { path: c, controllerNumber: 1 }), 400, /has 1 SCSI controller.*add-vmscsicontroller d1/);
   await rejects(add('d2', { path: a }), 409, /a.vhdx is already attached to VM 'd1' at SCSI 0:0; a disk can belong to one VM only/);
   await rejects(add('d1', { path: join(files, 'nope.vhdx') }), 404, /nope.vhdx does not exist.*new-vhd/);
-  await rejects(add('d1', { path: files }), 400, /is not a file/);
+  await rejects(add('d1', { path: files }), 400, /is not a (regular )?file/);
+  // Paths are confined to the host's allowed folders, through symlinks too.
+  await rejects(add('d1', { path: '/etc/passwd' }), 400, /outside the folders this host allows; allowed folders: .*hyperts-disks-/);
+  symlinkSync('/etc/passwd', join(files, 'sneaky.vhdx'));
+  await rejects(add('d1', { path: join(files, 'sneaky.vhdx') }), 400, /outside the folders this host allows/);
+  await rejects(f.client.call('POST', '/vhds', { path: '/root/x.vhdx', sizeBytes: '1GB' }), 400, /outside the folders this host allows/);
   await rejects(add('d1', { path: c, controllerType: 'SATA' }), 400, /SCSI or IDE/);
   await rejects(add('d1', { path: c, controllerLocation: 64 }), 400, /controllerLocation must be an integer from 0 to 63/);
   await rejects(add('ghost', { path: c }), 404, /no virtual machine named 'ghost'/);
@@ -188,7 +199,7 @@ test('VHD operations: progress resource, convert, optimize, test; refusals for d
 test('running VMs: SCSI disks hot-added and removed through the worker, which holds their lock; IDE waits for Off; save and restore keep the disks', { skip: (noQemuImg || (!haveBinutils() && 'binutils not installed')) || false }, async () => {
   // Hot add needs a worker whose file view can grow: a service without isolation (the isolated case is the next test).
   const shared = f;
-  f = await startService(undefined, { isolation: 'off' });
+  f = await serviceWithFiles({ isolation: 'off' });
   try {
   const raw = join(files, 'hot.img');
   writeFileSync(raw, Buffer.alloc(16 * 1048576));
@@ -241,7 +252,11 @@ test('an isolated worker sees only the files it started with: hot add is refused
   assert.equal((await f.client.call<VmView>('POST', '/vms/iso/start', {})).state, 'Running');
   await rejects(f.client.call('POST', '/vms/iso/hard-disk-drives', { path: later }), 409, /its worker is isolated and sees only the files it started with; stop-vm iso, add the disk, and start it again/);
   assert.deepEqual(slots(await disks('iso')), [`SCSI 0:0 ${own}`]);
+  // The sandboxed worker holds the disk's lock; the service wrote the holder record it could not.
+  await assert.rejects(openDisk(own, { purpose: 'test' }), /iso-own.img is in use by VM iso \(pid \d+/);
   await f.client.call('POST', '/vms/iso/stop', { turnOff: true });
+  assert.equal(existsSync(holderRecordPath(own)), false, 'the holder record goes with the worker');
+  await (await openDisk(own, { purpose: 'test' })).close();
 });
 
 test('differencing disks: New-VHD with a parent, Get-VHD fields, Merge-VHD into the parent, Test-VHD of a broken chain; Resize-VHD, locks', async () => {

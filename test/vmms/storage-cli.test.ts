@@ -76,7 +76,7 @@ test('CLI: VHD commands without a service, then drives through the service', { s
   assert.equal(r.code, 1);
   assert.match(r.stderr, /missing.vhdx does not exist/);
 
-  server = spawn(process.execPath, [bin, 'serve', '--data-dir', dir, '--quiet', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  server = spawn(process.execPath, [bin, 'serve', '--data-dir', dir, '--quiet', '--listen', '127.0.0.1:0', '--path-root', `${dir},${work}`], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   server.stderr!.on('data', (d) => { err += d; });
   const url = await waitFor('serve to listen', () => {

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { FakeLinuxGuest, FakeChannel, PAGE, settle, type GuestPacket } from '../vmbus/fake-guest.js';
-import { StorvspController, type StorvspState } from '../../src/vsp/storvsp/controller.js';
+import { MAX_INFLIGHT, StorvspController, type StorvspState } from '../../src/vsp/storvsp/controller.js';
 import { SCSI_CONTROLLER_CLASS, MAX_TRANSFER_BYTES } from '../../src/vsp/storvsp/protocol.js';
 import { ScsiDisk } from '../../src/scsi/disk-target.js';
 import { MemoryDisk } from '../../src/storage/disk.js';
@@ -409,4 +409,28 @@ test('saved state in the middle of I/O: the restored controller runs the unfinis
   // And the restored channel carries new requests.
   const r = await s2.srb({ cdb: read10(8, 16), dataIn: 1, length: 8192 });
   assert.deepEqual(s2.readGuest(r.pages, 0, 8192), data);
+});
+
+test('a guest that floods requests gets BUSY beyond the in-flight limit instead of unbounded host buffering', async () => {
+  const disk = new GatedDisk(MiB);
+  const { g, c, s } = await setup([[0, disk]]);
+  await s.init();
+  disk.gate = true;
+  const page = g.allocScattered(1);
+  let sent = 0;
+  for (let id = 1; id <= MAX_INFLIGHT + 5; id++) {
+    const b = s.srbPacket({ cdb: read10(0, 1), dataIn: 1, length: 512 });
+    s.sendGpa(b, BigInt(id), { offset: 0, length: 512, pages: page });
+    sent++;
+    if (id % 32 === 0) await settle(g, 1);
+  }
+  await settle(g, 4);
+  assert.equal(c.inflightCount, MAX_INFLIGHT);
+  const busy = [...s.done.values()].map(parse).filter((r) => r.scsiStatus === 8);
+  assert.equal(busy.length, sent - MAX_INFLIGHT);
+  for (const r of busy) { assert.equal(r.srbStatus, 0x04); assert.equal(r.transferred, 0); }
+  disk.release();
+  await c.idle();
+  await settle(g, 10);
+  assert.equal(c.inflightCount, 0);
 });

@@ -164,7 +164,18 @@ export async function planReplay(path: string, file: BlockFile, logOffset: numbe
     }
     if (cur === head) best = seqList;
   }
-  if (!best) throw new VhdxFormatError(path, 'the log is dirty but holds no complete entry sequence (torn or corrupt log); the file cannot be recovered by replay');
+  if (!best) {
+    // QEMU sets the LogGuid before it writes the entry: killed in between, it leaves a dirty header and no entry of
+    // that log at all. Nothing was applied in place then, so there is nothing to replay (QEMU opens such files too).
+    // An entry of this log that is present but incomplete is a torn or corrupt log: refuse.
+    let mentioned = false;
+    for (let at = 0; at < logLength && !mentioned; at += LOG_SECTOR) {
+      const hv = view(log.subarray(at, at + 64));
+      mentioned = hv.getUint32(0, true) === LOG_ENTRY_SIGNATURE && bytesToGuid(log, at + 32) === logGuid;
+    }
+    if (!mentioned) return { writes: [], lastFileOffset: 0, flushedFileOffset: 0, entries: 0, headSeq: 0n };
+    throw new VhdxFormatError(path, 'the log is dirty but holds no complete entry sequence (torn or corrupt log); the file cannot be recovered by replay');
+  }
   const last = best[best.length - 1]!;
   if (fileSize < last.flushedFileOffset) {
     throw new VhdxFormatError(path, `file is shorter (${fileSize} bytes) than the log says was flushed (${last.flushedFileOffset}); it was truncated`);

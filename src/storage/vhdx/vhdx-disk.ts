@@ -6,8 +6,9 @@
  * - payload goes straight to the file; a new block is always placed at the end of the file, so its unwritten
  *   sectors are fresh zeros and never another block's old data;
  * - BAT and sector-bitmap changes stay in memory until flush(), which flushes the payload, writes the changed
- *   4 KiB pages to the log, flushes, sets the LogGuid in the headers (first time only), applies the pages in
- *   place and flushes again. A crash at any point leaves either the old or the new metadata.
+ *   4 KiB pages to the log, flushes, sets the LogGuid in the headers (first time only) and applies the pages in
+ *   place; the next flush (or close, before the LogGuid is cleared) makes the apply durable. A crash at any point
+ *   leaves either the old or the new metadata (replay re-applies the newest entry).
  */
 import { realpathSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
@@ -53,6 +54,8 @@ export class VhdxDisk implements Disk {
   private closed = false;
   private sessionStarted = false;
   private logInHeader = false;
+  /** In-place metadata writes of the last commit not yet flushed (its log entry still covers them). */
+  private applyPending = false;
   private readonly dirty = new Map<number, Uint8Array>();
   private readonly bitmaps = new Map<number, Uint8Array>();
   private fileEnd: number;
@@ -386,16 +389,22 @@ export class VhdxDisk implements Disk {
 
   // ---------------------------------------------------------------- durability
 
-  /** Makes every completed write durable: payload, then metadata through the log. */
+  /**
+   * Makes every completed write durable: payload, then metadata through the log. The in-place apply of a commit is
+   * made durable by the next flush (the log entry covers it until then: a crash replays it), which saves one
+   * fdatasync per commit; before another entry may become the only one replayed, the apply is flushed.
+   */
   private async commit(): Promise<void> {
     if (!this.sessionStarted) return;
-    await this.file.flush();
+    await this.file.flush(); // payload before the log entry that may point at it; also the previous apply
+    this.applyPending = false;
     if (this.dirty.size === 0) return;
     const pages = [...this.dirty].sort((a, b) => a[0] - b[0]).map(([offset, d]) => ({ offset, data: d.slice() }));
     this.dirty.clear();
     if (!this.log) this.log = new LogWriter(this.file, this.header.logOffset, this.header.logLength, crypto.randomUUID());
     for (let k = 0; k < pages.length; k += this.log.maxPages) {
       const batch = pages.slice(k, k + this.log.maxPages);
+      if (this.applyPending) { await this.file.flush(); this.applyPending = false; }
       await this.log.write(batch, this.fileEnd);
       await this.file.flush();
       if (!this.logInHeader) {
@@ -403,7 +412,7 @@ export class VhdxDisk implements Disk {
         this.logInHeader = true;
       }
       for (const p of batch) await this.file.write(p.data, p.offset);
-      await this.file.flush();
+      this.applyPending = true;
     }
   }
 
@@ -442,6 +451,8 @@ export class VhdxDisk implements Disk {
       if (!this.readOnly) {
         await this.serialize(async () => {
           await this.commit();
+          // The applied metadata must be durable before the header stops pointing at the log.
+          if (this.applyPending) { await this.file.flush(); this.applyPending = false; }
           if (this.logInHeader) { await this.writeHeaders({ logGuid: ZERO_GUID }); this.logInHeader = false; }
         });
       }

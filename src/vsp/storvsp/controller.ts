@@ -21,6 +21,11 @@ import {
 
 /** Hyper-V: 64 locations per controller, each a LUN of channel 0, target 0. */
 export const LUNS_PER_CONTROLLER = 64;
+/**
+ * Requests running at once per controller. Linux's storvsc queues far fewer (its can_queue follows the ring
+ * size); a guest that sends more gets BUSY instead of making the host buffer without limit.
+ */
+export const MAX_INFLIGHT = 1024;
 
 export interface StorvspOptions {
   /** Controller number 0-3 (names the instance GUID unless `instance` is given). */
@@ -143,6 +148,16 @@ export class StorvspController implements ChannelProvider {
     const op = v.getUint32(Off.operation, true);
     if (op === VstorOp.EXECUTE_SRB) {
       if (this.stage !== 'ready') { this.reply(channel, p.transactionId, VSTOR_STATUS_INVALID_DEVICE_STATE); return; }
+      if (this.inflight.size >= MAX_INFLIGHT) {
+        const busy = vstorPacket(VstorOp.COMPLETE_IO);
+        busy.bytes.set(pkt.subarray(Off.srbLength, VSTOR_PACKET_SIZE), Off.srbLength);
+        busy.view.setUint8(Off.srbStatus, SrbStatus.ERROR);
+        busy.view.setUint8(Off.scsiStatus, ScsiStatus.BUSY);
+        busy.view.setUint8(Off.senseInfoLength, 0);
+        busy.view.setUint32(Off.dataTransferLength, 0, true);
+        channel.complete(p.transactionId, busy.bytes);
+        return;
+      }
       this.startSrb(channel, { transactionId: p.transactionId, type: p.type, extension: p.extension.slice(), payload: pkt });
       return;
     }

@@ -1,0 +1,209 @@
+/**
+ * User-mode NAT through Debian's passt (network-notes §1): no root, no TAP. passt speaks the qemu stream
+ * framing (4-byte big-endian length + Ethernet frame) on a socket pair we hand it as fd 3, answers ARP,
+ * DHCP, NDP and DNS itself and NATs TCP/UDP/ICMP to the host. Its gateway address reaches the host's
+ * loopback (passt's default mapping), and `-t HOST:GUEST` forwards host ports into the guest.
+ *
+ * passt is the switch's uplink. If it dies the switch's adapters see their link go down, the exit is logged,
+ * and passt is started again with a growing delay; nothing here throws into the worker.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Duplex } from 'node:stream';
+import type { NetworkEndpoint, SwitchPort, VirtualSwitch } from './switch.js';
+
+export interface PortForward { protocol: 'tcp' | 'udp'; hostPort: number; guestPort: number }
+
+export interface PasstOptions {
+  forwards?: PortForward[];
+  /** MTU handed out by DHCP; passt's own default (65520) is too big for 1514-byte receive slots. */
+  mtu?: number;
+  /** The passt binary (default: passt on PATH). */
+  binary?: string;
+  log?: (message: string) => void;
+  /** First restart delay; doubles per consecutive failure up to 30 s. */
+  restartDelayMs?: number;
+}
+
+export interface PasstStats { toPasst: number; fromPasst: number; dropped: number; restarts: number }
+
+/** Frames bigger than this or smaller than an Ethernet header are a broken stream. */
+const MAX_FRAME = 65535;
+/** Bytes queued towards passt beyond which frames are dropped (a flooding guest must not grow memory). */
+const MAX_QUEUED_BYTES = 4 << 20;
+/**
+ * Largest single write to passt. passt (bookworm's version) loses its place in the stream when a read ends
+ * inside a frame, and Linux queues an AF_UNIX stream write as pieces of at most ~32 KiB that a reader may
+ * see separately. So frames go out in writes of whole frames no bigger than this, one write at a time.
+ */
+const MAX_WRITE = 32 * 1024;
+const MAX_RESTART_DELAY_MS = 30_000;
+
+/** `-t 8080:80` style arguments, checked. */
+export function parseForward(text: string, protocol: 'tcp' | 'udp' = 'tcp'): PortForward {
+  const m = /^(\d{1,5}):(\d{1,5})$/.exec(text.trim());
+  const ok = (n: number): boolean => Number.isInteger(n) && n >= 1 && n <= 65535;
+  if (!m || !ok(Number(m[1])) || !ok(Number(m[2]))) throw new Error(`"${text}" is not a port mapping; use HOSTPORT:GUESTPORT, e.g. 8080:80`);
+  return { protocol, hostPort: Number(m[1]), guestPort: Number(m[2]) };
+}
+
+export function passtArguments(o: PasstOptions): string[] {
+  const args = ['--foreground', '--quiet', '--fd', '3', '--mtu', String(o.mtu ?? 1500)];
+  for (const f of o.forwards ?? []) args.push(f.protocol === 'tcp' ? '-t' : '-u', `${f.hostPort}:${f.guestPort}`);
+  // Debugging aid: e.g. HYPERTS_PASST_ARGS="--debug --log-file /tmp/passt.log" (--quiet is dropped then).
+  const extra = process.env.HYPERTS_PASST_ARGS?.trim();
+  return extra ? [...args.filter((a) => a !== '--quiet'), ...extra.split(/\s+/)] : args;
+}
+
+export class PasstBackend implements NetworkEndpoint {
+  readonly stats: PasstStats = { toPasst: 0, fromPasst: 0, dropped: 0, restarts: 0 };
+  private child: ChildProcess | null = null;
+  private sock: Duplex | null = null;
+  private port: SwitchPort | null = null;
+  private pending: Buffer = Buffer.alloc(0);
+  private stopped = false;
+  private failures = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly log: (m: string) => void;
+  private stderrTail = '';
+  /** Framed frames waiting for the write in flight to finish. */
+  private outQueue: Buffer[] = [];
+  private outBytes = 0;
+  private writing = false;
+  /** Resolves each time passt is (re)started and its socket is ready. */
+  private startedWaiters: Array<() => void> = [];
+
+  constructor(private readonly sw: VirtualSwitch, private readonly o: PasstOptions = {}) {
+    this.log = o.log ?? ((m) => console.warn(`[passt] ${m}`));
+  }
+
+  /** Plug into the switch as its uplink and start passt. */
+  start(): void {
+    if (this.port) return;
+    this.stopped = false;
+    this.port = this.sw.attach(this, 'passt', { uplink: true });
+    this.sw.setUplinkState(false);
+    this.spawn();
+  }
+
+  /** Wait until passt runs (tests). */
+  whenRunning(): Promise<void> {
+    if (this.sock) return Promise.resolve();
+    return new Promise((r) => this.startedWaiters.push(r));
+  }
+
+  get running(): boolean { return this.sock !== null; }
+  get pid(): number | undefined { return this.child?.pid; }
+
+  /** Stop passt for good and unplug. */
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    const c = this.child;
+    this.child = null;
+    this.closeSocket();
+    c?.kill('SIGTERM');
+    this.port?.detach();
+    this.port = null;
+    this.sw.setUplinkState(false);
+  }
+
+  /** A frame from the switch (a guest's transmission): to passt, framed. */
+  deliver(frame: Uint8Array): void {
+    const s = this.sock;
+    if (!s || frame.length < 14 || frame.length > MAX_FRAME || this.outBytes > MAX_QUEUED_BYTES) { this.stats.dropped++; return; }
+    const out = Buffer.allocUnsafe(4 + frame.length);
+    out.writeUInt32BE(frame.length, 0);
+    out.set(frame, 4);
+    this.outQueue.push(out);
+    this.outBytes += out.length;
+    this.stats.toPasst++;
+    if (!this.writing) this.writeNext(s);
+  }
+
+  /** One write of whole frames (up to MAX_WRITE) at a time; the next starts when it completed. */
+  private writeNext(s: Duplex): void {
+    if (this.sock !== s || this.outQueue.length === 0) { this.writing = false; return; }
+    let n = 0, bytes = 0;
+    while (n < this.outQueue.length && (n === 0 || bytes + this.outQueue[n].length <= MAX_WRITE)) bytes += this.outQueue[n++].length;
+    const batch = n === 1 ? this.outQueue[0] : Buffer.concat(this.outQueue.slice(0, n), bytes);
+    this.outQueue.splice(0, n);
+    this.outBytes -= bytes;
+    this.writing = true;
+    s.write(batch, (err) => { if (err) { this.writing = false; return; } this.writeNext(s); });
+  }
+
+  private spawn(): void {
+    let child: ChildProcess;
+    try {
+      child = spawn(this.o.binary ?? 'passt', passtArguments(this.o), { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+    } catch (e) {
+      this.onExit(null, `could not start: ${(e as Error).message}`);
+      return;
+    }
+    this.child = child;
+    this.stderrTail = '';
+    child.stderr?.on('data', (d: Buffer) => { this.stderrTail = (this.stderrTail + d.toString()).slice(-2000); });
+    child.on('error', (e) => {
+      const hint = (e as NodeJS.ErrnoException).code === 'ENOENT' ? ' (install Debian\'s passt package: apt-get install passt)' : '';
+      this.onExit(child, `${e.message}${hint}`);
+    });
+    child.on('exit', (code, signal) => this.onExit(child, signal ? `killed by ${signal}` : `exited with status ${code}`));
+    const sock = child.stdio[3] as Duplex | null;
+    if (!sock) { this.onExit(child, 'no socket to passt'); return; }
+    this.sock = sock;
+    this.pending = Buffer.alloc(0);
+    sock.on('data', (d: Buffer) => this.onData(d));
+    sock.on('error', () => { /* the exit handler reports it */ });
+    sock.on('close', () => { if (this.sock === sock) this.sock = null; });
+    this.sw.setUplinkState(true);
+    for (const w of this.startedWaiters.splice(0)) w();
+    // A passt that stays up for a while resets the backoff.
+    setTimeout(() => { if (this.child === child) this.failures = 0; }, 10_000).unref();
+  }
+
+  private onData(d: Buffer): void {
+    this.pending = this.pending.length ? Buffer.concat([this.pending, d]) : d;
+    let at = 0;
+    while (this.pending.length - at >= 4) {
+      const len = this.pending.readUInt32BE(at);
+      if (len < 14 || len > MAX_FRAME) {
+        this.log(`passt sent a frame length of ${len}; restarting it`);
+        this.child?.kill('SIGTERM');
+        this.pending = Buffer.alloc(0);
+        return;
+      }
+      if (this.pending.length - at - 4 < len) break;
+      const frame = new Uint8Array(this.pending.subarray(at + 4, at + 4 + len));
+      at += 4 + len;
+      this.stats.fromPasst++;
+      this.port?.transmit(frame);
+    }
+    this.pending = at === this.pending.length ? Buffer.alloc(0) : Buffer.from(this.pending.subarray(at));
+  }
+
+  private closeSocket(): void {
+    const s = this.sock;
+    this.sock = null;
+    this.outQueue = []; this.outBytes = 0; this.writing = false;
+    s?.destroy();
+  }
+
+  private onExit(child: ChildProcess | null, why: string): void {
+    if (child !== null && this.child !== child) return; // an old instance, already handled
+    this.child = null;
+    this.closeSocket();
+    if (this.stopped) return;
+    this.sw.setUplinkState(false);
+    const tail = this.stderrTail.split('\n').filter((l) => l && !l.startsWith('Failed to send')).slice(-3).join(' | ');
+    const delay = Math.min(MAX_RESTART_DELAY_MS, (this.o.restartDelayMs ?? 500) * 2 ** this.failures);
+    this.failures++;
+    this.log(`passt ${why}${tail ? ` (${tail})` : ''}; network link down, restarting in ${delay} ms`);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (this.stopped) return;
+      this.stats.restarts++;
+      this.spawn();
+    }, delay);
+    this.timer.unref();
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * Network part of partition assembly: the synthetic adapters of a HardwareConfig, offered on the VM's
+ * VMBus, each plugged into the virtual switch it names. Switches are Hyper-V's kinds: 'NAT' (an uplink
+ * through passt: DHCP, DNS, outbound NAT, host port mappings) and 'Private' (VMs of this host only).
+ */
+import type { VmbusHost, VmbusDevice } from '../vmbus/host.js';
+import type { HardwareConfig, NetworkAdapterConfig } from './hardware.js';
+import { NetvspAdapter, type NetvspState } from '../vsp/netvsp/netvsp.js';
+import { VirtualSwitch, type SwitchPort } from '../net/switch.js';
+import { PasstBackend, type PortForward } from '../net/passt.js';
+import { parseMac } from '../net/mac.js';
+
+export interface SwitchConfig {
+  name: string;
+  /** 'NAT': through passt to the host's network; 'Private': a layer-2 segment without an uplink. */
+  type: 'NAT' | 'Private';
+  /** Host->guest port mappings (NAT only), like Add-NetNatStaticMapping. */
+  forwards?: PortForward[];
+  /**
+   * The switch lives outside this process (the management service runs passt and joins VMs; a sandboxed
+   * worker may not): frames go through the `relay` and the link state comes from `setLink`.
+   */
+  relayed?: boolean;
+}
+
+/** The switches a partition can reach: its own (from SwitchConfig) or shared ones a service hands in. */
+export interface SwitchProvider {
+  get(name: string): VirtualSwitch | undefined;
+}
+
+export interface NetworkAssembly {
+  adapters: Array<{ config: NetworkAdapterConfig; adapter: NetvspAdapter; device: VmbusDevice; port: SwitchPort | null }>;
+  switches: Map<string, VirtualSwitch>;
+  backends: PasstBackend[];
+  /**
+   * Connect-VMNetworkAdapter / Disconnect-VMNetworkAdapter while running: the guest sees link up/down.
+   * `config` describes a switch this VM did not know at start.
+   */
+  connect(adapterName: string, switchName: string | null, config?: SwitchConfig): void;
+  /** A frame relayed from another VM on a Private switch (the management service carries them). */
+  inject(switchName: string, frame: Uint8Array): void;
+  /** Link state of a relayed switch's uplink (its passt runs in the management service). */
+  setLink(switchName: string, up: boolean): void;
+  /** Stop backends (passt processes) and unplug every adapter. */
+  stop(): void;
+  /** Saved state: each adapter's protocol state, by MAC (null: no adapters). */
+  saveState(): NetworkState | null;
+  /** After the VMBus host was restored (channels reopened). */
+  restoreState(s: NetworkState | null): void;
+}
+
+export class NetworkConfigError extends Error {}
+
+export interface NetworkState { adapters: Array<{ mac: string; state: NetvspState }> }
+
+export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfig | undefined, switchConfigs: SwitchConfig[] = [],
+  o: { log?: (m: string) => void; shared?: SwitchProvider; relay?: (switchName: string, frame: Uint8Array) => void } = {}): NetworkAssembly {
+  const log = o.log ?? (() => {});
+  const switches = new Map<string, VirtualSwitch>();
+  const backends: PasstBackend[] = [];
+  const relays = new Map<string, SwitchPort>();
+  const adapters: NetworkAssembly['adapters'] = [];
+  const synthetic = (hardware?.networkAdapters ?? []).filter((a) => !a.legacy);
+  for (const a of hardware?.networkAdapters ?? []) {
+    if (a.legacy) throw new NetworkConfigError(`network adapter '${a.name}': the legacy network adapter is not available yet; use a synthetic adapter (legacy: false)`);
+  }
+  if (synthetic.length > 0 && !vmbus) throw new NetworkConfigError('synthetic network adapters need an enlightened VM (VMBus); turn enlightenments on');
+  const names = new Set<string>();
+  for (const s of switchConfigs) {
+    if (names.has(s.name.toLowerCase())) throw new NetworkConfigError(`virtual switch '${s.name}' is defined twice`);
+    names.add(s.name.toLowerCase());
+  }
+  const switchNamed = (name: string): VirtualSwitch => {
+    const key = name.toLowerCase();
+    let sw = switches.get(key) ?? o.shared?.get(name);
+    if (sw) return sw;
+    const cfg = switchConfigs.find((s) => s.name.toLowerCase() === key);
+    if (!cfg) throw new NetworkConfigError(`virtual switch '${name}' does not exist; create it (new-vmswitch) or connect the adapter to an existing switch`);
+    sw = new VirtualSwitch(cfg.name);
+    switches.set(key, sw);
+    if (cfg.type === 'NAT' && !(cfg.relayed && o.relay)) {
+      const b = new PasstBackend(sw, { forwards: cfg.forwards, log: (m) => log(`network: switch '${cfg.name}': ${m}`) });
+      backends.push(b);
+      b.start();
+    } else if (o.relay) {
+      const relay = o.relay;
+      relays.set(key, sw.attach({ deliver: (f) => relay(cfg.name, f) }, 'relay', { uplink: true }));
+    }
+    return sw;
+  };
+  const plug = (adapter: NetvspAdapter, sw: VirtualSwitch, name: string): SwitchPort => {
+    const port = sw.attach(adapter, name);
+    adapter.plug((f) => port.transmit(f));
+    adapter.linkChanged(sw.linkUp);
+    return port;
+  };
+  const seen = new Set<string>();
+  try {
+    for (const cfg of synthetic) {
+      if (seen.has(cfg.name)) throw new NetworkConfigError(`two network adapters are named '${cfg.name}'; give each a unique name`);
+      seen.add(cfg.name);
+      let mac: Uint8Array;
+      try { mac = parseMac(cfg.macAddress); } catch (e) { throw new NetworkConfigError(`network adapter '${cfg.name}': ${(e as Error).message}`); }
+      const adapter = new NetvspAdapter({ mac, name: cfg.name, instance: instanceFor(mac), log: (m) => log(`network: ${m}`) });
+      const port = cfg.switchName ? plug(adapter, switchNamed(cfg.switchName), cfg.name) : null;
+      const device = vmbus!.addDevice(adapter);
+      adapters.push({ config: cfg, adapter, device, port });
+    }
+  } catch (e) {
+    // Nothing half-built stays behind: no passt process outlives a failed assembly.
+    for (const b of backends) b.stop();
+    for (const a of adapters) vmbus?.removeDevice(a.device);
+    throw e;
+  }
+  return {
+    adapters, switches, backends,
+    connect(adapterName, switchName, config) {
+      if (config && !switchConfigs.some((x) => x.name.toLowerCase() === config.name.toLowerCase())) switchConfigs = [...switchConfigs, config];
+      const a = adapters.find((x) => x.config.name.toLowerCase() === adapterName.toLowerCase());
+      if (!a) throw new NetworkConfigError(`the VM has no network adapter named '${adapterName}'`);
+      const target = switchName ? switchNamed(switchName) : null;
+      a.port?.detach();
+      a.port = null;
+      a.adapter.plug(null);
+      if (target) a.port = plug(a.adapter, target, a.config.name);
+      a.config = { ...a.config, switchName: target ? switchName : null };
+    },
+    saveState() {
+      return adapters.length ? { adapters: adapters.map((a) => ({ mac: a.config.macAddress, state: a.adapter.saveState() })) } : null;
+    },
+    restoreState(s) {
+      for (const x of s?.adapters ?? []) {
+        const a = adapters.find((y) => y.config.macAddress.toLowerCase() === String(x.mac).toLowerCase());
+        if (!a) throw new NetworkConfigError(`the saved network adapter ${x.mac} is not configured in this VM`);
+        a.adapter.restoreState(x.state, vmbus!.channelOf(a.device));
+      }
+    },
+    setLink(switchName, up) {
+      switches.get(switchName.toLowerCase())?.setUplinkState(up);
+    },
+    inject(switchName, frame) {
+      relays.get(switchName.toLowerCase())?.transmit(frame);
+    },
+    stop() {
+      for (const b of backends) b.stop();
+      for (const a of adapters) { a.port?.detach(); a.adapter.plug(null); }
+    },
+  };
+}
+
+/** A stable instance GUID per adapter, derived from its MAC (the guest names the device after it). */
+function instanceFor(mac: Uint8Array): string {
+  const h = [...mac].map((b) => b.toString(16).padStart(2, '0')).join('');
+  return `f8615163-0000-1000-8000-${h}`;
+}
+
+/** The usual one-adapter setup (`hyperts run --nic`): a synthetic adapter on a NAT switch named "Default Switch". */
+export function natNetwork(macAddress: string, forwards: PortForward[] = []): { hardware: HardwareConfig; switches: SwitchConfig[] } {
+  return {
+    hardware: { scsiControllers: 0, drives: [], networkAdapters: [{ name: 'Network Adapter', legacy: false, macAddress, switchName: 'Default Switch' }] },
+    switches: [{ name: 'Default Switch', type: 'NAT', forwards }],
+  };
+}
