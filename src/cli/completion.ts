@@ -2,6 +2,7 @@
 const OPTIONS: Record<string, string> = {
   'new-vm': '--memory --cpus --processor --enlightened --kernel --initrd --cmdline --com1 --notes --disable-ic --new-vhd-path --new-vhd-size-bytes --vhd-path --json',
   'get-vm': '--json --names',
+  'set-vmprocessor': '--count --json',
   'set-vm': '--memory --cpus --processor --enlightened --kernel --initrd --cmdline --com1 --notes --checkpoint-type --new-name --json',
   'start-vm': '--json', 'suspend-vm': '--json', 'resume-vm': '--json', 'restart-vm': '--json', 'save-vm': '--json',
   'remove-vmsavedstate': '--json',
@@ -24,7 +25,7 @@ const OPTIONS: Record<string, string> = {
   check: '--json --no-speed --device', image: 'build path --force --rootfs --mirror', completion: 'bash', 'console-url': '--url --data-dir --token-file',
 };
 const CONNECTION = '--data-dir --url --token-file';
-const TAKES_VM = ['get-vm', 'set-vm', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'save-vm', 'remove-vmsavedstate', 'remove-vm', 'connect-vm',
+const TAKES_VM = ['get-vm', 'set-vm', 'set-vmprocessor', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'save-vm', 'remove-vmsavedstate', 'remove-vm', 'connect-vm',
   'get-vmintegrationservice', 'enable-vmintegrationservice', 'disable-vmintegrationservice', 'get-vmkvp', 'set-vmkvp', 'get-vmevent',
   'checkpoint-vm', 'get-vmsnapshot', 'restore-vmsnapshot', 'rename-vmsnapshot', 'remove-vmsnapshot',
   'add-vmharddiskdrive', 'get-vmharddiskdrive', 'remove-vmharddiskdrive', 'add-vmscsicontroller', 'set-vmdvddrive', 'get-vmdvddrive'];

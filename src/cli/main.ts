@@ -9,7 +9,7 @@ commands:
   check          report whether this host can run the kvm and emulated backends
   serve          the management service (inventory, a worker per VM, REST API, web console)
   console-url    a one-time sign-in link to the web console
-  new-vm, get-vm, set-vm, start-vm, stop-vm, suspend-vm, resume-vm, restart-vm, save-vm, remove-vmsavedstate,
+  new-vm, get-vm, set-vm, set-vmprocessor, start-vm, stop-vm, suspend-vm, resume-vm, restart-vm, save-vm, remove-vmsavedstate,
   remove-vm, connect-vm,
   get-vmintegrationservice, enable-vmintegrationservice, disable-vmintegrationservice,
   get-vmkvp, set-vmkvp, get-vmhost, get-vmevent,
@@ -55,7 +55,7 @@ const commands: Record<string, () => Promise<unknown>> = {
   serve: () => import('./serve.js'),
   'console-url': () => import('./console-url.js'),
   completion: () => import('./completion.js'),
-  ...Object.fromEntries(['new-vm', 'get-vm', 'set-vm', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'save-vm',
+  ...Object.fromEntries(['new-vm', 'get-vm', 'set-vm', 'set-vmprocessor', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'save-vm',
     'remove-vmsavedstate', 'remove-vm', 'connect-vm', 'get-vmintegrationservice', 'enable-vmintegrationservice', 'disable-vmintegrationservice', 'get-vmkvp', 'set-vmkvp',
     'get-vmhost', 'get-vmevent', 'checkpoint-vm', 'get-vmsnapshot', 'restore-vmsnapshot', 'rename-vmsnapshot', 'remove-vmsnapshot'].map((c) => [c, () => import('./vm-commands.js').then((m) => ({ default: m.VM_COMMANDS[c] }))])),
   ...Object.fromEntries(['new-vmswitch', 'get-vmswitch', 'remove-vmswitch', 'add-vmnetworkadapter', 'get-vmnetworkadapter', 'remove-vmnetworkadapter',

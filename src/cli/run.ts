@@ -17,7 +17,7 @@ const help = `usage: hyperts run [options]
   --initrd FILE                   initramfs (multiboot: the first module)
   --append STRING                 kernel command line (added to the default one for the default image)
   --memory SIZE                   guest memory, e.g. 512M or 1G (default 512M)
-  --cpus N                        virtual processors (default 1)
+  --cpus N                        virtual processors, 1-64 (default 1; more than 1 runs on the emulated processor)
   --enlightenments on|off         expose Hyper-V (CPUID leaves, SynIC, VMBus) or run unenlightened (default on)
   --gdb PORT                      serve the GDB remote protocol on 127.0.0.1:PORT
   --gdb-wait                      with --gdb: start with the processor stopped until GDB continues (QEMU's -S)
@@ -94,7 +94,7 @@ async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { qu
   if (memoryBytes > 16 * 1024 ** 3) throw new UsageError(`run: --memory above 16G is not supported by this host build`);
   const cpus = Number((opts.cpus as string | undefined) ?? '1');
   if (!Number.isInteger(cpus) || cpus < 1) throw new UsageError(`run: --cpus must be a positive integer`);
-  if (cpus > 1) throw new UsageError(`run: --cpus ${cpus}: more than one virtual processor is not yet supported`);
+  if (cpus > 64) throw new UsageError(`run: --cpus ${cpus}: at most 64 virtual processors are supported`);
   const enl = (opts.enlightenments as string | undefined) ?? 'on';
   if (enl !== 'on' && enl !== 'off') throw new UsageError(`run: --enlightenments must be on or off`);
   const clock = (opts.clock as string | undefined) ?? 'realtime';

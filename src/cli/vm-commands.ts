@@ -83,9 +83,9 @@ export function formatUptime(s: number): string {
 }
 
 export function vmTable(vms: VmView[]): string {
-  return table(['Name', 'State', 'CPUUsage(%)', 'MemoryAssigned(M)', 'Uptime', 'Status', 'Heartbeat', 'OSName'],
+  return table(['Name', 'State', 'CPUUsage(%)', 'MemoryAssigned(M)', 'Uptime', 'Status', 'Heartbeat', 'OSName', 'ProcessorCount'],
     vms.map((v) => [v.name, v.state, String(v.cpuUsage), String(Math.round(v.memoryAssignedBytes / 1048576)), formatUptime(v.uptimeSeconds),
-      v.status, v.heartbeat ?? '', v.osName ?? '']));
+      v.status, v.heartbeat ?? '', v.osName ?? '', String(v.config.cpus)]));
 }
 
 export const out = (s: string): void => { process.stdout.write(s); };
@@ -158,6 +158,17 @@ export const setVm = command('set-vm', `NAME ${SETTINGS_HELP} [--new-name NAME]`
   if (c.opts['new-name']) body.name = c.opts['new-name'];
   if (!Object.keys(body).length) throw new UsageError('set-vm: nothing to change (give at least one setting, e.g. --memory 1G)');
   const vm = await c.client.call<VmView>('PATCH', vmPath(name), body);
+  if (c.opts.json) printJson(vm); else out(vmTable([vm]));
+  return 0;
+});
+
+/** Set-VMProcessor NAME -Count N: the processor count (VM off), as set-vm --cpus. */
+export const setVmProcessor = command('set-vmprocessor', 'NAME --count N [--json]', { count: 'string', json: 'boolean', name: 'string' }, async (c) => {
+  const name = oneName(c, 'set-vmprocessor');
+  if (c.opts.count === undefined) throw new UsageError('set-vmprocessor: give the processor count, e.g. --count 2');
+  const n = Number(c.opts.count);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`set-vmprocessor: --count must be a whole number from 1 to 64, not '${String(c.opts.count)}'`);
+  const vm = await c.client.call<VmView>('PATCH', vmPath(name), { cpus: n });
   if (c.opts.json) printJson(vm); else out(vmTable([vm]));
   return 0;
 });
@@ -366,7 +377,7 @@ export const connectVm = command('connect-vm', 'NAME   (serial console COM1; Ctr
 
 /** Command name -> implementation, for main.ts and the completion script. */
 export const VM_COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
-  'new-vm': newVm, 'get-vm': getVm, 'set-vm': setVm, 'start-vm': startVm, 'stop-vm': stopVm, 'suspend-vm': suspendVm,
+  'new-vm': newVm, 'get-vm': getVm, 'set-vm': setVm, 'set-vmprocessor': setVmProcessor, 'start-vm': startVm, 'stop-vm': stopVm, 'suspend-vm': suspendVm,
   'resume-vm': resumeVm, 'restart-vm': restartVm, 'save-vm': saveVm, 'remove-vmsavedstate': removeVmSavedState, 'remove-vm': removeVm, 'get-vmintegrationservice': getVmIntegrationService,
   'enable-vmintegrationservice': enableVmIntegrationService, 'disable-vmintegrationservice': disableVmIntegrationService,
   'get-vmkvp': getVmKvp, 'set-vmkvp': setVmKvp, 'connect-vm': connectVm, 'get-vmhost': getVmHost, 'get-vmevent': getVmEvent,

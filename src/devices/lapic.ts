@@ -145,7 +145,7 @@ export class LocalApic implements InterruptController, MmioDevice {
   private timerHandle: TimerHandle | null = null;
   private readonly lintLevel = [0, 0];
 
-  /** INIT/SIPI received (application processor start-up is wired later). */
+  /** INIT/SIPI received; the partition moves the processor's run state (wait-for-SIPI, started). */
   initPending = false;
   sipiVector = -1;
   onInitSipi: ((kind: 'init' | 'sipi', vector: number) => void) | null = null;
@@ -247,10 +247,15 @@ export class LocalApic implements InterruptController, MmioDevice {
     switch (mode) {
       case DM_FIXED: case DM_LOWEST: this.acceptFixed(vector & 0xff, level, false); break;
       case DM_NMI: this.raiseNmi(); break;
-      case DM_INIT:
+      case DM_INIT: {
+        // INIT resets the APIC as at power-up, except its ID and IA32_APIC_BASE.
+        const id = this.id;
+        this.resetRegisters();
+        this.id = id;
         this.initPending = true;
         this.onInitSipi?.('init', 0);
         break;
+      }
       case DM_STARTUP: this.sipiVector = vector & 0xff; this.onInitSipi?.('sipi', vector & 0xff); break;
       default: break; // SMI and ExtINT messages are not modelled
     }
@@ -507,8 +512,8 @@ export class LocalApic implements InterruptController, MmioDevice {
 
 /**
  * All LAPICs share one MMIO window; the access goes to the APIC of the processor that makes it.
- * The partition sets `current` to the running VP index before running it (the emulated backend runs
- * processors one at a time on one thread).
+ * The partition sets `current` to the running VP index before each turn (the emulated backend runs
+ * processors one at a time on one thread, see platform/vcpu-scheduler.ts).
  */
 export class LapicWindow implements MmioDevice {
   current = 0;

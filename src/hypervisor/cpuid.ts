@@ -32,7 +32,9 @@ export class HyperVCpuid implements CpuidProvider {
     // EBX: PostMessages + SignalEvents only; never AccessPartitionId/CpuManagement/Isolation (contract §0.3).
     this.leaves.set(T.HV_CPUID_FEATURES, { eax: features >>> 0, ebx: T.HV_POST_MESSAGES | T.HV_SIGNAL_EVENTS, ecx: 0, edx: misc });
     // Hint bit 9 so the guest EOIs the VMBus vector itself (contract §0.2).
-    this.leaves.set(T.HV_CPUID_ENLIGHTENMENT_INFO, { eax: T.HV_DEPRECATING_AEOI_RECOMMENDED, ebx: 0xffffffff, ecx: 0, edx: 0 });
+    // With several VPs: remote TLB flush and IPIs by hypercall (one exit instead of an IPI per target).
+    const smp = options.vpCount > 1 ? T.HV_REMOTE_TLB_FLUSH_RECOMMENDED | T.HV_CLUSTER_IPI_RECOMMENDED : 0;
+    this.leaves.set(T.HV_CPUID_ENLIGHTENMENT_INFO, { eax: T.HV_DEPRECATING_AEOI_RECOMMENDED | smp, ebx: 0xffffffff, ecx: 0, edx: 0 });
     this.leaves.set(T.HV_CPUID_IMPLEMENT_LIMITS, { eax: options.vpCount, ebx: 64, ecx: 0, edx: 0 });
   }
 

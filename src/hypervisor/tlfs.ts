@@ -35,6 +35,8 @@ export const HV_FEATURE_FREQUENCY_MSRS_AVAILABLE = 1 << 8;
 export const HV_FEATURE_GUEST_CRASH_MSR_AVAILABLE = 1 << 10;
 // 0x40000004.EAX hints.
 export const HV_DEPRECATING_AEOI_RECOMMENDED = 1 << 9;
+export const HV_REMOTE_TLB_FLUSH_RECOMMENDED = 1 << 2;
+export const HV_CLUSTER_IPI_RECOMMENDED = 1 << 10;
 
 // Synthetic MSRs.
 export const HV_X64_MSR_GUEST_OS_ID = 0x40000000;
@@ -65,6 +67,13 @@ export const HV_SINT_AUTO_EOI = 1 << 17;
 export const HV_SINT_POLLING = 1 << 18;
 
 // Hypercall codes.
+export const HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE = 0x0002;
+export const HVCALL_FLUSH_VIRTUAL_ADDRESS_LIST = 0x0003;
+export const HVCALL_SEND_IPI = 0x000b;
+/** HvFlushVirtualAddress* flags. */
+export const HV_FLUSH_ALL_PROCESSORS = 1 << 0;
+export const HV_FLUSH_ALL_VIRTUAL_ADDRESS_SPACES = 1 << 1;
+export const HV_FLUSH_NON_GLOBAL_MAPPINGS_ONLY = 1 << 2;
 export const HVCALL_POST_MESSAGE = 0x005c;
 export const HVCALL_SIGNAL_EVENT = 0x005d;
 

@@ -20,7 +20,8 @@ import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootErr
 import type { Server } from 'node:net';
 import { Gen1Chipset, openIdeDrives, type Gen1ChipsetState, type IdeDrives } from './assemble-ide.js';
 import type { DebugControl } from '../debug/emulated-target.js';
-import type { BackendKind, BootCpuState, CpuidProvider, CpuidResult, PlatformServices, ProcessorBackend, VirtualProcessor } from '../processor/backend.js';
+import { VcpuScheduler, QUANTUM_INSNS, type VcpuSchedulerState } from './vcpu-scheduler.js';
+import type { BackendKind, BootCpuState, CpuidProvider, CpuidResult, PlatformServices, ProcessorBackend, RunOutcome, VirtualProcessor } from '../processor/backend.js';
 
 export interface PartitionConfig {
   name?: string;
@@ -59,12 +60,18 @@ interface PartitionState {
   storage: StorageState | null;
   network: NetworkState | null;
   chipset: Gen1ChipsetState;
+  /** Run state of each vCPU (application processors waiting for a startup IPI); absent in older files. */
+  run: VcpuSchedulerState;
 }
 
 const NO_LEAVES: CpuidProvider = { cpuid: (): CpuidResult => ({ eax: 0, ebx: 0, ecx: 0, edx: 0 }) };
 
 /** Host time slice per vCPU run before the loop lets Node's event loop (console, sockets) in. */
 const SLICE_MS = 20;
+/** Host time per vCPU turn while several are runnable. */
+const TURN_MS = 4;
+/** With several vCPUs, the event loop gets a turn at least this often (ms of host time). */
+const HOST_TURN_MS = 10;
 
 export class Partition {
   readonly memory: GuestMemory;
@@ -77,6 +84,8 @@ export class Partition {
   readonly chipset: Gen1Chipset;
   readonly services: PlatformServices;
   readonly vcpus: VirtualProcessor[] = [];
+  /** Run states and turn-taking of the vCPUs (set up once they exist). */
+  scheduler!: VcpuScheduler;
   readonly backendKind: BackendKind;
   private readonly kernelImage: Uint8Array;
   private readonly initrdImage: Uint8Array | undefined;
@@ -116,13 +125,19 @@ export class Partition {
       inject: (vp, vector, autoEoi) => lapics[vp]?.deliver(vector, false, autoEoi),
       log: (area, msg) => this.log(`${area}: ${msg}`),
     });
-    for (const l of lapics) l.onInterruptPending = () => this.kick();
+    // With several vCPUs an interrupt for the running one needs no exit (it sees it at the next block);
+    // one for another vCPU ends the current turn so that vCPU runs soon (IPIs, TLB shootdowns).
+    lapics.forEach((l, i) => {
+      l.onInterruptPending = config.cpus === 1 ? () => this.kick() : () => { if (this.scheduler.running !== i) this.kick(); };
+      l.onInitSipi = (kind, vector) => { if (kind === 'init') this.scheduler.init(i); else { this.scheduler.startup(i, vector); this.kick(); } };
+    });
     this.services = {
       memory, io: this.io, mmio: this.mmio, clock: this.clock,
       cpuid: this.hyperv.cpuid(NO_LEAVES),
       msr: this.hyperv.msr,
       hypercall: this.hyperv.hypercall,
       interrupts: lapics,
+      vcpuCount: config.cpus,
       tscHz,
       onReset: (reason) => this.requestReset(reason),
       onShutdown: (code, reason) => this.shutdown(code, reason),
@@ -132,7 +147,11 @@ export class Partition {
   static async create(config: PartitionConfig): Promise<Partition> {
     const log = config.log ?? (() => {});
     let kind: BackendKind;
-    if (config.processor === 'auto') {
+    if (config.processor === 'auto' && config.cpus > 1) {
+      // Application processors (INIT/SIPI, turn-taking) exist on the emulated processor only so far.
+      kind = 'emulated';
+      log(`processor: emulated (${config.cpus} virtual processors)`);
+    } else if (config.processor === 'auto') {
       const { chooseBackend } = await import('../host/probe.js');
       const c = await chooseBackend();
       kind = c.kind;
@@ -154,11 +173,29 @@ export class Partition {
     const ideDrives = await openIdeDrives(config.hardware, config.openDisk ?? diskOpener(config.name ? `VM '${config.name}'` : 'the VM'));
     const p = new Partition(config, backend, memory, ideDrives);
     for (let i = 0; i < config.cpus; i++) p.vcpus.push(await backend.createVcpu(i, p.services));
+    if (config.cpus > 1 && p.vcpus.some((v) => !v.runQuantum || !v.startup)) {
+      backend.destroy();
+      throw new Error(`several processors (--cpus ${config.cpus}) need the emulated processor for now; use --processor emulated or --cpus 1`);
+    }
+    p.scheduler = new VcpuScheduler(p.vcpus, p.devices.lapics);
+    if (config.cpus > 1) {
+      // Remote TLB flush and IPI hypercalls (advertised by the CPUID hints only with several VPs).
+      const lapics = p.devices.lapics;
+      p.hyperv.hypervisor.hypercalls.processors = {
+        count: config.cpus,
+        flushTlb: (vp, nonGlobalOnly) => p.vcpus[vp].flushTlb?.(nonGlobalOnly),
+        sendIpi: (vp, vector) => lapics[vp].deliver(vector, false),
+      };
+    }
     if (p.clock.mode === 'icount') {
-      const v = p.vcpus[0] as unknown as { cpu?: { insnCount: number } };
-      const cpu = v.cpu;
-      if (!cpu) throw new Error("--clock icount needs the emulated processor (KVM does not count instructions); use warp or realtime");
-      p.clock.useInstructionCount(() => cpu.insnCount);
+      const vs = p.vcpus;
+      if (vs.some((v) => v.instructions === undefined)) throw new Error("--clock icount needs the emulated processor (KVM does not count instructions); use warp or realtime");
+      // Summed over all vCPUs: the clock advances with whichever one runs, so icount boots stay deterministic.
+      p.clock.useInstructionCount(vs.length === 1 ? () => vs[0].instructions! : () => {
+        let n = 0;
+        for (const v of vs) n += v.instructions!;
+        return n;
+      });
     }
     try {
       await p.assembleStorage();
@@ -260,7 +297,7 @@ export class Partition {
       vcpus: this.vcpus.map((v) => v.saveState!()), clock: this.clock.saveState(), devices: this.devices.saveState(),
       hyperv: this.hyperv.saveState(), resetPending: this.resetReason, storage: this.storage?.saveState() ?? null,
       network: this.network.saveState(),
-      chipset: this.chipset.saveState(),
+      chipset: this.chipset.saveState(), run: this.scheduler.saveState(),
     };
   }
 
@@ -283,7 +320,8 @@ export class Partition {
     if (config.processor === 'kvm') throw new SavedStateError('saved state is supported on the emulated processor only; set the VM\'s processor to emulated (or auto)');
     const p = await Partition.create({ ...config, processor: 'emulated' });
     try {
-      const template = p.collectState();
+      const template: Omit<PartitionState, 'run'> & { run: VcpuSchedulerState | null } = p.collectState();
+      if (!('run' in (d.state as object))) template.run = null; // files from before several vCPUs
       checkShape(template, d.state);
       const s = d.state as PartitionState;
       if (s.vcpus.length !== p.vcpus.length) throw new SavedStateError(`the saved state has ${s.vcpus.length} processors, the VM ${p.vcpus.length}`);
@@ -291,6 +329,7 @@ export class Partition {
       // Order matters: the processors (an icount clock reads their instruction count), then the clock,
       // then devices and the Hyper-V stack, which re-arm their timers against the restored time.
       p.vcpus.forEach((v, n) => v.restoreState!(s.vcpus[n]));
+      if (s.run) p.scheduler.restoreState(s.run);
       p.clock.restoreState(s.clock);
       p.devices.restoreState(s.devices);
       p.hyperv.restoreState(s.hyperv);
@@ -374,12 +413,34 @@ export class Partition {
     this.log(`gdb: listening on 127.0.0.1:${port} (gdb vmlinux -ex 'target remote :${port}')${control.stopped ? '; waiting for the debugger to continue' : ''}`);
   }
 
+  /**
+   * One turn of the next runnable vCPU (round robin); null when none can run. While several are runnable
+   * the turn is a quantum of instructions; alone, a vCPU runs a whole slice.
+   */
+  private runTurn(): RunOutcome | null {
+    const s = this.scheduler;
+    const i = s.pick();
+    if (i < 0) return null;
+    const several = s.runnableCount() > 1;
+    const icount = this.clock.mode === 'icount';
+    // With icount, turns end on instruction counts only, never host time, so runs repeat exactly.
+    const budgetMs = icount ? Infinity : several ? TURN_MS : SLICE_MS;
+    this.devices.lapicWindow.current = i;
+    s.running = i;
+    try {
+      return this.vcpus[i].runQuantum!(budgetMs, several ? QUANTUM_INSNS : icount ? QUANTUM_INSNS * 50 : Infinity);
+    } finally {
+      s.running = -1;
+    }
+  }
+
   /** Runs the partition until the guest powers off or the VM is turned off. */
   async start(): Promise<PartitionExit> {
     if (this.config.gdbPort !== undefined) await this.startGdb(this.config.gdbPort);
     const vcpu = this.vcpus[0];
     const lapic = this.devices.lapics[0];
     const yieldToHost = (): Promise<void> => new Promise((r) => setImmediate(r));
+    let lastHostTurn = performance.now();
     while (!this.exitInfo) {
       if (this.resetReason !== null) {
         this.log(`reset: ${this.resetReason}`);
@@ -387,11 +448,32 @@ export class Partition {
         this.devices.reset();
         this.hyperv.reset();
         this.chipset.reset();
+        this.scheduler.reset();
         this.loadFirmware();
       }
       const dbg = this.debug;
       if (dbg !== null && dbg.interruptRequested) { dbg.interruptRequested = false; dbg.reportStop({ signal: 2 }); }
       if (this.paused || (dbg !== null && dbg.stopped)) { await this.sleep(50); continue; }
+      if (this.vcpus.length > 1) {
+        const r = this.runTurn();
+        dbg?.onSlice?.();
+        if (dbg !== null && dbg.breakpointHit) { dbg.breakpointHit = false; dbg.reportStop({ signal: 5, breakpoint: true }); continue; }
+        this.clock.poll();
+        if (r === null) {
+          // Every vCPU halted or waiting for SIPI: the host sleeps until the next timer or event.
+          const wait = this.clock.idle();
+          if (wait > 0) await this.sleep(Math.min(wait / 1e6, 100));
+          else await yieldToHost();
+          this.clock.poll();
+          lastHostTurn = performance.now();
+          continue;
+        }
+        if (r.kind === 'shutdown') { this.shutdown(r.code, r.reason); break; }
+        if (r.kind === 'reset') { this.requestReset(r.reason); continue; }
+        // Short turns must not starve the host (console, sockets, disk completions).
+        if (performance.now() - lastHostTurn >= HOST_TURN_MS) { await yieldToHost(); lastHostTurn = performance.now(); }
+        continue;
+      }
       this.devices.lapicWindow.current = 0;
       const r = await vcpu.run(SLICE_MS);
       dbg?.onSlice?.();

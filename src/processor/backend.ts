@@ -59,7 +59,8 @@ export interface InterruptController {
   /** CR8 <-> TPR[7:4]. */
   getTpr(): number;
   setTpr(v: number): void;
-  /** INIT/SIPI handling for application processors (later). */
+  /** WRMSR IA32_APIC_BASE (low half; BSP bit ignored): the enable bit reaches the APIC model. */
+  writeApicBase?(lo: number): boolean;
 }
 
 /** Everything the partition offers its processors. */
@@ -73,6 +74,8 @@ export interface PlatformServices {
   hypercall: HypercallHandler | null;
   /** One per vCPU, index = VP index. */
   interrupts: InterruptController[];
+  /** Logical processors in the partition (CPUID topology); 1 when absent. */
+  vcpuCount?: number;
   /** Frequency of the guest TSC in Hz (must match CPUID/MSR advertisement). */
   tscHz: number;
   /** The guest asked for a machine reset (triple fault, i8042, ACPI reset) or power-off. */
@@ -116,6 +119,24 @@ export interface VirtualProcessor {
   run(budgetMs: number): RunOutcome | Promise<RunOutcome>;
   /** Ask a running vCPU to return from `run` soon (new interrupt, pause, stop). */
   requestExit(): void;
+  /**
+   * Several vCPUs taking turns on one thread (emulated backend): `run` with an instruction quantum, INIT and
+   * SIPI, and whether the vCPU sits in HLT. Absent on backends that cannot run application processors yet.
+   */
+  runQuantum?(budgetMs: number, maxInsns: number): RunOutcome;
+  /** INIT: the architectural INIT state; the processor then waits for a startup IPI. */
+  init?(): void;
+  /** STARTUP IPI: real mode at CS = vector << 8, IP = 0. */
+  startup?(vector: number): void;
+  readonly halted?: boolean;
+  /** Drop cached translations (remote TLB flush); global ones too unless `nonGlobalOnly`. */
+  flushTlb?(nonGlobalOnly: boolean): void;
+  /** RFLAGS.IF: a halted vCPU with IF=0 is woken by an NMI only. */
+  readonly interruptsEnabled?: boolean;
+  /** Retired instructions (icount clock). */
+  readonly instructions?: number;
+  /** Ask for an exit after this many PAUSEs in a row-ish (0 = never; one vCPU never needs it). */
+  setPauseExit?(count: number): void;
   /**
    * Saved state (Save-VM), between runs only. Absent on backends that cannot save (KVM): the partition
    * then refuses to save.

@@ -32,7 +32,7 @@ export type CheckpointType = typeof CHECKPOINT_TYPES[number];
 
 export const MIN_MEMORY = 64 * 1024 * 1024;
 export const MAX_MEMORY = 16 * 1024 ** 3;
-export const MAX_CPUS = 1;
+export const MAX_CPUS = 64;
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export function defaultConfig(name: string): VmConfig {
@@ -152,7 +152,7 @@ export function applySettings(base: VmConfig, input: unknown): { config: VmConfi
   if (s.cpus !== undefined) {
     const n = typeof s.cpus === 'string' ? Number(s.cpus) : s.cpus;
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) throw badRequest(`cpus must be a positive integer, not ${JSON.stringify(s.cpus)}`);
-    if (n > MAX_CPUS) throw badRequest(`cpus ${n}: more than ${MAX_CPUS} virtual processor is not supported yet`);
+    if (n > MAX_CPUS) throw badRequest(`cpus ${n}: at most ${MAX_CPUS} virtual processors are supported`);
     set('cpus', 'cpus', n);
   }
   if (s.memory !== undefined) set('memory', 'memoryBytes', parseMemory(s.memory));
@@ -171,6 +171,7 @@ export function applySettings(base: VmConfig, input: unknown): { config: VmConfi
     if (typeof s.cmdline !== 'string' || s.cmdline.length > 2048 || s.cmdline.includes('\0')) throw badRequest('cmdline must be a string of at most 2048 characters');
     boot.cmdline = s.cmdline;
   }
+  if (c.cpus > 1 && c.processor === 'kvm') throw badRequest(`${c.cpus} processors need the emulated processor for now; set processor to emulated or auto (or cpus to 1)`);
   if (boot.initrd && !boot.kernel) throw badRequest('an initrd needs a kernel too (or set neither to boot the default image)');
   set('boot', 'boot', boot);
   if (s.com1 !== undefined) {

@@ -17,7 +17,7 @@ const action = (summary: string, extra: object = {}): object => ({ post: { summa
 const vmSettingsProperties = {
   name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' },
   processor: { enum: ['auto', 'kvm', 'emulated'] },
-  cpus: { type: 'integer', minimum: 1 },
+  cpus: { type: 'integer', minimum: 1, maximum: 64 },
   memory: { oneOf: [{ type: 'string', examples: ['512M', '1G'] }, { type: 'integer', description: 'bytes' }], description: '64M to 16G, a multiple of 4K' },
   enlightened: { type: 'boolean' },
   kernel: { type: ['string', 'null'], description: 'null: the default guest image' },

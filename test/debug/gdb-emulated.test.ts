@@ -82,14 +82,14 @@ function freePort(): Promise<number> {
   });
 }
 
-test('gdb attaches to the emulated processor, breaks on a symbol, backtraces, steps and continues', async () => {
+for (const cpus of [1, 2]) test(`gdb attaches to the emulated processor (vCPU 0 of ${cpus}), breaks on a symbol, backtraces, steps and continues`, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'hyperts-gdb-'));
   writeFileSync(join(dir, 'k.S'), KERNEL_S);
   execFileSync('as', ['--64', '-g', '-o', join(dir, 'k.o'), join(dir, 'k.S')]);
   execFileSync('ld', ['-m', 'elf_x86_64', '-N', '-e', '_start', '-Ttext', '0x100000', '-o', join(dir, 'k.elf'), join(dir, 'k.o')]);
   const port = await freePort();
   const vm = await Partition.create({
-    processor: 'emulated', memoryBytes: 64 * 1024 * 1024, cpus: 1, enlightened: false,
+    processor: 'emulated', memoryBytes: 64 * 1024 * 1024, cpus, enlightened: false,
     kernel: join(dir, 'k.elf'), cmdline: '', clockMode: 'icount', gdbPort: port, gdbWait: true,
   });
   // gdbWait holds the processor at the multiboot entry until GDB continues (QEMU's -S). The breakpoint

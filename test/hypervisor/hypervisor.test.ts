@@ -11,7 +11,9 @@ test('CPUID: Linux detects Hyper-V with the contract values and no KVM signature
   const c = (l: number) => g.cpuid.cpuid(l, 0);
   assert.equal(c(0x40000000).eax, 0x4000000a);
   assert.deepEqual(c(0x40000003), { eax: 0xa66, ebx: 0x30, ecx: 0, edx: 0x100 });
-  assert.equal(c(0x40000004).eax, 0x200);
+  // Deprecating AEOI (bit 9); with two VPs also remote TLB flush (bit 2) and cluster IPI (bit 10) by hypercall.
+  assert.equal(c(0x40000004).eax, 0x604);
+  assert.equal(new FakeLinuxGuest(1).cpuid.cpuid(0x40000004, 0).eax, 0x200);
   assert.equal(c(0x40000005).eax, 2);
   assert.equal(c(0x40000001).eax, 0x31237648);
   assert.deepEqual(c(0x40000100), { eax: 0, ebx: 0, ecx: 0, edx: 0 }, 'base KVM leaf must be hidden');

@@ -59,6 +59,24 @@ test('CLI: new-vm, get-vm table and JSON, start, connect-vm, errors; service res
   assert.match(lines[3], /^other +Off/);
 
   // Errors name the VM and the fix; nothing changes.
+  // Processor count: new-vm --cpus, set-vm --cpus, set-vmprocessor --count (VM off); get-vm shows it.
+  r = await hyperts('new-vm', 'multi', '--cpus', '4', '--memory', '64M', '--kernel', testKernel());
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout.trimEnd().split('\n')[2], /^multi +Off .* 4$/);
+  r = await hyperts('set-vm', 'multi', '--cpus', '2', '--json');
+  assert.equal(JSON.parse(r.stdout).config.cpus, 2);
+  r = await hyperts('set-vmprocessor', 'multi', '--count', '64', '--json');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).config.cpus, 64);
+  r = await hyperts('set-vmprocessor', 'multi', '--count', '65');
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /at most 64/);
+  r = await hyperts('set-vmprocessor', 'multi');
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--count 2/);
+  r = await hyperts('remove-vm', 'multi');
+  assert.equal(r.code, 0, r.stderr);
+
   r = await hyperts('new-vm', 'demo');
   assert.equal(r.code, 1);
   assert.match(r.stderr, /a virtual machine named 'demo' already exists/);

@@ -33,8 +33,11 @@ test('settings: applied, changes listed, bad fields named', () => {
   assert.equal(base.memoryBytes, 512 * M, 'the base configuration is not modified');
   assert.deepEqual(applySettings(config, { memory: '1024M' }).changed, []);
   assert.deepEqual(applySettings(config, { kernel: null }).config.boot.kernel, null);
+  // Several processors (up to 64), as set-vm --cpus / set-vmprocessor --count send them.
+  assert.equal(applySettings(config, { cpus: 64 }).config.cpus, 64);
+  assert.deepEqual(applySettings(config, { cpus: '2' }).changed, ['cpus']);
   const bad: [unknown, RegExp][] = [
-    [{ initrd: '/i' }, /an initrd needs a kernel/], [{ cpus: 2 }, /not supported yet/], [{ cpus: 1.5 }, /positive integer/],
+    [{ initrd: '/i' }, /an initrd needs a kernel/], [{ cpus: 65 }, /at most 64/], [{ cpus: 2, processor: 'kvm' }, /emulated processor/], [{ cpus: 1.5 }, /positive integer/],
     [{ com1: 'pipe' }, /com1 must be console or none/], [{ enlightened: 'yes' }, /true or false/], [{ integrationServices: { Foo: true } }, /unknown integration service 'Foo'/],
     [{ name: '-x' }, /invalid VM name/], [{ kernel: '' }, /file path/], [null, /JSON object/],
   ];

@@ -101,6 +101,9 @@ export class CpuState {
   exitRequested = false;
   /** Retired instruction count (for benchmarks, icount-style time, trace). */
   insnCount = 0;
+  /** PAUSEs since the last exit; past `pauseExitAfter` (0 = never) a spinning vCPU asks to exit so another runs. */
+  pauseCount = 0;
+  pauseExitAfter = 0;
   /** Nesting guard for #DF / triple fault. */
   faultDepth = 0;
 

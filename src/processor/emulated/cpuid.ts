@@ -43,7 +43,7 @@ function str4(s: string, i: number): number {
 }
 
 /** Our leaf values (before the platform merge). Writes into `out`. */
-export function baseCpuid(vp: number, leaf: number, subleaf: number, out: CpuidResult): void {
+export function baseCpuid(vp: number, leaf: number, subleaf: number, out: CpuidResult, cpus = 1): void {
   out.eax = 0; out.ebx = 0; out.ecx = 0; out.edx = 0;
   switch (leaf >>> 0) {
     case 0:
@@ -51,9 +51,10 @@ export function baseCpuid(vp: number, leaf: number, subleaf: number, out: CpuidR
       return;
     case 1:
       out.eax = CPU_SIGNATURE;
-      out.ebx = ((vp & 0xff) << 24 | 1 << 16 | 8 << 8) >>> 0; // APIC id, 1 logical CPU, CLFLUSH 64 bytes
+      // Initial APIC ID, logical processors per package, CLFLUSH 64 bytes; HTT says the count is valid.
+      out.ebx = ((vp & 0xff) << 24 | (Math.min(cpus, 255) & 0xff) << 16 | 8 << 8) >>> 0;
       out.ecx = ECX1;
-      out.edx = EDX1 >>> 0;
+      out.edx = (EDX1 | (cpus > 1 ? 1 << 28 : 0)) >>> 0;
       return;
     case 7:
       if (subleaf === 0) { out.ebx = EBX7_0 >>> 0; out.ecx = ECX7_0 >>> 0; }
@@ -64,6 +65,7 @@ export function baseCpuid(vp: number, leaf: number, subleaf: number, out: CpuidR
     case 0x80000001:
       out.eax = CPU_SIGNATURE;
       out.edx = EDX_EXT1 >>> 0;
+      if (cpus > 1) out.ecx = 1 << 1; // CmpLegacy: the logical processors are cores, not threads
       return;
     case 0x80000002: case 0x80000003: case 0x80000004: {
       const s = BRAND.padEnd(48, '\0');
@@ -83,6 +85,8 @@ export function baseCpuid(vp: number, leaf: number, subleaf: number, out: CpuidR
       return;
     case 0x80000008:
       out.eax = PHYS_ADDR_BITS | (48 << 8);
+      // AMD core topology: NC = cores - 1, ApicIdCoreIdSize = bits of the APIC ID that number the core.
+      if (cpus > 1) out.ecx = ((cpus - 1) & 0xff) | ((32 - Math.clz32(cpus - 1)) << 12);
       return;
     default:
       return;
@@ -99,7 +103,7 @@ export function cpuidValue(cpu: CpuState, leaf: number, subleaf: number, out: Cp
     out.eax = r.eax >>> 0; out.ebx = r.ebx >>> 0; out.ecx = r.ecx >>> 0; out.edx = r.edx >>> 0;
     return;
   }
-  baseCpuid(cpu.vp, leaf, subleaf, out);
+  baseCpuid(cpu.vp, leaf, subleaf, out, cpu.platform.vcpuCount ?? 1);
   if (leaf === 7 && subleaf === 0 && (cpu.cr4 & (1 << 22)) !== 0) out.ecx = (out.ecx | (1 << 4)) >>> 0; // OSPKE
   if (leaf === 1) {
     const r = cpu.platform.cpuid.cpuid(1, 0);

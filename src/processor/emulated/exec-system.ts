@@ -27,7 +27,10 @@ export const simd: SimdUnit | null = await import(simdPath).then((m) => m as Sim
 export function opUD(cpu: Cpu): void { ud(cpu); }
 export function opGP(cpu: Cpu): void { gp0(cpu); }
 export function nop(): void {}
-export function pause(): void {}
+/** PAUSE: a spin-wait hint; with several vCPUs taking turns, a long spin gives the thread to the others. */
+export function pause(cpu: Cpu): void {
+  if (cpu.pauseExitAfter !== 0 && ++cpu.pauseCount >= cpu.pauseExitAfter) { cpu.pauseCount = 0; cpu.exitRequested = true; }
+}
 export function ud2(cpu: Cpu): void { ud(cpu); }
 
 function needCpl0(cpu: Cpu): void { if (cpu.cpl !== 0) gp0(cpu); }

@@ -127,6 +127,8 @@ export function writeMsr(cpu: CpuState, index: number, lo: number, hi: number): 
       // Bit 10 (x2APIC) is not supported; bits above the physical width are reserved.
       if ((lo & 0x6ff) !== 0 || (hi & PHYS_HI_RSVD) !== 0 || hi !== 0) raise(cpu, 13, 0);
       cpu.apicBase = lo & 0xfffff900;
+      // The enable bit reaches the local APIC model (disabling it resets the APIC, as on hardware).
+      cpu.platform.interrupts[cpu.vp]?.writeApicBase?.(lo & ~0x100);
       return;
     case MSR.PATCH_LEVEL: case MSR.MCG_STATUS:
       if (index === MSR.MCG_STATUS && (lo | hi) !== 0) raise(cpu, 13, 0);

@@ -5,7 +5,9 @@ import type { BootCpuState, PlatformServices, ProcessorBackend, RunOutcome, Virt
 import { Cpu } from './cpu.js';
 import { runCpu } from './run-loop.js';
 import * as sys from './system.js';
+import * as mmu from './mmu.js';
 import { getRflags } from './flags.js';
+import { F } from './cpu-state.js';
 import { simd } from './exec-system.js';
 import { saveCpu, restoreCpu, type CpuSnapshot } from './cpu-snapshot.js';
 
@@ -37,7 +39,47 @@ export class EmulatedVcpu implements VirtualProcessor {
     }
   }
 
+  /**
+   * One turn among several vCPUs: at most `maxInsns` instructions (so turns, and with an icount clock the
+   * whole run, do not depend on host speed) or `budgetMs` of host time, whichever ends first.
+   */
+  runQuantum(budgetMs: number, maxInsns: number): RunOutcome {
+    const cpu = this.cpu;
+    const t0 = performance.now();
+    let left = maxInsns;
+    cpu.pauseCount = 0;
+    // A kick meant for another vCPU's turn (the partition looks at its own state between turns).
+    cpu.exitRequested = false;
+    while (left > 0) {
+      left -= runCpu(cpu, Math.min(left, SLICE));
+      if (cpu.exitRequested) { cpu.exitRequested = false; return { kind: 'yield' }; }
+      if (cpu.halted) return { kind: 'halted' };
+      if (performance.now() - t0 >= budgetMs) break;
+    }
+    return { kind: 'yield' };
+  }
+
   requestExit(): void { this.cpu.exitRequested = true; }
+
+  init(): void {
+    const keepInsns = this.cpu.insnCount;
+    sys.resetCpu(this.cpu);
+    this.cpu.insnCount = keepInsns;
+    this.cpu.blocks.clear();
+  }
+
+  startup(vector: number): void {
+    sys.startupIpi(this.cpu, vector);
+    this.cpu.blocks.clear();
+  }
+
+  /** Remote TLB flush (Hyper-V hypercall from another vCPU, which runs while this one waits its turn). */
+  flushTlb(nonGlobalOnly: boolean): void { mmu.flushTlb(this.cpu, !nonGlobalOnly); }
+
+  get halted(): boolean { return this.cpu.halted; }
+  get interruptsEnabled(): boolean { return (this.cpu.flagsRest & F.IF) !== 0; }
+  get instructions(): number { return this.cpu.insnCount; }
+  setPauseExit(count: number): void { this.cpu.pauseExitAfter = count; }
 
   /** Saved state (Save-VM); call between runs, when the processor sits at an instruction boundary. */
   saveState(): CpuSnapshot { return saveCpu(this.cpu); }

@@ -65,6 +65,15 @@ export function resetCpu(cpu: CpuState): void {
   mmu.flushTlb(cpu, true);
 }
 
+/** STARTUP IPI to a processor in wait-for-SIPI (after INIT): real mode at vector:0000. */
+export function startupIpi(cpu: CpuState, vector: number): void {
+  cpu.segSel[Seg.CS] = (vector & 0xff) << 8;
+  cpu.segBase[Seg.CS] = (vector & 0xff) << 12;
+  cpu.rip = 0;
+  cpu.halted = false;
+  recomputeMode(cpu);
+}
+
 export function applyBootState(cpu: CpuState, s: BootCpuState): void {
   resetCpu(cpu);
   for (const [k, v] of Object.entries(s.gpr)) {

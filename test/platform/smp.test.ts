@@ -1,0 +1,103 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Partition, type PartitionConfig, type PartitionExit } from '../../src/platform/partition.js';
+import { smpKernel, haveBinutils, SHOOTDOWN_ROUNDS } from './smp-kernel.js';
+
+const skip = haveBinutils() ? false : 'needs binutils (as, ld)';
+
+function config(kernel: string, cpus: number, out: string[], clockMode: 'icount' | 'realtime' = 'icount'): PartitionConfig {
+  return {
+    name: 'smp', processor: 'emulated', memoryBytes: 16 << 20, cpus, enlightened: true, kernel, cmdline: '',
+    clockMode, quiet: true, onConsoleOutput: (b) => out.push(Buffer.from(b).toString('latin1')),
+  };
+}
+
+async function runUntil(p: Partition, out: string[], done: (s: string) => boolean): Promise<{ exit: Promise<PartitionExit> }> {
+  const exit = p.start();
+  const end = Date.now() + 120_000;
+  while (!done(out.join(''))) {
+    if (Date.now() > end) throw new Error(`gave up; output so far: ${out.join('').slice(-400)}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return { exit };
+}
+
+async function bootSmp(cpus: number, clockMode: 'icount' | 'realtime' = 'icount'): Promise<string> {
+  const out: string[] = [];
+  const p = await Partition.create(config(smpKernel(), cpus, out, clockMode));
+  const { exit } = await runUntil(p, out, (s) => s.includes('done\n'));
+  p.turnOff('test done');
+  await exit;
+  return out.join('');
+}
+
+for (const cpus of [2, 4]) {
+  test(`${cpus} vCPUs: INIT-SIPI-SIPI starts every AP, each reports its APIC ID, TLB shootdowns never leave a stale entry`, { skip }, async () => {
+    const s = await bootSmp(cpus);
+    const aps = [...s.matchAll(/AP (\d+) apic=(\d+) cpuid=(\d+)\n/g)].map((m) => ({ apic: Number(m[2]), cpuid: Number(m[3]) }));
+    assert.equal(aps.length, cpus - 1, s);
+    // Each AP's LAPIC ID register and CPUID initial APIC ID agree, and together they are 1..cpus-1.
+    for (const a of aps) assert.equal(a.apic, a.cpuid);
+    assert.deepEqual(aps.map((a) => a.apic).sort((x, y) => x - y), Array.from({ length: cpus - 1 }, (_, i) => i + 1));
+    assert.match(s, new RegExp(`all up: cpus=${cpus}\n`));
+    const m = /shootdown rounds=(\d+) errors=(\d+) reads=(\d+)\n/.exec(s);
+    assert.ok(m, s);
+    assert.equal(Number(m[1]), SHOOTDOWN_ROUNDS);
+    assert.equal(Number(m[2]), 0, 'an AP read the old frame after acknowledging a shootdown');
+    assert.ok(Number(m[3]) > 0, 'the APs kept reading the remapped page during the rounds');
+  });
+}
+
+test('two icount runs with 2 vCPUs print exactly the same output (turns end on instruction counts)', { skip }, async () => {
+  const a = await bootSmp(2);
+  const b = await bootSmp(2);
+  assert.equal(a, b);
+});
+
+test('saved state with 2 vCPUs mid-shootdown: the restored partition finishes every round without a stale read', { skip }, async () => {
+  const kernel = smpKernel();
+  const out: string[] = [];
+  const p = await Partition.create(config(kernel, 2, out));
+  const { exit } = await runUntil(p, out, (s) => s.includes('all up: cpus=2'));
+  p.pause();
+  const file = p.saveState();
+  p.turnOff('saved');
+  await exit;
+  const before = out.join('');
+  assert.ok(!before.includes('done'), 'saved before the rounds finished');
+  const out2: string[] = [];
+  const q = await Partition.restore(config(kernel, 2, out2), file);
+  assert.deepEqual([q.scheduler.state(0), q.scheduler.state(1) === 'wait-for-sipi'], ['runnable', false]);
+  const r = await runUntil(q, out2, (s) => s.includes('done\n'));
+  q.turnOff('test done');
+  await r.exit;
+  const after = out2.join('');
+  assert.ok(!after.includes('AP '), 'the AP was not started again');
+  const m = /shootdown rounds=(\d+) errors=(\d+)/.exec(after);
+  assert.ok(m, after);
+  assert.equal(Number(m[1]), SHOOTDOWN_ROUNDS);
+  assert.equal(Number(m[2]), 0);
+});
+
+test('saved state keeps an AP waiting for SIPI: it stays waiting after the restore while the BSP continues', { skip }, async () => {
+  const { counterKernel, counterCounts } = await import('./saved-state-kernel.js');
+  const { path } = counterKernel();
+  const out: string[] = [];
+  const p = await Partition.create(config(path, 2, out));
+  const { exit } = await runUntil(p, out, (s) => counterCounts(s).length >= 20);
+  p.pause();
+  assert.equal(p.scheduler.state(1), 'wait-for-sipi');
+  const file = p.saveState();
+  p.turnOff('saved');
+  await exit;
+  const before = out.join('');
+  const out2: string[] = [];
+  const q = await Partition.restore(config(path, 2, out2), file);
+  assert.equal(q.scheduler.state(1), 'wait-for-sipi');
+  const n = counterCounts(before).length;
+  const r = await runUntil(q, out2, (s) => counterCounts(before + s).length >= n + 20);
+  q.turnOff('test done');
+  await r.exit;
+  counterCounts(before + out2.join('')).forEach((c, i) => assert.equal(c, i + 1));
+  assert.equal(q.scheduler.state(1), 'wait-for-sipi');
+});
