@@ -771,7 +771,7 @@ export class VmmsService extends EventEmitter {
     // An Off VM's checkpoint is the same either way (disks at rest, no memory): shown as Standard, as Hyper-V.
     let kind: 'Standard' | 'Production' = type === 'Standard' || from === 'Off' ? 'Standard' : 'Production';
     let fallback: string | null = null;
-    if (kind === 'Production' && from === 'Saved') fallback = 'the VM is Saved, so its guest cannot freeze its file systems';
+    if (kind === 'Production' && (from === 'Saved' || from === 'Paused')) fallback = `the VM is ${from}, so its guest cannot freeze its file systems`;
     // The disks the checkpoint keeps (each gets a child the VM writes from then on).
     const disks = [...new Set(capturedDrives(e.rec.config.hardware).filter((d) => !d.readOnly).map((d) => d.path!))];
     if (hasDisks(e.rec.config.hardware)) {
