@@ -376,6 +376,22 @@ export const connectVm = command('connect-vm', 'NAME   (serial console COM1; Ctr
 });
 
 /** Command name -> implementation, for main.ts and the completion script. */
+export const exportVmCommand = command('export-vm', 'NAME --path DIR [--json]', { path: 'string', json: 'boolean', name: 'string' }, async (c) => {
+  const name = oneName(c, 'export-vm');
+  if (typeof c.opts.path !== 'string') throw new UsageError('export-vm NAME --path DIR: give the folder to export into');
+  const r = await c.client.call<{ path: string }>('POST', `${vmPath(name)}/export`, { path: resolve(c.opts.path) });
+  if (c.opts.json) printJson(r); else out(`${r.path}\n`);
+  return 0;
+});
+
+export const importVmCommand = command('import-vm', 'PATH [--copy] [--generate-new-id] [--json]', { copy: 'boolean', 'generate-new-id': 'boolean', json: 'boolean' }, async (c) => {
+  const path = c.positional[0];
+  if (!path) throw new UsageError('import-vm PATH: give the folder export-vm wrote (DIR/NAME)');
+  const v = await c.client.call<VmView>('POST', '/imports', { path: resolve(path), copy: c.opts.copy === true, generateNewId: c.opts['generate-new-id'] === true });
+  if (c.opts.json) printJson(v); else out(`${v.name} (${v.id}) imported, ${v.state}\n`);
+  return 0;
+});
+
 export const VM_COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   'new-vm': newVm, 'get-vm': getVm, 'set-vm': setVm, 'set-vmprocessor': setVmProcessor, 'start-vm': startVm, 'stop-vm': stopVm, 'suspend-vm': suspendVm,
   'resume-vm': resumeVm, 'restart-vm': restartVm, 'save-vm': saveVm, 'remove-vmsavedstate': removeVmSavedState, 'remove-vm': removeVm, 'get-vmintegrationservice': getVmIntegrationService,
@@ -383,4 +399,5 @@ export const VM_COMMANDS: Record<string, (args: string[]) => Promise<number>> = 
   'get-vmkvp': getVmKvp, 'set-vmkvp': setVmKvp, 'connect-vm': connectVm, 'get-vmhost': getVmHost, 'get-vmevent': getVmEvent,
   'checkpoint-vm': checkpointVm, 'get-vmsnapshot': getVmSnapshot, 'restore-vmsnapshot': restoreVmSnapshot,
   'remove-vmsnapshot': removeVmSnapshot, 'rename-vmsnapshot': renameVmSnapshot,
+  'export-vm': exportVmCommand, 'import-vm': importVmCommand,
 };

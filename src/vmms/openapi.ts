@@ -110,6 +110,16 @@ export function openApiDocument(): object {
       '/vms/{name}/start': action('Start-VM: Off -> Starting -> Running; a Saved VM is restored and continues where it was saved'),
       '/vms/{name}/save': action('Save-VM: Running/Paused -> Saving -> Saved (emulated processor only); the worker ends'),
       '/vms/{name}/saved-state': { delete: { summary: 'Remove-VMSavedState: Saved -> Off, the saved state is discarded', parameters: [name], responses: vmResult } },
+      '/vms/{name}/export': {
+        post: { summary: 'Export-VM: an Off or Saved VM with its disks, checkpoints and state to PATH/NAME', parameters: [name],
+          requestBody: { required: true, ...json({ type: 'object', required: ['path'], properties: { path: { type: 'string' } } }) },
+          responses: { 200: { description: 'the export folder', ...json({ type: 'object', properties: { path: { type: 'string' } } }) }, 404: err('no such VM'), 409: err('running, or the folder exists') } },
+      },
+      '/imports': {
+        post: { summary: 'Import-VM: register an export in place, or a copy of its disks (copy); generateNewId gives new ids',
+          requestBody: { required: true, ...json({ type: 'object', required: ['path'], properties: { path: { type: 'string' }, copy: { type: 'boolean' }, generateNewId: { type: 'boolean' } } }) },
+          responses: { 201: { description: 'the imported VM', ...json(ref('VM')) }, 400: err('not an export'), 409: err('name or id already registered') } },
+      },
       '/vms/{name}/snapshots': {
         get: { summary: 'Get-VMSnapshot: the VM\'s checkpoints, oldest first', parameters: [name], responses: { 200: { description: 'checkpoints', ...json({ type: 'array', items: ref('Checkpoint') }) }, 404: err('no such VM') } },
         post: {

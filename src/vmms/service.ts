@@ -28,6 +28,9 @@ import { hasDisks, slotName } from './drives.js';
 import { VmDrives } from './vm-drives.js';
 import { diskChainPaths } from '../storage/open.js';
 import { capturedDrives, captureProblem, consolidate, createChild, withDrivePaths } from './checkpoint-disks.js';
+import { exportVm, planImport, readExport, recordImport } from './export-import.js';
+import { resolveConfinedPath } from './confined-path.js';
+import { clientPath } from './drives.js';
 import { IC_NAMES, type IcName, type IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
 
 export interface ServiceOptions {
@@ -968,6 +971,47 @@ export class VmmsService extends EventEmitter {
     this.changed(e);
     // Its disk merges into its neighbour (now if no running worker holds the files, else when the VM stops).
     await this.consolidateDisks(e);
+  }
+
+  /** Export-VM NAME --path DIR: an Off or Saved VM with its disks, checkpoints and state to DIR/NAME. */
+  async exportVm(name: string, input: unknown): Promise<{ path: string }> {
+    const e = this.entry(name);
+    this.requireState(e, ['Off', 'Saved'], 'export', `stop-vm ${e.rec.name} or save-vm ${e.rec.name} first`);
+    const b = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
+    const dir = resolveConfinedPath(clientPath(b.path, 'path', defaultVirtualDiskDir(this.o.dataDir)), this.pathRoots, { kind: 'directory', mayCreate: true, what: 'export folder' });
+    mkdirSync(dir, { recursive: true });
+    const path = await this.serialDisks(() => exportVm({
+      id: e.rec.id, name: e.rec.name, state: e.rec.state, config: e.rec.config,
+      checkpoints: this.inventory.checkpoints(e.rec.id), current: this.inventory.currentCheckpoint(e.rec.id),
+      ownFiles: this.inventory.checkpointFiles(e.rec.id), savedState: e.rec.state === 'Saved' ? this.savedStatePath(e) : null,
+      checkpointStateFile: (id) => this.checkpointPath(e, id),
+    }, dir));
+    this.record(e, null, null, `exported to ${path}`);
+    return { path };
+  }
+
+  /** Import-VM PATH [--copy] [--generate-new-id]: registers an export in place, or a copy of its disks. */
+  async importVm(input: unknown): Promise<VmView> {
+    const b = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
+    const given = clientPath(b.path, 'path', defaultVirtualDiskDir(this.o.dataDir));
+    const src = resolveConfinedPath(given, this.pathRoots, { kind: given.endsWith('.json') ? 'file' : 'directory', what: 'exported VM' });
+    const copy = b.copy === true, newId = b.generateNewId === true;
+    const { root, manifest: m } = readExport(src);
+    if (this.find(m.vm.name)) throw new VmmsError(409, 'DuplicateName', `cannot import: a virtual machine named '${m.vm.name}' already exists (rename it with set-vm ${m.vm.name} --new-name NEW, or remove it)`);
+    const taken = this.entries.has(m.vm.id) || this.inventory.checkpointsById(m.checkpoints.map((c) => c.id));
+    if (!newId && taken) throw conflict(`cannot import: VM id ${m.vm.id} (or one of its checkpoints) is already registered; import a copy with --copy --generate-new-id`);
+    const plan = await this.serialDisks(async () => planImport(root, m, { copyTo: copy ? join(defaultVirtualDiskDir(this.o.dataDir), newId ? `${m.vm.name}-${randomUUID().slice(0, 8)}` : m.vm.name) : null, newId }));
+    const dir = join(this.o.dataDir, 'vms', plan.id);
+    mkdirSync(join(dir, 'checkpoints'), { recursive: true, mode: 0o700 });
+    for (const s of plan.checkpointStates) copyFileAtomic(s.file, join(dir, 'checkpoints', `${s.id}.vmrs`));
+    if (plan.savedState) copyFileAtomic(plan.savedState, join(dir, 'saved-state.vmrs'));
+    recordImport(this.inventory, plan);
+    const rec = this.inventory.list().find((r) => r.id === plan.id)!;
+    const e: Entry = { rec, rt: null, lastError: null, history: [], historyBytes: 0, consoleListeners: new Set() };
+    this.entries.set(rec.id, e);
+    this.record(e, null, rec.state, `imported from ${root}${copy ? ' (disks copied)' : ' (in place)'}${newId ? ' with a new id' : ''}`);
+    this.changed(e);
+    return this.view(e);
   }
 
   /** Rename-VMSnapshot. */

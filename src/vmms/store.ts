@@ -67,6 +67,12 @@ export class Inventory {
     return rec;
   }
 
+  /** Import-VM: a record with its own id and state. */
+  insertImported(rec: VmRecord): void {
+    this.db.prepare('INSERT INTO vms (id, name, config, state, created) VALUES (?, ?, ?, ?, ?)')
+      .run(rec.id, rec.name, JSON.stringify(rec.config), rec.state, rec.created);
+  }
+
   updateConfig(id: string, config: VmConfig): void {
     this.db.prepare('UPDATE vms SET name = ?, config = ? WHERE id = ?').run(config.name, JSON.stringify(config), id);
   }
@@ -135,6 +141,12 @@ export class Inventory {
 
   removePendingMerge(child: string): void {
     this.db.prepare('DELETE FROM pending_merges WHERE child = ?').run(child);
+  }
+
+  /** Whether any of these checkpoint ids exists (of any VM). */
+  checkpointsById(ids: string[]): boolean {
+    const q = this.db.prepare('SELECT 1 FROM checkpoints WHERE id = ?');
+    return ids.some((id) => q.get(id) !== undefined);
   }
 
   renameCheckpoint(id: string, name: string): void {
