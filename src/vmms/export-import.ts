@@ -8,7 +8,7 @@
  * (--copy); --generate-new-id gives the VM and its checkpoints new ids (a second copy of the same export).
  */
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync as copyFileOnly, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { diskChainPaths } from '../storage/open.js';
 import { capturedDrives, withDrivePaths } from './checkpoint-disks.js';
@@ -39,6 +39,15 @@ export interface ExportSource {
 }
 
 const vhdDir = (root: string): string => join(root, 'Virtual Hard Disks');
+
+const fsyncPath = (p: string): void => { const fd = openSync(p, 'r'); try { fsyncSync(fd); } finally { closeSync(fd); } };
+
+/** A copy that is on disk (data and its directory entry) when this returns. */
+function copyFileSync(src: string, dst: string): void {
+  copyFileOnly(src, dst);
+  fsyncPath(dst);
+  fsyncPath(dirname(dst));
+}
 
 /** Writes the export folder `dir/NAME` (must not exist); returns its path. */
 export async function exportVm(src: ExportSource, dir: string): Promise<string> {
@@ -72,7 +81,10 @@ export async function exportVm(src: ExportSource, dir: string): Promise<string> 
       ownFiles: src.ownFiles.filter((f) => files.has(basename(f.path))).map((f) => ({ name: basename(f.path), parent: basename(f.parent) })),
     };
     writeFileSync(join(tmp, 'Virtual Machines', 'VM.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+    fsyncPath(join(tmp, 'Virtual Machines', 'VM.json'));
+    // Complete or absent: the folder gets its name only once everything is in it.
     renameSync(tmp, root);
+    fsyncPath(dir);
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
     throw err;
