@@ -48,7 +48,7 @@ export async function captureProblem(hw: HardwareConfig): Promise<string | null>
 }
 
 /** Test seam for the crash tests: the process kills itself at the named step (HYPERTS_CRASH_AT). */
-function crashPoint(step: string): void {
+export function crashPoint(step: string): void {
   if (process.env.HYPERTS_CRASH_AT === step) process.kill(process.pid, 'SIGKILL');
 }
 

@@ -27,7 +27,7 @@ import type { HardwareConfig } from '../platform/hardware.js';
 import { hasDisks, slotName } from './drives.js';
 import { VmDrives } from './vm-drives.js';
 import { diskChainPaths } from '../storage/open.js';
-import { capturedDrives, captureProblem, consolidate, createChild, withDrivePaths } from './checkpoint-disks.js';
+import { capturedDrives, captureProblem, consolidate, crashPoint, createChild, withDrivePaths } from './checkpoint-disks.js';
 import { exportVm, planImport, readExport, recordImport } from './export-import.js';
 import { resolveConfinedPath } from './confined-path.js';
 import { clientPath } from './drives.js';
@@ -881,6 +881,7 @@ export class VmmsService extends EventEmitter {
         });
         if (children.size) e.rec.config = vmConfig;
         if (detached) {
+          crashPoint('online-switched');
           try {
             await reattach(disks.map((p) => ({ from: p, to: children.get(p)! })));
           } catch (err) {

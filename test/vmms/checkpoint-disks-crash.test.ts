@@ -85,3 +85,24 @@ for (const step of ['merge-partial', 'merge-copied', 'merge-repointed']) {
     } finally { await s.close(); }
   });
 }
+
+for (const step of ['child-created', 'online-switched']) {
+  test(`killed during an online checkpoint of a running VM (${step}): the VM comes back Off, as before or after`, async () => {
+    const { dir, files, base } = await setup(false);
+    const s = await crashAndRecover(dir, step, 'start-checkpoint', 'live');
+    try {
+      assert.equal(s.get('vm').state, 'Off', 'its worker ended with the service');
+      const cps = s.checkpoints('vm');
+      if (step === 'child-created') {
+        assert.deepEqual(cps, [], 'before: no checkpoint');
+        assert.equal(disk(s, 'vm'), base);
+        assert.deepEqual(folderFiles(files), ['vm.vhdx']);
+      } else {
+        assert.deepEqual(cps.map((c) => [c.name, c.disks[0].path]), [['live', base]], 'after: the checkpoint keeps the disk');
+        assert.match(disk(s, 'vm'), /vm_[0-9A-F-]{36}\.avhdx$/);
+        assert.equal(folderFiles(files).length, 2);
+      }
+      assert.equal(await readMark(disk(s, 'vm')), 'A');
+    } finally { await s.close(); }
+  });
+}
