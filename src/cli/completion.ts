@@ -3,7 +3,7 @@ const OPTIONS: Record<string, string> = {
   'new-vm': '--memory --cpus --processor --enlightened --kernel --initrd --cmdline --com1 --notes --disable-ic --new-vhd-path --new-vhd-size-bytes --vhd-path --json',
   'get-vm': '--json --names',
   'set-vmprocessor': '--count --json',
-  'set-vm': '--memory --cpus --processor --enlightened --kernel --initrd --cmdline --com1 --notes --new-name --json',
+  'set-vm': '--memory --cpus --processor --enlightened --kernel --initrd --cmdline --com1 --notes --checkpoint-type --new-name --json',
   'start-vm': '--json', 'suspend-vm': '--json', 'resume-vm': '--json', 'restart-vm': '--json', 'save-vm': '--json',
   'remove-vmsavedstate': '--json',
   'stop-vm': '--turn-off --force --no-wait --timeout --json',

@@ -13,7 +13,7 @@ commands:
   remove-vm, connect-vm,
   get-vmintegrationservice, enable-vmintegrationservice, disable-vmintegrationservice,
   get-vmkvp, set-vmkvp, get-vmhost, get-vmevent,
-  checkpoint-vm, get-vmsnapshot, restore-vmsnapshot, rename-vmsnapshot, remove-vmsnapshot,
+  checkpoint-vm, get-vmsnapshot, restore-vmsnapshot, rename-vmsnapshot, remove-vmsnapshot, export-vm, import-vm,
   new-vmswitch, get-vmswitch, remove-vmswitch, add-vmnetworkadapter, get-vmnetworkadapter,
   remove-vmnetworkadapter, connect-vmnetworkadapter, disconnect-vmnetworkadapter
   add-vmharddiskdrive, get-vmharddiskdrive, remove-vmharddiskdrive, add-vmscsicontroller, set-vmdvddrive, get-vmdvddrive
@@ -57,7 +57,8 @@ const commands: Record<string, () => Promise<unknown>> = {
   completion: () => import('./completion.js'),
   ...Object.fromEntries(['new-vm', 'get-vm', 'set-vm', 'set-vmprocessor', 'start-vm', 'stop-vm', 'suspend-vm', 'resume-vm', 'restart-vm', 'save-vm',
     'remove-vmsavedstate', 'remove-vm', 'connect-vm', 'get-vmintegrationservice', 'enable-vmintegrationservice', 'disable-vmintegrationservice', 'get-vmkvp', 'set-vmkvp',
-    'get-vmhost', 'get-vmevent', 'checkpoint-vm', 'get-vmsnapshot', 'restore-vmsnapshot', 'rename-vmsnapshot', 'remove-vmsnapshot'].map((c) => [c, () => import('./vm-commands.js').then((m) => ({ default: m.VM_COMMANDS[c] }))])),
+    'get-vmhost', 'get-vmevent', 'checkpoint-vm', 'get-vmsnapshot', 'restore-vmsnapshot', 'rename-vmsnapshot', 'remove-vmsnapshot',
+    'export-vm', 'import-vm'].map((c) => [c, () => import('./vm-commands.js').then((m) => ({ default: m.VM_COMMANDS[c] }))])),
   ...Object.fromEntries(['new-vmswitch', 'get-vmswitch', 'remove-vmswitch', 'add-vmnetworkadapter', 'get-vmnetworkadapter', 'remove-vmnetworkadapter',
     'connect-vmnetworkadapter', 'disconnect-vmnetworkadapter'].map((c) => [c, () => import('./net-commands.js').then((m) => ({ default: m.NET_COMMANDS[c] }))])),
   ...Object.fromEntries(STORAGE_COMMAND_NAMES.map((c) => [c, () => import('./storage-commands.js').then((m) => ({ default: m.STORAGE_COMMANDS[c] }))])),

@@ -95,7 +95,7 @@ export const printJson = (v: unknown): void => out(`${JSON.stringify(v, null, 2)
 
 const SETTINGS: OptionSpec = {
   memory: 'string', cpus: 'string', processor: 'string', kernel: 'string', initrd: 'string', cmdline: 'string',
-  enlightened: 'string', com1: 'string', notes: 'string',
+  enlightened: 'string', com1: 'string', notes: 'string', 'checkpoint-type': 'string',
 };
 
 function settingsFrom(opts: Record<string, string | boolean>): Record<string, unknown> {
@@ -117,11 +117,13 @@ function settingsFrom(opts: Record<string, string | boolean>): Record<string, un
   }
   if (opts.com1 !== undefined) s.com1 = opts.com1;
   if (opts.notes !== undefined) s.notes = opts.notes;
+  if (opts['checkpoint-type'] !== undefined) s.checkpointType = opts['checkpoint-type'];
   return s;
 }
 
 const SETTINGS_HELP = `[--memory 512M] [--cpus 1] [--processor auto|kvm|emulated] [--enlightened on|off]
-    [--kernel FILE|default] [--initrd FILE] [--cmdline STRING] [--com1 console|none] [--notes TEXT]`;
+    [--kernel FILE|default] [--initrd FILE] [--cmdline STRING] [--com1 console|none] [--notes TEXT]
+    [--checkpoint-type Production|ProductionOnly|Standard|Disabled]`;
 
 // ---- commands -----------------------------------------------------------------------------------------
 
@@ -374,6 +376,22 @@ export const connectVm = command('connect-vm', 'NAME   (serial console COM1; Ctr
 });
 
 /** Command name -> implementation, for main.ts and the completion script. */
+export const exportVmCommand = command('export-vm', 'NAME --path DIR [--json]', { path: 'string', json: 'boolean', name: 'string' }, async (c) => {
+  const name = oneName(c, 'export-vm');
+  if (typeof c.opts.path !== 'string') throw new UsageError('export-vm NAME --path DIR: give the folder to export into');
+  const r = await c.client.call<{ path: string }>('POST', `${vmPath(name)}/export`, { path: resolve(c.opts.path) });
+  if (c.opts.json) printJson(r); else out(`${r.path}\n`);
+  return 0;
+});
+
+export const importVmCommand = command('import-vm', 'PATH [--copy] [--generate-new-id] [--json]', { copy: 'boolean', 'generate-new-id': 'boolean', json: 'boolean' }, async (c) => {
+  const path = c.positional[0];
+  if (!path) throw new UsageError('import-vm PATH: give the folder export-vm wrote (DIR/NAME)');
+  const v = await c.client.call<VmView>('POST', '/imports', { path: resolve(path), copy: c.opts.copy === true, generateNewId: c.opts['generate-new-id'] === true });
+  if (c.opts.json) printJson(v); else out(`${v.name} (${v.id}) imported, ${v.state}\n`);
+  return 0;
+});
+
 export const VM_COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   'new-vm': newVm, 'get-vm': getVm, 'set-vm': setVm, 'set-vmprocessor': setVmProcessor, 'start-vm': startVm, 'stop-vm': stopVm, 'suspend-vm': suspendVm,
   'resume-vm': resumeVm, 'restart-vm': restartVm, 'save-vm': saveVm, 'remove-vmsavedstate': removeVmSavedState, 'remove-vm': removeVm, 'get-vmintegrationservice': getVmIntegrationService,
@@ -381,4 +399,5 @@ export const VM_COMMANDS: Record<string, (args: string[]) => Promise<number>> = 
   'get-vmkvp': getVmKvp, 'set-vmkvp': setVmKvp, 'connect-vm': connectVm, 'get-vmhost': getVmHost, 'get-vmevent': getVmEvent,
   'checkpoint-vm': checkpointVm, 'get-vmsnapshot': getVmSnapshot, 'restore-vmsnapshot': restoreVmSnapshot,
   'remove-vmsnapshot': removeVmSnapshot, 'rename-vmsnapshot': renameVmSnapshot,
+  'export-vm': exportVmCommand, 'import-vm': importVmCommand,
 };

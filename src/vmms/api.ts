@@ -112,7 +112,9 @@ export class ApiServer {
     this.route('POST', '/vms/{name}/snapshots', ({ params, body }) => s.checkpoint(params[0], obj(body).name), 201);
     this.route('GET', '/vms/{name}/snapshots/{snapshot}', ({ params }) => s.getCheckpoint(params[0], params[1]));
     this.route('PATCH', '/vms/{name}/snapshots/{snapshot}', ({ params, body }) => s.renameCheckpoint(params[0], params[1], obj(body).name));
-    this.route('DELETE', '/vms/{name}/snapshots/{snapshot}', ({ params }) => { s.removeCheckpoint(params[0], params[1]); return null; }, 204);
+    this.route('DELETE', '/vms/{name}/snapshots/{snapshot}', async ({ params }) => { await s.removeCheckpoint(params[0], params[1]); return null; }, 204);
+    this.route('POST', '/vms/{name}/export', ({ params, body }) => s.exportVm(params[0], obj(body)));
+    this.route('POST', '/imports', ({ body }) => s.importVm(obj(body)), 201);
     this.route('POST', '/vms/{name}/snapshots/{snapshot}/restore', ({ params, body }) => { obj(body); return s.restoreCheckpoint(params[0], params[1]); });
     this.route('POST', '/vms/{name}/restart', ({ params, body }) => { obj(body); return s.restart(params[0]); });
     this.route('GET', '/vms/{name}/integration-services', ({ params }) => s.integrationServices(params[0]));

@@ -23,7 +23,12 @@ export interface VmConfig {
   notes: string;
   /** Controllers, drives and network adapters (src/platform/hardware.ts); changed only through the drive commands. */
   hardware: HardwareConfig;
+  /** Set-VM -CheckpointType (absent in configurations stored before it existed: Production, Hyper-V's default). */
+  checkpointType?: CheckpointType;
 }
+
+export const CHECKPOINT_TYPES = ['Production', 'ProductionOnly', 'Standard', 'Disabled'] as const;
+export type CheckpointType = typeof CHECKPOINT_TYPES[number];
 
 export const MIN_MEMORY = 64 * 1024 * 1024;
 export const MAX_MEMORY = 16 * 1024 ** 3;
@@ -38,6 +43,7 @@ export function defaultConfig(name: string): VmConfig {
     notes: '',
     // As Hyper-V's New-VM (Generation 2): one synthetic SCSI controller, no drives.
     hardware: { scsiControllers: 1, drives: [], networkAdapters: [] },
+    checkpointType: 'Production',
   };
 }
 
@@ -122,9 +128,10 @@ export interface VmSettings {
   com1?: string;
   integrationServices?: Record<string, boolean>;
   notes?: string;
+  checkpointType?: string;
 }
 
-const FIELDS = new Set(['name', 'processor', 'cpus', 'memory', 'enlightened', 'kernel', 'initrd', 'cmdline', 'com1', 'integrationServices', 'notes']);
+const FIELDS = new Set(['name', 'processor', 'cpus', 'memory', 'enlightened', 'kernel', 'initrd', 'cmdline', 'com1', 'integrationServices', 'notes', 'checkpointType']);
 
 /** Applies user settings to a configuration; returns the new one and the names of fields that changed. */
 export function applySettings(base: VmConfig, input: unknown): { config: VmConfig; changed: string[] } {
@@ -184,6 +191,12 @@ export function applySettings(base: VmConfig, input: unknown): { config: VmConfi
   if (s.notes !== undefined) {
     if (typeof s.notes !== 'string' || s.notes.length > 4096) throw badRequest('notes must be a string of at most 4096 characters');
     set('notes', 'notes', s.notes);
+  }
+  if (s.checkpointType !== undefined) {
+    const t = CHECKPOINT_TYPES.find((x) => typeof s.checkpointType === 'string' && x.toLowerCase() === s.checkpointType.toLowerCase());
+    if (!t) throw badRequest(`checkpointType must be ${CHECKPOINT_TYPES.join(', ')}, not ${JSON.stringify(s.checkpointType)}`);
+    if ((c.checkpointType ?? 'Production') !== t) changed.push('checkpointType');
+    c.checkpointType = t;
   }
   return { config: c, changed };
 }

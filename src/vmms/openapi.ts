@@ -26,6 +26,7 @@ const vmSettingsProperties = {
   com1: { enum: ['console', 'none'] },
   integrationServices: { type: 'object', propertyNames: { enum: [...IC_NAMES] }, additionalProperties: { type: 'boolean' } },
   notes: { type: 'string' },
+  checkpointType: { type: 'string', enum: ['Production', 'ProductionOnly', 'Standard', 'Disabled'] },
 };
 
 export function openApiDocument(): object {
@@ -67,7 +68,8 @@ export function openApiDocument(): object {
         Checkpoint: {
           type: 'object',
           properties: {
-            id: { type: 'string' }, vmName: { type: 'string' }, name: { type: 'string' }, snapshotType: { const: 'Standard' },
+            id: { type: 'string' }, vmName: { type: 'string' }, name: { type: 'string' }, snapshotType: { enum: ['Standard', 'Production'], description: 'Production: disks of a frozen guest, no memory state (applying it leaves the VM Off)' },
+            disks: { type: 'array', items: { type: 'object', properties: { slot: { type: 'string' }, path: { type: 'string' } } }, description: 'the disk file each drive pointed at when it was taken' },
             creationTime: { type: 'string', format: 'date-time' }, parentSnapshotId: { type: ['string', 'null'] }, parentSnapshotName: { type: ['string', 'null'] },
             runningState: { type: 'boolean', description: 'holds the guest\'s running state (applying it leaves the VM Saved); false: configuration only (Off)' },
             current: { type: 'boolean', description: 'the VM\'s current state descends from this checkpoint' }, config: { type: 'object' },
@@ -108,6 +110,16 @@ export function openApiDocument(): object {
       '/vms/{name}/start': action('Start-VM: Off -> Starting -> Running; a Saved VM is restored and continues where it was saved'),
       '/vms/{name}/save': action('Save-VM: Running/Paused -> Saving -> Saved (emulated processor only); the worker ends'),
       '/vms/{name}/saved-state': { delete: { summary: 'Remove-VMSavedState: Saved -> Off, the saved state is discarded', parameters: [name], responses: vmResult } },
+      '/vms/{name}/export': {
+        post: { summary: 'Export-VM: an Off or Saved VM with its disks, checkpoints and state to PATH/NAME', parameters: [name],
+          requestBody: { required: true, ...json({ type: 'object', required: ['path'], properties: { path: { type: 'string' } } }) },
+          responses: { 200: { description: 'the export folder', ...json({ type: 'object', properties: { path: { type: 'string' } } }) }, 404: err('no such VM'), 409: err('running, or the folder exists') } },
+      },
+      '/imports': {
+        post: { summary: 'Import-VM: register an export in place, or a copy of its disks (copy); generateNewId gives new ids',
+          requestBody: { required: true, ...json({ type: 'object', required: ['path'], properties: { path: { type: 'string' }, copy: { type: 'boolean' }, generateNewId: { type: 'boolean' } } }) },
+          responses: { 201: { description: 'the imported VM', ...json(ref('VM')) }, 400: err('not an export'), 409: err('name or id already registered') } },
+      },
       '/vms/{name}/snapshots': {
         get: { summary: 'Get-VMSnapshot: the VM\'s checkpoints, oldest first', parameters: [name], responses: { 200: { description: 'checkpoints', ...json({ type: 'array', items: ref('Checkpoint') }) }, 404: err('no such VM') } },
         post: {

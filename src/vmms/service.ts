@@ -27,6 +27,10 @@ import type { HardwareConfig } from '../platform/hardware.js';
 import { hasDisks, slotName } from './drives.js';
 import { VmDrives } from './vm-drives.js';
 import { diskChainPaths } from '../storage/open.js';
+import { capturedDrives, captureProblem, consolidate, crashPoint, createChild, withDrivePaths } from './checkpoint-disks.js';
+import { exportVm, planImport, readExport, recordImport } from './export-import.js';
+import { resolveConfinedPath } from './confined-path.js';
+import { clientPath } from './drives.js';
 import { IC_NAMES, type IcName, type IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
 
 export interface ServiceOptions {
@@ -76,12 +80,15 @@ export interface VmView {
   config: VmConfig;
 }
 
-/** Get-VMSnapshot's view of a standard checkpoint. */
+/** Get-VMSnapshot's view of a checkpoint. */
 export interface CheckpointView {
   id: string;
   vmName: string;
   name: string;
-  snapshotType: 'Standard';
+  /** Standard (memory and devices when it ran, plus disks) or Production (disks of a frozen guest, no memory). */
+  snapshotType: 'Standard' | 'Production';
+  /** The disk file each drive pointed at when it was taken (what applying it brings back). */
+  disks: { slot: string; path: string }[];
   creationTime: string;
   parentSnapshotId: string | null;
   parentSnapshotName: string | null;
@@ -153,6 +160,8 @@ export class VmmsService extends EventEmitter {
   private readonly log: (msg: string) => void;
   /** Checkpoint names being written right now ("vmId/name" lower case), so two requests cannot take one name. */
   private readonly checkpointsInFlight = new Set<string>();
+  /** Checkpoint disk work (create children, merge, delete) runs one operation at a time. */
+  private diskQueue: Promise<unknown> = Promise.resolve();
   /** Drive and VHD commands (Add-VMHardDiskDrive, New-VHD...). */
   readonly drives: VmDrives;
   /** VMs whose worker runs under another uid (nobody, for a root service): their folders belong to it. */
@@ -177,6 +186,7 @@ export class VmmsService extends EventEmitter {
         this.transition(e, 'Off', 'the management service restarted and the VM\'s worker process was gone');
       }
       this.sweepUnfinishedFiles(e);
+      void this.consolidateDisks(e);
     }
     this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `management service started (data directory ${o.dataDir})` });
     this.drives = new VmDrives({
@@ -185,8 +195,14 @@ export class VmmsService extends EventEmitter {
       all: () => [...this.entries.values()].map((e) => e.rec),
       setHardware: (n, hardware, message) => {
         const e = this.entry(n);
+        // A checkpoint's differencing disk taken out of the VM stays the user's: never merged away or deleted.
+        const still = new Set(capturedDrives(hardware).map((d) => d.path));
+        const removed = capturedDrives(e.rec.config.hardware).filter((d) => !still.has(d.path)).map((d) => d.path!);
         e.rec.config = { ...e.rec.config, hardware };
-        this.inventory.updateConfig(e.rec.id, e.rec.config);
+        this.inventory.transaction(() => {
+          this.inventory.updateConfig(e.rec.id, e.rec.config);
+          for (const p of removed) this.inventory.keepCheckpointFile(p);
+        });
         this.record(e, null, null, message);
         this.changed(e);
       },
@@ -259,7 +275,7 @@ export class VmmsService extends EventEmitter {
       const other = this.find(config.name);
       if (other && other !== e) throw new VmmsError(409, 'DuplicateName', `a virtual machine named '${config.name}' already exists`);
     }
-    const live = new Set(['notes', 'integrationServices', 'name']);
+    const live = new Set(['notes', 'integrationServices', 'name', 'checkpointType']);
     const offline = changed.filter((c) => !live.has(c));
     if (offline.length && e.rec.state !== 'Off') {
       throw conflict(`VM '${e.rec.name}' is ${e.rec.state}: ${offline.join(', ')} can be changed only while it is Off (stop-vm ${e.rec.name} first)`);
@@ -374,6 +390,9 @@ export class VmmsService extends EventEmitter {
     const e = this.entry(name);
     if (this.closing) throw new VmmsError(503, 'ServiceStopping', 'the management service is stopping');
     this.requireState(e, ['Off', 'Saved'], 'start', e.rec.state === 'Paused' ? `resume-vm ${e.rec.name}` : '');
+    // A merge of its checkpoint disks under way finishes first (it may change which file the VM opens).
+    await this.checkpointDisksSettled();
+    this.requireState(e, ['Off', 'Saved'], 'start', e.rec.state === 'Paused' ? `resume-vm ${e.rec.name}` : '');
     const restoring = e.rec.state === 'Saved';
     const wc = this.workerConfig(e.rec.config);
     if (restoring) {
@@ -460,6 +479,8 @@ export class VmmsService extends EventEmitter {
         e.rt = null;
         this.relay.detachVm(e.rec.id);
         if (this.entries.has(e.rec.id)) this.transition(e, rt.finalState, why);
+        // Merges that had to wait for the worker to let go of its disks.
+        if (this.entries.has(e.rec.id)) void this.consolidateDisks(e);
         reject(conflict(`cannot start VM '${e.rec.name}': ${why}`));
         resolveExit();
       });
@@ -645,14 +666,42 @@ export class VmmsService extends EventEmitter {
     sweep(this.checkpointDir(e), (f) => known.has(f));
     if (removed.length) this.record(e, null, null, `removed ${removed.length} unfinished state file(s) left by an interrupted save or checkpoint`);
   }
+  private serialDisks<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.diskQueue.then(fn, fn);
+    this.diskQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Wait for the checkpoint disk work queued so far (service start recovery, deferred merges). */
+  async checkpointDisksSettled(): Promise<void> { await this.serialDisks(async () => undefined); }
+
+  /**
+   * Merges and deletes of checkpoint disks nothing needs any more, and recovery of what a killed service left
+   * (see checkpoint-disks.ts). Files a running worker writes wait for it to stop.
+   */
+  private consolidateDisks(e: Entry): Promise<void> {
+    return this.serialDisks(async () => {
+      if (!this.entries.has(e.rec.id)) return;
+      const inUse = new Set(e.rt ? capturedDrives(e.rec.config.hardware).map((d) => d.path!) : []);
+      try {
+        const before = JSON.stringify(e.rec.config);
+        const config = await consolidate(this.inventory, e.rec.id, e.rec.config, { inUse, note: (m) => this.record(e, null, null, m) });
+        if (JSON.stringify(config) !== before) { e.rec.config = config; this.changed(e); }
+      } catch (err) {
+        this.record(e, null, null, `could not merge checkpoint disks (they stay as they are and are retried later): ${(err as Error).message}`);
+      }
+    });
+  }
+
   private checkpointPath(e: Entry, id: string): string { return join(this.checkpointDir(e), `${id}.vmrs`); }
 
   private checkpointView(e: Entry, c: CheckpointRecord, all: CheckpointRecord[], current: string | null): CheckpointView {
     const parent = c.parentId ? all.find((x) => x.id === c.parentId) ?? null : null;
     return {
-      id: c.id, vmName: e.rec.name, name: c.name, snapshotType: 'Standard', creationTime: new Date(c.created).toISOString(),
+      id: c.id, vmName: e.rec.name, name: c.name, snapshotType: c.kind ?? 'Standard', creationTime: new Date(c.created).toISOString(),
       parentSnapshotId: parent?.id ?? null, parentSnapshotName: parent?.name ?? null, runningState: c.running,
       current: c.id === current, config: structuredClone(c.config),
+      disks: capturedDrives(c.config.hardware).map((d) => ({ slot: slotName(d), path: d.path! })),
     };
   }
 
@@ -714,13 +763,57 @@ export class VmmsService extends EventEmitter {
     }
     const created = new Date();
     const cpName = snapshotName === undefined || snapshotName === null ? this.defaultCheckpointName(e, created) : this.checkpointName(e, snapshotName);
-    if (hasDisks(e.rec.config.hardware)) {
-      throw conflict(`cannot checkpoint VM '${e.rec.name}': it has virtual hard disks, and checkpoints do not capture disks yet, so applying one would not match the disks' contents ` +
-        `(save-vm ${e.rec.name} keeps the running state; or remove its disks with remove-vmharddiskdrive)`);
-    }
     const from = e.rec.state;
     const rt = e.rt;
-    if ((from === 'Running' || from === 'Paused') && rt?.backend === 'kvm') {
+    const live = from === 'Running' || from === 'Paused';
+    const type = e.rec.config.checkpointType ?? 'Production';
+    if (type === 'Disabled') {
+      throw conflict(`cannot checkpoint VM '${e.rec.name}': checkpoints are disabled for it (set-vm ${e.rec.name} --checkpoint-type Production or Standard allows them)`);
+    }
+    // Production: the guest freezes its file systems (VSS integration service) and only the disks are kept.
+    // An Off VM's checkpoint is the same either way (disks at rest, no memory): shown as Standard, as Hyper-V.
+    let kind: 'Standard' | 'Production' = type === 'Standard' || from === 'Off' ? 'Standard' : 'Production';
+    let fallback: string | null = null;
+    if (kind === 'Production' && (from === 'Saved' || from === 'Paused')) fallback = `the VM is ${from}, so its guest cannot freeze its file systems`;
+    // The disks the checkpoint keeps (each gets a child the VM writes from then on).
+    const disks = [...new Set(capturedDrives(e.rec.config.hardware).filter((d) => !d.readOnly).map((d) => d.path!))];
+    if (hasDisks(e.rec.config.hardware)) {
+      const problem = await captureProblem(e.rec.config.hardware);
+      if (problem) throw conflict(`cannot checkpoint VM '${e.rec.name}': ${problem}`);
+      if (live && disks.length && rt?.isolated) {
+        throw conflict(`cannot checkpoint VM '${e.rec.name}' while it runs: its isolated worker sees only the files it started with, so it cannot move its disks onto new differencing disks ` +
+          `(save-vm ${e.rec.name}, checkpoint-vm ${e.rec.name}, start-vm ${e.rec.name}: the checkpoint keeps the running state)`);
+      }
+    }
+    let frozen = false;
+    if (kind === 'Production' && live && !fallback) {
+      try {
+        await this.request(e, { op: 'vssFreeze' }, 120_000);
+        frozen = true;
+      } catch (err) { fallback = `the guest could not freeze its file systems: ${(err as Error).message}`; }
+    }
+    if (fallback) {
+      if (type === 'ProductionOnly') {
+        throw conflict(`cannot take a production checkpoint of VM '${e.rec.name}': ${fallback} (its checkpoint type is ProductionOnly; ` +
+          `make sure the guest runs hv_vss_daemon with the VSS integration service enabled, or set-vm ${e.rec.name} --checkpoint-type Production to fall back to a standard checkpoint)`);
+      }
+      kind = 'Standard';
+    }
+    try {
+      return await this.takeCheckpoint(e, name, cpName, created, kind, disks, fallback);
+    } finally {
+      if (frozen) {
+        await this.request(e, { op: 'vssThaw' }, 60_000).catch((err: Error) => this.record(e, null, null, `thawing the guest's file systems after the checkpoint failed: ${err.message}`));
+      }
+    }
+  }
+
+  private async takeCheckpoint(e: Entry, name: string, cpName: string, created: Date, kind: 'Standard' | 'Production', disks: string[], fallback: string | null): Promise<CheckpointView> {
+    const from = e.rec.state;
+    const rt = e.rt;
+    const live = (from === 'Running' || from === 'Paused') && kind === 'Standard';
+    const liveDisks = (from === 'Running' || from === 'Paused') && disks.length > 0;
+    if (live && rt?.backend === 'kvm') {
       throw conflict(`cannot checkpoint VM '${e.rec.name}' while it runs: checkpoints with running state need the emulated processor, and this VM runs on kvm ` +
         `(stop-vm ${e.rec.name} and checkpoint it while Off, or set-vm ${e.rec.name} --processor emulated while it is off)`);
     }
@@ -729,19 +822,34 @@ export class VmmsService extends EventEmitter {
     const config = structuredClone(e.rec.config);
     const key = `${e.rec.id}/${cpName.toLowerCase()}`;
     this.checkpointsInFlight.add(key);
+    // Online with disks: the worker pauses, writes the state and lets go of the disk files; the guest stays
+    // paused until the worker continues on the new children (or, on failure, on the same files).
+    let detached = false;
+    const reattach = async (swaps: { from: string; to: string }[]): Promise<void> => {
+      detached = false;
+      await this.request(e, { op: 'checkpointAttach', swaps });
+    };
     try {
       let running = false;
-      if (from === 'Running' || from === 'Paused') {
+      if (live || liveDisks) {
         mkdirSync(this.checkpointDir(e), { recursive: true, mode: 0o700 });
         // An unprivileged worker writes the file: the folder must be its own.
         if (this.workerUid.has(e.rec.id)) chownTree(this.checkpointDir(e), this.workerUid.get(e.rec.id)!);
         try {
-          await this.request(e, { op: 'checkpoint', path }, 10 * 60_000);
+          if (liveDisks) {
+            // Queued merges first, so the guest does not stay paused behind them.
+            await this.checkpointDisksSettled();
+            detached = true;
+            await this.request(e, { op: 'checkpointDetach', path: live ? path : null, disks }, 10 * 60_000);
+          } else {
+            await this.request(e, { op: 'checkpoint', path }, 10 * 60_000);
+          }
         } catch (err) {
           rmSync(path, { force: true });
+          if (detached && e.rt) await reattach(disks.map((p) => ({ from: p, to: p }))).catch(() => undefined);
           throw conflict(`cannot checkpoint VM '${e.rec.name}': ${(err as Error).message}`);
         }
-        running = true;
+        running = live;
       } else if (from === 'Saved') {
         const saved = this.savedStatePath(e);
         if (!existsSync(saved)) throw conflict(`cannot checkpoint VM '${e.rec.name}': its saved-state file ${saved} is missing (remove-vmsavedstate ${e.rec.name}, then checkpoint it while Off)`);
@@ -750,13 +858,50 @@ export class VmmsService extends EventEmitter {
         running = true;
       }
       if (!this.entries.has(e.rec.id)) { rmSync(path, { force: true }); throw notFound(name); }
-      const parentId = this.inventory.currentCheckpoint(e.rec.id);
-      const rec = this.inventory.transaction(() => {
-        const r = this.inventory.insertCheckpoint({ id, vmId: e.rec.id, name: cpName, created: created.getTime(), parentId, running, config });
-        this.inventory.setCurrentCheckpoint(e.rec.id, id);
-        return r;
+      // The children are recorded before they exist and the switch is one transaction, so a killed service
+      // leaves the VM as before (the unused children are removed at start) or after.
+      // Created and switched in one step of the disk queue, so no merge in between sees the new children unused.
+      const { rec, children } = await this.serialDisks(async () => {
+        const children = new Map<string, string>();
+        try {
+          for (const p of disks) children.set(p, await createChild(this.inventory, e.rec.id, p));
+        } catch (err) {
+          rmSync(path, { force: true });
+          if (detached) await reattach(disks.map((p) => ({ from: p, to: p }))).catch(() => undefined);
+          void this.consolidateDisks(e);
+          throw conflict(`cannot checkpoint VM '${e.rec.name}': creating its differencing disks failed: ${(err as Error).message}`);
+        }
+        const vmConfig = withDrivePaths(e.rec.config, (p) => children.get(p) ?? p);
+        const parentId = this.inventory.currentCheckpoint(e.rec.id);
+        const rec = this.inventory.transaction(() => {
+          const r = this.inventory.insertCheckpoint({ id, vmId: e.rec.id, name: cpName, created: created.getTime(), parentId, running, config, kind });
+          this.inventory.setCurrentCheckpoint(e.rec.id, id);
+          if (children.size) this.inventory.updateConfig(e.rec.id, vmConfig);
+          return r;
+        });
+        if (children.size) e.rec.config = vmConfig;
+        if (detached) {
+          crashPoint('online-switched');
+          try {
+            await reattach(disks.map((p) => ({ from: p, to: children.get(p)! })));
+          } catch (err) {
+            // The worker went back to the previous files (or is gone): undo the switch.
+            this.inventory.transaction(() => {
+              this.inventory.removeCheckpoint(id);
+              this.inventory.updateConfig(e.rec.id, config);
+              if (parentId) this.inventory.setCurrentCheckpoint(e.rec.id, parentId);
+            });
+            e.rec.config = config;
+            rmSync(path, { force: true });
+            void this.consolidateDisks(e);
+            throw conflict(`cannot checkpoint VM '${e.rec.name}': the worker could not continue on the new differencing disks: ${(err as Error).message}`);
+          }
+        }
+        return { rec, children };
       });
-      this.record(e, null, null, `checkpoint '${cpName}' created (${running ? `with the ${from === 'Saved' ? 'saved' : 'running'} state` : 'configuration only: the VM was off'})`);
+      if (fallback) this.record(e, null, null, `checkpoint '${cpName}': a production checkpoint was not possible, so a standard checkpoint was taken: ${fallback}`);
+      this.record(e, null, null, `${kind.toLowerCase()} checkpoint '${cpName}' created (${running ? `with the ${from === 'Saved' ? 'saved' : 'running'} state` : kind === 'Production' ? 'disks and configuration, no memory state' : 'configuration only: the VM was off'}` +
+        `${children.size ? `; ${children.size} disk(s) continue on new differencing disks` : ''})`);
       this.changed(e);
       return this.checkpointView(e, rec, this.inventory.checkpoints(e.rec.id), id);
     } finally {
@@ -770,47 +915,104 @@ export class VmmsService extends EventEmitter {
    * resumes the guest where the checkpoint was taken; a configuration-only one leaves it Off. The VM's
    * previous saved state is discarded.
    */
-  restoreCheckpoint(name: string, snapshot: string): VmView {
+  async restoreCheckpoint(name: string, snapshot: string): Promise<VmView> {
     const e = this.entry(name);
     const c = this.findCheckpoint(e, snapshot);
     this.requireState(e, ['Off', 'Saved'], `apply checkpoint '${c.name}' to`,
       e.rec.state === 'Running' || e.rec.state === 'Paused' ? `stop-vm ${e.rec.name} or save-vm ${e.rec.name} first` : 'wait until it is Off or Saved');
-    if (hasDisks(e.rec.config.hardware)) {
-      throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': the VM now has virtual hard disks, which checkpoints do not capture yet ` +
-        `(remove them with remove-vmharddiskdrive first; the files stay)`);
-    }
+    const missing = capturedDrives(c.config.hardware).find((d) => !existsSync(d.path!));
+    if (missing) throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': its disk ${missing.path} is missing (restore the file, or remove-vmsnapshot ${e.rec.name} '${c.name}')`);
     const src = this.checkpointPath(e, c.id);
     if (c.running && !existsSync(src)) {
       throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': its state file ${src} is missing (remove-vmsnapshot ${e.rec.name} '${c.name}' deletes the broken checkpoint)`);
     }
+    // Fresh children of the checkpoint's disks: the checkpoint's own files are never written again.
     const saved = this.savedStatePath(e);
     const hadSavedState = e.rec.state === 'Saved';
-    if (c.running) {
-      mkdirSync(this.vmDir(e), { recursive: true, mode: 0o700 });
-      // Through a temporary file, so a failed copy leaves the previous saved state as it was.
-      try { copyFileAtomic(src, saved); } catch (err) { throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': ${(err as Error).message}`); }
-    } else {
-      removeFileDurably(saved);
-    }
-    const config: VmConfig = { ...structuredClone(c.config), name: e.rec.name };
-    e.rec.config = config;
-    this.inventory.updateConfig(e.rec.id, config);
-    this.inventory.setCurrentCheckpoint(e.rec.id, c.id);
+    // Created and switched in one step of the disk queue, so no merge in between sees the new children unused.
+    await this.serialDisks(async () => {
+      const children = new Map<string, string>();
+      try {
+        for (const d of capturedDrives(c.config.hardware)) if (!d.readOnly && !children.has(d.path!)) children.set(d.path!, await createChild(this.inventory, e.rec.id, d.path!));
+        this.requireState(e, ['Off', 'Saved'], `apply checkpoint '${c.name}' to`, 'it was started meanwhile');
+        if (c.running) {
+          mkdirSync(this.vmDir(e), { recursive: true, mode: 0o700 });
+          // Through a temporary file, so a failed copy leaves the previous saved state as it was.
+          copyFileAtomic(src, saved);
+        } else {
+          removeFileDurably(saved);
+        }
+      } catch (err) {
+        void this.consolidateDisks(e);
+        throw err instanceof VmmsError ? err : conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': ${(err as Error).message}`);
+      }
+      const config: VmConfig = withDrivePaths({ ...structuredClone(c.config), name: e.rec.name }, (p) => children.get(p) ?? p);
+      e.rec.config = config;
+      this.inventory.transaction(() => {
+        this.inventory.updateConfig(e.rec.id, config);
+        this.inventory.setCurrentCheckpoint(e.rec.id, c.id);
+      });
+    });
     e.lastError = null;
     const to: VmState = c.running ? 'Saved' : 'Off';
     this.transition(e, to, `checkpoint '${c.name}' applied${c.running ? ': start-vm resumes the guest where the checkpoint was taken' : ' (configuration only)'}` +
       (hadSavedState ? '; the previous saved state was discarded' : ''));
+    // The disks the VM wrote before are discarded (unless a checkpoint keeps them).
+    await this.consolidateDisks(e);
     return this.view(e);
   }
 
   /** Remove-VMSnapshot: deletes one checkpoint (file and record); its children move up to its parent. */
-  removeCheckpoint(name: string, snapshot: string): void {
+  async removeCheckpoint(name: string, snapshot: string): Promise<void> {
     const e = this.entry(name);
     const c = this.findCheckpoint(e, snapshot);
     this.inventory.removeCheckpoint(c.id);
     removeFileDurably(this.checkpointPath(e, c.id));
     this.record(e, null, null, `checkpoint '${c.name}' removed`);
     this.changed(e);
+    // Its disk merges into its neighbour (now if no running worker holds the files, else when the VM stops).
+    await this.consolidateDisks(e);
+  }
+
+  /** Export-VM NAME --path DIR: an Off or Saved VM with its disks, checkpoints and state to DIR/NAME. */
+  async exportVm(name: string, input: unknown): Promise<{ path: string }> {
+    const e = this.entry(name);
+    this.requireState(e, ['Off', 'Saved'], 'export', `stop-vm ${e.rec.name} or save-vm ${e.rec.name} first`);
+    const b = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
+    const dir = resolveConfinedPath(clientPath(b.path, 'path', defaultVirtualDiskDir(this.o.dataDir)), this.pathRoots, { kind: 'directory', mayCreate: true, what: 'export folder' });
+    mkdirSync(dir, { recursive: true });
+    const path = await this.serialDisks(() => exportVm({
+      id: e.rec.id, name: e.rec.name, state: e.rec.state, config: e.rec.config,
+      checkpoints: this.inventory.checkpoints(e.rec.id), current: this.inventory.currentCheckpoint(e.rec.id),
+      ownFiles: this.inventory.checkpointFiles(e.rec.id), savedState: e.rec.state === 'Saved' ? this.savedStatePath(e) : null,
+      checkpointStateFile: (id) => this.checkpointPath(e, id),
+    }, dir));
+    this.record(e, null, null, `exported to ${path}`);
+    return { path };
+  }
+
+  /** Import-VM PATH [--copy] [--generate-new-id]: registers an export in place, or a copy of its disks. */
+  async importVm(input: unknown): Promise<VmView> {
+    const b = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
+    const given = clientPath(b.path, 'path', defaultVirtualDiskDir(this.o.dataDir));
+    const src = resolveConfinedPath(given, this.pathRoots, { kind: given.endsWith('.json') ? 'file' : 'directory', what: 'exported VM' });
+    const copy = b.copy === true, newId = b.generateNewId === true;
+    const { root, manifest: m } = readExport(src);
+    if (this.find(m.vm.name)) throw new VmmsError(409, 'DuplicateName', `cannot import: a virtual machine named '${m.vm.name}' already exists (rename it with set-vm ${m.vm.name} --new-name NEW, or remove it)`);
+    const taken = this.entries.has(m.vm.id) || this.inventory.checkpointsById(m.checkpoints.map((c) => c.id));
+    if (!newId && taken) throw conflict(`cannot import: VM id ${m.vm.id} (or one of its checkpoints) is already registered; import a copy with --copy --generate-new-id`);
+    const plan = await this.serialDisks(async () => planImport(root, m, { copyTo: copy ? join(defaultVirtualDiskDir(this.o.dataDir), newId ? `${m.vm.name}-${randomUUID().slice(0, 8)}` : m.vm.name) : null, newId }));
+    const dir = join(this.o.dataDir, 'vms', plan.id);
+    mkdirSync(join(dir, 'checkpoints'), { recursive: true, mode: 0o700 });
+    for (const s of plan.checkpointStates) copyFileAtomic(s.file, join(dir, 'checkpoints', `${s.id}.vmrs`));
+    if (plan.savedState) copyFileAtomic(plan.savedState, join(dir, 'saved-state.vmrs'));
+    recordImport(this.inventory, plan);
+    const rec = this.inventory.list().find((r) => r.id === plan.id)!;
+    const e: Entry = { rec, rt: null, lastError: null, history: [], historyBytes: 0, consoleListeners: new Set() };
+    this.entries.set(rec.id, e);
+    this.record(e, null, rec.state, `imported from ${root}${copy ? ' (disks copied)' : ' (in place)'}${newId ? ' with a new id' : ''}`);
+    this.changed(e);
+    return this.view(e);
   }
 
   /** Rename-VMSnapshot. */
@@ -1106,6 +1308,8 @@ export class VmmsService extends EventEmitter {
     this.closing = true;
     clearInterval(this.metricsTimer);
     await Promise.all([...this.entries.values()].filter((e) => e.rt).map((e) => this.turnOff(e, 'the management service stopped')));
+    // Merges started by the workers' exits end before the inventory closes (a killed service finishes them at start).
+    await this.diskQueue;
     this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: 'management service stopped' });
     this.inventory.close();
   }

@@ -13,11 +13,17 @@ export interface CheckpointRecord {
   id: string; vmId: string; name: string; created: number; parentId: string | null;
   /** True when the checkpoint holds the guest's running state (a saved-state file), false for configuration only. */
   running: boolean; config: VmConfig;
+  /** 'Standard' (memory and devices when running, plus disks) or 'Production' (disks only, guest file systems frozen). */
+  kind?: 'Standard' | 'Production';
 }
+/** A differencing disk (AVHDX) the service created for a checkpoint: it owns the file and may merge or delete it. */
+export interface CheckpointFile { path: string; vmId: string; parent: string }
+/** A merge of `child` into `parent` under way (finished at service start when the service died during it). */
+export interface PendingMerge { child: string; vmId: string; parent: string }
 export interface VmEvent { seq: number; time: number; vmId: string | null; vmName: string | null; from: string | null; to: string | null; message: string }
 
 interface VmRow { id: string; name: string; config: string; state: string; created: number }
-interface CheckpointRow { id: string; vm_id: string; name: string; created: number; parent_id: string | null; running: number; config: string }
+interface CheckpointRow { id: string; vm_id: string; name: string; created: number; parent_id: string | null; running: number; config: string; kind: string | null }
 interface EventRow { seq: number; time: number; vm_id: string | null; vm_name: string | null; from_state: string | null; to_state: string | null; message: string }
 
 export class Inventory {
@@ -37,7 +43,12 @@ export class Inventory {
       CREATE TABLE IF NOT EXISTS checkpoints (
         id TEXT PRIMARY KEY, vm_id TEXT NOT NULL, name TEXT NOT NULL COLLATE NOCASE, created INTEGER NOT NULL,
         parent_id TEXT, running INTEGER NOT NULL, config TEXT NOT NULL, UNIQUE (vm_id, name));
-      CREATE TABLE IF NOT EXISTS current_checkpoint (vm_id TEXT PRIMARY KEY, checkpoint_id TEXT NOT NULL);`);
+      CREATE TABLE IF NOT EXISTS current_checkpoint (vm_id TEXT PRIMARY KEY, checkpoint_id TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS checkpoint_files (path TEXT PRIMARY KEY, vm_id TEXT NOT NULL, parent TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS kept_files (path TEXT PRIMARY KEY);
+      CREATE TABLE IF NOT EXISTS pending_merges (child TEXT PRIMARY KEY, vm_id TEXT NOT NULL, parent TEXT NOT NULL);`);
+    const cols = (this.db.prepare('PRAGMA table_info(checkpoints)').all() as { name: string }[]).map((c) => c.name);
+    if (!cols.includes('kind')) this.db.exec(`ALTER TABLE checkpoints ADD COLUMN kind TEXT NOT NULL DEFAULT 'Standard'`);
   }
 
   list(): VmRecord[] {
@@ -56,6 +67,12 @@ export class Inventory {
     return rec;
   }
 
+  /** Import-VM: a record with its own id and state. */
+  insertImported(rec: VmRecord): void {
+    this.db.prepare('INSERT INTO vms (id, name, config, state, created) VALUES (?, ?, ?, ?, ?)')
+      .run(rec.id, rec.name, JSON.stringify(rec.config), rec.state, rec.created);
+  }
+
   updateConfig(id: string, config: VmConfig): void {
     this.db.prepare('UPDATE vms SET name = ?, config = ? WHERE id = ?').run(config.name, JSON.stringify(config), id);
   }
@@ -69,6 +86,8 @@ export class Inventory {
       this.db.prepare('DELETE FROM vms WHERE id = ?').run(id);
       this.db.prepare('DELETE FROM checkpoints WHERE vm_id = ?').run(id);
       this.db.prepare('DELETE FROM current_checkpoint WHERE vm_id = ?').run(id);
+      this.db.prepare('DELETE FROM checkpoint_files WHERE vm_id = ?').run(id);
+      this.db.prepare('DELETE FROM pending_merges WHERE vm_id = ?').run(id);
     });
   }
 
@@ -80,9 +99,54 @@ export class Inventory {
   }
 
   insertCheckpoint(rec: CheckpointRecord): CheckpointRecord {
-    this.db.prepare('INSERT INTO checkpoints (id, vm_id, name, created, parent_id, running, config) VALUES (?, ?, ?, ?, ?, ?, ?)')
-      .run(rec.id, rec.vmId, rec.name, rec.created, rec.parentId, rec.running ? 1 : 0, JSON.stringify(rec.config));
+    this.db.prepare('INSERT INTO checkpoints (id, vm_id, name, created, parent_id, running, config, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(rec.id, rec.vmId, rec.name, rec.created, rec.parentId, rec.running ? 1 : 0, JSON.stringify(rec.config), rec.kind ?? 'Standard');
     return rec;
+  }
+
+  updateCheckpointConfig(id: string, config: VmConfig): void {
+    this.db.prepare('UPDATE checkpoints SET config = ? WHERE id = ?').run(JSON.stringify(config), id);
+  }
+
+  checkpointFiles(vmId: string): CheckpointFile[] {
+    return (this.db.prepare('SELECT path, vm_id, parent FROM checkpoint_files WHERE vm_id = ? ORDER BY rowid').all(vmId) as { path: string; vm_id: string; parent: string }[])
+      .map((r) => ({ path: r.path, vmId: r.vm_id, parent: r.parent }));
+  }
+
+  addCheckpointFile(f: CheckpointFile): void {
+    this.db.prepare('INSERT OR REPLACE INTO checkpoint_files (path, vm_id, parent) VALUES (?, ?, ?)').run(f.path, f.vmId, f.parent);
+  }
+
+  removeCheckpointFile(path: string): void {
+    this.db.prepare('DELETE FROM checkpoint_files WHERE path = ?').run(path);
+  }
+
+  /** Marks an own file the user took out of the VM (Remove-VMHardDiskDrive): it and its chain stay. */
+  keepCheckpointFile(path: string): void {
+    this.db.prepare('INSERT OR IGNORE INTO kept_files (path) SELECT path FROM checkpoint_files WHERE path = ?').run(path);
+  }
+
+  keptFiles(): Set<string> {
+    return new Set((this.db.prepare('SELECT path FROM kept_files').all() as { path: string }[]).map((r) => r.path));
+  }
+
+  pendingMerges(vmId: string): PendingMerge[] {
+    return (this.db.prepare('SELECT child, vm_id, parent FROM pending_merges WHERE vm_id = ?').all(vmId) as { child: string; vm_id: string; parent: string }[])
+      .map((r) => ({ child: r.child, vmId: r.vm_id, parent: r.parent }));
+  }
+
+  addPendingMerge(m: PendingMerge): void {
+    this.db.prepare('INSERT OR REPLACE INTO pending_merges (child, vm_id, parent) VALUES (?, ?, ?)').run(m.child, m.vmId, m.parent);
+  }
+
+  removePendingMerge(child: string): void {
+    this.db.prepare('DELETE FROM pending_merges WHERE child = ?').run(child);
+  }
+
+  /** Whether any of these checkpoint ids exists (of any VM). */
+  checkpointsById(ids: string[]): boolean {
+    const q = this.db.prepare('SELECT 1 FROM checkpoints WHERE id = ?');
+    return ids.some((id) => q.get(id) !== undefined);
   }
 
   renameCheckpoint(id: string, name: string): void {
@@ -134,7 +198,8 @@ export class Inventory {
 }
 
 function checkpointFromRow(r: CheckpointRow): CheckpointRecord {
-  return { id: r.id, vmId: r.vm_id, name: r.name, created: r.created, parentId: r.parent_id, running: r.running !== 0, config: migrateConfig(JSON.parse(r.config)) };
+  return { id: r.id, vmId: r.vm_id, name: r.name, created: r.created, parentId: r.parent_id, running: r.running !== 0, config: migrateConfig(JSON.parse(r.config)),
+    kind: r.kind === 'Production' ? 'Production' : 'Standard' };
 }
 
 function fromRow(r: VmRow): VmRecord {

@@ -39,6 +39,13 @@ export type WorkerOp =
   /** Checkpoint-VM: pause at an instruction boundary, write the saved-state file to `path`, then carry on
    *  as before (a paused VM stays paused). */
   | { op: 'checkpoint'; path: string }
+  /** Online checkpoint with disks, step 1: pause, write the saved state to `path` (unless null), then flush and
+   *  close the disk files `disks` (their I/O waits); the guest stays paused. */
+  | { op: 'checkpointDetach'; path: string | null; disks: string[] }
+  /** Step 2: open each `to` in place of `from` (the guest does not notice) and carry on as before step 1. */
+  | { op: 'checkpointAttach'; swaps: { from: string; to: string }[] }
+  /** Production checkpoint: the guest freezes its file systems (VSS IC; fails when it cannot), then thaws them. */
+  | { op: 'vssFreeze' } | { op: 'vssThaw' }
   /** Connect-/Disconnect-VMNetworkAdapter while running. */
   | { op: 'netConnect'; adapter: string; switchName: string | null; switchConfig?: SwitchConfig }
   | { op: 'netStatus' }

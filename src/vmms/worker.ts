@@ -10,6 +10,8 @@ import { IcError } from '../vsp/ic/framework.js';
 import type { AdapterStatus, FromWorker, ToWorker, WorkerOp, WorkerStatus, WorkerStartConfig } from './worker-protocol.js';
 import type { DriveConfig } from '../platform/hardware.js';
 import { openDisk } from '../storage/open.js';
+import { SwappableDisk } from '../storage/swappable-disk.js';
+import type { Disk } from '../storage/disk.js';
 
 /** A disk-media change hook of the IDE controller (the ide branch provides it); looked up at run time. */
 function changeMedia(p: Partition, drive: DriveConfig): Promise<void> | void {
@@ -95,6 +97,78 @@ async function writeState(vm: Partition, path: string, keepRunning: boolean): Pr
   }
 }
 
+/** The VM's writable disks by current file, so an online checkpoint can move them onto new children. */
+const swappable = new Map<string, SwappableDisk>();
+let workerVmName = '';
+/** Whether the guest was paused already when an online checkpoint began (it is left so afterwards). */
+let pausedBeforeCheckpoint: boolean | null = null;
+
+async function openVmDisk(path: string, readOnly: boolean): Promise<Disk> {
+  const d = await openDisk(path, { readOnly, purpose: `VM ${workerVmName}` });
+  if (readOnly) return d;
+  const s = new SwappableDisk(d);
+  swappable.set(path, s);
+  return s;
+}
+
+async function checkpointDetach(p: Partition, path: string | null, disks: string[]): Promise<{ bytes: number }> {
+  if (pausedBeforeCheckpoint !== null) throw new Error('another checkpoint is under way');
+  const targets = disks.map((d) => {
+    const s = swappable.get(d);
+    if (!s) throw new Error(`the VM has no writable disk ${d} open`);
+    return s;
+  });
+  pausedBeforeCheckpoint = p.isPaused;
+  p.pause();
+  const done: SwappableDisk[] = [];
+  try {
+    await p.quiesce(); // disk I/O the guest started lands in the saved state and in the checkpoint's files
+    let bytes = 0;
+    if (path) { const b = p.saveState(); writeSavedStateFile(path, b); bytes = b.length; }
+    for (const t of targets) { await t.detach(); done.push(t); }
+    return { bytes };
+  } catch (e) {
+    for (const t of done) t.attach(await openDisk(t.path, { purpose: `VM ${workerVmName}` }));
+    if (!pausedBeforeCheckpoint) p.resume();
+    pausedBeforeCheckpoint = null;
+    throw e;
+  }
+}
+
+async function checkpointAttach(p: Partition, swaps: { from: string; to: string }[]): Promise<null> {
+  if (pausedBeforeCheckpoint === null) throw new Error('no checkpoint is under way');
+  const moved: { s: SwappableDisk; from: string }[] = [];
+  try {
+    for (const w of swaps) {
+      const s = swappable.get(w.from);
+      if (!s || !s.detached) throw new Error(`disk ${w.from} is not waiting for a new file`);
+      s.attach(await openDisk(w.to, { purpose: `VM ${workerVmName}` }));
+      swappable.delete(w.from);
+      swappable.set(w.to, s);
+      moved.push({ s, from: w.from });
+      // The partition's description follows, so a later save and restore names the new file.
+      for (const d of p.config.hardware?.drives ?? []) if (d.kind === 'disk' && d.path === w.from) d.path = w.to;
+    }
+  } catch (e) {
+    // Back onto the files the VM used before, so the guest carries on unchanged.
+    for (const m of moved) {
+      const now = m.s.path;
+      await m.s.detach();
+      m.s.attach(await openDisk(m.from, { purpose: `VM ${workerVmName}` }));
+      swappable.delete(now);
+      swappable.set(m.from, m.s);
+      for (const d of p.config.hardware?.drives ?? []) if (d.kind === 'disk' && d.path === now) d.path = m.from;
+    }
+    for (const x of swappable.values()) if (x.detached) x.attach(await openDisk(x.path, { purpose: `VM ${workerVmName}` }));
+    if (!pausedBeforeCheckpoint) p.resume();
+    pausedBeforeCheckpoint = null;
+    throw e;
+  }
+  if (!pausedBeforeCheckpoint) p.resume();
+  pausedBeforeCheckpoint = null;
+  return null;
+}
+
 async function handle(r: WorkerOp): Promise<unknown> {
   if (!vm) throw new Error('the VM is not running yet');
   const ics = vm.hyperv.ics;
@@ -124,6 +198,21 @@ async function handle(r: WorkerOp): Promise<unknown> {
     case 'kvpRemove': await needIcs().kvp.removeHostKey(r.key); return null;
     case 'save': return writeState(vm, r.path, false);
     case 'checkpoint': return writeState(vm, r.path, true);
+    case 'vssFreeze': {
+      const vss = needIcs().vss;
+      let timer: NodeJS.Timeout | undefined;
+      const r = await Promise.race([vss.freeze(), new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('the guest did not answer the freeze request within 60 s')), 60_000); })])
+        .finally(() => clearTimeout(timer));
+      if (!r.ok) throw new Error(`the guest's VSS service answered the freeze request: ${r.statusText}`);
+      return null;
+    }
+    case 'vssThaw': {
+      const r = await needIcs().vss.thaw();
+      if (!r.ok) throw new Error(`the guest's VSS service answered the thaw request: ${r.statusText}`);
+      return null;
+    }
+    case 'checkpointDetach': return checkpointDetach(vm, r.path, r.disks);
+    case 'checkpointAttach': return checkpointAttach(vm, r.swaps);
     case 'netConnect':
       vm.network.connect(r.adapter, r.switchName, r.switchConfig);
       return adapterStatus(vm);
@@ -139,6 +228,7 @@ async function handle(r: WorkerOp): Promise<unknown> {
 }
 
 async function start(c: WorkerStartConfig): Promise<void> {
+  workerVmName = c.name;
   try {
     const pc: PartitionConfig = {
       name: c.name, processor: c.processor, memoryBytes: c.memoryBytes, cpus: c.cpus, enlightened: c.enlightened,
@@ -149,7 +239,7 @@ async function start(c: WorkerStartConfig): Promise<void> {
       switches: c.switches,
       networkRelay: (switchName, data) => send({ t: 'frame', switchName, data }),
       // VHDX or raw by content; the lock names this VM to anyone else who tries to open the disk.
-      openDisk: (path, readOnly) => openDisk(path, { readOnly, purpose: `VM ${c.name}` }),
+      openDisk: openVmDisk,
     };
     vm = c.restoreFrom ? await Partition.restore(pc, c.restoreFrom) : await Partition.create(pc);
   } catch (e) {

@@ -264,7 +264,9 @@ function renderDetails() {
       el('td', { textContent: `${s.name}${s.current ? '  ◂ Now' : ''}` }),
       el('td', { textContent: new Date(s.creationTime).toLocaleString() }),
       el('td', { textContent: s.parentSnapshotName ?? '' }),
-      el('td', { textContent: s.runningState ? 'Running state' : 'Configuration only' }),
+      el('td', { textContent: s.runningState ? 'Running state' : (s.disks ?? []).length ? (s.snapshotType === 'Production' ? 'Disks (guest frozen)' : 'Configuration and disks') : 'Configuration only' }),
+      el('td', { textContent: s.snapshotType ?? 'Standard' }),
+      el('td', {}, ...(s.disks ?? []).map((d) => el('div', { textContent: `${d.slot}: ${d.path.split('/').pop()}`, title: d.path }))),
       el('td', {},
         button('Apply', () => {
           if (!confirm(`Apply checkpoint '${s.name}' to ${v.name}? The VM's current state is lost (it must be Off or Saved).`)) return;
@@ -276,7 +278,7 @@ function renderDetails() {
         }),
         button('Delete...', () => { if (confirm(`Delete checkpoint '${s.name}'?`)) run(api('DELETE', `${path}/${encodeURIComponent(s.id)}`)); }))));
     body.replaceChildren(el('table', { id: 'checkpoint-table' },
-      el('thead', {}, el('tr', {}, ...['Checkpoint', 'Created', 'Parent', 'Holds', ''].map((h) => el('th', { textContent: h })))),
+      el('thead', {}, el('tr', {}, ...['Checkpoint', 'Created', 'Parent', 'Holds', 'Type', 'Disks', ''].map((h) => el('th', { textContent: h })))),
       el('tbody', {}, ...rows)));
   } else if (tab === 'events') {
     body.replaceChildren(el('table', {}, el('tbody', {}, ...(events ?? []).slice().reverse().map((e) => el('tr', {},

@@ -6,7 +6,10 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Page } from 'playwright-core';
 import type { CheckpointView, VmView } from '../../src/vmms/service.js';
+import { join } from 'node:path';
 import { haveBinutils } from './test-kernel.js';
+import { createVhdx } from '../../src/storage/open.js';
+import { diskDir } from './checkpoint-disk-helpers.js';
 import { startService, testVm, type Fixture } from './helpers.js';
 import { chromiumMissing, launchBrowser, openConsolePage, row, type Browser } from '../web/browser.js';
 
@@ -59,4 +62,22 @@ test('web console: Checkpoint action, Checkpoints tab, rename, apply, delete', {
   await page.click('#checkpoint-table tbody tr:nth-child(1) button:has-text("Delete...")');
   await rowCount(1);
   assert.deepEqual((await f.client.call<CheckpointView[]>('GET', '/vms/webcp/snapshots')).map((s) => [s.name, s.parentSnapshotName]), [['second', null]]);
+});
+
+test('web console: the Checkpoints tab shows each checkpoint\'s type and the disk files it keeps', { skip, timeout: 60_000 }, async () => {
+  const base = join(diskDir(f.dir, 'webdisk'), 'webdisk.vhdx');
+  await createVhdx({ path: base, sizeBytes: 4 << 20, type: 'dynamic' });
+  await f.client.call('POST', '/vms', testVm('webdisk'));
+  await f.client.call('POST', '/vms/webdisk/hard-disk-drives', { path: base });
+  await f.client.call('POST', '/vms/webdisk/snapshots', { name: 'one' });
+  await f.client.call('POST', '/vms/webdisk/snapshots', { name: 'two' });
+  const list = await f.client.call<CheckpointView[]>('GET', '/vms/webdisk/snapshots');
+  await page.click(row('webdisk'));
+  await page.click('.tabs button[data-tab=checkpoints]');
+  await rowCount(2);
+  const cells = await page.evaluate(() => [...document.querySelectorAll('#checkpoint-table tbody tr')]
+    .map((tr) => [...tr.querySelectorAll('td')].slice(3, 6).map((td) => [td.textContent ?? '', [...td.querySelectorAll('div')].map((d) => d.title)])));
+  assert.deepEqual(cells, list.map((c) => [['Configuration and disks', []], [c.snapshotType, []], [`SCSI 0:0: ${c.disks[0].path.split('/').pop()}`, [c.disks[0].path]]]));
+  assert.equal(list[0].disks[0].path, base, 'the first checkpoint keeps the disk itself');
+  assert.match(list[1].disks[0].path, /webdisk_[0-9A-F-]{36}\.avhdx$/, 'the second keeps the first one\'s child');
 });

@@ -74,6 +74,13 @@ test('CLI: new-vm, get-vm table and JSON, start, connect-vm, errors; service res
   r = await hyperts('set-vmprocessor', 'multi');
   assert.equal(r.code, 2);
   assert.match(r.stderr, /--count 2/);
+  // Checkpoint type (Set-VM -CheckpointType): any case in, Hyper-V's spelling out; a bad value lists the good ones.
+  r = await hyperts('set-vm', 'multi', '--checkpoint-type', 'productiononly', '--json');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).config.checkpointType, 'ProductionOnly');
+  r = await hyperts('set-vm', 'multi', '--checkpoint-type', 'never');
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /checkpointType must be Production, ProductionOnly, Standard, Disabled/);
   r = await hyperts('remove-vm', 'multi');
   assert.equal(r.code, 0, r.stderr);
 

@@ -153,10 +153,10 @@ test('CLI: VHD commands without a service, then drives through the service', { s
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(JSON.parse((await hyperts('get-vmdvddrive', '--json')).stdout).map((d: { path: string | null }) => d.path), [null]);
 
-  // Checkpoints refuse a VM with disks; remove-vm keeps the disk files.
+  // A checkpoint of a VM with a disk puts an AVHDX on it; remove-vm keeps the disk files.
   r = await hyperts('checkpoint-vm', 'app');
-  assert.equal(r.code, 1);
-  assert.match(r.stderr, /checkpoints do not capture disks yet/);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match((await hyperts('get-vmharddiskdrive', 'app')).stdout, /app_[0-9A-F-]{36}\.avhdx/);
   assert.equal((await hyperts('remove-vm', 'app', 'db')).code, 0);
   for (const f of ['app.vhdx', 'copy.vhdx', 'fixed.vhdx', 'base.vhdx']) assert.ok(existsSync(join(work, f)), `${f} stays after remove-vm`);
   assert.equal(fields((await hyperts('get-vhd', 'app.vhdx')).stdout).Attached, 'False');

@@ -37,6 +37,9 @@ export interface OpenVhdxOptions {
   purpose?: string;
   /** Real paths of the children already open (loop detection). */
   chain?: string[];
+  /** Accept a parent whose DataWriteGuid differs from the recorded linkage (finishing an interrupted merge
+   *  into that parent, which changed it on purpose). */
+  trustParent?: boolean;
 }
 
 const MAX_METADATA_REGION = 16 * MiB;
@@ -599,7 +602,7 @@ async function openParent(path: string, params: VhdxParams, opts: OpenVhdxOption
       throw e;
     }
     const linkage = normalizeLinkage(loc.get('parent_linkage')!);
-    if (normalizeLinkage(parent.header.dataWriteGuid) !== linkage) {
+    if (!opts.trustParent && normalizeLinkage(parent.header.dataWriteGuid) !== linkage) {
       await parent.close();
       throw new VhdxFormatError(path, `parent ${c} has changed since this differencing disk was created (its DataWriteGuid ${parent.header.dataWriteGuid} is not the recorded parent_linkage ${linkage})`);
     }

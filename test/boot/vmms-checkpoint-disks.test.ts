@@ -1,0 +1,88 @@
+/**
+ * Checkpoints of a running Debian guest with a disk: a production checkpoint (the default) freezes the guest's
+ * file systems through hv_vss_daemon, moves the disk onto a new AVHDX without the guest noticing (it goes on
+ * reading and writing sda), and thaws; the checkpoint's file keeps what the guest had written before. Applying
+ * it gives an Off VM with that content; deleting it merges the child back. One boot, processor auto.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { INIT_BANNER } from '../../src/image/init-script.js';
+import { GuestSession } from './guest-session.js';
+import { openConsole, startService, waitFor, type Fixture } from '../vmms/helpers.js';
+import type { CheckpointView, VmView } from '../../src/vmms/service.js';
+import type { DriveView } from '../../src/vmms/drives.js';
+import type { VmEvent } from '../../src/vmms/store.js';
+import { openDisk } from '../../src/storage/open.js';
+
+const LIMIT_MS = 30 * 60_000;
+const files = mkdtempSync(join(tmpdir(), 'hyperts-cp-disks-'));
+let f: Fixture | null = null;
+after(async () => { await f?.close(); rmSync(files, { recursive: true, force: true }); if (f) rmSync(f.dir, { recursive: true, force: true }); });
+
+const skip = !GuestSession.imageAvailable() ? 'default image not built (npm run setup)' : false;
+
+async function firstBytes(path: string): Promise<string> {
+  const d = await openDisk(path, { readOnly: true, lock: false });
+  try { const b = Buffer.alloc(512); await d.read(0, b); return b.toString('latin1', 0, 16); } finally { await d.close(); }
+}
+
+test('online production checkpoint of a running guest with a disk; the guest keeps using sda; apply and delete', { skip, timeout: LIMIT_MS }, async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'hyperts-vmms-'));
+  f = await startService(dataDir, { pathRoots: [dataDir, files], isolation: 'off' });
+  const client = f.client;
+  const disk = join(files, 'data.vhdx');
+  await client.call<VmView>('POST', '/vms', { name: 'cpd', processor: process.env.HYPERTS_ACCEPT_PROCESSOR ?? 'auto', memory: '512M', newVhdPath: disk, newVhdSizeBytes: '64MB' });
+  const con = await openConsole(client, 'cpd');
+  await client.call('POST', '/vms/cpd/start', {});
+  const wait = async (re: RegExp, from = 0): Promise<string> => {
+    const end = Date.now() + LIMIT_MS;
+    for (;;) {
+      const m = re.exec(con.text().slice(from));
+      if (m) return m[0];
+      if (Date.now() > end) throw new Error(`guest did not print ${re}; last output:\n${con.text().slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  let seq = 0;
+  const sh = async (cmd: string): Promise<string> => {
+    const n = ++seq;
+    const from = con.text().length;
+    con.send(`echo "__B""${n}__"; ${cmd}; echo "__E""${n}__ $?"\n`);
+    await wait(new RegExp(`__E${n}__ \\d+`), from);
+    const t = con.text().slice(from).replace(/\r\n/g, '\n');
+    return t.slice(t.indexOf(`__B${n}__\n`) + `__B${n}__\n`.length, t.indexOf(`__E${n}__`));
+  };
+  await wait(new RegExp(INIT_BANNER.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  await sh('for i in $(seq 1 100); do [ -e /sys/block/sda ] && break; sleep 0.2; done');
+  await sh('printf before-checkpoint | dd of=/dev/sda bs=512 conv=sync oflag=direct 2>/dev/null; sync');
+  // The VSS daemon must be up for a production checkpoint (it starts with the other hyperv-daemons).
+  await sh('for i in $(seq 1 100); do pidof hv_vss_daemon >/dev/null && break; sleep 0.2; done; pidof hv_vss_daemon || echo no-vss-daemon');
+
+  const c = await client.call<CheckpointView>('POST', '/vms/cpd/snapshots', { name: 'prod' });
+  const events = (await client.call<VmEvent[]>('GET', '/events?name=cpd')).map((e) => e.message).join('\n');
+  assert.equal(c.snapshotType, 'Production', `a production checkpoint (events:\n${events})`);
+  assert.equal(c.runningState, false, 'no memory state');
+  assert.equal((await client.call<VmView>('GET', '/vms/cpd')).state, 'Running');
+  const child = (await client.call<DriveView[]>('GET', '/vms/cpd/hard-disk-drives'))[0].path!;
+  assert.match(basename(child), /^data_[0-9A-F-]{36}\.avhdx$/);
+
+  // The guest goes on with sda: it reads what it wrote before and writes anew (now into the child).
+  assert.match(await sh('dd if=/dev/sda bs=512 count=1 iflag=direct 2>/dev/null | head -c 17'), /before-checkpoint/);
+  await sh('printf after--checkpoint | dd of=/dev/sda bs=512 conv=sync oflag=direct 2>/dev/null; sync');
+  assert.match(await sh('dd if=/dev/sda bs=512 count=1 iflag=direct 2>/dev/null | head -c 17'), /after--checkpoint/);
+  await client.call('POST', '/vms/cpd/stop', { turnOff: true });
+  await waitFor('Off', async () => (await client.call<VmView>('GET', '/vms/cpd')).state === 'Off', 60_000);
+  con.ws.close();
+  assert.equal(await firstBytes(disk), 'before-checkpoin', 'the checkpoint\'s file holds the state at the checkpoint');
+  assert.equal(await firstBytes(child), 'after--checkpoin', 'the child holds what the guest wrote afterwards');
+
+  const applied = await client.call<VmView>('POST', '/vms/cpd/snapshots/prod/restore', {});
+  assert.equal(applied.state, 'Off', 'applying a production checkpoint gives an Off VM');
+  assert.equal(await firstBytes((await client.call<DriveView[]>('GET', '/vms/cpd/hard-disk-drives'))[0].path!), 'before-checkpoin');
+  await client.call('DELETE', '/vms/cpd/snapshots/prod');
+  assert.deepEqual(readdirSync(files).filter((x) => !x.startsWith('.')), ['data.vhdx']);
+  assert.equal(await firstBytes(disk), 'before-checkpoin');
+});

@@ -1,0 +1,69 @@
+/**
+ * Online checkpoints of a running VM with a disk: the guest pauses only while the worker writes the state and
+ * moves its disk onto the new AVHDX (same worker, still Running afterwards, the worker holds the child);
+ * applying brings back the checkpoint's contents and running state; deleting while it runs merges once it stops.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import type { CheckpointView, VmView } from '../../src/vmms/service.js';
+import type { DriveView } from '../../src/vmms/drives.js';
+import { createVhdx, DiskLockedError, openDisk } from '../../src/storage/open.js';
+import { startService, testVm, waitFor, type Fixture } from './helpers.js';
+import { diskDir, folderFiles, readMark, writeMark } from './checkpoint-disk-helpers.js';
+
+let f: Fixture;
+before(async () => { f = await startService(undefined, { isolation: 'off' }); });
+after(async () => { await f?.close(); });
+
+const get = (name: string): Promise<VmView> => f.client.call<VmView>('GET', `/vms/${name}`);
+const post = (name: string, action: string, body: unknown = {}): Promise<VmView> => f.client.call<VmView>('POST', `/vms/${name}/${action}`, body);
+const checkpoint = (name: string, snap: string): Promise<CheckpointView> => f.client.call<CheckpointView>('POST', `/vms/${name}/snapshots`, { name: snap });
+const currentDisk = async (name: string): Promise<string> => (await f.client.call<DriveView[]>('GET', `/vms/${name}/hard-disk-drives`))[0].path!;
+
+async function lockedForWriting(path: string): Promise<boolean> {
+  try { await (await openDisk(path)).close(); return false; } catch (e) { if (e instanceof DiskLockedError) return true; throw e; }
+}
+
+test('checkpoint a running VM with a disk: same worker, it moves onto the child; apply and delete', async () => {
+  const dir = diskDir(f.dir, 'on');
+  const base = join(dir, 'on.vhdx');
+  await createVhdx({ path: base, sizeBytes: 8 << 20, type: 'dynamic' });
+  await f.client.call('POST', '/vms', testVm('on'));
+  await f.client.call('POST', '/vms/on/hard-disk-drives', { path: base });
+  await writeMark(base, 'A');
+  await post('on', 'start');
+  const pid = f.service.workerPid('on');
+  assert.ok(await lockedForWriting(base), 'the worker holds the disk');
+
+  const c = await checkpoint('on', 'live');
+  assert.equal(c.runningState, true);
+  assert.equal((await get('on')).state, 'Running', 'the guest runs on');
+  assert.equal(f.service.workerPid('on'), pid, 'the same worker');
+  const child = await currentDisk('on');
+  assert.match(child, /on_[0-9A-F-]{36}\.avhdx$/);
+  assert.ok(await lockedForWriting(child), 'the worker now writes the child');
+  // The checkpoint's file is only read now (a shared lock: another reader may open it, a writer may not).
+  await (await openDisk(base, { readOnly: true })).close();
+  assert.equal(await readMark(child), 'A');
+
+  await post('on', 'stop', { turnOff: true });
+  await waitFor('Off', async () => (await get('on')).state === 'Off');
+  await writeMark(child, 'B');
+  const v = await f.client.call<VmView>('POST', '/vms/on/snapshots/live/restore', {});
+  assert.equal(v.state, 'Saved', 'the checkpoint has running state');
+  assert.equal(await readMark(await currentDisk('on')), 'A');
+  assert.deepEqual(folderFiles(dir).length, 2, 'the base and one fresh child (the child with B is gone)');
+
+  // Resume from the checkpoint, then delete it while the VM runs: the merge waits for the VM to stop.
+  await post('on', 'start');
+  assert.equal((await get('on')).state, 'Running');
+  await f.client.call('DELETE', '/vms/on/snapshots/live');
+  assert.equal(folderFiles(dir).length, 2, 'the running VM keeps writing its child');
+  await post('on', 'stop', { turnOff: true });
+  await waitFor('Off', async () => (await get('on')).state === 'Off');
+  await f.service.checkpointDisksSettled();
+  assert.equal(await currentDisk('on'), base, 'merged back once the VM stopped');
+  assert.deepEqual(folderFiles(dir), ['on.vhdx']);
+  assert.equal(await readMark(base), 'A');
+});
