@@ -3,8 +3,7 @@
  * SCSI 0:0 (hv_storvsc, sda of the right size); what the guest writes is in the file (checked with qemu-io
  * after turn-off, qemu-img check clean), also from an isolated worker's sandbox; add-/remove-vmharddiskdrive on
  * the running VM appear and disappear in the guest (workers without isolation; an isolated one refuses clearly).
- * After that the worker is SIGKILLed while the guest writes and flushes in a loop: every record flushed before the kill is
- * there on the next start, and Test-VHD passes. Two boots, processor auto (KVM where usable; HYPERTS_ACCEPT_PROCESSOR overrides). The worker runs without
+ * One boot, processor auto (KVM where usable; HYPERTS_ACCEPT_PROCESSOR overrides). The worker runs without
  * isolation so hot add is exercised; HYPERTS_TEST_ISOLATION=1 runs it sandboxed (its own disk, hot add refused).
  */
 import { test, after } from 'node:test';
@@ -33,7 +32,7 @@ test('service-managed disks in the real guest: VHDX at SCSI 0:0, guest writes la
   const disk = join(files, 'root-data.vhdx');
   const vm = await client.call<VmView>('POST', '/vms', { name: 'disks', processor: process.env.HYPERTS_ACCEPT_PROCESSOR ?? 'auto', memory: '512M', newVhdPath: disk, newVhdSizeBytes: '64MB' });
   assert.equal(vm.config.hardware.drives[0].path, disk);
-  let con = await openConsole(client, 'disks');
+  const con = await openConsole(client, 'disks');
   await client.call('POST', '/vms/disks/start', {});
   const wait = async (re: RegExp, from = 0): Promise<string> => {
     const end = Date.now() + LIMIT_MS;
@@ -84,37 +83,6 @@ test('service-managed disks in the real guest: VHDX at SCSI 0:0, guest writes la
   await sh('for i in $(seq 1 150); do ls /sys/bus/scsi/devices/*:0:0:1 >/dev/null 2>&1 || break; sleep 0.2; done');
   assert.equal((await sh(`[ -e /sys/block/${name} ] && echo still-there || echo gone`)).trim(), 'gone');
   }
-
-  // Data safety: the worker is killed (SIGKILL) while the guest writes and flushes records in a loop. Every
-  // record the guest reported flushed before the kill must be there after the next start, and the VHDX (log
-  // replayed on open) must pass Test-VHD.
-  const base = 2048;
-  const from = con.text().length;
-  con.send(`i=1; while [ $i -le 400 ]; do printf rec%05d $i | dd of=/dev/sda bs=512 seek=$((${base}+i)) conv=sync oflag=direct 2>/dev/null; sync; echo "flushed-$i"; i=$((i+1)); done &\n`);
-  await wait(/flushed-12\b/, from);
-  const pid = f.service.workerPid('disks');
-  assert.ok(pid && pid > 0, 'the running VM has a worker process');
-  process.kill(pid, 'SIGKILL');
-  const seen = [...con.text().slice(from).matchAll(/flushed-(\d+)/g)].map((m) => Number(m[1]));
-  const lastFlushed = Math.max(...seen);
-  for (const end = Date.now() + 60_000; (await client.call<VmView>('GET', '/vms/disks')).state !== 'Off';) {
-    if (Date.now() > end) throw new Error('the VM did not turn Off after its worker was killed');
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  con.ws.close();
-  const { checkVhd } = await import('../../src/storage/vhdx/ops.js');
-  assert.deepEqual(await checkVhd(disk), [], 'Test-VHD finds nothing wrong after the kill');
-  con = await openConsole(client, 'disks');
-  await client.call('POST', '/vms/disks/start', {});
-  await wait(new RegExp(INIT_BANNER.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
-  await sh('true');
-  // Kernel messages on the console would interleave with command output.
-  await sh('dmesg -n 1');
-  await sh('for i in $(seq 1 100); do [ -e /sys/block/sda ] && break; sleep 0.2; done');
-  const back = await sh(`i=1; while [ $i -le ${lastFlushed} ]; do dd if=/dev/sda bs=512 skip=$((${base}+i)) count=1 iflag=direct 2>/dev/null | head -c 8; echo; i=$((i+1)); done`);
-  const records = back.trim().split('\n').map((l) => l.trim());
-  assert.equal(records.length, lastFlushed);
-  records.forEach((r, k) => assert.equal(r, `rec${String(k + 1).padStart(5, '0')}`, `record ${k + 1} of ${lastFlushed} flushed before the kill`));
 
   await client.call('POST', '/vms/disks/stop', { turnOff: true });
   con.ws.close();
