@@ -50,6 +50,13 @@ export class CpuState {
   ccSrc1 = 0; ccSrc1Hi = 0;
   ccSrc2 = 0; ccSrc2Hi = 0;
   ccAux = 0; // e.g. carry-in for adc/sbb, shift count
+  /**
+   * Model Intel's string-instruction corners instead of AMD's (the identity CPUID presents). Only the
+   * differential tests set it, to compare against an Intel host: there a 32-bit-address rep with ECX=0 still
+   * zero-extends RCX (and the pointers MOVS/STOS advance), and a rep CMPS/SCAS that faults part-way leaves
+   * the flags it started with.
+   */
+  intelStrings = false;
 
   // ---- Segments: selector, base (number), limit (bytes, inclusive), attributes (descriptor bits 40..55 packed as
   // type[3:0] s[4] dpl[6:5] p[7] avl[12] l[13] db[14] g[15], i.e. the VMX "access rights" layout).

@@ -43,10 +43,41 @@ function count(cpu: Cpu, asz: number): number { return regAddr(cpu, 1, asz); }
 function decCount(cpu: Cpu, asz: number): void { advance(cpu, 1, asz, -1); }
 function step(cpu: Cpu, s: number): number { return (cpu.flagsRest & F.DF) !== 0 ? -s : s; }
 
+/** Intel: a 32-bit-address rep that runs no element still writes the 32-bit registers (upper halves cleared). */
+function intelEmptyRep(cpu: Cpu, pointers: number): void {
+  const g = cpu.gpr;
+  if (g[2] !== 0) return;
+  g[3] = 0;
+  if ((pointers & 1) !== 0) g[13] = 0;
+  if ((pointers & 2) !== 0) g[15] = 0;
+}
+
 /** Run `one` for each element under a rep prefix; returns without finishing when the chunk is spent. */
 function repLoop(cpu: Cpu, i: Insn, one: (cpu: Cpu, i: Insn) => void, cond: number): void {
   const asz = i.asz;
   if (i.rep === 0) { one(cpu, i); return; }
+  if (cpu.intelStrings) {
+    if (asz === 4) intelEmptyRep(cpu, one === movsOne ? 3 : one === stosOne ? 2 : 0);
+    if (cond !== 0) { repCompareIntel(cpu, i, one, cond); return; }
+  }
+  repElements(cpu, i, one, cond);
+}
+
+/** Intel: a rep CMPS/SCAS that faults part-way reports the flags it started with (registers keep their progress). */
+function repCompareIntel(cpu: Cpu, i: Insn, one: (cpu: Cpu, i: Insn) => void, cond: number): void {
+  const op = cpu.ccOp, res = cpu.ccRes, resHi = cpu.ccResHi, s1 = cpu.ccSrc1, s1Hi = cpu.ccSrc1Hi;
+  const s2 = cpu.ccSrc2, s2Hi = cpu.ccSrc2Hi, aux = cpu.ccAux;
+  try {
+    repElements(cpu, i, one, cond);
+  } catch (e) {
+    cpu.ccOp = op; cpu.ccRes = res; cpu.ccResHi = resHi; cpu.ccSrc1 = s1; cpu.ccSrc1Hi = s1Hi;
+    cpu.ccSrc2 = s2; cpu.ccSrc2Hi = s2Hi; cpu.ccAux = aux;
+    throw e;
+  }
+}
+
+function repElements(cpu: Cpu, i: Insn, one: (cpu: Cpu, i: Insn) => void, cond: number): void {
+  const asz = i.asz;
   let n = 0;
   while (count(cpu, asz) !== 0) {
     if (n === REP_CHUNK) { cpu.nextRip = cpu.rip; return; } // resume later at the same instruction
@@ -110,11 +141,17 @@ function outsOne(cpu: Cpu, i: Insn): void {
 }
 
 export function movs(cpu: Cpu, i: Insn): void {
-  if (i.rep !== 0 && i.asz !== 2 && (cpu.flagsRest & F.DF) === 0) repMovsBulk(cpu, i);
+  if (i.rep !== 0 && i.asz !== 2 && (cpu.flagsRest & F.DF) === 0) {
+    if (cpu.intelStrings && i.asz === 4) intelEmptyRep(cpu, 3);
+    repMovsBulk(cpu, i);
+  }
   else repLoop(cpu, i, movsOne, 0);
 }
 export function stos(cpu: Cpu, i: Insn): void {
-  if (i.rep !== 0 && i.asz !== 2 && (cpu.flagsRest & F.DF) === 0) repStosBulk(cpu, i);
+  if (i.rep !== 0 && i.asz !== 2 && (cpu.flagsRest & F.DF) === 0) {
+    if (cpu.intelStrings && i.asz === 4) intelEmptyRep(cpu, 2);
+    repStosBulk(cpu, i);
+  }
   else repLoop(cpu, i, stosOne, 0);
 }
 

@@ -2,7 +2,10 @@
  * Contract for driving the emulated processor from tests (differential tests against the host CPU,
  * focused paging/exception tests, guest-program tests). Implemented by the core in `testing.ts`:
  *
- *   export function createTestMachine(opts?: { memoryBytes?: number }): TestMachine
+ *   export function createTestMachine(opts?: { memoryBytes?: number; stringVendor?: 'amd' | 'intel' }): TestMachine
+ *
+ * `stringVendor: 'intel'` makes the processor follow Intel's string-instruction corners (see
+ * CpuState.intelStrings) so it can be compared against an Intel host; the default is AMD, as CPUID presents.
  *
  * The machine starts in 64-bit long mode, CPL 3 or 0 as chosen, flat segments, paging on, with a page-table
  * area managed by the machine itself; tests map the virtual ranges they use.

@@ -83,12 +83,13 @@ export interface EmulatedTestMachine extends TestMachine {
   readonly handled: Set<number>;
 }
 
-export function createTestMachine(opts?: { memoryBytes?: number; cpl?: 0 | 3 }): EmulatedTestMachine {
+export function createTestMachine(opts?: { memoryBytes?: number; cpl?: 0 | 3; stringVendor?: 'amd' | 'intel' }): EmulatedTestMachine {
   const memoryBytes = opts?.memoryBytes ?? 32 * 1024 * 1024;
   const platform = createTestPlatform(memoryBytes);
   const mem = platform.memory;
   const view = mem.view;
   const cpu = new Cpu(0, platform);
+  cpu.intelStrings = opts?.stringVendor === 'intel';
   if (simd !== null) { cpu.fpu = simd.createFpuState(); simd.resetFpuState(cpu.fpu); }
   let ptNext = PT_POOL_START + PAGE; // first pool page is the PML4
   let dataNext = DATA_START;

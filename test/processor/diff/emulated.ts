@@ -3,11 +3,12 @@
  * One machine serves many cases; it is recreated after a failed setup or after a 32-bit case that did not
  * return to 64-bit mode (the contract cannot reset CS).
  */
+import { readFileSync } from 'node:fs';
 import type { TestMachine, TestRunResult } from '../../../src/processor/emulated/testing-contract.js';
 import { type CaseResult, type DiffCase, initialData } from './case.js';
 import { CODE_ADDR, CODE_SIZE, DATA_ADDR, DATA_SIZE } from './layout.js';
 
-type Factory = (opts?: { memoryBytes?: number }) => TestMachine;
+type Factory = (opts?: { memoryBytes?: number; stringVendor?: 'amd' | 'intel' }) => TestMachine;
 let factory: Factory | null | undefined;
 let loadError = '';
 
@@ -30,6 +31,20 @@ export function emulatorLoadError(): string { return loadError; }
 
 const MAX_INSNS = 300000;
 
+let vendor: 'amd' | 'intel' | undefined;
+/**
+ * The host CPU's vendor: where AMD and Intel differ in corners the manuals leave open (string instructions),
+ * the emulator is run in the host's model so both models are checked, each on its own kind of host.
+ */
+export function hostVendor(): 'amd' | 'intel' {
+  if (vendor === undefined) {
+    let text = '';
+    try { text = readFileSync('/proc/cpuinfo', 'utf8'); } catch { /* not Linux: keep the default */ }
+    vendor = /^vendor_id\s*:\s*GenuineIntel/m.test(text) ? 'intel' : 'amd';
+  }
+  return vendor;
+}
+
 export class EmulatedRunner {
   private m: TestMachine | null = null;
   private readonly codeImage = new Uint8Array(CODE_SIZE);
@@ -37,7 +52,7 @@ export class EmulatedRunner {
 
   private machine(): TestMachine {
     if (!this.m) {
-      const m = this.create({ memoryBytes: 16 << 20 });
+      const m = this.create({ memoryBytes: 16 << 20, stringVendor: hostVendor() });
       m.setCpl(3);
       m.map(CODE_ADDR, CODE_SIZE, { user: true, writable: true, exec: true });
       m.map(DATA_ADDR, DATA_SIZE, { user: true, writable: true });
