@@ -34,6 +34,11 @@ export interface PartitionConfig {
   initrd?: string;
   cmdline: string;
   clockMode?: ClockMode;
+  /**
+   * Wall-clock time (ms since the epoch) the RTC shows at virtual time 0. Default: the host's clock, cut to a
+   * whole second in icount mode so that two boots see the seconds change at the same instruction.
+   */
+  rtcBaseMs?: number;
   gdbPort?: number;
   /** With gdbPort: hold the vCPU stopped until the debugger continues it (like QEMU's -S). */
   gdbWait?: boolean;
@@ -113,6 +118,7 @@ export class Partition {
     this.initrdImage = config.initrd ? readImage(config.initrd, 'initrd') : undefined;
     this.devices = createPlatformDevices({
       io: this.io, mmio: this.mmio, clock: this.clock, vcpuCount: config.cpus,
+      rtcEpochMs: config.rtcBaseMs ?? (this.clock.mode === 'icount' ? Math.floor(Date.now() / 1000) * 1000 : Date.now()),
       onShutdown: (code, reason) => this.shutdown(code, reason),
       onReset: (reason) => this.requestReset(reason),
     });
@@ -478,7 +484,9 @@ export class Partition {
       const r = await vcpu.run(SLICE_MS);
       dbg?.onSlice?.();
       if (dbg !== null && dbg.breakpointHit) { dbg.breakpointHit = false; dbg.reportStop({ signal: 5, breakpoint: true }); continue; }
-      this.clock.poll();
+      // The emulated processor polls the clock itself when it resumes; polling here too, at a point that host
+      // time chose, would fire timers one instruction earlier or later from run to run (icount must repeat).
+      if (this.backendKind !== 'emulated' || r.kind !== 'yield') this.clock.poll();
       if (r.kind === 'shutdown') { this.shutdown(r.code, r.reason); break; }
       if (r.kind === 'reset') { this.requestReset(r.reason); continue; }
       if (r.kind === 'halted') {
