@@ -52,7 +52,7 @@ function vmName(c: Ctx, cmd: string): string {
   return n;
 }
 
-export const addVmNetworkAdapter = command('add-vmnetworkadapter', 'VMNAME [--name NAME] [--switch-name SWITCH] [--static-mac-address MAC] [--json]   (the VM must be Off)',
+export const addVmNetworkAdapter = command('add-vmnetworkadapter', 'VMNAME [--name NAME] [--switch-name SWITCH] [--static-mac-address MAC] [--json]   (also while it runs: the guest gets a new interface)',
   { name: 'string', 'switch-name': 'string', 'static-mac-address': 'string', 'vm-name': 'string', json: 'boolean' }, async (c) => {
     const vm = vmName(c, 'add-vmnetworkadapter');
     const body: Record<string, unknown> = {};
@@ -70,7 +70,7 @@ export const getVmNetworkAdapter = command('get-vmnetworkadapter', 'VMNAME [--js
   return 0;
 });
 
-export const removeVmNetworkAdapter = command('remove-vmnetworkadapter', 'VMNAME ADAPTER   (the VM must be Off)', { 'vm-name': 'string', name: 'string' }, async (c) => {
+export const removeVmNetworkAdapter = command('remove-vmnetworkadapter', 'VMNAME ADAPTER   (also while it runs: the guest loses the interface)', { 'vm-name': 'string', name: 'string' }, async (c) => {
   const vm = vmName(c, 'remove-vmnetworkadapter');
   const a = (c.opts.name as string | undefined) ?? c.positional[1];
   if (!a) throw new UsageError('remove-vmnetworkadapter: name the VM and the adapter (get-vmnetworkadapter VMNAME lists them)');

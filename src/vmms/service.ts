@@ -1162,33 +1162,51 @@ export class VmmsService extends EventEmitter {
     this.changed(e);
   }
 
-  /** Get-VMNetworkAdapter. */
+  /**
+   * Get-VMNetworkAdapter. The addresses are what the guest's KVP daemon last reported for each adapter's MAC
+   * (the worker answers from its cache at once and asks the guest again in the background).
+   */
   async networkAdapters(name: string): Promise<AdapterView[]> {
     const e = this.entry(name);
     let live: AdapterStatus[] = [];
     if (e.rt && e.rec.state !== 'Starting') live = await this.request(e, { op: 'netStatus' }).then((x) => x as AdapterStatus[], () => []);
-    const ips = (e.rt?.status?.guest?.NetworkAddressIPv4 ?? '').split(';').filter(Boolean);
-    return (e.rec.config.hardware.networkAdapters).map((a) => ({ ...a, vmName: e.rec.name, status: live.find((l) => l.name === a.name) ?? null, ipAddresses: ips }));
+    const reported = e.rt?.status?.adapterAddresses ?? [];
+    return (e.rec.config.hardware.networkAdapters).map((a) => {
+      const status = live.find((l) => l.name === a.name) ?? null;
+      const ips = status?.ipAddresses ?? reported.find((r) => r.macAddress === a.macAddress)?.addresses ?? [];
+      return { ...a, vmName: e.rec.name, status, ipAddresses: e.rt ? ips : [] };
+    });
   }
 
-  /** Add-VMNetworkAdapter (the VM must be Off: hot add is not supported). */
-  addNetworkAdapter(name: string, input: unknown): AdapterView {
+  /**
+   * Add-VMNetworkAdapter. On a running VM (Hyper-V's hot add) the worker offers a new netvsp channel and the
+   * guest gets a new interface; the configuration changes only once the worker took it.
+   */
+  async addNetworkAdapter(name: string, input: unknown): Promise<AdapterView> {
     const e = this.entry(name);
-    this.requireState(e, ['Off'], 'add a network adapter to', `stop-vm ${e.rec.name}`);
+    this.requireState(e, ['Off', 'Running', 'Paused'], 'add a network adapter to', e.rec.state === 'Saved' ? `start-vm ${e.rec.name} first, or remove-vmsavedstate ${e.rec.name}` : 'wait until it has started');
     if (!e.rec.config.enlightened) throw conflict(`VM '${e.rec.name}' is unenlightened: a synthetic network adapter needs VMBus (set-vm ${e.rec.name} --enlightened true); the legacy adapter is not available yet`);
     const a = newAdapter(input, e.rec.config.hardware.networkAdapters, this.switches);
-    this.setAdapters(e, [...(e.rec.config.hardware.networkAdapters), a], `network adapter '${a.name}' (${a.macAddress}) added${a.switchName ? `, connected to '${a.switchName}'` : ''}`);
-    return { ...a, vmName: e.rec.name, status: null, ipAddresses: [] };
+    const rt = e.rt;
+    if (rt) {
+      const sw = a.switchName ? this.switches.get(a.switchName) : null;
+      const cfg: SwitchConfig | undefined = sw ? { name: sw.name, type: sw.type, forwards: sw.forwards, relayed: true } : undefined;
+      await this.request(e, { op: 'netAdd', adapter: a, switchConfig: cfg });
+      if (cfg) this.plugRelay(e, rt, cfg);
+    }
+    this.setAdapters(e, [...(e.rec.config.hardware.networkAdapters), a], `network adapter '${a.name}' (${a.macAddress}) added${a.switchName ? `, connected to '${a.switchName}'` : ''}${rt ? ' while the VM runs' : ''}`);
+    return (await this.networkAdapters(e.rec.name)).find((x) => x.name === a.name) ?? { ...a, vmName: e.rec.name, status: null, ipAddresses: [] };
   }
 
-  /** Remove-VMNetworkAdapter (the VM must be Off). */
-  removeNetworkAdapter(name: string, adapter: string): void {
+  /** Remove-VMNetworkAdapter. On a running VM the worker rescinds the adapter's channel (the guest loses the interface). */
+  async removeNetworkAdapter(name: string, adapter: string): Promise<void> {
     const e = this.entry(name);
-    this.requireState(e, ['Off'], 'remove a network adapter from', `stop-vm ${e.rec.name}`);
+    this.requireState(e, ['Off', 'Running', 'Paused'], 'remove a network adapter from', e.rec.state === 'Saved' ? `start-vm ${e.rec.name} first, or remove-vmsavedstate ${e.rec.name}` : 'wait until it has started');
     const list = e.rec.config.hardware.networkAdapters;
     const a = list.find((x) => x.name.toLowerCase() === adapter.toLowerCase());
     if (!a) throw new VmmsError(404, 'AdapterNotFound', `VM '${e.rec.name}' has no network adapter named '${adapter}' (get-vmnetworkadapter ${e.rec.name})`);
-    this.setAdapters(e, list.filter((x) => x !== a), `network adapter '${a.name}' removed`);
+    if (e.rt) await this.request(e, { op: 'netRemove', adapter: a.name });
+    this.setAdapters(e, e.rec.config.hardware.networkAdapters.filter((x) => x.name !== a.name), `network adapter '${a.name}' removed${e.rt ? ' while the VM runs' : ''}`);
   }
 
   /** Connect-VMNetworkAdapter / Disconnect-VMNetworkAdapter (switchName null); a running guest sees its link change. */
@@ -1261,7 +1279,9 @@ export class VmmsService extends EventEmitter {
     const rt = e.rt;
     const running = rt !== null && e.rec.state !== 'Starting';
     const g = rt?.status?.guest ?? null;
-    const ips = [g?.NetworkAddressIPv4, g?.NetworkAddressIPv6].filter((x): x is string => !!x).flatMap((s) => s.split(';')).filter(Boolean);
+    // Per adapter from KVP_OP_GET_IP_INFO; the daemon's pool-2 summary when no adapter has reported yet.
+    const perAdapter = [...new Set((rt?.status?.adapterAddresses ?? []).flatMap((a) => a.addresses))];
+    const ips = perAdapter.length ? perAdapter : [g?.NetworkAddressIPv4, g?.NetworkAddressIPv6].filter((x): x is string => !!x).flatMap((s) => s.split(';')).filter(Boolean);
     return {
       id: e.rec.id, name: e.rec.name, state: e.rec.state,
       status: e.lastError ? `Error: ${e.lastError}` : 'Operating normally',
