@@ -12,9 +12,11 @@ import { createServer, type Server } from 'node:http';
 import { connect, createServer as createTcpServer } from 'node:net';
 import { GuestSession } from './guest-session.js';
 import { natNetwork } from '../../src/platform/assemble-network.js';
+import { adapterStatus } from '../../src/vmms/adapter-status.js';
 
 const BOOT_LIMIT = 40 * 60_000;
 const MAC = '00:15:5d:00:15:01';
+const HOT_MAC = '00:15:5d:00:15:02';
 
 async function until<T>(what: string, f: () => T | Promise<T>, limitMs = 10 * 60_000): Promise<T> {
   const t0 = Date.now();
@@ -74,6 +76,45 @@ describe('enlightened guest with a synthetic network adapter (NAT through passt)
     assert.match(addr, /inet \d+\.\d+\.\d+\.\d+\/\d+/);
     assert.match(await sh('ip route'), /^default via \d+\.\d+\.\d+\.\d+ dev eth0/m);
     assert.match(await sh('cat /etc/resolv.conf'), /^nameserver /m);
+  });
+
+  test('get-vmnetworkadapter shows the DHCP address, as the guest\'s KVP daemon reports it for the adapter\'s MAC', async () => {
+    const ip = /inet (\d+\.\d+\.\d+\.\d+)/.exec(await sh('ip -4 -o addr show dev eth0'))![1];
+    // The worker answers get-vmnetworkadapter from this; each read asks the guest again in the background.
+    const st = (await until('the adapter\'s addresses from KVP', () => {
+      const a = adapterStatus(g.vm, { refresh: true })[0];
+      return a.ipAddresses.includes(ip) ? a : null;
+    }))!;
+    assert.equal(st.macAddress, MAC);
+    assert.ok(st.ipConfiguration, 'the rest of the answer is there too');
+    const gw = /default via (\S+)/.exec(await sh('ip route'))![1];
+    assert.ok(st.ipConfiguration!.gateways.includes(gw), `gateways ${st.ipConfiguration!.gateways} include ${gw}`);
+  });
+
+  test('disconnect and connect while running: the guest sees its link go down and come back up, and the network works again', async () => {
+    const operstate = async (): Promise<string> => (await sh('cat /sys/class/net/eth0/operstate')).trim();
+    g.vm.connectNetworkAdapter('Network Adapter', null);
+    assert.equal(g.vm.network.adapters[0].adapter.linkUp, false);
+    await until('link down in the guest', async () => (await operstate()) === 'down');
+    g.vm.connectNetworkAdapter('Network Adapter', 'Default Switch');
+    await until('link up in the guest', async () => (await operstate()) === 'up');
+    const gw = /default via (\S+)/.exec(await sh('ip route'))![1];
+    await until('a fetch after reconnecting', async () => (await g.run(`wget -q -O - http://${gw}:${httpPort}/file | wc -c`)).out.trim() === String(Buffer.byteLength(payload)));
+  });
+
+  test('an adapter added while running appears as a new interface bound by hv_netvsc; removed, it disappears', async () => {
+    const ifaceOf = async (mac: string): Promise<string> =>
+      (await g.run(`for d in /sys/class/net/*; do [ "$(cat $d/address)" = "${mac}" ] && basename $d; done; true`)).out.trim();
+    g.vm.addNetworkAdapter({ name: 'hot', legacy: false, macAddress: HOT_MAC, switchName: null });
+    const name = await until('the new interface', () => ifaceOf(HOT_MAC));
+    assert.match(name, /^eth\d+$/);
+    assert.notEqual(name, 'eth0');
+    assert.equal((await sh(`basename $(readlink /sys/class/net/${name}/device/driver)`)).trim(), 'hv_netvsc');
+    assert.equal((await ifaceOf(MAC)), 'eth0', 'the first adapter is untouched');
+    g.vm.removeNetworkAdapter('hot');
+    await until('the interface to go away', async () => (await ifaceOf(HOT_MAC)) === '');
+    assert.deepEqual(g.vm.network.adapters.map((a) => a.config.name), ['Network Adapter']);
+    assert.deepEqual(g.vm.config.hardware!.networkAdapters.map((a) => a.name), ['Network Adapter'], 'the hardware description follows');
   });
 
   test('the guest fetches a file with wget from an HTTP server on the host\'s loopback (gateway mapping)', async () => {
