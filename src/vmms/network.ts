@@ -139,7 +139,7 @@ export class PrivateRelay {
    * A Private switch is shared by every VM on it; a NAT switch gets a passt of its own per VM (passt serves
    * one guest), run here because a sandboxed worker has no network.
    */
-  attach(vmId: string, cfg: SwitchConfig, send: (frame: Uint8Array) => void, link: (up: boolean) => void, log: (m: string) => void): void {
+  attach(vmId: string, cfg: SwitchConfig, send: (frame: Uint8Array) => void, link: (up: boolean) => void, log: (m: string) => void, event?: (m: string) => void): void {
     const nat = cfg.type === 'NAT';
     const key = nat ? `${vmId}\0${cfg.name.toLowerCase()}` : cfg.name.toLowerCase();
     let mine = this.ports.get(vmId);
@@ -149,7 +149,7 @@ export class PrivateRelay {
     if (!sw) { sw = new VirtualSwitch(cfg.name); this.switches.set(key, sw); }
     mine.set(cfg.name.toLowerCase(), sw.attach({ deliver: send, linkChanged: link }, vmId));
     if (nat) {
-      const b = new PasstBackend(sw, { forwards: cfg.forwards, log });
+      const b = new PasstBackend(sw, { forwards: cfg.forwards, log, event });
       b.start();
       this.backends.set(vmId, [...(this.backends.get(vmId) ?? []), b]);
     }

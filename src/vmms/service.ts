@@ -1122,7 +1122,8 @@ export class VmmsService extends EventEmitter {
     const switchName = sw.name;
     const to = (m: ToWorker): void => { if (rt.child.connected) rt.child.send(m); };
     this.relay.attach(e.rec.id, sw, (data) => to({ t: 'frame', switchName, data }), (up) => to({ t: 'link', switchName, up }),
-      (m) => this.log(`${e.rec.name}: network: switch '${switchName}': ${m}`));
+      (m) => this.log(`${e.rec.name}: network: switch '${switchName}': ${m}`),
+      (m) => { if (e.rt === rt) this.record(e, null, null, `network: switch '${switchName}': ${m}`); });
   }
 
   /** Get-VMSwitch. */

@@ -98,6 +98,30 @@ test('a running VM: connect and disconnect change the adapter\'s link; adapters 
   await waitFor('passt to end with the VM', () => passtChildren() === 0);
 });
 
+test('a VM\'s passt that dies: link down, an event, passt restarted, link up again; the worker carries on', { skip }, async () => {
+  await f.client.call('POST', '/vms', testVm('passtkill'));
+  await f.client.call('POST', '/vms/passtkill/network-adapters', { switchName: 'Default Switch' });
+  const vm = await f.client.call<VmView>('POST', '/vms/passtkill/start', {});
+  const status = async (): Promise<AdapterView> => (await f.client.call<AdapterView[]>('GET', '/vms/passtkill/network-adapters'))[0];
+  await waitFor('link up through passt', async () => (await status()).status?.linkUp);
+  const passtPids = (): number[] => spawnSync('ps', ['--ppid', String(process.pid), '-o', 'pid=,comm=']).stdout.toString().split('\n')
+    .filter((l) => /passt/.test(l)).map((l) => Number(l.trim().split(/\s+/)[0]));
+  const [first] = await waitFor('the VM\'s passt', () => { const p = passtPids(); return p.length === 1 ? p : null; });
+  process.kill(first, 'SIGKILL');
+  const events = async (): Promise<string[]> => (await f.client.call<Array<{ message: string }>>('GET', '/vms/passtkill/events')).map((e) => e.message);
+  await waitFor('the restart in the event log', async () => (await events()).some((m) => /passt restarted \(process \d+\): network link up/.test(m)));
+  const log = await events();
+  assert.ok(log.some((m) => /switch 'Default Switch': passt killed by SIGKILL.*network link down, restarting/.test(m)), log.join('\n'));
+  const now = passtPids();
+  assert.equal(now.length, 1);
+  assert.notEqual(now[0], first, 'a new passt runs');
+  await waitFor('link up again', async () => (await status()).status?.linkUp);
+  const after = await f.client.call<VmView>('GET', '/vms/passtkill');
+  assert.equal(after.state, 'Running');
+  assert.equal(after.workerPid, vm.workerPid, 'the same worker, never crashed');
+  await f.client.call('POST', '/vms/passtkill/stop', { turnOff: true });
+});
+
 test('Private switch relay: a frame from one VM\'s adapter reaches the other VM\'s guest', () => {
   const relay = new PrivateRelay();
   const vms = ['a', 'b'].map((id, i) => {
