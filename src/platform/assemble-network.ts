@@ -12,8 +12,14 @@ import { parseMac } from '../net/mac.js';
 
 export interface SwitchConfig {
   name: string;
-  /** 'NAT': through passt to the host's network; 'Private': a layer-2 segment without an uplink. */
-  type: 'NAT' | 'Private';
+  /**
+   * 'NAT': through passt to the host's network; 'Private': a layer-2 segment without an uplink; 'Internal' /
+   * 'External': a host bridge (with a host interface enslaved for External) that VMs join through TAP devices
+   * the management service owns (root only).
+   */
+  type: 'NAT' | 'Private' | 'Internal' | 'External';
+  /** Internal/External: the host bridge of the switch. */
+  bridge?: string;
   /** Host->guest port mappings (NAT only), like Add-NetNatStaticMapping. */
   forwards?: PortForward[];
   /**
@@ -80,6 +86,9 @@ export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfi
     if (sw) return sw;
     const cfg = switchConfigs.find((s) => s.name.toLowerCase() === key);
     if (!cfg) throw new NetworkConfigError(`virtual switch '${name}' does not exist; create it (new-vmswitch) or connect the adapter to an existing switch`);
+    if ((cfg.type === 'Internal' || cfg.type === 'External') && !(cfg.relayed && o.relay)) {
+      throw new NetworkConfigError(`virtual switch '${cfg.name}' is ${cfg.type}: its TAP devices are run by the management service (hyperts serve, as root); connect the adapter there, or use a NAT switch here`);
+    }
     sw = new VirtualSwitch(cfg.name);
     switches.set(key, sw);
     if (cfg.type === 'NAT' && !(cfg.relayed && o.relay)) {

@@ -20,6 +20,7 @@ import { Inventory, type CheckpointRecord, type VmEvent, type VmRecord } from '.
 import { ACTIVE_STATES, type VmState } from './states.js';
 import type { AdapterStatus, FromWorker, ToWorker, WorkerOp, WorkerStartConfig, WorkerStatus } from './worker-protocol.js';
 import { SwitchStore, PrivateRelay, newAdapter, switchesFor, type SwitchRecord } from './network.js';
+import { ensureBridge, removeBridge } from '../net/host-bridge.js';
 import type { NetworkAdapterConfig } from '../platform/hardware.js';
 import type { SwitchConfig } from '../platform/assemble-network.js';
 import { defaultImagePaths } from '../image/builder.js';
@@ -175,6 +176,13 @@ export class VmmsService extends EventEmitter {
     checkPrivateDirectory(o.dataDir);
     this.inventory = new Inventory(join(o.dataDir, 'inventory.sqlite'));
     this.switches = new SwitchStore(o.dataDir);
+    // Internal and External switches' bridges do not survive a host reboot: set them up again.
+    for (const sw of this.switches.list()) {
+      if (!sw.bridge) continue;
+      try { ensureBridge(sw.bridge, sw.netAdapterName); } catch (err) {
+        this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `virtual switch '${sw.name}' (${sw.type}): its host bridge could not be set up: ${(err as Error).message}` });
+      }
+    }
     this.pathRoots = o.pathRoots ?? [o.dataDir, defaultVirtualDiskDir(o.dataDir)];
     this.workerPath = o.workerPath ?? fileURLToPath(new URL('./worker.js', import.meta.url));
     this.log = o.log ?? (() => {});
@@ -1138,8 +1146,8 @@ export class VmmsService extends EventEmitter {
 
   /** New-VMSwitch. */
   newSwitch(input: unknown): SwitchView {
-    const s = this.switches.create(input);
-    this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `virtual switch '${s.name}' (${s.type}) created` });
+    const s = this.switches.create(input, (rec) => { if (rec.bridge) ensureBridge(rec.bridge, rec.netAdapterName); });
+    this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `virtual switch '${s.name}' (${s.type}) created${s.bridge ? ` (host bridge ${s.bridge}${s.netAdapterName ? ` with ${s.netAdapterName}` : ''})` : ''}` });
     return this.switchView(s);
   }
 
@@ -1150,6 +1158,11 @@ export class VmmsService extends EventEmitter {
     const busy = users.filter((e) => e.rt);
     if (busy.length) throw conflict(`virtual switch '${s.name}' is in use by running VM ${busy.map((e) => `'${e.rec.name}'`).join(', ')}; disconnect-vmnetworkadapter or stop the VM first`);
     this.switches.remove(s.name);
+    if (s.bridge) {
+      try { removeBridge(s.bridge); } catch (err) {
+        this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `virtual switch '${s.name}': its host bridge ${s.bridge} could not be removed: ${(err as Error).message} (ip link del ${s.bridge})` });
+      }
+    }
     for (const e of users) {
       this.setAdapters(e, (e.rec.config.hardware.networkAdapters).map((a) => (a.switchName === s.name ? { ...a, switchName: null } : a)), `network adapters disconnected: switch '${s.name}' removed`);
     }
@@ -1191,7 +1204,7 @@ export class VmmsService extends EventEmitter {
     const rt = e.rt;
     if (rt) {
       const sw = a.switchName ? this.switches.get(a.switchName) : null;
-      const cfg: SwitchConfig | undefined = sw ? { name: sw.name, type: sw.type, forwards: sw.forwards, relayed: true } : undefined;
+      const cfg: SwitchConfig | undefined = sw ? { name: sw.name, type: sw.type, forwards: sw.forwards, bridge: sw.bridge, relayed: true } : undefined;
       await this.request(e, { op: 'netAdd', adapter: a, switchConfig: cfg });
       if (cfg) this.plugRelay(e, rt, cfg);
     }
@@ -1220,7 +1233,7 @@ export class VmmsService extends EventEmitter {
     if (e.rec.state === 'Starting' || e.rec.state === 'Saved') throw conflict(`VM '${e.rec.name}' is ${e.rec.state}: connect its adapters while it is Off, Running or Paused`);
     const rt = e.rt;
     if (rt) {
-      const cfg: SwitchConfig | undefined = sw ? { name: sw.name, type: sw.type, forwards: sw.forwards, relayed: true } : undefined;
+      const cfg: SwitchConfig | undefined = sw ? { name: sw.name, type: sw.type, forwards: sw.forwards, bridge: sw.bridge, relayed: true } : undefined;
       await this.request(e, { op: 'netConnect', adapter: a.name, switchName: sw?.name ?? null, switchConfig: cfg });
       if (cfg) this.plugRelay(e, rt, cfg);
     }

@@ -28,7 +28,16 @@ test('switches: Default Switch exists; new NAT and Private switches; bad input; 
   const nat = await f.client.call<SwitchView>('POST', '/switches', { name: 'web', switchType: 'NAT', natForwards: ['18080:80'] });
   assert.deepEqual(nat.forwards, [{ protocol: 'tcp', hostPort: 18080, guestPort: 80 }]);
   await rejects(f.client.call('POST', '/switches', { name: 'lab', switchType: 'Private' }), 409, /already exists/);
-  await rejects(f.client.call('POST', '/switches', { name: 'x', switchType: 'External' }), 400, /NAT or Private/);
+  await rejects(f.client.call('POST', '/switches', { name: 'x', switchType: 'External' }), 400, /give netAdapterName/);
+  await rejects(f.client.call('POST', '/switches', { name: 'x', switchType: 'Bridge' }), 400, /NAT, Private, Internal or External/);
+  await rejects(f.client.call('POST', '/switches', { name: 'x', switchType: 'Internal', netAdapterName: 'eth0' }), 400, /External switches only/);
+  await rejects(f.client.call('POST', '/switches', { name: 'x', switchType: 'External', netAdapterName: 'no-such-if0' }), process.getuid?.() === 0 ? 400 : 403, process.getuid?.() === 0 ? /no network interface 'no-such-if0'/ : /needs root/);
+  // Without root the refusal says what to do (the uid is faked here when the test runs as root).
+  const getuid = process.getuid;
+  process.getuid = () => 1000;
+  try {
+    await rejects(f.client.call('POST', '/switches', { name: 'x', switchType: 'Internal' }), 403, /needs root.*sudo hyperts serve.*NAT or Private switch/);
+  } finally { process.getuid = getuid; }
   await rejects(f.client.call('POST', '/switches', { name: 'y', switchType: 'NAT', natForwards: ['80'] }), 400, /HOSTPORT:GUESTPORT/);
   await rejects(f.client.call('POST', '/switches', { name: 'z', switchType: 'Private', natForwards: ['1:2'] }), 400, /NAT switches only/);
   await rejects(f.client.call('DELETE', '/switches/Default%20Switch'), 409, /cannot be removed/);
