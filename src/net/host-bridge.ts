@@ -6,7 +6,6 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readlinkSync } from 'node:fs';
 
 export class HostNetworkError extends Error {}
 
@@ -38,36 +37,46 @@ export function ip(...args: string[]): string {
   return r.stdout;
 }
 
-export const interfaceExists = (name: string): boolean => IFNAME_RE.test(name) && existsSync(`/sys/class/net/${name}`);
-
-/** The bridge a host interface is enslaved to, if any. */
-function masterOf(name: string): string | null {
-  try { return readlinkSync(`/sys/class/net/${name}/master`).split('/').pop() ?? null; } catch { return null; }
+/**
+ * What iproute2 says of interface `name` in this thread's network namespace (null: no such interface).
+ * Asked through `ip`, not /sys: /sys shows the namespace it was mounted in, which need not be ours.
+ */
+export function linkInfo(name: string): { master: string | null; kind: string | null } | null {
+  if (!IFNAME_RE.test(name)) return null;
+  const r = spawnSync('ip', ['-j', '-d', 'link', 'show', 'dev', name], { encoding: 'utf8', timeout: 20_000 });
+  if (r.error) throw new HostNetworkError((r.error as NodeJS.ErrnoException).code === 'ENOENT' ? "the 'ip' command is missing: apt-get install iproute2" : r.error.message);
+  if (r.status !== 0) return null;
+  try {
+    const [l] = JSON.parse(r.stdout) as Array<{ master?: string; linkinfo?: { info_kind?: string } }>;
+    return { master: l?.master ?? null, kind: l?.linkinfo?.info_kind ?? null };
+  } catch { return null; }
 }
+
+export const interfaceExists = (name: string): boolean => linkInfo(name) !== null;
 
 /** Checks an External switch's host interface before anything changes. */
 export function checkExternalInterface(name: string, bridge: string): void {
   if (!IFNAME_RE.test(name)) throw new HostNetworkError(`'${name}' is not a network interface name (see 'ip link' for the host's interfaces)`);
-  if (!existsSync(`/sys/class/net/${name}`)) throw new HostNetworkError(`the host has no network interface '${name}' (see 'ip link' for the ones it has)`);
+  const l = linkInfo(name);
+  if (!l) throw new HostNetworkError(`the host has no network interface '${name}' (see 'ip link' for the ones it has)`);
   if (name === 'lo') throw new HostNetworkError('the loopback interface cannot be bridged; name a physical or veth interface');
-  if (existsSync(`/sys/class/net/${name}/bridge`)) throw new HostNetworkError(`'${name}' is itself a bridge; name the physical interface instead`);
-  const m = masterOf(name);
-  if (m && m !== bridge) throw new HostNetworkError(`'${name}' is already part of bridge '${m}'; take it out first (ip link set ${name} nomaster)`);
+  if (l.kind === 'bridge') throw new HostNetworkError(`'${name}' is itself a bridge; name the physical interface instead`);
+  if (l.master && l.master !== bridge) throw new HostNetworkError(`'${name}' is already part of bridge '${l.master}'; take it out first (ip link set ${name} nomaster)`);
 }
 
 /** Creates (or finds) the switch's bridge, up, with `external` enslaved. Idempotent: the service calls it at every start. */
 export function ensureBridge(bridge: string, external?: string): void {
   requireRoot('an Internal or External virtual switch');
   if (external) checkExternalInterface(external, bridge);
-  if (!existsSync(`/sys/class/net/${bridge}`)) ip('link', 'add', 'name', bridge, 'type', 'bridge');
+  if (!linkInfo(bridge)) ip('link', 'add', 'name', bridge, 'type', 'bridge');
   ip('link', 'set', bridge, 'up');
   if (external) {
-    if (masterOf(external) !== bridge) ip('link', 'set', external, 'master', bridge);
+    if (linkInfo(external)?.master !== bridge) ip('link', 'set', external, 'master', bridge);
     ip('link', 'set', external, 'up');
   }
 }
 
 /** Deletes the bridge (an enslaved interface is released by the kernel). */
 export function removeBridge(bridge: string): void {
-  if (existsSync(`/sys/class/net/${bridge}`)) ip('link', 'del', bridge);
+  if (linkInfo(bridge)) ip('link', 'del', bridge);
 }
