@@ -20,7 +20,7 @@ import { Inventory, type CheckpointRecord, type VmEvent, type VmRecord } from '.
 import { ACTIVE_STATES, type VmState } from './states.js';
 import type { AdapterStatus, FromWorker, ToWorker, WorkerOp, WorkerStartConfig, WorkerStatus } from './worker-protocol.js';
 import { SwitchStore, PrivateRelay, newAdapter, switchesFor, type SwitchRecord } from './network.js';
-import { ensureBridge, removeBridge } from '../net/host-bridge.js';
+import { ensureBridge, isRoot, removeBridge } from '../net/host-bridge.js';
 import type { NetworkAdapterConfig } from '../platform/hardware.js';
 import type { SwitchConfig } from '../platform/assemble-network.js';
 import { defaultImagePaths } from '../image/builder.js';
@@ -377,6 +377,7 @@ export class VmmsService extends EventEmitter {
       hardware.scsiControllers = 0;
       if (hardware.networkAdapters.length) throw conflict(`cannot start VM '${c.name}': it is not enlightened, so its synthetic network adapters have no VMBus (set-vm ${c.name} --enlightened on, or remove-vmnetworkadapter)`);
     }
+    for (const a of c.hardware.networkAdapters) this.requireSwitchRights(a.switchName, `cannot start VM '${c.name}'`, `disconnect-vmnetworkadapter ${c.name} "${a.name}"`);
     return {
       name: c.name, processor: c.processor, memoryBytes: c.memoryBytes, cpus: c.cpus, enlightened: c.enlightened,
       kernel, initrd, cmdline, integrationServices: c.integrationServices, com1: c.com1 === 'console', hardware,
@@ -1134,6 +1135,15 @@ export class VmmsService extends EventEmitter {
       (m) => { if (e.rt === rt) this.record(e, null, null, `network: switch '${switchName}': ${m}`); });
   }
 
+  /** A VM on an Internal or External switch needs a root service (its TAP devices). */
+  private requireSwitchRights(switchName: string | null, what: string, fix: string): void {
+    const sw = switchName ? this.switches.find(switchName) : undefined;
+    if (sw?.bridge && !isRoot()) {
+      throw new VmmsError(403, 'RootRequired', `${what}: virtual switch '${sw.name}' is ${sw.type}, and its TAP devices need a management service running as root ` +
+        `(sudo hyperts serve); or connect the adapter to a NAT or Private switch (${fix})`);
+    }
+  }
+
   /** Get-VMSwitch. */
   listSwitches(): SwitchView[] { return this.switches.list().map((s) => this.switchView(s)); }
   getSwitch(name: string): SwitchView { return this.switchView(this.switches.get(name)); }
@@ -1203,6 +1213,7 @@ export class VmmsService extends EventEmitter {
     const a = newAdapter(input, e.rec.config.hardware.networkAdapters, this.switches);
     const rt = e.rt;
     if (rt) {
+      this.requireSwitchRights(a.switchName, `cannot add the adapter to running VM '${e.rec.name}'`, 'or add it while the VM is off');
       const sw = a.switchName ? this.switches.get(a.switchName) : null;
       const cfg: SwitchConfig | undefined = sw ? { name: sw.name, type: sw.type, forwards: sw.forwards, bridge: sw.bridge, relayed: true } : undefined;
       await this.request(e, { op: 'netAdd', adapter: a, switchConfig: cfg });
@@ -1233,6 +1244,7 @@ export class VmmsService extends EventEmitter {
     if (e.rec.state === 'Starting' || e.rec.state === 'Saved') throw conflict(`VM '${e.rec.name}' is ${e.rec.state}: connect its adapters while it is Off, Running or Paused`);
     const rt = e.rt;
     if (rt) {
+      this.requireSwitchRights(sw?.name ?? null, `cannot connect the adapter of running VM '${e.rec.name}'`, 'pick another switch');
       const cfg: SwitchConfig | undefined = sw ? { name: sw.name, type: sw.type, forwards: sw.forwards, bridge: sw.bridge, relayed: true } : undefined;
       await this.request(e, { op: 'netConnect', adapter: a.name, switchName: sw?.name ?? null, switchConfig: cfg });
       if (cfg) this.plugRelay(e, rt, cfg);

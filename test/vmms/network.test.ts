@@ -5,6 +5,9 @@
  */
 import { test, before, after } from 'node:test';
 import { spawnSync } from 'node:child_process';
+import { chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { haveBinutils } from './test-kernel.js';
 import { rejects, startService, testVm, waitFor, type Fixture } from './helpers.js';
@@ -129,6 +132,27 @@ test('a VM\'s passt that dies: link down, an event, passt restarted, link up aga
   assert.equal(after.state, 'Running');
   assert.equal(after.workerPid, vm.workerPid, 'the same worker, never crashed');
   await f.client.call('POST', '/vms/passtkill/stop', { turnOff: true });
+});
+
+test('without root: a kept Internal switch is reported, and a VM on it is refused with what to do', { skip }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hyperts-noroot-'));
+  // As a service that lost root would find it: the switch exists, its bridge cannot be set up.
+  writeFileSync(join(dir, 'switches.json'), JSON.stringify([{ name: 'host', type: 'Internal', forwards: [], bridge: 'hvbr-00000000', created: 1, notes: '' }]));
+  const getuid = process.getuid;
+  // As root, this service pretends to be uid 1000 (owning its data directory, as the service checks).
+  if (getuid?.() === 0) { chownSync(dir, 1000, 1000); process.getuid = () => 1000; }
+  const svc = new VmmsService({ dataDir: dir });
+  try {
+    const startup = svc.events({ limit: 50 }).map((e) => e.message);
+    assert.ok(startup.some((m) => /switch 'host' \(Internal\): its host bridge could not be set up: .*needs root/.test(m)), startup.join('\n'));
+    svc.create(testVm('onhost'));
+    await svc.addNetworkAdapter('onhost', { switchName: 'host' });
+    await assert.rejects(svc.start('onhost'), /virtual switch 'host' is Internal, and its TAP devices need a management service running as root \(sudo hyperts serve\).*disconnect-vmnetworkadapter onhost/);
+  } finally {
+    process.getuid = getuid;
+    await svc.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('Private switch relay: a frame from one VM\'s adapter reaches the other VM\'s guest', () => {
