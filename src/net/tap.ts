@@ -22,6 +22,7 @@ const MAX_RESTART_DELAY_MS = 30_000;
 
 export class TapDevice {
   private reader: Worker | null = null;
+  private readerExited: Promise<void> = Promise.resolve();
   private readonly stopFlag = new Int32Array(new SharedArrayBuffer(4));
   private closed = false;
   dropped = 0;
@@ -51,6 +52,7 @@ export class TapDevice {
     if (this.reader || this.closed) return;
     const w = new Worker(new URL('./tap-reader.js', import.meta.url), { workerData: { fd: this.fd, stop: this.stopFlag.buffer } });
     this.reader = w;
+    this.readerExited = new Promise((r) => w.once('exit', () => r()));
     w.on('message', (m: { frames?: Uint8Array[]; error?: string }) => {
       if (this.closed) return;
       if (m.frames) onFrames(m.frames);
@@ -73,7 +75,13 @@ export class TapDevice {
     Atomics.store(this.stopFlag, 0, 1);
     const w = this.reader;
     this.reader = null;
-    if (w) await new Promise<void>((r) => { w.once('exit', () => r()); setTimeout(() => { void w.terminate(); }, 2000).unref(); });
+    if (w) {
+      // The reader sees the flag within one poll timeout; terminate() is the fallback.
+      const t = setTimeout(() => { void w.terminate(); }, 2000);
+      t.unref();
+      await this.readerExited;
+      clearTimeout(t);
+    }
     try { closeSync(this.fd); } catch { /* already closed */ }
   }
 }
