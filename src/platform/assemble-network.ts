@@ -112,7 +112,12 @@ export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfi
     try { mac = parseMac(cfg.macAddress); } catch (e) { throw new NetworkConfigError(`network adapter '${cfg.name}': ${(e as Error).message}`); }
     const adapter = new NetvspAdapter({ mac, name: cfg.name, instance: instanceFor(mac), log: (m) => log(`network: ${m}`) });
     const port = cfg.switchName ? plug(adapter, switchNamed(cfg.switchName), cfg.name) : null;
-    const device = vmbus!.addDevice(adapter);
+    let device: VmbusDevice;
+    try { device = vmbus!.addDevice(adapter); } catch (e) {
+      port?.detach();
+      // Same MAC, same instance GUID: an adapter removed moments ago that the guest has not let go of yet.
+      throw new NetworkConfigError(`network adapter '${cfg.name}' (${cfg.macAddress}): the guest still holds a removed adapter with this MAC; try again in a few seconds (${(e as Error).message})`);
+    }
     return { config: { ...cfg }, adapter, device, port };
   };
   const seen = new Set<string>();
@@ -152,7 +157,8 @@ export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfi
       if (cfg.legacy) throw new NetworkConfigError(`network adapter '${cfg.name}': a legacy network adapter cannot be added while the VM runs`);
       if (!vmbus) throw new NetworkConfigError('synthetic network adapters need an enlightened VM (VMBus)');
       if (adapters.some((x) => x.config.name.toLowerCase() === cfg.name.toLowerCase())) throw new NetworkConfigError(`the VM already has a network adapter named '${cfg.name}'`);
-      if (adapters.some((x) => x.config.macAddress.toLowerCase() === cfg.macAddress.toLowerCase())) throw new NetworkConfigError(`the VM already has an adapter with MAC ${cfg.macAddress}`);
+      const macKey = (m: string): string => m.toLowerCase().replace(/-/g, ':');
+      if (adapters.some((x) => macKey(x.config.macAddress) === macKey(cfg.macAddress))) throw new NetworkConfigError(`the VM already has an adapter with MAC ${cfg.macAddress}`);
       learn(config);
       const a = build(cfg);
       adapters.push(a);

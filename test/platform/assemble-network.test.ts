@@ -37,7 +37,7 @@ test('hot add: a second adapter is offered to the running guest, negotiates and 
   assert.equal(new TextDecoder().decode(b.frames.at(-1)!.subarray(14)), 'to the hot one');
 
   assert.throws(() => net.add({ name: 'HOT', legacy: false, macAddress: '00:15:5d:00:00:03', switchName: null }), NetworkConfigError);
-  assert.throws(() => net.add({ name: 'other', legacy: false, macAddress: second, switchName: null }), /already has an adapter with MAC/);
+  assert.throws(() => net.add({ name: 'other', legacy: false, macAddress: '00-15-5D-00-00-02', switchName: null }), /already has an adapter with MAC/);
   assert.throws(() => net.add({ name: 'x', legacy: false, macAddress: 'zz', switchName: null }), /MAC/);
   assert.throws(() => net.remove('nope'), /no network adapter named 'nope'/);
 
@@ -46,6 +46,10 @@ test('hot add: a second adapter is offered to the running guest, negotiates and 
   assert.ok(r, 'the guest is told the adapter is gone (rescind)');
   assert.equal(r.view.getUint32(8, true), offer.relid);
   assert.equal(net.adapters.length, 1);
+  // Added again before the guest let go of the old channel: refused with a clear message, nothing left behind.
+  assert.throws(() => net.add({ name: 'hot', legacy: false, macAddress: second, switchName: 'lab' }), /the guest still holds a removed adapter with this MAC; try again/);
+  assert.equal(net.adapters.length, 1);
+  assert.equal(net.switches.get('lab')!.portCount, 1, 'no stray switch port');
   const before = b.frames.length;
   a.sendRndisPages(FakeNetvsc.packet(ethernet(macBytes(second), macBytes(first), 'nobody home')), 0);
   a.pump(); b.pump();
