@@ -306,6 +306,9 @@ export function serveGdb(target: DebugTarget, port: number, log: (msg: string) =
   return new Promise((resolve, reject) => {
     const server = createServer((sock: Socket) => {
       sock.setEncoding('latin1');
+      // The ack and the reply are separate small writes: with Nagle's algorithm each reply would wait for the
+      // client's delayed ACK (~40 ms per packet; GDB sends hundreds of packets for one `info threads`).
+      sock.setNoDelay(true);
       log(`gdb: connection from ${sock.remoteAddress}:${sock.remotePort}`);
       onConnect?.(); // like QEMU: the VM stops when a debugger attaches
       const session = new GdbSession(target, (d) => sock.write(d, 'latin1'), log);

@@ -103,3 +103,103 @@ test('gdb with 2 vCPUs: info threads, a breakpoint only the AP reaches stops thr
   assert.equal(exit.code, 1, `debug-exit 0 -> exit code 1 (${exit.reason})`);
   assert.equal(code, 0, out);
 });
+
+/** A minimal remote-protocol client: sends a packet, answers with the reply's body (acks skipped). */
+class RspClient {
+  private buf = '';
+  private waiting: (() => void) | null = null;
+  private constructor(private readonly sock: Socket) {
+    sock.setEncoding('latin1');
+    sock.setNoDelay(true);
+    sock.on('data', (d: string) => { this.buf += d; this.waiting?.(); });
+  }
+  /** Connects once the partition listens (start() opens the port asynchronously). */
+  static async open(port: number): Promise<RspClient> {
+    for (let tries = 0; ; tries++) {
+      try {
+        return await new Promise<RspClient>((resolve, reject) => {
+          const s = connect(port, '127.0.0.1', () => resolve(new RspClient(s)));
+          s.once('error', reject);
+        });
+      } catch (e) {
+        if (tries >= 200) throw e;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    }
+  }
+  async ask(p: string): Promise<string> {
+    let sum = 0;
+    for (const c of p) sum = (sum + c.charCodeAt(0)) & 0xff;
+    this.sock.write(`$${p}#${sum.toString(16).padStart(2, '0')}`, 'latin1');
+    for (;;) {
+      const m = /\$([^#]*)#[0-9a-f]{2}/.exec(this.buf);
+      if (m) { this.buf = this.buf.slice(m.index + m[0].length); this.sock.write('+'); return m[1]; }
+      await new Promise<void>((r) => { this.waiting = r; });
+    }
+  }
+  close(): void { this.sock.destroy(); }
+}
+
+const hexText = (s: string): string => Buffer.from(s).toString('hex');
+const rip = async (c: RspClient, thread: number): Promise<bigint> => {
+  assert.equal(await c.ask(`Hg${thread}`), 'OK');
+  return Buffer.from(await c.ask('p10'), 'hex').readBigUInt64LE();
+};
+
+test('remote protocol with 2 vCPUs: thread ids are checked, an AP waiting for SIPI does not run when stepped, Hg picks the registers and page tables, vCont steps one vCPU', { skip }, async () => {
+  const kernel = smpGdbKernel();
+  const { port, exited } = await startVm(kernel);
+  const apOnly = BigInt(`0x${/^([0-9a-f]+) T ap_only$/m.exec(spawnSync('nm', [kernel], { encoding: 'utf8' }).stdout)![1]}`);
+  const c = await RspClient.open(port);
+  assert.equal(await c.ask('qfThreadInfo'), 'm01,02');
+  assert.equal(await c.ask('qsThreadInfo'), 'l');
+  assert.equal(await c.ask('qC'), 'QC01');
+  assert.equal(await c.ask('qThreadExtraInfo,2'), hexText('CPU#1 [wait-for-SIPI]'));
+  assert.equal(await c.ask('qThreadExtraInfo,1'), hexText('CPU#0 [running]'));
+  // Threads that do not exist, and ids that are not numbers, are errors (and change nothing).
+  for (const bad of ['Hg3', 'Hc3', 'Hgzz', 'Hg', 'Hx1', 'T3', 'T0', 'Tzz', 'qThreadExtraInfo,3', 'qThreadExtraInfo,', 'vCont;s:3', 'vCont;s:zz', 'vCont;q', 'Hg100000001']) {
+    assert.match(await c.ask(bad), /^E[0-9a-f]{2}$/, bad);
+  }
+  assert.equal(await c.ask('T2'), 'OK');
+  assert.equal(await c.ask('T1'), 'OK');
+  // Stepping the AP before its startup IPI reports a stop but runs nothing.
+  const sipiRip = await rip(c, 2);
+  assert.equal(await c.ask('vCont;s:2'), 'T05thread:02;');
+  assert.equal(await rip(c, 2), sipiRip);
+  assert.equal(await c.ask('qThreadExtraInfo,2'), hexText('CPU#1 [wait-for-SIPI]'));
+
+  assert.equal(await c.ask(`Z0,${apOnly.toString(16)},1`), 'OK');
+  assert.equal(await c.ask('vCont;c'), 'T05swbreak:;thread:02;');
+  assert.equal(await c.ask('qC'), 'QC02');
+  assert.equal(await c.ask('qThreadExtraInfo,2'), hexText('CPU#1 [running]'));
+  assert.equal(await rip(c, 2), apOnly);
+  // The same virtual address through each vCPU's own page tables.
+  assert.equal(await c.ask('Hg2'), 'OK');
+  assert.equal(await c.ask('m40000000,4'), '22222222');
+  assert.equal(await c.ask('Hg1'), 'OK');
+  assert.equal(await c.ask('m40000000,4'), '11111111');
+  // Writes go through the selected vCPU's paging too (the BSP's frame only).
+  assert.equal(await c.ask('M40000004,4:78563412'), 'OK');
+  assert.equal(await c.ask('m40000004,4'), '78563412');
+  assert.equal(await c.ask('Hg2'), 'OK');
+  assert.equal(await c.ask('m40000004,4'), '00000000');
+  // Breakpoint bytes stay hidden from memory reads.
+  assert.equal(await c.ask(`m${apOnly.toString(16)},1`), '49', 'REX.W of addq, not INT3');
+
+  const bspRip = await rip(c, 1);
+  // GDB's step with the others "continuing": in all-stop, only the stepped vCPU runs.
+  assert.equal(await c.ask('z0,' + apOnly.toString(16) + ',1'), 'OK');
+  assert.equal(await c.ask('vCont;s:2;c'), 'T05thread:02;');
+  assert.equal(await rip(c, 2), apOnly + 4n);
+  assert.equal(await rip(c, 1), bspRip);
+  // Hc picks the vCPU of the legacy step packet.
+  assert.equal(await c.ask('Hc1'), 'OK');
+  assert.equal(await c.ask('s'), 'T05thread:01;');
+  assert.notEqual(await rip(c, 1), bspRip);
+  assert.equal(await rip(c, 2), apOnly + 4n);
+  assert.equal(await c.ask('qC'), 'QC01');
+  // Continue runs both to the end: the BSP leaves only once the AP has counted to the limit.
+  assert.equal(await c.ask('c'), 'W01');
+  c.close();
+  assert.equal((await exited).code, 1);
+});
