@@ -128,14 +128,26 @@ class RspClient {
     }
   }
   async ask(p: string): Promise<string> {
-    let sum = 0;
-    for (const c of p) sum = (sum + c.charCodeAt(0)) & 0xff;
-    this.sock.write(`$${p}#${sum.toString(16).padStart(2, '0')}`, 'latin1');
+    this.send(p);
+    return this.reply();
+  }
+  /** Ctrl-C while the VM runs; answers with the stop reply. */
+  interrupt(): Promise<string> {
+    this.sock.write('\x03', 'latin1');
+    return this.reply();
+  }
+  private async reply(): Promise<string> {
     for (;;) {
       const m = /\$([^#]*)#[0-9a-f]{2}/.exec(this.buf);
       if (m) { this.buf = this.buf.slice(m.index + m[0].length); this.sock.write('+'); return m[1]; }
       await new Promise<void>((r) => { this.waiting = r; });
     }
+  }
+  /** A packet whose reply comes later (continue). */
+  send(p: string): void {
+    let sum = 0;
+    for (const c of p) sum = (sum + c.charCodeAt(0)) & 0xff;
+    this.sock.write(`$${p}#${sum.toString(16).padStart(2, '0')}`, 'latin1');
   }
   close(): void { this.sock.destroy(); }
 }
@@ -198,6 +210,19 @@ test('remote protocol with 2 vCPUs: thread ids are checked, an AP waiting for SI
   assert.notEqual(await rip(c, 1), bspRip);
   assert.equal(await rip(c, 2), apOnly + 4n);
   assert.equal(await c.ask('qC'), 'QC01');
+  // Ctrl-C while both run (the BSP loops for as long as `forever` is set) names the vCPU that was running.
+  const forever = /^([0-9a-f]+) [DdBb] forever$/m.exec(spawnSync('nm', [kernel], { encoding: 'utf8' }).stdout)![1];
+  assert.equal(await c.ask(`M${forever},8:0100000000000000`), 'OK');
+  c.send('vCont;c');
+  await new Promise((r) => setTimeout(r, 300));
+  const stop = await c.interrupt();
+  const m = /^T02thread:(0[12]);$/.exec(stop);
+  assert.ok(m, stop);
+  assert.equal(await c.ask('qC'), `QC${m[1]}`);
+  assert.equal(await c.ask('Hg2'), 'OK');
+  const apCount = /^([0-9a-f]+) [DdBb] ap_count$/m.exec(spawnSync('nm', [kernel], { encoding: 'utf8' }).stdout)![1];
+  assert.ok(Buffer.from(await c.ask(`m${apCount},8`), 'hex').readBigUInt64LE() > 0n, 'the AP ran after the continue');
+  assert.equal(await c.ask(`M${forever},8:0000000000000000`), 'OK');
   // Continue runs both to the end: the BSP leaves only once the AP has counted to the limit.
   assert.equal(await c.ask('c'), 'W01');
   c.close();

@@ -3,7 +3,8 @@
  * SMP test kernel does) and gives each vCPU its own page tables, so that virtual 0x40000000 is a different
  * frame per vCPU (0x11111111 on the BSP, 0x22222222 on the AP). The AP waits for the BSP to reach long mode,
  * calls `ap_only` (code no other vCPU runs) and counts `ap_count`; the BSP counts `bsp_count` until the
- * AP's count reaches LIMIT, then passes `bsp_done` and ends the VM through the debug-exit port.
+ * AP's count reaches LIMIT (or forever, while a debugger keeps `forever` set), then passes `bsp_done` and
+ * ends the VM through the debug-exit port.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -83,6 +84,8 @@ bsp64:
 bsp_loop:
   incq bsp_count
   pause
+  cmpq $0, forever
+  jne bsp_loop
   cmpq $LIMIT, ap_count
   jb bsp_loop
   movw $0xf4, %dx
@@ -138,6 +141,8 @@ gdtr: .word gdt_end - gdt - 1
 bsp_count: .quad 0
 ap_count: .quad 0
 bsp_ready: .quad 0
+.globl forever
+forever: .quad 0
 .bss
 .align 4096
 pml4: .skip 4096
