@@ -251,7 +251,7 @@ export class GdbSession {
     const t = this.target;
     if (step !== null) { const v = step; return this.run(() => t.step(v), v); }
     if (cont) return this.run(() => t.resume(), this.stopVcpu);
-    if (stop) { t.interrupt(); return; }
+    if (stop) { t.interrupt(); return this.reply('OK'); }
     return this.reply(E_INVAL);
   }
 
