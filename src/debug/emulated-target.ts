@@ -14,6 +14,7 @@ import type { VcpuRunState } from '../platform/vcpu-scheduler.js';
 import { runCpu } from '../processor/emulated/run-loop.js';
 import { getRflags, setRflags } from '../processor/emulated/flags.js';
 import { debugTranslate } from '../processor/emulated/mmu.js';
+import type { CpuState } from '../processor/emulated/cpu-state.js';
 
 /** Coordination between the partition scheduler and the debugger. */
 export class DebugControl {
@@ -70,8 +71,10 @@ export class EmulatedDebugTarget implements DebugTarget {
    * tables): patched in by `refresh()` as soon as the address translates on some vCPU.
    */
   private readonly pending = new Set<number>();
-  private readonly hook = (cpu: { rip: number; vp: number }): boolean => {
-    if (!this.bps.has(cpu.rip)) return false;
+  private readonly hook = (cpu: CpuState): boolean => {
+    const bp = this.bps.get(cpu.rip);
+    // Only our INT3: vCPUs with other page tables may map the address to a frame holding the guest's own.
+    if (!bp || debugTranslate(cpu, cpu.rip) !== bp.phys) return false;
     if (this.control.breakpointVcpu < 0) this.control.breakpointVcpu = cpu.vp;
     return true;
   };
