@@ -62,6 +62,7 @@ test('gdb with 2 vCPUs: info threads, a breakpoint only the AP reaches stops thr
     '-ex', 'break bsp_done',
     '-ex', 'continue',
     '-ex', 'echo @@done\\n',
+    '-ex', 'info threads',
     '-ex', 'print (long)ap_count',
     '-ex', 'delete',
     '-ex', 'continue',
@@ -97,6 +98,7 @@ test('gdb with 2 vCPUs: info threads, a breakpoint only the AP reaches stops thr
   assert.equal(bspRip2, bspRip, 'the BSP stays put while thread 2 steps');
   // continue resumes both: the AP counts to the limit, and only then does the BSP reach bsp_done.
   assert.match(stepped, /Thread 1 hit Breakpoint 2, .*bsp_done/, out);
+  assert.match(done, /^\s+2\s+Thread 2 \(CPU#1 \[halted\]\)/m, 'the AP halted after counting');
   const apCount = /\$\d+ = (\d+)/.exec(done);
   assert.ok(apCount && Number(apCount[1]) >= AP_COUNT_LIMIT, out);
   assert.match(done, /exited with code 01/, out);

@@ -2,9 +2,9 @@
  * The GDB stub with two vCPUs: a 64-bit multiboot kernel whose BSP starts the AP with INIT-SIPI-SIPI (as the
  * SMP test kernel does) and gives each vCPU its own page tables, so that virtual 0x40000000 is a different
  * frame per vCPU (0x11111111 on the BSP, 0x22222222 on the AP). The AP waits for the BSP to reach long mode,
- * calls `ap_only` (code no other vCPU runs) and counts `ap_count`; the BSP counts `bsp_count` until the
- * AP's count reaches LIMIT (or forever, while a debugger keeps `forever` set), then passes `bsp_done` and
- * ends the VM through the debug-exit port.
+ * calls `ap_only` (code no other vCPU runs), counts `ap_count` up to LIMIT and halts; the BSP counts
+ * `bsp_count` until the AP's count reaches LIMIT (or forever, while a debugger keeps `forever` set), then
+ * passes `bsp_done` and ends the VM through the debug-exit port.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -106,8 +106,14 @@ ap64:
   call ap_only
 ap_loop:
   incq ap_count
+  cmpq $LIMIT, ap_count
+  jae ap_halt
   pause
   jmp ap_loop
+ap_halt:
+  cli
+2: hlt
+  jmp 2b
 .globl ap_only
 ap_only:
   addq $1, %r12
