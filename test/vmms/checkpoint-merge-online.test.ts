@@ -15,6 +15,7 @@ import { checkVhd } from '../../src/storage/vhdx/ops.js';
 import { waitFor } from './helpers.js';
 import { diskDir, folderFiles, readMark, writeMark } from './checkpoint-disk-helpers.js';
 import { ackedRecord, checkRing } from './disk-writer-records.js';
+import { crashRun } from './checkpoint-crash-random.js';
 
 export const diskWorker = fileURLToPath(new URL('./disk-worker.js', import.meta.url));
 const REGION = 4 << 20, SLOTS = 256;
@@ -127,3 +128,14 @@ test('a large child merges online while the guest writes; data written before th
   assert.deepEqual((await checkRing(base, REGION, SLOTS, ackedRecord(ack))).problems, []);
   assert.deepEqual(await checkVhd(base), []);
 });
+
+for (const step of ['online-merge-copied', 'online-merge-repointed']) {
+  test(`the service killed during an online merge (${step}): recovery ends merged, nothing acknowledged is lost`, async () => {
+    const r = await crashRun('merge-online', 'service', null, 77, step);
+    assert.equal(r.killed, true, 'the service killed itself at the step');
+    assert.deepEqual(r.problems, []);
+    assert.equal(r.outcome, 'after');
+    // Killed after the copy: the merge is finished at start; after the switch: the AVHDX is deleted as unused.
+    assert.equal(r.removed.length, 1);
+  });
+}
