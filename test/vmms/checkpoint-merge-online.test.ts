@@ -16,6 +16,7 @@ import { waitFor } from './helpers.js';
 import { diskDir, folderFiles, readMark, writeMark } from './checkpoint-disk-helpers.js';
 import { ackedRecord, checkRing } from './disk-writer-records.js';
 import { crashRun } from './checkpoint-crash-random.js';
+import { isolationSupport } from '../../src/vmms/sandbox.js';
 
 export const diskWorker = fileURLToPath(new URL('./disk-worker.js', import.meta.url));
 const REGION = 4 << 20, SLOTS = 256;
@@ -139,3 +140,39 @@ for (const step of ['online-merge-copied', 'online-merge-repointed']) {
     assert.equal(r.removed.length, 1);
   });
 }
+
+const support = isolationSupport();
+test('an isolated worker cannot merge while it runs: the merge waits for it to stop, with an event saying why', { skip: !support.available && `bubblewrap cannot sandbox here: ${support.notes.join('; ')}` }, async () => {
+  const d2 = mkdtempSync(join(tmpdir(), 'hyperts-merge-iso-'));
+  const si = new VmmsService({ dataDir: d2, isolation: 'required', workerPath: diskWorker, turnOffGraceMs: 5000 });
+  try {
+    const files = diskDir(d2, 'iso');
+    const base = join(files, 'iso.vhdx');
+    await createVhdx({ path: base, sizeBytes: 32 << 20, type: 'dynamic' });
+    // The writer's file lies in the VM's folder, the one folder the sandboxed worker may write.
+    si.create({ name: 'iso', kernel: diskWorker, memory: '64M', processor: 'emulated', checkpointType: 'Standard', cmdline: JSON.stringify({ ackFile: 'writer.ack', regionStart: REGION, slots: SLOTS }) });
+    await si.drives.addHardDisk('iso', { path: base });
+    await writeMark(base, 'A');
+    await si.checkpoint('iso', 'c1');
+    const child = si.get('iso').config.hardware.drives[0].path!;
+    await writeMark(child, 'B');
+    await si.start('iso');
+    const ack = join(si.vmDirectory('iso'), 'writer.ack');
+    await progress(ack, 20);
+    await assert.rejects(si.checkpoint('iso', 'c2'), /isolated worker sees only the files it started with/);
+    await si.removeCheckpoint('iso', 'c1');
+    assert.equal(si.get('iso').config.hardware.drives[0].path, child, 'still on its AVHDX');
+    assert.match(si.events({ name: 'iso' }).map((e) => e.message).join('\n'), /merges into iso\.vhdx when the VM stops: its worker is isolated/);
+    await progress(ack, ackedRecord(ack) + 50);
+    await si.stop('iso', { turnOff: true });
+    await waitFor('Off', () => si.get('iso').state === 'Off');
+    await si.checkpointDisksSettled();
+    assert.equal(si.get('iso').config.hardware.drives[0].path, base, 'merged once it stopped');
+    assert.deepEqual(folderFiles(files), ['iso.vhdx']);
+    assert.equal(await readMark(base), 'B');
+    assert.deepEqual((await checkRing(base, REGION, SLOTS, ackedRecord(ack))).problems, []);
+  } finally {
+    await si.close();
+    rmSync(d2, { recursive: true, force: true });
+  }
+});
