@@ -10,7 +10,9 @@
  * - a child is recorded before it is created, so a file left by a killed service is found and removed;
  * - configurations switch in one inventory transaction;
  * - a merge is recorded (pending_merges) before the parent is written; the service finishes it at start
- *   (the child's blocks are copied again: the result is the same), then repoints and deletes the child.
+ *   (the child's blocks are copied again: the result is the same), then repoints and deletes the child;
+ * - a merge of the file a running VM writes runs in its worker (mergeOnline, worker-disks.ts); the switch
+ *   to the parent is recorded while the worker holds the disk's I/O, before the guest writes the parent.
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, openSync, fsyncSync, closeSync } from 'node:fs';
