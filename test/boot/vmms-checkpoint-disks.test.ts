@@ -88,7 +88,7 @@ test('online production checkpoint of a running guest with a disk; the guest kee
   await client.call<CheckpointView>('POST', '/vms/cpd/snapshots', { name: 'merge-me' });
   const leaf = (await client.call<DriveView[]>('GET', '/vms/cpd/hard-disk-drives'))[0].path!;
   assert.notEqual(leaf, child);
-  await sh('rm -f /tmp/stop; echo 0 > /tmp/n; (i=0; while [ ! -e /tmp/stop ] && [ $i -lt 4000 ]; do yes "blk$i" | head -c 4096 | dd of=/dev/sda bs=4096 seek=$((256+i)) conv=notrunc oflag=direct 2>/dev/null; i=$((i+1)); echo $i > /tmp/n; done; sync; echo done > /tmp/finished) >/dev/null 2>&1 & true');
+  await sh('rm -f /tmp/stop; echo 0 > /tmp/n; (i=0; while [ ! -e /tmp/stop ] && [ $i -lt 4000 ]; do yes "blk$i" | head -c 4096 > /tmp/blk; dd if=/tmp/blk of=/dev/sda bs=4096 seek=$((256+i)) conv=notrunc oflag=direct 2>/dev/null; i=$((i+1)); echo $i > /tmp/n; done; sync; echo done > /tmp/finished) >/dev/null 2>&1 & true');
   const blocks = async (): Promise<number> => {
     for (;;) { const t = (await sh('cat /tmp/n')).trim(); if (/^\d+$/.test(t)) return Number(t); } // (a read may meet the file mid-rewrite)
   };

@@ -109,8 +109,11 @@ async function runChild(su: Setup, op: CrashOp, victim: 'service' | 'worker', de
 export async function calibrate(): Promise<Record<CrashOp, number>> {
   const r = {} as Record<CrashOp, number>;
   for (const op of OPS) {
-    const su = await setup(op, 1);
-    try { r[op] = Math.max(20, (await runChild(su, op, 'service', null)).ms); } finally { rmSync(su.dir, { recursive: true, force: true }); }
+    // The quicker of two runs (the first pays for warming up).
+    for (let k = 0; k < 2; k++) {
+      const su = await setup(op, 1);
+      try { r[op] = Math.min(r[op] ?? Infinity, Math.max(20, (await runChild(su, op, 'service', null)).ms)); } finally { rmSync(su.dir, { recursive: true, force: true }); }
+    }
   }
   return r;
 }
@@ -200,7 +203,7 @@ export async function crashRuns(count: number, seed: number, log: (line: string)
   for (let i = 0; i < count; i++) {
     const op = OPS[i % OPS.length];
     const victim = op.endsWith('online') && rand() < 0.5 ? 'worker' : 'service';
-    const delayMs = Math.floor(rand() * times[op] * 1.1);
+    const delayMs = Math.floor(rand() * times[op]);
     const r = await crashRun(op, victim, delayMs, 1000 + i);
     results.push(r);
     log(`run ${i + 1}/${count}: ${op}, killed the ${victim} after ${delayMs} ms: ${r.killed ? 'killed' : 'finished first'}, outcome ${r.outcome}` +
