@@ -124,7 +124,6 @@ export async function crashRun(op: CrashOp, victim: 'service' | 'worker', delayM
   const problems: string[] = [];
   const res: RunResult = { op, victim, delayMs: delayMs ?? -1, killed: false, outcome: 'before', removed: [], problems };
   try {
-    const before = folderFiles(su.files);
     res.killed = (await runChild(su, op, victim, delayMs, crashAt)).killed;
     const present = folderFiles(su.files);
     const s = service(su.dir);
@@ -178,7 +177,6 @@ export async function crashRun(op: CrashOp, victim: 'service' | 'worker', delayM
       for (const f of after) if (!needed.has(f)) problems.push(`${f} is left over`);
       for (const f of after) for (const p of await checkVhd(join(su.files, f))) problems.push(p);
       if (!existsSync(cur)) problems.push('the VM\'s disk is missing');
-      void before;
       // And the VM runs again on what it has.
       if (!problems.length) {
         await s.start('vm');
