@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 const args = process.argv.slice(2);
 const cpus = args.includes('--cpus') ? Number(args[args.indexOf('--cpus') + 1]) : 2;
 if (!Number.isInteger(cpus) || cpus < 1 || cpus > 64) { console.error('check:icount: --cpus takes 1..64'); process.exit(2); }
-const PROMPT = /hyperts-guest: init started[^]*\n[^\n]*# $/;
+const PROMPT = /hyperts-guest: init started[^]*\nhyperts-guest:[^\n]*# /;
 const LIMIT_MS = 30 * 60_000;
 
 interface Boot { output: string; insns: number[]; seconds: number }

@@ -35,15 +35,40 @@ export class SwappableDisk implements Disk {
   }
 
   read(offset: number, buf: Uint8Array): Promise<void> { return this.run((d) => d.read(offset, buf)); }
-  write(offset: number, data: Uint8Array, fua?: boolean): Promise<void> { return this.run((d) => d.write(offset, data, fua)); }
+  write(offset: number, data: Uint8Array, fua?: boolean): Promise<void> {
+    return this.run(async (d) => { await d.write(offset, data, fua); this.onWrite?.(offset, data.length); });
+  }
   flush(): Promise<void> { return this.run((d) => d.flush()); }
-  unmap(offset: number, length: number): Promise<void> { return this.run((d) => d.unmap(offset, length)); }
+  unmap(offset: number, length: number): Promise<void> {
+    return this.run(async (d) => { await d.unmap(offset, length); this.onWrite?.(offset, length); });
+  }
 
-  /** Holds new requests, lets the running ones finish, flushes and closes the file. */
-  async detach(): Promise<void> {
-    if (this.gate) throw new Error(`${this.path} is already detached`);
+  /**
+   * Called after each write or unmap completed (an online merge copies those ranges again). Called on
+   * completion, so a copy that raced with the write is always followed by another.
+   */
+  onWrite: ((offset: number, length: number) => void) | null = null;
+
+  /** The open file (null while detached): an online merge reads it directly, beside the guest's requests. */
+  get current(): Disk | null { return this.inner; }
+
+  /** Holds new requests and lets the running ones finish; the file stays open (unhold, or detach, follows). */
+  async hold(): Promise<void> {
+    if (this.gate) throw new Error(`${this.path} is already held`);
     this.gate = new Promise((r) => { this.openGate = r; });
     while (this.inflight.size) await Promise.allSettled([...this.inflight]);
+  }
+
+  /** Releases requests held by hold(), on the same file. */
+  unhold(): void {
+    if (!this.gate || !this.inner) throw new Error(`${this.path} is not held`);
+    this.attachClosed();
+  }
+
+  /** Holds new requests (unless held already), lets the running ones finish, flushes and closes the file. */
+  async detach(): Promise<void> {
+    if (!this.gate) await this.hold();
+    else if (!this.inner) throw new Error(`${this.path} is already detached`);
     const d = this.inner!;
     this.inner = null;
     await d.close();
@@ -51,7 +76,7 @@ export class SwappableDisk implements Disk {
 
   /** Continues on `disk` (the same guest view), releasing the held requests. */
   attach(disk: Disk): void {
-    if (!this.gate) throw new Error(`${this.path} is not detached`);
+    if (!this.gate || this.inner) throw new Error(`${this.path} is not detached`);
     if (disk.sizeBytes !== this.sizeBytes || disk.logicalSectorSize !== this.logicalSectorSize) {
       throw new Error(`${disk.path} (${disk.sizeBytes} bytes, ${disk.logicalSectorSize}-byte sectors) does not match ${this.path}`);
     }
@@ -63,11 +88,11 @@ export class SwappableDisk implements Disk {
     open();
   }
 
-  get detached(): boolean { return this.gate !== null; }
+  get detached(): boolean { return this.gate !== null && this.inner === null; }
 
   async close(): Promise<void> {
-    if (this.gate) { this.attachClosed(); return; }
     const d = this.inner;
+    if (this.gate) this.attachClosed();
     this.inner = null;
     await d?.close();
   }

@@ -10,7 +10,9 @@
  * - a child is recorded before it is created, so a file left by a killed service is found and removed;
  * - configurations switch in one inventory transaction;
  * - a merge is recorded (pending_merges) before the parent is written; the service finishes it at start
- *   (the child's blocks are copied again: the result is the same), then repoints and deletes the child.
+ *   (the child's blocks are copied again: the result is the same), then repoints and deletes the child;
+ * - a merge of the file a running VM writes runs in its worker (mergeOnline, worker-disks.ts); the switch
+ *   to the parent is recorded while the worker holds the disk's I/O, before the guest writes the parent.
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, openSync, fsyncSync, closeSync } from 'node:fs';
@@ -107,10 +109,61 @@ export async function mergeChildIntoParent(child: string, parent: string): Promi
   }
 }
 
+/** A running worker's side of an online merge (worker-disks.ts). */
+export interface OnlineMerge {
+  /** Copies the child's data into the parent beside the guest's I/O, then holds the disk's I/O. */
+  copy(child: string, parent: string): Promise<void>;
+  /** commit: continue on the parent (the switch is recorded); else continue on the child. */
+  finish(child: string, commit: boolean): Promise<void>;
+  /** The worker could not continue after the switch was recorded: it must stop (its writes would go astray). */
+  failed(err: Error): Promise<void>;
+}
+
 export interface ConsolidateHooks {
-  /** Files a running worker has open for writing (never merged away while it runs). */
+  /** Files a running worker has open for writing: merged away only through `online`, else when it stops. */
   inUse: Set<string>;
+  /** The running worker merges online; null: merges of files it writes wait until it stops. */
+  online?: OnlineMerge | null;
+  /** Why merges wait (the event says so), when `online` is null and a merge waits for the running VM. */
+  waitReason?: string;
   note: (message: string) => void;
+}
+
+/**
+ * Merges `child`, which the running VM writes, into `parent` online. The pending merge is recorded before the
+ * parent is written; the switch (VM and checkpoints repointed, merge no longer pending) is one transaction
+ * taken while the worker holds the disk's I/O, so a kill at any point leaves the chain as before (the child,
+ * with the parent a superset copy of it: recovery finishes the merge) or after (the parent; the child is
+ * deleted as unused). Returns the new configuration, or null when the worker could not merge (the pending
+ * merge stays and is finished when the VM stops).
+ */
+async function mergeOnline(inv: Inventory, vmId: string, config: VmConfig, child: string, parent: string, hooks: ConsolidateHooks & { online: OnlineMerge }): Promise<VmConfig | null> {
+  inv.addPendingMerge({ child, vmId, parent });
+  try {
+    await hooks.online.copy(child, parent);
+  } catch (err) {
+    hooks.note(`could not merge ${basename(child)} into ${basename(parent)} while the VM runs (${(err as Error).message}); the merge finishes when the VM stops`);
+    return null;
+  }
+  crashPoint('online-merge-copied');
+  let next: VmConfig;
+  try {
+    next = repoint(inv, vmId, config, child, parent, () => { inv.removePendingMerge(child); });
+  } catch (err) {
+    await hooks.online.finish(child, false).catch(() => undefined);
+    throw err;
+  }
+  crashPoint('online-merge-repointed');
+  try {
+    await hooks.online.finish(child, true);
+  } catch (err) {
+    await hooks.online.failed(err as Error);
+  }
+  await unlink(child).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
+  syncDir(dirname(child));
+  inv.removeCheckpointFile(child);
+  hooks.note(`merged ${basename(child)} into ${basename(parent)} while the VM ran`);
+  return next;
 }
 
 /** Paths the VM's configuration and its checkpoints point at. */
@@ -144,7 +197,16 @@ function repoint(inv: Inventory, vmId: string, vmConfig: VmConfig, from: string,
  */
 export async function consolidate(inv: Inventory, vmId: string, vmConfig: VmConfig, hooks: ConsolidateHooks): Promise<VmConfig> {
   let config = vmConfig;
+  const online = hooks.online ?? null;
   for (const m of inv.pendingMerges(vmId)) {
+    if (hooks.inUse.has(m.child) && existsSync(m.child)) {
+      // Interrupted while the VM ran (the worker could not finish): again online, or when it stops.
+      if (!online) continue;
+      const next = await mergeOnline(inv, vmId, config, m.child, m.parent, { ...hooks, online });
+      if (!next) return config;
+      config = next;
+      continue;
+    }
     if (existsSync(m.child)) {
       await mergeChildIntoParent(m.child, m.parent);
       config = repoint(inv, vmId, config, m.child, m.parent, () => inv.removePendingMerge(m.child));
@@ -178,7 +240,18 @@ export async function consolidate(inv: Inventory, vmId: string, vmConfig: VmConf
       const kids = children(parent);
       if (kids.length !== 1) continue;
       const child = kids[0];
-      if (children(child).length || hooks.inUse.has(child) || kept.has(child)) continue;
+      if (children(child).length || kept.has(child)) continue;
+      if (hooks.inUse.has(child)) {
+        if (!online) {
+          if (hooks.waitReason) hooks.note(`${basename(child)} merges into ${basename(parent)} when the VM stops: ${hooks.waitReason}`);
+          continue;
+        }
+        const next = await mergeOnline(inv, vmId, config, child, parent, { ...hooks, online });
+        if (!next) return config;
+        config = next;
+        changed = true;
+        break;
+      }
       inv.addPendingMerge({ child, vmId, parent });
       await mergeChildIntoParent(child, parent);
       crashPoint('merge-copied');

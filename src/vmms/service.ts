@@ -28,7 +28,7 @@ import type { HardwareConfig } from '../platform/hardware.js';
 import { hasDisks, slotName } from './drives.js';
 import { VmDrives } from './vm-drives.js';
 import { diskChainPaths } from '../storage/open.js';
-import { capturedDrives, captureProblem, consolidate, crashPoint, createChild, withDrivePaths } from './checkpoint-disks.js';
+import { capturedDrives, captureProblem, consolidate, crashPoint, createChild, withDrivePaths, type OnlineMerge } from './checkpoint-disks.js';
 import { exportVm, planImport, readExport, recordImport } from './export-import.js';
 import { resolveConfinedPath } from './confined-path.js';
 import { clientPath } from './drives.js';
@@ -691,10 +691,25 @@ export class VmmsService extends EventEmitter {
   private consolidateDisks(e: Entry): Promise<void> {
     return this.serialDisks(async () => {
       if (!this.entries.has(e.rec.id)) return;
-      const inUse = new Set(e.rt ? capturedDrives(e.rec.config.hardware).map((d) => d.path!) : []);
+      const rt = e.rt;
+      const inUse = new Set(rt ? capturedDrives(e.rec.config.hardware).map((d) => d.path!) : []);
+      // A running worker merges the disk it writes online; an isolated one sees only the files it started
+      // with (the parent is bound read-only), so its merges wait until the VM stops.
+      const online: OnlineMerge | null = rt && !rt.isolated && rt.backend !== null ? {
+        copy: async (child, parent) => { await this.request(e, { op: 'mergeCopy', child, parent }, 60 * 60_000); },
+        finish: async (child, commit) => { await this.request(e, { op: 'mergeFinish', child, commit }, 120_000); },
+        failed: async (err) => {
+          if (e.rt !== rt) return;
+          this.record(e, null, null, `the worker could not continue on the merged disk (${err.message}); the VM is turned off so that no write goes astray`);
+          rt.exitReason ??= 'turned off: it could not continue on its merged disk';
+          rt.child.kill('SIGKILL');
+          await rt.exited;
+        },
+      } : null;
+      const waitReason = rt?.isolated ? 'its worker is isolated and may only read the checkpoint\'s disk, so it cannot merge while it runs' : 'the VM is starting';
       try {
         const before = JSON.stringify(e.rec.config);
-        const config = await consolidate(this.inventory, e.rec.id, e.rec.config, { inUse, note: (m) => this.record(e, null, null, m) });
+        const config = await consolidate(this.inventory, e.rec.id, e.rec.config, { inUse, online, waitReason, note: (m) => this.record(e, null, null, m) });
         if (JSON.stringify(config) !== before) { e.rec.config = config; this.changed(e); }
       } catch (err) {
         this.record(e, null, null, `could not merge checkpoint disks (they stay as they are and are retried later): ${(err as Error).message}`);

@@ -50,6 +50,11 @@ export type WorkerOp =
   | { op: 'checkpointDetach'; path: string | null; disks: string[] }
   /** Step 2: open each `to` in place of `from` (the guest does not notice) and carry on as before step 1. */
   | { op: 'checkpointAttach'; swaps: { from: string; to: string }[] }
+  /** Online merge (a checkpoint of a running VM deleted), step 1: copy `child`'s own data into its parent while
+   *  the guest runs, then hold the disk's I/O with the parent complete and flushed (worker-disks.ts). */
+  | { op: 'mergeCopy'; child: string; parent: string }
+  /** Step 2: commit (the service recorded the switch): continue on the parent; else continue on the child. */
+  | { op: 'mergeFinish'; child: string; commit: boolean }
   /** Production checkpoint: the guest freezes its file systems (VSS IC; fails when it cannot), then thaws them. */
   | { op: 'vssFreeze' } | { op: 'vssThaw' }
   /** Connect-/Disconnect-VMNetworkAdapter while running. */

@@ -10,9 +10,7 @@ import { IcError } from '../vsp/ic/framework.js';
 import { adapterStatus } from './adapter-status.js';
 import type { AdapterStatus, FromWorker, ToWorker, WorkerOp, WorkerStatus, WorkerStartConfig } from './worker-protocol.js';
 import type { DriveConfig } from '../platform/hardware.js';
-import { openDisk } from '../storage/open.js';
-import { SwappableDisk } from '../storage/swappable-disk.js';
-import type { Disk } from '../storage/disk.js';
+import { WorkerDisks } from './worker-disks.js';
 
 /** A disk-media change hook of the IDE controller (the ide branch provides it); looked up at run time. */
 function changeMedia(p: Partition, drive: DriveConfig): Promise<void> | void {
@@ -99,77 +97,10 @@ async function writeState(vm: Partition, path: string, keepRunning: boolean): Pr
   }
 }
 
-/** The VM's writable disks by current file, so an online checkpoint can move them onto new children. */
-const swappable = new Map<string, SwappableDisk>();
 let workerVmName = '';
-/** Whether the guest was paused already when an online checkpoint began (it is left so afterwards). */
-let pausedBeforeCheckpoint: boolean | null = null;
-
-async function openVmDisk(path: string, readOnly: boolean): Promise<Disk> {
-  const d = await openDisk(path, { readOnly, purpose: `VM ${workerVmName}` });
-  if (readOnly) return d;
-  const s = new SwappableDisk(d);
-  swappable.set(path, s);
-  return s;
-}
-
-async function checkpointDetach(p: Partition, path: string | null, disks: string[]): Promise<{ bytes: number }> {
-  if (pausedBeforeCheckpoint !== null) throw new Error('another checkpoint is under way');
-  const targets = disks.map((d) => {
-    const s = swappable.get(d);
-    if (!s) throw new Error(`the VM has no writable disk ${d} open`);
-    return s;
-  });
-  pausedBeforeCheckpoint = p.isPaused;
-  p.pause();
-  const done: SwappableDisk[] = [];
-  try {
-    await p.quiesce(); // disk I/O the guest started lands in the saved state and in the checkpoint's files
-    let bytes = 0;
-    if (path) { const b = p.saveState(); writeSavedStateFile(path, b); bytes = b.length; }
-    for (const t of targets) { await t.detach(); done.push(t); }
-    return { bytes };
-  } catch (e) {
-    for (const t of done) t.attach(await openDisk(t.path, { purpose: `VM ${workerVmName}` }));
-    if (!pausedBeforeCheckpoint) p.resume();
-    pausedBeforeCheckpoint = null;
-    throw e;
-  }
-}
-
-async function checkpointAttach(p: Partition, swaps: { from: string; to: string }[]): Promise<null> {
-  if (pausedBeforeCheckpoint === null) throw new Error('no checkpoint is under way');
-  const moved: { s: SwappableDisk; from: string }[] = [];
-  try {
-    for (const w of swaps) {
-      const s = swappable.get(w.from);
-      if (!s || !s.detached) throw new Error(`disk ${w.from} is not waiting for a new file`);
-      s.attach(await openDisk(w.to, { purpose: `VM ${workerVmName}` }));
-      swappable.delete(w.from);
-      swappable.set(w.to, s);
-      moved.push({ s, from: w.from });
-      // The partition's description follows, so a later save and restore names the new file.
-      for (const d of p.config.hardware?.drives ?? []) if (d.kind === 'disk' && d.path === w.from) d.path = w.to;
-    }
-  } catch (e) {
-    // Back onto the files the VM used before, so the guest carries on unchanged.
-    for (const m of moved) {
-      const now = m.s.path;
-      await m.s.detach();
-      m.s.attach(await openDisk(m.from, { purpose: `VM ${workerVmName}` }));
-      swappable.delete(now);
-      swappable.set(m.from, m.s);
-      for (const d of p.config.hardware?.drives ?? []) if (d.kind === 'disk' && d.path === now) d.path = m.from;
-    }
-    for (const x of swappable.values()) if (x.detached) x.attach(await openDisk(x.path, { purpose: `VM ${workerVmName}` }));
-    if (!pausedBeforeCheckpoint) p.resume();
-    pausedBeforeCheckpoint = null;
-    throw e;
-  }
-  if (!pausedBeforeCheckpoint) p.resume();
-  pausedBeforeCheckpoint = null;
-  return null;
-}
+/** The VM's writable disks: online checkpoints and merges (worker-disks.ts). */
+const disks = new WorkerDisks(() => workerVmName);
+const openVmDisk = disks.openVmDisk;
 
 async function handle(r: WorkerOp): Promise<unknown> {
   if (!vm) throw new Error('the VM is not running yet');
@@ -213,8 +144,10 @@ async function handle(r: WorkerOp): Promise<unknown> {
       if (!r.ok) throw new Error(`the guest's VSS service answered the thaw request: ${r.statusText}`);
       return null;
     }
-    case 'checkpointDetach': return checkpointDetach(vm, r.path, r.disks);
-    case 'checkpointAttach': return checkpointAttach(vm, r.swaps);
+    case 'checkpointDetach': return disks.checkpointDetach(vm, r.path, r.disks, writeSavedStateFile);
+    case 'checkpointAttach': return disks.checkpointAttach(vm, r.swaps);
+    case 'mergeCopy': return disks.mergeCopy(r.child, r.parent);
+    case 'mergeFinish': return disks.mergeFinish(vm, r.child, r.commit);
     case 'netConnect':
       vm.connectNetworkAdapter(r.adapter, r.switchName, r.switchConfig);
       return adapterStatus(vm);

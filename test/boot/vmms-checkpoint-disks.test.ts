@@ -2,7 +2,9 @@
  * Checkpoints of a running Debian guest with a disk: a production checkpoint (the default) freezes the guest's
  * file systems through hv_vss_daemon, moves the disk onto a new AVHDX without the guest noticing (it goes on
  * reading and writing sda), and thaws; the checkpoint's file keeps what the guest had written before. Applying
- * it gives an Off VM with that content; deleting it merges the child back. One boot, processor auto.
+ * it gives an Off VM with that content; deleting it merges the child back. Deleting a second checkpoint while
+ * the guest writes a file in a loop merges online: the file's checksum is right, the chain passes test-vhd.
+ * One boot, processor auto.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +18,8 @@ import type { CheckpointView, VmView } from '../../src/vmms/service.js';
 import type { DriveView } from '../../src/vmms/drives.js';
 import type { VmEvent } from '../../src/vmms/store.js';
 import { openDisk } from '../../src/storage/open.js';
+import { checkVhd } from '../../src/storage/vhdx/ops.js';
+import { createHash } from 'node:crypto';
 
 const LIMIT_MS = 30 * 60_000;
 const files = mkdtempSync(join(tmpdir(), 'hyperts-cp-disks-'));
@@ -23,6 +27,11 @@ let f: Fixture | null = null;
 after(async () => { await f?.close(); rmSync(files, { recursive: true, force: true }); if (f) rmSync(f.dir, { recursive: true, force: true }); });
 
 const skip = !GuestSession.imageAvailable() ? 'default image not built (npm run setup)' : false;
+
+async function sha256Of(path: string, offset: number, length: number): Promise<string> {
+  const d = await openDisk(path, { readOnly: true, lock: false });
+  try { const b = Buffer.alloc(length); await d.read(offset, b); return createHash('sha256').update(b).digest('hex'); } finally { await d.close(); }
+}
 
 async function firstBytes(path: string): Promise<string> {
   const d = await openDisk(path, { readOnly: true, lock: false });
@@ -73,11 +82,38 @@ test('online production checkpoint of a running guest with a disk; the guest kee
   assert.match(await sh('dd if=/dev/sda bs=512 count=1 iflag=direct 2>/dev/null | head -c 17'), /before-checkpoint/);
   await sh('printf after--checkpoint | dd of=/dev/sda bs=512 conv=sync oflag=direct 2>/dev/null; sync');
   assert.match(await sh('dd if=/dev/sda bs=512 count=1 iflag=direct 2>/dev/null | head -c 17'), /after--checkpoint/);
+
+  // Online merge: a second checkpoint, then the guest writes a "file" (known 4 KiB blocks from 1 MiB on) in a
+  // loop while the checkpoint is deleted, so its AVHDX merges into the first child under the running guest.
+  await client.call<CheckpointView>('POST', '/vms/cpd/snapshots', { name: 'merge-me' });
+  const leaf = (await client.call<DriveView[]>('GET', '/vms/cpd/hard-disk-drives'))[0].path!;
+  assert.notEqual(leaf, child);
+  await sh('rm -f /tmp/stop; echo 0 > /tmp/n; (i=0; while [ ! -e /tmp/stop ] && [ $i -lt 4000 ]; do yes "blk$i" | head -c 4096 > /tmp/blk; dd if=/tmp/blk of=/dev/sda bs=4096 seek=$((256+i)) conv=notrunc oflag=direct 2>/dev/null; i=$((i+1)); echo $i > /tmp/n; done; sync; echo done > /tmp/finished) >/dev/null 2>&1 & true');
+  const blocks = async (): Promise<number> => {
+    for (;;) { const t = (await sh('cat /tmp/n')).trim(); if (/^\d+$/.test(t)) return Number(t); } // (a read may meet the file mid-rewrite)
+  };
+  await waitFor('the guest writing', async () => (await blocks()) >= 200, LIMIT_MS);
+  const atDelete = await blocks();
+  await client.call('DELETE', '/vms/cpd/snapshots/merge-me');
+  const afterDelete = await blocks();
+  assert.equal((await client.call<DriveView[]>('GET', '/vms/cpd/hard-disk-drives'))[0].path, child, 'the guest runs on the first child again');
+  assert.equal((await client.call<VmView>('GET', '/vms/cpd')).state, 'Running');
+  await waitFor('more writes after the merge', async () => (await blocks()) >= afterDelete + 60, LIMIT_MS);
+  await sh('touch /tmp/stop; while [ ! -e /tmp/finished ]; do sleep 0.2; done');
+  const n = await blocks();
+  assert.ok(n < 4000 && atDelete < afterDelete, `the guest wrote before, during and after the merge (${atDelete}, ${afterDelete}, ${n} blocks)`);
+  const expected = createHash('sha256');
+  for (let i = 0; i < n; i++) expected.update(Buffer.from(`blk${i}\n`.repeat(Math.ceil(4096 / `blk${i}\n`.length))).subarray(0, 4096));
+  const want = expected.digest('hex');
+  assert.match(await sh(`dd if=/dev/sda bs=4096 skip=256 count=${n} iflag=direct 2>/dev/null | sha256sum`), new RegExp(want), 'the guest reads its file back');
+  assert.ok(!readdirSync(files).includes(basename(leaf)), 'the merged AVHDX is gone');
   await client.call('POST', '/vms/cpd/stop', { turnOff: true });
   await waitFor('Off', async () => (await client.call<VmView>('GET', '/vms/cpd')).state === 'Off', 60_000);
   con.ws.close();
   assert.equal(await firstBytes(disk), 'before-checkpoin', 'the checkpoint\'s file holds the state at the checkpoint');
   assert.equal(await firstBytes(child), 'after--checkpoin', 'the child holds what the guest wrote afterwards');
+  assert.equal(await sha256Of(child, 1 << 20, n * 4096), want, 'the file\'s checksum is right on the merged chain');
+  for (const x of readdirSync(files).filter((y) => !y.startsWith('.'))) assert.deepEqual(await checkVhd(join(files, x)), [], `test-vhd ${x}`);
 
   const applied = await client.call<VmView>('POST', '/vms/cpd/snapshots/prod/restore', {});
   assert.equal(applied.state, 'Off', 'applying a production checkpoint gives an Off VM');

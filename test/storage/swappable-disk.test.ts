@@ -60,3 +60,34 @@ test('closing while detached fails the held requests instead of leaving them han
   await s.close();
   await assert.rejects(held, /closed/);
 });
+
+test('online merge support: writes are reported when they complete; hold keeps the file open, unhold carries on', async () => {
+  const disk = new HeldWrites(1 << 20, { path: 'one' });
+  const s = new SwappableDisk(disk);
+  const seen: [number, number][] = [];
+  s.onWrite = (o, l) => seen.push([o, l]);
+  const w = s.write(4096, new Uint8Array(1024).fill(3));
+  await ticks();
+  assert.deepEqual(seen, [], 'not before the write completed (a copy racing with it is always followed by another)');
+  let held = false;
+  const h = s.hold().then(() => { held = true; });
+  await ticks();
+  assert.equal(held, false, 'hold waits for the write in flight');
+  disk.release();
+  await w; await h;
+  assert.deepEqual(seen, [[4096, 1024]]);
+  assert.equal(s.detached, false, 'held, not detached: the file stays open');
+  assert.equal(s.current, disk);
+  let read = false;
+  const r = s.read(4096, new Uint8Array(512)).then(() => { read = true; });
+  await ticks();
+  assert.equal(read, false, 'requests wait while held');
+  s.unhold();
+  await r;
+  assert.equal(disk.wasClosed, false);
+  await s.unmap(0, 4096);
+  assert.deepEqual(seen.at(-1), [0, 4096], 'unmaps are reported too');
+  await s.hold();
+  await s.detach();
+  assert.equal(disk.wasClosed, true, 'detach after hold closes the file');
+});

@@ -1,7 +1,7 @@
 /**
  * Online checkpoints of a running VM with a disk: the guest pauses only while the worker writes the state and
  * moves its disk onto the new AVHDX (same worker, still Running afterwards, the worker holds the child);
- * applying brings back the checkpoint's contents and running state; deleting while it runs merges once it stops.
+ * applying brings back the checkpoint's contents and running state; deleting while it runs merges online.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -55,15 +55,21 @@ test('checkpoint a running VM with a disk: same worker, it moves onto the child;
   assert.equal(await readMark(await currentDisk('on')), 'A');
   assert.deepEqual(folderFiles(dir).length, 2, 'the base and one fresh child (the child with B is gone)');
 
-  // Resume from the checkpoint, then delete it while the VM runs: the merge waits for the VM to stop.
+  // Resume from the checkpoint, then delete it while the VM runs: the worker merges its child into the base
+  // online (the guest runs on, in the same worker, now on the base).
   await post('on', 'start');
   assert.equal((await get('on')).state, 'Running');
+  const runner = f.service.workerPid('on');
   await f.client.call('DELETE', '/vms/on/snapshots/live');
-  assert.equal(folderFiles(dir).length, 2, 'the running VM keeps writing its child');
+  assert.equal((await get('on')).state, 'Running');
+  assert.equal(f.service.workerPid('on'), runner, 'the same worker');
+  assert.equal(await currentDisk('on'), base, 'merged into the base while it ran');
+  assert.deepEqual(folderFiles(dir), ['on.vhdx']);
+  assert.ok(await lockedForWriting(base), 'the worker writes the base again');
   await post('on', 'stop', { turnOff: true });
   await waitFor('Off', async () => (await get('on')).state === 'Off');
   await f.service.checkpointDisksSettled();
-  assert.equal(await currentDisk('on'), base, 'merged back once the VM stopped');
+  assert.equal(await currentDisk('on'), base);
   assert.deepEqual(folderFiles(dir), ['on.vhdx']);
   assert.equal(await readMark(base), 'A');
 });
