@@ -11,7 +11,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { holderRecordPath } from '../../src/storage/lock.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GuestSession } from './guest-session.js';
@@ -28,7 +29,7 @@ after(async () => { await f?.close(); rmSync(files, { recursive: true, force: tr
 const skip = !GuestSession.imageAvailable() ? 'default image not built (npm run setup)' : spawnSync('qemu-io', ['--version']).status !== 0 ? 'qemu-io (qemu-utils) not installed'
   : spawnSync('e2fsck', ['-V']).status !== 0 ? 'e2fsck (e2fsprogs) not installed' : false;
 
-test('service-managed disks in the real guest: VHDX at SCSI 0:0, guest writes land in the file, hot add and remove', { skip, timeout: LIMIT_MS }, async () => {
+test('service-managed disks in the real guest: VHDX at SCSI 0:0, guest writes land in the file, hot add and remove', { skip, timeout: LIMIT_MS }, async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'hyperts-vmms-'));
   f = await startService(dataDir, { pathRoots: [dataDir, files], isolation: process.env.HYPERTS_TEST_ISOLATION ? 'auto' : 'off' });
   const client = f.client;
@@ -82,7 +83,6 @@ test('service-managed disks in the real guest: VHDX at SCSI 0:0, guest writes la
   const sdev = await lunDev(2);
   assert.match(sdev, /^sd[a-z]$/, 'the data-safety disk at SCSI 0:2 has a block device');
   assert.equal((await sh(`cat /sys/block/${sdev}/size`)).trim(), String(48 * 2048));
-  console.log('DEBUG', await sh('dmesg | grep -i -E "cache|fua"'));
   await sh(`mkfs.ext4 -q -F /dev/${sdev} && mkdir -p /mnt/s && mount -t ext4 /dev/${sdev} /mnt/s`);
   const record = (i: number): string => `record ${i} ${'x'.repeat(i % 700)} end ${i}`;
   const from = con.text().length;
@@ -90,6 +90,7 @@ test('service-managed disks in the real guest: VHDX at SCSI 0:0, guest writes la
   await con.wait(/synced-25\b/, from);
   const pid = f.service.workerPid('disks');
   assert.ok(pid && pid > 0, 'the running VM has a worker process');
+  assert.equal(JSON.parse(readFileSync(holderRecordPath(safe), 'utf8')).pid, pid, 'the running worker is named as the disk\'s lock holder');
   process.kill(pid, 'SIGKILL');
   // What the harness saw before the kill is all the guest can have reported.
   const acked = Math.max(...[...con.text().slice(from).matchAll(/synced-(\d+)/g)].map((m) => Number(m[1])));
@@ -97,6 +98,11 @@ test('service-managed disks in the real guest: VHDX at SCSI 0:0, guest writes la
   const killed = (await client.call<{ message: string }[]>('GET', '/vms/disks/events')).map((ev) => ev.message).join('\n');
   assert.match(killed, new RegExp(`worker process ${pid} ended unexpectedly \\(signal SIGKILL\\)`));
 
+  t.diagnostic(`${acked} records synced before the kill`);
+  assert.ok(!existsSync(holderRecordPath(safe)), 'the dead worker is no longer named as the holder of the disk');
+  // The kill left committed metadata in the VHDX log: Test-VHD says so; the next open replays it.
+  const dirty = await client.call<{ ok: boolean; message: string }>('POST', '/vhds/test', { path: safe });
+  assert.match(dirty.message, /log holds changes not yet applied/);
   const restart = con.text().length;
   await client.call('POST', '/vms/disks/start', {});
   await con.booted(restart);
