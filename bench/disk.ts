@@ -8,7 +8,7 @@
  * within 2x of QEMU TCG's virtio-blk. Guest times come from the guest's own clock (/proc/uptime; hyperts runs
  * its realtime clock mode, so guest seconds are host seconds). The host's dd on the same file is printed for scale.
  *
- *   npm run bench:disk [-- --size 256M] [--processor emulated|kvm] [--no-qemu] [--no-ide]
+ *   npm run bench:disk [-- --size 256M] [--no-qemu] [--no-ide] [--verbose]
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,10 +24,10 @@ const args = process.argv.slice(2);
 const opt = (k: string): string | undefined => (args.includes(k) ? args[args.indexOf(k) + 1] : undefined);
 const sizeMiB = Number(/^(\d+)M$/i.exec(opt('--size') ?? '256M')?.[1]);
 if (!sizeMiB || sizeMiB < 32) { console.error('bench:disk: --size takes a size in MiB of at least 32M, e.g. 256M'); process.exit(2); }
-const processor = (opt('--processor') ?? 'emulated') as 'emulated' | 'kvm';
-if (!['emulated', 'kvm'].includes(processor)) { console.error('bench:disk: --processor is emulated or kvm'); process.exit(2); }
 const withIde = !args.includes('--no-ide');
 const withQemu = !args.includes('--no-qemu');
+/** --verbose: the guests' consoles on stderr. */
+const verbose = args.includes('--verbose');
 
 interface Result { write: number; read: number; iops: number; avgUs: number; requests: number }
 type Sh = (cmd: string) => Promise<string>;
@@ -68,7 +68,9 @@ async function runHyperts(dir: string): Promise<{ scsi: Result; ide: Result | st
   const ideImg = rawFile(dir, 'ide.img');
   const drives: DriveConfig[] = [{ controllerType: 'scsi', controllerNumber: 0, controllerLocation: 0, kind: 'disk', path: scsiImg }];
   if (withIde) drives.push({ controllerType: 'ide', controllerNumber: 0, controllerLocation: 0, kind: 'disk', path: ideImg });
-  const g = await GuestSession.boot({ processor, clockMode: 'realtime', hardware: { scsiControllers: 1, networkAdapters: [], drives } });
+  const g = await GuestSession.boot({ processor: 'emulated', clockMode: 'realtime', hardware: { scsiControllers: 1, networkAdapters: [], drives } });
+  let shown = 0;
+  const echo = verbose ? setInterval(() => { process.stderr.write(g.output.slice(shown)); shown = g.output.length; }, 500) : null;
   try {
     await g.waitForShell();
     const sh: Sh = async (cmd) => {
@@ -90,6 +92,7 @@ async function runHyperts(dir: string): Promise<{ scsi: Result; ide: Result | st
     }
     return { scsi, ide };
   } finally {
+    if (echo) clearInterval(echo);
     g.vm.turnOff('benchmark done');
     await g.exited;
   }
@@ -136,7 +139,7 @@ async function main(): Promise<void> {
     const hostR = hostDd([`if=${join(dir, 'scsi.img')}`, 'of=/dev/null', 'bs=1M', `count=${sizeMiB}`, 'iflag=direct']);
     const q = await runQemu(dir);
     const line = (name: string, r: Result): void => console.log(`${name.padEnd(34)} write ${mib(r.write)}   read ${mib(r.read)}   random read ${iops(r)}`);
-    console.log(`\nhyperts, ${processor} processor:`);
+    console.log('\nhyperts, emulated processor:');
     line('  synthetic SCSI (storvsp)', h.scsi);
     if (typeof h.ide === 'string') console.log(`  emulated IDE (PIIX4): ${h.ide}`);
     else line('  emulated IDE (PIIX4, ata_piix)', h.ide);
