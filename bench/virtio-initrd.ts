@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { imageCacheDir, type ImagePaths } from '../src/image/builder.js';
 
 /** In dependency order (insmod does not resolve dependencies). */
-const MODULES = ['virtio/virtio.ko', 'virtio/virtio_ring.ko', 'virtio/virtio_pci_modern_dev.ko', 'virtio/virtio_pci_legacy_dev.ko', 'virtio/virtio_pci.ko', 'block/virtio_blk.ko'];
+const MODULES = ['virtio/virtio_ring.ko', 'virtio/virtio.ko', 'virtio/virtio_pci_modern_dev.ko', 'virtio/virtio_pci_legacy_dev.ko', 'virtio/virtio_pci.ko', 'block/virtio_blk.ko'];
 
 /** The initrd path and the guest command that loads the modules, or why it cannot be made. */
 export async function virtioInitrd(img: ImagePaths, dir: string): Promise<{ path: string; load: string } | string> {
