@@ -19,10 +19,12 @@ const help = `usage: hyperts run [options]
   --memory SIZE                   guest memory, e.g. 512M or 1G (default 512M)
   --cpus N                        virtual processors, 1-64 (default 1; more than 1 runs on the emulated processor)
   --enlightenments on|off         expose Hyper-V (CPUID leaves, SynIC, VMBus) or run unenlightened (default on)
-  --gdb PORT                      serve the GDB remote protocol on 127.0.0.1:PORT
+  --gdb PORT                      serve the GDB remote protocol on 127.0.0.1:PORT (a GDB thread per vCPU)
   --gdb-wait                      with --gdb: start with the processor stopped until GDB continues (QEMU's -S)
   --clock realtime|warp|icount    virtual time follows the host; or also jumps over idle periods; or counts
                                   retired instructions, 1 ns each (emulated only; reproducible) (default realtime)
+  --rtc-base DATE                 the guest's wall clock (RTC) at power-on, UTC, e.g. 2026-01-01T00:00:00 (default:
+                                  now); with --clock icount, boots then repeat exactly
   --nic                           add a synthetic network adapter on a NAT switch (user-mode, through passt:
                                   DHCP, DNS, outbound TCP/UDP; the gateway address reaches this host's loopback)
   --nic-forward H:G[,H:G...]      with --nic: forward host TCP port H to guest port G
@@ -84,7 +86,7 @@ async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { qu
     processor: 'string', kernel: 'string', initrd: 'string', append: 'string', memory: 'string', cpus: 'string',
     enlightenments: 'string', gdb: 'string', 'gdb-wait': 'boolean', clock: 'string', quiet: 'boolean',
     nic: 'boolean', 'nic-forward': 'string', 'nic-mac': 'string',
-    dvd: 'string',
+    dvd: 'string', 'rtc-base': 'string',
   }, 'run');
   if (positional.length) throw new UsageError(`run: unexpected argument '${positional[0]}' (options start with --)`);
   const processor = (opts.processor as string | undefined) ?? 'auto';
@@ -99,6 +101,12 @@ async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { qu
   if (enl !== 'on' && enl !== 'off') throw new UsageError(`run: --enlightenments must be on or off`);
   const clock = (opts.clock as string | undefined) ?? 'realtime';
   if (clock !== 'realtime' && clock !== 'warp' && clock !== 'icount') throw new UsageError(`run: --clock must be realtime, warp or icount`);
+  let rtcBaseMs: number | undefined;
+  if (opts['rtc-base'] !== undefined) {
+    const v = opts['rtc-base'] as string;
+    rtcBaseMs = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2})?)?Z?$/.test(v) ? Date.parse(/T/.test(v) ? (v.endsWith('Z') ? v : `${v}Z`) : `${v}T00:00:00Z`) : NaN;
+    if (!Number.isFinite(rtcBaseMs)) throw new UsageError(`run: --rtc-base takes a UTC date, e.g. 2026-01-01 or 2026-01-01T12:00:00, not '${v}'`);
+  }
   let gdbPort: number | undefined;
   if (opts['gdb-wait'] && opts.gdb === undefined) throw new UsageError('run: --gdb-wait needs --gdb PORT');
   if (opts.gdb !== undefined) {
@@ -122,7 +130,7 @@ async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { qu
   return {
     processor: processor as PartitionConfig['processor'],
     memoryBytes, cpus, enlightened: enl === 'on', kernel, initrd, cmdline,
-    clockMode: clock, gdbPort, gdbWait: opts['gdb-wait'] === true, quiet: opts.quiet === true,
+    clockMode: clock, rtcBaseMs, gdbPort, gdbWait: opts['gdb-wait'] === true, quiet: opts.quiet === true,
     switches: network.switches,
     hardware: withAdapters(hardwareFromDriveOptions(vhds, opts.dvd as string | undefined), network.hardware?.networkAdapters ?? []),
   };

@@ -15,6 +15,8 @@ import { checkShape, decodeSavedState, encodeSavedState, readSavedStateFile, Sav
 import type { IntegrationServices } from '../vsp/ic/integration-services.js';
 import type { DriveConfig, HardwareConfig } from './hardware.js';
 import { assembleNetwork, type NetworkAssembly, type NetworkState, type SwitchConfig } from './assemble-network.js';
+import { GuestAddressMonitor } from '../net/guest-addresses.js';
+import type { NetworkAdapterConfig } from './hardware.js';
 import { ScsiStorage, diskOpener, type DiskOpener, type StorageState } from './assemble-storage.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
 import type { Server } from 'node:net';
@@ -34,6 +36,11 @@ export interface PartitionConfig {
   initrd?: string;
   cmdline: string;
   clockMode?: ClockMode;
+  /**
+   * Wall-clock time (ms since the epoch) the RTC shows at virtual time 0. Default: the host's clock, cut to a
+   * whole second in icount mode so that two boots see the seconds change at the same instruction.
+   */
+  rtcBaseMs?: number;
   gdbPort?: number;
   /** With gdbPort: hold the vCPU stopped until the debugger continues it (like QEMU's -S). */
   gdbWait?: boolean;
@@ -96,11 +103,21 @@ export class Partition {
   private readonly log: (msg: string) => void;
   /** Present while a GDB stub serves this partition (--gdb). */
   private debug: DebugControl | null = null;
+  /** The vCPU that ran the last turn (the one GDB hears about after Ctrl-C). */
+  private lastRan = 0;
   private gdbServer: Server | null = null;
   /** Network adapters, their switches and backends (empty when the hardware has no adapters). */
   network: NetworkAssembly = assembleNetwork(null, undefined);
   /** Synthetic SCSI controllers and their drives (null when the hardware has none). */
   storage: ScsiStorage | null = null;
+  /** The guest's addresses per adapter, from its KVP daemon (polled while the partition runs). */
+  readonly guestAddresses = new GuestAddressMonitor({
+    source: () => {
+      const ics = this.hyperv.ics;
+      return ics && ics.isEnabled('Key-Value Pair Exchange') && ics.kvp.status === 'OK' ? ics.kvp : null;
+    },
+    macs: () => this.network.adapters.map((a) => a.config.macAddress),
+  });
 
   private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory, ideDrives: IdeDrives) {
     // Own copy: hot add/remove updates it, and the caller's description stays as it was.
@@ -113,6 +130,7 @@ export class Partition {
     this.initrdImage = config.initrd ? readImage(config.initrd, 'initrd') : undefined;
     this.devices = createPlatformDevices({
       io: this.io, mmio: this.mmio, clock: this.clock, vcpuCount: config.cpus,
+      rtcEpochMs: config.rtcBaseMs ?? (this.clock.mode === 'icount' ? Math.floor(Date.now() / 1000) * 1000 : Date.now()),
       onShutdown: (code, reason) => this.shutdown(code, reason),
       onReset: (reason) => this.requestReset(reason),
     });
@@ -372,6 +390,28 @@ export class Partition {
     hw.drives = hw.drives.filter((x) => !(x.controllerType === 'scsi' && x.controllerNumber === controllerNumber && x.controllerLocation === controllerLocation));
   }
 
+  /** Add-VMNetworkAdapter on a running VM: offered on VMBus at once; the hardware description follows. */
+  addNetworkAdapter(a: NetworkAdapterConfig, sw?: SwitchConfig): void {
+    this.network.add(a, sw);
+    const hw = this.config.hardware ??= { scsiControllers: 0, drives: [], networkAdapters: [] };
+    hw.networkAdapters = [...hw.networkAdapters, { ...a }];
+    this.guestAddresses.request();
+  }
+
+  /** Remove-VMNetworkAdapter on a running VM: the guest's channel is rescinded. */
+  removeNetworkAdapter(name: string): void {
+    this.network.remove(name);
+    const hw = this.config.hardware;
+    if (hw) hw.networkAdapters = hw.networkAdapters.filter((x) => x.name.toLowerCase() !== name.toLowerCase());
+  }
+
+  /** Connect-/Disconnect-VMNetworkAdapter on a running VM: the guest sees its link go up or down. */
+  connectNetworkAdapter(name: string, switchName: string | null, sw?: SwitchConfig): void {
+    this.network.connect(name, switchName, sw);
+    const hw = this.config.hardware;
+    if (hw) hw.networkAdapters = hw.networkAdapters.map((x) => (x.name.toLowerCase() === name.toLowerCase() ? { ...x, switchName } : x));
+  }
+
   /** The VM's integration services (heartbeat, shutdown, time sync, KVP, VSS); null when unenlightened. */
   get integrationServices(): IntegrationServices | null { return this.hyperv.ics; }
 
@@ -399,18 +439,39 @@ export class Partition {
     });
   }
 
-  /** Serve the GDB remote protocol on 127.0.0.1:port (emulated processor). The VM keeps running until GDB stops it. */
+  /** Serve the GDB remote protocol on 127.0.0.1:port (emulated processor), a GDB thread per vCPU. The VM keeps running until GDB stops it. */
   private async startGdb(port: number): Promise<void> {
-    const vcpu = this.vcpus[0] as unknown as import('../processor/emulated/processor.js').EmulatedVcpu;
-    if (this.backendKind !== 'emulated' || !vcpu.cpu) throw new Error('--gdb is supported with the emulated processor');
+    const vcpus = this.vcpus as unknown as import('../processor/emulated/processor.js').EmulatedVcpu[];
+    if (this.backendKind !== 'emulated' || vcpus.some((v) => !v.cpu)) throw new Error('--gdb is supported with the emulated processor');
     const { EmulatedDebugTarget, DebugControl } = await import('../debug/emulated-target.js');
     const { serveGdb } = await import('../debug/gdb-stub.js');
     const control = new DebugControl();
     control.stopped = this.config.gdbWait === true;
-    const target = new EmulatedDebugTarget(vcpu, this.memory, control, () => this.kick(), () => this.turnOff('killed by the debugger'));
+    const target = new EmulatedDebugTarget(vcpus, this.memory, control, {
+      runState: (i) => this.scheduler.state(i),
+      asVcpu: (i, fn) => {
+        const s = this.scheduler, w = this.devices.lapicWindow;
+        const was = w.current;
+        w.current = i;
+        s.running = i;
+        try { return fn(); } finally { s.running = -1; w.current = was; }
+      },
+      kick: () => this.kick(),
+      kill: () => this.turnOff('killed by the debugger'),
+    });
     this.gdbServer = await serveGdb(target, port, (m) => this.log(m), () => target.interrupt());
     this.debug = control;
     this.log(`gdb: listening on 127.0.0.1:${port} (gdb vmlinux -ex 'target remote :${port}')${control.stopped ? '; waiting for the debugger to continue' : ''}`);
+  }
+
+  /** All-stop: after a slice, a vCPU on a breakpoint stops every vCPU and GDB learns which one it was. */
+  private debugStopAfterSlice(dbg: DebugControl): boolean {
+    dbg.onSlice?.();
+    const v = dbg.breakpointVcpu;
+    if (v < 0) return false;
+    dbg.breakpointVcpu = -1;
+    dbg.reportStop({ signal: 5, breakpoint: true, vcpu: v });
+    return true;
   }
 
   /**
@@ -427,6 +488,7 @@ export class Partition {
     const budgetMs = icount ? Infinity : several ? TURN_MS : SLICE_MS;
     this.devices.lapicWindow.current = i;
     s.running = i;
+    this.lastRan = i;
     try {
       return this.vcpus[i].runQuantum!(budgetMs, several ? QUANTUM_INSNS : icount ? QUANTUM_INSNS * 50 : Infinity);
     } finally {
@@ -437,6 +499,7 @@ export class Partition {
   /** Runs the partition until the guest powers off or the VM is turned off. */
   async start(): Promise<PartitionExit> {
     if (this.config.gdbPort !== undefined) await this.startGdb(this.config.gdbPort);
+    this.guestAddresses.start();
     const vcpu = this.vcpus[0];
     const lapic = this.devices.lapics[0];
     const yieldToHost = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -452,12 +515,11 @@ export class Partition {
         this.loadFirmware();
       }
       const dbg = this.debug;
-      if (dbg !== null && dbg.interruptRequested) { dbg.interruptRequested = false; dbg.reportStop({ signal: 2 }); }
+      if (dbg !== null && dbg.interruptRequested) { dbg.interruptRequested = false; dbg.reportStop({ signal: 2, vcpu: this.lastRan }); }
       if (this.paused || (dbg !== null && dbg.stopped)) { await this.sleep(50); continue; }
       if (this.vcpus.length > 1) {
         const r = this.runTurn();
-        dbg?.onSlice?.();
-        if (dbg !== null && dbg.breakpointHit) { dbg.breakpointHit = false; dbg.reportStop({ signal: 5, breakpoint: true }); continue; }
+        if (dbg !== null && this.debugStopAfterSlice(dbg)) continue;
         this.clock.poll();
         if (r === null) {
           // Every vCPU halted or waiting for SIPI: the host sleeps until the next timer or event.
@@ -476,9 +538,10 @@ export class Partition {
       }
       this.devices.lapicWindow.current = 0;
       const r = await vcpu.run(SLICE_MS);
-      dbg?.onSlice?.();
-      if (dbg !== null && dbg.breakpointHit) { dbg.breakpointHit = false; dbg.reportStop({ signal: 5, breakpoint: true }); continue; }
-      this.clock.poll();
+      if (dbg !== null && this.debugStopAfterSlice(dbg)) continue;
+      // The emulated processor polls the clock itself when it resumes; polling here too, at a point that host
+      // time chose, would fire timers one instruction earlier or later from run to run (icount must repeat).
+      if (this.backendKind !== 'emulated' || r.kind !== 'yield') this.clock.poll();
       if (r.kind === 'shutdown') { this.shutdown(r.code, r.reason); break; }
       if (r.kind === 'reset') { this.requestReset(r.reason); continue; }
       if (r.kind === 'halted') {
@@ -494,6 +557,7 @@ export class Partition {
     this.devices.uart.flush?.();
     this.debug?.reportStop({ exited: this.exitInfo?.code ?? 0 });
     this.gdbServer?.close();
+    this.guestAddresses.stop();
     this.network.stop();
     this.backend.destroy();
     // Running disk I/O finishes and every disk is flushed and closed before the VM counts as stopped.
