@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { Partition } from '../src/platform/partition.js';
 import { defaultImagePaths } from '../src/image/builder.js';
 import { INIT_BANNER } from '../src/image/init-script.js';
+import { QEMU_CPU } from './qemu-guest.js';
 import type { ClockMode } from '../src/platform/clock.js';
 
 /** Wall times in ms; for hyperts (run in this process) also process CPU time (user+sys), steadier on a shared machine. */
@@ -21,9 +22,8 @@ const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1]) || 1;
 const noQemu = args.includes('--no-qemu');
 const clockMode = (args.includes('--clock') ? args[args.indexOf('--clock') + 1] : 'icount') as ClockMode;
-// The same user-visible work on both: boot, run init, power off. QEMU's CPU model matches what hyperts advertises.
+// The same user-visible work on both: boot, run init, power off.
 const APPEND = 'hyperts.run=true';
-const QEMU_CPU = 'qemu64,-svm,-pni,-lahf_lm,-cx16,-popcnt,-sse4.1,-sse4.2,-ssse3,-x2apic';
 
 async function bootHyperts(kernel: string, initrd: string, cmdline: string): Promise<BootTimes> {
   const t0 = performance.now();

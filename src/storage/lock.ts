@@ -25,9 +25,14 @@ export function holderRecordPath(path: string): string {
 function describeHolder(path: string, exclusiveWanted: boolean): string {
   try {
     const h = JSON.parse(readFileSync(holderRecordPath(path), 'utf8')) as LockHolder;
-    if (typeof h.pid === 'number') return `${h.purpose || 'another process'} (pid ${h.pid} on ${h.host}, since ${h.since})`;
+    // A record of a process that died (SIGKILL, power cut) names nobody: its OFD lock died with it.
+    if (typeof h.pid === 'number' && !(h.host === hostname() && !processExists(h.pid))) return `${h.purpose || 'another process'} (pid ${h.pid} on ${h.host}, since ${h.since})`;
   } catch { /* no record: a reader holds it */ }
   return exclusiveWanted ? 'another process that has it open (for example as the parent of a running differencing disk)' : 'another process writing to it';
+}
+
+function processExists(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
 }
 
 export interface HeldLock { release(): void }

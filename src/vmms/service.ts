@@ -477,7 +477,9 @@ export class VmmsService extends EventEmitter {
         }
       });
       child.on('exit', (code, signal) => {
-        this.drives.clearHolderRecords(rt.pid, rt.heldDisks);
+        // A killed worker leaves its lock-holder records behind (its OFD locks died with it): they would name it.
+        const writable = e.rec.config.hardware.drives.filter((d) => d.kind === 'disk' && !d.readOnly && d.path).map((d) => d.path!);
+        this.drives.clearHolderRecords(rt.pid, [...new Set([...rt.heldDisks, ...writable])]);
         const oom = launch?.cleanup().oomKilled ?? false;
         const unexpected = rt.exitReason === null;
         const why = rt.exitReason ?? (oom ? `the worker exceeded its memory limit (${Math.round(this.memoryLimit(e.rec.config) / 1048576)} MB) and was killed` : null) ?? `worker process ${rt.pid} ended unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`})` +

@@ -11,9 +11,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { INIT_BANNER } from '../../src/image/init-script.js';
 import { GuestSession } from './guest-session.js';
-import { openConsole, startService, waitFor, type Fixture } from '../vmms/helpers.js';
+import { startService, waitFor, type Fixture } from '../vmms/helpers.js';
+import { guestConsole } from '../vmms/guest-console.js';
 import type { CheckpointView, VmView } from '../../src/vmms/service.js';
 import type { DriveView } from '../../src/vmms/drives.js';
 import type { VmEvent } from '../../src/vmms/store.js';
@@ -44,27 +44,10 @@ test('online production checkpoint of a running guest with a disk; the guest kee
   const client = f.client;
   const disk = join(files, 'data.vhdx');
   await client.call<VmView>('POST', '/vms', { name: 'cpd', processor: process.env.HYPERTS_ACCEPT_PROCESSOR ?? 'auto', memory: '512M', newVhdPath: disk, newVhdSizeBytes: '64MB' });
-  const con = await openConsole(client, 'cpd');
+  const con = await guestConsole(client, 'cpd', LIMIT_MS);
+  const sh = con.sh;
   await client.call('POST', '/vms/cpd/start', {});
-  const wait = async (re: RegExp, from = 0): Promise<string> => {
-    const end = Date.now() + LIMIT_MS;
-    for (;;) {
-      const m = re.exec(con.text().slice(from));
-      if (m) return m[0];
-      if (Date.now() > end) throw new Error(`guest did not print ${re}; last output:\n${con.text().slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  };
-  let seq = 0;
-  const sh = async (cmd: string): Promise<string> => {
-    const n = ++seq;
-    const from = con.text().length;
-    con.send(`echo "__B""${n}__"; ${cmd}; echo "__E""${n}__ $?"\n`);
-    await wait(new RegExp(`__E${n}__ \\d+`), from);
-    const t = con.text().slice(from).replace(/\r\n/g, '\n');
-    return t.slice(t.indexOf(`__B${n}__\n`) + `__B${n}__\n`.length, t.indexOf(`__E${n}__`));
-  };
-  await wait(new RegExp(INIT_BANNER.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  await con.booted(0);
   await sh('for i in $(seq 1 100); do [ -e /sys/block/sda ] && break; sleep 0.2; done');
   await sh('printf before-checkpoint | dd of=/dev/sda bs=512 conv=sync oflag=direct 2>/dev/null; sync');
   // The VSS daemon must be up for a production checkpoint (it starts with the other hyperv-daemons).
@@ -109,7 +92,7 @@ test('online production checkpoint of a running guest with a disk; the guest kee
   assert.ok(!readdirSync(files).includes(basename(leaf)), 'the merged AVHDX is gone');
   await client.call('POST', '/vms/cpd/stop', { turnOff: true });
   await waitFor('Off', async () => (await client.call<VmView>('GET', '/vms/cpd')).state === 'Off', 60_000);
-  con.ws.close();
+  con.close();
   assert.equal(await firstBytes(disk), 'before-checkpoin', 'the checkpoint\'s file holds the state at the checkpoint');
   assert.equal(await firstBytes(child), 'after--checkpoin', 'the child holds what the guest wrote afterwards');
   assert.equal(await sha256Of(child, 1 << 20, n * 4096), want, 'the file\'s checksum is right on the merged chain');
