@@ -79,6 +79,12 @@ const SLICE_MS = 20;
 const TURN_MS = 4;
 /** With several vCPUs, the event loop gets a turn at least this often (ms of host time). */
 const HOST_TURN_MS = 10;
+/**
+ * With an icount clock the host gets its turns (microtasks, deferred VMBus work, console) every this many
+ * instructions instead of every HOST_TURN_MS: work the guest started then completes at the same instruction
+ * in every run, and boots repeat exactly (host I/O such as disk reads still completes when the host says).
+ */
+const ICOUNT_HOST_TURN_INSNS = 200_000;
 
 export class Partition {
   readonly memory: GuestMemory;
@@ -504,6 +510,10 @@ export class Partition {
     const lapic = this.devices.lapics[0];
     const yieldToHost = (): Promise<void> => new Promise((r) => setImmediate(r));
     let lastHostTurn = performance.now();
+    const icount = this.clock.mode === 'icount';
+    const retired = (): number => { let n = 0; for (const v of this.vcpus) n += v.instructions ?? 0; return n; };
+    let lastHostTurnInsns = retired();
+    const hostTurnDue = (): boolean => (icount ? retired() - lastHostTurnInsns >= ICOUNT_HOST_TURN_INSNS : performance.now() - lastHostTurn >= HOST_TURN_MS);
     while (!this.exitInfo) {
       if (this.resetReason !== null) {
         this.log(`reset: ${this.resetReason}`);
@@ -527,17 +537,18 @@ export class Partition {
           if (wait > 0) await this.sleep(Math.min(wait / 1e6, 100));
           else await yieldToHost();
           this.clock.poll();
-          lastHostTurn = performance.now();
+          lastHostTurn = performance.now(); lastHostTurnInsns = retired();
           continue;
         }
         if (r.kind === 'shutdown') { this.shutdown(r.code, r.reason); break; }
         if (r.kind === 'reset') { this.requestReset(r.reason); continue; }
         // Short turns must not starve the host (console, sockets, disk completions).
-        if (performance.now() - lastHostTurn >= HOST_TURN_MS) { await yieldToHost(); lastHostTurn = performance.now(); }
+        if (hostTurnDue()) { await yieldToHost(); lastHostTurn = performance.now(); lastHostTurnInsns = retired(); }
         continue;
       }
       this.devices.lapicWindow.current = 0;
-      const r = await vcpu.run(SLICE_MS);
+      // icount: the turn ends on an instruction count, never on host time (see ICOUNT_HOST_TURN_INSNS).
+      const r = icount && vcpu.runQuantum ? vcpu.runQuantum(Infinity, ICOUNT_HOST_TURN_INSNS) : await vcpu.run(SLICE_MS);
       if (dbg !== null && this.debugStopAfterSlice(dbg)) continue;
       // The emulated processor polls the clock itself when it resumes; polling here too, at a point that host
       // time chose, would fire timers one instruction earlier or later from run to run (icount must repeat).

@@ -62,6 +62,7 @@ _start:
   mov ncpus, %eax; call putdec
   mov $10, %al; call putc
   call unlock_print
+  mov $0x55, %al; out %al, $0x80   # POST 0x55: the rounds start (tests may stop the guest here)
   # shootdown rounds
   movl $1, round
 3:

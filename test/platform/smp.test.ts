@@ -58,6 +58,9 @@ test('saved state with 2 vCPUs mid-shootdown: the restored partition finishes ev
   const kernel = smpKernel();
   const out: string[] = [];
   const p = await Partition.create(config(kernel, 2, out));
+  // Paused on the instruction that announces the rounds (POST 0x55): with an icount clock the host gets a
+  // turn only every so many instructions, by which time the rounds could be over.
+  p.devices.post.onWrite = (v) => { if (v === 0x55) p.pause(); };
   const { exit } = await runUntil(p, out, (s) => s.includes('all up: cpus=2'));
   p.pause();
   const file = p.saveState();
