@@ -58,7 +58,7 @@ export const MAX_CDB_LENGTH = 16;
 export const MAX_SENSE_LENGTH = 20;
 
 /** Largest transfer per request we advertise: Linux derives max_sectors and its scatter list size from it. */
-export const MAX_TRANSFER_BYTES = 0x80000;
+export const MAX_TRANSFER_BYTES = 0x100000;
 
 /**
  * Largest guest packet: descriptor (16) + GPA-direct header (8) + one range header (8) + a PFN per page of
