@@ -59,6 +59,8 @@ export class VhdxDisk implements Disk {
   private logInHeader = false;
   /** In-place metadata writes of the last commit not yet flushed (its log entry still covers them). */
   private applyPending = false;
+  /** The last header write is not flushed yet (the other copy, one sequence number lower, is durable). */
+  private headerUnflushed = false;
   private readonly dirty = new Map<number, Uint8Array>();
   private readonly bitmaps = new Map<number, Uint8Array>();
   private fileEnd: number;
@@ -399,7 +401,7 @@ export class VhdxDisk implements Disk {
    */
   private async commit(): Promise<void> {
     if (!this.sessionStarted) return;
-    await this.file.flush(); // payload before the log entry that may point at it; also the previous apply
+    await this.flushFile(); // payload before the log entry that may point at it; also the previous apply
     this.applyPending = false;
     if (this.dirty.size === 0) return;
     const pages = [...this.dirty].sort((a, b) => a[0] - b[0]).map(([offset, d]) => ({ offset, data: d.slice() }));
@@ -407,9 +409,9 @@ export class VhdxDisk implements Disk {
     if (!this.log) this.log = new LogWriter(this.file, this.header.logOffset, this.header.logLength, crypto.randomUUID());
     for (let k = 0; k < pages.length; k += this.log.maxPages) {
       const batch = pages.slice(k, k + this.log.maxPages);
-      if (this.applyPending) { await this.file.flush(); this.applyPending = false; }
+      if (this.applyPending) { await this.flushFile(); this.applyPending = false; }
       await this.log.write(batch, this.fileEnd);
-      await this.file.flush();
+      await this.flushFile();
       if (!this.logInHeader) {
         await this.writeHeaders({ logGuid: this.log.guid });
         this.logInHeader = true;
@@ -426,17 +428,29 @@ export class VhdxDisk implements Disk {
     this.sessionStarted = true;
   }
 
-  /** Writes the header into the non-current slot and then the other (each flushed), sequence +1 each. */
+  /**
+   * Writes the header into the non-current slot (flushed: the change is durable on return) and then into the other
+   * slot, whose flush is left to the next flush of the file: until then a crash leaves the first copy, the same
+   * header one sequence number lower, as the current one. A slot is never overwritten while the other copy's write is
+   * unflushed, so one valid copy of the newest durable header always remains.
+   */
   private async writeHeaders(change: Partial<VhdxHeader>): Promise<void> {
     let h = { ...this.header, ...change };
     for (let k = 0; k < 2; k++) {
       const slot = (1 - this.headerSlot) as 0 | 1;
       h = { ...h, sequence: this.header.sequence + 1n };
+      if (this.headerUnflushed) await this.flushFile();
       await this.file.write(serializeHeader(h), HEADER_OFFSETS[slot]);
-      await this.file.flush();
+      this.headerUnflushed = true;
+      if (k === 0) await this.flushFile();
       this.header = h;
       this.headerSlot = slot;
     }
+  }
+
+  private async flushFile(): Promise<void> {
+    await this.file.flush();
+    this.headerUnflushed = false;
   }
 
   /** Changes metadata-region bytes and BAT through the log (resize). Internal to this package. */
@@ -455,8 +469,9 @@ export class VhdxDisk implements Disk {
         await this.serialize(async () => {
           await this.commit();
           // The applied metadata must be durable before the header stops pointing at the log.
-          if (this.applyPending) { await this.file.flush(); this.applyPending = false; }
+          if (this.applyPending) { await this.flushFile(); this.applyPending = false; }
           if (this.logInHeader) { await this.writeHeaders({ logGuid: ZERO_GUID }); this.logInHeader = false; }
+          if (this.headerUnflushed) await this.flushFile();
         });
       }
     } finally {
