@@ -4,7 +4,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { read as fsRead, write as fsWrite } from 'node:fs';
-import { preallocate, punchHole, readNoWait } from './host-io.js';
+import { punchHole, readNoWait } from './host-io.js';
 
 export interface BlockFile {
   readonly path: string;
@@ -13,8 +13,6 @@ export interface BlockFile {
   write(data: Uint8Array, pos: number): Promise<void>;
   size(): Promise<number>;
   truncate(len: number): Promise<void>;
-  /** Grows the file to at least pos+len with [pos, pos+len) reading as zeros and, where the host can, allocated. */
-  extend?(pos: number, len: number): Promise<void>;
   /** Everything written before is durable (fdatasync). */
   flush(): Promise<void>;
   /** The range reads as zeros afterwards; gives space back where the host can. */
@@ -68,9 +66,6 @@ export class NodeFile implements BlockFile {
   async write(data: Uint8Array, pos: number): Promise<void> { await writeAll(this.h.fd, data, pos); }
   async size(): Promise<number> { return (await this.h.stat()).size; }
   async truncate(len: number): Promise<void> { await this.h.truncate(len); }
-  async extend(pos: number, len: number): Promise<void> {
-    if (!(await preallocate(this.h.fd, pos, len))) await this.h.truncate(pos + len);
-  }
   async flush(): Promise<void> { await this.h.datasync(); }
   async zeroRange(pos: number, len: number): Promise<void> {
     if (len <= 0) return;

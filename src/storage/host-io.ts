@@ -7,8 +7,6 @@ import { createRequire } from 'node:module';
 
 interface HostCalls {
   fallocate(fd: number, mode: number, off: number, len: number): number;
-  /** fallocate on koffi's worker thread (it may wait for the file system journal): the result and errno. */
-  fallocateAsync(fd: number, mode: number, off: number, len: number): Promise<number>;
   fcntlLock(fd: number, cmd: number, flock: Uint8Array): number;
   errno(): number;
   /** preadv2 with one iovec (16 bytes: base, len) already filled in. */
@@ -30,9 +28,6 @@ function host(): HostCalls | null {
     const preadv2 = lib.func('long preadv2(int fd, void *iov, int iovcnt, int64_t off, int flags)');
     cached = {
       fallocate: (fd, mode, off, len) => fallocate(fd, mode, off, len) as number,
-      fallocateAsync: (fd, mode, off, len) => new Promise((res, rej) => {
-        fallocate.async(fd, mode, off, len, (e: unknown, r: number) => (e ? rej(e) : res(r)));
-      }),
       fcntlLock: (fd, cmd, fl) => fcntl(fd, cmd, fl) as number,
       errno: () => koffi.errno(),
       preadv2: (fd, iov, off, flags) => Number(preadv2(fd, iov, 1, off, flags)),
@@ -46,16 +41,6 @@ function host(): HostCalls | null {
 
 const FALLOC_FL_KEEP_SIZE = 1;
 const FALLOC_FL_PUNCH_HOLE = 2;
-
-/**
- * Allocates [off, off+len) (reading as zeros, extending the file if needed) so later writes fill allocated extents
- * instead of holes. False if the host cannot.
- */
-export async function preallocate(fd: number, off: number, len: number): Promise<boolean> {
-  const h = host();
-  if (!h) return false;
-  try { return (await h.fallocateAsync(fd, 0, off, len)) === 0; } catch { return false; }
-}
 
 /** Deallocates [off, off+len) so it reads as zeros, keeping the file size. False if the host cannot. */
 export function punchHole(fd: number, off: number, len: number): boolean {
