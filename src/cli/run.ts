@@ -25,6 +25,8 @@ const help = `usage: hyperts run [options]
                                   retired instructions, 1 ns each (emulated only; reproducible) (default realtime)
   --nic                           add a synthetic network adapter on a NAT switch (user-mode, through passt:
                                   DHCP, DNS, outbound TCP/UDP; the gateway address reaches this host's loopback)
+  --nic legacy                    the same with Hyper-V's legacy network adapter (emulated DEC 21140, Linux's
+                                  tulip driver) instead: for unenlightened guests (--enlightenments off)
   --nic-forward H:G[,H:G...]      with --nic: forward host TCP port H to guest port G
   --nic-mac MAC                   with --nic: a static MAC (default: random in Hyper-V's 00:15:5d range)
   --vhd PATH[,controller=scsi|ide][,location=L|C:L][,readonly]
@@ -79,11 +81,12 @@ export default async function run(args: string[]): Promise<number> {
 }
 
 async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { quiet: boolean }> {
-  const { rest: args, values: vhds } = takeRepeated(allArgs, 'vhd');
+  const { rest: args0, values: vhds } = takeRepeated(allArgs, 'vhd');
+  const args = nicKindArgs(args0);
   const { opts, positional } = parseArgs(args, {
     processor: 'string', kernel: 'string', initrd: 'string', append: 'string', memory: 'string', cpus: 'string',
     enlightenments: 'string', gdb: 'string', 'gdb-wait': 'boolean', clock: 'string', quiet: 'boolean',
-    nic: 'boolean', 'nic-forward': 'string', 'nic-mac': 'string',
+    nic: 'boolean', 'nic-legacy': 'boolean', 'nic-forward': 'string', 'nic-mac': 'string',
     dvd: 'string',
   }, 'run');
   if (positional.length) throw new UsageError(`run: unexpected argument '${positional[0]}' (options start with --)`);
@@ -128,14 +131,29 @@ async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { qu
   };
 }
 
-/** --nic, --nic-forward, --nic-mac -> one synthetic adapter on a NAT switch. */
+/** `--nic legacy` / `--nic=legacy` (and `synthetic`, the default kind) -> --nic [--nic-legacy]. */
+function nicKindArgs(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const kind = a.startsWith('--nic=') ? a.slice(6) : a === '--nic' && (args[i + 1] === 'legacy' || args[i + 1] === 'synthetic') ? args[++i] : null;
+    if (kind === null) { out.push(a); continue; }
+    if (kind !== 'legacy' && kind !== 'synthetic') throw new UsageError(`run: --nic takes no value or 'legacy', not '${kind}'`);
+    out.push('--nic');
+    if (kind === 'legacy') out.push('--nic-legacy');
+  }
+  return out;
+}
+
+/** --nic [legacy], --nic-forward, --nic-mac -> one synthetic (or legacy) adapter on a NAT switch. */
 function nicFromArgs(opts: Record<string, string | boolean>, enlightened: boolean): Pick<PartitionConfig, 'hardware' | 'switches'> {
   const fwd = opts['nic-forward'] as string | undefined, mac = opts['nic-mac'] as string | undefined;
+  const legacy = opts['nic-legacy'] === true;
   if (!opts.nic) {
     if (fwd !== undefined || mac !== undefined) throw new UsageError('run: --nic-forward and --nic-mac need --nic');
     return {};
   }
-  if (!enlightened) throw new UsageError('run: --nic adds a synthetic adapter, which needs --enlightenments on');
+  if (!enlightened && !legacy) throw new UsageError('run: --nic adds a synthetic adapter, which needs --enlightenments on; an unenlightened guest takes --nic legacy');
   let macAddress = randomHyperVMac();
   if (mac !== undefined) {
     try { macAddress = formatMac(parseMac(mac)); } catch (e) { throw new UsageError(`run: --nic-mac: ${(e as Error).message}`); }
@@ -144,7 +162,7 @@ function nicFromArgs(opts: Record<string, string | boolean>, enlightened: boolea
   for (const f of (fwd ?? '').split(',').filter((x) => x.trim())) {
     try { forwards.push(parseForward(f)); } catch (e) { throw new UsageError(`run: --nic-forward: ${(e as Error).message}`); }
   }
-  return natNetwork(macAddress, forwards);
+  return natNetwork(macAddress, forwards, legacy);
 }
 
 /** The drive options' hardware with the --nic adapters added (either may be absent). */

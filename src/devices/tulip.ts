@@ -166,6 +166,9 @@ export class Tulip extends PciFunction implements NetworkEndpoint {
 
   get linkUp(): boolean { return this.phy.link; }
 
+  /** The guest's driver has started the receive process (the interface is up). */
+  get receiving(): boolean { return this.rxState !== RS_STOPPED; }
+
   /** A frame from the switch for this adapter. */
   deliver(frame: Uint8Array): void {
     if (!this.phy.link || this.rxState === RS_STOPPED) { this.stats.rxDropped++; return; }

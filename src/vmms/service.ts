@@ -1175,9 +1175,9 @@ export class VmmsService extends EventEmitter {
   addNetworkAdapter(name: string, input: unknown): AdapterView {
     const e = this.entry(name);
     this.requireState(e, ['Off'], 'add a network adapter to', `stop-vm ${e.rec.name}`);
-    if (!e.rec.config.enlightened) throw conflict(`VM '${e.rec.name}' is unenlightened: a synthetic network adapter needs VMBus (set-vm ${e.rec.name} --enlightened true); the legacy adapter is not available yet`);
     const a = newAdapter(input, e.rec.config.hardware.networkAdapters, this.switches);
-    this.setAdapters(e, [...(e.rec.config.hardware.networkAdapters), a], `network adapter '${a.name}' (${a.macAddress}) added${a.switchName ? `, connected to '${a.switchName}'` : ''}`);
+    if (!a.legacy && !e.rec.config.enlightened) throw conflict(`VM '${e.rec.name}' is unenlightened: a synthetic network adapter needs VMBus; add a legacy adapter (--is-legacy) or turn enlightenments on (set-vm ${e.rec.name} --enlightened true)`);
+    this.setAdapters(e, [...(e.rec.config.hardware.networkAdapters), a], `${a.legacy ? 'legacy ' : ''}network adapter '${a.name}' (${a.macAddress}) added${a.switchName ? `, connected to '${a.switchName}'` : ''}`);
     return { ...a, vmName: e.rec.name, status: null, ipAddresses: [] };
   }
 

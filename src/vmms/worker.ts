@@ -290,5 +290,8 @@ function adapterStatus(p: Partition): AdapterStatus[] {
   return p.network.adapters.map((a) => ({
     name: a.config.name, macAddress: a.config.macAddress, switchName: a.config.switchName, linkUp: a.adapter.linkUp, ready: a.adapter.ready,
     rxFrames: a.adapter.stats.rxFrames, txFrames: a.adapter.stats.txFrames, rxDropped: a.adapter.stats.rxDropped, malformed: a.adapter.stats.malformed,
-  }));
+  })).concat(p.network.legacyAdapters.map((a) => ({
+    name: a.config.name, macAddress: a.config.macAddress, switchName: a.config.switchName, linkUp: a.nic.linkUp, ready: a.nic.receiving,
+    rxFrames: a.nic.stats.rxFrames, txFrames: a.nic.stats.txFrames, rxDropped: a.nic.stats.rxDropped, malformed: a.nic.stats.oversize + a.nic.stats.busErrors,
+  })));
 }

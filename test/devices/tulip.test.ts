@@ -378,3 +378,38 @@ test('property: random register and descriptor programs never throw and never ha
     for (let n = 0; n < 16; n++) r(x.dev, n);
   }), { numRuns: 400 });
 });
+
+test('assembly: a legacy adapter in the HardwareConfig is a 1011:0009 function at 00:0a.0 on the Gen 1 bus, on its switch', async () => {
+  const { IoBus, MmioBus } = await import('../../src/platform/bus.js');
+  const { Gen1Chipset } = await import('../../src/platform/assemble-ide.js');
+  const { assembleNetwork, NetworkConfigError } = await import('../../src/platform/assemble-network.js');
+  const { LineRecorder } = await import('./helpers.js');
+  const { pciIntxGsi } = await import('../../src/devices/pci/bus.js');
+  const io = new IoBus(), mmio = new MmioBus(), mem = new GuestMemory(0x400000), lines = new LineRecorder();
+  const { clock } = manualClock();
+  const chipset = new Gen1Chipset({ io, mmio, irq: lines as never, memory: mem, drives: { media: [[null, null], [null, null]], disks: [] } });
+  const hw = { scsiControllers: 0, drives: [], networkAdapters: [{ name: 'Legacy Network Adapter', legacy: true, macAddress: '00:15:5d:12:34:56', switchName: 'lab' }] };
+  assert.throws(() => assembleNetwork(null, hw, [{ name: 'lab', type: 'Private' }]), NetworkConfigError, 'no PCI bus: a clear error');
+  const net = assembleNetwork(null, hw, [{ name: 'lab', type: 'Private' }],
+    { legacyHost: { memory: mem, clock, addPciFunction: (fn, dev) => chipset.addPciFunction(fn, dev) } });
+  const cfg = (reg: number): number => { io.write(0xcf8, 4, (0x80000000 | (10 << 11) | reg) >>> 0); return io.read(0xcfc, 4); };
+  assert.equal(cfg(0), 0x00091011);
+  assert.equal(cfg(8) >>> 8, 0x020000, 'class: Ethernet controller');
+  assert.equal(cfg(0x3c) & 0xff, pciIntxGsi(10, 1), 'firmware routed INTA#');
+  const bar0 = cfg(0x10) & ~3;
+  assert.ok(bar0 >= 0xc000, `I/O BAR0 programmed (${bar0.toString(16)})`);
+  assert.ok((cfg(0x14) & ~15) >>> 0 >= 0xc0000000, 'memory BAR1 programmed');
+  // CSR writes through the I/O BAR reach the chip: CSR7 reads back.
+  io.write(bar0 + 7 * 8, 4, 0x1ebef);
+  assert.equal(io.read(bar0 + 7 * 8, 4), 0x1ebef);
+  const nic = net.legacyAdapters[0].nic;
+  assert.equal(nic.linkUp, true, 'plugged into the Private switch');
+  net.connect('Legacy Network Adapter', null);
+  assert.equal(nic.linkUp, false, 'Disconnect-VMNetworkAdapter: link down');
+  net.connect('legacy network adapter', 'lab');
+  assert.equal(nic.linkUp, true);
+  const saved = net.saveState();
+  assert.ok(saved?.legacy?.length === 1);
+  net.stop();
+  assert.equal(nic.linkUp, false);
+});
