@@ -19,6 +19,12 @@ export const GUEST_MODULES: readonly string[] = [
   'brd', 'dummy',
 ];
 
+/**
+ * Drivers for emulated (non-Hyper-V) hardware, in the generic-kernel image only (Debian's cloud kernel
+ * does not build them): the legacy network adapter (DEC 21140).
+ */
+export const GENERIC_KERNEL_MODULES: readonly string[] = ['tulip'];
+
 /** depmod's canonical module name: file base name without .ko, dashes as underscores. */
 export function moduleName(file: string): string {
   return basename(file).replace(/\.ko(\.(xz|gz|zst))?$/, '').replace(/-/g, '_');
