@@ -221,11 +221,7 @@ export class Tulip extends PciFunction implements NetworkEndpoint {
         this.csr[4] = v & ~3;
         if (this.txState === TS_STOPPED || this.txState === TS_SUSPENDED) this.txCurrent = this.csr[4];
         break;
-      case 5:
-        this.csr[5] &= ~(v & STATUS_W1C);
-        // Acknowledging is where the driver has just refilled its ring: receive what the FIFO holds.
-        this.drainRx();
-        break;
+      case 5: this.csr[5] &= ~(v & STATUS_W1C); break;
       case 6: this.writeMode(v); break;
       case 7: this.csr[7] = v & (STATUS_W1C | S.AIS | S.NIS); break;
       case 8: break;
@@ -238,6 +234,10 @@ export class Tulip extends PciFunction implements NetworkEndpoint {
         break;
       default: this.csr[n] = v;
     }
+    // Frames wait in the FIFO while the guest has no receive buffer. Linux refills its ring without a poll
+    // demand (the chip re-reads the descriptor when the next frame arrives), so retry on its register
+    // accesses too (interrupt acknowledge, mask), not only on the next arrival; CSR9 bit-banging excepted.
+    if (this.rxQueue.length > 0 && n !== 9) this.drainRx();
     this.updateInterrupt();
   }
 
