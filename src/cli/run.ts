@@ -26,7 +26,8 @@ const help = `usage: hyperts run [options]
   --nic                           add a synthetic network adapter on a NAT switch (user-mode, through passt:
                                   DHCP, DNS, outbound TCP/UDP; the gateway address reaches this host's loopback)
   --nic legacy                    the same with Hyper-V's legacy network adapter (emulated DEC 21140, Linux's
-                                  tulip driver) instead: for unenlightened guests (--enlightenments off)
+                                  tulip driver) instead: for unenlightened guests (--enlightenments off); boots
+                                  the generic-kernel image (hyperts image build --generic) unless --kernel
   --nic-forward H:G[,H:G...]      with --nic: forward host TCP port H to guest port G
   --nic-mac MAC                   with --nic: a static MAC (default: random in Hyper-V's 00:15:5d range)
   --vhd PATH[,controller=scsi|ide][,location=L|C:L][,readonly]
@@ -114,9 +115,15 @@ async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { qu
   let initrd = opts.initrd as string | undefined;
   let cmdline = (opts.append as string | undefined) ?? '';
   if (!kernel) {
-    const { defaultImagePaths } = await import('../image/builder.js');
-    const img = defaultImagePaths();
-    if (!existsSync(img.kernel) || !existsSync(img.initrd)) throw new UsageError(`run: the default guest image is not built yet; run 'hyperts image build' (or 'npm run setup') first, or pass --kernel`);
+    const { defaultImagePaths, imagePaths } = await import('../image/builder.js');
+    // The legacy adapter's driver (tulip) is only in Debian's generic kernel: that image, when asked for it.
+    const generic = opts['nic-legacy'] === true;
+    const img = generic ? imagePaths('generic') : defaultImagePaths();
+    if (!existsSync(img.kernel) || !existsSync(img.initrd)) {
+      throw new UsageError(generic
+        ? `run: --nic legacy boots the generic-kernel image (the default one has no tulip driver), which is not built yet; run 'hyperts image build --generic' first, or pass --kernel`
+        : `run: the default guest image is not built yet; run 'hyperts image build' (or 'npm run setup') first, or pass --kernel`);
+    }
     kernel = img.kernel;
     initrd = initrd ?? img.initrd;
     cmdline = `${img.cmdline} ${cmdline}`.trim();
