@@ -22,7 +22,7 @@ import type { AdapterStatus, FromWorker, ToWorker, WorkerOp, WorkerStartConfig, 
 import { SwitchStore, PrivateRelay, newAdapter, switchesFor, type SwitchRecord } from './network.js';
 import type { NetworkAdapterConfig } from '../platform/hardware.js';
 import type { SwitchConfig } from '../platform/assemble-network.js';
-import { defaultImagePaths } from '../image/builder.js';
+import { defaultImagePaths, imagePaths } from '../image/builder.js';
 import type { HardwareConfig } from '../platform/hardware.js';
 import { hasDisks, slotName } from './drives.js';
 import { VmDrives } from './vm-drives.js';
@@ -344,7 +344,13 @@ export class VmmsService extends EventEmitter {
     let initrd = c.boot.initrd ?? undefined;
     let cmdline = c.boot.cmdline;
     if (!kernel) {
-      const img = this.o.defaultImage ? this.o.defaultImage() : defaultImagePaths();
+      // Debian's cloud kernel has no driver for the legacy network adapter (tulip): such VMs boot the
+      // generic-kernel image.
+      const generic = !this.o.defaultImage && c.hardware.networkAdapters.some((a) => a.legacy);
+      const img = this.o.defaultImage ? this.o.defaultImage() : generic ? imagePaths('generic') : defaultImagePaths();
+      if (generic && (!existsSync(img.kernel) || !existsSync(img.initrd))) {
+        throw conflict(`cannot start VM '${c.name}': its legacy network adapter needs the generic-kernel guest image, which is not built yet; run 'hyperts image build --generic' (or set-vm ${c.name} --kernel FILE)`);
+      }
       if (!existsSync(img.kernel) || !existsSync(img.initrd)) {
         throw conflict(`cannot start VM '${c.name}': the default guest image is not built yet; run 'hyperts image build' (or set-vm ${c.name} --kernel FILE)`);
       }
