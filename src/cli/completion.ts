@@ -10,7 +10,7 @@ const OPTIONS: Record<string, string> = {
   'remove-vm': '', 'connect-vm': '', 'get-vmhost': '--json', 'get-vmevent': '--limit --json',
   'get-vmintegrationservice': '--json', 'enable-vmintegrationservice': '--json', 'disable-vmintegrationservice': '--json',
   'get-vmkvp': '--json', 'set-vmkvp': '--remove',
-  'new-vmswitch': '--switch-type --nat-forward --notes --json', 'get-vmswitch': '--json', 'remove-vmswitch': '',
+  'new-vmswitch': '--switch-type --net-adapter-name --nat-forward --notes --json', 'get-vmswitch': '--json', 'remove-vmswitch': '',
   'add-vmnetworkadapter': '--name --switch-name --static-mac-address --is-legacy --json', 'get-vmnetworkadapter': '--json',
   'remove-vmnetworkadapter': '', 'connect-vmnetworkadapter': '--switch-name --json', 'disconnect-vmnetworkadapter': '--json',
   'checkpoint-vm': '--snapshot-name --json', 'get-vmsnapshot': '--json', 'restore-vmsnapshot': '--json', 'rename-vmsnapshot': '--json', 'remove-vmsnapshot': '',

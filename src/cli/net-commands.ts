@@ -11,8 +11,8 @@ const swPath = (n: string): string => `/switches/${encodeURIComponent(n)}`;
 const adPath = (vm: string, a: string): string => `${vmPath(vm)}/network-adapters/${encodeURIComponent(a)}`;
 
 function switchTable(list: SwitchView[]): string {
-  return table(['Name', 'SwitchType', 'NatForwards', 'ConnectedAdapters', 'Notes'],
-    list.map((s) => [s.name, s.type, (s.forwards ?? []).map((f) => `${f.hostPort}:${f.guestPort}`).join(',') || '-', String(s.adapters.length), s.notes]));
+  return table(['Name', 'SwitchType', 'NetAdapterName', 'HostBridge', 'NatForwards', 'ConnectedAdapters', 'Notes'],
+    list.map((s) => [s.name, s.type, s.netAdapterName ?? '-', s.bridge ?? '-', (s.forwards ?? []).map((f) => `${f.hostPort}:${f.guestPort}`).join(',') || '-', String(s.adapters.length), s.notes]));
 }
 
 function adapterTable(list: AdapterView[]): string {
@@ -20,11 +20,16 @@ function adapterTable(list: AdapterView[]): string {
     list.map((a) => [a.vmName, a.name, a.legacy ? 'True' : 'False', a.macAddress, a.switchName ?? '', a.status ? (a.status.linkUp ? 'Connected' : 'Disconnected') : '', a.ipAddresses.join(', ')]));
 }
 
-export const newVmSwitch = command('new-vmswitch', 'NAME [--switch-type NAT|Private] [--nat-forward HOSTPORT:GUESTPORT,...] [--notes TEXT] [--json]',
-  { 'switch-type': 'string', 'nat-forward': 'string', notes: 'string', json: 'boolean', name: 'string' }, async (c) => {
+export const newVmSwitch = command('new-vmswitch', 'NAME [--switch-type NAT|Private|Internal|External] [--net-adapter-name IF] [--nat-forward HOSTPORT:GUESTPORT,...] [--notes TEXT] [--json]   (Internal and External need a root service)',
+  { 'switch-type': 'string', 'nat-forward': 'string', 'net-adapter-name': 'string', notes: 'string', json: 'boolean', name: 'string' }, async (c) => {
     const name = (c.opts.name as string | undefined) ?? c.positional[0];
     if (!name) throw new UsageError('new-vmswitch: name the switch (e.g. hyperts new-vmswitch lab --switch-type Private)');
     const body: Record<string, unknown> = { name, switchType: (c.opts['switch-type'] as string | undefined) ?? 'Private' };
+    if (c.opts['net-adapter-name'] !== undefined) {
+      body.netAdapterName = c.opts['net-adapter-name'];
+      // Hyper-V: naming a host adapter makes the switch External.
+      if (c.opts['switch-type'] === undefined) body.switchType = 'External';
+    }
     if (c.opts['nat-forward'] !== undefined) body.natForwards = String(c.opts['nat-forward']).split(',').filter(Boolean);
     if (c.opts.notes !== undefined) body.notes = c.opts.notes;
     const s = await c.client.call<SwitchView>('POST', '/switches', body);
@@ -52,7 +57,7 @@ function vmName(c: Ctx, cmd: string): string {
   return n;
 }
 
-export const addVmNetworkAdapter = command('add-vmnetworkadapter', 'VMNAME [--name NAME] [--switch-name SWITCH] [--static-mac-address MAC] [--is-legacy] [--json]   (the VM must be Off;\n  --is-legacy: the emulated DEC 21140 for guests without Hyper-V drivers)',
+export const addVmNetworkAdapter = command('add-vmnetworkadapter', 'VMNAME [--name NAME] [--switch-name SWITCH] [--static-mac-address MAC] [--is-legacy] [--json]   (also while it runs:\n  the guest gets a new interface; --is-legacy: the emulated DEC 21140 for guests without Hyper-V drivers, VM Off only)',
   { name: 'string', 'switch-name': 'string', 'static-mac-address': 'string', 'is-legacy': 'boolean', 'vm-name': 'string', json: 'boolean' }, async (c) => {
     const vm = vmName(c, 'add-vmnetworkadapter');
     const body: Record<string, unknown> = {};
@@ -71,7 +76,7 @@ export const getVmNetworkAdapter = command('get-vmnetworkadapter', 'VMNAME [--js
   return 0;
 });
 
-export const removeVmNetworkAdapter = command('remove-vmnetworkadapter', 'VMNAME ADAPTER   (the VM must be Off)', { 'vm-name': 'string', name: 'string' }, async (c) => {
+export const removeVmNetworkAdapter = command('remove-vmnetworkadapter', 'VMNAME ADAPTER   (also while it runs: the guest loses the interface)', { 'vm-name': 'string', name: 'string' }, async (c) => {
   const vm = vmName(c, 'remove-vmnetworkadapter');
   const a = (c.opts.name as string | undefined) ?? c.positional[1];
   if (!a) throw new UsageError('remove-vmnetworkadapter: name the VM and the adapter (get-vmnetworkadapter VMNAME lists them)');

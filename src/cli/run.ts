@@ -23,6 +23,8 @@ const help = `usage: hyperts run [options]
   --gdb-wait                      with --gdb: start with the processor stopped until GDB continues (QEMU's -S)
   --clock realtime|warp|icount    virtual time follows the host; or also jumps over idle periods; or counts
                                   retired instructions, 1 ns each (emulated only; reproducible) (default realtime)
+  --rtc-base DATE                 the guest's wall clock (RTC) at power-on, UTC, e.g. 2026-01-01T00:00:00 (default:
+                                  now); with --clock icount, boots then repeat exactly
   --nic                           add a synthetic network adapter on a NAT switch (user-mode, through passt:
                                   DHCP, DNS, outbound TCP/UDP; the gateway address reaches this host's loopback)
   --nic legacy                    the same with Hyper-V's legacy network adapter (emulated DEC 21140, Linux's
@@ -88,7 +90,7 @@ async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { qu
     processor: 'string', kernel: 'string', initrd: 'string', append: 'string', memory: 'string', cpus: 'string',
     enlightenments: 'string', gdb: 'string', 'gdb-wait': 'boolean', clock: 'string', quiet: 'boolean',
     nic: 'boolean', 'nic-legacy': 'boolean', 'nic-forward': 'string', 'nic-mac': 'string',
-    dvd: 'string',
+    dvd: 'string', 'rtc-base': 'string',
   }, 'run');
   if (positional.length) throw new UsageError(`run: unexpected argument '${positional[0]}' (options start with --)`);
   const processor = (opts.processor as string | undefined) ?? 'auto';
@@ -103,6 +105,12 @@ async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { qu
   if (enl !== 'on' && enl !== 'off') throw new UsageError(`run: --enlightenments must be on or off`);
   const clock = (opts.clock as string | undefined) ?? 'realtime';
   if (clock !== 'realtime' && clock !== 'warp' && clock !== 'icount') throw new UsageError(`run: --clock must be realtime, warp or icount`);
+  let rtcBaseMs: number | undefined;
+  if (opts['rtc-base'] !== undefined) {
+    const v = opts['rtc-base'] as string;
+    rtcBaseMs = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2})?)?Z?$/.test(v) ? Date.parse(/T/.test(v) ? (v.endsWith('Z') ? v : `${v}Z`) : `${v}T00:00:00Z`) : NaN;
+    if (!Number.isFinite(rtcBaseMs)) throw new UsageError(`run: --rtc-base takes a UTC date, e.g. 2026-01-01 or 2026-01-01T12:00:00, not '${v}'`);
+  }
   let gdbPort: number | undefined;
   if (opts['gdb-wait'] && opts.gdb === undefined) throw new UsageError('run: --gdb-wait needs --gdb PORT');
   if (opts.gdb !== undefined) {
@@ -132,7 +140,7 @@ async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { qu
   return {
     processor: processor as PartitionConfig['processor'],
     memoryBytes, cpus, enlightened: enl === 'on', kernel, initrd, cmdline,
-    clockMode: clock, gdbPort, gdbWait: opts['gdb-wait'] === true, quiet: opts.quiet === true,
+    clockMode: clock, rtcBaseMs, gdbPort, gdbWait: opts['gdb-wait'] === true, quiet: opts.quiet === true,
     switches: network.switches,
     hardware: withAdapters(hardwareFromDriveOptions(vhds, opts.dvd as string | undefined), network.hardware?.networkAdapters ?? []),
   };

@@ -83,9 +83,9 @@ export function formatUptime(s: number): string {
 }
 
 export function vmTable(vms: VmView[]): string {
-  return table(['Name', 'State', 'CPUUsage(%)', 'MemoryAssigned(M)', 'Uptime', 'Status', 'Heartbeat', 'OSName', 'ProcessorCount'],
+  return table(['Name', 'State', 'CPUUsage(%)', 'MemoryAssigned(M)', 'Uptime', 'Status', 'Heartbeat', 'OSName', 'ProcessorCount', 'IPAddresses'],
     vms.map((v) => [v.name, v.state, String(v.cpuUsage), String(Math.round(v.memoryAssignedBytes / 1048576)), formatUptime(v.uptimeSeconds),
-      v.status, v.heartbeat ?? '', v.osName ?? '', String(v.config.cpus)]));
+      v.status, v.heartbeat ?? '', v.osName ?? '', String(v.config.cpus), (v.ipAddresses ?? []).join(', ')]));
 }
 
 export const out = (s: string): void => { process.stdout.write(s); };

@@ -20,6 +20,8 @@ export interface PasstOptions {
   /** The passt binary (default: passt on PATH). */
   binary?: string;
   log?: (message: string) => void;
+  /** Link-affecting news for the VM's event log: passt died (link down) or runs again (link up). */
+  event?: (message: string) => void;
   /** First restart delay; doubles per consecutive failure up to 30 s. */
   restartDelayMs?: number;
 }
@@ -156,6 +158,7 @@ export class PasstBackend implements NetworkEndpoint {
     sock.on('error', () => { /* the exit handler reports it */ });
     sock.on('close', () => { if (this.sock === sock) this.sock = null; });
     this.sw.setUplinkState(true);
+    if (this.stats.restarts > 0) this.o.event?.(`passt restarted (process ${child.pid}): network link up`);
     for (const w of this.startedWaiters.splice(0)) w();
     // A passt that stays up for a while resets the backoff.
     setTimeout(() => { if (this.child === child) this.failures = 0; }, 10_000).unref();
@@ -197,7 +200,9 @@ export class PasstBackend implements NetworkEndpoint {
     const tail = this.stderrTail.split('\n').filter((l) => l && !l.startsWith('Failed to send')).slice(-3).join(' | ');
     const delay = Math.min(MAX_RESTART_DELAY_MS, (this.o.restartDelayMs ?? 500) * 2 ** this.failures);
     this.failures++;
-    this.log(`passt ${why}${tail ? ` (${tail})` : ''}; network link down, restarting in ${delay} ms`);
+    const message = `passt ${why}${tail ? ` (${tail})` : ''}; network link down, restarting in ${delay} ms`;
+    this.log(message);
+    this.o.event?.(message);
     this.timer = setTimeout(() => {
       this.timer = null;
       if (this.stopped) return;

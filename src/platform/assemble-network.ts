@@ -28,8 +28,14 @@ export interface LegacyNicHost {
 
 export interface SwitchConfig {
   name: string;
-  /** 'NAT': through passt to the host's network; 'Private': a layer-2 segment without an uplink. */
-  type: 'NAT' | 'Private';
+  /**
+   * 'NAT': through passt to the host's network; 'Private': a layer-2 segment without an uplink; 'Internal' /
+   * 'External': a host bridge (with a host interface enslaved for External) that VMs join through TAP devices
+   * the management service owns (root only).
+   */
+  type: 'NAT' | 'Private' | 'Internal' | 'External';
+  /** Internal/External: the host bridge of the switch. */
+  bridge?: string;
   /** Host->guest port mappings (NAT only), like Add-NetNatStaticMapping. */
   forwards?: PortForward[];
   /**
@@ -55,6 +61,10 @@ export interface NetworkAssembly {
    * `config` describes a switch this VM did not know at start.
    */
   connect(adapterName: string, switchName: string | null, config?: SwitchConfig): void;
+  /** Add-VMNetworkAdapter while running: a new netvsp channel is offered and the guest gets a new interface. */
+  add(adapter: NetworkAdapterConfig, config?: SwitchConfig): NetworkAssembly['adapters'][number];
+  /** Remove-VMNetworkAdapter while running: the channel is rescinded and the guest loses the interface. */
+  remove(adapterName: string): void;
   /** A frame relayed from another VM on a Private switch (the management service carries them). */
   inject(switchName: string, frame: Uint8Array): void;
   /** Link state of a relayed switch's uplink (its passt runs in the management service). */
@@ -99,6 +109,9 @@ export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfi
     if (sw) return sw;
     const cfg = switchConfigs.find((s) => s.name.toLowerCase() === key);
     if (!cfg) throw new NetworkConfigError(`virtual switch '${name}' does not exist; create it (new-vmswitch) or connect the adapter to an existing switch`);
+    if ((cfg.type === 'Internal' || cfg.type === 'External') && !(cfg.relayed && o.relay)) {
+      throw new NetworkConfigError(`virtual switch '${cfg.name}' is ${cfg.type}: its TAP devices are run by the management service (hyperts serve, as root); connect the adapter there, or use a NAT switch here`);
+    }
     sw = new VirtualSwitch(cfg.name);
     switches.set(key, sw);
     if (cfg.type === 'NAT' && !(cfg.relayed && o.relay)) {
@@ -117,17 +130,25 @@ export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfi
     adapter.linkChanged(sw.linkUp);
     return port;
   };
+  const build = (cfg: NetworkAdapterConfig): NetworkAssembly['adapters'][number] => {
+    let mac: Uint8Array;
+    try { mac = parseMac(cfg.macAddress); } catch (e) { throw new NetworkConfigError(`network adapter '${cfg.name}': ${(e as Error).message}`); }
+    const adapter = new NetvspAdapter({ mac, name: cfg.name, instance: instanceFor(mac), log: (m) => log(`network: ${m}`) });
+    const port = cfg.switchName ? plug(adapter, switchNamed(cfg.switchName), cfg.name) : null;
+    let device: VmbusDevice;
+    try { device = vmbus!.addDevice(adapter); } catch (e) {
+      port?.detach();
+      // Same MAC, same instance GUID: an adapter removed moments ago that the guest has not let go of yet.
+      throw new NetworkConfigError(`network adapter '${cfg.name}' (${cfg.macAddress}): the guest still holds a removed adapter with this MAC; try again in a few seconds (${(e as Error).message})`);
+    }
+    return { config: { ...cfg }, adapter, device, port };
+  };
   const seen = new Set<string>();
   try {
     for (const cfg of synthetic) {
       if (seen.has(cfg.name)) throw new NetworkConfigError(`two network adapters are named '${cfg.name}'; give each a unique name`);
       seen.add(cfg.name);
-      let mac: Uint8Array;
-      try { mac = parseMac(cfg.macAddress); } catch (e) { throw new NetworkConfigError(`network adapter '${cfg.name}': ${(e as Error).message}`); }
-      const adapter = new NetvspAdapter({ mac, name: cfg.name, instance: instanceFor(mac), log: (m) => log(`network: ${m}`) });
-      const port = cfg.switchName ? plug(adapter, switchNamed(cfg.switchName), cfg.name) : null;
-      const device = vmbus!.addDevice(adapter);
-      adapters.push({ config: cfg, adapter, device, port });
+      adapters.push(build(cfg));
     }
     for (const cfg of legacy) {
       if (seen.has(cfg.name)) throw new NetworkConfigError(`two network adapters are named '${cfg.name}'; give each a unique name`);
@@ -146,13 +167,20 @@ export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfi
     for (const a of adapters) vmbus?.removeDevice(a.device);
     throw e;
   }
+  const learn = (config?: SwitchConfig): void => {
+    if (config && !switchConfigs.some((x) => x.name.toLowerCase() === config.name.toLowerCase())) switchConfigs = [...switchConfigs, config];
+  };
+  const named = (adapterName: string): NetworkAssembly['adapters'][number] => {
+    const a = adapters.find((x) => x.config.name.toLowerCase() === adapterName.toLowerCase());
+    if (!a) throw new NetworkConfigError(`the VM has no network adapter named '${adapterName}'`);
+    return a;
+  };
   return {
     adapters, legacyAdapters, switches, backends,
     connect(adapterName, switchName, config) {
-      if (config && !switchConfigs.some((x) => x.name.toLowerCase() === config.name.toLowerCase())) switchConfigs = [...switchConfigs, config];
+      learn(config);
       const a = adapters.find((x) => x.config.name.toLowerCase() === adapterName.toLowerCase()) ??
-        legacyAdapters.find((x) => x.config.name.toLowerCase() === adapterName.toLowerCase());
-      if (!a) throw new NetworkConfigError(`the VM has no network adapter named '${adapterName}'`);
+        legacyAdapters.find((x) => x.config.name.toLowerCase() === adapterName.toLowerCase()) ?? named(adapterName);
       const target = switchName ? switchNamed(switchName) : null;
       const endpoint = 'adapter' in a ? a.adapter : a.nic;
       a.port?.detach();
@@ -160,6 +188,26 @@ export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfi
       endpoint.plug(null);
       if (target) a.port = plug(endpoint, target, a.config.name);
       a.config = { ...a.config, switchName: target ? switchName : null };
+    },
+    add(cfg, config) {
+      if (cfg.legacy) throw new NetworkConfigError(`network adapter '${cfg.name}': a legacy network adapter cannot be added while the VM runs`);
+      if (!vmbus) throw new NetworkConfigError('synthetic network adapters need an enlightened VM (VMBus)');
+      if (adapters.some((x) => x.config.name.toLowerCase() === cfg.name.toLowerCase())) throw new NetworkConfigError(`the VM already has a network adapter named '${cfg.name}'`);
+      const macKey = (m: string): string => m.toLowerCase().replace(/-/g, ':');
+      if (adapters.some((x) => macKey(x.config.macAddress) === macKey(cfg.macAddress))) throw new NetworkConfigError(`the VM already has an adapter with MAC ${cfg.macAddress}`);
+      learn(config);
+      const a = build(cfg);
+      adapters.push(a);
+      return a;
+    },
+    remove(adapterName) {
+      const a = named(adapterName);
+      a.port?.detach();
+      a.port = null;
+      a.adapter.plug(null);
+      // The guest is told (rescind) and lets go of the channel; the device is forgotten after that.
+      vmbus!.removeDevice(a.device);
+      adapters.splice(adapters.indexOf(a), 1);
     },
     saveState() {
       if (!adapters.length && !legacyAdapters.length) return null;

@@ -28,7 +28,9 @@ export class VirtualClock {
   nextDeadline = Infinity;
 
   constructor(readonly mode: ClockMode = 'realtime', private readonly host: () => number = hostNs) {
-    this.offset = -host();
+    // icount: time starts at 0 and stands still until instructions drive it, so how long the host took to
+    // assemble the partition cannot leak into the guest's clock (two boots must see the same times).
+    this.offset = mode === 'icount' ? 0 : -host();
   }
 
   private insnSource: (() => number) | null = null;
@@ -37,6 +39,7 @@ export class VirtualClock {
   /** Virtual nanoseconds since the partition was created. */
   now(): number {
     if (this.insnSource !== null) return this.insnSource() * this.nsPerInsn + this.offset;
+    if (this.mode === 'icount') return this.offset;
     return (this.pausedAt >= 0 ? this.pausedAt : this.host()) + this.offset;
   }
 
@@ -55,7 +58,7 @@ export class VirtualClock {
 
   resume(): void {
     if (this.pausedAt < 0) return;
-    if (this.insnSource !== null) { this.pausedAt = -1; return; } // instructions do not retire while paused
+    if (this.insnSource !== null || this.mode === 'icount') { this.pausedAt = -1; return; } // instructions do not retire while paused
     this.offset -= this.host() - this.pausedAt;
     this.pausedAt = -1;
   }
@@ -74,6 +77,8 @@ export class VirtualClock {
     if (this.insnSource !== null) {
       if (Number.isFinite(s.nsPerInsn) && s.nsPerInsn > 0) this.nsPerInsn = s.nsPerInsn;
       this.offset = s.nowNs - this.insnSource() * this.nsPerInsn;
+    } else if (this.mode === 'icount') {
+      this.offset = s.nowNs;
     } else {
       this.offset = s.nowNs - (this.pausedAt >= 0 ? this.pausedAt : this.host());
     }

@@ -15,6 +15,8 @@ import { checkShape, decodeSavedState, encodeSavedState, readSavedStateFile, Sav
 import type { IntegrationServices } from '../vsp/ic/integration-services.js';
 import type { DriveConfig, HardwareConfig } from './hardware.js';
 import { assembleNetwork, type NetworkAssembly, type NetworkState, type SwitchConfig } from './assemble-network.js';
+import { GuestAddressMonitor } from '../net/guest-addresses.js';
+import type { NetworkAdapterConfig } from './hardware.js';
 import { ScsiStorage, diskOpener, type DiskOpener, type StorageState } from './assemble-storage.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
 import type { Server } from 'node:net';
@@ -34,6 +36,11 @@ export interface PartitionConfig {
   initrd?: string;
   cmdline: string;
   clockMode?: ClockMode;
+  /**
+   * Wall-clock time (ms since the epoch) the RTC shows at virtual time 0. Default: the host's clock, cut to a
+   * whole second in icount mode so that two boots see the seconds change at the same instruction.
+   */
+  rtcBaseMs?: number;
   gdbPort?: number;
   /** With gdbPort: hold the vCPU stopped until the debugger continues it (like QEMU's -S). */
   gdbWait?: boolean;
@@ -101,6 +108,14 @@ export class Partition {
   network: NetworkAssembly = assembleNetwork(null, undefined);
   /** Synthetic SCSI controllers and their drives (null when the hardware has none). */
   storage: ScsiStorage | null = null;
+  /** The guest's addresses per adapter, from its KVP daemon (polled while the partition runs). */
+  readonly guestAddresses = new GuestAddressMonitor({
+    source: () => {
+      const ics = this.hyperv.ics;
+      return ics && ics.isEnabled('Key-Value Pair Exchange') && ics.kvp.status === 'OK' ? ics.kvp : null;
+    },
+    macs: () => this.network.adapters.map((a) => a.config.macAddress),
+  });
 
   private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory, ideDrives: IdeDrives) {
     // Own copy: hot add/remove updates it, and the caller's description stays as it was.
@@ -113,6 +128,7 @@ export class Partition {
     this.initrdImage = config.initrd ? readImage(config.initrd, 'initrd') : undefined;
     this.devices = createPlatformDevices({
       io: this.io, mmio: this.mmio, clock: this.clock, vcpuCount: config.cpus,
+      rtcEpochMs: config.rtcBaseMs ?? (this.clock.mode === 'icount' ? Math.floor(Date.now() / 1000) * 1000 : Date.now()),
       onShutdown: (code, reason) => this.shutdown(code, reason),
       onReset: (reason) => this.requestReset(reason),
     });
@@ -375,6 +391,28 @@ export class Partition {
     hw.drives = hw.drives.filter((x) => !(x.controllerType === 'scsi' && x.controllerNumber === controllerNumber && x.controllerLocation === controllerLocation));
   }
 
+  /** Add-VMNetworkAdapter on a running VM: offered on VMBus at once; the hardware description follows. */
+  addNetworkAdapter(a: NetworkAdapterConfig, sw?: SwitchConfig): void {
+    this.network.add(a, sw);
+    const hw = this.config.hardware ??= { scsiControllers: 0, drives: [], networkAdapters: [] };
+    hw.networkAdapters = [...hw.networkAdapters, { ...a }];
+    this.guestAddresses.request();
+  }
+
+  /** Remove-VMNetworkAdapter on a running VM: the guest's channel is rescinded. */
+  removeNetworkAdapter(name: string): void {
+    this.network.remove(name);
+    const hw = this.config.hardware;
+    if (hw) hw.networkAdapters = hw.networkAdapters.filter((x) => x.name.toLowerCase() !== name.toLowerCase());
+  }
+
+  /** Connect-/Disconnect-VMNetworkAdapter on a running VM: the guest sees its link go up or down. */
+  connectNetworkAdapter(name: string, switchName: string | null, sw?: SwitchConfig): void {
+    this.network.connect(name, switchName, sw);
+    const hw = this.config.hardware;
+    if (hw) hw.networkAdapters = hw.networkAdapters.map((x) => (x.name.toLowerCase() === name.toLowerCase() ? { ...x, switchName } : x));
+  }
+
   /** The VM's integration services (heartbeat, shutdown, time sync, KVP, VSS); null when unenlightened. */
   get integrationServices(): IntegrationServices | null { return this.hyperv.ics; }
 
@@ -440,6 +478,7 @@ export class Partition {
   /** Runs the partition until the guest powers off or the VM is turned off. */
   async start(): Promise<PartitionExit> {
     if (this.config.gdbPort !== undefined) await this.startGdb(this.config.gdbPort);
+    this.guestAddresses.start();
     const vcpu = this.vcpus[0];
     const lapic = this.devices.lapics[0];
     const yieldToHost = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -481,7 +520,9 @@ export class Partition {
       const r = await vcpu.run(SLICE_MS);
       dbg?.onSlice?.();
       if (dbg !== null && dbg.breakpointHit) { dbg.breakpointHit = false; dbg.reportStop({ signal: 5, breakpoint: true }); continue; }
-      this.clock.poll();
+      // The emulated processor polls the clock itself when it resumes; polling here too, at a point that host
+      // time chose, would fire timers one instruction earlier or later from run to run (icount must repeat).
+      if (this.backendKind !== 'emulated' || r.kind !== 'yield') this.clock.poll();
       if (r.kind === 'shutdown') { this.shutdown(r.code, r.reason); break; }
       if (r.kind === 'reset') { this.requestReset(r.reason); continue; }
       if (r.kind === 'halted') {
@@ -497,6 +538,7 @@ export class Partition {
     this.devices.uart.flush?.();
     this.debug?.reportStop({ exited: this.exitInfo?.code ?? 0 });
     this.gdbServer?.close();
+    this.guestAddresses.stop();
     this.network.stop();
     this.backend.destroy();
     // Running disk I/O finishes and every disk is flushed and closed before the VM counts as stopped.

@@ -2,6 +2,8 @@
  * GUIDs in the Windows binary layout VMBus uses on the wire (contract §6.6): the first three fields
  * little-endian, the last 8 bytes in order.
  */
+import { createHash } from 'node:crypto';
+
 const RE = /^([0-9a-f]{8})-([0-9a-f]{4})-([0-9a-f]{4})-([0-9a-f]{4})-([0-9a-f]{12})$/i;
 
 export function guidToBytes(guid: string): Uint8Array {
@@ -29,6 +31,17 @@ export function guidFromBytes(b: Uint8Array, off = 0): string {
 export function randomGuid(): string {
   const b = crypto.getRandomValues(new Uint8Array(16));
   b[6] = (b[6] & 0x0f) | 0x40; b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/**
+ * A GUID derived from a name (SHA-1, version-5 layout): the same name gives the same GUID in every run, so
+ * device instance ids, and with them the order the guest enumerates devices in, repeat from boot to boot.
+ */
+export function nameGuid(name: string): string {
+  const b = createHash('sha1').update(`hyperts:${name}`).digest().subarray(0, 16);
+  b[6] = (b[6] & 0x0f) | 0x50; b[8] = (b[8] & 0x3f) | 0x80;
   const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }

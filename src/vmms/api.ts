@@ -134,7 +134,7 @@ export class ApiServer {
     this.route('DELETE', '/switches/{switch}', ({ params }) => { s.removeSwitch(params[0]); return null; }, 204);
     this.route('GET', '/vms/{name}/network-adapters', ({ params }) => s.networkAdapters(params[0]));
     this.route('POST', '/vms/{name}/network-adapters', ({ params, body }) => s.addNetworkAdapter(params[0], obj(body)), 201);
-    this.route('DELETE', '/vms/{name}/network-adapters/{adapter}', ({ params }) => { s.removeNetworkAdapter(params[0], params[1]); return null; }, 204);
+    this.route('DELETE', '/vms/{name}/network-adapters/{adapter}', async ({ params }) => { await s.removeNetworkAdapter(params[0], params[1]); return null; }, 204);
     this.route('PUT', '/vms/{name}/network-adapters/{adapter}/switch', ({ params, body }) => {
       const sw = obj(body).switchName;
       if (sw !== null && typeof sw !== 'string') throw badRequest('the body must be {"switchName": "NAME"} to connect or {"switchName": null} to disconnect');

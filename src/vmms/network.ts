@@ -16,13 +16,19 @@ import type { NetworkAdapterConfig } from '../platform/hardware.js';
 import { MAX_LEGACY_ADAPTERS, type SwitchConfig } from '../platform/assemble-network.js';
 import { VirtualSwitch, type SwitchPort } from '../net/switch.js';
 import { PasstBackend } from '../net/passt.js';
+import { TapBackend } from '../net/tap.js';
+import { bridgeName, checkExternalInterface, HostNetworkError, isRoot, tapName } from '../net/host-bridge.js';
 
 export const DEFAULT_SWITCH = 'Default Switch';
 /** Hyper-V allows 12 synthetic adapters per VM (8 on Generation 1); we keep Generation 2's limit. */
 export const MAX_ADAPTERS = 12;
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/;
 
-export interface SwitchRecord extends SwitchConfig { created: number; notes: string }
+export interface SwitchRecord extends SwitchConfig {
+  created: number; notes: string;
+  /** External: the host interface the switch's bridge enslaves (Hyper-V's NetAdapterName). */
+  netAdapterName?: string;
+}
 
 export const switchNotFound = (name: string): VmmsError =>
   new VmmsError(404, 'SwitchNotFound', `no virtual switch named '${name}' (list them with 'hyperts get-vmswitch', create one with 'hyperts new-vmswitch')`);
@@ -49,15 +55,18 @@ export class SwitchStore {
     return structuredClone(s);
   }
 
-  /** New-VMSwitch body: {name, switchType: 'NAT'|'Private', natForwards?: ['8080:80', ...], notes?}. */
-  create(input: unknown): SwitchRecord {
+  /**
+   * New-VMSwitch body: {name, switchType: 'NAT'|'Private'|'Internal'|'External', natForwards?: ['8080:80', ...],
+   * netAdapterName? (External), notes?}. `prepare` makes the host side (bridge) before the switch is kept.
+   */
+  create(input: unknown, prepare?: (rec: SwitchRecord) => void): SwitchRecord {
     if (typeof input !== 'object' || input === null || Array.isArray(input)) throw badRequest('the request body must be a JSON object like {"name": "lab", "switchType": "Private"}');
     const b = input as Record<string, unknown>;
-    for (const k of Object.keys(b)) if (!['name', 'switchType', 'natForwards', 'notes'].includes(k)) throw badRequest(`unknown switch setting '${k}'; known: name, switchType, natForwards, notes`);
+    for (const k of Object.keys(b)) if (!['name', 'switchType', 'natForwards', 'netAdapterName', 'notes'].includes(k)) throw badRequest(`unknown switch setting '${k}'; known: name, switchType, natForwards, netAdapterName, notes`);
     const name = switchName(b.name);
     if (this.find(name)) throw new VmmsError(409, 'DuplicateName', `a virtual switch named '${name}' already exists`);
     const type = b.switchType ?? 'Private';
-    if (type !== 'NAT' && type !== 'Private') throw badRequest(`switchType must be NAT or Private, not ${JSON.stringify(type)} (External and Internal switches need host network changes this service does not make)`);
+    if (type !== 'NAT' && type !== 'Private' && type !== 'Internal' && type !== 'External') throw badRequest(`switchType must be NAT, Private, Internal or External, not ${JSON.stringify(type)}`);
     let forwards: PortForward[] = [];
     if (b.natForwards !== undefined) {
       if (type !== 'NAT') throw badRequest('natForwards apply to NAT switches only');
@@ -66,6 +75,25 @@ export class SwitchStore {
     }
     if (b.notes !== undefined && (typeof b.notes !== 'string' || b.notes.length > 1024)) throw badRequest('notes must be a string of at most 1024 characters');
     const rec: SwitchRecord = { name, type, forwards, created: Date.now(), notes: (b.notes as string | undefined) ?? '' };
+    if (type === 'External') {
+      if (typeof b.netAdapterName !== 'string' || !b.netAdapterName) throw badRequest('an External switch is bridged to a host interface: give netAdapterName (--net-adapter-name IF; see \'ip link\')');
+      rec.netAdapterName = b.netAdapterName;
+    } else if (b.netAdapterName !== undefined) throw badRequest('netAdapterName applies to External switches only');
+    if (type === 'Internal' || type === 'External') {
+      if (!isRoot()) {
+        throw new VmmsError(403, 'RootRequired', `an ${type} switch needs root: the service creates a Linux bridge and TAP devices on the host. ` +
+          'Run the management service as root (sudo hyperts serve), or use a NAT or Private switch, which need no root');
+      }
+      rec.bridge = bridgeName(name);
+      if (this.switches.some((s) => s.bridge === rec.bridge)) throw new VmmsError(409, 'DuplicateName', `switch name '${name}' maps to the same host bridge as another switch; pick another name`);
+      if (rec.netAdapterName) {
+        if (this.switches.some((s) => s.netAdapterName === rec.netAdapterName)) throw conflict(`host interface '${rec.netAdapterName}' is already bridged by another External switch`);
+        try { checkExternalInterface(rec.netAdapterName, rec.bridge); } catch (e) { throw badRequest((e as Error).message); }
+      }
+    }
+    if (prepare) {
+      try { prepare(rec); } catch (e) { throw e instanceof HostNetworkError ? conflict(`cannot set up switch '${name}' on the host: ${e.message}`) : e; }
+    }
     this.switches.push(rec);
     this.persist();
     return structuredClone(rec);
@@ -125,7 +153,7 @@ export function switchesFor(adapters: NetworkAdapterConfig[], store: SwitchStore
   for (const a of adapters) {
     if (!a.switchName || out.some((s) => s.name === a.switchName)) continue;
     const s = store.find(a.switchName);
-    if (s) out.push({ name: s.name, type: s.type, forwards: s.forwards });
+    if (s) out.push({ name: s.name, type: s.type, forwards: s.forwards, ...(s.bridge ? { bridge: s.bridge } : {}) });
   }
   return out;
 }
@@ -139,24 +167,27 @@ export class PrivateRelay {
   private readonly switches = new Map<string, VirtualSwitch>();
   private readonly ports = new Map<string, Map<string, SwitchPort>>();
 
-  private readonly backends = new Map<string, PasstBackend[]>();
+  private readonly backends = new Map<string, Array<{ stop(): void }>>();
 
   /**
    * Plug VM `vmId`'s worker into switch `cfg`; `send` hands frames to that worker, `link` its uplink state.
    * A Private switch is shared by every VM on it; a NAT switch gets a passt of its own per VM (passt serves
    * one guest), run here because a sandboxed worker has no network.
    */
-  attach(vmId: string, cfg: SwitchConfig, send: (frame: Uint8Array) => void, link: (up: boolean) => void, log: (m: string) => void): void {
+  attach(vmId: string, cfg: SwitchConfig, send: (frame: Uint8Array) => void, link: (up: boolean) => void, log: (m: string) => void, event?: (m: string) => void): void {
     const nat = cfg.type === 'NAT';
-    const key = nat ? `${vmId}\0${cfg.name.toLowerCase()}` : cfg.name.toLowerCase();
+    const tap = cfg.type === 'Internal' || cfg.type === 'External';
+    // NAT and TAP switches get a switch of their own per VM (one passt / one TAP per VM); the host joins them.
+    const key = nat || tap ? `${vmId}\0${cfg.name.toLowerCase()}` : cfg.name.toLowerCase();
     let mine = this.ports.get(vmId);
     if (!mine) { mine = new Map(); this.ports.set(vmId, mine); }
     if (mine.has(cfg.name.toLowerCase())) return;
     let sw = this.switches.get(key);
     if (!sw) { sw = new VirtualSwitch(cfg.name); this.switches.set(key, sw); }
     mine.set(cfg.name.toLowerCase(), sw.attach({ deliver: send, linkChanged: link }, vmId));
-    if (nat) {
-      const b = new PasstBackend(sw, { forwards: cfg.forwards, log });
+    if (nat || tap) {
+      const b = nat ? new PasstBackend(sw, { forwards: cfg.forwards, log, event })
+        : new TapBackend(sw, { bridge: cfg.bridge ?? bridgeName(cfg.name), tap: tapName(vmId, cfg.name), log, event });
       b.start();
       this.backends.set(vmId, [...(this.backends.get(vmId) ?? []), b]);
     }

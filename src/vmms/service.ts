@@ -20,6 +20,7 @@ import { Inventory, type CheckpointRecord, type VmEvent, type VmRecord } from '.
 import { ACTIVE_STATES, type VmState } from './states.js';
 import type { AdapterStatus, FromWorker, ToWorker, WorkerOp, WorkerStartConfig, WorkerStatus } from './worker-protocol.js';
 import { SwitchStore, PrivateRelay, newAdapter, switchesFor, type SwitchRecord } from './network.js';
+import { ensureBridge, isRoot, removeBridge } from '../net/host-bridge.js';
 import type { NetworkAdapterConfig } from '../platform/hardware.js';
 import type { SwitchConfig } from '../platform/assemble-network.js';
 import { defaultImagePaths, imagePaths } from '../image/builder.js';
@@ -175,6 +176,13 @@ export class VmmsService extends EventEmitter {
     checkPrivateDirectory(o.dataDir);
     this.inventory = new Inventory(join(o.dataDir, 'inventory.sqlite'));
     this.switches = new SwitchStore(o.dataDir);
+    // Internal and External switches' bridges do not survive a host reboot: set them up again.
+    for (const sw of this.switches.list()) {
+      if (!sw.bridge) continue;
+      try { ensureBridge(sw.bridge, sw.netAdapterName); } catch (err) {
+        this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `virtual switch '${sw.name}' (${sw.type}): its host bridge could not be set up: ${(err as Error).message}` });
+      }
+    }
     this.pathRoots = o.pathRoots ?? [o.dataDir, defaultVirtualDiskDir(o.dataDir)];
     this.workerPath = o.workerPath ?? fileURLToPath(new URL('./worker.js', import.meta.url));
     this.log = o.log ?? (() => {});
@@ -375,6 +383,7 @@ export class VmmsService extends EventEmitter {
       hardware.scsiControllers = 0;
       if (hardware.networkAdapters.length) throw conflict(`cannot start VM '${c.name}': it is not enlightened, so its synthetic network adapters have no VMBus (set-vm ${c.name} --enlightened on, or remove-vmnetworkadapter)`);
     }
+    for (const a of c.hardware.networkAdapters) this.requireSwitchRights(a.switchName, `cannot start VM '${c.name}'`, `disconnect-vmnetworkadapter ${c.name} "${a.name}"`);
     return {
       name: c.name, processor: c.processor, memoryBytes: c.memoryBytes, cpus: c.cpus, enlightened: c.enlightened,
       kernel, initrd, cmdline, integrationServices: c.integrationServices, com1: c.com1 === 'console', hardware,
@@ -1128,7 +1137,17 @@ export class VmmsService extends EventEmitter {
     const switchName = sw.name;
     const to = (m: ToWorker): void => { if (rt.child.connected) rt.child.send(m); };
     this.relay.attach(e.rec.id, sw, (data) => to({ t: 'frame', switchName, data }), (up) => to({ t: 'link', switchName, up }),
-      (m) => this.log(`${e.rec.name}: network: switch '${switchName}': ${m}`));
+      (m) => this.log(`${e.rec.name}: network: switch '${switchName}': ${m}`),
+      (m) => { if (e.rt === rt) this.record(e, null, null, `network: switch '${switchName}': ${m}`); });
+  }
+
+  /** A VM on an Internal or External switch needs a root service (its TAP devices). */
+  private requireSwitchRights(switchName: string | null, what: string, fix: string): void {
+    const sw = switchName ? this.switches.find(switchName) : undefined;
+    if (sw?.bridge && !isRoot()) {
+      throw new VmmsError(403, 'RootRequired', `${what}: virtual switch '${sw.name}' is ${sw.type}, and its TAP devices need a management service running as root ` +
+        `(sudo hyperts serve); or connect the adapter to a NAT or Private switch (${fix})`);
+    }
   }
 
   /** Get-VMSwitch. */
@@ -1143,8 +1162,8 @@ export class VmmsService extends EventEmitter {
 
   /** New-VMSwitch. */
   newSwitch(input: unknown): SwitchView {
-    const s = this.switches.create(input);
-    this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `virtual switch '${s.name}' (${s.type}) created` });
+    const s = this.switches.create(input, (rec) => { if (rec.bridge) ensureBridge(rec.bridge, rec.netAdapterName); });
+    this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `virtual switch '${s.name}' (${s.type}) created${s.bridge ? ` (host bridge ${s.bridge}${s.netAdapterName ? ` with ${s.netAdapterName}` : ''})` : ''}` });
     return this.switchView(s);
   }
 
@@ -1155,6 +1174,11 @@ export class VmmsService extends EventEmitter {
     const busy = users.filter((e) => e.rt);
     if (busy.length) throw conflict(`virtual switch '${s.name}' is in use by running VM ${busy.map((e) => `'${e.rec.name}'`).join(', ')}; disconnect-vmnetworkadapter or stop the VM first`);
     this.switches.remove(s.name);
+    if (s.bridge) {
+      try { removeBridge(s.bridge); } catch (err) {
+        this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `virtual switch '${s.name}': its host bridge ${s.bridge} could not be removed: ${(err as Error).message} (ip link del ${s.bridge})` });
+      }
+    }
     for (const e of users) {
       this.setAdapters(e, (e.rec.config.hardware.networkAdapters).map((a) => (a.switchName === s.name ? { ...a, switchName: null } : a)), `network adapters disconnected: switch '${s.name}' removed`);
     }
@@ -1168,33 +1192,55 @@ export class VmmsService extends EventEmitter {
     this.changed(e);
   }
 
-  /** Get-VMNetworkAdapter. */
+  /**
+   * Get-VMNetworkAdapter. The addresses are what the guest's KVP daemon last reported for each adapter's MAC
+   * (the worker answers from its cache at once and asks the guest again in the background).
+   */
   async networkAdapters(name: string): Promise<AdapterView[]> {
     const e = this.entry(name);
     let live: AdapterStatus[] = [];
     if (e.rt && e.rec.state !== 'Starting') live = await this.request(e, { op: 'netStatus' }).then((x) => x as AdapterStatus[], () => []);
-    const ips = (e.rt?.status?.guest?.NetworkAddressIPv4 ?? '').split(';').filter(Boolean);
-    return (e.rec.config.hardware.networkAdapters).map((a) => ({ ...a, vmName: e.rec.name, status: live.find((l) => l.name === a.name) ?? null, ipAddresses: ips }));
+    const reported = e.rt?.status?.adapterAddresses ?? [];
+    return (e.rec.config.hardware.networkAdapters).map((a) => {
+      const status = live.find((l) => l.name === a.name) ?? null;
+      const ips = status?.ipAddresses ?? reported.find((r) => r.macAddress === a.macAddress)?.addresses ?? [];
+      return { ...a, vmName: e.rec.name, status, ipAddresses: e.rt ? ips : [] };
+    });
   }
 
-  /** Add-VMNetworkAdapter (the VM must be Off: hot add is not supported). */
-  addNetworkAdapter(name: string, input: unknown): AdapterView {
+  /**
+   * Add-VMNetworkAdapter. On a running VM (Hyper-V's hot add) the worker offers a new netvsp channel and the
+   * guest gets a new interface; the configuration changes only once the worker took it.
+   */
+  async addNetworkAdapter(name: string, input: unknown): Promise<AdapterView> {
     const e = this.entry(name);
-    this.requireState(e, ['Off'], 'add a network adapter to', `stop-vm ${e.rec.name}`);
+    this.requireState(e, ['Off', 'Running', 'Paused'], 'add a network adapter to', e.rec.state === 'Saved' ? `start-vm ${e.rec.name} first, or remove-vmsavedstate ${e.rec.name}` : 'wait until it has started');
     const a = newAdapter(input, e.rec.config.hardware.networkAdapters, this.switches);
     if (!a.legacy && !e.rec.config.enlightened) throw conflict(`VM '${e.rec.name}' is unenlightened: a synthetic network adapter needs VMBus; add a legacy adapter (--is-legacy) or turn enlightenments on (set-vm ${e.rec.name} --enlightened true)`);
-    this.setAdapters(e, [...(e.rec.config.hardware.networkAdapters), a], `${a.legacy ? 'legacy ' : ''}network adapter '${a.name}' (${a.macAddress}) added${a.switchName ? `, connected to '${a.switchName}'` : ''}`);
-    return { ...a, vmName: e.rec.name, status: null, ipAddresses: [] };
+    const rt = e.rt;
+    // The legacy adapter is a PCI device of the Gen 1 chipset: like on Hyper-V, only added while the VM is off.
+    if (rt && a.legacy) throw conflict(`cannot add a legacy network adapter to running VM '${e.rec.name}': it is a PCI device, added while the VM is off (stop-vm ${e.rec.name})`);
+    if (rt) {
+      this.requireSwitchRights(a.switchName, `cannot add the adapter to running VM '${e.rec.name}'`, 'or add it while the VM is off');
+      const sw = a.switchName ? this.switches.get(a.switchName) : null;
+      const cfg: SwitchConfig | undefined = sw ? { name: sw.name, type: sw.type, forwards: sw.forwards, bridge: sw.bridge, relayed: true } : undefined;
+      await this.request(e, { op: 'netAdd', adapter: a, switchConfig: cfg });
+      if (cfg) this.plugRelay(e, rt, cfg);
+    }
+    this.setAdapters(e, [...(e.rec.config.hardware.networkAdapters), a], `${a.legacy ? 'legacy ' : ''}network adapter '${a.name}' (${a.macAddress}) added${a.switchName ? `, connected to '${a.switchName}'` : ''}${rt ? ' while the VM runs' : ''}`);
+    return (await this.networkAdapters(e.rec.name)).find((x) => x.name === a.name) ?? { ...a, vmName: e.rec.name, status: null, ipAddresses: [] };
   }
 
-  /** Remove-VMNetworkAdapter (the VM must be Off). */
-  removeNetworkAdapter(name: string, adapter: string): void {
+  /** Remove-VMNetworkAdapter. On a running VM the worker rescinds the adapter's channel (the guest loses the interface). */
+  async removeNetworkAdapter(name: string, adapter: string): Promise<void> {
     const e = this.entry(name);
-    this.requireState(e, ['Off'], 'remove a network adapter from', `stop-vm ${e.rec.name}`);
+    this.requireState(e, ['Off', 'Running', 'Paused'], 'remove a network adapter from', e.rec.state === 'Saved' ? `start-vm ${e.rec.name} first, or remove-vmsavedstate ${e.rec.name}` : 'wait until it has started');
     const list = e.rec.config.hardware.networkAdapters;
     const a = list.find((x) => x.name.toLowerCase() === adapter.toLowerCase());
     if (!a) throw new VmmsError(404, 'AdapterNotFound', `VM '${e.rec.name}' has no network adapter named '${adapter}' (get-vmnetworkadapter ${e.rec.name})`);
-    this.setAdapters(e, list.filter((x) => x !== a), `network adapter '${a.name}' removed`);
+    if (e.rt && a.legacy) throw conflict(`cannot remove legacy network adapter '${a.name}' from running VM '${e.rec.name}': it is a PCI device, removed while the VM is off (stop-vm ${e.rec.name})`);
+    if (e.rt) await this.request(e, { op: 'netRemove', adapter: a.name });
+    this.setAdapters(e, e.rec.config.hardware.networkAdapters.filter((x) => x.name !== a.name), `network adapter '${a.name}' removed${e.rt ? ' while the VM runs' : ''}`);
   }
 
   /** Connect-VMNetworkAdapter / Disconnect-VMNetworkAdapter (switchName null); a running guest sees its link change. */
@@ -1207,7 +1253,8 @@ export class VmmsService extends EventEmitter {
     if (e.rec.state === 'Starting' || e.rec.state === 'Saved') throw conflict(`VM '${e.rec.name}' is ${e.rec.state}: connect its adapters while it is Off, Running or Paused`);
     const rt = e.rt;
     if (rt) {
-      const cfg: SwitchConfig | undefined = sw ? { name: sw.name, type: sw.type, forwards: sw.forwards, relayed: true } : undefined;
+      this.requireSwitchRights(sw?.name ?? null, `cannot connect the adapter of running VM '${e.rec.name}'`, 'pick another switch');
+      const cfg: SwitchConfig | undefined = sw ? { name: sw.name, type: sw.type, forwards: sw.forwards, bridge: sw.bridge, relayed: true } : undefined;
       await this.request(e, { op: 'netConnect', adapter: a.name, switchName: sw?.name ?? null, switchConfig: cfg });
       if (cfg) this.plugRelay(e, rt, cfg);
     }
@@ -1267,7 +1314,9 @@ export class VmmsService extends EventEmitter {
     const rt = e.rt;
     const running = rt !== null && e.rec.state !== 'Starting';
     const g = rt?.status?.guest ?? null;
-    const ips = [g?.NetworkAddressIPv4, g?.NetworkAddressIPv6].filter((x): x is string => !!x).flatMap((s) => s.split(';')).filter(Boolean);
+    // Per adapter from KVP_OP_GET_IP_INFO; the daemon's pool-2 summary when no adapter has reported yet.
+    const perAdapter = [...new Set((rt?.status?.adapterAddresses ?? []).flatMap((a) => a.addresses))];
+    const ips = perAdapter.length ? perAdapter : [g?.NetworkAddressIPv4, g?.NetworkAddressIPv6].filter((x): x is string => !!x).flatMap((s) => s.split(';')).filter(Boolean);
     return {
       id: e.rec.id, name: e.rec.name, state: e.rec.state,
       status: e.lastError ? `Error: ${e.lastError}` : 'Operating normally',

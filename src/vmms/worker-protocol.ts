@@ -1,7 +1,7 @@
 /** Messages between the service and a VM worker process (child_process IPC, 'advanced' serialization). */
 import type { IcName, IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
 import type { SwitchConfig } from '../platform/assemble-network.js';
-import type { DriveConfig, HardwareConfig } from '../platform/hardware.js';
+import type { DriveConfig, HardwareConfig, NetworkAdapterConfig } from '../platform/hardware.js';
 
 export interface WorkerStartConfig {
   name: string;
@@ -23,7 +23,13 @@ export interface WorkerStartConfig {
 }
 
 /** Get-VMNetworkAdapter's live part, from the worker. */
-export interface AdapterStatus { name: string; macAddress: string; switchName: string | null; linkUp: boolean; ready: boolean; rxFrames: number; txFrames: number; rxDropped: number; malformed: number }
+export interface AdapterStatus {
+  name: string; macAddress: string; switchName: string | null; linkUp: boolean; ready: boolean; rxFrames: number; txFrames: number; rxDropped: number; malformed: number;
+  /** The guest's addresses on this adapter, from its KVP daemon (KVP_OP_GET_IP_INFO); empty until it reports. */
+  ipAddresses: string[];
+  /** The rest of the guest's answer; null until it reported. */
+  ipConfiguration: { subnets: string[]; gateways: string[]; dnsServers: string[]; dhcpEnabled: boolean; reportedAt: string } | null;
+}
 
 export type WorkerOp =
   | { op: 'turnOff'; reason: string }
@@ -49,6 +55,9 @@ export type WorkerOp =
   /** Connect-/Disconnect-VMNetworkAdapter while running. */
   | { op: 'netConnect'; adapter: string; switchName: string | null; switchConfig?: SwitchConfig }
   | { op: 'netStatus' }
+  /** Add-VMNetworkAdapter / Remove-VMNetworkAdapter while running (VMBus offer / rescind). */
+  | { op: 'netAdd'; adapter: NetworkAdapterConfig; switchConfig?: SwitchConfig }
+  | { op: 'netRemove'; adapter: string }
   /** Add-VMHardDiskDrive on a running VM: hot-add a SCSI disk (the partition opens the file). */
   | { op: 'attachDrive'; drive: DriveConfig }
   /** Remove-VMHardDiskDrive on a running VM: hot-remove the SCSI disk at that slot (the partition closes the file). */
@@ -72,6 +81,8 @@ export interface WorkerStatus {
   ics: IntegrationServiceInfo[] | null;
   /** The guest's KVP pool 2 (OSName, OSVersion, NetworkAddressIPv4...), once the KVP daemon answered. */
   guest: Record<string, string> | null;
+  /** Each adapter's addresses as the guest's KVP daemon last reported them (Get-VM's IPAddresses). */
+  adapterAddresses?: Array<{ macAddress: string; addresses: string[] }>;
 }
 
 export type FromWorker =

@@ -7,6 +7,7 @@ import { Partition, type PartitionConfig } from '../platform/partition.js';
 import { writeSavedStateFile } from '../platform/saved-state.js';
 import { IC_NAMES } from '../vsp/ic/integration-services.js';
 import { IcError } from '../vsp/ic/framework.js';
+import { adapterStatus } from './adapter-status.js';
 import type { AdapterStatus, FromWorker, ToWorker, WorkerOp, WorkerStatus, WorkerStartConfig } from './worker-protocol.js';
 import type { DriveConfig } from '../platform/hardware.js';
 import { openDisk } from '../storage/open.js';
@@ -66,6 +67,7 @@ function status(): WorkerStatus {
     heartbeat: list ? list.find((i) => i.name === 'Heartbeat')!.status : null,
     ics: list,
     guest,
+    adapterAddresses: vm ? vm.network.adapters.map((a) => ({ macAddress: a.config.macAddress, addresses: vm!.guestAddresses.get(a.config.macAddress)?.addresses ?? [] })) : [],
   };
 }
 
@@ -214,9 +216,15 @@ async function handle(r: WorkerOp): Promise<unknown> {
     case 'checkpointDetach': return checkpointDetach(vm, r.path, r.disks);
     case 'checkpointAttach': return checkpointAttach(vm, r.swaps);
     case 'netConnect':
-      vm.network.connect(r.adapter, r.switchName, r.switchConfig);
+      vm.connectNetworkAdapter(r.adapter, r.switchName, r.switchConfig);
       return adapterStatus(vm);
-    case 'netStatus': return adapterStatus(vm);
+    case 'netStatus': return adapterStatus(vm, { refresh: true });
+    case 'netAdd':
+      vm.addNetworkAdapter(r.adapter, r.switchConfig);
+      return adapterStatus(vm);
+    case 'netRemove':
+      vm.removeNetworkAdapter(r.adapter);
+      return adapterStatus(vm);
     // The partition keeps its hardware description in step, so a later save and restore has the drive.
     case 'attachDrive': await vm.addDrive(r.drive); return null;
     case 'detachDrive':
@@ -285,13 +293,3 @@ process.on('message', (m: ToWorker) => {
 });
 // The service went away: nobody can operate this VM any more, so it stops.
 process.on('disconnect', () => { if (vm) vm.turnOff('management service disconnected'); else process.exit(0); });
-
-function adapterStatus(p: Partition): AdapterStatus[] {
-  return p.network.adapters.map((a) => ({
-    name: a.config.name, macAddress: a.config.macAddress, switchName: a.config.switchName, linkUp: a.adapter.linkUp, ready: a.adapter.ready,
-    rxFrames: a.adapter.stats.rxFrames, txFrames: a.adapter.stats.txFrames, rxDropped: a.adapter.stats.rxDropped, malformed: a.adapter.stats.malformed,
-  })).concat(p.network.legacyAdapters.map((a) => ({
-    name: a.config.name, macAddress: a.config.macAddress, switchName: a.config.switchName, linkUp: a.nic.linkUp, ready: a.nic.receiving,
-    rxFrames: a.nic.stats.rxFrames, txFrames: a.nic.stats.txFrames, rxDropped: a.nic.stats.rxDropped, malformed: a.nic.stats.oversize + a.nic.stats.busErrors,
-  })));
-}

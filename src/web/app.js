@@ -63,6 +63,7 @@ let ics = null;
 let events = null;
 let snapshots = null;
 let drives = null;
+let adapters = null;
 
 async function api(method, path, body, retried = false) {
   await ensureSession();
@@ -132,7 +133,7 @@ function renderList() {
 function current() { return vms.find((v) => v.name === selected) ?? null; }
 
 function select(name) {
-  if (name !== selected) { ics = null; events = null; drives = null; }
+  if (name !== selected) { ics = null; events = null; drives = null; adapters = null; }
   selected = name;
   for (const tr of document.querySelectorAll('#vms tbody tr')) tr.classList.toggle('selected', tr.dataset.vm === name);
   renderActions();
@@ -252,10 +253,18 @@ function renderDetails() {
       el('thead', {}, el('tr', {}, ...['Service', 'Enabled', 'Status', 'Protocol'].map((h) => el('th', { textContent: h })))),
       el('tbody', {}, ...rows)));
   } else if (tab === 'networking') {
+    // Per adapter: the guest's addresses as its KVP daemon reports them for the adapter's MAC.
+    const rows = (adapters ?? []).map((a) => el('tr', {},
+      el('td', { textContent: a.name }), el('td', { textContent: a.macAddress }), el('td', { textContent: a.switchName ?? '(not connected)' }),
+      el('td', { textContent: a.status ? (a.status.linkUp ? 'Connected' : 'Disconnected') : '' }),
+      el('td', { textContent: a.ipAddresses.join(', ') || (a.status ? 'not reported yet' : '') })));
     body.replaceChildren(dl([
       ['IP addresses', v.ipAddresses.join(', ') || (v.state === 'Running' ? 'not reported by the guest (KVP)' : '')],
       ['OS name (KVP)', v.osName ?? ''], ['OS version (KVP)', v.osVersion ?? ''],
-    ]));
+    ]), el('table', { id: 'adapter-table' },
+      el('thead', {}, el('tr', {}, ...['Adapter', 'MAC address', 'Switch', 'Status', 'IP addresses'].map((h) => el('th', { textContent: h })))),
+      el('tbody', {}, ...rows)),
+    ...(adapters && !adapters.length ? [el('p', { className: 'hint', textContent: 'No network adapters (hyperts add-vmnetworkadapter adds one).' })] : []));
   } else if (tab === 'checkpoints') {
     const path = `/vms/${encodeURIComponent(v.name)}/snapshots`;
     const run = (p) => p.then(() => refreshDetails(), (e) => showError(e.message));
@@ -296,6 +305,7 @@ async function refreshDetails() {
     if (tab === 'ics') ics = await api('GET', `${path}/integration-services`);
     if (tab === 'events') events = await api('GET', `${path}/events?limit=50`);
     if (tab === 'checkpoints') snapshots = await api('GET', `${path}/snapshots`);
+    if (tab === 'networking') adapters = await api('GET', `${path}/network-adapters`);
     if (tab === 'storage') {
       const [disks, dvds] = await Promise.all([api('GET', `${path}/hard-disk-drives`), api('GET', `${path}/dvd-drives`)]);
       drives = [...disks, ...dvds].sort((a, b) => a.controllerType.localeCompare(b.controllerType) || a.controllerNumber - b.controllerNumber || a.controllerLocation - b.controllerLocation);
@@ -306,7 +316,7 @@ async function refreshDetails() {
 
 for (const b of document.querySelectorAll('.tabs button')) b.addEventListener('click', () => { tab = b.dataset.tab; renderDetails(); refreshDetails(); });
 for (const b of document.querySelectorAll('#vm-actions button')) b.addEventListener('click', () => act(b.dataset.action));
-setInterval(() => { if (tab === 'ics' || tab === 'events') refreshDetails(); }, 3000);
+setInterval(() => { if (tab === 'ics' || tab === 'events' || tab === 'networking') refreshDetails(); }, 3000);
 
 // ---- console -------------------------------------------------------------------------------------------
 

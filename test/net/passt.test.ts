@@ -108,10 +108,12 @@ test('a passt that dies: link down, logged, restarted, link up again', async () 
   const guest = new Guest();
   const port = sw.attach(guest, 'guest');
   const logs: string[] = [];
-  const passt = new PasstBackend(sw, { log: (m) => logs.push(m), restartDelayMs: 50 });
+  const events: string[] = [];
+  const passt = new PasstBackend(sw, { log: (m) => logs.push(m), event: (m) => events.push(m), restartDelayMs: 50 });
   passt.start();
   try {
     await passt.whenRunning();
+    assert.deepEqual(events, [], 'a first start is no event');
     const first = passt.pid!;
     const back = new Promise<void>((resolve) => {
       const t = setInterval(() => { if (passt.running && passt.pid !== first) { clearInterval(t); resolve(); } }, 20);
@@ -121,6 +123,9 @@ test('a passt that dies: link down, logged, restarted, link up again', async () 
     assert.deepEqual(guest.link.slice(-2), [false, true]);
     assert.equal(passt.stats.restarts, 1);
     assert.ok(logs.some((l) => /killed by SIGKILL.*link down, restarting/.test(l)), logs.join('\n'));
+    assert.equal(events.length, 2, events.join('\n'));
+    assert.match(events[0], /killed by SIGKILL.*link down/);
+    assert.match(events[1], new RegExp(`passt restarted \\(process ${passt.pid}\\): network link up`));
     // The new passt serves the guest.
     port.transmit(dhcpDiscover(0x4321));
     const offer = await guest.next((f) => isDhcpReply(f) && new DataView(f.buffer, f.byteOffset + 14 + 20 + 8 + 4).getUint32(0) === 0x4321);

@@ -70,3 +70,16 @@ test('no idle warp while host I/O the guest waits for is held; warping resumes a
   assert.equal(c.idle(), 0);
   assert.equal(c.now(), 180e9);
 });
+
+test('icount clock starts at 0 whatever host time passes before instructions drive it (boots repeat exactly)', () => {
+  let host = 123_456_789;
+  const c = new VirtualClock('icount', () => host);
+  host += 5e9; // the host took long to assemble the partition
+  assert.equal(c.now(), 0);
+  c.pause(); host += 1e9; c.resume();
+  assert.equal(c.now(), 0, 'pausing before the processor starts does not move it either');
+  let insns = 0;
+  c.useInstructionCount(() => insns);
+  insns = 42;
+  assert.equal(c.now(), 42);
+});

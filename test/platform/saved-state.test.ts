@@ -49,7 +49,12 @@ for (const mode of ['icount', 'realtime'] as const) {
     else assert.ok(p.clock.now() >= saved.info.virtualTimeNs);
     const beforeLines = counterSteps(before);
     const last = beforeLines[beforeLines.length - 1];
-    const { exit } = await runUntil(p, out, (s) => counterSteps(before + s).length >= beforeLines.length + 30);
+    // At least 30 more steps and one more timer tick (a tick comes every ~30 steps; where the save fell
+    // within a tick period depends on host timing, so a fixed step count could end just before one).
+    const { exit } = await runUntil(p, out, (s) => {
+      const st = counterSteps(before + s);
+      return st.length >= beforeLines.length + 30 && st[st.length - 1].t > last.t;
+    });
     p.turnOff('test done');
     await exit;
     // Joined, the two outputs are one unbroken count: the guest neither restarted nor skipped a step

@@ -403,6 +403,13 @@ export class FakeIcGuest {
     ['OSName', 'Debian GNU/Linux'], ['OSMajorVersion', '12'], ['OSMinorVersion', ''], ['OSVersion', '6.1.0'], ['ProcessorArchitecture', 'x86_64']];
   /** Answer heartbeats (false = a hung guest kernel). */
   alive = true;
+  /**
+   * hv_kvp_daemon's GET_IP_INFO answers by MAC (upper case, as the daemon compares); the strings go into the
+   * reply as written, so tests can put garbage in. A MAC not here is answered with HV_E_FAIL.
+   */
+  ipInfo = new Map<string, { addresses: string; subnets?: string; gateways?: string; dns?: string; dhcp?: number; family?: number }>();
+  /** Adapter ids the host asked GET_IP_INFO for. */
+  readonly ipInfoAsked: string[] = [];
 
   constructor(readonly g: FakeLinuxGuest) {}
 
@@ -473,6 +480,15 @@ export class FakeIcGuest {
     } else if (op === 2) {
       const k = str(36, v.getUint32(32, true));
       v.setUint32(20, this.pool0.delete(k) ? 0 : 0x80070103, true);
+    } else if (op === 4) {
+      // struct hv_kvp_ip_msg: operation, pool, then hv_kvp_ipaddr_value (no padding).
+      const id = str(30, 256);
+      this.ipInfoAsked.push(id);
+      const info = this.ipInfo.get(id);
+      if (!info) { v.setUint32(20, 0x80004005, true); return; }
+      put(288, info.addresses); put(2336, info.subnets ?? ''); put(4384, info.gateways ?? ''); put(5408, info.dns ?? '');
+      v.setUint8(286, info.family ?? 3); v.setUint8(287, info.dhcp ?? 1);
+      v.setUint32(20, 0, true);
     } else v.setUint32(20, 0x80004005, true);
     void b;
   }

@@ -151,6 +151,32 @@ test('CLI: new-vm, get-vm table and JSON, start, connect-vm, errors; service res
   await new Promise((res) => server!.once('exit', res));
 });
 
+test('CLI: switches and adapters; External without root or with a missing interface says what to do', async () => {
+  server = await serve();
+  try {
+    let r = await hyperts('new-vmswitch', 'lab');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^Name +SwitchType +NetAdapterName +HostBridge/m);
+    assert.match(r.stdout, /^lab +Private +- +-/m);
+    // Naming a host adapter makes an External switch, as Hyper-V's New-VMSwitch -NetAdapterName does.
+    r = await hyperts('new-vmswitch', 'uplink', '--net-adapter-name', 'nosuch-if0');
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, process.getuid?.() === 0 ? /no network interface 'nosuch-if0' \(see 'ip link'/ : /needs root.*sudo hyperts serve/);
+    assert.equal((await hyperts('new-vm', 'netcli')).code, 0);
+    r = await hyperts('add-vmnetworkadapter', 'netcli', '--switch-name', 'lab', '--static-mac-address', '00-15-5D-01-02-03');
+    assert.equal(r.code, 0, r.stderr);
+    r = await hyperts('get-vmnetworkadapter', 'netcli');
+    assert.match(r.stdout, /^VMName +Name +MacAddress +SwitchName +Status +IPAddresses/m);
+    assert.match(r.stdout, /^netcli +Network Adapter +00:15:5d:01:02:03 +lab/m);
+    assert.equal((await hyperts('remove-vmnetworkadapter', 'netcli', 'Network Adapter')).code, 0);
+    assert.equal((await hyperts('remove-vm', 'netcli')).code, 0);
+    assert.equal((await hyperts('remove-vmswitch', 'lab')).code, 0);
+  } finally {
+    server.kill('SIGTERM');
+    await new Promise((res) => server!.once('exit', res));
+  }
+});
+
 test('bash completion: valid script that completes commands and VM names', { skip: spawnSync('bash', ['--version']).status !== 0 && 'no bash' }, async () => {
   const r = spawnSync(process.execPath, [bin, 'completion', 'bash']);
   assert.equal(r.status, 0);

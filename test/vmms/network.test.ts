@@ -5,6 +5,9 @@
  */
 import { test, before, after } from 'node:test';
 import { spawnSync } from 'node:child_process';
+import { chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { haveBinutils } from './test-kernel.js';
 import { rejects, startService, testVm, waitFor, type Fixture } from './helpers.js';
@@ -28,7 +31,16 @@ test('switches: Default Switch exists; new NAT and Private switches; bad input; 
   const nat = await f.client.call<SwitchView>('POST', '/switches', { name: 'web', switchType: 'NAT', natForwards: ['18080:80'] });
   assert.deepEqual(nat.forwards, [{ protocol: 'tcp', hostPort: 18080, guestPort: 80 }]);
   await rejects(f.client.call('POST', '/switches', { name: 'lab', switchType: 'Private' }), 409, /already exists/);
-  await rejects(f.client.call('POST', '/switches', { name: 'x', switchType: 'External' }), 400, /NAT or Private/);
+  await rejects(f.client.call('POST', '/switches', { name: 'x', switchType: 'External' }), 400, /give netAdapterName/);
+  await rejects(f.client.call('POST', '/switches', { name: 'x', switchType: 'Bridge' }), 400, /NAT, Private, Internal or External/);
+  await rejects(f.client.call('POST', '/switches', { name: 'x', switchType: 'Internal', netAdapterName: 'eth0' }), 400, /External switches only/);
+  await rejects(f.client.call('POST', '/switches', { name: 'x', switchType: 'External', netAdapterName: 'no-such-if0' }), process.getuid?.() === 0 ? 400 : 403, process.getuid?.() === 0 ? /no network interface 'no-such-if0'/ : /needs root/);
+  // Without root the refusal says what to do (the uid is faked here when the test runs as root).
+  const getuid = process.getuid;
+  process.getuid = () => 1000;
+  try {
+    await rejects(f.client.call('POST', '/switches', { name: 'x', switchType: 'Internal' }), 403, /needs root.*sudo hyperts serve.*NAT or Private switch/);
+  } finally { process.getuid = getuid; }
   await rejects(f.client.call('POST', '/switches', { name: 'y', switchType: 'NAT', natForwards: ['80'] }), 400, /HOSTPORT:GUESTPORT/);
   await rejects(f.client.call('POST', '/switches', { name: 'z', switchType: 'Private', natForwards: ['1:2'] }), 400, /NAT switches only/);
   await rejects(f.client.call('DELETE', '/switches/Default%20Switch'), 409, /cannot be removed/);
@@ -79,14 +91,25 @@ test('legacy adapters (Add-VMNetworkAdapter -IsLegacy): taken by an unenlightene
   assert.ok(cfg.every((x) => x.legacy), 'stored in the VM configuration');
 });
 
-test('a running VM: connect and disconnect change the adapter\'s link; add/remove need the VM Off; a used switch stays', { skip }, async () => {
+test('a running VM: connect and disconnect change the adapter\'s link; adapters are added and removed while it runs; a used switch stays', { skip }, async () => {
   await f.client.call('POST', '/vms', testVm('netrun'));
   await f.client.call('POST', '/vms/netrun/network-adapters', { switchName: 'lab' });
   await f.client.call('POST', '/vms/netrun/start', {});
   const status = async (): Promise<AdapterView> => (await f.client.call<AdapterView[]>('GET', '/vms/netrun/network-adapters'))[0];
   const first = await waitFor('adapter status', async () => (await status()).status);
   assert.equal(first.linkUp, true);
-  await rejects(f.client.call('POST', '/vms/netrun/network-adapters', { name: 'hot' }), 409, /stop-vm netrun/);
+  // Hot add: the worker offers a new netvsp channel; the adapter is live at once and kept in the configuration.
+  const hot = await f.client.call<AdapterView>('POST', '/vms/netrun/network-adapters', { name: 'hot', switchName: 'lab' });
+  assert.equal(hot.name, 'hot');
+  assert.ok(hot.status, 'the running worker reports the new adapter');
+  assert.equal(hot.status!.linkUp, true);
+  assert.deepEqual((await f.client.call<AdapterView[]>('GET', '/vms/netrun/network-adapters')).map((a) => a.name), ['Network Adapter', 'hot']);
+  await f.client.call('DELETE', '/vms/netrun/network-adapters/hot');
+  await rejects(f.client.call('POST', '/vms/netrun/network-adapters', { name: 'old', isLegacy: true }), 409, /legacy network adapter to running VM 'netrun': it is a PCI device/);
+  assert.deepEqual((await f.client.call<AdapterView[]>('GET', '/vms/netrun/network-adapters')).map((a) => [a.name, !!a.status]), [['Network Adapter', true]]);
+  const events = await f.client.call<Array<{ message: string }>>('GET', '/vms/netrun/events');
+  assert.ok(events.some((e) => /network adapter 'hot' .*added.* while the VM runs/.test(e.message)), 'the hot add is in the event log');
+  assert.ok(events.some((e) => /network adapter 'hot' removed while the VM runs/.test(e.message)));
   await rejects(f.client.call('DELETE', '/switches/lab'), 409, /in use by running VM 'netrun'/);
   const off = await f.client.call<AdapterView>('PUT', '/vms/netrun/network-adapters/Network%20Adapter/switch', { switchName: null });
   assert.equal(off.switchName, null);
@@ -102,6 +125,51 @@ test('a running VM: connect and disconnect change the adapter\'s link; add/remov
   await f.client.call('POST', '/vms/netrun/stop', { turnOff: true });
   assert.equal((await status()).switchName, 'Default Switch', 'the connection is kept in the configuration');
   await waitFor('passt to end with the VM', () => passtChildren() === 0);
+});
+
+test('a VM\'s passt that dies: link down, an event, passt restarted, link up again; the worker carries on', { skip }, async () => {
+  await f.client.call('POST', '/vms', testVm('passtkill'));
+  await f.client.call('POST', '/vms/passtkill/network-adapters', { switchName: 'Default Switch' });
+  const vm = await f.client.call<VmView>('POST', '/vms/passtkill/start', {});
+  const status = async (): Promise<AdapterView> => (await f.client.call<AdapterView[]>('GET', '/vms/passtkill/network-adapters'))[0];
+  await waitFor('link up through passt', async () => (await status()).status?.linkUp);
+  const passtPids = (): number[] => spawnSync('ps', ['--ppid', String(process.pid), '-o', 'pid=,comm=']).stdout.toString().split('\n')
+    .filter((l) => /passt/.test(l)).map((l) => Number(l.trim().split(/\s+/)[0]));
+  const [first] = await waitFor('the VM\'s passt', () => { const p = passtPids(); return p.length === 1 ? p : null; });
+  process.kill(first, 'SIGKILL');
+  const events = async (): Promise<string[]> => (await f.client.call<Array<{ message: string }>>('GET', '/vms/passtkill/events')).map((e) => e.message);
+  await waitFor('the restart in the event log', async () => (await events()).some((m) => /passt restarted \(process \d+\): network link up/.test(m)));
+  const log = await events();
+  assert.ok(log.some((m) => /switch 'Default Switch': passt killed by SIGKILL.*network link down, restarting/.test(m)), log.join('\n'));
+  const now = passtPids();
+  assert.equal(now.length, 1);
+  assert.notEqual(now[0], first, 'a new passt runs');
+  await waitFor('link up again', async () => (await status()).status?.linkUp);
+  const after = await f.client.call<VmView>('GET', '/vms/passtkill');
+  assert.equal(after.state, 'Running');
+  assert.equal(after.workerPid, vm.workerPid, 'the same worker, never crashed');
+  await f.client.call('POST', '/vms/passtkill/stop', { turnOff: true });
+});
+
+test('without root: a kept Internal switch is reported, and a VM on it is refused with what to do', { skip }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hyperts-noroot-'));
+  // As a service that lost root would find it: the switch exists, its bridge cannot be set up.
+  writeFileSync(join(dir, 'switches.json'), JSON.stringify([{ name: 'host', type: 'Internal', forwards: [], bridge: 'hvbr-00000000', created: 1, notes: '' }]));
+  const getuid = process.getuid;
+  // As root, this service pretends to be uid 1000 (owning its data directory, as the service checks).
+  if (getuid?.() === 0) { chownSync(dir, 1000, 1000); process.getuid = () => 1000; }
+  const svc = new VmmsService({ dataDir: dir });
+  try {
+    const startup = svc.events({ limit: 50 }).map((e) => e.message);
+    assert.ok(startup.some((m) => /switch 'host' \(Internal\): its host bridge could not be set up: .*needs root/.test(m)), startup.join('\n'));
+    svc.create(testVm('onhost'));
+    await svc.addNetworkAdapter('onhost', { switchName: 'host' });
+    await assert.rejects(svc.start('onhost'), /virtual switch 'host' is Internal, and its TAP devices need a management service running as root \(sudo hyperts serve\).*disconnect-vmnetworkadapter onhost/);
+  } finally {
+    process.getuid = getuid;
+    await svc.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('Private switch relay: a frame from one VM\'s adapter reaches the other VM\'s guest', () => {

@@ -24,7 +24,9 @@ const POLL_INTERVAL = 4096;
 export function runCpu(cpu: Cpu, maxInsns: number): number {
   const cache = cpu.blocks;
   let n = 0;
-  let nextPoll = POLL_INTERVAL;
+  // Poll first: timers that came due at the previous call's end fire at this instruction whether or not the
+  // caller polled in between (it does only when host time allows), which keeps icount runs reproducible.
+  let nextPoll = 0;
   // Devices may have changed state since the last slice.
   cpu.irqCheck = true;
   cpu.ifWasOn = false;

@@ -10,6 +10,7 @@ import { ShutdownIc } from './shutdown.js';
 import { TimeSyncIc, type TimeSyncOptions } from './timesync.js';
 import { KvpIc } from './kvp.js';
 import { VssIc } from './vss.js';
+import { nameGuid } from '../../vmbus/guid.js';
 
 export const IC_NAMES = ['Heartbeat', 'Shutdown', 'Time Synchronization', 'Key-Value Pair Exchange', 'VSS'] as const;
 export type IcName = typeof IC_NAMES[number];
@@ -22,7 +23,7 @@ export interface IntegrationServicesOptions {
   hostTime?: () => bigint;
   /** Per-service switch; all enabled by default (Hyper-V's defaults for these five). */
   enabled?: Partial<Record<IcName, boolean>>;
-  /** Stable instance GUIDs per service (the guest names the devices after them). Random when absent. */
+  /** Instance GUIDs per service (the guest names the devices after them). Default: fixed per service. */
   instances?: Partial<Record<IcName, string>>;
   heartbeat?: Omit<HeartbeatOptions, 'instance'>;
   timeSync?: Omit<TimeSyncOptions, 'instance' | 'referenceTime' | 'hostTime'>;
@@ -51,7 +52,7 @@ export class IntegrationServices {
 
   constructor(private readonly o: IntegrationServicesOptions) {
     const ctx: IcContext = { clock: o.clock, log: o.log ?? ((m) => console.warn(`[ic] ${m}`)) };
-    const inst = (n: IcName): { instance?: string } => (o.instances?.[n] ? { instance: o.instances[n] } : {});
+    const inst = (n: IcName): { instance: string } => ({ instance: o.instances?.[n] ?? nameGuid(`ic:${n}`) });
     this.heartbeat = new HeartbeatIc(ctx, { ...o.heartbeat, ...inst('Heartbeat') });
     this.shutdown = new ShutdownIc(ctx, inst('Shutdown'));
     this.timeSync = new TimeSyncIc(ctx, { ...o.timeSync, ...inst('Time Synchronization'), referenceTime: o.referenceTime, hostTime: o.hostTime });

@@ -2,6 +2,7 @@
  * Key-Value Pair Exchange IC (contract §8.4): read the guest's pools (OS identification in pool 2,
  * "Auto") and push host keys into pool 0 ("External"). Linux only answers once hv_kvp_daemon runs.
  */
+import { isIP } from 'node:net';
 import { IntegrationComponent, IcMsgType, ICMSG_HDR, versionsOf, hresult, IcError, S_OK, S_CONT, utf16, fromUtf16 } from './framework.js';
 
 export const KVP_GUID = 'a9a0f4e7-5a45-4d96-b827-8a841e8c03e6';
@@ -14,6 +15,30 @@ const KVP_MSG_SIZE = 7432;
 const MAX_KEY_BYTES = 512;
 const MAX_VALUE_BYTES = 2048;
 const MAX_ENUMERATE = 1024;
+
+/**
+ * struct hv_kvp_ip_msg (Linux include/uapi/linux/hyperv.h), after the IC header: operation, pool, then
+ * hv_kvp_ipaddr_value (packed, UTF-16 strings of fixed size, several values joined by ';').
+ */
+const IP = { adapterId: 2, family: 258, dhcp: 259, addresses: 260, subnets: 2308, gateways: 4356, dns: 5380, end: 7428 } as const;
+const IP_ADAPTER_ID_BYTES = 256;
+const IP_LIST_BYTES = 2048;
+const IP_GATEWAY_BYTES = 1024;
+/** Entries kept per list: a guest cannot make the host hold more than this whatever it writes. */
+const MAX_IP_ENTRIES = 64;
+export const ADDR_FAMILY_IPV4 = 1;
+export const ADDR_FAMILY_IPV6 = 2;
+
+/** What the guest's KVP daemon reports for one adapter (KVP_OP_GET_IP_INFO), checked and normalised. */
+export interface GuestIpInfo {
+  /** IPv4 and IPv6 addresses of the guest interface with the adapter's MAC. */
+  addresses: string[];
+  /** Subnet masks (IPv4 dotted, IPv6 as "/64"), in the order of the addresses the daemon listed them for. */
+  subnets: string[];
+  gateways: string[];
+  dnsServers: string[];
+  dhcpEnabled: boolean;
+}
 
 /** The intrinsic keys of pool 2, in the daemon's index order. */
 export const KVP_INTRINSIC_KEYS = ['FullyQualifiedDomainName', 'IntegrationServicesVersion', 'NetworkAddressIPv4',
@@ -71,6 +96,27 @@ export class KvpIc extends IntegrationComponent {
     return Object.fromEntries(await this.readPool(KvpPool.AUTO));
   }
 
+  /**
+   * KVP_OP_GET_IP_INFO: the addresses the guest has on the adapter with `mac` (hv_kvp_daemon matches it
+   * against /sys/class/net/<if>/address). Null when the guest has no interface with that MAC (yet).
+   * Everything in the answer is untrusted: only well-formed IP addresses survive, in bounded numbers.
+   */
+  async getIpInfo(mac: string): Promise<GuestIpInfo | null> {
+    this.check('Cannot read the guest\'s IP addresses');
+    if (!/^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$/.test(mac)) throw new IcError(`"${mac}" is not a MAC address`);
+    const f = this.frame(IcMsgType.KVPEXCHANGE, KVP_MSG_SIZE);
+    f.view.setUint8(ICMSG_HDR, KvpOp.GET_IP_INFO);
+    f.view.setUint8(ICMSG_HDR + 1, KvpPool.EXTERNAL);
+    f.bytes.set(utf16(mac.toUpperCase().replace(/-/g, ':'), IP_ADAPTER_ID_BYTES), ICMSG_HDR + IP.adapterId);
+    f.view.setUint8(ICMSG_HDR + IP.family, ADDR_FAMILY_IPV4 | ADDR_FAMILY_IPV6);
+    const r = await this.transact(f.bytes, IcMsgType.KVPEXCHANGE, 30_000);
+    const status = r.getUint32(20, true);
+    // HV_E_FAIL / HV_GUID_NOTFOUND: no interface with that MAC, or the daemon could not read it.
+    if (status !== S_OK) return null;
+    if (r.byteLength < ICMSG_HDR + IP.end) { this.channel?.fault('KVP IP-info reply too short'); throw new IcError('malformed KVP reply'); }
+    return parseIpInfo(new Uint8Array(r.buffer, r.byteOffset + ICMSG_HDR, IP.end));
+  }
+
   /** Add or change a host key in the guest's pool 0 (/var/lib/hyperv/.kvp_pool_0). */
   async setHostKey(key: string, value: string): Promise<void> {
     this.check('Cannot write a key-value pair');
@@ -101,6 +147,28 @@ export class KvpIc extends IntegrationComponent {
     if (status !== S_OK) throw new IcError(`the guest did not remove key "${key}" (status ${hresult(status)})`);
     this.hostKeys.delete(key);
   }
+}
+
+/** The hv_kvp_ipaddr_value part of a guest's GET_IP_INFO answer (`b` starts at the operation byte). */
+export function parseIpInfo(b: Uint8Array): GuestIpInfo {
+  if (b.length < IP.end) throw new RangeError(`IP info of ${b.length} bytes (need ${IP.end})`);
+  const list = (off: number, bytes: number, ok: (s: string) => boolean): string[] => {
+    const out: string[] = [];
+    for (const x of fromUtf16(b, off, bytes).split(';')) {
+      const s = x.trim();
+      if (s && ok(s) && !out.includes(s)) out.push(s);
+      if (out.length >= MAX_IP_ENTRIES) break;
+    }
+    return out;
+  };
+  const ip = (s: string): boolean => isIP(s.replace(/%[\w.-]{1,16}$/, '')) !== 0;
+  return {
+    addresses: list(IP.addresses, IP_LIST_BYTES, ip),
+    subnets: list(IP.subnets, IP_LIST_BYTES, (s) => isIP(s) === 4 || /^\/(\d|[1-9]\d|1[01]\d|12[0-8])$/.test(s)),
+    gateways: list(IP.gateways, IP_GATEWAY_BYTES, ip),
+    dnsServers: list(IP.dns, IP_LIST_BYTES, ip),
+    dhcpEnabled: b[IP.dhcp] === 1,
+  };
 }
 
 function validate(key: string, value: string): void {
