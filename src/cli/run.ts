@@ -19,7 +19,7 @@ const help = `usage: hyperts run [options]
   --memory SIZE                   guest memory, e.g. 512M or 1G (default 512M)
   --cpus N                        virtual processors, 1-64 (default 1; more than 1 runs on the emulated processor)
   --enlightenments on|off         expose Hyper-V (CPUID leaves, SynIC, VMBus) or run unenlightened (default on)
-  --gdb PORT                      serve the GDB remote protocol on 127.0.0.1:PORT
+  --gdb PORT                      serve the GDB remote protocol on 127.0.0.1:PORT (a GDB thread per vCPU)
   --gdb-wait                      with --gdb: start with the processor stopped until GDB continues (QEMU's -S)
   --clock realtime|warp|icount    virtual time follows the host; or also jumps over idle periods; or counts
                                   retired instructions, 1 ns each (emulated only; reproducible) (default realtime)

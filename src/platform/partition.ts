@@ -103,6 +103,8 @@ export class Partition {
   private readonly log: (msg: string) => void;
   /** Present while a GDB stub serves this partition (--gdb). */
   private debug: DebugControl | null = null;
+  /** The vCPU that ran the last turn (the one GDB hears about after Ctrl-C). */
+  private lastRan = 0;
   private gdbServer: Server | null = null;
   /** Network adapters, their switches and backends (empty when the hardware has no adapters). */
   network: NetworkAssembly = assembleNetwork(null, undefined);
@@ -440,18 +442,39 @@ export class Partition {
     });
   }
 
-  /** Serve the GDB remote protocol on 127.0.0.1:port (emulated processor). The VM keeps running until GDB stops it. */
+  /** Serve the GDB remote protocol on 127.0.0.1:port (emulated processor), a GDB thread per vCPU. The VM keeps running until GDB stops it. */
   private async startGdb(port: number): Promise<void> {
-    const vcpu = this.vcpus[0] as unknown as import('../processor/emulated/processor.js').EmulatedVcpu;
-    if (this.backendKind !== 'emulated' || !vcpu.cpu) throw new Error('--gdb is supported with the emulated processor');
+    const vcpus = this.vcpus as unknown as import('../processor/emulated/processor.js').EmulatedVcpu[];
+    if (this.backendKind !== 'emulated' || vcpus.some((v) => !v.cpu)) throw new Error('--gdb is supported with the emulated processor');
     const { EmulatedDebugTarget, DebugControl } = await import('../debug/emulated-target.js');
     const { serveGdb } = await import('../debug/gdb-stub.js');
     const control = new DebugControl();
     control.stopped = this.config.gdbWait === true;
-    const target = new EmulatedDebugTarget(vcpu, this.memory, control, () => this.kick(), () => this.turnOff('killed by the debugger'));
+    const target = new EmulatedDebugTarget(vcpus, this.memory, control, {
+      runState: (i) => this.scheduler.state(i),
+      asVcpu: (i, fn) => {
+        const s = this.scheduler, w = this.devices.lapicWindow;
+        const was = w.current;
+        w.current = i;
+        s.running = i;
+        try { return fn(); } finally { s.running = -1; w.current = was; }
+      },
+      kick: () => this.kick(),
+      kill: () => this.turnOff('killed by the debugger'),
+    });
     this.gdbServer = await serveGdb(target, port, (m) => this.log(m), () => target.interrupt());
     this.debug = control;
     this.log(`gdb: listening on 127.0.0.1:${port} (gdb vmlinux -ex 'target remote :${port}')${control.stopped ? '; waiting for the debugger to continue' : ''}`);
+  }
+
+  /** All-stop: after a slice, a vCPU on a breakpoint stops every vCPU and GDB learns which one it was. */
+  private debugStopAfterSlice(dbg: DebugControl): boolean {
+    dbg.onSlice?.();
+    const v = dbg.breakpointVcpu;
+    if (v < 0) return false;
+    dbg.breakpointVcpu = -1;
+    dbg.reportStop({ signal: 5, breakpoint: true, vcpu: v });
+    return true;
   }
 
   /**
@@ -468,6 +491,7 @@ export class Partition {
     const budgetMs = icount ? Infinity : several ? TURN_MS : SLICE_MS;
     this.devices.lapicWindow.current = i;
     s.running = i;
+    this.lastRan = i;
     try {
       return this.vcpus[i].runQuantum!(budgetMs, several ? QUANTUM_INSNS : icount ? QUANTUM_INSNS * 50 : Infinity);
     } finally {
@@ -494,12 +518,11 @@ export class Partition {
         this.loadFirmware();
       }
       const dbg = this.debug;
-      if (dbg !== null && dbg.interruptRequested) { dbg.interruptRequested = false; dbg.reportStop({ signal: 2 }); }
+      if (dbg !== null && dbg.interruptRequested) { dbg.interruptRequested = false; dbg.reportStop({ signal: 2, vcpu: this.lastRan }); }
       if (this.paused || (dbg !== null && dbg.stopped)) { await this.sleep(50); continue; }
       if (this.vcpus.length > 1) {
         const r = this.runTurn();
-        dbg?.onSlice?.();
-        if (dbg !== null && dbg.breakpointHit) { dbg.breakpointHit = false; dbg.reportStop({ signal: 5, breakpoint: true }); continue; }
+        if (dbg !== null && this.debugStopAfterSlice(dbg)) continue;
         this.clock.poll();
         if (r === null) {
           // Every vCPU halted or waiting for SIPI: the host sleeps until the next timer or event.
@@ -518,8 +541,7 @@ export class Partition {
       }
       this.devices.lapicWindow.current = 0;
       const r = await vcpu.run(SLICE_MS);
-      dbg?.onSlice?.();
-      if (dbg !== null && dbg.breakpointHit) { dbg.breakpointHit = false; dbg.reportStop({ signal: 5, breakpoint: true }); continue; }
+      if (dbg !== null && this.debugStopAfterSlice(dbg)) continue;
       // The emulated processor polls the clock itself when it resumes; polling here too, at a point that host
       // time chose, would fire timers one instruction earlier or later from run to run (icount must repeat).
       if (this.backendKind !== 'emulated' || r.kind !== 'yield') this.clock.poll();
