@@ -86,7 +86,8 @@ async function guestRun(kind: 'netvsp' | 'legacy'): Promise<GuestResult> {
   const exit = await vm.start();
   http.close();
   const st = legacy ? vm.network.legacyAdapters[0].nic.stats : vm.network.adapters[0].adapter.stats;
-  const stats = `${st.rxFrames} frames in, ${st.txFrames} out, ${st.rxDropped} dropped in`;
+  const stats = `${st.rxFrames} frames in, ${st.txFrames} out, ${st.rxDropped} dropped in` +
+    ('rxNoBuffer' in st ? ` (${st.rxNoBuffer} with no free receive descriptor)` : '');
   if (exit.code !== 0 || !out.includes('bench-download-done')) throw new Error(`${kind}: guest run failed: ${exit.reason}\n${out.slice(-1500)}\nadapter ${JSON.stringify(st)}`);
   const upload = await Promise.race([up.done, new Promise<{ bytes: number; ms: number }>((r) => setTimeout(() => r({ bytes: 0, ms: NaN }), 5000))]);
   if (!out.includes('bench-upload-status=0')) console.log(`${kind}: upload failed in the guest: ${/nc: [^\n]*/.exec(out)?.[0] ?? '?'}; adapter ${JSON.stringify(st)}`);

@@ -67,6 +67,8 @@ export interface TulipStats {
   txFrames: number; rxFrames: number;
   /** Received frames dropped: no descriptor and queue full, link down, receiver stopped. */
   rxDropped: number;
+  /** Of those: dropped because the guest had no free receive descriptor and the FIFO was full (CSR8). */
+  rxNoBuffer: number;
   /** Frames over 1514 (1518 tagged) bytes in either direction, dropped. */
   oversize: number;
   /** Frames sent with the link down (no carrier) or too short to be Ethernet. */
@@ -93,7 +95,7 @@ class BusError extends Error {}
 
 export class Tulip extends PciFunction implements NetworkEndpoint {
   readonly mac: Uint8Array;
-  readonly stats: TulipStats = { txFrames: 0, rxFrames: 0, rxDropped: 0, oversize: 0, txDropped: 0, busErrors: 0, setupFrames: 0 };
+  readonly stats: TulipStats = { txFrames: 0, rxFrames: 0, rxDropped: 0, rxNoBuffer: 0, oversize: 0, txDropped: 0, busErrors: 0, setupFrames: 0 };
   readonly phy = new MiiPhy();
   private readonly srom: SerialEeprom;
   private readonly memory: GuestMemory;
@@ -175,7 +177,7 @@ export class Tulip extends PciFunction implements NetworkEndpoint {
     if (frame.length < MIN_FRAME) { this.stats.rxDropped++; return; }
     if (frame.length > maxFrameFor(frame)) { this.stats.oversize++; return; }
     if (!this.accepts(frame)) return;
-    if (this.rxQueue.length >= RX_QUEUE) { this.stats.rxDropped++; this.countMissed(); this.updateInterrupt(); return; }
+    if (this.rxQueue.length >= RX_QUEUE) { this.stats.rxDropped++; this.stats.rxNoBuffer++; this.countMissed(); this.updateInterrupt(); return; }
     this.rxQueue.push(frame.slice());
     this.drainRx();
   }
