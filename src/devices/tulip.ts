@@ -58,8 +58,12 @@ const SETUP_FRAME = 192;
 export const MAX_TX_DESCRIPTORS_PER_POLL = 1024;
 /** Descriptors one received frame may span (Linux uses one 1540-byte buffer per frame). */
 export const MAX_RX_DESCRIPTORS_PER_FRAME = 64;
-/** Frames held while the guest has no free receive descriptor (the chip's FIFO, bounded). */
-const RX_QUEUE = 64;
+/**
+ * Frames held while the guest has no free receive descriptor (the chip's FIFO, bounded: at most ~1.5 MiB).
+ * Deep because the host side (passt) sends at host speed into a guest that may run on the emulated
+ * processor: with a shallow FIFO most of a TCP window is lost and resent over and over.
+ */
+const RX_QUEUE = 1024;
 /** General-purpose timer tick at 100 Mbit/s. */
 const GPT_TICK_NS = 81_920;
 
