@@ -230,7 +230,10 @@ export class Partition {
     try {
       await p.assembleStorage();
       // After storage: the SCSI controller is offered first, then the NICs (contract §12.1).
-      p.network = assembleNetwork(p.hyperv.vmbus, config.hardware, config.switches, { log: p.log, relay: config.networkRelay });
+      p.network = assembleNetwork(p.hyperv.vmbus, config.hardware, config.switches, {
+        log: p.log, relay: config.networkRelay,
+        legacyHost: { memory: p.memory, clock: p.clock, addPciFunction: (fn, dev) => p.chipset.addPciFunction(fn, dev) },
+      });
       p.loadFirmware(true);
     } catch (e) {
       p.network.stop();
