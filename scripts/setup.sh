@@ -28,6 +28,8 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 npx tsc -p .
 node dist/src/cli/main.js image build
+# The generic-kernel image: unenlightened guests with the legacy network adapter (tulip), used by the IDE boot test.
+node dist/src/cli/main.js image build --generic
 # The Debian root disk (boot tests of SCSI roots): debootstrap needs root.
 if [ "$(id -u)" -eq 0 ]; then
   node dist/src/cli/main.js image build --rootfs

@@ -11,7 +11,7 @@ const OPTIONS: Record<string, string> = {
   'get-vmintegrationservice': '--json', 'enable-vmintegrationservice': '--json', 'disable-vmintegrationservice': '--json',
   'get-vmkvp': '--json', 'set-vmkvp': '--remove',
   'new-vmswitch': '--switch-type --net-adapter-name --nat-forward --notes --json', 'get-vmswitch': '--json', 'remove-vmswitch': '',
-  'add-vmnetworkadapter': '--name --switch-name --static-mac-address --json', 'get-vmnetworkadapter': '--json',
+  'add-vmnetworkadapter': '--name --switch-name --static-mac-address --is-legacy --json', 'get-vmnetworkadapter': '--json',
   'remove-vmnetworkadapter': '', 'connect-vmnetworkadapter': '--switch-name --json', 'disconnect-vmnetworkadapter': '--json',
   'checkpoint-vm': '--snapshot-name --json', 'get-vmsnapshot': '--json', 'restore-vmsnapshot': '--json', 'rename-vmsnapshot': '--json', 'remove-vmsnapshot': '',
   'add-vmharddiskdrive': '--path --controller-type --controller-number --controller-location --json', 'get-vmharddiskdrive': '--json',

@@ -16,8 +16,8 @@ function switchTable(list: SwitchView[]): string {
 }
 
 function adapterTable(list: AdapterView[]): string {
-  return table(['VMName', 'Name', 'MacAddress', 'SwitchName', 'Status', 'IPAddresses'],
-    list.map((a) => [a.vmName, a.name, a.macAddress, a.switchName ?? '', a.status ? (a.status.linkUp ? 'Connected' : 'Disconnected') : '', a.ipAddresses.join(', ')]));
+  return table(['VMName', 'Name', 'IsLegacy', 'MacAddress', 'SwitchName', 'Status', 'IPAddresses'],
+    list.map((a) => [a.vmName, a.name, a.legacy ? 'True' : 'False', a.macAddress, a.switchName ?? '', a.status ? (a.status.linkUp ? 'Connected' : 'Disconnected') : '', a.ipAddresses.join(', ')]));
 }
 
 export const newVmSwitch = command('new-vmswitch', 'NAME [--switch-type NAT|Private|Internal|External] [--net-adapter-name IF] [--nat-forward HOSTPORT:GUESTPORT,...] [--notes TEXT] [--json]   (Internal and External need a root service)',
@@ -57,13 +57,14 @@ function vmName(c: Ctx, cmd: string): string {
   return n;
 }
 
-export const addVmNetworkAdapter = command('add-vmnetworkadapter', 'VMNAME [--name NAME] [--switch-name SWITCH] [--static-mac-address MAC] [--json]   (also while it runs: the guest gets a new interface)',
-  { name: 'string', 'switch-name': 'string', 'static-mac-address': 'string', 'vm-name': 'string', json: 'boolean' }, async (c) => {
+export const addVmNetworkAdapter = command('add-vmnetworkadapter', 'VMNAME [--name NAME] [--switch-name SWITCH] [--static-mac-address MAC] [--is-legacy] [--json]   (also while it runs:\n  the guest gets a new interface; --is-legacy: the emulated DEC 21140 for guests without Hyper-V drivers, VM Off only)',
+  { name: 'string', 'switch-name': 'string', 'static-mac-address': 'string', 'is-legacy': 'boolean', 'vm-name': 'string', json: 'boolean' }, async (c) => {
     const vm = vmName(c, 'add-vmnetworkadapter');
     const body: Record<string, unknown> = {};
     if (c.opts.name !== undefined) body.name = c.opts.name;
     if (c.opts['switch-name'] !== undefined) body.switchName = c.opts['switch-name'];
     if (c.opts['static-mac-address'] !== undefined) body.staticMacAddress = c.opts['static-mac-address'];
+    if (c.opts['is-legacy'] === true) body.isLegacy = true;
     const a = await c.client.call<AdapterView>('POST', `${vmPath(vm)}/network-adapters`, body);
     if (c.opts.json) printJson(a); else out(adapterTable([a]));
     return 0;

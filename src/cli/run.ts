@@ -27,6 +27,9 @@ const help = `usage: hyperts run [options]
                                   now); with --clock icount, boots then repeat exactly
   --nic                           add a synthetic network adapter on a NAT switch (user-mode, through passt:
                                   DHCP, DNS, outbound TCP/UDP; the gateway address reaches this host's loopback)
+  --nic legacy                    the same with Hyper-V's legacy network adapter (emulated DEC 21140, Linux's
+                                  tulip driver) instead: for unenlightened guests (--enlightenments off); boots
+                                  the generic-kernel image (hyperts image build --generic) unless --kernel
   --nic-forward H:G[,H:G...]      with --nic: forward host TCP port H to guest port G
   --nic-mac MAC                   with --nic: a static MAC (default: random in Hyper-V's 00:15:5d range)
   --vhd PATH[,controller=scsi|ide][,location=L|C:L][,readonly]
@@ -81,11 +84,12 @@ export default async function run(args: string[]): Promise<number> {
 }
 
 async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { quiet: boolean }> {
-  const { rest: args, values: vhds } = takeRepeated(allArgs, 'vhd');
+  const { rest: args0, values: vhds } = takeRepeated(allArgs, 'vhd');
+  const args = nicKindArgs(args0);
   const { opts, positional } = parseArgs(args, {
     processor: 'string', kernel: 'string', initrd: 'string', append: 'string', memory: 'string', cpus: 'string',
     enlightenments: 'string', gdb: 'string', 'gdb-wait': 'boolean', clock: 'string', quiet: 'boolean',
-    nic: 'boolean', 'nic-forward': 'string', 'nic-mac': 'string',
+    nic: 'boolean', 'nic-legacy': 'boolean', 'nic-forward': 'string', 'nic-mac': 'string',
     dvd: 'string', 'rtc-base': 'string',
   }, 'run');
   if (positional.length) throw new UsageError(`run: unexpected argument '${positional[0]}' (options start with --)`);
@@ -119,9 +123,15 @@ async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { qu
   let initrd = opts.initrd as string | undefined;
   let cmdline = (opts.append as string | undefined) ?? '';
   if (!kernel) {
-    const { defaultImagePaths } = await import('../image/builder.js');
-    const img = defaultImagePaths();
-    if (!existsSync(img.kernel) || !existsSync(img.initrd)) throw new UsageError(`run: the default guest image is not built yet; run 'hyperts image build' (or 'npm run setup') first, or pass --kernel`);
+    const { defaultImagePaths, imagePaths } = await import('../image/builder.js');
+    // The legacy adapter's driver (tulip) is only in Debian's generic kernel: that image, when asked for it.
+    const generic = opts['nic-legacy'] === true;
+    const img = generic ? imagePaths('generic') : defaultImagePaths();
+    if (!existsSync(img.kernel) || !existsSync(img.initrd)) {
+      throw new UsageError(generic
+        ? `run: --nic legacy boots the generic-kernel image (the default one has no tulip driver), which is not built yet; run 'hyperts image build --generic' first, or pass --kernel`
+        : `run: the default guest image is not built yet; run 'hyperts image build' (or 'npm run setup') first, or pass --kernel`);
+    }
     kernel = img.kernel;
     initrd = initrd ?? img.initrd;
     cmdline = `${img.cmdline} ${cmdline}`.trim();
@@ -136,14 +146,29 @@ async function configFromArgs(allArgs: string[]): Promise<PartitionConfig & { qu
   };
 }
 
-/** --nic, --nic-forward, --nic-mac -> one synthetic adapter on a NAT switch. */
+/** `--nic legacy` / `--nic=legacy` (and `synthetic`, the default kind) -> --nic [--nic-legacy]. */
+function nicKindArgs(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const kind = a.startsWith('--nic=') ? a.slice(6) : a === '--nic' && (args[i + 1] === 'legacy' || args[i + 1] === 'synthetic') ? args[++i] : null;
+    if (kind === null) { out.push(a); continue; }
+    if (kind !== 'legacy' && kind !== 'synthetic') throw new UsageError(`run: --nic takes no value or 'legacy', not '${kind}'`);
+    out.push('--nic');
+    if (kind === 'legacy') out.push('--nic-legacy');
+  }
+  return out;
+}
+
+/** --nic [legacy], --nic-forward, --nic-mac -> one synthetic (or legacy) adapter on a NAT switch. */
 function nicFromArgs(opts: Record<string, string | boolean>, enlightened: boolean): Pick<PartitionConfig, 'hardware' | 'switches'> {
   const fwd = opts['nic-forward'] as string | undefined, mac = opts['nic-mac'] as string | undefined;
+  const legacy = opts['nic-legacy'] === true;
   if (!opts.nic) {
     if (fwd !== undefined || mac !== undefined) throw new UsageError('run: --nic-forward and --nic-mac need --nic');
     return {};
   }
-  if (!enlightened) throw new UsageError('run: --nic adds a synthetic adapter, which needs --enlightenments on');
+  if (!enlightened && !legacy) throw new UsageError('run: --nic adds a synthetic adapter, which needs --enlightenments on; an unenlightened guest takes --nic legacy');
   let macAddress = randomHyperVMac();
   if (mac !== undefined) {
     try { macAddress = formatMac(parseMac(mac)); } catch (e) { throw new UsageError(`run: --nic-mac: ${(e as Error).message}`); }
@@ -152,7 +177,7 @@ function nicFromArgs(opts: Record<string, string | boolean>, enlightened: boolea
   for (const f of (fwd ?? '').split(',').filter((x) => x.trim())) {
     try { forwards.push(parseForward(f)); } catch (e) { throw new UsageError(`run: --nic-forward: ${(e as Error).message}`); }
   }
-  return natNetwork(macAddress, forwards);
+  return natNetwork(macAddress, forwards, legacy);
 }
 
 /** The drive options' hardware with the --nic adapters added (either may be absent). */

@@ -13,7 +13,7 @@ import { homedir } from 'node:os';
 import { join, posix } from 'node:path';
 import { createGzip } from 'node:zlib';
 import { CpioWriter } from './cpio.js';
-import { GUEST_MODULES, scanModuleTree, resolveModules, modulesDep } from './modules.js';
+import { GUEST_MODULES, GENERIC_KERNEL_MODULES, scanModuleTree, resolveModules, modulesDep } from './modules.js';
 import { initScript, ETC_FILES, MODULE_LIST_PATH, UDHCPC_SCRIPT } from './init-script.js';
 import { createProgress, type Progress } from './progress.js';
 import { neededLibraries } from '../firmware/elf.js';
@@ -21,6 +21,16 @@ import { neededLibraries } from '../firmware/elf.js';
 /** Bump when the image layout changes in a way the input hashes do not capture. */
 export const BUILDER_VERSION = 1;
 export const KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
+/**
+ * Image flavors: 'cloud' (the default image: Debian's cloud kernel, enough for Hyper-V's synthetic devices)
+ * and 'generic' (Debian's generic kernel, which also has drivers for emulated hardware such as the legacy
+ * network adapter's tulip; the cloud kernel has none). Same initramfs otherwise.
+ */
+export type ImageFlavor = 'cloud' | 'generic';
+const FLAVORS: Record<ImageFlavor, { meta: string; versioned: RegExp; dir: string; modules: readonly string[] }> = {
+  cloud: { meta: KERNEL_META_PACKAGE, versioned: /Depends:\s*(linux-image-[0-9][^\s]*-cloud-amd64)/, dir: 'default', modules: GUEST_MODULES },
+  generic: { meta: 'linux-image-amd64', versioned: /Depends:\s*(linux-image-[0-9][^\s]*-amd64)\b/, dir: 'generic', modules: [...GUEST_MODULES, ...GENERIC_KERNEL_MODULES] },
+};
 export const DEFAULT_CMDLINE = 'console=ttyS0,115200 nokaslr panic=-1';
 
 /**
@@ -46,6 +56,8 @@ export interface BuildImageOptions {
   cacheDir?: string;
   /** Include hyperv-daemons and the libc6 libraries they use (default true). */
   daemons?: boolean;
+  /** Which kernel (default 'cloud': the default image). */
+  flavor?: ImageFlavor;
   progress?: Progress;
 }
 
@@ -62,8 +74,11 @@ export function imageCacheDir(): string {
 }
 
 /** Where the default image lives (whether or not it has been built yet). */
-export function defaultImagePaths(cacheDir = imageCacheDir()): ImagePaths {
-  const dir = join(cacheDir, 'default');
+export function defaultImagePaths(cacheDir = imageCacheDir()): ImagePaths { return imagePaths('cloud', cacheDir); }
+
+/** Where the image of `flavor` lives (whether or not it has been built yet). */
+export function imagePaths(flavor: ImageFlavor, cacheDir = imageCacheDir()): ImagePaths {
+  const dir = join(cacheDir, FLAVORS[flavor].dir);
   let cmdline = DEFAULT_CMDLINE;
   try { cmdline = readFileSync(join(dir, 'cmdline'), 'utf8').trim() || DEFAULT_CMDLINE; } catch { /* not built yet */ }
   return { kernel: join(dir, 'vmlinuz'), initrd: join(dir, 'initrd.img'), cmdline };
@@ -73,13 +88,14 @@ export async function buildDefaultImage(opts: BuildImageOptions = {}): Promise<B
   const progress = opts.progress ?? createProgress();
   const cacheDir = opts.cacheDir ?? imageCacheDir();
   const debDir = join(cacheDir, 'debs');
-  const outDir = join(cacheDir, 'default');
+  const flavor = FLAVORS[opts.flavor ?? 'cloud'];
+  const outDir = join(cacheDir, flavor.dir);
   mkdirSync(debDir, { recursive: true });
   mkdirSync(outDir, { recursive: true });
   const withDaemons = opts.daemons ?? true;
 
-  const kernelPkg = await resolveKernelPackage();
-  const pkgs = [KERNEL_META_PACKAGE, kernelPkg, 'busybox-static', 'base-files', 'libc6', ...(withDaemons ? ['hyperv-daemons'] : []),
+  const kernelPkg = await resolveKernelPackage(flavor.meta, flavor.versioned);
+  const pkgs = [flavor.meta, kernelPkg, 'busybox-static', 'base-files', 'libc6', ...(withDaemons ? ['hyperv-daemons'] : []),
     ...GUEST_TOOLS.map((t) => t.pkg), ...TOOL_LIBRARY_PACKAGES];
   const debs: Record<string, string> = {};
   for (const p of pkgs) debs[p] = await fetchDeb(p, debDir, progress);
@@ -87,11 +103,11 @@ export async function buildDefaultImage(opts: BuildImageOptions = {}): Promise<B
   const kernelVersion = kernelPkg.replace(/^linux-image-/, '');
   const init = initScript(kernelVersion);
   const h = createHash('sha256');
-  h.update(`builder ${BUILDER_VERSION}\n${GUEST_MODULES.join(',')}\n${init}\n${JSON.stringify(ETC_FILES)}\n${JSON.stringify(GUEST_TOOLS)}\n${UDHCPC_SCRIPT}\n`);
+  h.update(`builder ${BUILDER_VERSION}\n${flavor.modules.join(',')}\n${init}\n${JSON.stringify(ETC_FILES)}\n${JSON.stringify(GUEST_TOOLS)}\n${UDHCPC_SCRIPT}\n`);
   for (const p of pkgs) h.update(`${p} ${createHash('sha256').update(readFileSync(debs[p])).digest('hex')}\n`);
   const key = h.digest('hex').slice(0, 24);
 
-  const paths = defaultImagePaths(cacheDir);
+  const paths = imagePaths(opts.flavor ?? 'cloud', cacheDir);
   const manifestPath = join(outDir, 'manifest.json');
   if (!opts.force && existsSync(paths.kernel) && existsSync(paths.initrd) && existsSync(manifestPath)) {
     try {
@@ -109,7 +125,7 @@ export async function buildDefaultImage(opts: BuildImageOptions = {}): Promise<B
     const ex: Record<string, string> = {};
     await progress.step('extracting packages', async (update) => {
       let i = 0;
-      for (const p of pkgs.filter((x) => x !== KERNEL_META_PACKAGE)) {
+      for (const p of pkgs.filter((x) => x !== flavor.meta)) {
         ex[p] = join(work, p);
         mkdirSync(ex[p]);
         await run('dpkg-deb', ['-x', debs[p], ex[p]], `could not extract ${debs[p]}`);
@@ -121,7 +137,7 @@ export async function buildDefaultImage(opts: BuildImageOptions = {}): Promise<B
     const vmlinuz = join(kdir, 'boot', `vmlinuz-${kernelVersion}`);
     if (!existsSync(vmlinuz)) throw new Error(`${kernelPkg} has no boot/vmlinuz-${kernelVersion}`);
     const tree = scanModuleTree(join(kdir, 'lib', 'modules', kernelVersion));
-    const resolved = resolveModules(tree, GUEST_MODULES);
+    const resolved = resolveModules(tree, flavor.modules);
 
     const cpio = new CpioWriter();
     for (const d of ['dev', 'proc', 'sys', 'run', 'tmp', 'root', 'mnt', 'bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc']) cpio.add({ type: 'dir', path: d });
@@ -179,17 +195,17 @@ export async function buildDefaultImage(opts: BuildImageOptions = {}): Promise<B
     writeFileAtomic(join(outDir, 'cmdline'), DEFAULT_CMDLINE + '\n', 0o644);
     writeFileAtomic(manifestPath, JSON.stringify({ key, builderVersion: BUILDER_VERSION, kernelVersion, packages: Object.fromEntries(pkgs.map((p) => [p, posix.basename(debs[p])])), modules: resolved.order, builtin: resolved.builtin }, null, 2) + '\n', 0o644);
     progress.info(`guest image built (${kernelVersion}, ${resolved.order.length} modules): ${outDir}`);
-    return { ...defaultImagePaths(cacheDir), rebuilt: true, kernelVersion, key, modules: resolved.order };
+    return { ...paths, rebuilt: true, kernelVersion, key, modules: resolved.order };
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
 }
 
 /** The versioned kernel package the meta package depends on, e.g. linux-image-6.1.0-50-cloud-amd64. */
-async function resolveKernelPackage(): Promise<string> {
-  const out = await run('apt-cache', ['depends', KERNEL_META_PACKAGE], `could not resolve ${KERNEL_META_PACKAGE}`);
-  const m = /Depends:\s*(linux-image-[0-9][^\s]*-cloud-amd64)/.exec(out);
-  if (!m) throw new Error(`could not find the kernel ${KERNEL_META_PACKAGE} depends on (apt-cache depends said: ${out.trim() || 'nothing'}); run apt-get update`);
+async function resolveKernelPackage(meta: string, versioned: RegExp): Promise<string> {
+  const out = await run('apt-cache', ['depends', meta], `could not resolve ${meta}`);
+  const m = versioned.exec(out);
+  if (!m) throw new Error(`could not find the kernel ${meta} depends on (apt-cache depends said: ${out.trim() || 'nothing'}); run apt-get update`);
   return m[1];
 }
 

@@ -49,11 +49,12 @@ ${rootSwitch()}
 ip link set lo up 2>/dev/null
 hostname -F /etc/hostname 2>/dev/null
 
-# Synthetic network adapters (hv_netvsc binds them while its module loads): address, route and resolvers
-# by DHCP. udhcpc stays in the background to renew the lease; -b lets boot go on without a DHCP server.
+# Synthetic network adapters (hv_netvsc binds them while its module loads) and legacy ones (tulip, in the
+# generic-kernel image): address, route and resolvers by DHCP. udhcpc stays in the background to renew the
+# lease; -b lets boot go on without a DHCP server.
 for dev in /sys/class/net/*; do
   n=\${dev##*/}
-  [ "$(readlink $dev/device/driver 2>/dev/null | sed 's|.*/||')" = hv_netvsc ] || continue
+  case "$(readlink $dev/device/driver 2>/dev/null | sed 's|.*/||')" in hv_netvsc|tulip) ;; *) continue ;; esac
   ip link set $n up
   udhcpc -i $n -s /etc/udhcpc/default.script -b -t 10 -T 1 -A 3 -x hostname:$(hostname) >/dev/null 2>&1
 done

@@ -19,6 +19,14 @@ export const GUEST_MODULES: readonly string[] = [
   'brd', 'dummy',
 ];
 
+/**
+ * Extra modules of the generic-kernel image: drivers for emulated (non-Hyper-V) hardware that Debian's cloud
+ * kernel does not build (the legacy network adapter's DEC 21140), and what the cloud kernel has built in
+ * but the generic one as a module and loads only on demand (ext4's crc32c, with no request_module helper
+ * in the initramfs).
+ */
+export const GENERIC_KERNEL_MODULES: readonly string[] = ['tulip', 'crc32c_generic'];
+
 /** depmod's canonical module name: file base name without .ko, dashes as underscores. */
 export function moduleName(file: string): string {
   return basename(file).replace(/\.ko(\.(xz|gz|zst))?$/, '').replace(/-/g, '_');

@@ -11,6 +11,7 @@ import { IDE_CONTROLLERS, IDE_LOCATIONS, type DriveConfig, type HardwareConfig }
 import { PCI_IO_BAR_BASE, PCI_MMIO_BASE } from './layout.js';
 import { PciBus, programPciLikeFirmware, type PciBusState } from '../devices/pci/bus.js';
 import { I440bxHostBridge, Piix4IsaBridge, PIIX4_PCI_DEVICE } from '../devices/pci/chipset.js';
+import type { PciFunction } from '../devices/pci/function.js';
 import { Piix4Ide, PIIX4_IDE_FUNCTION, type Piix4IdeState } from '../devices/ide/piix4-ide.js';
 import type { IdeMedia } from '../devices/ide/channel.js';
 import type { DriveIdentity } from '../devices/ide/identify.js';
@@ -94,6 +95,15 @@ export class Gen1Chipset {
     this.pci.add(this.hostBridge, 0);
     this.pci.add(this.isaBridge, PIIX4_PCI_DEVICE, 0);
     this.pci.add(this.ide, PIIX4_PCI_DEVICE, PIIX4_IDE_FUNCTION);
+    this.firmware();
+  }
+
+  /**
+   * Plugs another PCI function in (a legacy network adapter) as device `dev`, function 0, before the guest
+   * runs; the firmware step programs every function again, so it gets its BARs, decoding and INTx line.
+   */
+  addPciFunction(fn: PciFunction, dev: number): void {
+    this.pci.add(fn, dev, 0);
     this.firmware();
   }
 

@@ -1,6 +1,7 @@
 /**
  * Network part of partition assembly: the synthetic adapters of a HardwareConfig, offered on the VM's
- * VMBus, each plugged into the virtual switch it names. Switches are Hyper-V's kinds: 'NAT' (an uplink
+ * VMBus, and the legacy ones (emulated DEC 21140s on the Gen 1 PCI bus), each plugged into the virtual
+ * switch it names. Switches are Hyper-V's kinds: 'NAT' (an uplink
  * through passt: DHCP, DNS, outbound NAT, host port mappings) and 'Private' (VMs of this host only).
  */
 import type { VmbusHost, VmbusDevice } from '../vmbus/host.js';
@@ -9,6 +10,21 @@ import { NetvspAdapter, type NetvspState } from '../vsp/netvsp/netvsp.js';
 import { VirtualSwitch, type SwitchPort } from '../net/switch.js';
 import { PasstBackend, type PortForward } from '../net/passt.js';
 import { parseMac } from '../net/mac.js';
+import { Tulip, LEGACY_NIC_PCI_DEVICE, type TulipState } from '../devices/tulip.js';
+import type { PciFunction } from '../devices/pci/function.js';
+import type { GuestMemory } from './memory.js';
+import type { VirtualClock } from './clock.js';
+
+/** Hyper-V allows 4 legacy network adapters per VM. */
+export const MAX_LEGACY_ADAPTERS = 4;
+
+/** What legacy adapters need from the partition: guest memory for DMA, the clock, and a PCI slot. */
+export interface LegacyNicHost {
+  memory: GuestMemory;
+  clock: VirtualClock;
+  /** Plug a function in as PCI device `dev` (function 0) with INTA# routed by the _PRT. */
+  addPciFunction(fn: PciFunction, dev: number): void;
+}
 
 export interface SwitchConfig {
   name: string;
@@ -36,6 +52,8 @@ export interface SwitchProvider {
 
 export interface NetworkAssembly {
   adapters: Array<{ config: NetworkAdapterConfig; adapter: NetvspAdapter; device: VmbusDevice; port: SwitchPort | null }>;
+  /** Legacy adapters (DEC 21140 on the PCI bus). */
+  legacyAdapters: Array<{ config: NetworkAdapterConfig; nic: Tulip; port: SwitchPort | null }>;
   switches: Map<string, VirtualSwitch>;
   backends: PasstBackend[];
   /**
@@ -61,19 +79,24 @@ export interface NetworkAssembly {
 
 export class NetworkConfigError extends Error {}
 
-export interface NetworkState { adapters: Array<{ mac: string; state: NetvspState }> }
+export interface NetworkState {
+  adapters: Array<{ mac: string; state: NetvspState }>;
+  /** Present when the VM has legacy adapters. */
+  legacy?: Array<{ mac: string; state: TulipState }>;
+}
 
 export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfig | undefined, switchConfigs: SwitchConfig[] = [],
-  o: { log?: (m: string) => void; shared?: SwitchProvider; relay?: (switchName: string, frame: Uint8Array) => void } = {}): NetworkAssembly {
+  o: { log?: (m: string) => void; shared?: SwitchProvider; relay?: (switchName: string, frame: Uint8Array) => void; legacyHost?: LegacyNicHost } = {}): NetworkAssembly {
   const log = o.log ?? (() => {});
   const switches = new Map<string, VirtualSwitch>();
   const backends: PasstBackend[] = [];
   const relays = new Map<string, SwitchPort>();
   const adapters: NetworkAssembly['adapters'] = [];
+  const legacyAdapters: NetworkAssembly['legacyAdapters'] = [];
   const synthetic = (hardware?.networkAdapters ?? []).filter((a) => !a.legacy);
-  for (const a of hardware?.networkAdapters ?? []) {
-    if (a.legacy) throw new NetworkConfigError(`network adapter '${a.name}': the legacy network adapter is not available yet; use a synthetic adapter (legacy: false)`);
-  }
+  const legacy = (hardware?.networkAdapters ?? []).filter((a) => a.legacy);
+  if (legacy.length > MAX_LEGACY_ADAPTERS) throw new NetworkConfigError(`a VM has at most ${MAX_LEGACY_ADAPTERS} legacy network adapters; remove ${legacy.length - MAX_LEGACY_ADAPTERS}`);
+  if (legacy.length > 0 && !o.legacyHost) throw new NetworkConfigError('legacy network adapters need the Gen 1 PCI bus, which this partition does not offer');
   if (synthetic.length > 0 && !vmbus) throw new NetworkConfigError('synthetic network adapters need an enlightened VM (VMBus); turn enlightenments on');
   const names = new Set<string>();
   for (const s of switchConfigs) {
@@ -101,7 +124,7 @@ export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfi
     }
     return sw;
   };
-  const plug = (adapter: NetvspAdapter, sw: VirtualSwitch, name: string): SwitchPort => {
+  const plug = (adapter: NetvspAdapter | Tulip, sw: VirtualSwitch, name: string): SwitchPort => {
     const port = sw.attach(adapter, name);
     adapter.plug((f) => port.transmit(f));
     adapter.linkChanged(sw.linkUp);
@@ -127,6 +150,17 @@ export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfi
       seen.add(cfg.name);
       adapters.push(build(cfg));
     }
+    for (const cfg of legacy) {
+      if (seen.has(cfg.name)) throw new NetworkConfigError(`two network adapters are named '${cfg.name}'; give each a unique name`);
+      seen.add(cfg.name);
+      let mac: Uint8Array;
+      try { mac = parseMac(cfg.macAddress); } catch (e) { throw new NetworkConfigError(`network adapter '${cfg.name}': ${(e as Error).message}`); }
+      const h = o.legacyHost!;
+      const nic = new Tulip({ mac, memory: h.memory, clock: h.clock, name: `tulip${legacyAdapters.length}`, log: (m) => log(`network: ${cfg.name}: ${m}`) });
+      const port = cfg.switchName ? plug(nic, switchNamed(cfg.switchName), cfg.name) : null;
+      h.addPciFunction(nic, LEGACY_NIC_PCI_DEVICE + legacyAdapters.length);
+      legacyAdapters.push({ config: cfg, nic, port });
+    }
   } catch (e) {
     // Nothing half-built stays behind: no passt process outlives a failed assembly.
     for (const b of backends) b.stop();
@@ -142,15 +176,17 @@ export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfi
     return a;
   };
   return {
-    adapters, switches, backends,
+    adapters, legacyAdapters, switches, backends,
     connect(adapterName, switchName, config) {
       learn(config);
-      const a = named(adapterName);
+      const a = adapters.find((x) => x.config.name.toLowerCase() === adapterName.toLowerCase()) ??
+        legacyAdapters.find((x) => x.config.name.toLowerCase() === adapterName.toLowerCase()) ?? named(adapterName);
       const target = switchName ? switchNamed(switchName) : null;
+      const endpoint = 'adapter' in a ? a.adapter : a.nic;
       a.port?.detach();
       a.port = null;
-      a.adapter.plug(null);
-      if (target) a.port = plug(a.adapter, target, a.config.name);
+      endpoint.plug(null);
+      if (target) a.port = plug(endpoint, target, a.config.name);
       a.config = { ...a.config, switchName: target ? switchName : null };
     },
     add(cfg, config) {
@@ -174,13 +210,21 @@ export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfi
       adapters.splice(adapters.indexOf(a), 1);
     },
     saveState() {
-      return adapters.length ? { adapters: adapters.map((a) => ({ mac: a.config.macAddress, state: a.adapter.saveState() })) } : null;
+      if (!adapters.length && !legacyAdapters.length) return null;
+      const s: NetworkState = { adapters: adapters.map((a) => ({ mac: a.config.macAddress, state: a.adapter.saveState() })) };
+      if (legacyAdapters.length) s.legacy = legacyAdapters.map((a) => ({ mac: a.config.macAddress, state: a.nic.saveState() }));
+      return s;
     },
     restoreState(s) {
       for (const x of s?.adapters ?? []) {
         const a = adapters.find((y) => y.config.macAddress.toLowerCase() === String(x.mac).toLowerCase());
         if (!a) throw new NetworkConfigError(`the saved network adapter ${x.mac} is not configured in this VM`);
         a.adapter.restoreState(x.state, vmbus!.channelOf(a.device));
+      }
+      for (const x of s?.legacy ?? []) {
+        const a = legacyAdapters.find((y) => y.config.macAddress.toLowerCase() === String(x.mac).toLowerCase());
+        if (!a) throw new NetworkConfigError(`the saved legacy network adapter ${x.mac} is not configured in this VM`);
+        a.nic.restoreState(x.state);
       }
     },
     setLink(switchName, up) {
@@ -192,6 +236,7 @@ export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfi
     stop() {
       for (const b of backends) b.stop();
       for (const a of adapters) { a.port?.detach(); a.adapter.plug(null); }
+      for (const a of legacyAdapters) { a.port?.detach(); a.nic.plug(null); }
     },
   };
 }
@@ -202,10 +247,10 @@ function instanceFor(mac: Uint8Array): string {
   return `f8615163-0000-1000-8000-${h}`;
 }
 
-/** The usual one-adapter setup (`hyperts run --nic`): a synthetic adapter on a NAT switch named "Default Switch". */
-export function natNetwork(macAddress: string, forwards: PortForward[] = []): { hardware: HardwareConfig; switches: SwitchConfig[] } {
+/** The usual one-adapter setup (`hyperts run --nic`): a synthetic (or legacy) adapter on a NAT switch named "Default Switch". */
+export function natNetwork(macAddress: string, forwards: PortForward[] = [], legacy = false): { hardware: HardwareConfig; switches: SwitchConfig[] } {
   return {
-    hardware: { scsiControllers: 0, drives: [], networkAdapters: [{ name: 'Network Adapter', legacy: false, macAddress, switchName: 'Default Switch' }] },
+    hardware: { scsiControllers: 0, drives: [], networkAdapters: [{ name: legacy ? 'Legacy Network Adapter' : 'Network Adapter', legacy, macAddress, switchName: 'Default Switch' }] },
     switches: [{ name: 'Default Switch', type: 'NAT', forwards }],
   };
 }

@@ -24,6 +24,7 @@ import { Gen1Chipset, openIdeDrives, type Gen1ChipsetState, type IdeDrives } fro
 import type { DebugControl } from '../debug/emulated-target.js';
 import { VcpuScheduler, QUANTUM_INSNS, type VcpuSchedulerState } from './vcpu-scheduler.js';
 import type { BackendKind, BootCpuState, CpuidProvider, CpuidResult, PlatformServices, ProcessorBackend, RunOutcome, VirtualProcessor } from '../processor/backend.js';
+import { WLTIMEDELTA } from '../vsp/ic/timesync.js';
 
 export interface PartitionConfig {
   name?: string;
@@ -148,6 +149,11 @@ export class Partition {
       memory, clock: this.clock, vpCount: config.cpus, tscHz, enlightened: config.enlightened,
       inject: (vp, vector, autoEoi) => lapics[vp]?.deliver(vector, false, autoEoi),
       log: (area, msg) => this.log(`${area}: ${msg}`),
+      // A pinned RTC base makes the guest's wall clock virtual: time sync then offers the same virtual time
+      // the RTC shows, not the host's (so runs with --rtc-base repeat exactly).
+      integrationServices: config.rtcBaseMs === undefined ? undefined : {
+        hostTime: () => BigInt(Math.floor(config.rtcBaseMs! + this.clock.now() / 1e6)) * 10_000n + WLTIMEDELTA,
+      },
     });
     // With several vCPUs an interrupt for the running one needs no exit (it sees it at the next block);
     // one for another vCPU ends the current turn so that vCPU runs soon (IPIs, TLB shootdowns).
@@ -224,7 +230,10 @@ export class Partition {
     try {
       await p.assembleStorage();
       // After storage: the SCSI controller is offered first, then the NICs (contract §12.1).
-      p.network = assembleNetwork(p.hyperv.vmbus, config.hardware, config.switches, { log: p.log, relay: config.networkRelay });
+      p.network = assembleNetwork(p.hyperv.vmbus, config.hardware, config.switches, {
+        log: p.log, relay: config.networkRelay,
+        legacyHost: { memory: p.memory, clock: p.clock, addPciFunction: (fn, dev) => p.chipset.addPciFunction(fn, dev) },
+      });
       p.loadFirmware(true);
     } catch (e) {
       p.network.stop();

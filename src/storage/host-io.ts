@@ -1,5 +1,6 @@
 /**
- * Host calls Node does not offer, bound with koffi: fallocate(PUNCH_HOLE) and fcntl OFD locks.
+ * Host calls Node does not offer, bound with koffi: fallocate(PUNCH_HOLE), fcntl OFD locks, and preadv2(RWF_NOWAIT)
+ * (a read served from the page cache without a thread-pool round trip).
  * Loaded lazily; every caller has a fallback when the binding or the call is unavailable.
  */
 import { createRequire } from 'node:module';
@@ -8,6 +9,9 @@ interface HostCalls {
   fallocate(fd: number, mode: number, off: number, len: number): number;
   fcntlLock(fd: number, cmd: number, flock: Uint8Array): number;
   errno(): number;
+  /** preadv2 with one iovec (16 bytes: base, len) already filled in. */
+  preadv2(fd: number, iov: Uint8Array, off: number, flags: number): number;
+  address(buf: Uint8Array): bigint;
 }
 
 let cached: HostCalls | null | undefined;
@@ -20,10 +24,14 @@ function host(): HostCalls | null {
     const lib = koffi.load('libc.so.6');
     const fallocate = lib.func('int fallocate(int fd, int mode, int64_t off, int64_t len)');
     const fcntl = lib.func('int fcntl(int fd, int cmd, void *arg)');
+    // The iovec is built by hand: marshalling a struct object costs about twice the system call.
+    const preadv2 = lib.func('long preadv2(int fd, void *iov, int iovcnt, int64_t off, int flags)');
     cached = {
       fallocate: (fd, mode, off, len) => fallocate(fd, mode, off, len) as number,
       fcntlLock: (fd, cmd, fl) => fcntl(fd, cmd, fl) as number,
       errno: () => koffi.errno(),
+      preadv2: (fd, iov, off, flags) => Number(preadv2(fd, iov, 1, off, flags)),
+      address: (buf) => koffi.address(buf) as bigint,
     };
   } catch {
     cached = null;
@@ -41,6 +49,39 @@ export function punchHole(fd: number, off: number, len: number): boolean {
   return h.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) === 0;
 }
 
+const RWF_NOWAIT = 8;
+let noWaitReads = true;
+const iov = new Uint8Array(16);
+const iovView = new DataView(iov.buffer);
+
+/**
+ * Reads what the page cache holds of [pos, pos+buf.length) synchronously, without ever waiting for the device or a
+ * lock: the bytes read (possibly fewer than asked, 0 at end of file), or -1 when the read would block or the host
+ * cannot do this (then the caller reads through the thread pool). A cached 4 KiB read costs about 1.5 us here
+ * against 7 us for a thread-pool read.
+ */
+export function readNoWait(fd: number, buf: Uint8Array, pos: number): number {
+  if (!noWaitReads) return -1;
+  const h = host();
+  if (!h) { noWaitReads = false; return -1; }
+  let n: number;
+  try {
+    void buf.buffer; // moves a small on-heap array's bytes off the heap, where they stay put for the call
+    iovView.setBigUint64(0, h.address(buf), true);
+    iovView.setBigUint64(8, BigInt(buf.length), true);
+    n = h.preadv2(fd, iov, pos, RWF_NOWAIT);
+  } catch {
+    return -1; // a buffer koffi cannot address; the thread pool can read it
+  }
+  if (n >= 0) return n;
+  const e = h.errno();
+  if (e === ENOSYS || e === EOPNOTSUPP || e === EINVAL) noWaitReads = false; // old kernel or a file system without it
+  return -1;
+}
+
+const ENOSYS = 38;
+const EOPNOTSUPP = 95;
+const EINVAL = 22;
 const F_OFD_GETLK = 36;
 const F_OFD_SETLK = 37;
 const F_WRLCK = 1;

@@ -16,5 +16,10 @@ export function adapterStatus(p: Partition, o: { refresh?: boolean } = {}): Adap
       ipAddresses: ip?.addresses ?? [],
       ipConfiguration: ip ? { subnets: ip.subnets, gateways: ip.gateways, dnsServers: ip.dnsServers, dhcpEnabled: ip.dhcpEnabled, reportedAt: new Date(ip.at).toISOString() } : null,
     };
-  });
+  }).concat(p.network.legacyAdapters.map((a) => ({
+    // An unenlightened guest has no KVP daemon: no addresses to report.
+    name: a.config.name, macAddress: a.config.macAddress, switchName: a.config.switchName, linkUp: a.nic.linkUp, ready: a.nic.receiving,
+    rxFrames: a.nic.stats.rxFrames, txFrames: a.nic.stats.txFrames, rxDropped: a.nic.stats.rxDropped, malformed: a.nic.stats.oversize + a.nic.stats.busErrors,
+    ipAddresses: [], ipConfiguration: null,
+  })));
 }

@@ -13,7 +13,7 @@ import { badRequest, conflict, VmmsError } from './errors.js';
 import { parseForward, type PortForward } from '../net/passt.js';
 import { formatMac, parseMac, randomHyperVMac } from '../net/mac.js';
 import type { NetworkAdapterConfig } from '../platform/hardware.js';
-import type { SwitchConfig } from '../platform/assemble-network.js';
+import { MAX_LEGACY_ADAPTERS, type SwitchConfig } from '../platform/assemble-network.js';
 import { VirtualSwitch, type SwitchPort } from '../net/switch.js';
 import { PasstBackend } from '../net/passt.js';
 import { TapBackend } from '../net/tap.js';
@@ -122,13 +122,20 @@ function switchName(v: unknown): string {
   return v;
 }
 
-/** Add-VMNetworkAdapter body: {name?, switchName?, staticMacAddress?}. */
+/** Add-VMNetworkAdapter body: {name?, switchName?, staticMacAddress?, isLegacy?}. */
 export function newAdapter(input: unknown, existing: NetworkAdapterConfig[], switches: SwitchStore): NetworkAdapterConfig {
   const b = (input ?? {}) as Record<string, unknown>;
   if (typeof b !== 'object' || Array.isArray(b)) throw badRequest('the request body must be a JSON object');
-  for (const k of Object.keys(b)) if (!['name', 'switchName', 'staticMacAddress'].includes(k)) throw badRequest(`unknown adapter setting '${k}'; known: name, switchName, staticMacAddress`);
+  for (const k of Object.keys(b)) if (!['name', 'switchName', 'staticMacAddress', 'isLegacy'].includes(k)) throw badRequest(`unknown adapter setting '${k}'; known: name, switchName, staticMacAddress, isLegacy`);
+  if (b.isLegacy !== undefined && typeof b.isLegacy !== 'boolean') throw badRequest('isLegacy must be true or false');
+  const legacy = b.isLegacy === true;
+  if (legacy && existing.filter((a) => a.legacy).length >= MAX_LEGACY_ADAPTERS) throw conflict(`a VM has at most ${MAX_LEGACY_ADAPTERS} legacy network adapters`);
   if (existing.length >= MAX_ADAPTERS) throw conflict(`a VM has at most ${MAX_ADAPTERS} network adapters`);
-  const name = b.name === undefined ? (existing.length === 0 ? 'Network Adapter' : `Network Adapter ${existing.length + 1}`) : switchName(b.name);
+  const base = legacy ? 'Legacy Network Adapter' : 'Network Adapter';
+  const taken = (n: string): boolean => existing.some((a) => a.name.toLowerCase() === n.toLowerCase());
+  let name: string;
+  if (b.name !== undefined) name = switchName(b.name);
+  else { name = base; for (let i = 2; taken(name); i++) name = `${base} ${i}`; }
   if (existing.some((a) => a.name.toLowerCase() === name.toLowerCase())) throw new VmmsError(409, 'DuplicateName', `the VM already has a network adapter named '${name}' (use --name to pick another)`);
   let sw: string | null = null;
   if (b.switchName !== undefined && b.switchName !== null) sw = switches.get(String(b.switchName)).name;
@@ -137,7 +144,7 @@ export function newAdapter(input: unknown, existing: NetworkAdapterConfig[], swi
     try { mac = formatMac(parseMac(String(b.staticMacAddress))); } catch (e) { throw badRequest((e as Error).message); }
   }
   if (existing.some((a) => a.macAddress === mac)) throw new VmmsError(409, 'DuplicateMac', `the VM already has an adapter with MAC ${mac}`);
-  return { name, legacy: false, macAddress: mac, switchName: sw };
+  return { name, legacy, macAddress: mac, switchName: sw };
 }
 
 /** The switch configurations a VM's adapters need in its worker. */

@@ -23,7 +23,7 @@ import { SwitchStore, PrivateRelay, newAdapter, switchesFor, type SwitchRecord }
 import { ensureBridge, isRoot, removeBridge } from '../net/host-bridge.js';
 import type { NetworkAdapterConfig } from '../platform/hardware.js';
 import type { SwitchConfig } from '../platform/assemble-network.js';
-import { defaultImagePaths } from '../image/builder.js';
+import { defaultImagePaths, imagePaths } from '../image/builder.js';
 import type { HardwareConfig } from '../platform/hardware.js';
 import { hasDisks, slotName } from './drives.js';
 import { VmDrives } from './vm-drives.js';
@@ -352,7 +352,13 @@ export class VmmsService extends EventEmitter {
     let initrd = c.boot.initrd ?? undefined;
     let cmdline = c.boot.cmdline;
     if (!kernel) {
-      const img = this.o.defaultImage ? this.o.defaultImage() : defaultImagePaths();
+      // Debian's cloud kernel has no driver for the legacy network adapter (tulip): such VMs boot the
+      // generic-kernel image.
+      const generic = !this.o.defaultImage && c.hardware.networkAdapters.some((a) => a.legacy);
+      const img = this.o.defaultImage ? this.o.defaultImage() : generic ? imagePaths('generic') : defaultImagePaths();
+      if (generic && (!existsSync(img.kernel) || !existsSync(img.initrd))) {
+        throw conflict(`cannot start VM '${c.name}': its legacy network adapter needs the generic-kernel guest image, which is not built yet; run 'hyperts image build --generic' (or set-vm ${c.name} --kernel FILE)`);
+      }
       if (!existsSync(img.kernel) || !existsSync(img.initrd)) {
         throw conflict(`cannot start VM '${c.name}': the default guest image is not built yet; run 'hyperts image build' (or set-vm ${c.name} --kernel FILE)`);
       }
@@ -1226,9 +1232,11 @@ export class VmmsService extends EventEmitter {
   async addNetworkAdapter(name: string, input: unknown): Promise<AdapterView> {
     const e = this.entry(name);
     this.requireState(e, ['Off', 'Running', 'Paused'], 'add a network adapter to', e.rec.state === 'Saved' ? `start-vm ${e.rec.name} first, or remove-vmsavedstate ${e.rec.name}` : 'wait until it has started');
-    if (!e.rec.config.enlightened) throw conflict(`VM '${e.rec.name}' is unenlightened: a synthetic network adapter needs VMBus (set-vm ${e.rec.name} --enlightened true); the legacy adapter is not available yet`);
     const a = newAdapter(input, e.rec.config.hardware.networkAdapters, this.switches);
+    if (!a.legacy && !e.rec.config.enlightened) throw conflict(`VM '${e.rec.name}' is unenlightened: a synthetic network adapter needs VMBus; add a legacy adapter (--is-legacy) or turn enlightenments on (set-vm ${e.rec.name} --enlightened true)`);
     const rt = e.rt;
+    // The legacy adapter is a PCI device of the Gen 1 chipset: like on Hyper-V, only added while the VM is off.
+    if (rt && a.legacy) throw conflict(`cannot add a legacy network adapter to running VM '${e.rec.name}': it is a PCI device, added while the VM is off (stop-vm ${e.rec.name})`);
     if (rt) {
       this.requireSwitchRights(a.switchName, `cannot add the adapter to running VM '${e.rec.name}'`, 'or add it while the VM is off');
       const sw = a.switchName ? this.switches.get(a.switchName) : null;
@@ -1236,7 +1244,7 @@ export class VmmsService extends EventEmitter {
       await this.request(e, { op: 'netAdd', adapter: a, switchConfig: cfg });
       if (cfg) this.plugRelay(e, rt, cfg);
     }
-    this.setAdapters(e, [...(e.rec.config.hardware.networkAdapters), a], `network adapter '${a.name}' (${a.macAddress}) added${a.switchName ? `, connected to '${a.switchName}'` : ''}${rt ? ' while the VM runs' : ''}`);
+    this.setAdapters(e, [...(e.rec.config.hardware.networkAdapters), a], `${a.legacy ? 'legacy ' : ''}network adapter '${a.name}' (${a.macAddress}) added${a.switchName ? `, connected to '${a.switchName}'` : ''}${rt ? ' while the VM runs' : ''}`);
     return (await this.networkAdapters(e.rec.name)).find((x) => x.name === a.name) ?? { ...a, vmName: e.rec.name, status: null, ipAddresses: [] };
   }
 
@@ -1247,6 +1255,7 @@ export class VmmsService extends EventEmitter {
     const list = e.rec.config.hardware.networkAdapters;
     const a = list.find((x) => x.name.toLowerCase() === adapter.toLowerCase());
     if (!a) throw new VmmsError(404, 'AdapterNotFound', `VM '${e.rec.name}' has no network adapter named '${adapter}' (get-vmnetworkadapter ${e.rec.name})`);
+    if (e.rt && a.legacy) throw conflict(`cannot remove legacy network adapter '${a.name}' from running VM '${e.rec.name}': it is a PCI device, removed while the VM is off (stop-vm ${e.rec.name})`);
     if (e.rt) await this.request(e, { op: 'netRemove', adapter: a.name });
     this.setAdapters(e, e.rec.config.hardware.networkAdapters.filter((x) => x.name !== a.name), `network adapter '${a.name}' removed${e.rt ? ' while the VM runs' : ''}`);
   }

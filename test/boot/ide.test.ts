@@ -1,7 +1,8 @@
 /**
- * The emulated IDE controller with an unenlightened guest (Hyper-V Gen 1 without integration services): ONE
- * boot of the default image with --enlightenments off, a raw disk on IDE 0:0 and an ISO in the DVD drive on
- * IDE 1:0. The guest's own drivers (ata_piix, sd_mod, sr_mod, isofs) are the reference.
+ * The emulated devices of an unenlightened guest (Hyper-V Gen 1 without integration services): ONE boot of
+ * the generic-kernel image (Debian's generic kernel: the cloud kernel has no tulip) with --enlightenments
+ * off, a raw disk on IDE 0:0, an ISO in the DVD drive on IDE 1:0, and a legacy network adapter (DEC 21140)
+ * on the NAT switch. The guest's own drivers (ata_piix, sd_mod, sr_mod, isofs, tulip) are the reference.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,16 +11,26 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, closeSync, openSync, ftruncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Server } from 'node:http';
 import { GuestSession } from './guest-session.js';
+import { until, fileServer } from './net-helpers.js';
+import { buildDefaultImage, imagePaths } from '../../src/image/builder.js';
+import { natNetwork } from '../../src/platform/assemble-network.js';
 
 let g: GuestSession;
 let dir: string;
 let disk: string;
 const isoFile = randomBytes(1536 * 1024);
 const isoHash = createHash('sha256').update(isoFile).digest('hex');
+const NIC_MAC = '00:15:5d:00:15:21';
+const payload = `hello through the legacy adapter ${process.pid} ${'y'.repeat(30000)}`;
+let http: Server;
+let httpPort = 0;
 
 before(async () => {
-  if (!GuestSession.imageAvailable()) throw new Error("default guest image missing: run 'npm run setup' (hyperts image build) first");
+  // The generic-kernel image (cached; built on first use like 'hyperts image build --generic').
+  const img = await buildDefaultImage({ flavor: 'generic' });
+  ({ server: http, port: httpPort } = await fileServer(payload));
   const x = spawnSync('xorriso', ['-version']);
   if (x.status !== 0) throw new Error('xorriso is not installed (Debian package xorriso, listed in .ci/packages.txt)');
   dir = mkdtempSync(join(tmpdir(), 'hyperts-ide-'));
@@ -32,10 +43,11 @@ before(async () => {
   const fd = openSync(disk, 'w');
   ftruncateSync(fd, 64 * 1024 * 1024);
   closeSync(fd);
+  const net = natNetwork(NIC_MAC, [], true);
   g = await GuestSession.boot({
-    enlightened: false,
+    enlightened: false, kernel: img.kernel, initrd: img.initrd, switches: net.switches,
     hardware: {
-      scsiControllers: 0, networkAdapters: [],
+      scsiControllers: 0, networkAdapters: net.hardware.networkAdapters,
       drives: [
         { controllerType: 'ide', controllerNumber: 0, controllerLocation: 0, kind: 'disk', path: disk },
         { controllerType: 'ide', controllerNumber: 1, controllerLocation: 0, kind: 'dvd', path: join(dir, 'test.iso'), readOnly: true },
@@ -48,6 +60,7 @@ before(async () => {
 after(async () => {
   if (g && !g.exit) { g.vm.turnOff('test end'); await g.exited; }
   if (dir) rmSync(dir, { recursive: true, force: true });
+  http?.close();
 });
 
 test('the guest enumerates the Gen 1 PCI chipset from ACPI without errors', async () => {
@@ -55,6 +68,7 @@ test('the guest enumerates the Gen 1 PCI chipset from ACPI without errors', asyn
   assert.match(out, /^0000:00:00\.0 0x8086:0x7192 0x060000$/m);
   assert.match(out, /^0000:00:07\.0 0x8086:0x7110 0x060100$/m);
   assert.match(out, /^0000:00:07\.1 0x8086:0x7111 0x010180$/m);
+  assert.match(out, /^0000:00:0a\.0 0x1011:0x0009 0x020000$/m, 'the legacy network adapter (DEC 21140)');
   const { out: dmesg } = await g.run('dmesg');
   assert.match(dmesg, /ACPI: PCI Root Bridge \[PCI0\]/);
   assert.doesNotMatch(dmesg, /PCI: Fatal|ACPI Error|ACPI BIOS Error|pci .* can't claim|BAR \d+: no space|irq \d+: nobody cared/);
@@ -85,6 +99,39 @@ test('the DVD drive (ATAPI, sr_mod) reads files from the ISO image', async () =>
   assert.equal(r.status, 0, r.out);
   assert.match(r.out, /hello from the DVD drive/);
   assert.match(r.out, new RegExp(`^${isoHash}\\s+/mnt/cd/blob.bin`, 'm'));
+});
+
+test('tulip binds the legacy network adapter with our MAC, reads the MII link, and the interface is up', async () => {
+  const r = await g.run('readlink /sys/class/net/eth0/device/driver; cat /sys/class/net/eth0/address; cat /sys/class/net/eth0/carrier; dmesg | grep -i tulip');
+  assert.equal(r.status, 0, r.out);
+  assert.match(r.out, /\/tulip$/m);
+  assert.match(r.out, new RegExp(`^${NIC_MAC}$`, 'm'));
+  assert.match(r.out, /^1$/m, 'carrier');
+  assert.match(r.out, /Digital DS21140 Tulip rev 32 at Port 0x[0-9a-f]+, 00:15:5d:00:15:21, IRQ \d+/i);
+  assert.match(r.out, /MII transceiver #1 config [0-9a-f]{4} status [0-9a-f]{4} advertising [0-9a-f]{4}/);
+  assert.doesNotMatch(r.out, /EEPROM not present|Missing EEPROM|System Error|timed out/i);
+});
+
+test('DHCP through the legacy adapter gives an address, and wget fetches a file from the host\'s loopback', async () => {
+  await g.waitFor(/hyperts-guest: eth0 has \d+\.\d+\.\d+\.\d+/);
+  const route = await g.run('ip route');
+  const gw = /default via (\S+) dev eth0/.exec(route.out)?.[1];
+  assert.ok(gw, route.out);
+  const r = await g.run(`wget -q -O /tmp/file http://${gw}:${httpPort}/file && wc -c < /tmp/file && head -c 40 /tmp/file`);
+  assert.equal(r.status, 0, r.out);
+  const [size, head] = r.out.trim().split('\n');
+  assert.equal(Number(size), Buffer.byteLength(payload));
+  assert.equal(head, payload.slice(0, 40));
+  const nic = g.vm.network.legacyAdapters[0].nic;
+  assert.ok(nic.stats.rxFrames > 20 && nic.stats.txFrames > 10, JSON.stringify(nic.stats));
+  assert.equal(nic.stats.busErrors, 0);
+});
+
+test('Disconnect-VMNetworkAdapter: the guest driver sees the carrier go (its media timer polls the PHY), and come back', async () => {
+  g.vm.network.connect('Legacy Network Adapter', null);
+  await until('carrier off in the guest', async () => (await g.run('cat /sys/class/net/eth0/carrier')).out.trim() === '0', 5 * 60_000);
+  g.vm.network.connect('Legacy Network Adapter', 'Default Switch');
+  await until('carrier on in the guest', async () => (await g.run('cat /sys/class/net/eth0/carrier')).out.trim() === '1', 5 * 60_000);
 });
 
 test('poweroff ends the VM cleanly with the disk closed', async () => {

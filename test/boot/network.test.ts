@@ -8,9 +8,10 @@
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
-import { connect, createServer as createTcpServer } from 'node:net';
+import type { Server } from 'node:http';
+import { connect } from 'node:net';
 import { GuestSession } from './guest-session.js';
+import { until, freePort, fileServer } from './net-helpers.js';
 import { natNetwork } from '../../src/platform/assemble-network.js';
 import { adapterStatus } from '../../src/vmms/adapter-status.js';
 import { spawn, spawnSync } from 'node:child_process';
@@ -35,25 +36,6 @@ function hostSwitchSkip(): string | false {
 const hostSkip = hostSwitchSkip();
 if (hostSkip) console.log(`# skipping the External/Internal switch check with the guest: ${hostSkip}`);
 
-async function until<T>(what: string, f: () => T | Promise<T>, limitMs = 10 * 60_000): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() - t0 > limitMs) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
-
-/** A TCP port nobody listens on right now (for passt's -t). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createTcpServer();
-    s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); });
-    s.on('error', reject);
-  });
-}
-
 describe('enlightened guest with a synthetic network adapter (NAT through passt)', () => {
   let g: GuestSession;
   let http: Server;
@@ -68,9 +50,7 @@ describe('enlightened guest with a synthetic network adapter (NAT through passt)
 
   before(async () => {
     if (!GuestSession.imageAvailable()) throw new Error("default guest image missing: run 'npm run setup' (hyperts image build) first");
-    http = createServer((req, res) => { res.writeHead(req.url === '/file' ? 200 : 404); res.end(req.url === '/file' ? payload : 'no'); });
-    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
-    httpPort = (http.address() as { port: number }).port;
+    ({ server: http, port: httpPort } = await fileServer(payload));
     forwardPort = await freePort();
     g = await GuestSession.boot(natNetwork(MAC, [{ protocol: 'tcp', hostPort: forwardPort, guestPort: 7777 }]));
     await g.waitForShell();

@@ -166,8 +166,13 @@ test('CLI: switches and adapters; External without root or with a missing interf
     r = await hyperts('add-vmnetworkadapter', 'netcli', '--switch-name', 'lab', '--static-mac-address', '00-15-5D-01-02-03');
     assert.equal(r.code, 0, r.stderr);
     r = await hyperts('get-vmnetworkadapter', 'netcli');
-    assert.match(r.stdout, /^VMName +Name +MacAddress +SwitchName +Status +IPAddresses/m);
-    assert.match(r.stdout, /^netcli +Network Adapter +00:15:5d:01:02:03 +lab/m);
+    assert.match(r.stdout, /^VMName +Name +IsLegacy +MacAddress +SwitchName +Status +IPAddresses/m);
+    assert.match(r.stdout, /^netcli +Network Adapter +False +00:15:5d:01:02:03 +lab/m);
+    // Add-VMNetworkAdapter -IsLegacy: the emulated DEC 21140, shown with IsLegacy True.
+    r = await hyperts('add-vmnetworkadapter', 'netcli', '--is-legacy', '--switch-name', 'lab');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^netcli +Legacy Network Adapter +True +00:15:5d:[0-9a-f:]{8} +lab/m);
+    assert.equal((await hyperts('remove-vmnetworkadapter', 'netcli', 'Legacy Network Adapter')).code, 0);
     assert.equal((await hyperts('remove-vmnetworkadapter', 'netcli', 'Network Adapter')).code, 0);
     assert.equal((await hyperts('remove-vm', 'netcli')).code, 0);
     assert.equal((await hyperts('remove-vmswitch', 'lab')).code, 0);

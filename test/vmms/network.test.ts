@@ -75,6 +75,22 @@ test('adapters: added while Off with a Hyper-V MAC or a static one; bad input is
   assert.equal((await f.client.call<VmView>('GET', '/vms/nics')).config.hardware.networkAdapters.length, 1);
 });
 
+test('legacy adapters (Add-VMNetworkAdapter -IsLegacy): taken by an unenlightened VM, stored as legacy, at most 4', async () => {
+  await f.client.call('POST', '/vms', { name: 'oldos', memory: '64M', enlightened: false });
+  await rejects(f.client.call('POST', '/vms/oldos/network-adapters', {}), 409, /unenlightened.*--is-legacy/);
+  await rejects(f.client.call('POST', '/vms/oldos/network-adapters', { isLegacy: 'yes' }), 400, /isLegacy must be true or false/);
+  const a = await f.client.call<AdapterView>('POST', '/vms/oldos/network-adapters', { isLegacy: true, switchName: 'Default Switch' });
+  assert.equal(a.legacy, true);
+  assert.equal(a.name, 'Legacy Network Adapter');
+  assert.match(a.macAddress, /^00:15:5d:/);
+  for (let i = 0; i < 3; i++) await f.client.call('POST', '/vms/oldos/network-adapters', { isLegacy: true });
+  await rejects(f.client.call('POST', '/vms/oldos/network-adapters', { isLegacy: true }), 409, /at most 4 legacy/);
+  const listed = await f.client.call<AdapterView[]>('GET', '/vms/oldos/network-adapters');
+  assert.deepEqual(listed.map((x) => [x.name, x.legacy]), [['Legacy Network Adapter', true], ['Legacy Network Adapter 2', true], ['Legacy Network Adapter 3', true], ['Legacy Network Adapter 4', true]]);
+  const cfg = (await f.client.call<VmView>('GET', '/vms/oldos')).config.hardware.networkAdapters;
+  assert.ok(cfg.every((x) => x.legacy), 'stored in the VM configuration');
+});
+
 test('a running VM: connect and disconnect change the adapter\'s link; adapters are added and removed while it runs; a used switch stays', { skip }, async () => {
   await f.client.call('POST', '/vms', testVm('netrun'));
   await f.client.call('POST', '/vms/netrun/network-adapters', { switchName: 'lab' });
@@ -89,6 +105,7 @@ test('a running VM: connect and disconnect change the adapter\'s link; adapters 
   assert.equal(hot.status!.linkUp, true);
   assert.deepEqual((await f.client.call<AdapterView[]>('GET', '/vms/netrun/network-adapters')).map((a) => a.name), ['Network Adapter', 'hot']);
   await f.client.call('DELETE', '/vms/netrun/network-adapters/hot');
+  await rejects(f.client.call('POST', '/vms/netrun/network-adapters', { name: 'old', isLegacy: true }), 409, /legacy network adapter to running VM 'netrun': it is a PCI device/);
   assert.deepEqual((await f.client.call<AdapterView[]>('GET', '/vms/netrun/network-adapters')).map((a) => [a.name, !!a.status]), [['Network Adapter', true]]);
   const events = await f.client.call<Array<{ message: string }>>('GET', '/vms/netrun/events');
   assert.ok(events.some((e) => /network adapter 'hot' .*added.* while the VM runs/.test(e.message)), 'the hot add is in the event log');

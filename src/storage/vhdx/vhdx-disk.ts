@@ -43,6 +43,7 @@ export interface OpenVhdxOptions {
 }
 
 const MAX_METADATA_REGION = 16 * MiB;
+const DONE: Promise<void> = Promise.resolve();
 
 export class VhdxDisk implements Disk {
   readonly canUnmap = true;
@@ -59,6 +60,8 @@ export class VhdxDisk implements Disk {
   private logInHeader = false;
   /** In-place metadata writes of the last commit not yet flushed (its log entry still covers them). */
   private applyPending = false;
+  /** The last header write is not flushed yet (the other copy, one sequence number lower, is durable). */
+  private headerUnflushed = false;
   private readonly dirty = new Map<number, Uint8Array>();
   private readonly bitmaps = new Map<number, Uint8Array>();
   private fileEnd: number;
@@ -177,9 +180,12 @@ export class VhdxDisk implements Disk {
 
   // ---------------------------------------------------------------- reads
 
-  async read(offset: number, buf: Uint8Array): Promise<void> {
-    this.check(offset, buf.length, false);
-    await this.readRange(offset, buf);
+  read(offset: number, buf: Uint8Array): Promise<void> {
+    try { this.check(offset, buf.length, false); } catch (e) { return Promise.reject(e); }
+    // Most requests lie in one block: no loop, no views, no promise of our own when nothing is read from a file.
+    const block = Math.floor(offset / this.params.blockSize);
+    if (offset + buf.length <= (block + 1) * this.params.blockSize) return this.readPiece(block, offset, buf);
+    return this.readRange(offset, buf);
   }
 
   private async readRange(offset: number, buf: Uint8Array): Promise<void> {
@@ -188,17 +194,21 @@ export class VhdxDisk implements Disk {
     while (done < buf.length) {
       const off = offset + done;
       const block = Math.floor(off / bs);
-      const inBlock = off - block * bs;
-      const n = Math.min(buf.length - done, bs - inBlock);
-      const piece = buf.subarray(done, done + n);
-      const i = payloadIndex(this.geometry, block);
-      const state = this.bat.state(i);
-      if (state === PAYLOAD_FULLY_PRESENT) await readFull(this.file, piece, this.bat.offset(i) + inBlock);
-      else if (state === PAYLOAD_PARTIALLY_PRESENT) await this.readPartial(block, off, piece);
-      else if (state === PAYLOAD_NOT_PRESENT && this.parent) await this.readParent(off, piece);
-      else piece.fill(0);
+      const n = Math.min(buf.length - done, (block + 1) * bs - off);
+      await this.readPiece(block, off, buf.subarray(done, done + n));
       done += n;
     }
+  }
+
+  /** Reads `piece` (inside `block`) from wherever the block's state says its data lives. */
+  private readPiece(block: number, off: number, piece: Uint8Array): Promise<void> {
+    const i = payloadIndex(this.geometry, block);
+    const state = this.bat.state(i);
+    if (state === PAYLOAD_FULLY_PRESENT) return readFull(this.file, piece, this.bat.offset(i) + off - block * this.params.blockSize);
+    if (state === PAYLOAD_PARTIALLY_PRESENT) return this.readPartial(block, off, piece);
+    if (state === PAYLOAD_NOT_PRESENT && this.parent) return this.readParent(off, piece);
+    piece.fill(0);
+    return DONE;
   }
 
   private async readParent(off: number, piece: Uint8Array): Promise<void> {
@@ -399,7 +409,7 @@ export class VhdxDisk implements Disk {
    */
   private async commit(): Promise<void> {
     if (!this.sessionStarted) return;
-    await this.file.flush(); // payload before the log entry that may point at it; also the previous apply
+    await this.flushFile(); // payload before the log entry that may point at it; also the previous apply
     this.applyPending = false;
     if (this.dirty.size === 0) return;
     const pages = [...this.dirty].sort((a, b) => a[0] - b[0]).map(([offset, d]) => ({ offset, data: d.slice() }));
@@ -407,9 +417,9 @@ export class VhdxDisk implements Disk {
     if (!this.log) this.log = new LogWriter(this.file, this.header.logOffset, this.header.logLength, crypto.randomUUID());
     for (let k = 0; k < pages.length; k += this.log.maxPages) {
       const batch = pages.slice(k, k + this.log.maxPages);
-      if (this.applyPending) { await this.file.flush(); this.applyPending = false; }
+      if (this.applyPending) { await this.flushFile(); this.applyPending = false; }
       await this.log.write(batch, this.fileEnd);
-      await this.file.flush();
+      await this.flushFile();
       if (!this.logInHeader) {
         await this.writeHeaders({ logGuid: this.log.guid });
         this.logInHeader = true;
@@ -426,17 +436,29 @@ export class VhdxDisk implements Disk {
     this.sessionStarted = true;
   }
 
-  /** Writes the header into the non-current slot and then the other (each flushed), sequence +1 each. */
+  /**
+   * Writes the header into the non-current slot (flushed: the change is durable on return) and then into the other
+   * slot, whose flush is left to the next flush of the file: until then a crash leaves the first copy, the same
+   * header one sequence number lower, as the current one. A slot is never overwritten while the other copy's write is
+   * unflushed, so one valid copy of the newest durable header always remains.
+   */
   private async writeHeaders(change: Partial<VhdxHeader>): Promise<void> {
     let h = { ...this.header, ...change };
     for (let k = 0; k < 2; k++) {
       const slot = (1 - this.headerSlot) as 0 | 1;
       h = { ...h, sequence: this.header.sequence + 1n };
+      if (this.headerUnflushed) await this.flushFile();
       await this.file.write(serializeHeader(h), HEADER_OFFSETS[slot]);
-      await this.file.flush();
+      this.headerUnflushed = true;
+      if (k === 0) await this.flushFile();
       this.header = h;
       this.headerSlot = slot;
     }
+  }
+
+  private async flushFile(): Promise<void> {
+    await this.file.flush();
+    this.headerUnflushed = false;
   }
 
   /** Changes metadata-region bytes and BAT through the log (resize). Internal to this package. */
@@ -455,8 +477,9 @@ export class VhdxDisk implements Disk {
         await this.serialize(async () => {
           await this.commit();
           // The applied metadata must be durable before the header stops pointing at the log.
-          if (this.applyPending) { await this.file.flush(); this.applyPending = false; }
+          if (this.applyPending) { await this.flushFile(); this.applyPending = false; }
           if (this.logInHeader) { await this.writeHeaders({ logGuid: ZERO_GUID }); this.logInHeader = false; }
+          if (this.headerUnflushed) await this.flushFile();
         });
       }
     } finally {
