@@ -57,8 +57,12 @@ export const MAX_CDB_LENGTH = 16;
 /** The sense area of vm_srb (STORVSC_SENSE_BUFFER_SIZE). */
 export const MAX_SENSE_LENGTH = 20;
 
-/** Largest transfer per request we advertise: Linux derives max_sectors and its scatter list size from it. */
-export const MAX_TRANSFER_BYTES = 0x80000;
+/**
+ * Largest transfer per request we advertise: Linux derives max_sectors and its scatter list size from it.
+ * 1 MiB (contract range 512 KiB-2 MiB): the guest's own per-request work dominates on the emulated processor,
+ * so a 1 MiB request going out as one SRB instead of two cut dd's guest time per MiB by about a quarter.
+ */
+export const MAX_TRANSFER_BYTES = 0x100000;
 
 /**
  * Largest guest packet: descriptor (16) + GPA-direct header (8) + one range header (8) + a PFN per page of
