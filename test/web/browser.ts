@@ -5,7 +5,9 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { before, after } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { startService, type Fixture } from '../vmms/helpers.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 
@@ -119,4 +121,24 @@ export async function waitForTerminal(page: Page, re: RegExp, limitMs: number): 
     const screen = await terminalText(page).catch(() => '(unreadable)');
     throw new Error(`the console did not show ${re} (${(e as Error).message.split('\n')[0]}); screen:\n${JSON.stringify(screen)}`);
   }
+}
+
+/** A management service listening on loopback TCP and a browser, for one test file (see webConsoleFixture). */
+export interface WebFixture { service: Fixture; browser: Browser; page: Page; url: string }
+
+/**
+ * Registers before/after hooks that start a service with `token` and an HTTP listener, and a browser; with a
+ * skip reason, nothing starts. The fields are filled in when the hooks have run.
+ */
+export function webConsoleFixture(token: string, skip: string | false): WebFixture {
+  const w = {} as WebFixture;
+  before(async () => {
+    if (skip) return;
+    w.service = await startService(undefined, { token });
+    w.url = `http://127.0.0.1:${(await w.service.api.listenTcp('127.0.0.1', 0)).port}`;
+    w.browser = await launchBrowser();
+    w.page = w.browser.page;
+  });
+  after(async () => { await w.browser?.close(); await w.service?.close(); });
+  return w;
 }
