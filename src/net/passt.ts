@@ -10,6 +10,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Duplex } from 'node:stream';
 import type { NetworkEndpoint, SwitchPort, VirtualSwitch } from './switch.js';
+import { RestartBackoff } from './restart-backoff.js';
 
 export interface PortForward { protocol: 'tcp' | 'udp'; hostPort: number; guestPort: number }
 
@@ -38,7 +39,6 @@ const MAX_QUEUED_BYTES = 4 << 20;
  * see separately. So frames go out in writes of whole frames no bigger than this, one write at a time.
  */
 const MAX_WRITE = 32 * 1024;
-const MAX_RESTART_DELAY_MS = 30_000;
 
 /** `-t 8080:80` style arguments, checked. */
 export function parseForward(text: string, protocol: 'tcp' | 'udp' = 'tcp'): PortForward {
@@ -63,8 +63,7 @@ export class PasstBackend implements NetworkEndpoint {
   private port: SwitchPort | null = null;
   private pending: Buffer = Buffer.alloc(0);
   private stopped = false;
-  private failures = 0;
-  private timer: NodeJS.Timeout | null = null;
+  private readonly backoff: RestartBackoff;
   private readonly log: (m: string) => void;
   private stderrTail = '';
   /** Framed frames waiting for the write in flight to finish. */
@@ -76,6 +75,7 @@ export class PasstBackend implements NetworkEndpoint {
 
   constructor(private readonly sw: VirtualSwitch, private readonly o: PasstOptions = {}) {
     this.log = o.log ?? ((m) => console.warn(`[passt] ${m}`));
+    this.backoff = new RestartBackoff(o.restartDelayMs ?? 500);
   }
 
   /** Plug into the switch as its uplink and start passt. */
@@ -99,7 +99,7 @@ export class PasstBackend implements NetworkEndpoint {
   /** Stop passt for good and unplug. */
   stop(): void {
     this.stopped = true;
-    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    this.backoff.cancel();
     const c = this.child;
     this.child = null;
     this.closeSocket();
@@ -161,7 +161,7 @@ export class PasstBackend implements NetworkEndpoint {
     if (this.stats.restarts > 0) this.o.event?.(`passt restarted (process ${child.pid}): network link up`);
     for (const w of this.startedWaiters.splice(0)) w();
     // A passt that stays up for a while resets the backoff.
-    setTimeout(() => { if (this.child === child) this.failures = 0; }, 10_000).unref();
+    this.backoff.started(() => this.child === child);
   }
 
   private onData(d: Buffer): void {
@@ -198,17 +198,9 @@ export class PasstBackend implements NetworkEndpoint {
     if (this.stopped) return;
     this.sw.setUplinkState(false);
     const tail = this.stderrTail.split('\n').filter((l) => l && !l.startsWith('Failed to send')).slice(-3).join(' | ');
-    const delay = Math.min(MAX_RESTART_DELAY_MS, (this.o.restartDelayMs ?? 500) * 2 ** this.failures);
-    this.failures++;
+    const delay = this.backoff.schedule(() => { if (this.stopped) return; this.stats.restarts++; this.spawn(); });
     const message = `passt ${why}${tail ? ` (${tail})` : ''}; network link down, restarting in ${delay} ms`;
     this.log(message);
     this.o.event?.(message);
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      if (this.stopped) return;
-      this.stats.restarts++;
-      this.spawn();
-    }, delay);
-    this.timer.unref();
   }
 }

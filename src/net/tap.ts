@@ -13,12 +13,12 @@ import { Worker } from 'node:worker_threads';
 import { libc, errnoName } from '../processor/kvm/libc.js';
 import { HostNetworkError, ip, requireRoot } from './host-bridge.js';
 import type { NetworkEndpoint, SwitchPort, VirtualSwitch } from './switch.js';
+import { RestartBackoff } from './restart-backoff.js';
 
 const O_RDWR = 2, O_NONBLOCK = 0o4000, O_CLOEXEC = 0o2000000;
 const TUNSETIFF = 0x400454ca;
 const IFF_TAP = 0x0002, IFF_NO_PI = 0x1000;
 const MAX_FRAME = 65535;
-const MAX_RESTART_DELAY_MS = 30_000;
 
 export class TapDevice {
   private reader: Worker | null = null;
@@ -102,12 +102,12 @@ export class TapBackend implements NetworkEndpoint {
   private tap: TapDevice | null = null;
   private port: SwitchPort | null = null;
   private stopped = false;
-  private failures = 0;
-  private timer: NodeJS.Timeout | null = null;
+  private readonly backoff: RestartBackoff;
   private readonly log: (m: string) => void;
 
   constructor(private readonly sw: VirtualSwitch, private readonly o: TapBackendOptions) {
     this.log = o.log ?? ((m) => console.warn(`[tap] ${m}`));
+    this.backoff = new RestartBackoff(o.restartDelayMs ?? 1000);
   }
 
   get running(): boolean { return this.tap !== null; }
@@ -128,7 +128,7 @@ export class TapBackend implements NetworkEndpoint {
 
   stop(): void {
     this.stopped = true;
-    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    this.backoff.cancel();
     const t = this.tap;
     this.tap = null;
     void t?.close();
@@ -155,23 +155,15 @@ export class TapBackend implements NetworkEndpoint {
     }, (why) => { if (this.tap === tap) { this.tap = null; void tap.close(); this.failed(`TAP device ${tap.name}: ${why}`); } });
     this.sw.setUplinkState(true);
     if (this.stats.restarts > 0) this.o.event?.(`TAP device ${tap.name} set up again on bridge ${this.o.bridge}: network link up`);
-    setTimeout(() => { if (this.tap === tap) this.failures = 0; }, 10_000).unref();
+    this.backoff.started(() => this.tap === tap);
   }
 
   private failed(why: string): void {
     if (this.stopped) return;
     this.sw.setUplinkState(false);
-    const delay = Math.min(MAX_RESTART_DELAY_MS, (this.o.restartDelayMs ?? 1000) * 2 ** this.failures);
-    this.failures++;
+    const delay = this.backoff.schedule(() => { if (this.stopped) return; this.stats.restarts++; this.open(); });
     const message = `${why}; network link down, retrying in ${delay} ms`;
     this.log(message);
     this.o.event?.(message);
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      if (this.stopped) return;
-      this.stats.restarts++;
-      this.open();
-    }, delay);
-    this.timer.unref();
   }
 }
