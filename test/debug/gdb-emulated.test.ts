@@ -4,11 +4,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
+import { gdbBatch } from './gdb-batch.js';
 import { Partition } from '../../src/platform/partition.js';
 
 // Multiboot entry in 32-bit mode, switch to long mode with 2 MiB identity pages, then a call chain.
@@ -96,21 +97,16 @@ for (const cpus of [1, 2]) test(`gdb attaches to the emulated processor (vCPU 0 
   // address is in 64-bit code that is reachable only after the guest enables paging: the stub keeps it
   // pending and patches it in once it translates.
   const exited = vm.start();
-  const gdb = spawn('gdb', ['-nx', '-batch', join(dir, 'k.elf'),
-    '-ex', `target remote 127.0.0.1:${port}`,
-    '-ex', 'break inner',
-    '-ex', 'continue',
-    '-ex', 'bt',
-    '-ex', 'info registers rbx',
-    '-ex', 'stepi',
-    '-ex', 'info registers rip',
-    '-ex', 'delete',
-    '-ex', 'continue',
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  gdb.stdout.on('data', (d: Buffer) => { out += d; });
-  gdb.stderr.on('data', (d: Buffer) => { out += d; });
-  const code = await new Promise<number | null>((r) => gdb.on('exit', r));
+  const { out, code } = await gdbBatch(join(dir, 'k.elf'), port, [
+    'break inner',
+    'continue',
+    'bt',
+    'info registers rbx',
+    'stepi',
+    'info registers rip',
+    'delete',
+    'continue',
+  ]);
   const exit = await exited;
   assert.match(out, /Breakpoint 1, .*inner/, out);
   assert.match(out, /#0 .*inner/, out);

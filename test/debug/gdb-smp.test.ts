@@ -5,8 +5,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { connect, createServer, type Socket } from 'node:net';
+import { gdbBatch } from './gdb-batch.js';
 import { Partition, type PartitionExit } from '../../src/platform/partition.js';
 import { smpGdbKernel, AP_COUNT_LIMIT } from './smp-gdb-kernel.js';
 
@@ -38,39 +39,34 @@ test('gdb with 2 vCPUs: info threads, a breakpoint only the AP reaches stops thr
   const kernel = smpGdbKernel();
   const { port, exited } = await startVm(kernel);
   // `echo` markers split the output into the phases the assertions look at.
-  const gdb = spawn('gdb', ['-nx', '-batch', kernel,
-    '-ex', `target remote 127.0.0.1:${port}`,
-    '-ex', 'info threads',
-    '-ex', 'break ap_only',
-    '-ex', 'continue',
-    '-ex', 'echo @@stopped\\n',
-    '-ex', 'info threads',
-    '-ex', 'thread 2',
-    '-ex', 'info registers rip r12',
-    '-ex', 'x/wx 0x40000000',
-    '-ex', 'thread 1',
-    '-ex', 'echo @@bsp\\n',
-    '-ex', 'info registers rip r12',
-    '-ex', 'x/wx 0x40000000',
-    '-ex', 'thread 2',
-    '-ex', 'stepi',
-    '-ex', 'echo @@stepped\\n',
-    '-ex', 'info registers rip r12',
-    '-ex', 'thread 1',
-    '-ex', 'info registers rip',
-    '-ex', 'delete',
-    '-ex', 'break bsp_done',
-    '-ex', 'continue',
-    '-ex', 'echo @@done\\n',
-    '-ex', 'info threads',
-    '-ex', 'print (long)ap_count',
-    '-ex', 'delete',
-    '-ex', 'continue',
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  gdb.stdout.on('data', (d: Buffer) => { out += d; });
-  gdb.stderr.on('data', (d: Buffer) => { out += d; });
-  const code = await new Promise<number | null>((r) => gdb.on('exit', r));
+  const { out, code } = await gdbBatch(kernel, port, [
+    'info threads',
+    'break ap_only',
+    'continue',
+    'echo @@stopped\\n',
+    'info threads',
+    'thread 2',
+    'info registers rip r12',
+    'x/wx 0x40000000',
+    'thread 1',
+    'echo @@bsp\\n',
+    'info registers rip r12',
+    'x/wx 0x40000000',
+    'thread 2',
+    'stepi',
+    'echo @@stepped\\n',
+    'info registers rip r12',
+    'thread 1',
+    'info registers rip',
+    'delete',
+    'break bsp_done',
+    'continue',
+    'echo @@done\\n',
+    'info threads',
+    'print (long)ap_count',
+    'delete',
+    'continue',
+  ]);
   const exit = await exited;
   const [attached, stopped, bsp, stepped, done] = out.split(/@@\w+\n/);
   assert.ok(done !== undefined, out);
