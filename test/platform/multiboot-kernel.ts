@@ -5,6 +5,51 @@ import { join } from 'node:path';
 
 const LINKER = 'ENTRY(_start)\nSECTIONS { . = 0x100000; .multiboot : { *(.multiboot) } .text : { *(.text) } .data : { *(.data) } .bss : { *(.bss) } }\n';
 
+/**
+ * COM1 console routines for the test guests (32-bit, polled 16550 at 0x3F8): `putc` prints %al, `puts` the
+ * NUL-terminated string at %esi, `putdec` %eax in decimal. They keep every register but %esi (puts) and use
+ * the local labels 1, 3, 4 and 5.
+ */
+export const COM1_PRINT = `
+puts:
+  lodsb
+  test %al, %al
+  jz 1f
+  call putc
+  jmp puts
+1: ret
+putdec:
+  push %ebx; push %ecx; push %edx
+  mov $10, %ebx
+  xor %ecx, %ecx
+3: xor %edx, %edx
+  div %ebx
+  push %edx
+  inc %ecx
+  test %eax, %eax
+  jnz 3b
+4: pop %eax
+  add $'0', %al
+  call putc
+  loop 4b
+  pop %edx; pop %ecx; pop %ebx
+  ret
+putc:
+  push %edx
+  push %eax
+  mov %al, %ah
+  mov $0x3FD, %dx
+5: in %dx, %al
+  test $0x20, %al
+  jz 5b
+  mov $0x3F8, %dx
+  mov %ah, %al
+  out %al, %dx
+  pop %eax
+  pop %edx
+  ret
+`;
+
 export function haveBinutils(): boolean {
   return spawnSync('as', ['--version']).status === 0 && spawnSync('ld', ['--version']).status === 0;
 }

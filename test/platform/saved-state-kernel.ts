@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assembleMultiboot32, haveBinutils } from './multiboot-kernel.js';
+import { assembleMultiboot32, COM1_PRINT, haveBinutils } from './multiboot-kernel.js';
 
 const SOURCE = `
 .section .multiboot, "a"
@@ -62,36 +62,7 @@ gate:
   pop %eax
   add $8, %edi
   ret
-putdec:
-  push %ebx; push %ecx; push %edx
-  mov $10, %ebx
-  xor %ecx, %ecx
-3: xor %edx, %edx
-  div %ebx
-  push %edx
-  inc %ecx
-  test %eax, %eax
-  jnz 3b
-4: pop %eax
-  add $'0', %al
-  call putc
-  loop 4b
-  pop %edx; pop %ecx; pop %ebx
-  ret
-putc:
-  push %edx
-  push %eax
-  mov %al, %ah
-  mov $0x3FD, %dx
-5: in %dx, %al
-  test $0x20, %al
-  jz 5b
-  mov $0x3F8, %dx
-  mov %ah, %al
-  out %al, %dx
-  pop %eax
-  pop %edx
-  ret
+${COM1_PRINT}
 isr_timer:
   incl ticks
   movl $0, 0xFEE000B0

@@ -10,7 +10,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assembleMultiboot32, haveBinutils } from './multiboot-kernel.js';
+import { assembleMultiboot32, COM1_PRINT, haveBinutils } from './multiboot-kernel.js';
 
 export const SHOOTDOWN_ROUNDS = 200;
 
@@ -206,43 +206,7 @@ lock_print:
 unlock_print:
   movl $0, print_lock
   ret
-puts:
-  lodsb
-  test %al, %al
-  jz 1f
-  call putc
-  jmp puts
-1: ret
-putdec:
-  push %ebx; push %ecx; push %edx
-  mov $10, %ebx
-  xor %ecx, %ecx
-3: xor %edx, %edx
-  div %ebx
-  push %edx
-  inc %ecx
-  test %eax, %eax
-  jnz 3b
-4: pop %eax
-  add $'0', %al
-  call putc
-  loop 4b
-  pop %edx; pop %ecx; pop %ebx
-  ret
-putc:
-  push %edx
-  push %eax
-  mov %al, %ah
-  mov $0x3FD, %dx
-5: in %dx, %al
-  test $0x20, %al
-  jz 5b
-  mov $0x3F8, %dx
-  mov %ah, %al
-  out %al, %dx
-  pop %eax
-  pop %edx
-  ret
+${COM1_PRINT}
 
 .code16
 tramp_start:
