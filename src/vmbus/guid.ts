@@ -29,8 +29,12 @@ export function guidFromBytes(b: Uint8Array, off = 0): string {
 
 /** A random (version 4) GUID, e.g. for instance ids. */
 export function randomGuid(): string {
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  b[6] = (b[6] & 0x0f) | 0x40; b[8] = (b[8] & 0x3f) | 0x80;
+  return rfc4122(crypto.getRandomValues(new Uint8Array(16)), 4);
+}
+
+/** Text of 16 bytes taken in order (RFC 4122 layout) with the given version and the RFC variant set. */
+function rfc4122(b: Uint8Array, version: number): string {
+  b[6] = (b[6] & 0x0f) | (version << 4); b[8] = (b[8] & 0x3f) | 0x80;
   const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
@@ -40,8 +44,5 @@ export function randomGuid(): string {
  * device instance ids, and with them the order the guest enumerates devices in, repeat from boot to boot.
  */
 export function nameGuid(name: string): string {
-  const b = createHash('sha1').update(`hyperts:${name}`).digest().subarray(0, 16);
-  b[6] = (b[6] & 0x0f) | 0x50; b[8] = (b[8] & 0x3f) | 0x80;
-  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  return rfc4122(createHash('sha1').update(`hyperts:${name}`).digest().subarray(0, 16), 5);
 }
