@@ -43,10 +43,13 @@ function count(cpu: Cpu, asz: number): number { return regAddr(cpu, 1, asz); }
 function decCount(cpu: Cpu, asz: number): void { advance(cpu, 1, asz, -1); }
 function step(cpu: Cpu, s: number): number { return (cpu.flagsRest & F.DF) !== 0 ? -s : s; }
 
-/** Intel: a 32-bit-address rep that runs no element still writes the 32-bit registers (upper halves cleared). */
-function intelEmptyRep(cpu: Cpu, pointers: number): void {
+/**
+ * Intel: a 32-bit-address rep that runs no element still writes the 32-bit count and the pointers the
+ * instruction advances (`pointers`: 1 RSI, 2 RDI), clearing their upper halves.
+ */
+function intelEmptyRep(cpu: Cpu, i: Insn, pointers: number): void {
   const g = cpu.gpr;
-  if (g[2] !== 0) return;
+  if (i.rep === 0 || i.asz !== 4 || g[2] !== 0) return;
   g[3] = 0;
   if ((pointers & 1) !== 0) g[13] = 0;
   if ((pointers & 2) !== 0) g[15] = 0;
@@ -54,12 +57,8 @@ function intelEmptyRep(cpu: Cpu, pointers: number): void {
 
 /** Run `one` for each element under a rep prefix; returns without finishing when the chunk is spent. */
 function repLoop(cpu: Cpu, i: Insn, one: (cpu: Cpu, i: Insn) => void, cond: number): void {
-  const asz = i.asz;
   if (i.rep === 0) { one(cpu, i); return; }
-  if (cpu.intelStrings) {
-    if (asz === 4) intelEmptyRep(cpu, one === movsOne ? 3 : one === stosOne ? 2 : 0);
-    if (cond !== 0) { repCompareIntel(cpu, i, one, cond); return; }
-  }
+  if (cond !== 0 && cpu.intelStrings) { repCompareIntel(cpu, i, one, cond); return; }
   repElements(cpu, i, one, cond);
 }
 
@@ -141,17 +140,13 @@ function outsOne(cpu: Cpu, i: Insn): void {
 }
 
 export function movs(cpu: Cpu, i: Insn): void {
-  if (i.rep !== 0 && i.asz !== 2 && (cpu.flagsRest & F.DF) === 0) {
-    if (cpu.intelStrings && i.asz === 4) intelEmptyRep(cpu, 3);
-    repMovsBulk(cpu, i);
-  }
+  if (cpu.intelStrings) intelEmptyRep(cpu, i, 3);
+  if (i.rep !== 0 && i.asz !== 2 && (cpu.flagsRest & F.DF) === 0) repMovsBulk(cpu, i);
   else repLoop(cpu, i, movsOne, 0);
 }
 export function stos(cpu: Cpu, i: Insn): void {
-  if (i.rep !== 0 && i.asz !== 2 && (cpu.flagsRest & F.DF) === 0) {
-    if (cpu.intelStrings && i.asz === 4) intelEmptyRep(cpu, 2);
-    repStosBulk(cpu, i);
-  }
+  if (cpu.intelStrings) intelEmptyRep(cpu, i, 2);
+  if (i.rep !== 0 && i.asz !== 2 && (cpu.flagsRest & F.DF) === 0) repStosBulk(cpu, i);
   else repLoop(cpu, i, stosOne, 0);
 }
 
@@ -231,11 +226,26 @@ function repMovsBulk(cpu: Cpu, i: Insn): void {
     budget -= n;
   }
 }
-export function lods(cpu: Cpu, i: Insn): void { repLoop(cpu, i, lodsOne, 0); }
-export function cmps(cpu: Cpu, i: Insn): void { repLoop(cpu, i, cmpsOne, i.rep); }
-export function scas(cpu: Cpu, i: Insn): void { repLoop(cpu, i, scasOne, i.rep); }
-export function ins(cpu: Cpu, i: Insn): void { repLoop(cpu, i, insOne, 0); }
-export function outs(cpu: Cpu, i: Insn): void { repLoop(cpu, i, outsOne, 0); }
+export function lods(cpu: Cpu, i: Insn): void {
+  if (cpu.intelStrings) intelEmptyRep(cpu, i, 0);
+  repLoop(cpu, i, lodsOne, 0);
+}
+export function cmps(cpu: Cpu, i: Insn): void {
+  if (cpu.intelStrings) intelEmptyRep(cpu, i, 0);
+  repLoop(cpu, i, cmpsOne, i.rep);
+}
+export function scas(cpu: Cpu, i: Insn): void {
+  if (cpu.intelStrings) intelEmptyRep(cpu, i, 0);
+  repLoop(cpu, i, scasOne, i.rep);
+}
+export function ins(cpu: Cpu, i: Insn): void {
+  if (cpu.intelStrings) intelEmptyRep(cpu, i, 0);
+  repLoop(cpu, i, insOne, 0);
+}
+export function outs(cpu: Cpu, i: Insn): void {
+  if (cpu.intelStrings) intelEmptyRep(cpu, i, 0);
+  repLoop(cpu, i, outsOne, 0);
+}
 
 // ---- port I/O
 
