@@ -523,6 +523,7 @@ export class Partition {
     const retired = (): number => { let n = 0; for (const v of this.vcpus) n += v.instructions ?? 0; return n; };
     let lastHostTurnInsns = retired();
     const hostTurnDue = (): boolean => (icount ? retired() - lastHostTurnInsns >= ICOUNT_HOST_TURN_INSNS : performance.now() - lastHostTurn >= HOST_TURN_MS);
+    const hostTurnTaken = (): void => { lastHostTurn = performance.now(); lastHostTurnInsns = retired(); };
     while (!this.exitInfo) {
       if (this.resetReason !== null) {
         this.log(`reset: ${this.resetReason}`);
@@ -546,13 +547,13 @@ export class Partition {
           if (wait > 0) await this.sleep(Math.min(wait / 1e6, 100));
           else await yieldToHost();
           this.clock.poll();
-          lastHostTurn = performance.now(); lastHostTurnInsns = retired();
+          hostTurnTaken();
           continue;
         }
         if (r.kind === 'shutdown') { this.shutdown(r.code, r.reason); break; }
         if (r.kind === 'reset') { this.requestReset(r.reason); continue; }
         // Short turns must not starve the host (console, sockets, disk completions).
-        if (hostTurnDue()) { await yieldToHost(); lastHostTurn = performance.now(); lastHostTurnInsns = retired(); }
+        if (hostTurnDue()) { await yieldToHost(); hostTurnTaken(); }
         continue;
       }
       this.devices.lapicWindow.current = 0;
