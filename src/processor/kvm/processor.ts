@@ -308,8 +308,8 @@ export class KvmVirtualProcessor implements VirtualProcessor {
     if (this.c.timerSettime(this.timerId, this.itimer) < 0) throw new KvmError('timer_settime', this.c.errno());
   }
 
-  /** Takes a pending kick so it does not end a later KVM_RUN. */
-  private takeKick(): void { this.c.sigtimedwait(this.kickSet, this.noWait); }
+  /** Takes a pending kick so it does not end a later KVM_RUN; true when there was one. */
+  private takeKick(): boolean { return this.c.sigtimedwait(this.kickSet, this.noWait) === abi.SIGUSR2; }
 
   private vcpuGet(req: number, size: number, op: string): Uint8Array {
     const b = new Uint8Array(new ArrayBuffer(size));
@@ -354,16 +354,20 @@ export class KvmVirtualProcessor implements VirtualProcessor {
     this.prepareThread();
     const deadline = performance.now() + budgetMs;
     const c = this.c, fd = this.fd, run = this.run_, runBuf = this.runBuf, rec = this.rec, payload = this.payload;
+    const userIrqchip = this.backend.irqchip === 'user';
+    if (!userIrqchip) run.setUint8(abi.RUN.request_interrupt_window, 0);
     this.armKick(budgetMs);
     try {
       for (;;) {
-        run.setUint8(abi.RUN.request_interrupt_window, this.interruptWindowWanted() ? 1 : 0);
+        if (userIrqchip) run.setUint8(abi.RUN.request_interrupt_window, this.interruptWindowWanted() ? 1 : 0);
         const r = c.ioctlInt(fd, abi.KVM_RUN, 0);
         this.completionPending = false;
         if (r < 0) {
           const e = c.errno();
           if (e !== abi.EINTR && e !== abi.EAGAIN) return this.terminal({ kind: 'shutdown', code: 255, reason: `KVM_RUN failed: ${errnoName(e)}` });
-          this.takeKick();
+          // The budget is enforced by the kick alone (no clock read per exit): its signal stays pending
+          // outside KVM_RUN, so expiry always surfaces here. Another signal only ends the slice when late.
+          if (this.takeKick() || performance.now() >= deadline) return { kind: 'yield' };
         } else {
           const exit = run.getUint32(abi.RUN.exit_reason, true);
           copyExit(exit, run, runBuf, rec, payload);
@@ -375,7 +379,7 @@ export class KvmVirtualProcessor implements VirtualProcessor {
           completeExit(exit, rec[REC.replyFlags], run, runBuf, payload);
           this.completionPending = needsCompletion(exit);
         }
-        if (this.exitRequested || performance.now() >= deadline) return { kind: 'yield' };
+        if (this.exitRequested) return { kind: 'yield' };
       }
     } finally {
       this.armKick(0);

@@ -72,3 +72,28 @@ test('kvm: requestExit while the guest runs ends run() and the guest continues a
     backend.destroy();
   }
 });
+
+test('kvm: a guest that exits on every instruction still yields when its budget ends', { skip }, async () => {
+  // A 5 ms slice is a few thousand exits even on fast hosts; the cap only turns a missed kick into a
+  // failure instead of a hang (run() is synchronous, so a test timeout could not fire).
+  const CAP = 2_000_000;
+  let outs = 0;
+  let sliceStart = 0;
+  let vp: VirtualProcessor | null = null;
+  const { backend, vp: v, write } = await oneVcpu(() => { if (++outs - sliceStart >= CAP) vp!.requestExit(); });
+  vp = v;
+  try {
+    // 1: out %al, $PORT; jmp 1b. No handler asks for an exit, so only the budget's kick can end run():
+    // the backend reads no clock per exit, and a kick that expires while an exit is handled must still count.
+    write(CODE, [0xe6, PORT, 0xeb, 0xfc]);
+    vp.setBootState({ mode: 'real', rip: CODE, cs: 0, ds: 0, gpr: {} });
+    for (let i = 0; i < 3; i++) {
+      sliceStart = outs;
+      assert.equal((await vp.run(5)).kind, 'yield');
+      assert.ok(outs > sliceStart, `slice ${i}: the guest made progress`);
+      assert.ok(outs - sliceStart < CAP, `slice ${i}: the budget's kick ended the slice`);
+    }
+  } finally {
+    backend.destroy();
+  }
+});
