@@ -6,8 +6,9 @@
  * with the partition's device models, CPUID, MSR and hypercall handlers, exactly where the emulated
  * backend would call them. The partition runs its vCPUs in turns, so a vCPU thread would add a thread
  * hand-off to every exit and run nothing in parallel (bench:exits measured it at 3-8x the C round trip
- * on a loaded host). The budget ends a guest that does not exit with a POSIX timer whose signal is
- * blocked outside KVM_RUN and unblocked inside it (KVM_SET_SIGNAL_MASK), so it can never be lost.
+ * on a loaded host). The budget ends with a POSIX timer whose signal is blocked outside KVM_RUN and
+ * unblocked inside it (KVM_SET_SIGNAL_MASK), so it can never be lost: it ends a guest that does not exit,
+ * and one that exits all the time (no clock is read per exit; that cost 2-3% of a PIO round trip).
  *
  * Hyper-V lives in user space: a KVM MSR filter denies 0x40000000-0x400001FF so those MSRs exit
  * (KVM_CAP_X86_USER_SPACE_MSR) to PlatformServices.msr; the hypercall page holds a port-I/O stub
@@ -202,6 +203,9 @@ export class KvmBackend implements ProcessorBackend {
 }
 
 const ACCESS_SIZES: readonly AccessSize[] = [1, 2, 4];
+/** run() budgets are clamped to these (a zero, negative, NaN or infinite budget would leave no kick). */
+const MIN_SLICE_MS = 1;
+const MAX_SLICE_MS = 60_000;
 
 const INTERNAL_SUBERRORS: Readonly<Record<number, string>> = {
   [abi.KVM_INTERNAL_ERROR_EMULATION]: 'the host could not emulate an instruction',
@@ -352,11 +356,13 @@ export class KvmVirtualProcessor implements VirtualProcessor {
       this.haltParked = false;
     }
     this.prepareThread();
-    const deadline = performance.now() + budgetMs;
+    // The kick is the only thing that ends a busy slice, so the budget it is armed with must be a real one.
+    const budget = budgetMs > 0 ? Math.min(budgetMs, MAX_SLICE_MS) : MIN_SLICE_MS;
+    const deadline = performance.now() + budget;
     const c = this.c, fd = this.fd, run = this.run_, runBuf = this.runBuf, rec = this.rec, payload = this.payload;
     const userIrqchip = this.backend.irqchip === 'user';
     if (!userIrqchip) run.setUint8(abi.RUN.request_interrupt_window, 0);
-    this.armKick(budgetMs);
+    this.armKick(budget);
     try {
       for (;;) {
         if (userIrqchip) run.setUint8(abi.RUN.request_interrupt_window, this.interruptWindowWanted() ? 1 : 0);
