@@ -30,6 +30,7 @@ import { completeExit, copyExit, needsCompletion, PAYLOAD_SIZE, REC, REC_INTS, R
 import { buildCpuidTable, encodeCpuid2 } from './cpuid.js';
 import { HV_X64_MSR_HYPERCALL, HYPERCALL_PORT, hypercallPageGpa, hypercallStub } from './hypercall-stub.js';
 import { decodeSnapshot, encodeBootRegs, encodeBootSregs } from './vcpu-state.js';
+import { kvmRunCall, type KvmRunCall } from './run-stub.js';
 
 /** Capabilities the backend cannot work without, by header name. */
 export const REQUIRED_CAPS: readonly abi.KvmCapName[] = [
@@ -66,6 +67,8 @@ export interface KvmBackendOptions {
   devicePath?: string;
   irqchip?: 'kernel' | 'user';
   hypercallPort?: number;
+  /** KVM_RUN through a generated zero-argument stub (run-stub.ts; default) or, when false, libc's ioctl. */
+  runStub?: boolean;
 }
 
 export interface KvmVcpuState {
@@ -95,6 +98,7 @@ export class KvmBackend implements ProcessorBackend {
   readonly kind: BackendKind = 'kvm';
   readonly irqchip: 'kernel' | 'user';
   readonly hypercallPort: number;
+  readonly runStub: boolean;
   private readonly c: Libc;
   private readonly sys: KvmSystem;
   readonly vm: KvmVm;
@@ -107,6 +111,7 @@ export class KvmBackend implements ProcessorBackend {
     this.c = libc();
     this.irqchip = opts.irqchip ?? 'kernel';
     this.hypercallPort = opts.hypercallPort ?? HYPERCALL_PORT;
+    this.runStub = opts.runStub ?? true;
     this.sys = KvmSystem.open(opts.devicePath);
     try {
       const api = this.sys.apiVersion();
@@ -220,6 +225,8 @@ export class KvmVirtualProcessor implements VirtualProcessor {
   private readonly payload = new Uint8Array(new ArrayBuffer(PAYLOAD_SIZE));
   private readonly pv = new DataView(this.payload.buffer);
   private runPtr: unknown = null;
+  /** KVM_RUN on this vCPU: result or -errno. */
+  private kvmRun: KvmRunCall | null = null;
   private mmapSize = 0;
   private runBuf = new Uint8Array(0);
   private run_ = new DataView(new ArrayBuffer(8));
@@ -275,6 +282,7 @@ export class KvmVirtualProcessor implements VirtualProcessor {
     if (run === null) throw new KvmError('mmap kvm_run', this.c.errno());
     this.runPtr = run;
     this.mmapSize = mmapSize;
+    this.kvmRun = kvmRunCall(this.c, this.fd, this.backend.runStub);
     this.runBuf = new Uint8Array(this.c.view(run, mmapSize));
     this.run_ = new DataView(this.runBuf.buffer, this.runBuf.byteOffset, mmapSize);
     const kmask = new Uint8Array(abi.KVM_SIGNAL_MASK_HEADER_SIZE + abi.KERNEL_SIGSET_SIZE);
@@ -344,6 +352,9 @@ export class KvmVirtualProcessor implements VirtualProcessor {
     return decodeSnapshot(regs, sregs);
   }
 
+  /** True when KVM_RUN goes through the generated stub (run-stub.ts), false through libc's ioctl. */
+  get nativeRunStub(): boolean { return this.kvmRun?.native ?? false; }
+
   /** Ends the current run() after the exit being handled (the guest only runs inside run()). */
   requestExit(): void { this.exitRequested = true; }
 
@@ -359,17 +370,17 @@ export class KvmVirtualProcessor implements VirtualProcessor {
     // The kick is the only thing that ends a busy slice, so the budget it is armed with must be a real one.
     const budget = budgetMs > 0 ? Math.min(budgetMs, MAX_SLICE_MS) : MIN_SLICE_MS;
     const deadline = performance.now() + budget;
-    const c = this.c, fd = this.fd, run = this.run_, runBuf = this.runBuf, rec = this.rec, payload = this.payload;
+    const kvmRun = this.kvmRun!, run = this.run_, runBuf = this.runBuf, rec = this.rec, payload = this.payload;
     const userIrqchip = this.backend.irqchip === 'user';
     if (!userIrqchip) run.setUint8(abi.RUN.request_interrupt_window, 0);
     this.armKick(budget);
     try {
       for (;;) {
         if (userIrqchip) run.setUint8(abi.RUN.request_interrupt_window, this.interruptWindowWanted() ? 1 : 0);
-        const r = c.ioctlInt(fd, abi.KVM_RUN, 0);
+        const r = kvmRun.run();
         this.completionPending = false;
         if (r < 0) {
-          const e = c.errno();
+          const e = -r;
           if (e !== abi.EINTR && e !== abi.EAGAIN) return this.terminal({ kind: 'shutdown', code: 255, reason: `KVM_RUN failed: ${errnoName(e)}` });
           // The budget is enforced by the kick alone (no clock read per exit): its signal stays pending
           // outside KVM_RUN, so expiry always surfaces here. Another signal only ends the slice when late.
@@ -668,8 +679,8 @@ export class KvmVirtualProcessor implements VirtualProcessor {
     const run = this.run_;
     run.setUint8(abi.RUN.request_interrupt_window, 0);
     run.setUint8(abi.RUN.immediate_exit, 1);
-    const r = this.c.ioctlInt(this.fd, abi.KVM_RUN, 0);
-    const e = r < 0 ? this.c.errno() : 0;
+    const r = this.kvmRun!.run();
+    const e = r < 0 ? -r : 0;
     run.setUint8(abi.RUN.immediate_exit, 0);
     if (r < 0 && e !== abi.EINTR && e !== abi.EAGAIN) throw new KvmError('KVM_RUN (completing an exit)', e);
     this.takeKick();
@@ -682,6 +693,8 @@ export class KvmVirtualProcessor implements VirtualProcessor {
     this.closed = true;
     if (this.timerId >= 0) { this.c.timerDelete(this.timerId); this.timerId = -1; }
     if (this.runPtr !== null) { this.c.munmap(this.runPtr, this.mmapSize); this.runPtr = null; }
+    this.kvmRun?.free();
+    this.kvmRun = null;
     this.c.close(this.fd);
     this.final ??= { kind: 'shutdown', code: 0, reason: 'partition destroyed' };
   }
