@@ -4,8 +4,8 @@
  *
  * ioctl is variadic in C; it is bound here with fixed prototypes (fd, request, pointer) and
  * (fd, request, integer). On x86-64 SysV a variadic callee only reads %al to decide whether to spill
- * vector registers, so a fixed-prototype call is safe and avoids koffi's slower variadic path on
- * KVM_RUN, the hot call.
+ * vector registers, so a fixed-prototype call is safe and avoids koffi's slower variadic path. (KVM_RUN,
+ * the hot call, normally goes through the zero-argument stub of run-stub.ts instead.)
  */
 import { createRequire } from 'node:module';
 
