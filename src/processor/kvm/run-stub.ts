@@ -51,7 +51,13 @@ export function kvmRunCall(c: Libc, fd: number, native = true): KvmRunCall {
   if (page === null) return viaLibc;
   new Uint8Array(c.view(page, PAGE)).set(runStubCode(fd));
   if (c.mprotect(page, PAGE, abi.PROT_READ | abi.PROT_EXEC) !== 0) { c.munmap(page, PAGE); return viaLibc; }
-  const fn = c.nativeFunction0(page);
+  let fn: () => number;
+  try {
+    fn = c.nativeFunction0(page);
+  } catch {
+    c.munmap(page, PAGE);
+    return viaLibc;
+  }
   let freed = false;
   return {
     run: fn,
