@@ -22,10 +22,10 @@ try {
   skip = `KVM not usable on this host: ${(e as Error).message.split('\n')[0]}`;
 }
 
-async function oneVcpu(onOut: (v: number) => void, runStub = true): Promise<{ backend: ProcessorBackend; vp: VirtualProcessor; write(gpa: number, b: number[]): void }> {
+async function oneVcpu(onOut: (v: number) => void, runStub = true, onIn: () => number = () => 0): Promise<{ backend: ProcessorBackend; vp: VirtualProcessor; write(gpa: number, b: number[]): void }> {
   const memory = kvm!.allocateGuestMemory(0x10000);
   const io = new IoBus();
-  io.register(PORT, 1, { pioRead: () => 0, pioWrite: (_o, _s, v) => onOut(v) }, 'test');
+  io.register(PORT, 1, { pioRead: () => onIn(), pioWrite: (_o, _s, v) => onOut(v) }, 'test');
   const platform: PlatformServices = {
     memory, io, mmio: new MmioBus(), clock: new VirtualClock('realtime'),
     cpuid: { cpuid: () => ({ eax: 0, ebx: 0, ecx: 0, edx: 0 }) },
@@ -105,3 +105,23 @@ for (const runStub of [true, false]) {
     }
   });
 }
+
+test('kvm: saving a vCPU finishes the IN it stopped after (KVM_RUN with immediate_exit through the stub)', { skip }, async () => {
+  const outs: number[] = [];
+  let vp: VirtualProcessor | null = null;
+  const { backend, vp: v, write } = await oneVcpu((x) => outs.push(x), true, () => { vp!.requestExit(); return 0x42; });
+  vp = v;
+  try {
+    write(CODE, [0xe4, PORT, 0xfe, 0xc0, 0xe6, PORT, 0xf4]); // in $PORT, %al; inc %al; out %al, $PORT; hlt
+    vp.setBootState({ mode: 'real', rip: CODE, cs: 0, ds: 0, gpr: { 0: 0 } });
+    assert.equal((await vp.run(1000)).kind, 'yield'); // stopped with the IN's answer still in kvm_run
+    const kvp = vp as KvmVirtualProcessor;
+    const regs = new DataView(kvp.saveState().regs.buffer);
+    assert.equal(regs.getUint8(0), 0x42, 'AL holds the IN data');
+    assert.equal(regs.getUint32(128, true), CODE + 2, 'RIP is past the IN');
+    assert.equal((await vp.run(1000)).kind, 'halted');
+    assert.deepEqual(outs, [0x43]);
+  } finally {
+    backend.destroy();
+  }
+});
