@@ -40,33 +40,48 @@ const data = new Uint8Array(MiB).fill(0x5a);
 // about 1 us in allocation and GC here, more than the read itself; qemu-io's own buffer per command is a malloc).
 const readBuf = new Uint8Array(MiB);
 
-async function runOurs(d: Disk, w: Workload): Promise<number> {
+/** Wall seconds and CPU seconds (user + system, all threads) of one pass. */
+type Pass = { wall: number; cpu: number };
+
+async function runOurs(d: Disk, w: Workload): Promise<Pass> {
   const ops = offsets(w);
+  const c0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   for (const o of ops) {
     if (w.endsWith('write')) await d.write(o.off, data.subarray(0, o.len));
     else await d.read(o.off, readBuf.subarray(0, o.len));
   }
   if (w.endsWith('write')) await d.flush();
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
-  return ops.reduce((a, o) => a + o.len, 0) / MiB / s;
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  const c = process.cpuUsage(c0);
+  return { wall, cpu: (c.user + c.system) / 1e6 };
 }
 
-function qemuIo(path: string, fmt: 'raw' | 'vhdx', w: Workload): number {
+/**
+ * Runs a command and reports its wall and CPU time as the kernel accounts them for the child (wait4's rusage, to the
+ * microsecond; Node does not expose a child's rusage). The CPU time compares the two implementations' work per
+ * operation even when the shared machine's load makes wall times a lottery.
+ */
+const TIMED = 'import os,sys,time\nt=time.monotonic()\npid=os.fork()\nif pid==0:\n  os.execvp(sys.argv[1],sys.argv[1:])\n' +
+  '_,st,ru=os.wait4(pid,0)\nprint(time.monotonic()-t,ru.ru_utime+ru.ru_stime,os.waitstatus_to_exitcode(st))';
+function timed(cmd: string[]): Pass {
+  const r = spawnSync('python3', ['-c', TIMED, ...cmd], { maxBuffer: 256 * MiB, encoding: 'utf8' });
+  const [wall, cpu, status] = (r.stdout.trim().split('\n').pop() ?? '').split(' ').map(Number);
+  if (r.status !== 0 || status !== 0 || wall === undefined || cpu === undefined) throw new Error(`${cmd[0]} failed: ${r.stderr}${r.stdout}`);
+  return { wall, cpu };
+}
+
+function qemuIo(path: string, fmt: 'raw' | 'vhdx', w: Workload): Pass {
   const ops = offsets(w);
   const cmds: string[] = [];
   // -q: qemu-io prints no statistics per command (we print nothing either; printing took most of its time per 4 KiB op).
   for (const o of ops) cmds.push('-c', `${w.endsWith('write') ? 'write -q -P 0x5a' : 'read -q'} ${o.off} ${o.len}`);
   if (w.endsWith('write')) cmds.push('-c', 'flush');
-  // qemu-io's start-up is timed separately (best of 3) and taken off.
-  const base = Math.min(...[0, 1, 2].map(() => time(() => spawnSync('qemu-io', ['-f', fmt, '-t', 'writeback', '-c', 'flush', path]))));
-  const t = time(() => {
-    const r = spawnSync('qemu-io', ['-f', fmt, '-t', 'writeback', ...cmds, path], { maxBuffer: 256 * MiB });
-    if (r.status !== 0) throw new Error(`qemu-io failed: ${String(r.stderr)}`);
-  });
-  return ops.reduce((a, o) => a + o.len, 0) / MiB / Math.max(0.05 * t, t - base);
+  // qemu-io's start-up (open, a flush, exit) is measured separately (best of 3) and taken off.
+  const bases = [0, 1, 2].map(() => timed(['qemu-io', '-f', fmt, '-t', 'writeback', '-c', 'flush', path]));
+  const t = timed(['qemu-io', '-f', fmt, '-t', 'writeback', ...cmds, path]);
+  return { wall: Math.max(0.05 * t.wall, t.wall - Math.min(...bases.map((b) => b.wall))), cpu: Math.max(0, t.cpu - Math.min(...bases.map((b) => b.cpu))) };
 }
-function time(fn: () => unknown): number { const t0 = process.hrtime.bigint(); fn(); return Number(process.hrtime.bigint() - t0) / 1e9; }
 
 const dir = mkdtempSync(join(tmpdir(), 'hyperts-bench-disk-'));
 let n = 0;
@@ -95,15 +110,22 @@ const fresh = async (kind: 'raw' | 'fixed' | 'dynamic' | 'chain', prefill: boole
   return p;
 };
 
-type Row = { name: string; kind: 'raw' | 'fixed' | 'dynamic' | 'chain'; prefill: boolean; qemuFmt?: 'raw' | 'vhdx'; ours: Record<Workload, number>; qemu?: Record<Workload, number> };
+/** ours/qemu: MB/s (best of the repetitions); oursCpu/qemuCpu: CPU microseconds per operation (least of them). */
+type Row = {
+  name: string; kind: 'raw' | 'fixed' | 'dynamic' | 'chain'; prefill: boolean; qemuFmt?: 'raw' | 'vhdx';
+  ours: Record<Workload, number>; qemu?: Record<Workload, number>; oursCpu: Record<Workload, number>; qemuCpu: Record<Workload, number>;
+};
 const zero = (): Record<Workload, number> => ({ 'seq-write': 0, 'rand-write': 0, 'seq-read': 0, 'rand-read': 0 });
+const inf = (): Record<Workload, number> => ({ 'seq-write': Infinity, 'rand-write': Infinity, 'seq-read': Infinity, 'rand-read': Infinity });
+const MB = (w: Workload) => offsets(w).reduce((a, o) => a + o.len, 0) / MiB;
+const usPerOp = (w: Workload, cpu: number) => (cpu * 1e6) / offsets(w).length;
 const rows: Row[] = [
-  { name: 'raw (prefilled)', kind: 'raw', prefill: true, qemuFmt: 'raw', ours: zero(), qemu: zero() },
-  { name: 'raw first write (sparse)', kind: 'raw', prefill: false, qemuFmt: 'raw', ours: zero(), qemu: zero() },
-  { name: 'fixed VHDX (prefilled)', kind: 'fixed', prefill: true, qemuFmt: 'vhdx', ours: zero(), qemu: zero() },
-  { name: 'dynamic VHDX first write', kind: 'dynamic', prefill: false, qemuFmt: 'vhdx', ours: zero(), qemu: zero() },
-  { name: 'dynamic VHDX overwrite', kind: 'dynamic', prefill: true, qemuFmt: 'vhdx', ours: zero(), qemu: zero() },
-  { name: '3-deep differencing chain', kind: 'chain', prefill: false, ours: zero() },
+  { name: 'raw (prefilled)', kind: 'raw', prefill: true, qemuFmt: 'raw', ours: zero(), qemu: zero(), oursCpu: inf(), qemuCpu: inf() },
+  { name: 'raw first write (sparse)', kind: 'raw', prefill: false, qemuFmt: 'raw', ours: zero(), qemu: zero(), oursCpu: inf(), qemuCpu: inf() },
+  { name: 'fixed VHDX (prefilled)', kind: 'fixed', prefill: true, qemuFmt: 'vhdx', ours: zero(), qemu: zero(), oursCpu: inf(), qemuCpu: inf() },
+  { name: 'dynamic VHDX first write', kind: 'dynamic', prefill: false, qemuFmt: 'vhdx', ours: zero(), qemu: zero(), oursCpu: inf(), qemuCpu: inf() },
+  { name: 'dynamic VHDX overwrite', kind: 'dynamic', prefill: true, qemuFmt: 'vhdx', ours: zero(), qemu: zero(), oursCpu: inf(), qemuCpu: inf() },
+  { name: '3-deep differencing chain', kind: 'chain', prefill: false, ours: zero(), oursCpu: inf(), qemuCpu: inf() },
 ];
 
 const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
@@ -115,12 +137,16 @@ try {
       for (const row of rows) {
         const p = await fresh(row.kind, row.prefill); // fresh files: first-write rows must not see earlier passes
         const d = await openDisk(p);
-        row.ours[w] = Math.max(row.ours[w], await runOurs(d, w));
+        const o = await runOurs(d, w);
+        row.ours[w] = Math.max(row.ours[w], MB(w) / o.wall);
+        row.oursCpu[w] = Math.min(row.oursCpu[w], usPerOp(w, o.cpu));
         await d.close();
         rmSync(dirname(p), { recursive: true });
         if (row.qemuFmt && row.qemu) {
           const q = await fresh(row.kind, row.prefill);
-          row.qemu[w] = Math.max(row.qemu[w], qemuIo(q, row.qemuFmt, w));
+          const qp = qemuIo(q, row.qemuFmt, w);
+          row.qemu[w] = Math.max(row.qemu[w], MB(w) / qp.wall);
+          row.qemuCpu[w] = Math.min(row.qemuCpu[w], usPerOp(w, qp.cpu));
           rmSync(dirname(q), { recursive: true });
         }
       }
@@ -134,6 +160,11 @@ try {
       const q = r.qemu ? ` | ${r.qemu[w].toFixed(0)} (${(r.ours[w] / r.qemu[w]).toFixed(2)}x)` : '';
       return `${w} ${r.ours[w].toFixed(0)} (${(r.ours[w] / raw[w]).toFixed(2)}x)${q}`;
     });
+    console.log(`${r.name.padEnd(28)} ${cells.join('; ')}`);
+  }
+  console.log('CPU time per operation, user + system of all threads (microseconds; least of the repetitions; less load-dependent than wall time): hyperts | qemu-io');
+  for (const r of rows) {
+    const cells = WORKLOADS.map((w) => `${w} ${r.oursCpu[w].toFixed(1)}${r.qemu ? ` | ${r.qemuCpu[w].toFixed(1)}` : ''}`);
     console.log(`${r.name.padEnd(28)} ${cells.join('; ')}`);
   }
   const by = (n: string) => rows.find((r) => r.name.startsWith(n))!;
