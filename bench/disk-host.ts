@@ -5,7 +5,8 @@
  * compared with a raw file's first writes into sparse space at the same offsets, the goal's reference for allocation.
  * Then the same workload through qemu-io (raw, fixed, dynamic; qemu cannot open differencing VHDX) on the same kind
  * of files. Wall time on a shared machine is noisy: each figure is the best of `--reps` runs, and the machine's load
- * average is printed.
+ * average is printed; CPU time per operation (ours: all threads of this process; qemu-io: the child's rusage, taken
+ * through python3) is printed too, as it depends much less on what else the machine runs.
  *
  *   npm run bench:disk-host [-- --size-mib 128 --random-ops 2048 --reps 2]
  */
