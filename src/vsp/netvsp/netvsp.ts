@@ -342,7 +342,8 @@ export class NetvspAdapter implements ChannelProvider, NetworkEndpoint {
         this.packetFilter = new DataView(info.buffer, info.byteOffset).getUint32(0, true);
         return R.RNDIS_STATUS_SUCCESS;
       case Oid.TCP_OFFLOAD_PARAMETERS:
-        // Offloads stay off whatever the guest asks; Linux only needs the SET to succeed.
+        // Transmit offloads stay off whatever the guest asks; Linux only needs the SET to succeed. Receive
+        // checksum info (rx-checksum.ts) needs no negotiation: hv_netvsc always turns on NETIF_F_RXCSUM.
         return R.RNDIS_STATUS_SUCCESS;
       case Oid.MULTICAST_LIST:
         return R.RNDIS_STATUS_SUCCESS;

@@ -211,7 +211,8 @@ export function u32(x: number): Uint8Array {
 
 /**
  * The offload capabilities object Linux insists on: type 0xA7, revision >= 1, size between 112 and the
- * returned length; all capability fields zero = no offloads (the guest checksums and segments itself).
+ * returned length; all capability fields zero = no transmit offloads (the guest checksums and segments what
+ * it sends). Receive checksum results are reported per packet without a capability (rx-checksum.ts).
  * The length follows what the guest asked for (its request carries the header it expects).
  */
 export function noOffloads(request: Uint8Array): Uint8Array {
