@@ -2,8 +2,8 @@
  * The small file interface the disk formats are written against. The real one is a Node FileHandle; tests put a
  * layer underneath that loses every write not yet flushed (simulated power loss) or crashes at a chosen point.
  */
-import { open, type FileHandle } from 'node:fs/promises';
-import { read as fsRead, write as fsWrite } from 'node:fs';
+import { close as fsClose, fdatasync, fstat, ftruncate, open as fsOpen, read as fsRead, write as fsWrite } from 'node:fs';
+import { promisify } from 'node:util';
 import { punchHole, readNoWait } from './host-io.js';
 
 export interface BlockFile {
@@ -36,13 +36,26 @@ const ZERO_CHUNK = new Uint8Array(1024 * 1024);
 /** Reads up to this size are first tried from the page cache on the event loop (a copy of at most ~50 us). */
 const NOWAIT_READ_MAX = 256 * 1024;
 
+export type FileOpener = (path: string, readOnly: boolean) => Promise<BlockFile>;
+
+const openP = promisify(fsOpen), fstatP = promisify(fstat), ftruncateP = promisify(ftruncate), fdatasyncP = promisify(fdatasync), closeP = promisify(fsClose);
+
+/** A host file through its descriptor (fs calls on the number: works as well for a descriptor handed over by another process). */
 export class NodeFile implements BlockFile {
-  private constructor(readonly path: string, private readonly h: FileHandle, readonly readOnly: boolean) {}
-  get fd(): number { return this.h.fd; }
+  private closed = false;
+  private constructor(readonly path: string, readonly fd: number, readonly readOnly: boolean) {}
 
   static async open(path: string, readOnly: boolean, create = false): Promise<NodeFile> {
-    const h = await open(path, create ? 'wx+' : readOnly ? 'r' : 'r+');
-    return new NodeFile(path, h, readOnly);
+    const fd = await openP(path, create ? 'wx+' : readOnly ? 'r' : 'r+');
+    return new NodeFile(path, fd, readOnly);
+  }
+  /**
+   * A file from a descriptor this process already holds (a VM worker's disk sent by the service); `path` names
+   * it in messages. The NodeFile owns the descriptor from now on: close() closes it.
+   */
+  static fromFd(path: string, fd: number, readOnly: boolean): NodeFile {
+    if (!Number.isInteger(fd) || fd < 0) throw new Error(`${path}: invalid file descriptor ${fd}`);
+    return new NodeFile(path, fd, readOnly);
   }
   // fs.read/fs.write on the descriptor: the same thread-pool I/O as FileHandle.read, with less per-call overhead
   // (about 1.5x the small random I/O rate measured here).
@@ -50,31 +63,35 @@ export class NodeFile implements BlockFile {
     let done = 0;
     if (buf.length <= NOWAIT_READ_MAX) {
       while (done < buf.length) {
-        const n = readNoWait(this.h.fd, done === 0 ? buf : buf.subarray(done), pos + done);
+        const n = readNoWait(this.fd, done === 0 ? buf : buf.subarray(done), pos + done);
         if (n < 0) break; // not (all) cached: the thread pool reads the rest
         if (n === 0) return done;
         done += n;
       }
     }
     while (done < buf.length) {
-      const n = await new Promise<number>((res, rej) => fsRead(this.h.fd, buf, done, buf.length - done, pos + done, (e, b) => (e ? rej(e) : res(b))));
+      const n = await new Promise<number>((res, rej) => fsRead(this.fd, buf, done, buf.length - done, pos + done, (e, b) => (e ? rej(e) : res(b))));
       if (n === 0) break;
       done += n;
     }
     return done;
   }
-  async write(data: Uint8Array, pos: number): Promise<void> { await writeAll(this.h.fd, data, pos); }
-  async size(): Promise<number> { return (await this.h.stat()).size; }
-  async truncate(len: number): Promise<void> { await this.h.truncate(len); }
-  async flush(): Promise<void> { await this.h.datasync(); }
+  async write(data: Uint8Array, pos: number): Promise<void> { await writeAll(this.fd, data, pos); }
+  async size(): Promise<number> { return (await fstatP(this.fd)).size; }
+  async truncate(len: number): Promise<void> { await ftruncateP(this.fd, len); }
+  async flush(): Promise<void> { await fdatasyncP(this.fd); }
   async zeroRange(pos: number, len: number): Promise<void> {
     if (len <= 0) return;
-    if (punchHole(this.h.fd, pos, len)) return;
+    if (punchHole(this.fd, pos, len)) return;
     for (let off = 0; off < len; off += ZERO_CHUNK.length) {
       await this.write(ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, len - off)), pos + off);
     }
   }
-  async close(): Promise<void> { await this.h.close(); }
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await closeP(this.fd);
+  }
 }
 
 async function writeAll(fd: number, data: Uint8Array, pos: number): Promise<void> {

@@ -31,6 +31,8 @@ import { diskChainPaths } from '../storage/open.js';
 import { capturedDrives, captureProblem, consolidate, crashPoint, createChild, withDrivePaths, type OnlineMerge } from './checkpoint-disks.js';
 import { exportVm, planImport, readExport, recordImport } from './export-import.js';
 import { resolveConfinedPath } from './confined-path.js';
+import { FileChannel, filesFor, WORKER_FILE_CHANNEL_FD } from './worker-grants.js';
+import type { FileGrant } from './worker-files.js';
 import { clientPath } from './drives.js';
 import { IC_NAMES, type IcName, type IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
 
@@ -108,6 +110,8 @@ export interface IntegrationServiceView { name: IcName; enabled: boolean; status
 export interface StopOptions { turnOff?: boolean; force?: boolean; wait?: boolean; timeoutMs?: number }
 
 const CONSOLE_HISTORY = 256 * 1024;
+/** Worker requests that open files (they get them as descriptors: worker-grants.ts). */
+const OPENS_FILES = new Set<WorkerOp['op']>(['checkpointDetach', 'checkpointAttach', 'mergeCopy', 'mergeFinish', 'attachDrive', 'changeMedia']);
 const REQUEST_TIMEOUT_MS = 60_000;
 const CLK_TCK = 100;
 
@@ -123,8 +127,12 @@ interface Runtime {
   nextId: number;
   /** Why the worker is ending, when the service or the guest decided it (otherwise it crashed). */
   exitReason: string | null;
-  /** Runs under bubblewrap (its file view is fixed at start). */
+  /** Runs under bubblewrap (its file view is fixed at start: later files reach it as descriptors, through `files`). */
   isolated: boolean;
+  /** Hands the worker files it opens after start (worker-grants.ts); null where descriptors cannot be passed. */
+  files: FileChannel | null;
+  /** Online merges under way: child -> parent (mergeFinish opens the parent). */
+  mergeParents: Map<string, string>;
   stderrTail: string;
   exited: Promise<void>;
   cpuTicks: number;
@@ -216,12 +224,13 @@ export class VmmsService extends EventEmitter {
       },
       request: (n, op) => {
         const e = this.entry(n);
-        // bubblewrap's binds are fixed when the worker starts: a file added later is not in its view.
-        if (op.op === 'attachDrive' && e.rt?.isolated) {
-          return Promise.reject(conflict(`cannot hot-add ${op.drive.path} to VM '${n}': its worker is isolated and sees only the files it started with; ` +
+        // bubblewrap's binds are fixed when the worker starts: a file added later reaches it as a descriptor.
+        if (op.op === 'attachDrive' && e.rt?.isolated && !e.rt.files) {
+          return Promise.reject(conflict(`cannot hot-add ${op.drive.path} to VM '${n}': its worker is isolated and this host cannot hand it the file (descriptor passing is unavailable: koffi could not load libc); ` +
             `stop-vm ${n}, add the disk, and start it again (or run the service with --no-isolation)`));
         }
-        return this.request(e, op);
+        const rt = e.rt;
+        return this.request(e, op).then((v) => { if (rt && e.rt === rt) this.refreshHolderRecords(e, rt); return v; });
       },
     });
     this.metricsTimer = setInterval(() => this.sampleMetrics(), 1000);
@@ -424,13 +433,21 @@ export class VmmsService extends EventEmitter {
     this.transition(e, 'Starting', restoring ? 'start requested: restoring the saved state' : 'start requested');
     let launch: SandboxLaunch | null;
     try { launch = await this.sandbox(e, wc); } catch (err) { this.transition(e, restoring ? 'Saved' : 'Off', `start failed: ${(err as Error).message}`); throw err; }
+    // The file channel goes in at a fixed descriptor, after bwrap's seccomp program (or a placeholder).
+    const files = FileChannel.create();
+    const extra = launch ? launch.fds : ['ignore' as const];
+    if (files && 4 + extra.length === WORKER_FILE_CHANNEL_FD) wc.fileChannel = WORKER_FILE_CHANNEL_FD;
+    const stdio = ['ignore' as const, 'ignore' as const, 'pipe' as const, 'ipc' as const, ...extra, ...(wc.fileChannel !== undefined ? [files!.workerEnd] : [])];
     const child = launch
-      ? spawn(launch.command, launch.args, { serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc', ...launch.fds] })
-      : fork(this.workerPath, [], { serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [] });
+      ? spawn(launch.command, launch.args, { serialization: 'advanced', stdio })
+      : fork(this.workerPath, [], { serialization: 'advanced', stdio, execArgv: [] });
     if (launch) closeFds(launch.fds);
+    files?.closeWorkerEnd();
+    if (wc.fileChannel === undefined) files?.close();
     let resolveExit!: () => void;
     const rt: Runtime = {
       child, pid: child.pid ?? -1, startedAt: 0, backend: null, status: null, pending: new Map(), nextId: 1, exitReason: null, isolated: launch !== null,
+      files: wc.fileChannel !== undefined ? files : null, mergeParents: new Map(),
       stderrTail: '', exited: new Promise((r) => { resolveExit = r; }), cpuTicks: 0, cpuAt: Date.now(), cpuUsage: 0,
       finalState: restoring ? 'Saved' : 'Off', heldDisks: [],
     };
@@ -486,6 +503,7 @@ export class VmmsService extends EventEmitter {
         // A killed worker leaves its lock-holder records behind (its OFD locks died with it): they would name it.
         const writable = e.rec.config.hardware.drives.filter((d) => d.kind === 'disk' && !d.readOnly && d.path).map((d) => d.path!);
         this.drives.clearHolderRecords(rt.pid, [...new Set([...rt.heldDisks, ...writable])]);
+        rt.files?.close();
         const oom = launch?.cleanup().oomKilled ?? false;
         const unexpected = rt.exitReason === null;
         const why = rt.exitReason ?? (oom ? `the worker exceeded its memory limit (${Math.round(this.memoryLimit(e.rec.config) / 1048576)} MB) and was killed` : null) ?? `worker process ${rt.pid} ended unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`})` +
@@ -565,9 +583,31 @@ export class VmmsService extends EventEmitter {
     return launch;
   }
 
+  /**
+   * A request to the worker. One that opens files (checkpoint, merge, hot-add) gets them as descriptors first
+   * (worker-grants.ts), so an isolated worker can use files it did not start with.
+   */
   private request(e: Entry, req: WorkerOp, timeoutMs = REQUEST_TIMEOUT_MS): Promise<unknown> {
     const rt = e.rt;
     if (!rt || !rt.child.connected) return Promise.reject(conflict(`VM '${e.rec.name}' is not running`));
+    if (rt.files && OPENS_FILES.has(req.op)) return this.requestWithFiles(e, rt, req, timeoutMs);
+    return this.sendRequest(e, rt, req, timeoutMs, undefined);
+  }
+
+  private async requestWithFiles(e: Entry, rt: Runtime, req: WorkerOp, timeoutMs: number): Promise<unknown> {
+    const wanted = await filesFor(req, req.op === 'mergeFinish' ? rt.mergeParents.get(req.child) : undefined)
+      .catch((err: Error) => { throw conflict(`VM '${e.rec.name}': cannot open the files for ${req.op}: ${err.message}`); });
+    if (req.op === 'mergeCopy') rt.mergeParents.set(req.child, req.parent);
+    if (req.op === 'mergeFinish') rt.mergeParents.delete(req.child);
+    if (e.rt !== rt || !rt.child.connected || !rt.files) throw conflict(`VM '${e.rec.name}' is not running`);
+    let grants: FileGrant[] | undefined;
+    try { grants = wanted.length ? rt.files.send(wanted) : undefined; } catch (err) {
+      throw conflict(`VM '${e.rec.name}': cannot hand the worker the files for ${req.op}: ${(err as Error).message}`);
+    }
+    return this.sendRequest(e, rt, req, timeoutMs, grants);
+  }
+
+  private sendRequest(e: Entry, rt: Runtime, req: WorkerOp, timeoutMs: number, files: FileGrant[] | undefined): Promise<unknown> {
     const id = rt.nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -575,8 +615,18 @@ export class VmmsService extends EventEmitter {
         reject(new VmmsError(504, 'Timeout', `VM '${e.rec.name}': the worker did not answer ${req.op} within ${timeoutMs / 1000} s`));
       }, timeoutMs);
       rt.pending.set(id, { resolve, reject, timer });
-      rt.child.send({ t: 'req', id, req } satisfies ToWorker);
+      rt.child.send({ t: 'req', id, req, ...(files ? { files } : {}) } satisfies ToWorker);
     });
+  }
+
+  /** An isolated worker's lock-holder records follow the disks it writes (checkpoints, merges, hot-add/remove). */
+  private refreshHolderRecords(e: Entry, rt: Runtime): void {
+    if (!rt.isolated || rt.backend === null) return;
+    const writable = e.rec.config.hardware.drives.filter((d) => d.kind === 'disk' && !d.readOnly && d.path).map((d) => d.path!);
+    const gone = rt.heldDisks.filter((p) => !writable.includes(p));
+    this.drives.clearHolderRecords(rt.pid, gone);
+    const added = this.drives.writeHolderRecords(e.rec.name, rt.pid, writable.filter((p) => !rt.heldDisks.includes(p)));
+    rt.heldDisks = [...rt.heldDisks.filter((p) => writable.includes(p)), ...added];
   }
 
   /** Stop-VM: graceful through the Shutdown integration service, or --turn-off, or --force (graceful, then off). */
@@ -701,11 +751,14 @@ export class VmmsService extends EventEmitter {
       if (!this.entries.has(e.rec.id)) return;
       const rt = e.rt;
       const inUse = new Set(rt ? capturedDrives(e.rec.config.hardware).map((d) => d.path!) : []);
-      // A running worker merges the disk it writes online; an isolated one sees only the files it started
-      // with (the parent is bound read-only), so its merges wait until the VM stops.
-      const online: OnlineMerge | null = rt && !rt.isolated && rt.backend !== null ? {
+      // A running worker merges the disk it writes online (an isolated one gets the parent as a writable
+      // descriptor); without descriptor passing an isolated worker's merges wait until the VM stops.
+      const online: OnlineMerge | null = rt && (!rt.isolated || rt.files) && rt.backend !== null ? {
         copy: async (child, parent) => { await this.request(e, { op: 'mergeCopy', child, parent }, 60 * 60_000); },
-        finish: async (child, commit) => { await this.request(e, { op: 'mergeFinish', child, commit }, 120_000); },
+        finish: async (child, commit) => {
+          await this.request(e, { op: 'mergeFinish', child, commit }, 120_000);
+          if (e.rt === rt) this.refreshHolderRecords(e, rt);
+        },
         failed: async (err) => {
           if (e.rt !== rt) return;
           this.record(e, null, null, `the worker could not continue on the merged disk (${err.message}); the VM is turned off so that no write goes astray`);
@@ -714,7 +767,7 @@ export class VmmsService extends EventEmitter {
           await rt.exited;
         },
       } : null;
-      const waitReason = rt?.isolated ? 'its worker is isolated and may only read the checkpoint\'s disk, so it cannot merge while it runs' : 'the VM is starting';
+      const waitReason = rt?.isolated && !rt.files ? 'its worker is isolated and this host cannot hand it the parent disk (descriptor passing is unavailable), so it cannot merge while it runs' : 'the VM is starting';
       try {
         const before = JSON.stringify(e.rec.config);
         const config = await consolidate(this.inventory, e.rec.id, e.rec.config, { inUse, online, waitReason, note: (m) => this.record(e, null, null, m) });
@@ -812,8 +865,8 @@ export class VmmsService extends EventEmitter {
     if (hasDisks(e.rec.config.hardware)) {
       const problem = await captureProblem(e.rec.config.hardware);
       if (problem) throw conflict(`cannot checkpoint VM '${e.rec.name}': ${problem}`);
-      if (live && disks.length && rt?.isolated) {
-        throw conflict(`cannot checkpoint VM '${e.rec.name}' while it runs: its isolated worker sees only the files it started with, so it cannot move its disks onto new differencing disks ` +
+      if (live && disks.length && rt?.isolated && !rt.files) {
+        throw conflict(`cannot checkpoint VM '${e.rec.name}' while it runs: its isolated worker sees only the files it started with and this host cannot hand it the new differencing disks (descriptor passing is unavailable) ` +
           `(save-vm ${e.rec.name}, checkpoint-vm ${e.rec.name}, start-vm ${e.rec.name}: the checkpoint keeps the running state)`);
       }
     }
@@ -928,6 +981,7 @@ export class VmmsService extends EventEmitter {
             void this.consolidateDisks(e);
             throw conflict(`cannot checkpoint VM '${e.rec.name}': the worker could not continue on the new differencing disks: ${(err as Error).message}`);
           }
+          if (e.rt) this.refreshHolderRecords(e, e.rt);
         }
         return { rec, children };
       });

@@ -1,0 +1,103 @@
+/**
+ * The service's side of file grants (fd-passing.ts): before a request that makes the worker open files, the
+ * service opens them itself, with its own checks, sends the descriptors and names them in the request
+ * (worker-files.ts). This is how an isolated worker, which sees only the files it started with, takes an online
+ * checkpoint (the new differencing disk), merges online (the parent, writable) and gets a hot-added disk.
+ *
+ * A disk is granted with its whole chain (the disk, then each parent as its locator resolves, read-only):
+ * simpler than the worker asking for parents, and the worker can then never name a file itself.
+ */
+import { closeSync, constants, fstatSync, openSync, statSync } from 'node:fs';
+import { diskChainPaths } from '../storage/open.js';
+import { closeFds } from './sandbox.js';
+import { fdChannelPair, fdPassingAvailable, GRANT_WRITABLE, sendFd } from './fd-passing.js';
+import type { FileGrant } from './worker-files.js';
+import type { WorkerOp } from './worker-protocol.js';
+
+/** Where the worker finds its end of the channel (after stdin/out/err, the IPC channel and bwrap's seccomp descriptor). */
+export const WORKER_FILE_CHANNEL_FD = 5;
+
+export interface FileWanted { path: string; writable: boolean }
+
+/** The files a request opens in the worker (none for most). `mergeParent`: the parent an online merge finishes on. */
+export async function filesFor(op: WorkerOp, mergeParent?: string): Promise<FileWanted[]> {
+  switch (op.op) {
+    case 'checkpointDetach': return chains(op.disks.map((p) => [p, true]));
+    case 'checkpointAttach': return chains(op.swaps.flatMap((s) => [[s.to, true], [s.from, true]] as [string, boolean][]));
+    case 'mergeCopy': return chains([[op.parent, true]]);
+    case 'mergeFinish': return op.commit && mergeParent ? chains([[mergeParent, true]]) : [];
+    case 'attachDrive':
+    case 'changeMedia':
+      return op.drive.path ? chains([[op.drive.path, op.drive.kind === 'disk' && !op.drive.readOnly]]) : [];
+    default: return [];
+  }
+}
+
+async function chains(tops: [string, boolean][]): Promise<FileWanted[]> {
+  const out: FileWanted[] = [];
+  const seen = new Set<string>();
+  for (const [top, writable] of tops) {
+    const chain = await diskChainPaths(top);
+    chain.forEach((path, i) => {
+      const w = i === 0 && writable;
+      const key = `${w ? 'w' : 'r'}:${path}`;
+      if (!seen.has(key)) { seen.add(key); out.push({ path, writable: w }); }
+    });
+  }
+  return out;
+}
+
+/** Opens a file to hand over: a regular file only (never a FIFO, device or socket), the same one stat saw. */
+export function openForGrant(path: string, writable: boolean): number {
+  const st = statSync(path);
+  if (!st.isFile()) throw new Error(`${path} is not a regular file`);
+  // O_NONBLOCK: a FIFO swapped in after the stat must not hang the service on open.
+  const fd = openSync(path, (writable ? constants.O_RDWR : constants.O_RDONLY) | constants.O_NONBLOCK | constants.O_NOCTTY);
+  try {
+    const now = fstatSync(fd);
+    if (!now.isFile() || now.ino !== st.ino || now.dev !== st.dev) throw new Error(`${path} changed while it was being opened`);
+    return fd;
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+}
+
+/** A worker's file channel, the service's end. */
+export class FileChannel {
+  private next = 1;
+  private closed = false;
+  private constructor(private readonly fd: number, private worker: number) {}
+  get workerEnd(): number { return this.worker; }
+
+  /** A new channel, or null when descriptors cannot be passed here (then an isolated worker keeps its files). */
+  static create(): FileChannel | null {
+    if (!fdPassingAvailable()) return null;
+    try { const [s, w] = fdChannelPair(); return new FileChannel(s, w); } catch { return null; }
+  }
+
+  /** After spawn: the child has its copy of the worker's end. */
+  closeWorkerEnd(): void { if (this.worker >= 0) closeFds([this.worker]); this.worker = -1; }
+
+  /** Opens and sends each file; the grants name them in the request. The service keeps no descriptor. */
+  send(files: FileWanted[]): FileGrant[] {
+    if (this.closed) throw new Error('the worker\'s file channel is closed');
+    const out: FileGrant[] = [];
+    for (const f of files) {
+      const fd = openForGrant(f.path, f.writable);
+      try {
+        const grant = this.next++;
+        sendFd(this.fd, fd, grant, f.writable ? GRANT_WRITABLE : 0);
+        out.push({ grant, path: f.path, writable: f.writable });
+      } finally { closeSync(fd); }
+    }
+    return out;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeWorkerEnd();
+    closeFds([this.fd]);
+  }
+}
