@@ -169,10 +169,11 @@ export function receiveFd(channel: number, stats?: { rejected: number }): Receiv
       if (e === EAGAIN) return null;
       throw new FdPassingError(`receiving a file from the service failed (errno ${e})`);
     }
-    if (n === 0) return null; // the service's end is closed
     const mv = new DataView(m.buffer);
     const msgFlags = mv.getInt32(48, true);
     const fds = controlFds(control, Number(mv.getBigUint64(40, true)));
+    // Zero bytes: the service's end is closed, or an empty message (its descriptors are dropped).
+    if (n === 0 && fds.length === 0) return null;
     const dv = new DataView(data.buffer);
     const ok = n === GRANT_HEADER && !(msgFlags & (MSG_CTRUNC | MSG_TRUNC)) && fds.length === 1 && dv.getUint32(0, true) === GRANT_MAGIC;
     if (!ok) {

@@ -29,7 +29,7 @@ export class WorkerFiles {
   readonly stats = { rejected: 0 };
 
   /** `channel`: this worker's end of the socketpair, or null (no descriptors: paths only). */
-  constructor(private readonly channel: number | null) {}
+  constructor(private readonly channel: number | null, private readonly arrivalTimeoutMs = ARRIVAL_TIMEOUT_MS) {}
 
   /** Runs `fn` with the request's granted files available to openFile; closes them afterwards. */
   async with<T>(grants: FileGrant[] | undefined, fn: () => Promise<T>): Promise<T> {
@@ -70,7 +70,7 @@ export class WorkerFiles {
         if (r) { this.unclaimed.delete(n); take(r); }
       }
       // They were sent before the request's message, so they are queued by now; a short wait covers the rest.
-      const deadline = Date.now() + ARRIVAL_TIMEOUT_MS;
+      const deadline = Date.now() + this.arrivalTimeoutMs;
       while (want.size) {
         const r = receiveFd(this.channel, this.stats);
         if (r) { if (!take(r)) this.park(r); continue; }
