@@ -219,6 +219,7 @@ export class VmmsService extends EventEmitter {
           this.inventory.updateConfig(e.rec.id, e.rec.config);
           for (const p of removed) this.inventory.keepCheckpointFile(p);
         });
+        if (e.rt) this.refreshHolderRecords(e, e.rt);
         this.record(e, null, null, message);
         this.changed(e);
       },
@@ -229,8 +230,7 @@ export class VmmsService extends EventEmitter {
           return Promise.reject(conflict(`cannot hot-add ${op.drive.path} to VM '${n}': its worker is isolated and this host cannot hand it the file (descriptor passing is unavailable: koffi could not load libc); ` +
             `stop-vm ${n}, add the disk, and start it again (or run the service with --no-isolation)`));
         }
-        const rt = e.rt;
-        return this.request(e, op).then((v) => { if (rt && e.rt === rt) this.refreshHolderRecords(e, rt); return v; });
+        return this.request(e, op);
       },
     });
     this.metricsTimer = setInterval(() => this.sampleMetrics(), 1000);

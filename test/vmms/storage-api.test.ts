@@ -244,16 +244,33 @@ test('running VMs: SCSI disks hot-added and removed through the worker, which ho
   } finally { await f.close(); rmSync(f.dir, { recursive: true, force: true }); f = shared; }
 });
 
-test('an isolated worker sees only the files it started with: hot add is refused with the way out, its own disk works', { skip: (!isolationSupport().available && `isolation not available here: ${isolationSupport().notes.join('; ')}`) || (!haveBinutils() && 'binutils not installed') || false }, async () => {
+test('an isolated worker gets hot-added disks from the service as descriptors (a differencing VHDX with its chain); hot remove lets go of them', { skip: (!isolationSupport().available && `isolation not available here: ${isolationSupport().notes.join('; ')}`) || (!haveBinutils() && 'binutils not installed') || false }, async () => {
   const own = join(files, 'iso-own.img'), later = join(files, 'iso-later.img');
   writeFileSync(own, Buffer.alloc(1048576));
   writeFileSync(later, Buffer.alloc(1048576));
+  const base = (await newVhd({ path: join(files, 'iso-base.vhdx'), sizeBytes: '16MB' })).path;
+  const diff = (await newVhd({ path: join(files, 'iso-diff.avhdx'), parentPath: base })).path;
   await f.client.call('POST', '/vms', { ...testVm('iso'), vhdPath: own });
   assert.equal((await f.client.call<VmView>('POST', '/vms/iso/start', {})).state, 'Running');
-  await rejects(f.client.call('POST', '/vms/iso/hard-disk-drives', { path: later }), 409, /its worker is isolated and sees only the files it started with; stop-vm iso, add the disk, and start it again/);
+  const events = async (): Promise<string> => (await f.client.call<{ message: string }[]>('GET', '/vms/iso/events')).map((e) => e.message).join('\n');
+  assert.doesNotMatch(await events(), /without isolation/i, 'the worker runs in its sandbox');
+  const pid = f.service.workerPid('iso');
+  // Neither file is in the sandbox: the service opens them (and the parent) and hands them over.
+  assert.equal((await f.client.call<DriveView>('POST', '/vms/iso/hard-disk-drives', { path: later })).controllerLocation, 1);
+  assert.equal((await f.client.call<DriveView>('POST', '/vms/iso/hard-disk-drives', { path: diff })).controllerLocation, 2);
+  assert.deepEqual(slots(await disks('iso')), [`SCSI 0:0 ${own}`, `SCSI 0:1 ${later}`, `SCSI 0:2 ${diff}`]);
+  assert.equal(f.service.workerPid('iso'), pid, 'the same worker');
+  // The sandboxed worker holds the disks' locks (the parent shared); the service wrote the holder records it could not.
+  for (const p of [own, later, diff]) await assert.rejects(openDisk(p, { purpose: 'test' }), new RegExp(`${p.split('/').pop()!.replace('.', '\\.')} is in use by VM iso \\(pid ${pid}`));
+  await assert.rejects(openDisk(base, { purpose: 'test' }), /iso-base\.vhdx is in use/, 'the parent is open read-only in the worker');
+  await (await openDisk(base, { readOnly: true, purpose: 'test' })).close();
+  await f.client.call('DELETE', '/vms/iso/hard-disk-drives/SCSI/0/1');
+  await f.client.call('DELETE', '/vms/iso/hard-disk-drives/SCSI/0/2');
   assert.deepEqual(slots(await disks('iso')), [`SCSI 0:0 ${own}`]);
-  // The sandboxed worker holds the disk's lock; the service wrote the holder record it could not.
-  await assert.rejects(openDisk(own, { purpose: 'test' }), /iso-own.img is in use by VM iso \(pid \d+/);
+  // Hot remove closed the descriptors: the files open for writing again, and no record names the worker.
+  for (const p of [later, diff, base]) await (await openDisk(p, { purpose: 'test' })).close();
+  assert.equal(existsSync(holderRecordPath(later)), false);
+  assert.equal(existsSync(holderRecordPath(diff)), false);
   await f.client.call('POST', '/vms/iso/stop', { turnOff: true });
   assert.equal(existsSync(holderRecordPath(own)), false, 'the holder record goes with the worker');
   await (await openDisk(own, { purpose: 'test' })).close();
