@@ -26,9 +26,9 @@ export async function filesFor(op: WorkerOp, mergeParent?: string): Promise<File
     case 'checkpointAttach': return chains(op.swaps.flatMap((s) => [[s.to, true], [s.from, true]] as [string, boolean][]));
     case 'mergeCopy': return chains([[op.parent, true]]);
     case 'mergeFinish': return op.commit && mergeParent ? chains([[mergeParent, true]]) : [];
-    case 'attachDrive':
-    case 'changeMedia':
-      return op.drive.path ? chains([[op.drive.path, op.drive.kind === 'disk' && !op.drive.readOnly]]) : [];
+    case 'attachDrive': return op.drive.path ? chains([[op.drive.path, op.drive.kind === 'disk' && !op.drive.readOnly]]) : [];
+    // A disc image is read as it is: no chain to follow.
+    case 'changeMedia': return op.drive.path ? [{ path: op.drive.path, writable: false }] : [];
     default: return [];
   }
 }
