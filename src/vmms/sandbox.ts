@@ -3,7 +3,8 @@
  * root holding only /usr, the application and the files the VM needs (its kernel, initrd, disks, ISOs, bound
  * one by one), its own VM folder the only writable place, no capabilities, no new user namespaces, a seccomp
  * filter, and memory and process limits in a cgroup of its own (v1 or v2, under the service's cgroup).
- * The Node IPC channel to the service (fd 3) passes through.
+ * The Node IPC channel to the service (fd 3) and the file channel (fd 5: files the service hands over later as
+ * descriptors, fd-passing.ts) pass through.
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readlinkSync, realpathSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';

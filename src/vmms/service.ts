@@ -23,7 +23,7 @@ import { SwitchStore, PrivateRelay, newAdapter, switchesFor, type SwitchRecord }
 import { ensureBridge, isRoot, removeBridge } from '../net/host-bridge.js';
 import type { NetworkAdapterConfig } from '../platform/hardware.js';
 import type { SwitchConfig } from '../platform/assemble-network.js';
-import { defaultImagePaths, imagePaths } from '../image/builder.js';
+import { defaultImagePaths, imageCacheDir, imagePaths } from '../image/builder.js';
 import type { HardwareConfig } from '../platform/hardware.js';
 import { hasDisks, slotName } from './drives.js';
 import { VmDrives } from './vm-drives.js';
@@ -50,6 +50,11 @@ export interface ServiceOptions {
    * Default: the data directory and its "Virtual Hard Disks" folder.
    */
   pathRoots?: string[];
+  /**
+   * Folders a VM's kernel and initrd may come from (confined as pathRoots are). Default: the path roots and the
+   * guest image cache (hyperts image build).
+   */
+  bootRoots?: string[];
   /**
    * Worker sandbox (sandbox.ts): 'auto' (default) uses it when bubblewrap works here and records an event
    * when a VM runs without it; 'required' refuses to start a VM without it; 'off' never uses it.
@@ -177,6 +182,8 @@ export class VmmsService extends EventEmitter {
   private readonly workerUid = new Map<string, number>();
   /** Folders client-given paths are confined to (resolveConfinedPath(path, service.pathRoots)). */
   readonly pathRoots: string[];
+  /** Folders kernel and initrd files are confined to. */
+  readonly bootRoots: string[];
 
   constructor(private readonly o: ServiceOptions) {
     super();
@@ -192,6 +199,7 @@ export class VmmsService extends EventEmitter {
       }
     }
     this.pathRoots = o.pathRoots ?? [o.dataDir, defaultVirtualDiskDir(o.dataDir)];
+    this.bootRoots = o.bootRoots ?? [...this.pathRoots, imageCacheDir()];
     this.workerPath = o.workerPath ?? fileURLToPath(new URL('./worker.js', import.meta.url));
     this.log = o.log ?? (() => {});
     for (const rec of this.inventory.list()) {
@@ -268,7 +276,26 @@ export class VmmsService extends EventEmitter {
   private checkNew(body: Record<string, unknown>): VmConfig {
     const name = validateName(body.name);
     if (this.find(name)) throw new VmmsError(409, 'DuplicateName', `a virtual machine named '${name}' already exists (pick another name, or remove-vm ${name} first)`);
-    return applySettings(defaultConfig(name), body).config;
+    return this.confineBootFiles(applySettings(defaultConfig(name), body).config, body);
+  }
+
+  /**
+   * A kernel or initrd given in the settings is resolved and confined to the boot roots (confined-path.ts: no
+   * `..` or symlink out of them, no FIFO, device or /proc file); the real path is kept. Checked again at start.
+   */
+  private confineBootFiles(c: VmConfig, given: Record<string, unknown>): VmConfig {
+    for (const k of ['kernel', 'initrd'] as const) {
+      const v = c.boot[k];
+      if (typeof given[k] === 'string' && v) c.boot[k] = resolveConfinedPath(v, this.bootRoots, { what: k });
+    }
+    return c;
+  }
+
+  /** A boot file at start: still inside the boot roots, still a regular file (a link may have been swapped in). */
+  private bootFile(vm: string, path: string, what: 'kernel' | 'initrd'): string {
+    try { return resolveConfinedPath(path, this.bootRoots, { what }); } catch (e) {
+      throw conflict(`cannot start VM '${vm}': ${(e as Error).message} (set-vm ${vm} --${what} FILE)`);
+    }
   }
 
   create(input: unknown, hardware?: HardwareConfig): VmView {
@@ -287,6 +314,7 @@ export class VmmsService extends EventEmitter {
   update(name: string, input: unknown): VmView {
     const e = this.entry(name);
     const { config, changed } = applySettings(e.rec.config, input);
+    if (typeof input === 'object' && input !== null) this.confineBootFiles(config, input as Record<string, unknown>);
     if (!changed.length) return this.view(e);
     if (changed.includes('name')) {
       const other = this.find(config.name);
@@ -375,8 +403,8 @@ export class VmmsService extends EventEmitter {
       initrd = img.initrd;
       cmdline = `${img.cmdline} ${cmdline}`.trim();
     } else {
-      if (!existsSync(kernel)) throw conflict(`cannot start VM '${c.name}': kernel file '${kernel}' does not exist (set-vm ${c.name} --kernel FILE)`);
-      if (initrd && !existsSync(initrd)) throw conflict(`cannot start VM '${c.name}': initrd file '${initrd}' does not exist (set-vm ${c.name} --initrd FILE)`);
+      kernel = this.bootFile(c.name, kernel, 'kernel');
+      if (initrd) initrd = this.bootFile(c.name, initrd, 'initrd');
     }
     for (const d of c.hardware.drives) {
       if (d.path && !existsSync(d.path)) {

@@ -17,6 +17,7 @@ import type { Disk } from '../../src/storage/disk.js';
 import { checkVhd } from '../../src/storage/vhdx/ops.js';
 import { diskDir, folderFiles, readMark, writeMark } from './checkpoint-disk-helpers.js';
 import { ackedRecord, checkRing } from './disk-writer-records.js';
+import { testBootRoots } from './helpers.js';
 
 const child = fileURLToPath(new URL('./checkpoint-crash-child.js', import.meta.url));
 const worker = fileURLToPath(new URL('./disk-worker.js', import.meta.url));
@@ -32,7 +33,7 @@ export function rng(seed: number): () => number {
   return () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x / 2 ** 32; };
 }
 
-const service = (dir: string): VmmsService => new VmmsService({ dataDir: dir, isolation: 'off', workerPath: worker, turnOffGraceMs: 5000 });
+const service = (dir: string): VmmsService => new VmmsService({ dataDir: dir, bootRoots: testBootRoots(), isolation: 'off', workerPath: worker, turnOffGraceMs: 5000 });
 const diskOf = (s: VmmsService): string => s.get('vm').config.hardware.drives.find((d) => d.kind === 'disk')!.path!;
 
 async function fill(path: string, mib: number, seed: number): Promise<void> {

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { VmmsService } from '../../src/vmms/service.js';
 import { createVhdx, openDisk } from '../../src/storage/open.js';
 import { checkVhd } from '../../src/storage/vhdx/ops.js';
-import { waitFor } from './helpers.js';
+import { waitFor, testBootRoots } from './helpers.js';
 import { diskDir, folderFiles, readMark, writeMark } from './checkpoint-disk-helpers.js';
 import { ackedRecord, checkRing } from './disk-writer-records.js';
 import { crashRun } from './checkpoint-crash-random.js';
@@ -34,7 +34,7 @@ const services = new Map<string, VmmsService>();
 let s: VmmsService;
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'hyperts-merge-'));
-  for (const m of MODES) if (!m.skip) services.set(m.mode, new VmmsService({ dataDir: join(dir, m.mode), isolation: m.mode, workerPath: diskWorker, turnOffGraceMs: 5000 }));
+  for (const m of MODES) if (!m.skip) services.set(m.mode, new VmmsService({ dataDir: join(dir, m.mode), bootRoots: testBootRoots(), isolation: m.mode, workerPath: diskWorker, turnOffGraceMs: 5000 }));
 });
 after(async () => { for (const x of services.values()) await x.close(); rmSync(dir, { recursive: true, force: true }); });
 

@@ -14,7 +14,7 @@ import { isolationSupport } from '../../src/vmms/sandbox.js';
 import { seccompProgram, DENIED_SYSCALLS } from '../../src/vmms/seccomp.js';
 import { socketPath, tokenPath } from '../../src/vmms/paths.js';
 import { ApiServer } from '../../src/vmms/api.js';
-import { waitFor } from './helpers.js';
+import { waitFor, testBootRoots } from './helpers.js';
 import type { ProbeReport, ProbeTargets } from './probe-worker.js';
 
 const probeWorker = fileURLToPath(new URL('./probe-worker.js', import.meta.url));
@@ -32,7 +32,7 @@ function setup(o: { isolation?: 'auto' | 'off'; overhead?: number } = {}): { ser
   const kernel = join(outside, 'vmlinuz');
   writeFileSync(kernel, 'not really a kernel');
   const logs: string[] = [];
-  const service = new VmmsService({ dataDir: dir, workerPath: probeWorker, log: (m) => logs.push(m), isolation: o.isolation ?? 'auto', workerOverheadBytes: o.overhead, turnOffGraceMs: 3000 });
+  const service = new VmmsService({ dataDir: dir, bootRoots: testBootRoots(), workerPath: probeWorker, log: (m) => logs.push(m), isolation: o.isolation ?? 'auto', workerOverheadBytes: o.overhead, turnOffGraceMs: 3000 });
   return { service, logs, dir, outside, kernel };
 }
 
