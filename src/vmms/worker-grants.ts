@@ -16,6 +16,8 @@ import type { WorkerOp } from './worker-protocol.js';
 
 /** Where the worker finds its end of the channel (after stdin/out/err, the IPC channel and bwrap's seccomp descriptor). */
 export const WORKER_FILE_CHANNEL_FD = 5;
+/** Where a sandboxed worker finds the open /dev/kvm the service handed in (KVM VMs). */
+export const WORKER_KVM_FD = 6;
 
 export interface FileWanted { path: string; writable: boolean }
 

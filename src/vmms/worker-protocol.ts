@@ -23,6 +23,8 @@ export interface WorkerStartConfig {
   switches?: SwitchConfig[];
   /** The worker's end of the file-grant socketpair (fd-passing.ts), when the service made one. */
   fileChannel?: number;
+  /** An open /dev/kvm the service handed in (a sandboxed worker has no device node and may run as nobody). */
+  kvmDeviceFd?: number;
 }
 
 /** Get-VMNetworkAdapter's live part, from the worker. */

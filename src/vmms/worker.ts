@@ -173,7 +173,7 @@ async function start(c: WorkerStartConfig): Promise<void> {
   if (c.fileChannel !== undefined) disks = new WorkerDisks(() => workerVmName, new WorkerFiles(c.fileChannel));
   try {
     const pc: PartitionConfig = {
-      name: c.name, processor: c.processor, memoryBytes: c.memoryBytes, cpus: c.cpus, enlightened: c.enlightened,
+      name: c.name, processor: c.processor, kvmDeviceFd: c.kvmDeviceFd, memoryBytes: c.memoryBytes, cpus: c.cpus, enlightened: c.enlightened,
       kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, quiet: true,
       onConsoleOutput: c.com1 ? consoleOut : undefined,
       log: (message) => send({ t: 'log', message }),

@@ -5,7 +5,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -82,6 +82,22 @@ test('an isolated worker cannot read the token, other VMs or /etc/shadow, open a
     const events = service.events({ name: 'probe' }).map((e) => e.message);
     assert.ok(!events.some((m) => /without isolation/i.test(m)), events.join('\n'));
   } finally { await api.close(); await service.close(); }
+});
+
+function canOpen(p: string): boolean { try { closeSync(openSync(p, 'r+')); return true; } catch { return false; } }
+const kvmSkip = skip || (!existsSync('/dev/kvm') && 'no /dev/kvm here') || (!canOpen('/dev/kvm') && 'this user cannot open /dev/kvm');
+test('a KVM VM\'s worker gets /dev/kvm as an open descriptor: no device node in its sandbox, and a root service runs it as nobody', { skip: kvmSkip }, async () => {
+  const { service, logs, dir, outside, kernel } = setup();
+  try {
+    service.create({ name: 'kvm', kernel, memory: '64M', processor: 'kvm', cmdline: JSON.stringify({ token: tokenPath(dir), otherVmDir: dir, serviceSocket: socketPath(dir), dataDir: dir, outsideDir: outside }) });
+    await service.start('kvm');
+    const r = report(logs, 'kvm');
+    assert.equal(r.openDevKvm, 'ENOENT', 'no /dev/kvm node inside');
+    assert.match(r.kvmFd, /^api 12$/, 'KVM_GET_API_VERSION through the descriptor');
+    if (support.unprivilegedUser) assert.equal(r.uid, '65534', 'nobody, though /dev/kvm itself is open to root only');
+    assert.ok(!service.events({ name: 'kvm' }).some((e) => /keeps the service's uid/.test(e.message)));
+    assert.equal(r.readToken, 'ENOENT');
+  } finally { await service.close(); }
 });
 
 test('control: without isolation the same probe reads the token and writes outside (and the event log says so)', async () => {
