@@ -642,7 +642,7 @@ export class VmmsService extends EventEmitter {
     if (req.op === 'mergeFinish') rt.mergeParents.delete(req.child);
     if (e.rt !== rt || !rt.child.connected || !rt.files) throw conflict(`VM '${e.rec.name}' is not running`);
     let grants: FileGrant[] | undefined;
-    try { grants = wanted.length ? rt.files.send(wanted) : undefined; } catch (err) {
+    try { grants = wanted.length ? rt.files.send(wanted, this.pathRoots) : undefined; } catch (err) {
       throw conflict(`VM '${e.rec.name}': cannot hand the worker the files for ${req.op}: ${(err as Error).message}`);
     }
     return this.sendRequest(e, rt, req, timeoutMs, grants);

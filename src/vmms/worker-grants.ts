@@ -7,7 +7,8 @@
  * A disk is granted with its whole chain (the disk, then each parent as its locator resolves, read-only):
  * simpler than the worker asking for parents, and the worker can then never name a file itself.
  */
-import { closeSync, constants, fstatSync, openSync, statSync } from 'node:fs';
+import { closeSync } from 'node:fs';
+import { openConfined } from './confined-path.js';
 import { diskChainPaths } from '../storage/open.js';
 import { closeFds } from './sandbox.js';
 import { fdChannelPair, fdPassingAvailable, GRANT_WRITABLE, sendFd } from './fd-passing.js';
@@ -49,22 +50,6 @@ async function chains(tops: [string, boolean][]): Promise<FileWanted[]> {
   return out;
 }
 
-/** Opens a file to hand over: a regular file only (never a FIFO, device or socket), the same one stat saw. */
-export function openForGrant(path: string, writable: boolean): number {
-  const st = statSync(path);
-  if (!st.isFile()) throw new Error(`${path} is not a regular file`);
-  // O_NONBLOCK: a FIFO swapped in after the stat must not hang the service on open.
-  const fd = openSync(path, (writable ? constants.O_RDWR : constants.O_RDONLY) | constants.O_NONBLOCK | constants.O_NOCTTY);
-  try {
-    const now = fstatSync(fd);
-    if (!now.isFile() || now.ino !== st.ino || now.dev !== st.dev) throw new Error(`${path} changed while it was being opened`);
-    return fd;
-  } catch (e) {
-    closeSync(fd);
-    throw e;
-  }
-}
-
 /** A worker's file channel, the service's end. */
 export class FileChannel {
   private next = 1;
@@ -81,12 +66,16 @@ export class FileChannel {
   /** After spawn: the child has its copy of the worker's end. */
   closeWorkerEnd(): void { if (this.worker >= 0) closeFds([this.worker]); this.worker = -1; }
 
-  /** Opens and sends each file; the grants name them in the request. The service keeps no descriptor. */
-  send(files: FileWanted[]): FileGrant[] {
+  /**
+   * Opens and sends each file; the grants name them in the request. The service keeps no descriptor. Every file
+   * (a disk and each parent its locator names) must lie in `roots` and be a regular file (confined-path.ts): a
+   * differencing disk cannot pull a file from elsewhere into the worker through its parent locator.
+   */
+  send(files: FileWanted[], roots: string[]): FileGrant[] {
     if (this.closed) throw new Error('the worker\'s file channel is closed');
     const out: FileGrant[] = [];
     for (const f of files) {
-      const fd = openForGrant(f.path, f.writable);
+      const fd = openConfined(f.path, roots, { write: f.writable, what: 'disk file' }).fd!;
       try {
         const grant = this.next++;
         sendFd(this.fd, fd, grant, f.writable ? GRANT_WRITABLE : 0);

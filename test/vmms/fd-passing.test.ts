@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dupFd, fdChannelPair, fdPassingAvailable, GRANT_HEADER, GRANT_MAGIC, GRANT_WRITABLE, receiveFd, sendFd, sendRaw } from '../../src/vmms/fd-passing.js';
 import { WorkerFiles } from '../../src/vmms/worker-files.js';
-import { FileChannel, filesFor, openForGrant } from '../../src/vmms/worker-grants.js';
+import { FileChannel, filesFor } from '../../src/vmms/worker-grants.js';
 import { createVhdx, openDisk } from '../../src/storage/open.js';
 
 const skip = !fdPassingAvailable() && 'koffi cannot load libc here';
@@ -100,8 +100,8 @@ test('WorkerFiles: granted paths open from their descriptors during the request 
   try {
     const p1 = join(d, 'one'), p2 = join(d, 'two');
     writeFileSync(p1, 'first'); writeFileSync(p2, 'second');
-    const g = ch.send([{ path: p1, writable: true }, { path: p2, writable: false }]);
-    const later = ch.send([{ path: p2, writable: false }]); // a second request's, queued behind
+    const g = ch.send([{ path: p1, writable: true }, { path: p2, writable: false }], [d]);
+    const later = ch.send([{ path: p2, writable: false }], [d]); // a second request's, queued behind
     unlinkSync(p1); unlinkSync(p2);
     const base = openFds();
     const got = await files.with(g.filter((x) => x.path === p1), async () => {
@@ -135,27 +135,35 @@ test('a grant that never arrives fails the request with the file named; a mode t
   try {
     const p = join(d, 'f');
     writeFileSync(p, 'x');
-    const [g] = ch.send([{ path: p, writable: false }]);
+    const [g] = ch.send([{ path: p, writable: false }], [d]);
     await assert.rejects(files.with([{ ...g!, writable: true }], async () => 1), /wrong access mode/);
     await assert.rejects(files.with([{ grant: 999, path: '/nowhere', writable: false }], async () => 1), /did not arrive \(\/nowhere\)/);
   } finally { ch.close(); rmSync(d, { recursive: true, force: true }); }
 });
 
-test('openForGrant hands over regular files only: no FIFO, directory or device; symlinks are followed to the file', () => {
-  const d = tmp();
+test('the service grants only regular files inside its roots: no FIFO, folder, device, link out, or parent outside', { skip }, async () => {
+  const d = tmp(), elsewhere = tmp();
+  const ch = FileChannel.create()!;
   try {
     const fifo = join(d, 'fifo');
     execFileSync('mkfifo', [fifo]);
-    assert.throws(() => openForGrant(fifo, false), /not a regular file/);
-    assert.throws(() => openForGrant(d, false), /not a regular file/);
-    assert.throws(() => openForGrant('/dev/null', true), /not a regular file/);
-    const f = join(d, 'f');
-    writeFileSync(f, 'abc');
-    symlinkSync(f, join(d, 'link'));
-    const fd = openForGrant(join(d, 'link'), false);
-    assert.equal(readAll(fd), 'abc');
-    closeSync(fd);
-  } finally { rmSync(d, { recursive: true, force: true }); }
+    assert.throws(() => ch.send([{ path: fifo, writable: false }], [d]), /is not a regular file/);
+    assert.throws(() => ch.send([{ path: d, writable: false }], [d]), /is not a regular file/);
+    assert.throws(() => ch.send([{ path: '/dev/null', writable: true }], [d]), /outside the folders this host allows/);
+    assert.throws(() => ch.send([{ path: '/proc/self/environ', writable: false }], [d]), /outside the folders this host allows/);
+    symlinkSync('/etc/passwd', join(d, 'out'));
+    assert.throws(() => ch.send([{ path: join(d, 'out'), writable: false }], [d]), /outside the folders this host allows/);
+    // A differencing disk inside the roots whose parent lies elsewhere: its chain is not handed over.
+    const parent = join(elsewhere, 'parent.vhdx'), child = join(d, 'child.avhdx');
+    await createVhdx({ path: parent, sizeBytes: 8 << 20, type: 'dynamic' });
+    await createVhdx({ path: child, sizeBytes: 8 << 20, type: 'differencing', parentPath: parent });
+    const wanted = await filesFor({ op: 'mergeCopy', child: join(d, 'x.avhdx'), parent: child });
+    assert.deepEqual(wanted.map((w) => w.path), [child, parent]);
+    assert.throws(() => ch.send(wanted, [d]), /parent\.vhdx' is outside the folders this host allows/);
+    const fd = join(d, 'f');
+    writeFileSync(fd, 'abc');
+    assert.equal(ch.send([{ path: fd, writable: true }], [d]).length, 1, 'a regular file inside is granted');
+  } finally { ch.close(); rmSync(d, { recursive: true, force: true }); rmSync(elsewhere, { recursive: true, force: true }); }
 });
 
 test('a differencing disk opens in the worker from granted descriptors alone: parents found by their locator in the grants', { skip }, async () => {
@@ -170,7 +178,7 @@ test('a differencing disk opens in the worker from granted descriptors alone: pa
     await createVhdx({ path: top, sizeBytes: 8 << 20, type: 'differencing', parentPath: mid });
     const wanted = await filesFor({ op: 'attachDrive', drive: { kind: 'disk', path: top, controllerType: 'scsi', controllerNumber: 0, controllerLocation: 1 } });
     assert.deepEqual(wanted, [{ path: top, writable: true }, { path: mid, writable: false }, { path: base, writable: false }]);
-    const grants = ch.send(wanted);
+    const grants = ch.send(wanted, [d]);
     // Moved away: the paths exist no more here, as in a sandbox that never had them.
     const moved = mkdtempSync(join(tmpdir(), 'hyperts-fdpass-moved-'));
     execFileSync('mv', [base, mid, top, moved]);
