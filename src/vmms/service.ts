@@ -591,7 +591,7 @@ export class VmmsService extends EventEmitter {
       const closed = readOnly.find((f) => (statSync(f).mode & 0o004) === 0);
       if (closed) throw conflict(`cannot start VM '${e.rec.name}': its boot file ${closed} is not readable by other users, and the VM's worker runs as nobody (chmod o+r ${closed} if it is meant to be a kernel or initrd)`);
     }
-    const drives = await driveBinds(e.rec.config);
+    const drives = await driveBinds(e.rec.config, this.pathRoots);
     const closedDisk = support.unprivilegedUser ? [...drives.rw.map((f) => [f, true] as const), ...drives.ro.map((f) => [f, false] as const)]
       .find(([f, w]) => !openToUser(f, WORKER_UID, w))?.[0] : undefined;
     // KVM through a descriptor the service opens: no device node in the sandbox, and the worker needs no right
@@ -1523,12 +1523,19 @@ function procTicks(pid: number): number | null {
  * differencing parents, read-only disks and ISOs read-only. Missing files are left out (the worker then
  * reports the drive's error itself).
  */
-async function driveBinds(c: VmConfig): Promise<{ rw: string[]; ro: string[] }> {
+async function driveBinds(c: VmConfig, roots: string[]): Promise<{ rw: string[]; ro: string[] }> {
   const rw = new Set<string>(), ro = new Set<string>();
   for (const d of c.hardware?.drives ?? []) {
     if (!d.path || !existsSync(d.path)) continue;
     let chain: string[];
     try { chain = await diskChainPaths(d.path); } catch { chain = [d.path]; }
+    // Bound by bubblewrap with the service's rights: every file of the chain (a parent locator included) must
+    // lie in the path roots, as the files handed over later must (worker-grants.ts).
+    for (const f of chain) {
+      try { resolveConfinedPath(f, roots, { what: d.kind === 'dvd' ? 'ISO image' : 'disk file' }); } catch (err) {
+        throw conflict(`cannot start VM '${c.name}' isolated: ${(err as Error).message}`);
+      }
+    }
     chain.forEach((f, i) => (i === 0 && d.kind === 'disk' && !d.readOnly ? rw : ro).add(f));
   }
   for (const f of rw) ro.delete(f);

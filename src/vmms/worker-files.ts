@@ -65,13 +65,15 @@ export class WorkerFiles {
       return true;
     };
     try {
-      for (const n of [...want.keys()]) {
-        const r = this.unclaimed.get(n);
-        if (r) { this.unclaimed.delete(n); take(r); }
-      }
       // They were sent before the request's message, so they are queued by now; a short wait covers the rest.
+      // (Another request's drain may have parked ours meanwhile: look there on every round.)
       const deadline = Date.now() + this.arrivalTimeoutMs;
       while (want.size) {
+        for (const n of [...want.keys()]) {
+          const p = this.unclaimed.get(n);
+          if (p) { this.unclaimed.delete(n); take(p); }
+        }
+        if (!want.size) break;
         const r = receiveFd(this.channel, this.stats);
         if (r) { if (!take(r)) this.park(r); continue; }
         if (Date.now() > deadline) throw new Error(`the service's files for this request did not arrive (${[...want.values()].map((g) => g.path).join(', ')})`);

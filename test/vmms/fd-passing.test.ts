@@ -128,6 +128,23 @@ test('WorkerFiles: granted paths open from their descriptors during the request 
   } finally { ch.close(); rmSync(d, { recursive: true, force: true }); }
 });
 
+test('concurrent requests: a grant drained by another request is parked for its own, which still gets it', { skip }, async () => {
+  const d = tmp();
+  const [svc, wrk] = fdChannelPair();
+  const files = new WorkerFiles(wrk);
+  try {
+    const pa = join(d, 'a'), pb = join(d, 'b');
+    writeFileSync(pa, 'AAA'); writeFileSync(pb, 'BBB');
+    const read = async (p: string): Promise<string> => { const f = await files.openFile(p, true); const b = new Uint8Array(3); await f.read(b, 0); await f.close(); return Buffer.from(b).toString(); };
+    // A's message came first, its file not yet: A waits. Then both files arrive, and B's request drains A's.
+    const a = files.with([{ grant: 1, path: pa, writable: false }], () => read(pa));
+    await new Promise((r) => setTimeout(r, 20));
+    for (const [p, g] of [[pa, 1], [pb, 2]] as const) { const fd = openSync(p, 'r'); sendFd(svc, fd, g); closeSync(fd); }
+    const b = files.with([{ grant: 2, path: pb, writable: false }], () => read(pb));
+    assert.deepEqual(await Promise.all([a, b]), ['AAA', 'BBB']);
+  } finally { closeSync(svc); closeSync(wrk); rmSync(d, { recursive: true, force: true }); }
+});
+
 test('a grant that never arrives fails the request with the file named; a mode that does not match is refused', { skip }, async () => {
   const d = tmp();
   const ch = FileChannel.create()!;

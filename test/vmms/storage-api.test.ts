@@ -15,7 +15,7 @@ import type { DriveView } from '../../src/vmms/drives.js';
 import type { OperationView } from '../../src/vmms/operations.js';
 import type { VhdView } from '../../src/vmms/vhd-commands.js';
 import { haveBinutils } from './test-kernel.js';
-import { openDisk } from '../../src/storage/open.js';
+import { createVhdx, openDisk } from '../../src/storage/open.js';
 import { holderRecordPath } from '../../src/storage/lock.js';
 import { rejects, startService, testVm, waitFor, type Fixture } from './helpers.js';
 import { isolationSupport } from '../../src/vmms/sandbox.js';
@@ -274,6 +274,24 @@ test('an isolated worker gets hot-added disks from the service as descriptors (a
   await f.client.call('POST', '/vms/iso/stop', { turnOff: true });
   assert.equal(existsSync(holderRecordPath(own)), false, 'the holder record goes with the worker');
   await (await openDisk(own, { purpose: 'test' })).close();
+});
+
+test('an isolated worker gets no file outside the path roots through a parent locator: start and hot add refuse, naming the file', { skip: (!isolationSupport().available && `isolation not available here: ${isolationSupport().notes.join('; ')}`) || (!haveBinutils() && 'binutils not installed') || false }, async () => {
+  const elsewhere = mkdtempSync(join(tmpdir(), 'hyperts-elsewhere-'));
+  try {
+    const parent = join(elsewhere, 'outside-parent.vhdx');
+    await createVhdx({ path: parent, sizeBytes: 8 << 20, type: 'dynamic' });
+    const child = join(files, 'leaky.avhdx');
+    await createVhdx({ path: child, sizeBytes: 8 << 20, type: 'differencing', parentPath: parent });
+    await f.client.call('POST', '/vms', { ...testVm('leaky'), vhdPath: child });
+    await rejects(f.client.call('POST', '/vms/leaky/start', {}), 409, /cannot start VM 'leaky' isolated: disk file '.*outside-parent\.vhdx' is outside the folders this host allows/);
+    assert.equal((await f.client.call<VmView>('GET', '/vms/leaky')).state, 'Off');
+    await f.client.call('DELETE', '/vms/leaky/hard-disk-drives/SCSI/0/0');
+    assert.equal((await f.client.call<VmView>('POST', '/vms/leaky/start', {})).state, 'Running');
+    await rejects(f.client.call('POST', '/vms/leaky/hard-disk-drives', { path: child }), 409, /cannot hand the worker the files for attachDrive: disk file '.*outside-parent\.vhdx' is outside the folders this host allows/);
+    assert.deepEqual(await disks('leaky'), []);
+    await f.client.call('POST', '/vms/leaky/stop', { turnOff: true });
+  } finally { rmSync(elsewhere, { recursive: true, force: true }); }
 });
 
 test('differencing disks: New-VHD with a parent, Get-VHD fields, Merge-VHD into the parent, Test-VHD of a broken chain; Resize-VHD, locks', async () => {
