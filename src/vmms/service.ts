@@ -5,14 +5,14 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { chmodSync, chownSync, constants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, constants, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { copyFileAtomic, removeFileDurably } from '../platform/state-files.js';
 import { checkPrivateDirectory } from './file-checks.js';
 import { closeFds, isolationSupport, sandboxCommand, WORKER_UID, type SandboxLaunch } from './sandbox.js';
 import { defaultVirtualDiskDir } from './paths.js';
 import { randomUUID } from 'node:crypto';
 import { cpus, freemem, totalmem, hostname } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { applySettings, defaultConfig, icName, validateName, type VmConfig } from './config.js';
 import { VmmsError, badRequest, conflict, notFound } from './errors.js';
@@ -31,7 +31,11 @@ import { diskChainPaths } from '../storage/open.js';
 import { capturedDrives, captureProblem, consolidate, crashPoint, createChild, withDrivePaths, type OnlineMerge } from './checkpoint-disks.js';
 import { exportVm, planImport, readExport, recordImport } from './export-import.js';
 import { resolveConfinedPath } from './confined-path.js';
-import { FileChannel, filesFor, WORKER_FILE_CHANNEL_FD, WORKER_KVM_FD } from './worker-grants.js';
+import { FileChannel, filesFor, WORKER_BOOT_FD, WORKER_FILE_CHANNEL_FD, WORKER_KVM_FD } from './worker-grants.js';
+import { openConfined } from './confined-path.js';
+
+/** A sandboxed worker's command, with the descriptors the service opened for it (placed at fixed numbers). */
+type WorkerLaunch = SandboxLaunch & { kvmFd?: number; bootFds: number[] };
 import type { FileGrant } from './worker-files.js';
 import { clientPath } from './drives.js';
 import { IC_NAMES, type IcName, type IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
@@ -459,20 +463,21 @@ export class VmmsService extends EventEmitter {
     // A restored guest continues its console session, so its history stays.
     if (!restoring) { e.history = []; e.historyBytes = 0; }
     this.transition(e, 'Starting', restoring ? 'start requested: restoring the saved state' : 'start requested');
-    let launch: (SandboxLaunch & { kvmFd?: number }) | null;
+    let launch: WorkerLaunch | null;
     try { launch = await this.sandbox(e, wc); } catch (err) { this.transition(e, restoring ? 'Saved' : 'Off', `start failed: ${(err as Error).message}`); throw err; }
-    // Descriptors at fixed places: 4 bwrap's seccomp program, 5 the file channel, 6 an open /dev/kvm.
+    // Descriptors at fixed places (worker-grants.ts): 4 bwrap's seccomp program, 5 the file channel, 6 an open
+    // /dev/kvm, 7 and 8 the kernel and initrd bubblewrap binds.
     const files = FileChannel.create();
     const extra = launch ? launch.fds : ['ignore' as const];
-    if (files && 4 + extra.length === WORKER_FILE_CHANNEL_FD) wc.fileChannel = WORKER_FILE_CHANNEL_FD;
+    if (files) wc.fileChannel = WORKER_FILE_CHANNEL_FD;
     const kvmFd = launch?.kvmFd;
-    if (kvmFd !== undefined && 4 + extra.length === WORKER_FILE_CHANNEL_FD) wc.kvmDeviceFd = WORKER_KVM_FD;
+    if (kvmFd !== undefined) wc.kvmDeviceFd = WORKER_KVM_FD;
     const stdio = ['ignore' as const, 'ignore' as const, 'pipe' as const, 'ipc' as const, ...extra,
-      wc.fileChannel !== undefined ? files!.workerEnd : 'ignore' as const, ...(wc.kvmDeviceFd !== undefined ? [kvmFd!] : [])];
+      files ? files.workerEnd : 'ignore' as const, kvmFd ?? 'ignore' as const, ...(launch?.bootFds ?? [])];
     const child = launch
       ? spawn(launch.command, launch.args, { serialization: 'advanced', stdio })
       : fork(this.workerPath, [], { serialization: 'advanced', stdio, execArgv: [] });
-    if (launch) closeFds([...launch.fds, ...(kvmFd !== undefined ? [kvmFd] : [])]);
+    if (launch) closeFds([...launch.fds, ...(kvmFd !== undefined ? [kvmFd] : []), ...launch.bootFds]);
     files?.closeWorkerEnd();
     if (wc.fileChannel === undefined) files?.close();
     let resolveExit!: () => void;
@@ -570,7 +575,7 @@ export class VmmsService extends EventEmitter {
    * The sandboxed command of a VM's worker, or null to fork it plainly (isolation off or unavailable, which
    * the VM's event log records every time).
    */
-  private async sandbox(e: Entry, wc: WorkerStartConfig): Promise<(SandboxLaunch & { kvmFd?: number }) | null> {
+  private async sandbox(e: Entry, wc: WorkerStartConfig): Promise<WorkerLaunch | null> {
     const mode = this.o.isolation ?? 'auto';
     if (mode === 'off') { this.record(e, null, null, 'the worker runs without isolation: the service was started with --no-isolation'); return null; }
     const support = isolationSupport();
@@ -583,25 +588,37 @@ export class VmmsService extends EventEmitter {
     const dir = this.vmDir(e);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const wantKvm = wc.processor !== 'emulated' && existsSync('/dev/kvm');
-    const readOnly = [wc.kernel, wc.initrd].filter((f): f is string => !!f);
-    // A root service runs the worker as nobody (a KVM one too: it gets /dev/kvm open, below). Boot files must then
-    // be readable by everyone: a path only root can read (say /etc/shadow given as a kernel) would otherwise be
-    // loaded into guest memory with root's rights.
-    if (support.unprivilegedUser) {
-      const closed = readOnly.find((f) => (statSync(f).mode & 0o004) === 0);
-      if (closed) throw conflict(`cannot start VM '${e.rec.name}': its boot file ${closed} is not readable by other users, and the VM's worker runs as nobody (chmod o+r ${closed} if it is meant to be a kernel or initrd)`);
-    }
+    const bootPaths = [wc.kernel, wc.initrd].filter((f): f is string => !!f);
     const drives = await driveBinds(e.rec.config, this.pathRoots);
     const closedDisk = support.unprivilegedUser ? [...drives.rw.map((f) => [f, true] as const), ...drives.ro.map((f) => [f, false] as const)]
       .find(([f, w]) => !openToUser(f, WORKER_UID, w))?.[0] : undefined;
-    // KVM through a descriptor the service opens: no device node in the sandbox, and the worker needs no right
-    // to open /dev/kvm (root-only here), so it can run as nobody too. Where the service cannot open it either,
-    // the node is bound in as before (the worker then fails or falls back as it would unsandboxed).
-    let kvmFd: number | undefined;
-    if (wantKvm) try { kvmFd = openSync('/dev/kvm', constants.O_RDWR) /* close-on-exec, as Node opens everything */; } catch { kvmFd = undefined; }
-    const why = support.unprivilegedUser && wantKvm && kvmFd === undefined ? `/dev/kvm is open to root only (processor ${wc.processor})`
-      : closedDisk ? `its disk ${closedDisk} is not open to the worker's user (uid ${WORKER_UID}); give that user access to run the worker as it` : null;
+    const held: number[] = [];
     try {
+      // Kernel and initrd are bound from descriptors the service opened and checked (confined, regular files):
+      // what bubblewrap binds is the very file checked, whatever happens to the paths meanwhile.
+      const roots = e.rec.config.boot.kernel ? this.bootRoots : bootPaths.map((f) => dirname(realpathSync(f)));
+      const bootFds = bootPaths.map((f) => {
+        let r;
+        try { r = openConfined(f, roots, { what: f === wc.kernel ? 'kernel' : 'initrd' }); } catch (err) {
+          throw conflict(`cannot start VM '${e.rec.name}': ${(err as Error).message} (set-vm ${e.rec.name} --${f === wc.kernel ? 'kernel' : 'initrd'} FILE)`);
+        }
+        held.push(r.fd!);
+        return r.fd!;
+      });
+      // A root service runs the worker as nobody (a KVM one too: it gets /dev/kvm open, below). Boot files must then
+      // be readable by everyone: a path only root can read (say /etc/shadow given as a kernel) would otherwise be
+      // loaded into guest memory with root's rights.
+      if (support.unprivilegedUser) {
+        const closed = bootPaths.find((_, i) => (fstatSync(bootFds[i]!).mode & 0o004) === 0);
+        if (closed) throw conflict(`cannot start VM '${e.rec.name}': its boot file ${closed} is not readable by other users, and the VM's worker runs as nobody (chmod o+r ${closed} if it is meant to be a kernel or initrd)`);
+      }
+      // KVM through a descriptor the service opens: no device node in the sandbox, and the worker needs no right
+      // to open /dev/kvm (root-only here), so it can run as nobody too. Where the service cannot open it either,
+      // the node is bound in as before (the worker then fails or falls back as it would unsandboxed).
+      let kvmFd: number | undefined;
+      if (wantKvm) try { kvmFd = openSync('/dev/kvm', constants.O_RDWR) /* close-on-exec, as Node opens everything */; held.push(kvmFd); } catch { kvmFd = undefined; }
+      const why = support.unprivilegedUser && wantKvm && kvmFd === undefined ? `/dev/kvm is open to root only (processor ${wc.processor})`
+        : closedDisk ? `its disk ${closedDisk} is not open to the worker's user (uid ${WORKER_UID}); give that user access to run the worker as it` : null;
       const uid = support.unprivilegedUser && !why ? WORKER_UID : undefined;
       if (uid !== undefined) {
         chownTree(dir, uid);
@@ -611,15 +628,16 @@ export class VmmsService extends EventEmitter {
         this.workerUid.set(e.rec.id, uid);
       } else this.workerUid.delete(e.rec.id);
       const launch = sandboxCommand({
-        workerPath: this.workerPath, vmDir: dir, readOnly: [...readOnly, ...drives.ro],
+        workerPath: this.workerPath, vmDir: dir, readOnly: drives.ro,
+        readOnlyFds: bootPaths.map((dest, i) => ({ fdIndex: WORKER_BOOT_FD + i, dest })),
         readWrite: drives.rw, devices: wantKvm && kvmFd === undefined ? ['/dev/kvm'] : [],
         memoryLimitBytes: this.memoryLimit(e.rec.config), pidsLimit: WORKER_PIDS_LIMIT, uid,
       }, e.rec.name);
       const notes = [...launch.notes, ...(why ? [`the worker keeps the service's uid: ${why}`] : [])];
       if (notes.length) this.record(e, null, null, `the worker's sandbox is incomplete: ${notes.join('; ')}`);
-      return { ...launch, kvmFd };
+      return { ...launch, kvmFd, bootFds };
     } catch (err) {
-      if (kvmFd !== undefined) closeFds([kvmFd]);
+      closeFds(held);
       throw err;
     }
   }

@@ -19,6 +19,8 @@ import type { WorkerOp } from './worker-protocol.js';
 export const WORKER_FILE_CHANNEL_FD = 5;
 /** Where a sandboxed worker finds the open /dev/kvm the service handed in (KVM VMs). */
 export const WORKER_KVM_FD = 6;
+/** Where bubblewrap finds the kernel (and the initrd at the next number) it binds from descriptors. */
+export const WORKER_BOOT_FD = 7;
 
 export interface FileWanted { path: string; writable: boolean }
 

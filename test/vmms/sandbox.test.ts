@@ -71,6 +71,7 @@ test('an isolated worker cannot read the token, other VMs or /etc/shadow, open a
     for (const k of ['tcpLoopback', 'unixServiceSocket', 'listen', 'udp'] as const) assert.notEqual(r[k], 'ALLOWED', `${k}: ${r[k]}`);
     assert.equal(r.tcpLoopback, 'EPERM', 'socket() itself is refused by the seccomp filter');
     assert.equal(r.writeOwnFolder, 'ALLOWED', 'its own folder is writable');
+    assert.equal(r.readKernel, 'ALLOWED', 'its kernel is there (bound from the descriptor the service checked)');
     assert.ok(existsSync(join(service.vmDirectory('probe'), 'probe.txt')), 'the write landed in the VM folder');
     for (const k of ['writeDataDir', 'writeOutside', 'writeTmp'] as const) assert.match(r[k], /^(EROFS|ENOENT|EACCES)$/, `${k}: ${r[k]}`);
     assert.ok(!existsSync(join(outside, 'planted')) && !existsSync(join(dir, 'planted')) && !existsSync(planted));
