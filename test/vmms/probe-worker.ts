@@ -51,6 +51,7 @@ async function probe(t: ProbeTargets, c: WorkerStartConfig): Promise<ProbeReport
   // KVM: the device node (absent in the sandbox), and the descriptor the service hands a KVM VM's worker.
   // Its kernel, bound by bubblewrap from the descriptor the service opened and checked.
   r.readKernel = attempt(() => { if (readFileSync(c.kernel).length === 0) throw new Error('empty'); });
+  r.readInitrd = c.initrd ? attempt(() => { if (readFileSync(c.initrd!).toString() !== 'an initrd') throw new Error('wrong content'); }) : 'none';
   r.openDevKvm = attempt(() => closeSync(openSync('/dev/kvm', 'r+')));
   r.kvmFd = c.kvmDeviceFd === undefined ? 'none' : (() => { try { return `api ${KvmSystem.fromFd(c.kvmDeviceFd).apiVersion()}`; } catch (e) { return (e as Error).message; } })();
   r.readToken = attempt(() => readFileSync(t.token));
