@@ -30,15 +30,14 @@ import { VmDrives } from './vm-drives.js';
 import { diskChainPaths } from '../storage/open.js';
 import { capturedDrives, captureProblem, consolidate, crashPoint, createChild, withDrivePaths, type OnlineMerge } from './checkpoint-disks.js';
 import { exportVm, planImport, readExport, recordImport } from './export-import.js';
-import { resolveConfinedPath } from './confined-path.js';
+import { openConfined, resolveConfinedPath } from './confined-path.js';
 import { FileChannel, filesFor, WORKER_BOOT_FD, WORKER_FILE_CHANNEL_FD, WORKER_KVM_FD } from './worker-grants.js';
-import { openConfined } from './confined-path.js';
-
-/** A sandboxed worker's command, with the descriptors the service opened for it (placed at fixed numbers). */
-type WorkerLaunch = SandboxLaunch & { kvmFd?: number; bootFds: number[] };
 import type { FileGrant } from './worker-files.js';
 import { clientPath } from './drives.js';
 import { IC_NAMES, type IcName, type IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
+
+/** A sandboxed worker's command, with the descriptors the service opened for it (placed at fixed numbers). */
+type WorkerLaunch = SandboxLaunch & { kvmFd?: number; bootFds: number[] };
 
 export interface ServiceOptions {
   dataDir: string;
