@@ -107,6 +107,7 @@ test('Debian root disk: production checkpoint under continuous writes, apply, bo
   // Boot 1: the writer runs throughout both checkpoints and the export.
   let con = await guestConsole(client, 'deb', LIMIT_MS);
   await boot(con);
+  t.diagnostic(`processor ${(await client.call<VmView>('GET', '/vms/deb')).backend}`);
   await con.sh('for i in $(seq 1 300); do pidof hv_vss_daemon >/dev/null && break; sleep 0.2; done; pidof hv_vss_daemon || echo no-vss-daemon');
   await con.sh('rm -f /run/stop /root/log; echo 0 > /run/n; (i=0; while [ ! -e /run/stop ]; do i=$((i+1)); echo "rec $i" >> /root/log; sync; echo $i > /run/n; done) >/dev/null 2>&1 & true');
   await waitFor('the guest writing', async () => (await counter(con.sh)) >= 20, LIMIT_MS);
