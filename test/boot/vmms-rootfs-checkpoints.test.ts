@@ -5,7 +5,7 @@
  * (rcS finds the file system clean, the guest reads the same file). A second checkpoint, then export-vm of the
  * running VM (through a checkpoint taken for the purpose); after the VM is removed, import-vm of the export
  * gives the same checkpoint tree, a clean root with the records, and a VM that boots and reads them.
- * Three boots in all. Waits poll the state that proves the behaviour; their limits are safety nets only.
+ * Three boots in all, on the emulated processor (HYPERTS_ACCEPT_PROCESSOR=auto|kvm picks another). Waits poll the state that proves the behaviour; their limits are safety nets only.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -82,7 +82,7 @@ test('Debian root disk: production checkpoint under continuous writes, apply, bo
   const client = f.client;
   const disk = join(files, 'root.vhdx');
   copyFileSync(rootfsPaths().disk, disk);
-  await client.call<VmView>('POST', '/vms', { name: 'deb', processor: process.env.HYPERTS_ACCEPT_PROCESSOR ?? 'auto', memory: '512M', cmdline: ROOTFS_ROOT_OPTION });
+  await client.call<VmView>('POST', '/vms', { name: 'deb', processor: process.env.HYPERTS_ACCEPT_PROCESSOR ?? 'emulated', memory: '512M', cmdline: ROOTFS_ROOT_OPTION });
   await client.call('POST', '/vms/deb/hard-disk-drives', { path: disk, controllerType: 'scsi' });
   const state = async (): Promise<string> => (await client.call<VmView>('GET', '/vms/deb')).state;
   const drive = async (): Promise<string> => (await client.call<DriveView[]>('GET', '/vms/deb/hard-disk-drives'))[0].path!;
