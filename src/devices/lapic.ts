@@ -70,6 +70,8 @@ const testBit = (w: Uint32Array, v: number): boolean => (w[v >> 5] & (1 << (v & 
  */
 export class ApicBus {
   readonly lapics: LocalApic[] = [];
+  /** An IPI (a message some APIC's ICR sent) reached another APIC: the scheduler runs that vCPU soon. */
+  onIpi: ((target: LocalApic) => void) | null = null;
 
   add(l: LocalApic): void { this.lapics.push(l); }
 
@@ -93,7 +95,7 @@ export class ApicBus {
       for (const l of this.lapics) {
         if (this.matches(l, dest, logical) && (best === null || (l.tpr & 0xf0) < (best.tpr & 0xf0))) best = l;
       }
-      best?.accept(DM_FIXED, vector, level);
+      if (best) { best.accept(DM_FIXED, vector, level); if (source !== null && best !== source) this.onIpi?.(best); }
       return;
     }
     for (const l of this.lapics) {
@@ -104,7 +106,9 @@ export class ApicBus {
         case 3: hit = l !== source; break;
         default: hit = this.matches(l, dest, logical);
       }
-      if (hit) l.accept(mode, vector, level);
+      if (!hit) continue;
+      l.accept(mode, vector, level);
+      if (source !== null && l !== source && mode !== DM_INIT && mode !== DM_STARTUP) this.onIpi?.(l);
     }
   }
 }

@@ -242,3 +242,16 @@ test('timer mode changes keep the current count: periodic goes on, one-shot stop
   advance(60_000); // periodic interrupts are paced to MIN_PERIODIC_NS
   assert.equal(l.pendingVector(), 0x31, 'a TMICT write starts it again');
 });
+
+test('the APIC bus reports IPIs sent to other APICs (so their vCPUs run soon), not self IPIs, INIT/SIPI or IOAPIC messages', () => {
+  const { lapics, bus, wr } = setup(3);
+  const hits: number[] = [];
+  bus.onIpi = (t) => { hits.push(t.index); };
+  for (const x of lapics) x.mmioWrite(0xf0, 4, 0x1ff);
+  wr(0x300, (1 << 18) | 0x55); // self
+  wr(0x310, 2 << 24); wr(0x300, 0x66); // fixed to APIC 2
+  wr(0x300, (3 << 18) | (4 << 8)); // NMI to all but self
+  wr(0x310, 1 << 24); wr(0x300, (5 << 8) | (1 << 14)); wr(0x300, (6 << 8) | 0x10); // INIT, SIPI
+  bus.deliver(1, false, 0, 0x70, false); // IOAPIC-style, no source
+  assert.deepEqual(hits, [2, 1, 2]);
+});
