@@ -8,7 +8,7 @@
  *   Console logs go to $KUT_LOG_DIR (default $TMPDIR/hyperts-kut-logs).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 
@@ -130,6 +130,7 @@ async function main(): Promise<void> {
   console.log(`\ntotal: hyperts ${count('h', 'PASS')} pass / ${count('h', 'FAIL')} fail / ${count('h', 'SKIP')} skip / ${count('h', 'TIMEOUT')} timeout / ${count('h', 'N/A')} not run`);
   console.log(`       QEMU    ${count('q', 'PASS')} pass / ${count('q', 'FAIL')} fail / ${count('q', 'SKIP')} skip / ${count('q', 'TIMEOUT')} timeout / ${count('q', 'N/A')} cannot run under TCG`);
   console.log(`pass on both: ${both}; QEMU only: ${qOnly.join(', ') || 'none'}; hyperts only: ${hOnly.join(', ') || 'none'}`);
+  rmSync(dir, { recursive: true, force: true });
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });
