@@ -22,7 +22,7 @@ import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootErr
 import type { Server } from 'node:net';
 import { Gen1Chipset, openIdeDrives, type Gen1ChipsetState, type IdeDrives } from './assemble-ide.js';
 import type { DebugControl } from '../debug/emulated-target.js';
-import { VcpuScheduler, QUANTUM_INSNS, type VcpuSchedulerState } from './vcpu-scheduler.js';
+import { VcpuScheduler, QUANTUM_INSNS, BOOST_INSNS, type VcpuSchedulerState } from './vcpu-scheduler.js';
 import type { BackendKind, BootCpuState, CpuidProvider, CpuidResult, PlatformServices, ProcessorBackend, RunOutcome, VirtualProcessor } from '../processor/backend.js';
 import { WLTIMEDELTA } from '../vsp/ic/timesync.js';
 
@@ -210,13 +210,14 @@ export class Partition {
       throw new Error(`several processors (--cpus ${config.cpus}) need the emulated processor for now; use --processor emulated or --cpus 1`);
     }
     p.scheduler = new VcpuScheduler(p.vcpus, p.devices.lapics);
+    if (config.cpus > 1) p.devices.apicBus.onIpi = (l) => p.scheduler.boost(l.index);
     if (config.cpus > 1) {
       // Remote TLB flush and IPI hypercalls (advertised by the CPUID hints only with several VPs).
       const lapics = p.devices.lapics;
       p.hyperv.hypervisor.hypercalls.processors = {
         count: config.cpus,
         flushTlb: (vp, nonGlobalOnly) => p.vcpus[vp].flushTlb?.(nonGlobalOnly),
-        sendIpi: (vp, vector) => lapics[vp].deliver(vector, false),
+        sendIpi: (vp, vector) => { lapics[vp].deliver(vector, false); p.scheduler.boost(vp); },
       };
     }
     if (p.clock.mode === 'icount') {
@@ -507,7 +508,7 @@ export class Partition {
     s.running = i;
     this.lastRan = i;
     try {
-      return this.vcpus[i].runQuantum!(budgetMs, several ? QUANTUM_INSNS : icount ? QUANTUM_INSNS * 50 : Infinity);
+      return this.vcpus[i].runQuantum!(budgetMs, several ? (s.boostedTurn ? BOOST_INSNS : QUANTUM_INSNS) : icount ? QUANTUM_INSNS * 50 : Infinity);
     } finally {
       s.running = -1;
     }
