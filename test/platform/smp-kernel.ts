@@ -176,24 +176,30 @@ remap:
   incl err_bsp
 1: ret
 
-# Wait until every AP's entry in the array at %esi is at least %edx.
+# Wait until every AP's entry in the array at %esi is at least %edx. An AP that never gets there (it keeps
+# seeing an old frame or old code) counts an error after 65536 polls instead of hanging the rounds.
 wait_seen:
   push %ecx
+  push %edi
   xor %ecx, %ecx
 1: mov ncpus, %ebx
   dec %ebx
   cmp %ebx, %ecx
   je 3f
+  mov $0x10000, %edi
 2: cmp (%esi,%ecx,4), %edx
   jbe 4f
   pause
-  jmp 2b
+  dec %edi
+  jnz 2b
+  incl err_bsp
 4: inc %ecx
   jmp 1b
-3: pop %ecx
+3: pop %edi
+  pop %ecx
   ret
 
-# "<name %esi> rounds=<ROUNDS> errors=<%ebx + err_bsp> reads=<%edx>"
+# "<name %esi> rounds=<ROUNDS> errors=<%ebx + err_bsp> reads=<%edx>" (err_bsp: the BSP's own checks in this phase)
 report:
   call lock_print
   call puts
@@ -201,6 +207,7 @@ report:
   mov round, %eax; dec %eax; call putdec
   mov $msg_errors, %esi; call puts
   mov %ebx, %eax; add err_bsp, %eax; call putdec
+  movl $0, err_bsp
   mov $msg_reads, %esi; call puts
   mov %edx, %eax; call putdec
   mov $10, %al; call putc
@@ -248,6 +255,7 @@ ap_ipi:
   pause
   jmp ap_loop
 8: lock incl err_ipi
+  pause
   jmp ap_loop
 ap_hc:
   mov flush_gen, %edx
@@ -259,6 +267,7 @@ ap_hc:
   pause
   jmp ap_loop
 8: lock incl err_hc
+  pause
   jmp ap_loop
 ap_patch:
   cli
@@ -271,6 +280,7 @@ ap_patch:
   pause
   jmp ap_loop
 8: lock incl err_patch
+  pause
   jmp ap_loop
 ap_stop:
   cli
