@@ -38,6 +38,11 @@ export class QemuGuest {
     }
   }
 
+  /** Calls `fn` with every piece of console output as it arrives (for host-side timing of guest markers). */
+  onOutput(fn: (text: string) => void): void {
+    this.p.stdout.on('data', (d: Buffer) => fn(d.toString('latin1')));
+  }
+
   async waitForShell(limitMs = 10 * 60_000): Promise<void> {
     await this.waitFor(new RegExp(INIT_BANNER), 0, limitMs);
     await this.run('true', limitMs);

@@ -380,8 +380,9 @@ export class Tulip extends PciFunction implements NetworkEndpoint {
         for (let b = 0; b < 2 && done < total; b++) {
           const len = Math.min(sizes[b], total - done);
           if (len === 0) continue;
-          const o = this.ram(this.rd32(d.addr + 8 + 4 * b), len);
-          this.memory.bytes.set(wire.subarray(done, done + len), o);
+          const at = this.rd32(d.addr + 8 + 4 * b);
+          this.memory.bytes.set(wire.subarray(done, done + len), this.ram(at, len));
+          this.memory.deviceWrote(at, len);
           done += len;
         }
         let status = i === 0 ? RDES0.FS : 0;

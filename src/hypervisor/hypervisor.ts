@@ -217,6 +217,7 @@ export class Hypervisor implements MsrHandler {
     const off = this.ram.pageOffset(gpa);
     if (off < 0) { this.log('hypervisor', `hypercall page 0x${gpa.toString(16)} is not RAM`); return; }
     this.writePage(this.o.memory.bytes.subarray(off, off + 4096));
+    this.o.memory.deviceWrote(gpa, 4096); // code the guest will run: no stale decoded blocks of that page
   }
 
   private reportCrash(withMessage: boolean): void {

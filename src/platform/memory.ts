@@ -46,6 +46,24 @@ export class GuestMemory {
 
   write(gpa: number, data: Uint8Array): void {
     this.slice(gpa, data.length).set(data);
+    this.deviceWrote(gpa, data.length);
+  }
+
+  private readonly writeListeners: Array<(firstPage: number, lastPage: number) => void> = [];
+
+  /**
+   * `fn` learns of every write to RAM that did not come from a processor store (device DMA, loaders), by page
+   * number. On x86, DMA is coherent with instruction fetch: the emulated processor drops code it decoded from
+   * those pages, or a page the guest reads from disk where code used to be would run the old instructions.
+   */
+  onDeviceWrite(fn: (firstPage: number, lastPage: number) => void): void { this.writeListeners.push(fn); }
+
+  /** Devices call this after writing guest RAM at [gpa, gpa+len) directly. */
+  deviceWrote(gpa: number, len: number): void {
+    const ls = this.writeListeners;
+    if (len <= 0 || ls.length === 0) return;
+    const first = Math.floor(gpa / 4096), last = Math.floor((gpa + len - 1) / 4096);
+    for (let i = 0; i < ls.length; i++) ls[i](first, last);
   }
 
   /** Physical RAM ranges as [start, length] pairs, for the e820 map and the KVM memory slots. */

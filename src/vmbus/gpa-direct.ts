@@ -24,9 +24,11 @@ export class GuestBuffer {
   readInto(memory: GuestMemory, offset: number, dst: Uint8Array): void { this.walk(memory, offset, dst.length, (ram, at, n, done) => dst.set(ram.subarray(at, at + n), done)); }
 
   /** Copies src into guest memory at [offset, offset+src.length) of this buffer. */
-  writeFrom(memory: GuestMemory, offset: number, src: Uint8Array): void { this.walk(memory, offset, src.length, (ram, at, n, done) => ram.set(src.subarray(done, done + n), at)); }
+  writeFrom(memory: GuestMemory, offset: number, src: Uint8Array): void {
+    this.walk(memory, offset, src.length, (ram, at, n, done, gpa) => { ram.set(src.subarray(done, done + n), at); memory.deviceWrote(gpa, n); });
+  }
 
-  private walk(memory: GuestMemory, offset: number, count: number, f: (ram: Uint8Array, at: number, n: number, done: number) => void): void {
+  private walk(memory: GuestMemory, offset: number, count: number, f: (ram: Uint8Array, at: number, n: number, done: number, gpa: number) => void): void {
     if (offset < 0 || count < 0 || offset + count > this.length) throw new GpaRangeError(`access ${offset}+${count} outside a guest buffer of ${this.length} bytes`);
     let skip = offset, done = 0;
     for (let i = 0; i < this.gpas.length && done < count; i++) {
@@ -35,7 +37,7 @@ export class GuestBuffer {
       const n = Math.min(len - skip, count - done);
       const gpa = this.gpas[i] + skip;
       if (!memory.isRam(gpa, n)) throw new GpaRangeError(`guest buffer page 0x${gpa.toString(16)} is not RAM`);
-      f(memory.bytes, memory.offsetOf(gpa), n, done);
+      f(memory.bytes, memory.offsetOf(gpa), n, done, gpa);
       done += n;
       skip = 0;
     }

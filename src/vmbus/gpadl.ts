@@ -51,7 +51,10 @@ export class Gpadl {
   /** Copy `data` into the described buffer at `offset`; false when out of bounds. */
   write(memory: GuestMemory, offset: number, data: Uint8Array): boolean {
     if (!this.inBounds(offset, data.length)) return false;
-    this.walk(offset, data.length, (ramOff, pos, n) => memory.bytes.set(data.subarray(pos, pos + n), ramOff));
+    this.walk(offset, data.length, (ramOff, pos, n, page, inPage) => {
+      memory.bytes.set(data.subarray(pos, pos + n), ramOff);
+      memory.deviceWrote(this.pfns[page] * PAGE + inPage, n);
+    });
     return true;
   }
 
@@ -59,12 +62,12 @@ export class Gpadl {
     return this.complete && Number.isInteger(offset) && Number.isInteger(len) && offset >= 0 && len >= 0 && offset + len <= this.byteCount;
   }
 
-  private walk(offset: number, len: number, f: (ramOff: number, pos: number, n: number) => void): void {
+  private walk(offset: number, len: number, f: (ramOff: number, pos: number, n: number, page: number, inPage: number) => void): void {
     let abs = this.byteOffset + offset, pos = 0;
     while (pos < len) {
       const page = Math.floor(abs / PAGE), inPage = abs % PAGE;
       const n = Math.min(len - pos, PAGE - inPage);
-      f(this.pageOffsets[page] + inPage, pos, n);
+      f(this.pageOffsets[page] + inPage, pos, n, page, inPage);
       pos += n; abs += n;
     }
   }

@@ -56,6 +56,7 @@ export function scatter(mem: GuestMemory, segs: DmaSegment[], skip: number, src:
     if (off >= s.len) { off -= s.len; continue; }
     const n = Math.min(s.len - off, src.length - pos);
     mem.slice(s.addr + off, n).set(src.subarray(pos, pos + n));
+    mem.deviceWrote(s.addr + off, n);
     pos += n; off = 0;
   }
 }

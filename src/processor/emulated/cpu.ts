@@ -36,6 +36,12 @@ export class Cpu extends CpuState implements SimdCpu {
     this.blocks = new BlockCache(this);
     this.onCodeWrite = (ppn: number) => this.blocks.invalidatePage(ppn);
     this.onCodeCached = (ppn: number) => mmu.dropWriteMappings(this, ppn);
+    // DMA is coherent with instruction fetch on x86: a device writing a page this processor decoded code from
+    // (a disk read into a page cache page that held other code) must not leave the old instructions cached.
+    platform.memory.onDeviceWrite((first, last) => {
+      const cp = this.codePages;
+      for (let p = first; p <= last && p < cp.length; p++) if (cp[p] !== 0) this.onCodeWrite(p);
+    });
   }
 
   read8(lin: number): number { return mmu.read8(this, lin); }
