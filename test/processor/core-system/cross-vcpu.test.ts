@@ -32,6 +32,16 @@ test('a store by one vCPU into code another has cached drops that vCPU\'s block 
   assert.equal(again.valid, false);
 });
 
+test('a device write (DMA) into a page two vCPUs decoded code from drops both vCPUs\' blocks', () => {
+  const plat = createTestPlatform(1 << 20);
+  const be = new EmulatedBackend();
+  const [a, b] = [be.createVcpu(0, plat).cpu, be.createVcpu(1, plat).cpu];
+  plat.memory.bytes.set([0x90, 0xf4], CODE);
+  const [ba, bb] = [a.blocks.lookup(CODE), b.blocks.lookup(CODE)];
+  plat.memory.write(CODE + 0x800, new Uint8Array([1, 2, 3]));
+  assert.deepEqual([ba.valid, bb.valid], [false, false]);
+});
+
 test('one vCPU alone keeps its own code-page flags', () => {
   const plat = createTestPlatform(1 << 20);
   const be = new EmulatedBackend();
