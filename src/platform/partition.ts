@@ -29,6 +29,8 @@ import { WLTIMEDELTA } from '../vsp/ic/timesync.js';
 export interface PartitionConfig {
   name?: string;
   processor: BackendKind | 'auto';
+  /** An open /dev/kvm handed in from outside (a sandboxed VM worker has no device node); default: open the path. */
+  kvmDeviceFd?: number;
   memoryBytes: number;
   cpus: number;
   /** Expose Hyper-V (CPUID leaves, synthetic MSRs, hypercalls, SynIC, VMBus); false runs unenlightened. */
@@ -185,8 +187,8 @@ export class Partition {
       kind = 'emulated';
       log(`processor: emulated (${config.cpus} virtual processors)`);
     } else if (config.processor === 'auto') {
-      const { chooseBackend } = await import('../host/probe.js');
-      const c = await chooseBackend();
+      const { chooseBackend, probeHost } = await import('../host/probe.js');
+      const c = await chooseBackend(config.kvmDeviceFd !== undefined ? await probeHost({ deviceFd: config.kvmDeviceFd }) : undefined);
       kind = c.kind;
       log(`processor: ${kind} (${c.reason})`);
     } else kind = config.processor;
@@ -195,7 +197,7 @@ export class Partition {
     if (kind === 'kvm') {
       const kvm = await import('../processor/kvm/processor.js');
       // The user-space irqchip keeps one set of interrupt controller models (ours) for both backends.
-      backend = new kvm.KvmBackend({ irqchip: 'user' });
+      backend = new kvm.KvmBackend({ irqchip: 'user', deviceFd: config.kvmDeviceFd });
       memory = kvm.allocateGuestMemory(config.memoryBytes);
     } else {
       const { EmulatedBackend } = await import('../processor/emulated/processor.js');

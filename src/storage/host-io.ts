@@ -1,6 +1,7 @@
 /**
- * Host calls Node does not offer, bound with koffi: fallocate(PUNCH_HOLE), fcntl OFD locks, and preadv2(RWF_NOWAIT)
- * (a read served from the page cache without a thread-pool round trip).
+ * Host calls Node does not offer, bound with koffi: fallocate(PUNCH_HOLE), fcntl OFD locks, preadv2(RWF_NOWAIT)
+ * (a read served from the page cache without a thread-pool round trip) and pwritev2/pwrite for small writes into
+ * the page cache on the event loop.
  * Loaded lazily; every caller has a fallback when the binding or the call is unavailable.
  */
 import { createRequire } from 'node:module';
@@ -11,7 +12,11 @@ interface HostCalls {
   errno(): number;
   /** preadv2 with one iovec (16 bytes: base, len) already filled in. */
   preadv2(fd: number, iov: Uint8Array, off: number, flags: number): number;
+  /** pwritev2 with one iovec already filled in. */
+  pwritev2(fd: number, iov: Uint8Array, off: number, flags: number): number;
   address(buf: Uint8Array): bigint;
+  /** getrusage into a struct rusage (144 bytes). */
+  getrusage(who: number, usage: Uint8Array): number;
 }
 
 let cached: HostCalls | null | undefined;
@@ -26,12 +31,16 @@ function host(): HostCalls | null {
     const fcntl = lib.func('int fcntl(int fd, int cmd, void *arg)');
     // The iovec is built by hand: marshalling a struct object costs about twice the system call.
     const preadv2 = lib.func('long preadv2(int fd, void *iov, int iovcnt, int64_t off, int flags)');
+    const pwritev2 = lib.func('long pwritev2(int fd, void *iov, int iovcnt, int64_t off, int flags)');
+    const getrusage = lib.func('int getrusage(int who, void *usage)');
     cached = {
       fallocate: (fd, mode, off, len) => fallocate(fd, mode, off, len) as number,
       fcntlLock: (fd, cmd, fl) => fcntl(fd, cmd, fl) as number,
       errno: () => koffi.errno(),
       preadv2: (fd, iov, off, flags) => Number(preadv2(fd, iov, 1, off, flags)),
+      pwritev2: (fd, iov, off, flags) => Number(pwritev2(fd, iov, 1, off, flags)),
       address: (buf) => koffi.address(buf) as bigint,
+      getrusage: (who, usage) => getrusage(who, usage) as number,
     };
   } catch {
     cached = null;
@@ -77,6 +86,47 @@ export function readNoWait(fd: number, buf: Uint8Array, pos: number): number {
   const e = h.errno();
   if (e === ENOSYS || e === EOPNOTSUPP || e === EINVAL) noWaitReads = false; // old kernel or a file system without it
   return -1;
+}
+
+/** How a write on the event loop went: bytes written, 'blocked' (the pool writes it) or 'unsupported' (nowait
+ *  writes are not possible on this file system). */
+export type EventLoopWrite = number | 'blocked' | 'unsupported';
+
+/**
+ * Writes [pos, pos+data.length) into the page cache on the event loop. nowait: with RWF_NOWAIT, so the kernel refuses
+ * rather than block (buffered writes support it on XFS and btrfs; ext4 and tmpfs answer EOPNOTSUPP). Without it, a
+ * plain pwrite that can block; the caller bounds that (see NodeFile). Any error ('blocked'): the thread pool redoes
+ * the write and reports the error properly.
+ */
+export function writeOnLoop(fd: number, data: Uint8Array, pos: number, nowait: boolean): EventLoopWrite {
+  const h = host();
+  if (!h) return 'unsupported';
+  let n: number;
+  try {
+    void data.buffer; // as in readNoWait
+    iovView.setBigUint64(0, h.address(data), true);
+    iovView.setBigUint64(8, BigInt(data.length), true);
+    n = h.pwritev2(fd, iov, pos, nowait ? RWF_NOWAIT : 0);
+  } catch {
+    return 'blocked'; // a buffer koffi cannot address; the thread pool can write it
+  }
+  if (n >= 0) return n;
+  const e = h.errno();
+  if (e === ENOSYS || e === EOPNOTSUPP || (nowait && e === EINVAL)) return 'unsupported';
+  return 'blocked';
+}
+
+const RUSAGE_THREAD = 1;
+const rusage = new BigInt64Array(18);
+const rusageBytes = new Uint8Array(rusage.buffer);
+/**
+ * How many times the calling thread has slept (voluntary context switches, ru_nvcsw); -1 if unknown. A call that
+ * took long without one was preempted (a loaded host), not blocked.
+ */
+export function threadSleeps(): number {
+  const h = host();
+  if (!h || h.getrusage(RUSAGE_THREAD, rusageBytes) !== 0) return -1;
+  return Number(rusage[16]);
 }
 
 const ENOSYS = 38;

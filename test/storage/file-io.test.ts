@@ -1,6 +1,8 @@
 /**
  * NodeFile reads (page-cache hits through preadv2(RWF_NOWAIT), the rest through the thread pool) return the file's
- * bytes whatever the cache holds; and the deferred flush of a VHDX header's second copy never leaves a file that a
+ * bytes whatever the cache holds; writes (small ones on the event loop, the rest and paused ones through the pool)
+ * land exactly where asked and report errors; the guard that pauses event-loop writes reacts only to writes that
+ * slept; and the deferred flush of a VHDX header's second copy never leaves a file that a
  * power loss makes unreadable or that loses a flushed write.
  */
 import assert from 'node:assert/strict';
@@ -9,7 +11,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import fc from 'fast-check';
-import { NodeFile } from '../../src/storage/file-io.js';
+import { loopWriteGuard, NodeFile } from '../../src/storage/file-io.js';
 import { createVhdx } from '../../src/storage/open.js';
 import { VhdxDisk } from '../../src/storage/vhdx/vhdx-disk.js';
 import { pattern, tempDir } from './helpers.js';
@@ -67,6 +69,74 @@ test('NodeFile sees its own writes at once through the page-cache path', async (
   } finally {
     await f.close();
   }
+});
+
+test('NodeFile writes land exactly where asked, on the event loop or through the pool, into any view', async () => {
+  const path = join(t.dir, 'writes.bin');
+  const size = 2 * MiB;
+  const model = new Uint8Array(size + 200 * 1024);
+  writeFileSync(path, model.subarray(0, size));
+  let fileSize = size;
+  const f = await NodeFile.open(path, false);
+  const saved = loopWriteGuard.pausedUntil;
+  try {
+    await fc.assert(fc.asyncProperty(
+      fc.integer({ min: 0, max: size + 100 * 1024 }), fc.integer({ min: 1, max: 100 * 1024 }), fc.integer({ min: 0, max: 4095 }),
+      fc.boolean(), fc.boolean(), fc.integer(),
+      async (pos, len, viewOffset, shared, paused, seed) => {
+        loopWriteGuard.pausedUntil = paused ? Infinity : 0; // paused: small writes take the pool too
+        const backing = shared ? new SharedArrayBuffer(viewOffset + len + 4) : new ArrayBuffer(viewOffset + len + 4);
+        const data = new Uint8Array(backing, viewOffset, len);
+        data.set(pattern(seed, pos, (len + 3) & ~3).subarray(0, len));
+        await f.write(data, pos);
+        model.set(data, pos);
+        fileSize = Math.max(fileSize, pos + len);
+        const onDisk = readFileSync(path); // another descriptor: what the file holds, not what NodeFile remembers
+        assert.equal(onDisk.length, fileSize, `size after writing ${len} at ${pos}`);
+        assert.ok(onDisk.equals(model.subarray(0, fileSize)), `file bytes after writing ${len} at ${pos}`);
+      }), { numRuns: 150, seed: 5 });
+  } finally {
+    loopWriteGuard.pausedUntil = saved;
+    await f.close();
+  }
+});
+
+test('a failing write rejects with the system error instead of vanishing (both paths)', async () => {
+  const path = join(t.dir, 'ro.bin');
+  writeFileSync(path, new Uint8Array(8192));
+  const f = await NodeFile.open(path, true); // read-only descriptor: every write fails with EBADF
+  const saved = loopWriteGuard.pausedUntil;
+  try {
+    for (const [paused, len] of [[false, 4096], [true, 4096], [false, 256 * 1024]] as const) {
+      loopWriteGuard.pausedUntil = paused ? Infinity : 0;
+      await assert.rejects(f.write(new Uint8Array(len).fill(1), 0), (e: NodeJS.ErrnoException) => e.code === 'EBADF');
+    }
+    assert.ok(readFileSync(path).every((x) => x === 0), 'the file is unchanged');
+  } finally {
+    loopWriteGuard.pausedUntil = saved;
+    await f.close();
+  }
+});
+
+test('event-loop write guard: pauses after a slow write that slept, doubling while they recur; preemption alone never pauses', () => {
+  const g = { ...loopWriteGuard, pausedUntil: 0, pauseMs: 100, lastSlow: -Infinity, slowWrites: 0 };
+  g.record(50, 1000, false); // slow but never slept: preempted on a busy host
+  assert.ok(g.allowed(1000), 'preemption does not pause');
+  g.record(0.01, 1000, true); // fast
+  assert.ok(g.allowed(1000));
+  g.record(5, 2000, true);
+  assert.ok(!g.allowed(2050) && g.allowed(2100), 'first pause: 100 ms');
+  g.record(5, 2100, true);
+  assert.ok(!g.allowed(2250) && g.allowed(2300), 'recurring: 200 ms');
+  g.record(0.01, 2400, true); // a fast write soon after does not forget the recurrence
+  g.record(5, 2500, true);
+  assert.ok(!g.allowed(2850) && g.allowed(2900), 'then 400 ms');
+  for (let k = 0; k < 20; k++) g.record(5, 3000 + k, true);
+  assert.equal(g.pausedUntil - 3019, 30_000, 'capped at 30 s');
+  g.record(0.01, 3019 + 10_001, false); // calm for 10 s
+  g.record(5, 20_000, true);
+  assert.equal(g.pausedUntil, 20_100, 'back to the shortest pause after a calm spell');
+  assert.equal(g.slowWrites, 24);
 });
 
 test('power loss around header updates (second copy flushed late) keeps a valid header and every flushed write', async () => {

@@ -4,8 +4,8 @@
  *
  * ioctl is variadic in C; it is bound here with fixed prototypes (fd, request, pointer) and
  * (fd, request, integer). On x86-64 SysV a variadic callee only reads %al to decide whether to spill
- * vector registers, so a fixed-prototype call is safe and avoids koffi's slower variadic path on
- * KVM_RUN, the hot call.
+ * vector registers, so a fixed-prototype call is safe and avoids koffi's slower variadic path. (KVM_RUN,
+ * the hot call, normally goes through the zero-argument stub of run-stub.ts instead.)
  */
 import { createRequire } from 'node:module';
 
@@ -19,6 +19,9 @@ export interface Libc {
   /** mmap returning an opaque pointer, or null on failure. */
   mmap(len: number, prot: number, flags: number, fd: number, offset: number): unknown;
   munmap(ptr: unknown, len: number): number;
+  mprotect(ptr: unknown, len: number, prot: number): number;
+  /** A callable for the native function `int f(void)` at `ptr`. */
+  nativeFunction0(ptr: unknown): () => number;
   /** An ArrayBuffer over native memory (no copy). */
   view(ptr: unknown, len: number): ArrayBuffer;
   /** Numeric address of a native pointer. */
@@ -60,6 +63,8 @@ export function libc(): Libc {
     const ioctlInt = lib.func('int ioctl(int fd, unsigned long req, unsigned long arg)');
     const mmap = lib.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)');
     const munmap = lib.func('int munmap(void *addr, size_t len)');
+    const mprotect = lib.func('int mprotect(void *addr, size_t len, int prot)');
+    const intVoid = koffi.proto('int', []);
     const eventfd = lib.func('int eventfd(unsigned int initval, int flags)');
     const write = lib.func('intptr_t write(int fd, const void *buf, size_t len)');
     const pthreadSelf = lib.func('unsigned long pthread_self()');
@@ -86,6 +91,8 @@ export function libc(): Libc {
         return BigInt.asIntN(64, koffi.address(p)) === MAP_FAILED ? null : p;
       },
       munmap: (p, len) => munmap(p, len) as number,
+      mprotect: (p, len, prot) => mprotect(p, len, prot) as number,
+      nativeFunction0: (p) => koffi.decode(p, intVoid) as () => number,
       view: (p, len) => koffi.view(p, len),
       address: (p) => koffi.address(p),
       addressOf: (b) => koffi.address(memmove(b, b, 0)),

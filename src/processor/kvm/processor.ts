@@ -6,8 +6,9 @@
  * with the partition's device models, CPUID, MSR and hypercall handlers, exactly where the emulated
  * backend would call them. The partition runs its vCPUs in turns, so a vCPU thread would add a thread
  * hand-off to every exit and run nothing in parallel (bench:exits measured it at 3-8x the C round trip
- * on a loaded host). The budget ends a guest that does not exit with a POSIX timer whose signal is
- * blocked outside KVM_RUN and unblocked inside it (KVM_SET_SIGNAL_MASK), so it can never be lost.
+ * on a loaded host). The budget ends with a POSIX timer whose signal is blocked outside KVM_RUN and
+ * unblocked inside it (KVM_SET_SIGNAL_MASK), so it can never be lost: it ends a guest that does not exit,
+ * and one that exits all the time (no clock is read per exit; that cost 2-3% of a PIO round trip).
  *
  * Hyper-V lives in user space: a KVM MSR filter denies 0x40000000-0x400001FF so those MSRs exit
  * (KVM_CAP_X86_USER_SPACE_MSR) to PlatformServices.msr; the hypercall page holds a port-I/O stub
@@ -29,6 +30,7 @@ import { completeExit, copyExit, needsCompletion, PAYLOAD_SIZE, REC, REC_INTS, R
 import { buildCpuidTable, encodeCpuid2 } from './cpuid.js';
 import { HV_X64_MSR_HYPERCALL, HYPERCALL_PORT, hypercallPageGpa, hypercallStub } from './hypercall-stub.js';
 import { decodeSnapshot, encodeBootRegs, encodeBootSregs } from './vcpu-state.js';
+import { kvmRunCall, type KvmRunCall } from './run-stub.js';
 
 /** Capabilities the backend cannot work without, by header name. */
 export const REQUIRED_CAPS: readonly abi.KvmCapName[] = [
@@ -63,8 +65,12 @@ export const SAVED_MSRS: readonly number[] = [
 
 export interface KvmBackendOptions {
   devicePath?: string;
+  /** An open /dev/kvm to use instead of the path (a sandboxed worker's, handed in by the service). */
+  deviceFd?: number;
   irqchip?: 'kernel' | 'user';
   hypercallPort?: number;
+  /** KVM_RUN through a generated zero-argument stub (run-stub.ts; default) or, when false, libc's ioctl. */
+  runStub?: boolean;
 }
 
 export interface KvmVcpuState {
@@ -94,6 +100,7 @@ export class KvmBackend implements ProcessorBackend {
   readonly kind: BackendKind = 'kvm';
   readonly irqchip: 'kernel' | 'user';
   readonly hypercallPort: number;
+  readonly runStub: boolean;
   private readonly c: Libc;
   private readonly sys: KvmSystem;
   readonly vm: KvmVm;
@@ -106,7 +113,8 @@ export class KvmBackend implements ProcessorBackend {
     this.c = libc();
     this.irqchip = opts.irqchip ?? 'kernel';
     this.hypercallPort = opts.hypercallPort ?? HYPERCALL_PORT;
-    this.sys = KvmSystem.open(opts.devicePath);
+    this.runStub = opts.runStub ?? true;
+    this.sys = opts.deviceFd !== undefined ? KvmSystem.fromFd(opts.deviceFd) : KvmSystem.open(opts.devicePath);
     try {
       const api = this.sys.apiVersion();
       if (api !== abi.KVM_API_VERSION) throw new Error(`KVM API version ${api}, hyperts needs ${abi.KVM_API_VERSION}`);
@@ -202,6 +210,9 @@ export class KvmBackend implements ProcessorBackend {
 }
 
 const ACCESS_SIZES: readonly AccessSize[] = [1, 2, 4];
+/** run() budgets are clamped to these (a zero, negative, NaN or infinite budget would leave no kick). */
+const MIN_SLICE_MS = 1;
+const MAX_SLICE_MS = 60_000;
 
 const INTERNAL_SUBERRORS: Readonly<Record<number, string>> = {
   [abi.KVM_INTERNAL_ERROR_EMULATION]: 'the host could not emulate an instruction',
@@ -216,6 +227,8 @@ export class KvmVirtualProcessor implements VirtualProcessor {
   private readonly payload = new Uint8Array(new ArrayBuffer(PAYLOAD_SIZE));
   private readonly pv = new DataView(this.payload.buffer);
   private runPtr: unknown = null;
+  /** KVM_RUN on this vCPU: result or -errno. */
+  private kvmRun: KvmRunCall | null = null;
   private mmapSize = 0;
   private runBuf = new Uint8Array(0);
   private run_ = new DataView(new ArrayBuffer(8));
@@ -271,6 +284,7 @@ export class KvmVirtualProcessor implements VirtualProcessor {
     if (run === null) throw new KvmError('mmap kvm_run', this.c.errno());
     this.runPtr = run;
     this.mmapSize = mmapSize;
+    this.kvmRun = kvmRunCall(this.c, this.fd, this.backend.runStub);
     this.runBuf = new Uint8Array(this.c.view(run, mmapSize));
     this.run_ = new DataView(this.runBuf.buffer, this.runBuf.byteOffset, mmapSize);
     const kmask = new Uint8Array(abi.KVM_SIGNAL_MASK_HEADER_SIZE + abi.KERNEL_SIGSET_SIZE);
@@ -308,8 +322,8 @@ export class KvmVirtualProcessor implements VirtualProcessor {
     if (this.c.timerSettime(this.timerId, this.itimer) < 0) throw new KvmError('timer_settime', this.c.errno());
   }
 
-  /** Takes a pending kick so it does not end a later KVM_RUN. */
-  private takeKick(): void { this.c.sigtimedwait(this.kickSet, this.noWait); }
+  /** Takes a pending kick so it does not end a later KVM_RUN; true when there was one. */
+  private takeKick(): boolean { return this.c.sigtimedwait(this.kickSet, this.noWait) === abi.SIGUSR2; }
 
   private vcpuGet(req: number, size: number, op: string): Uint8Array {
     const b = new Uint8Array(new ArrayBuffer(size));
@@ -340,6 +354,9 @@ export class KvmVirtualProcessor implements VirtualProcessor {
     return decodeSnapshot(regs, sregs);
   }
 
+  /** True when KVM_RUN goes through the generated stub (run-stub.ts), false through libc's ioctl. */
+  get nativeRunStub(): boolean { return this.kvmRun?.native ?? false; }
+
   /** Ends the current run() after the exit being handled (the guest only runs inside run()). */
   requestExit(): void { this.exitRequested = true; }
 
@@ -352,20 +369,31 @@ export class KvmVirtualProcessor implements VirtualProcessor {
       this.haltParked = false;
     }
     this.prepareThread();
-    const deadline = performance.now() + budgetMs;
-    const c = this.c, fd = this.fd, run = this.run_, runBuf = this.runBuf, rec = this.rec, payload = this.payload;
-    this.armKick(budgetMs);
+    // The kick is the only thing that ends a busy slice, so the budget it is armed with must be a real one.
+    const budget = budgetMs > 0 ? Math.min(budgetMs, MAX_SLICE_MS) : MIN_SLICE_MS;
+    const deadline = performance.now() + budget;
+    const kvmRun = this.kvmRun!, run = this.run_, runBuf = this.runBuf, rec = this.rec, payload = this.payload;
+    const userIrqchip = this.backend.irqchip === 'user';
+    if (!userIrqchip) run.setUint8(abi.RUN.request_interrupt_window, 0);
+    this.armKick(budget);
     try {
       for (;;) {
-        run.setUint8(abi.RUN.request_interrupt_window, this.interruptWindowWanted() ? 1 : 0);
-        const r = c.ioctlInt(fd, abi.KVM_RUN, 0);
+        if (userIrqchip) run.setUint8(abi.RUN.request_interrupt_window, this.interruptWindowWanted() ? 1 : 0);
+        const r = kvmRun.run();
         this.completionPending = false;
         if (r < 0) {
-          const e = c.errno();
+          const e = -r;
           if (e !== abi.EINTR && e !== abi.EAGAIN) return this.terminal({ kind: 'shutdown', code: 255, reason: `KVM_RUN failed: ${errnoName(e)}` });
-          this.takeKick();
+          // The budget is enforced by the kick alone (no clock read per exit): its signal stays pending
+          // outside KVM_RUN, so expiry always surfaces here. Another signal only ends the slice when late.
+          if (this.takeKick() || performance.now() >= deadline) return { kind: 'yield' };
         } else {
           const exit = run.getUint32(abi.RUN.exit_reason, true);
+          if (exit === abi.KVM_EXIT_IO && this.singlePio(run)) {
+            this.completionPending = true;
+            if (this.exitRequested) return { kind: 'yield' };
+            continue;
+          }
           copyExit(exit, run, runBuf, rec, payload);
           const out = this.handleExit();
           if (out !== null) {
@@ -375,7 +403,7 @@ export class KvmVirtualProcessor implements VirtualProcessor {
           completeExit(exit, rec[REC.replyFlags], run, runBuf, payload);
           this.completionPending = needsCompletion(exit);
         }
-        if (this.exitRequested || performance.now() >= deadline) return { kind: 'yield' };
+        if (this.exitRequested) return { kind: 'yield' };
       }
     } finally {
       this.armKick(0);
@@ -466,6 +494,26 @@ export class KvmVirtualProcessor implements VirtualProcessor {
     let where = '';
     try { where = ` at rip 0x${this.snapshot().rip.toString(16)}`; } catch { /* registers are a courtesy */ }
     return this.terminal({ kind: 'shutdown', code: 255, reason: `KVM vCPU ${this.index}: ${what}${where}` });
+  }
+
+  /**
+   * The common PIO exit, one access to a port other than the hypercall stub's, straight between kvm_run and
+   * the I/O bus (no exit record: this is the hottest exit). False leaves it to the general path.
+   */
+  private singlePio(run: DataView): boolean {
+    if (run.getUint32(abi.RUN.io_count, true) !== 1) return false;
+    const size = run.getUint8(abi.RUN.io_size);
+    const port = run.getUint16(abi.RUN.io_port, true);
+    const off = run.getUint32(abi.RUN.io_data_offset, true);
+    if ((size !== 1 && size !== 2 && size !== 4) || off + size > this.mmapSize || port === this.backend.hypercallPort) return false;
+    const io = this.platform.io;
+    if (run.getUint8(abi.RUN.io_direction) === abi.KVM_EXIT_IO_OUT) {
+      io.write(port, size, size === 1 ? run.getUint8(off) : size === 2 ? run.getUint16(off, true) : run.getUint32(off, true));
+    } else {
+      const v = io.read(port, size);
+      if (size === 1) run.setUint8(off, v); else if (size === 2) run.setUint16(off, v, true); else run.setUint32(off, v >>> 0, true);
+    }
+    return true;
   }
 
   /** PIO exit: the hypercall stub's OUT, or `count` accesses of `size` bytes on the I/O bus. */
@@ -633,8 +681,8 @@ export class KvmVirtualProcessor implements VirtualProcessor {
     const run = this.run_;
     run.setUint8(abi.RUN.request_interrupt_window, 0);
     run.setUint8(abi.RUN.immediate_exit, 1);
-    const r = this.c.ioctlInt(this.fd, abi.KVM_RUN, 0);
-    const e = r < 0 ? this.c.errno() : 0;
+    const r = this.kvmRun!.run();
+    const e = r < 0 ? -r : 0;
     run.setUint8(abi.RUN.immediate_exit, 0);
     if (r < 0 && e !== abi.EINTR && e !== abi.EAGAIN) throw new KvmError('KVM_RUN (completing an exit)', e);
     this.takeKick();
@@ -647,6 +695,8 @@ export class KvmVirtualProcessor implements VirtualProcessor {
     this.closed = true;
     if (this.timerId >= 0) { this.c.timerDelete(this.timerId); this.timerId = -1; }
     if (this.runPtr !== null) { this.c.munmap(this.runPtr, this.mmapSize); this.runPtr = null; }
+    this.kvmRun?.free();
+    this.kvmRun = null;
     this.c.close(this.fd);
     this.final ??= { kind: 'shutdown', code: 0, reason: 'partition destroyed' };
   }

@@ -5,6 +5,7 @@ import * as abi from '../../../src/processor/kvm/abi.js';
 import { encodeBootRegs, encodeBootSregs, decodeSnapshot, getU64 } from '../../../src/processor/kvm/vcpu-state.js';
 import { buildCpuidTable, encodeCpuid2, MAX_CPUID_ENTRIES } from '../../../src/processor/kvm/cpuid.js';
 import { hypercallStub, hypercallPageGpa, HYPERCALL_PORT } from '../../../src/processor/kvm/hypercall-stub.js';
+import { runStubCode } from '../../../src/processor/kvm/run-stub.js';
 import { assemble, assemblerSkipReason } from '../guest-programs/runner.js';
 
 const seg = (v: DataView, base: number, f: keyof typeof abi.SEG): number => v.getUint8(base + abi.SEG[f]);
@@ -93,4 +94,13 @@ test('hypercall stub encodes endbr64; out %al, $port; ret (checked with GNU as)'
   const ref = assemble(`.code64\n.text\nendbr64\nout %al, $0x${HYPERCALL_PORT.toString(16)}\nret`, 0x1000);
   assert.deepEqual([...hypercallStub().subarray(0, ref.length)], [...ref]);
   assert.ok(hypercallStub().subarray(ref.length).every((b) => b === 0xcc));
+});
+
+test('KVM_RUN stub encodes endbr64; ioctl(fd, KVM_RUN, 0) as a raw syscall; ret (checked with GNU as)', { skip: assemblerSkipReason() }, () => {
+  for (const fd of [0, 3, 1023, 0x7fff_ffff]) {
+    const ref = assemble(`.code64\n.text\nendbr64\nmov $${fd}, %edi\nmov $0x${abi.KVM_RUN.toString(16)}, %esi\n` +
+      'xor %edx, %edx\nmov $16, %eax\nsyscall\nret', 0x1000);
+    assert.deepEqual([...runStubCode(fd)], [...ref], `fd ${fd}`);
+  }
+  for (const bad of [-1, 0x8000_0000, 1.5, Number.NaN]) assert.throws(() => runStubCode(bad), RangeError);
 });
