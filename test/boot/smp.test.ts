@@ -78,8 +78,11 @@ for (const cpus of [2, 4]) {
     });
 
     test('the LAPIC timer (LOC) ticks on every CPU', async () => {
+      // Work pinned to every CPU between the reads: the kernel is tickless when idle (NO_HZ_IDLE), so an idle
+      // CPU may rightly take no timer interrupt for a while; a busy one takes its scheduler tick.
+      const all = Array.from({ length: cpus }, (_, k) => k).join(' ');
       const a = await perCpu('LOC:');
-      await sh('sleep 1');
+      await sh(`for c in ${all}; do taskset -c $c sh -c 'i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done' & done; wait`);
       const b = await perCpu('LOC:');
       assert.equal(a.length, cpus);
       for (let k = 0; k < cpus; k++) assert.ok(b[k] > a[k], `CPU ${k}: LOC before ${a}, after ${b}`);
