@@ -149,6 +149,9 @@ export class Partition {
     const lapics = this.devices.lapics;
     this.hyperv = new HyperVStack({
       memory, clock: this.clock, vpCount: config.cpus, tscHz, enlightened: config.enlightened,
+      // The emulated processor's TSC is the virtual clock, one time base for every vCPU: offering TSC_INVARIANT
+      // keeps Linux from marking it unstable ("running on Hyper-V"), so it uses the TSC without a watchdog.
+      hypervisor: { tscInvariant: backend.kind === 'emulated' },
       inject: (vp, vector, autoEoi) => lapics[vp]?.deliver(vector, false, autoEoi),
       log: (area, msg) => this.log(`${area}: ${msg}`),
       // A pinned RTC base makes the guest's wall clock virtual: time sync then offers the same virtual time
