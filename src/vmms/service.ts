@@ -1118,14 +1118,36 @@ export class VmmsService extends EventEmitter {
     await this.consolidateDisks(e);
   }
 
-  /** Export-VM NAME --path DIR: an Off or Saved VM with its disks, checkpoints and state to DIR/NAME. */
+  /**
+   * Export-VM NAME --path DIR: the VM with its disks, checkpoints and state to DIR/NAME. A Running or Paused VM
+   * is exported, as Hyper-V does, from a checkpoint taken for the purpose (production or standard as its
+   * checkpoint type says): its disks stop changing while they are copied; the checkpoint is removed afterwards
+   * (its AVHDX merges back online) and does not appear in the export.
+   */
   async exportVm(name: string, input: unknown): Promise<{ path: string }> {
     const e = this.entry(name);
-    this.requireState(e, ['Off', 'Saved'], 'export', `stop-vm ${e.rec.name} or save-vm ${e.rec.name} first`);
+    this.requireState(e, ['Off', 'Saved', 'Running', 'Paused'], 'export', 'wait until it is Off, Saved, Running or Paused');
     const b = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
     const dir = resolveConfinedPath(clientPath(b.path, 'path', defaultVirtualDiskDir(this.o.dataDir)), this.pathRoots, { kind: 'directory', mayCreate: true, what: 'export folder' });
     mkdirSync(dir, { recursive: true });
-    const path = await this.serialDisks(() => exportVm({
+    let path: string;
+    if (e.rec.state === 'Running' || e.rec.state === 'Paused') {
+      const temp = await this.checkpoint(e.rec.name, `Export ${new Date().toISOString()}`);
+      try {
+        const c = this.findCheckpoint(e, temp.id);
+        path = await this.serialDisks(() => exportVm({
+          id: e.rec.id, name: e.rec.name, state: c.running ? 'Saved' : 'Off', config: { ...structuredClone(c.config), name: e.rec.name },
+          checkpoints: this.inventory.checkpoints(e.rec.id).filter((x) => x.id !== c.id), current: c.parentId,
+          ownFiles: this.inventory.checkpointFiles(e.rec.id), savedState: c.running ? this.checkpointPath(e, c.id) : null,
+          checkpointStateFile: (id) => this.checkpointPath(e, id),
+        }, dir));
+      } finally {
+        await this.removeCheckpoint(e.rec.name, temp.id);
+      }
+      this.record(e, null, null, `exported to ${path} from ${temp.snapshotType.toLowerCase()} checkpoint '${temp.name}' (removed again)`);
+      return { path };
+    }
+    path = await this.serialDisks(() => exportVm({
       id: e.rec.id, name: e.rec.name, state: e.rec.state, config: e.rec.config,
       checkpoints: this.inventory.checkpoints(e.rec.id), current: this.inventory.currentCheckpoint(e.rec.id),
       ownFiles: this.inventory.checkpointFiles(e.rec.id), savedState: e.rec.state === 'Saved' ? this.savedStatePath(e) : null,
