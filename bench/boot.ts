@@ -4,9 +4,16 @@
  * Prints both and their ratio. QEMU is optional (skipped with a note when qemu-system-x86_64 is missing).
  *
  *   npm run bench:boot [-- --runs N] [--no-qemu] [--clock realtime|warp]
+ *   npm run bench:boot -- --compare-with DIR [--runs N]
+ *
+ * --compare-with DIR boots the same guest with another build of hyperts (a checkout at DIR, built with
+ * `npx tsc -p .`, e.g. a temporary `git worktree` of an older commit) and with this one, alternating, each
+ * boot in a fresh process (bench/boot-child.ts), and prints their CPU times side by side (no QEMU).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Partition } from '../src/platform/partition.js';
 import { defaultImagePaths } from '../src/image/builder.js';
 import { INIT_BANNER } from '../src/image/init-script.js';
@@ -22,6 +29,9 @@ const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1]) || 1;
 const noQemu = args.includes('--no-qemu');
 const clockMode = (args.includes('--clock') ? args[args.indexOf('--clock') + 1] : 'icount') as ClockMode;
+const compareWith = args.includes('--compare-with') ? args[args.indexOf('--compare-with') + 1] : null;
+/** This checkout (dist/bench/boot.js -> the repository root). */
+const ownRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 // The same user-visible work on both: boot, run init, power off.
 const APPEND = 'hyperts.run=true';
 
@@ -65,6 +75,41 @@ function bootQemu(kernel: string, initrd: string, cmdline: string): Promise<Boot
   });
 }
 
+/** One boot of the build at `root` in a fresh process (bench/boot-child.ts of this build drives it). */
+function bootChild(root: string, kernel: string, initrd: string, cmdline: string): BootTimes {
+  const child = join(ownRoot, 'dist/bench/boot-child.js');
+  const r = spawnSync(process.execPath, [child, '--build', root, '--kernel', kernel, '--initrd', initrd, '--cmdline', cmdline, '--clock', clockMode],
+    { encoding: 'utf8', maxBuffer: 16 << 20 });
+  if (r.status !== 0) throw new Error(`boot with the build at ${root} failed:\n${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as BootTimes;
+}
+
+/** Two builds side by side: boots alternate (A, B, A, B...) so both see the same machine load. */
+function compareBuilds(other: string, kernel: string, initrd: string, cmdline: string): void {
+  const root = resolve(other);
+  if (!existsSync(join(root, 'dist/src/platform/partition.js'))) {
+    console.error(`bench:boot: ${root} has no build (dist/src/platform/partition.js); run 'npx tsc -p .' there first`);
+    process.exit(1);
+  }
+  const a: BootTimes[] = [], b: BootTimes[] = [];
+  for (let i = 0; i < runs; i++) {
+    a.push(bootChild(root, kernel, initrd, cmdline));
+    b.push(bootChild(ownRoot, kernel, initrd, cmdline));
+    const row = (x: BootTimes): string => `CPU ${fmt(x.cpuToInit!)} to init, ${fmt(x.cpuToOff!)} to power-off (wall ${fmt(x.toOff)}, ${((x.insns ?? 0) / 1e6).toFixed(0)} M insns)`;
+    console.log(`run ${i + 1}: other ${row(a[i])}\n       this  ${row(b[i])}`);
+  }
+  const best = (xs: BootTimes[], k: 'cpuToInit' | 'cpuToOff'): number => Math.min(...xs.map((x) => x[k] ?? NaN));
+  const median = (xs: BootTimes[], k: 'cpuToInit' | 'cpuToOff'): number => {
+    const v = xs.map((x) => x[k] ?? NaN).sort((p, q) => p - q);
+    return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+  };
+  console.log(`\nother build (${root}) vs this build (${ownRoot}), CPU time (user+sys), ${runs} run(s) each:`);
+  for (const k of ['cpuToInit', 'cpuToOff'] as const) {
+    const oa = best(a, k), ob = best(b, k), ma = median(a, k), mb = median(b, k);
+    console.log(`  ${k === 'cpuToInit' ? 'boot-to-init' : 'to power-off'}: best ${fmt(oa)} vs ${fmt(ob)} (this/other ${(ob / oa).toFixed(3)})   median ${fmt(ma)} vs ${fmt(mb)} (${(mb / ma).toFixed(3)})`);
+  }
+}
+
 const fmt = (ms: number): string => (Number.isNaN(ms) ? '   n/a' : `${(ms / 1000).toFixed(2)} s`);
 
 async function main(): Promise<void> {
@@ -74,6 +119,11 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const cmdline = `${img.cmdline} ${APPEND}`;
+  if (compareWith !== null) {
+    console.log(`kernel ${img.kernel}\ninitrd ${img.initrd}\ncmdline ${cmdline}\nhyperts clock: ${clockMode}; runs: ${runs}\n`);
+    compareBuilds(compareWith, img.kernel, img.initrd, cmdline);
+    return;
+  }
   const haveQemu = !noQemu && spawnSync('qemu-system-x86_64', ['--version']).status === 0;
   console.log(`kernel ${img.kernel}\ninitrd ${img.initrd}\ncmdline ${cmdline}\nhyperts clock: ${clockMode}; runs: ${runs}\n`);
   const best = (xs: BootTimes[], k: 'toInit' | 'toOff' | 'cpuToInit' | 'cpuToOff'): number => Math.min(...xs.map((x) => x[k] ?? NaN));

@@ -1,14 +1,14 @@
 /**
  * Conformance check with kvm-unit-tests' x86 suite (a local check: its sources are not part of hyperts and
  * not available to CI). Runs every x86_64 test kernel listed in x86/unittests.cfg on hyperts (multiboot
- * kernel, environment file as the first module, QEMU's isa-debug-exit at 0xf4) and on QEMU TCG with the same
- * test arguments, and prints per kernel and in total which pass on each.
+ * kernel, environment file with NR_CPUS as the first module, --cpus as the test's smp count, QEMU's isa-debug-exit
+ * at 0xf4) and on QEMU TCG with the same test arguments and -smp, and prints per kernel and in total which pass on each.
  *
  *   KUT_DIR=/path/to/built/kvm-unit-tests npm run conformance [-- --only NAME[,NAME]] [--timeout S] [--qemu-cache]
  *   Console logs go to $KUT_LOG_DIR (default $TMPDIR/hyperts-kut-logs).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 
@@ -83,8 +83,13 @@ async function main(): Promise<void> {
   const logDir = process.env.KUT_LOG_DIR || join(tmpdir(), 'hyperts-kut-logs');
   mkdirSync(logDir, { recursive: true });
   const useQemuCache = argv.includes('--qemu-cache');
-  const env = join(dir, 'env');
-  writeFileSync(env, 'NR_CPUS=1\nMEMSIZE=256\nTEST_DEVICE=0\n');
+  // kvm-unit-tests reads the processor count from NR_CPUS in its environment (as its run scripts write it)
+  // when there is no fw_cfg, so each smp count gets its own environment file.
+  const envFor = (smp: number): string => {
+    const f = join(dir, `env-smp${smp}`);
+    if (!existsSync(f)) writeFileSync(f, `NR_CPUS=${smp}\nMEMSIZE=256\nTEST_DEVICE=0\n`);
+    return f;
+  };
   const hyperts = join(process.cwd(), 'bin', 'hyperts');
   const rows: Array<{ t: UnitTest; h: Verdict; q: Verdict }> = [];
   console.log(`kvm-unit-tests x86 (${tests.length} kernels) from ${kut}\n`);
@@ -92,14 +97,10 @@ async function main(): Promise<void> {
   for (const t of tests) {
     const kernel = join(kut, 'x86', t.file);
     const limit = timeoutOverride || Math.max(t.timeout, 90);
-    let h: Verdict;
-    if (t.smp > 1) h = 'N/A';
-    else {
-      const r = await runCmd(process.execPath, [hyperts, 'run', '--quiet', '--processor', 'emulated', '--clock', 'warp', '--memory', '256M',
-        '--kernel', kernel, '--initrd', env, ...(t.args ? ['--append', t.args] : [])], limit);
-      h = verdictOf(r.code, r.timedOut, r.out);
-      writeFileSync(join(logDir, `${t.name}.hyperts.log`), `exit ${r.code}${r.timedOut ? ' (timeout)' : ''}\n${r.out}`);
-    }
+    const r = await runCmd(process.execPath, [hyperts, 'run', '--quiet', '--processor', 'emulated', '--clock', 'warp', '--memory', '256M',
+      '--cpus', String(t.smp), '--kernel', kernel, '--initrd', envFor(t.smp), ...(t.args ? ['--append', t.args] : [])], limit);
+    const h = verdictOf(r.code, r.timedOut, r.out);
+    writeFileSync(join(logDir, `${t.name}.hyperts.log`), `exit ${r.code}${r.timedOut ? ' (timeout)' : ''}\n${r.out}`);
     const qa = ['--no-reboot', '-nodefaults', '-device', 'pc-testdev', '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x4',
       '-display', 'none', '-serial', 'stdio', '-device', 'pci-testdev', '-machine', 'accel=tcg', '-m', '256',
       '-smp', String(t.smp), '-kernel', kernel, ...(t.qemuParams ? t.qemuParams.split(/\s+/).filter(Boolean) : []),
@@ -126,9 +127,10 @@ async function main(): Promise<void> {
   const both = rows.filter((r) => r.q === 'PASS' && r.h === 'PASS').length;
   const qOnly = rows.filter((r) => r.q === 'PASS' && r.h !== 'PASS').map((r) => r.t.name);
   const hOnly = rows.filter((r) => r.h === 'PASS' && r.q !== 'PASS').map((r) => r.t.name);
-  console.log(`\ntotal: hyperts ${count('h', 'PASS')} pass / ${count('h', 'FAIL')} fail / ${count('h', 'SKIP')} skip / ${count('h', 'TIMEOUT')} timeout / ${count('h', 'N/A')} not run (smp > 1)`);
+  console.log(`\ntotal: hyperts ${count('h', 'PASS')} pass / ${count('h', 'FAIL')} fail / ${count('h', 'SKIP')} skip / ${count('h', 'TIMEOUT')} timeout / ${count('h', 'N/A')} not run`);
   console.log(`       QEMU    ${count('q', 'PASS')} pass / ${count('q', 'FAIL')} fail / ${count('q', 'SKIP')} skip / ${count('q', 'TIMEOUT')} timeout / ${count('q', 'N/A')} cannot run under TCG`);
   console.log(`pass on both: ${both}; QEMU only: ${qOnly.join(', ') || 'none'}; hyperts only: ${hOnly.join(', ') || 'none'}`);
+  rmSync(dir, { recursive: true, force: true });
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });

@@ -21,8 +21,9 @@ const help = `usage: hyperts serve [--data-dir DIR] [--listen HOST:PORT] [--toke
   --insecure-http        allow plain HTTP on a non-loopback --listen anyway (the token crosses the network in clear)
   --allowed-host NAMES   comma-separated host names clients use to reach --listen (DNS rebinding guard)
   --token-file FILE      the API token for --listen (default: DIR/api-token, created mode 0600 when missing)
-  --path-root DIRS       comma-separated folders API clients may name files in (virtual disks, ISOs, exports);
-                         default: DIR and DIR/Virtual Hard Disks
+  --path-root DIRS       comma-separated folders API clients may name files in (virtual disks, ISOs, exports,
+                         kernels and initrds); default: DIR and DIR/Virtual Hard Disks (boot files also from
+                         the guest image cache)
   --no-isolation         run VM workers without the bubblewrap sandbox (recorded in each VM's event log)
   --quiet                do not log state transitions to stderr
 

@@ -11,9 +11,9 @@
  * The emulated processor calls `pendingVector()`/`acknowledge()` at instruction-block boundaries;
  * `onInterruptPending` lets a halted processor be woken when something becomes deliverable.
  */
-import type { AccessSize, MmioDevice } from '../platform/bus.js';
+import type { AccessSize, MmioBus, MmioDevice } from '../platform/bus.js';
 import type { TimerHandle, VirtualClock } from '../platform/clock.js';
-import { LAPIC_BASE } from '../platform/layout.js';
+import { LAPIC_BASE, LAPIC_SIZE } from '../platform/layout.js';
 import type { InterruptController } from '../processor/backend.js';
 
 /** LAPIC timer input frequency in Hz (report it through HV_X64_MSR_APIC_FREQUENCY). */
@@ -70,6 +70,8 @@ const testBit = (w: Uint32Array, v: number): boolean => (w[v >> 5] & (1 << (v & 
  */
 export class ApicBus {
   readonly lapics: LocalApic[] = [];
+  /** An IPI (a message some APIC's ICR sent) reached another APIC: the scheduler runs that vCPU soon. */
+  onIpi: ((target: LocalApic) => void) | null = null;
 
   add(l: LocalApic): void { this.lapics.push(l); }
 
@@ -93,7 +95,7 @@ export class ApicBus {
       for (const l of this.lapics) {
         if (this.matches(l, dest, logical) && (best === null || (l.tpr & 0xf0) < (best.tpr & 0xf0))) best = l;
       }
-      best?.accept(DM_FIXED, vector, level);
+      if (best) { best.accept(DM_FIXED, vector, level); if (source !== null && best !== source) this.onIpi?.(best); }
       return;
     }
     for (const l of this.lapics) {
@@ -104,7 +106,9 @@ export class ApicBus {
         case 3: hit = l !== source; break;
         default: hit = this.matches(l, dest, logical);
       }
-      if (hit) l.accept(mode, vector, level);
+      if (!hit) continue;
+      l.accept(mode, vector, level);
+      if (source !== null && l !== source && mode !== DM_INIT && mode !== DM_STARTUP) this.onIpi?.(l);
     }
   }
 }
@@ -112,13 +116,13 @@ export class ApicBus {
 export interface LocalApicState {
   id: number; apicBase: number; tpr: number; ldr: number; dfr: number; svr: number; esr: number; esrPending: number;
   icrLo: number; icrHi: number; lvt: number[]; irr: number[]; isr: number[]; tmr: number[]; autoEoi: number[];
-  nmi: boolean; timerInitial: number; timerDcr: number; timerStart: number; timerTickNs: number;
+  nmi: boolean; timerInitial: number; timerDcr: number; timerStart: number; timerTickNs: number; timerStopped?: boolean;
   lint: number[]; initPending: boolean; sipiVector: number;
 }
 
 export class LocalApic implements InterruptController, MmioDevice {
   id: number;
-  /** IA32_APIC_BASE low half (base, BSP and enable bits); the base cannot be relocated. */
+  /** IA32_APIC_BASE low half (base, BSP and enable bits). */
   apicBase: number;
   tpr = 0;
   ldr = 0;
@@ -142,6 +146,8 @@ export class LocalApic implements InterruptController, MmioDevice {
   /** Virtual time (ns) the current count started from, and ns per count at that time. */
   private timerStart = 0;
   private timerTickNs = 2;
+  /** A one-shot count reached zero and the mode then became periodic: the count stays 0 until TMICT is written. */
+  private timerStopped = false;
   private timerHandle: TimerHandle | null = null;
   private readonly lintLevel = [0, 0];
 
@@ -156,6 +162,8 @@ export class LocalApic implements InterruptController, MmioDevice {
   onEoiBroadcast: ((vector: number) => void) | null = null;
   /** The 8259 pair behind LINT0 (boot processor only). */
   extInt: ExtIntSource | null = null;
+  /** The MMIO base moved (IA32_APIC_BASE write, reset, restore): the window maps the new address. */
+  onBaseChange: (() => void) | null = null;
 
   constructor(readonly index: number, private readonly clock: VirtualClock, private readonly bus: ApicBus) {
     this.id = index;
@@ -172,7 +180,7 @@ export class LocalApic implements InterruptController, MmioDevice {
     if (this.index === 0) { this.lvt[3] = DM_EXTINT << 8; this.lvt[4] = DM_NMI << 8; }
     this.irr.fill(0); this.isr.fill(0); this.tmr.fill(0); this.autoEoi.fill(0);
     this.nmi = false;
-    this.timerInitial = 0; this.timerDcr = 0;
+    this.timerInitial = 0; this.timerDcr = 0; this.timerStopped = false;
     this.clock.cancel(this.timerHandle); this.timerHandle = null;
   }
 
@@ -183,10 +191,13 @@ export class LocalApic implements InterruptController, MmioDevice {
     this.resetRegisters();
     this.initPending = false;
     this.sipiVector = -1;
+    this.onBaseChange?.();
   }
 
   get softwareEnabled(): boolean { return (this.svr & SVR_ENABLE) !== 0; }
   get globallyEnabled(): boolean { return (this.apicBase & APIC_BASE_ENABLE) !== 0; }
+  /** Guest-physical address of the register page (IA32_APIC_BASE[31:12]). */
+  get base(): number { return (this.apicBase & 0xfffff000) >>> 0; }
 
   // ---- InterruptController ----
 
@@ -324,6 +335,7 @@ export class LocalApic implements InterruptController, MmioDevice {
     this.timerHandle = null;
     this.timerStart = this.clock.now();
     this.timerTickNs = this.timerDivisor() * (1e9 / LAPIC_TIMER_HZ);
+    this.timerStopped = false;
     if (this.timerInitial !== 0) this.armTimer(this.timerStart);
   }
 
@@ -331,6 +343,7 @@ export class LocalApic implements InterruptController, MmioDevice {
 
   /** Schedule the next expiry strictly after `after`. */
   private armTimer(after: number): void {
+    if (this.timerStopped) return;
     const period = this.periodNs();
     let deadline = this.timerStart + period;
     if (this.lvt[0] & LVT_TIMER_PERIODIC) {
@@ -349,8 +362,22 @@ export class LocalApic implements InterruptController, MmioDevice {
     if ((e & LVT_TIMER_PERIODIC) && this.timerInitial !== 0) this.armTimer(now);
   }
 
+  /**
+   * Before the periodic bit flips: a one-shot count already at zero stays there (nothing reloads it);
+   * a periodic count becomes a one-shot count of what is left of the current period.
+   */
+  private keepCountAcrossModeChange(): void {
+    if (this.timerStopped) return;
+    if ((this.lvt[0] & LVT_TIMER_PERIODIC) === 0) {
+      if (this.currentCount() === 0) this.timerStopped = true;
+      return;
+    }
+    const ticks = Math.floor((this.clock.now() - this.timerStart) / this.timerTickNs);
+    this.timerStart += Math.floor(ticks / this.timerInitial) * this.periodNs();
+  }
+
   currentCount(): number {
-    if (this.timerInitial === 0) return 0;
+    if (this.timerInitial === 0 || this.timerStopped) return 0;
     const ticks = Math.floor((this.clock.now() - this.timerStart) / this.timerTickNs);
     if (this.lvt[0] & LVT_TIMER_PERIODIC) return this.timerInitial - (ticks % this.timerInitial);
     return ticks >= this.timerInitial ? 0 : this.timerInitial - ticks;
@@ -415,6 +442,8 @@ export class LocalApic implements InterruptController, MmioDevice {
       case REG_ICR_LO: this.icrLo = value & 0x000ccfff; this.sendIpi(); break;
       case REG_LVT_TIMER: {
         const wasPeriodic = this.lvt[0] & LVT_TIMER_PERIODIC;
+        // A mode change does not reload the count: it goes on from its current value (SDM; KVM alike).
+        if (((value & LVT_TIMER_PERIODIC) ^ wasPeriodic) !== 0 && this.timerInitial !== 0) this.keepCountAcrossModeChange();
         this.writeLvt(0, value, 0x300ff);
         if ((this.lvt[0] & LVT_TIMER_PERIODIC) !== wasPeriodic && this.timerInitial !== 0) {
           this.clock.cancel(this.timerHandle);
@@ -470,7 +499,10 @@ export class LocalApic implements InterruptController, MmioDevice {
     this.writeReg(offset & 0xff0, value);
   }
 
-  /** WRMSR IA32_APIC_BASE (low half): only the enable bit is writable; x2APIC is not offered. */
+  /**
+   * WRMSR IA32_APIC_BASE (low half; the caller checks reserved bits): the enable bit and the register page's
+   * address (relocation below 4 GiB); the BSP flag stays as reset set it. x2APIC is not offered.
+   */
   writeApicBase(lo: number): boolean {
     if (lo & (1 << 10)) return false;
     const enable = (lo & APIC_BASE_ENABLE) !== 0;
@@ -480,7 +512,11 @@ export class LocalApic implements InterruptController, MmioDevice {
       this.resetRegisters();
       this.id = id;
     }
-    this.apicBase = ((this.apicBase & ~APIC_BASE_ENABLE) | (enable ? APIC_BASE_ENABLE : 0)) >>> 0;
+    // Enabling it again brings back the initial APIC ID (as KVM; the APIC leaves its disabled state as at power-up).
+    if (enable && !this.globallyEnabled) this.id = this.index;
+    const oldBase = this.base;
+    this.apicBase = ((lo & 0xfffff000) | (this.apicBase & APIC_BASE_BSP) | (enable ? APIC_BASE_ENABLE : 0)) >>> 0;
+    if (this.base !== oldBase) this.onBaseChange?.();
     this.kick();
     return true;
   }
@@ -491,7 +527,7 @@ export class LocalApic implements InterruptController, MmioDevice {
       esr: this.esr, esrPending: this.esrPending, icrLo: this.icrLo, icrHi: this.icrHi, lvt: [...this.lvt],
       irr: [...this.irr], isr: [...this.isr], tmr: [...this.tmr], autoEoi: [...this.autoEoi], nmi: this.nmi,
       timerInitial: this.timerInitial, timerDcr: this.timerDcr, timerStart: this.timerStart,
-      timerTickNs: this.timerTickNs, lint: [...this.lintLevel], initPending: this.initPending, sipiVector: this.sipiVector,
+      timerTickNs: this.timerTickNs, timerStopped: this.timerStopped, lint: [...this.lintLevel], initPending: this.initPending, sipiVector: this.sipiVector,
     };
   }
 
@@ -506,23 +542,61 @@ export class LocalApic implements InterruptController, MmioDevice {
     this.timerHandle = null;
     this.timerStart = s.timerStart;
     this.timerTickNs = s.timerTickNs;
+    this.timerStopped = s.timerStopped === true;
     if (this.timerInitial !== 0) this.armTimer(this.clock.now());
+    this.onBaseChange?.();
   }
 }
+
+const ONES = [0, 0xff, 0xffff, 0, 0xffffffff];
 
 /**
  * All LAPICs share one MMIO window; the access goes to the APIC of the processor that makes it.
  * The partition sets `current` to the running VP index before each turn (the emulated backend runs
  * processors one at a time on one thread, see platform/vcpu-scheduler.ts).
+ *
+ * An APIC relocated through IA32_APIC_BASE answers at its own base only: the window at LAPIC_BASE acts as
+ * unclaimed for it, and a view is mapped at every other base some APIC uses (unless a device claims it).
  */
 export class LapicWindow implements MmioDevice {
   current = 0;
-  constructor(readonly lapics: readonly LocalApic[]) {}
-  mmioRead(offset: number, size: AccessSize): number {
-    const l = this.lapics[this.current];
-    return l ? l.mmioRead(offset, size) : 0xffffffff;
+  private readonly views = new Map<number, MmioDevice>();
+
+  constructor(readonly lapics: readonly LocalApic[], private readonly mmio: MmioBus | null = null) {
+    if (mmio) {
+      mmio.register(LAPIC_BASE, LAPIC_SIZE, this, 'lapic');
+      for (const l of lapics) l.onBaseChange = () => this.remap();
+    }
   }
-  mmioWrite(offset: number, size: AccessSize, value: number): void {
-    this.lapics[this.current]?.mmioWrite(offset, size, value);
+
+  private read(base: number, offset: number, size: AccessSize): number {
+    const l = this.lapics[this.current];
+    return l && l.base === base ? l.mmioRead(offset, size) : ONES[size];
+  }
+
+  private write(base: number, offset: number, size: AccessSize, value: number): void {
+    const l = this.lapics[this.current];
+    if (l && l.base === base) l.mmioWrite(offset, size, value);
+  }
+
+  mmioRead(offset: number, size: AccessSize): number { return this.read(LAPIC_BASE, offset, size); }
+  mmioWrite(offset: number, size: AccessSize, value: number): void { this.write(LAPIC_BASE, offset, size, value); }
+
+  /** Map a view at each base in use other than LAPIC_BASE; drop views no APIC uses any more. */
+  private remap(): void {
+    const mmio = this.mmio!;
+    const used = new Set(this.lapics.map((l) => l.base));
+    for (const [base, view] of this.views) {
+      if (!used.has(base)) { mmio.unregister(base, view); this.views.delete(base); }
+    }
+    for (const base of used) {
+      if (base === LAPIC_BASE || this.views.has(base) || mmio.overlaps(base, LAPIC_SIZE)) continue;
+      const view: MmioDevice = {
+        mmioRead: (o, s) => this.read(base, o, s),
+        mmioWrite: (o, s, v) => this.write(base, o, s, v),
+      };
+      mmio.register(base, LAPIC_SIZE, view, 'lapic-relocated');
+      this.views.set(base, view);
+    }
   }
 }

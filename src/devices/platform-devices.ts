@@ -11,7 +11,7 @@ import type { IoBus, MmioBus } from '../platform/bus.js';
 import type { VirtualClock } from '../platform/clock.js';
 import {
   ACPI_GPE0_PORT, ACPI_PM1A_EVT_PORT, ACPI_RESET_PORT, COM1_IRQ, COM1_PORT, DEBUG_EXIT_PORT, FAST_A20_PORT,
-  I8042_CMD_PORT, I8042_DATA_PORT, IOAPIC_BASE, IOAPIC_SIZE, LAPIC_BASE, LAPIC_SIZE, PIC_ELCR_PORT,
+  I8042_CMD_PORT, I8042_DATA_PORT, IOAPIC_BASE, IOAPIC_SIZE, PIC_ELCR_PORT,
   PIC_MASTER_PORT, PIC_SLAVE_PORT, PIT_PORT, PORT61, POST_PORT, RTC_PORT,
 } from '../platform/layout.js';
 import { ACPI_GPE0_BLOCK_LEN, ACPI_PM1_BLOCK_LEN, AcpiPm } from './acpi-pm.js';
@@ -89,7 +89,7 @@ export function createPlatformDevices(o: PlatformDeviceOptions): PlatformDevices
   const port92 = new Port92(o.onReset);
   const debugExit = new DebugExit(o.onShutdown);
   const post = new PostPort();
-  const lapicWindow = new LapicWindow(lapics);
+  const lapicWindow = new LapicWindow(lapics, mmio);
 
   io.register(PIC_MASTER_PORT, 2, pic.master, 'pic-master');
   io.register(PIC_SLAVE_PORT, 2, pic.slave, 'pic-slave');
@@ -108,7 +108,6 @@ export function createPlatformDevices(o: PlatformDeviceOptions): PlatformDevices
   io.register(ACPI_RESET_PORT, 1, pm.resetPort, 'reset-control');
   io.register(COM1_PORT, 8, uart, 'com1');
   mmio.register(IOAPIC_BASE, IOAPIC_SIZE, ioapic, 'ioapic');
-  mmio.register(LAPIC_BASE, LAPIC_SIZE, lapicWindow, 'lapic');
 
   const saveState = (): PlatformDevicesState => ({
     lapics: lapics.map((l) => l.saveState()), ioapic: ioapic.saveState(), pic: pic.saveState(), pit: pit.saveState(),

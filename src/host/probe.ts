@@ -25,7 +25,12 @@ export function parseCpuinfo(text: string): { flags: string[]; vendor: string | 
   return { flags: [...flags], vendor };
 }
 
-export interface ProbeOptions { devicePath?: string; measureSpeed?: boolean }
+export interface ProbeOptions {
+  devicePath?: string;
+  /** An open /dev/kvm to probe instead of the path (a sandboxed worker's, handed in by the service). */
+  deviceFd?: number;
+  measureSpeed?: boolean;
+}
 
 export async function probeHost(opts: ProbeOptions = {}): Promise<HostFacts> {
   const path = opts.devicePath ?? '/dev/kvm';
@@ -41,10 +46,12 @@ export async function probeHost(opts: ProbeOptions = {}): Promise<HostFacts> {
     machine: machine(), cpuFlags, cpuVendor, kvmDevice: { state: 'absent' }, kvmModules,
     apiVersion: null, capabilities: null, guestSpeed: null, nodeVersion: process.version,
   };
-  if (!existsSync(path)) return facts;
-  try { accessSync(path, constants.R_OK | constants.W_OK); } catch (e) {
-    facts.kvmDevice = { state: 'no-access', error: (e as NodeJS.ErrnoException).code ?? String(e) };
-    return facts;
+  if (opts.deviceFd === undefined) {
+    if (!existsSync(path)) return facts;
+    try { accessSync(path, constants.R_OK | constants.W_OK); } catch (e) {
+      facts.kvmDevice = { state: 'no-access', error: (e as NodeJS.ErrnoException).code ?? String(e) };
+      return facts;
+    }
   }
   let kvm: typeof import('../processor/kvm/kvm.js');
   try {
@@ -55,7 +62,7 @@ export async function probeHost(opts: ProbeOptions = {}): Promise<HostFacts> {
   }
   let sys: KvmSystem;
   try {
-    sys = kvm.KvmSystem.open(path);
+    sys = opts.deviceFd !== undefined ? kvm.KvmSystem.fromFd(opts.deviceFd) : kvm.KvmSystem.open(path);
   } catch (e) {
     const msg = (e as Error).message;
     facts.kvmDevice = /EACCES|EPERM/.test(msg) ? { state: 'no-access', error: msg } : { state: 'error', error: msg } as KvmDeviceState;

@@ -22,13 +22,15 @@ import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootErr
 import type { Server } from 'node:net';
 import { Gen1Chipset, openIdeDrives, type Gen1ChipsetState, type IdeDrives } from './assemble-ide.js';
 import type { DebugControl } from '../debug/emulated-target.js';
-import { VcpuScheduler, QUANTUM_INSNS, type VcpuSchedulerState } from './vcpu-scheduler.js';
+import { VcpuScheduler, QUANTUM_INSNS, BOOST_INSNS, type VcpuSchedulerState } from './vcpu-scheduler.js';
 import type { BackendKind, BootCpuState, CpuidProvider, CpuidResult, PlatformServices, ProcessorBackend, RunOutcome, VirtualProcessor } from '../processor/backend.js';
 import { WLTIMEDELTA } from '../vsp/ic/timesync.js';
 
 export interface PartitionConfig {
   name?: string;
   processor: BackendKind | 'auto';
+  /** An open /dev/kvm handed in from outside (a sandboxed VM worker has no device node); default: open the path. */
+  kvmDeviceFd?: number;
   memoryBytes: number;
   cpus: number;
   /** Expose Hyper-V (CPUID leaves, synthetic MSRs, hypercalls, SynIC, VMBus); false runs unenlightened. */
@@ -147,6 +149,9 @@ export class Partition {
     const lapics = this.devices.lapics;
     this.hyperv = new HyperVStack({
       memory, clock: this.clock, vpCount: config.cpus, tscHz, enlightened: config.enlightened,
+      // The emulated processor's TSC is the virtual clock, one time base for every vCPU: offering TSC_INVARIANT
+      // keeps Linux from marking it unstable ("running on Hyper-V"), so it uses the TSC without a watchdog.
+      hypervisor: { tscInvariant: backend.kind === 'emulated' },
       inject: (vp, vector, autoEoi) => lapics[vp]?.deliver(vector, false, autoEoi),
       log: (area, msg) => this.log(`${area}: ${msg}`),
       // A pinned RTC base makes the guest's wall clock virtual: time sync then offers the same virtual time
@@ -182,8 +187,8 @@ export class Partition {
       kind = 'emulated';
       log(`processor: emulated (${config.cpus} virtual processors)`);
     } else if (config.processor === 'auto') {
-      const { chooseBackend } = await import('../host/probe.js');
-      const c = await chooseBackend();
+      const { chooseBackend, probeHost } = await import('../host/probe.js');
+      const c = await chooseBackend(config.kvmDeviceFd !== undefined ? await probeHost({ deviceFd: config.kvmDeviceFd }) : undefined);
       kind = c.kind;
       log(`processor: ${kind} (${c.reason})`);
     } else kind = config.processor;
@@ -192,7 +197,7 @@ export class Partition {
     if (kind === 'kvm') {
       const kvm = await import('../processor/kvm/processor.js');
       // The user-space irqchip keeps one set of interrupt controller models (ours) for both backends.
-      backend = new kvm.KvmBackend({ irqchip: 'user' });
+      backend = new kvm.KvmBackend({ irqchip: 'user', deviceFd: config.kvmDeviceFd });
       memory = kvm.allocateGuestMemory(config.memoryBytes);
     } else {
       const { EmulatedBackend } = await import('../processor/emulated/processor.js');
@@ -208,13 +213,14 @@ export class Partition {
       throw new Error(`several processors (--cpus ${config.cpus}) need the emulated processor for now; use --processor emulated or --cpus 1`);
     }
     p.scheduler = new VcpuScheduler(p.vcpus, p.devices.lapics);
+    if (config.cpus > 1) p.devices.apicBus.onIpi = (l) => p.scheduler.boost(l.index);
     if (config.cpus > 1) {
       // Remote TLB flush and IPI hypercalls (advertised by the CPUID hints only with several VPs).
       const lapics = p.devices.lapics;
       p.hyperv.hypervisor.hypercalls.processors = {
         count: config.cpus,
         flushTlb: (vp, nonGlobalOnly) => p.vcpus[vp].flushTlb?.(nonGlobalOnly),
-        sendIpi: (vp, vector) => lapics[vp].deliver(vector, false),
+        sendIpi: (vp, vector) => { lapics[vp].deliver(vector, false); p.scheduler.boost(vp); },
       };
     }
     if (p.clock.mode === 'icount') {
@@ -505,7 +511,7 @@ export class Partition {
     s.running = i;
     this.lastRan = i;
     try {
-      return this.vcpus[i].runQuantum!(budgetMs, several ? QUANTUM_INSNS : icount ? QUANTUM_INSNS * 50 : Infinity);
+      return this.vcpus[i].runQuantum!(budgetMs, several ? (s.boostedTurn ? BOOST_INSNS : QUANTUM_INSNS) : icount ? QUANTUM_INSNS * 50 : Infinity);
     } finally {
       s.running = -1;
     }

@@ -2,8 +2,8 @@
  * The small file interface the disk formats are written against. The real one is a Node FileHandle; tests put a
  * layer underneath that loses every write not yet flushed (simulated power loss) or crashes at a chosen point.
  */
-import { open, type FileHandle } from 'node:fs/promises';
-import { read as fsRead, write as fsWrite } from 'node:fs';
+import { close as fsClose, fdatasync, fstat, ftruncate, open as fsOpen, read as fsRead, write as fsWrite } from 'node:fs';
+import { promisify } from 'node:util';
 import { punchHole, readNoWait, threadSleeps, writeOnLoop } from './host-io.js';
 
 export interface BlockFile {
@@ -73,15 +73,28 @@ export const loopWriteGuard = {
   },
 };
 
+export type FileOpener = (path: string, readOnly: boolean) => Promise<BlockFile>;
+
+const openP = promisify(fsOpen), fstatP = promisify(fstat), ftruncateP = promisify(ftruncate), fdatasyncP = promisify(fdatasync), closeP = promisify(fsClose);
+
+/** A host file through its descriptor (fs calls on the number: works as well for a descriptor handed over by another process). */
 export class NodeFile implements BlockFile {
+  private closed = false;
   /** How small writes reach the page cache: RWF_NOWAIT on the event loop, a timed plain write there, or the pool. */
   private loopWrites: 'nowait' | 'plain' | 'pool' = 'nowait';
-  private constructor(readonly path: string, private readonly h: FileHandle, readonly readOnly: boolean) {}
-  get fd(): number { return this.h.fd; }
+  private constructor(readonly path: string, readonly fd: number, readonly readOnly: boolean) {}
 
   static async open(path: string, readOnly: boolean, create = false): Promise<NodeFile> {
-    const h = await open(path, create ? 'wx+' : readOnly ? 'r' : 'r+');
-    return new NodeFile(path, h, readOnly);
+    const fd = await openP(path, create ? 'wx+' : readOnly ? 'r' : 'r+');
+    return new NodeFile(path, fd, readOnly);
+  }
+  /**
+   * A file from a descriptor this process already holds (a VM worker's disk sent by the service); `path` names
+   * it in messages. The NodeFile owns the descriptor from now on: close() closes it.
+   */
+  static fromFd(path: string, fd: number, readOnly: boolean): NodeFile {
+    if (!Number.isInteger(fd) || fd < 0) throw new Error(`${path}: invalid file descriptor ${fd}`);
+    return new NodeFile(path, fd, readOnly);
   }
   // fs.read/fs.write on the descriptor: the same thread-pool I/O as FileHandle.read, with less per-call overhead
   // (about 1.5x the small random I/O rate measured here).
@@ -89,14 +102,14 @@ export class NodeFile implements BlockFile {
     let done = 0;
     if (buf.length <= NOWAIT_READ_MAX) {
       while (done < buf.length) {
-        const n = readNoWait(this.h.fd, done === 0 ? buf : buf.subarray(done), pos + done);
+        const n = readNoWait(this.fd, done === 0 ? buf : buf.subarray(done), pos + done);
         if (n < 0) break; // not (all) cached: the thread pool reads the rest
         if (n === 0) return done;
         done += n;
       }
     }
     while (done < buf.length) {
-      const n = await new Promise<number>((res, rej) => fsRead(this.h.fd, buf, done, buf.length - done, pos + done, (e, b) => (e ? rej(e) : res(b))));
+      const n = await new Promise<number>((res, rej) => fsRead(this.fd, buf, done, buf.length - done, pos + done, (e, b) => (e ? rej(e) : res(b))));
       if (n === 0) break;
       done += n;
     }
@@ -109,7 +122,7 @@ export class NodeFile implements BlockFile {
       const t0 = performance.now();
       if (nowait || loopWriteGuard.allowed(t0)) {
         const sleeps = nowait ? 0 : threadSleeps();
-        const r = writeOnLoop(this.h.fd, data, pos, nowait);
+        const r = writeOnLoop(this.fd, data, pos, nowait);
         if (r === 'unsupported') this.loopWrites = nowait ? 'plain' : 'pool'; // this write goes to the pool
         else {
           if (!nowait) {
@@ -121,19 +134,23 @@ export class NodeFile implements BlockFile {
         }
       }
     }
-    if (done < data.length) await writeAll(this.h.fd, done === 0 ? data : data.subarray(done), pos + done);
+    if (done < data.length) await writeAll(this.fd, done === 0 ? data : data.subarray(done), pos + done);
   }
-  async size(): Promise<number> { return (await this.h.stat()).size; }
-  async truncate(len: number): Promise<void> { await this.h.truncate(len); }
-  async flush(): Promise<void> { await this.h.datasync(); }
+  async size(): Promise<number> { return (await fstatP(this.fd)).size; }
+  async truncate(len: number): Promise<void> { await ftruncateP(this.fd, len); }
+  async flush(): Promise<void> { await fdatasyncP(this.fd); }
   async zeroRange(pos: number, len: number): Promise<void> {
     if (len <= 0) return;
-    if (punchHole(this.h.fd, pos, len)) return;
+    if (punchHole(this.fd, pos, len)) return;
     for (let off = 0; off < len; off += ZERO_CHUNK.length) {
       await this.write(ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, len - off)), pos + off);
     }
   }
-  async close(): Promise<void> { await this.h.close(); }
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await closeP(this.fd);
+  }
 }
 
 async function writeAll(fd: number, data: Uint8Array, pos: number): Promise<void> {

@@ -7,8 +7,8 @@
  * The format is chosen by content (a "vhdxfile" signature means VHDX); a .vhdx/.avhdx name without the
  * signature is an error rather than silently treated as raw.
  */
-import { open } from 'node:fs/promises';
 import { extname } from 'node:path';
+import { NodeFile, readFull, type FileOpener } from './file-io.js';
 import type { Disk } from './disk.js';
 import { RawDisk, type OpenRawOptions } from './raw.js';
 import { VhdxDisk } from './vhdx/vhdx-disk.js';
@@ -29,22 +29,27 @@ export interface OpenDiskOptions {
   physicalSectorSize?: 512 | 4096;
   /** Skip the file lock (inspection only). */
   lock?: boolean;
+  /** Opens the disk's files (itself and its differencing parents) instead of the path: a VM worker's files
+   *  handed over as descriptors. */
+  openFile?: FileOpener;
+  /** Whether openFile can open a path that does not exist here (so a parent locator may name it). */
+  hasFile?: (path: string) => boolean;
 }
 
 export type DiskFormat = 'vhdx' | 'vhd' | 'raw';
 
 /** The format of a disk file by its content. */
-export async function detectFormat(path: string): Promise<DiskFormat> {
-  const f = await open(path, 'r');
+export async function detectFormat(path: string, openFile?: FileOpener): Promise<DiskFormat> {
+  const f = openFile ? await openFile(path, true) : await NodeFile.open(path, true);
   try {
-    const b = Buffer.alloc(8);
-    await f.read(b, 0, 8, 0);
-    if (b.toString('latin1') === 'vhdxfile') return 'vhdx';
-    const size = (await f.stat()).size;
+    const b = new Uint8Array(8);
+    await readFull(f, b, 0);
+    if (Buffer.from(b).toString('latin1') === 'vhdxfile') return 'vhdx';
+    const size = await f.size();
     if (size >= 512) {
-      const t = Buffer.alloc(8);
-      await f.read(t, 0, 8, size - 512);
-      if (t.toString('latin1') === 'conectix') return 'vhd';
+      const t = new Uint8Array(8);
+      await readFull(f, t, size - 512);
+      if (Buffer.from(t).toString('latin1') === 'conectix') return 'vhd';
     }
     return 'raw';
   } finally {
@@ -53,12 +58,12 @@ export async function detectFormat(path: string): Promise<DiskFormat> {
 }
 
 export async function openDisk(path: string, o: OpenDiskOptions = {}): Promise<Disk> {
-  const fmt = await detectFormat(path);
+  const fmt = await detectFormat(path, o.openFile);
   const ext = extname(path).toLowerCase();
   if (fmt === 'vhd') throw new VhdxFormatError(path, 'legacy VHD files are not supported; convert it: qemu-img convert -O vhdx in.vhd out.vhdx');
   if (fmt === 'raw' && (ext === '.vhdx' || ext === '.avhdx')) throw new VhdxFormatError(path, 'not a VHDX file (no "vhdxfile" signature); the file is damaged or has the wrong name');
-  if (fmt === 'vhdx') return VhdxDisk.open(path, { readOnly: o.readOnly, purpose: o.purpose, lock: o.lock });
-  const ro: OpenRawOptions = { readOnly: o.readOnly, purpose: o.purpose, lock: o.lock, logicalSectorSize: o.logicalSectorSize, physicalSectorSize: o.physicalSectorSize };
+  if (fmt === 'vhdx') return VhdxDisk.open(path, { readOnly: o.readOnly, purpose: o.purpose, lock: o.lock, openFile: o.openFile, hasFile: o.hasFile });
+  const ro: OpenRawOptions = { readOnly: o.readOnly, purpose: o.purpose, lock: o.lock, logicalSectorSize: o.logicalSectorSize, physicalSectorSize: o.physicalSectorSize, openFile: o.openFile };
   return RawDisk.open(path, ro);
 }
 

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { checkRange, DiskError, type Disk } from './disk.js';
-import { NodeFile, readFull, type BlockFile } from './file-io.js';
+import { NodeFile, readFull, type BlockFile, type FileOpener } from './file-io.js';
 import { lockDisk, type HeldLock } from './lock.js';
 
 export interface OpenRawOptions {
@@ -11,6 +11,8 @@ export interface OpenRawOptions {
   physicalSectorSize?: 512 | 4096;
   lock?: boolean;
   purpose?: string;
+  /** Opens the file instead of the path (a descriptor handed to a VM worker). */
+  openFile?: FileOpener;
 }
 
 export class RawDisk implements Disk {
@@ -22,7 +24,7 @@ export class RawDisk implements Disk {
 
   static async open(path: string, o: OpenRawOptions = {}): Promise<RawDisk> {
     const readOnly = o.readOnly ?? false;
-    const file = await NodeFile.open(path, readOnly);
+    const file = o.openFile ? await o.openFile(path, readOnly) : await NodeFile.open(path, readOnly);
     let lock: HeldLock | null = null;
     try {
       if (o.lock !== false) lock = lockDisk(file.fd, path, !readOnly, o.purpose);
@@ -30,7 +32,10 @@ export class RawDisk implements Disk {
       const ls = o.logicalSectorSize ?? 512;
       if (size === 0 || size % ls !== 0) throw new DiskError('range', `${path}: raw image size ${size} is not a non-zero multiple of ${ls} bytes`);
       // Stable across opens and hosts' renames of the directory tree above it only via realpath; good enough for VPD 0x83.
-      const id = createHash('sha256').update(`hyperts-raw:${realpathSync(path)}`).digest().subarray(0, 16);
+      // A file handed over as a descriptor may have no path here (a VM worker's sandbox): its name then.
+      let real = path;
+      try { real = realpathSync(path); } catch { /* not visible here */ }
+      const id = createHash('sha256').update(`hyperts-raw:${real}`).digest().subarray(0, 16);
       return new RawDisk(path, file, size, readOnly, ls, o.physicalSectorSize ?? ls, new Uint8Array(id), lock);
     } catch (e) {
       lock?.release();

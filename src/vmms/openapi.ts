@@ -111,7 +111,7 @@ export function openApiDocument(): object {
       '/vms/{name}/save': action('Save-VM: Running/Paused -> Saving -> Saved (emulated processor only); the worker ends'),
       '/vms/{name}/saved-state': { delete: { summary: 'Remove-VMSavedState: Saved -> Off, the saved state is discarded', parameters: [name], responses: vmResult } },
       '/vms/{name}/export': {
-        post: { summary: 'Export-VM: an Off or Saved VM with its disks, checkpoints and state to PATH/NAME', parameters: [name],
+        post: { summary: 'Export-VM: the VM with its disks, checkpoints and state to PATH/NAME (a running VM from a checkpoint taken for the purpose)', parameters: [name],
           requestBody: { required: true, ...json({ type: 'object', required: ['path'], properties: { path: { type: 'string' } } }) },
           responses: { 200: { description: 'the export folder', ...json({ type: 'object', properties: { path: { type: 'string' } } }) }, 404: err('no such VM'), 409: err('running, or the folder exists') } },
       },

@@ -1,9 +1,10 @@
 /**
  * The VM worker's sandbox (Firecracker's jailer, crosvm's minijail), with bubblewrap: no network, a read-only
- * root holding only /usr, the application and the files the VM needs (its kernel, initrd, disks, ISOs, bound
- * one by one), its own VM folder the only writable place, no capabilities, no new user namespaces, a seccomp
+ * root holding only /usr, the application and the files the VM needs (its kernel and initrd bound from
+ * descriptors the service checked, its disks and ISOs bound one by one), its own VM folder the only writable place, no capabilities, no new user namespaces, a seccomp
  * filter, and memory and process limits in a cgroup of its own (v1 or v2, under the service's cgroup).
- * The Node IPC channel to the service (fd 3) passes through.
+ * The Node IPC channel to the service (fd 3) and the file channel (fd 5: files the service hands over later as
+ * descriptors, fd-passing.ts) pass through.
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readlinkSync, realpathSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,8 +26,13 @@ export interface SandboxSpec {
   workerPath: string;
   /** The VM's own folder: the only writable place. */
   vmDir: string;
-  /** Files the VM reads (kernel, initrd, ISOs), bound read-only at the same paths. */
+  /** Files the VM reads (differencing parents, ISOs), bound read-only at the same paths. */
   readOnly: string[];
+  /**
+   * Files bound read-only from open descriptors (kernel, initrd): the caller opened and checked each one and places
+   * it at `fdIndex` in the child's descriptor table, so no path swapped in after the check is bound instead.
+   */
+  readOnlyFds?: { fdIndex: number; dest: string }[];
   /** Files the VM writes (virtual disks), bound read-write at the same paths. */
   readWrite: string[];
   /** Device nodes (/dev/kvm). */
@@ -116,10 +122,17 @@ class Binds {
   readonly args: string[] = [];
   private readonly made = new Set<string>(['/']);
   add(kind: 'ro' | 'rw', src: string, dest = src): void {
+    for (const d of this.parents(dest)) { this.args.push('--perms', '0755', '--dir', d); this.made.add(d); }
+    this.args.push(kind === 'ro' ? '--ro-bind' : '--bind', src, dest);
+  }
+  addFd(fdIndex: number, dest: string): void {
+    for (const d of this.parents(dest)) { this.args.push('--perms', '0755', '--dir', d); this.made.add(d); }
+    this.args.push('--ro-bind-fd', String(fdIndex), dest);
+  }
+  private parents(dest: string): string[] {
     const parents: string[] = [];
     for (let d = dirname(dest); !this.made.has(d); d = dirname(d)) parents.unshift(d);
-    for (const d of parents) { this.args.push('--perms', '0755', '--dir', d); this.made.add(d); }
-    this.args.push(kind === 'ro' ? '--ro-bind' : '--bind', src, dest);
+    return parents;
   }
 }
 
@@ -239,6 +252,7 @@ export function sandboxCommand(spec: SandboxSpec, name: string): SandboxLaunch {
   const binds = new Binds();
   appBinds(binds);
   for (const f of spec.readOnly) binds.add('ro', f);
+  for (const f of spec.readOnlyFds ?? []) binds.addFd(f.fdIndex, f.dest);
   for (const f of spec.readWrite) binds.add('rw', f);
   binds.add('rw', spec.vmDir);
   const bw: string[] = [

@@ -5,14 +5,14 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, constants, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { copyFileAtomic, removeFileDurably } from '../platform/state-files.js';
 import { checkPrivateDirectory } from './file-checks.js';
 import { closeFds, isolationSupport, sandboxCommand, WORKER_UID, type SandboxLaunch } from './sandbox.js';
 import { defaultVirtualDiskDir } from './paths.js';
 import { randomUUID } from 'node:crypto';
 import { cpus, freemem, totalmem, hostname } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { applySettings, defaultConfig, icName, validateName, type VmConfig } from './config.js';
 import { VmmsError, badRequest, conflict, notFound } from './errors.js';
@@ -23,16 +23,21 @@ import { SwitchStore, PrivateRelay, newAdapter, switchesFor, type SwitchRecord }
 import { ensureBridge, isRoot, removeBridge } from '../net/host-bridge.js';
 import type { NetworkAdapterConfig } from '../platform/hardware.js';
 import type { SwitchConfig } from '../platform/assemble-network.js';
-import { defaultImagePaths, imagePaths } from '../image/builder.js';
+import { defaultImagePaths, imageCacheDir, imagePaths } from '../image/builder.js';
 import type { HardwareConfig } from '../platform/hardware.js';
 import { hasDisks, slotName } from './drives.js';
 import { VmDrives } from './vm-drives.js';
 import { diskChainPaths } from '../storage/open.js';
 import { capturedDrives, captureProblem, consolidate, crashPoint, createChild, withDrivePaths, type OnlineMerge } from './checkpoint-disks.js';
 import { exportVm, planImport, readExport, recordImport } from './export-import.js';
-import { resolveConfinedPath } from './confined-path.js';
+import { openConfined, resolveConfinedPath } from './confined-path.js';
+import { FileChannel, filesFor, WORKER_BOOT_FD, WORKER_FILE_CHANNEL_FD, WORKER_KVM_FD } from './worker-grants.js';
+import type { FileGrant } from './worker-files.js';
 import { clientPath } from './drives.js';
 import { IC_NAMES, type IcName, type IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
+
+/** A sandboxed worker's command, with the descriptors the service opened for it (placed at fixed numbers). */
+type WorkerLaunch = SandboxLaunch & { kvmFd?: number; bootFds: number[] };
 
 export interface ServiceOptions {
   dataDir: string;
@@ -48,6 +53,11 @@ export interface ServiceOptions {
    * Default: the data directory and its "Virtual Hard Disks" folder.
    */
   pathRoots?: string[];
+  /**
+   * Folders a VM's kernel and initrd may come from (confined as pathRoots are). Default: the path roots and the
+   * guest image cache (hyperts image build).
+   */
+  bootRoots?: string[];
   /**
    * Worker sandbox (sandbox.ts): 'auto' (default) uses it when bubblewrap works here and records an event
    * when a VM runs without it; 'required' refuses to start a VM without it; 'off' never uses it.
@@ -108,6 +118,8 @@ export interface IntegrationServiceView { name: IcName; enabled: boolean; status
 export interface StopOptions { turnOff?: boolean; force?: boolean; wait?: boolean; timeoutMs?: number }
 
 const CONSOLE_HISTORY = 256 * 1024;
+/** Worker requests that open files (they get them as descriptors: worker-grants.ts). */
+const OPENS_FILES = new Set<WorkerOp['op']>(['checkpointDetach', 'checkpointAttach', 'mergeCopy', 'mergeFinish', 'attachDrive', 'changeMedia']);
 const REQUEST_TIMEOUT_MS = 60_000;
 const CLK_TCK = 100;
 
@@ -123,8 +135,12 @@ interface Runtime {
   nextId: number;
   /** Why the worker is ending, when the service or the guest decided it (otherwise it crashed). */
   exitReason: string | null;
-  /** Runs under bubblewrap (its file view is fixed at start). */
+  /** Runs under bubblewrap (its file view is fixed at start: later files reach it as descriptors, through `files`). */
   isolated: boolean;
+  /** Hands the worker files it opens after start (worker-grants.ts); null where descriptors cannot be passed. */
+  files: FileChannel | null;
+  /** Online merges under way: child -> parent (mergeFinish opens the parent). */
+  mergeParents: Map<string, string>;
   stderrTail: string;
   exited: Promise<void>;
   cpuTicks: number;
@@ -169,6 +185,8 @@ export class VmmsService extends EventEmitter {
   private readonly workerUid = new Map<string, number>();
   /** Folders client-given paths are confined to (resolveConfinedPath(path, service.pathRoots)). */
   readonly pathRoots: string[];
+  /** Folders kernel and initrd files are confined to. */
+  readonly bootRoots: string[];
 
   constructor(private readonly o: ServiceOptions) {
     super();
@@ -184,6 +202,7 @@ export class VmmsService extends EventEmitter {
       }
     }
     this.pathRoots = o.pathRoots ?? [o.dataDir, defaultVirtualDiskDir(o.dataDir)];
+    this.bootRoots = o.bootRoots ?? [...this.pathRoots, imageCacheDir()];
     this.workerPath = o.workerPath ?? fileURLToPath(new URL('./worker.js', import.meta.url));
     this.log = o.log ?? (() => {});
     for (const rec of this.inventory.list()) {
@@ -211,14 +230,15 @@ export class VmmsService extends EventEmitter {
           this.inventory.updateConfig(e.rec.id, e.rec.config);
           for (const p of removed) this.inventory.keepCheckpointFile(p);
         });
+        if (e.rt) this.refreshHolderRecords(e, e.rt);
         this.record(e, null, null, message);
         this.changed(e);
       },
       request: (n, op) => {
         const e = this.entry(n);
-        // bubblewrap's binds are fixed when the worker starts: a file added later is not in its view.
-        if (op.op === 'attachDrive' && e.rt?.isolated) {
-          return Promise.reject(conflict(`cannot hot-add ${op.drive.path} to VM '${n}': its worker is isolated and sees only the files it started with; ` +
+        // bubblewrap's binds are fixed when the worker starts: a file added later reaches it as a descriptor.
+        if (op.op === 'attachDrive' && e.rt?.isolated && !e.rt.files) {
+          return Promise.reject(conflict(`cannot hot-add ${op.drive.path} to VM '${n}': its worker is isolated and this host cannot hand it the file (descriptor passing is unavailable: koffi could not load libc); ` +
             `stop-vm ${n}, add the disk, and start it again (or run the service with --no-isolation)`));
         }
         return this.request(e, op);
@@ -259,7 +279,26 @@ export class VmmsService extends EventEmitter {
   private checkNew(body: Record<string, unknown>): VmConfig {
     const name = validateName(body.name);
     if (this.find(name)) throw new VmmsError(409, 'DuplicateName', `a virtual machine named '${name}' already exists (pick another name, or remove-vm ${name} first)`);
-    return applySettings(defaultConfig(name), body).config;
+    return this.confineBootFiles(applySettings(defaultConfig(name), body).config, body);
+  }
+
+  /**
+   * A kernel or initrd given in the settings is resolved and confined to the boot roots (confined-path.ts: no
+   * `..` or symlink out of them, no FIFO, device or /proc file); the real path is kept. Checked again at start.
+   */
+  private confineBootFiles(c: VmConfig, given: Record<string, unknown>): VmConfig {
+    for (const k of ['kernel', 'initrd'] as const) {
+      const v = c.boot[k];
+      if (typeof given[k] === 'string' && v) c.boot[k] = resolveConfinedPath(v, this.bootRoots, { what: k });
+    }
+    return c;
+  }
+
+  /** A boot file at start: still inside the boot roots, still a regular file (a link may have been swapped in). */
+  private bootFile(vm: string, path: string, what: 'kernel' | 'initrd'): string {
+    try { return resolveConfinedPath(path, this.bootRoots, { what }); } catch (e) {
+      throw conflict(`cannot start VM '${vm}': ${(e as Error).message} (set-vm ${vm} --${what} FILE)`);
+    }
   }
 
   create(input: unknown, hardware?: HardwareConfig): VmView {
@@ -278,6 +317,7 @@ export class VmmsService extends EventEmitter {
   update(name: string, input: unknown): VmView {
     const e = this.entry(name);
     const { config, changed } = applySettings(e.rec.config, input);
+    if (typeof input === 'object' && input !== null) this.confineBootFiles(config, input as Record<string, unknown>);
     if (!changed.length) return this.view(e);
     if (changed.includes('name')) {
       const other = this.find(config.name);
@@ -366,8 +406,8 @@ export class VmmsService extends EventEmitter {
       initrd = img.initrd;
       cmdline = `${img.cmdline} ${cmdline}`.trim();
     } else {
-      if (!existsSync(kernel)) throw conflict(`cannot start VM '${c.name}': kernel file '${kernel}' does not exist (set-vm ${c.name} --kernel FILE)`);
-      if (initrd && !existsSync(initrd)) throw conflict(`cannot start VM '${c.name}': initrd file '${initrd}' does not exist (set-vm ${c.name} --initrd FILE)`);
+      kernel = this.bootFile(c.name, kernel, 'kernel');
+      if (initrd) initrd = this.bootFile(c.name, initrd, 'initrd');
     }
     for (const d of c.hardware.drives) {
       if (d.path && !existsSync(d.path)) {
@@ -422,15 +462,27 @@ export class VmmsService extends EventEmitter {
     // A restored guest continues its console session, so its history stays.
     if (!restoring) { e.history = []; e.historyBytes = 0; }
     this.transition(e, 'Starting', restoring ? 'start requested: restoring the saved state' : 'start requested');
-    let launch: SandboxLaunch | null;
+    let launch: WorkerLaunch | null;
     try { launch = await this.sandbox(e, wc); } catch (err) { this.transition(e, restoring ? 'Saved' : 'Off', `start failed: ${(err as Error).message}`); throw err; }
+    // Descriptors at fixed places (worker-grants.ts): 4 bwrap's seccomp program, 5 the file channel, 6 an open
+    // /dev/kvm, 7 and 8 the kernel and initrd bubblewrap binds.
+    const files = FileChannel.create();
+    const extra = launch ? launch.fds : ['ignore' as const];
+    if (files) wc.fileChannel = WORKER_FILE_CHANNEL_FD;
+    const kvmFd = launch?.kvmFd;
+    if (kvmFd !== undefined) wc.kvmDeviceFd = WORKER_KVM_FD;
+    const stdio = ['ignore' as const, 'ignore' as const, 'pipe' as const, 'ipc' as const, ...extra,
+      files ? files.workerEnd : 'ignore' as const, kvmFd ?? 'ignore' as const, ...(launch?.bootFds ?? [])];
     const child = launch
-      ? spawn(launch.command, launch.args, { serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc', ...launch.fds] })
-      : fork(this.workerPath, [], { serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [] });
-    if (launch) closeFds(launch.fds);
+      ? spawn(launch.command, launch.args, { serialization: 'advanced', stdio })
+      : fork(this.workerPath, [], { serialization: 'advanced', stdio, execArgv: [] });
+    if (launch) closeFds([...launch.fds, ...(kvmFd !== undefined ? [kvmFd] : []), ...launch.bootFds]);
+    files?.closeWorkerEnd();
+    if (wc.fileChannel === undefined) files?.close();
     let resolveExit!: () => void;
     const rt: Runtime = {
       child, pid: child.pid ?? -1, startedAt: 0, backend: null, status: null, pending: new Map(), nextId: 1, exitReason: null, isolated: launch !== null,
+      files: wc.fileChannel !== undefined ? files : null, mergeParents: new Map(),
       stderrTail: '', exited: new Promise((r) => { resolveExit = r; }), cpuTicks: 0, cpuAt: Date.now(), cpuUsage: 0,
       finalState: restoring ? 'Saved' : 'Off', heldDisks: [],
     };
@@ -486,6 +538,7 @@ export class VmmsService extends EventEmitter {
         // A killed worker leaves its lock-holder records behind (its OFD locks died with it): they would name it.
         const writable = e.rec.config.hardware.drives.filter((d) => d.kind === 'disk' && !d.readOnly && d.path).map((d) => d.path!);
         this.drives.clearHolderRecords(rt.pid, [...new Set([...rt.heldDisks, ...writable])]);
+        rt.files?.close();
         const oom = launch?.cleanup().oomKilled ?? false;
         const unexpected = rt.exitReason === null;
         const why = rt.exitReason ?? (oom ? `the worker exceeded its memory limit (${Math.round(this.memoryLimit(e.rec.config) / 1048576)} MB) and was killed` : null) ?? `worker process ${rt.pid} ended unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`})` +
@@ -521,7 +574,7 @@ export class VmmsService extends EventEmitter {
    * The sandboxed command of a VM's worker, or null to fork it plainly (isolation off or unavailable, which
    * the VM's event log records every time).
    */
-  private async sandbox(e: Entry, wc: WorkerStartConfig): Promise<SandboxLaunch | null> {
+  private async sandbox(e: Entry, wc: WorkerStartConfig): Promise<WorkerLaunch | null> {
     const mode = this.o.isolation ?? 'auto';
     if (mode === 'off') { this.record(e, null, null, 'the worker runs without isolation: the service was started with --no-isolation'); return null; }
     const support = isolationSupport();
@@ -534,40 +587,85 @@ export class VmmsService extends EventEmitter {
     const dir = this.vmDir(e);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const wantKvm = wc.processor !== 'emulated' && existsSync('/dev/kvm');
-    const readOnly = [wc.kernel, wc.initrd].filter((f): f is string => !!f);
-    // A root service runs the worker as nobody, unless it needs /dev/kvm (root-only here). Boot files must then
-    // be readable by everyone: a path only root can read (say /etc/shadow given as a kernel) would otherwise be
-    // loaded into guest memory with root's rights.
-    if (support.unprivilegedUser) {
-      const closed = readOnly.find((f) => (statSync(f).mode & 0o004) === 0);
-      if (closed) throw conflict(`cannot start VM '${e.rec.name}': its boot file ${closed} is not readable by other users, and the VM's worker runs as nobody (chmod o+r ${closed} if it is meant to be a kernel or initrd)`);
-    }
-    const drives = await driveBinds(e.rec.config);
+    const bootPaths = [wc.kernel, wc.initrd].filter((f): f is string => !!f);
+    const drives = await driveBinds(e.rec.config, this.pathRoots);
     const closedDisk = support.unprivilegedUser ? [...drives.rw.map((f) => [f, true] as const), ...drives.ro.map((f) => [f, false] as const)]
       .find(([f, w]) => !openToUser(f, WORKER_UID, w))?.[0] : undefined;
-    const why = support.unprivilegedUser && wantKvm ? `/dev/kvm is open to root only (processor ${wc.processor})`
-      : closedDisk ? `its disk ${closedDisk} is not open to the worker's user (uid ${WORKER_UID}); give that user access to run the worker as it` : null;
-    const uid = support.unprivilegedUser && !why ? WORKER_UID : undefined;
-    if (uid !== undefined) {
-      chownTree(dir, uid);
-      // Searchable (not readable) by others: bubblewrap, as root without capabilities, must enter it; the data
-      // directory above stays 0700, so no other user reaches it.
-      chmodSync(dir, 0o711);
-      this.workerUid.set(e.rec.id, uid);
-    } else this.workerUid.delete(e.rec.id);
-    const launch = sandboxCommand({
-      workerPath: this.workerPath, vmDir: dir, readOnly: [...readOnly, ...drives.ro],
-      readWrite: drives.rw, devices: wantKvm ? ['/dev/kvm'] : [],
-      memoryLimitBytes: this.memoryLimit(e.rec.config), pidsLimit: WORKER_PIDS_LIMIT, uid,
-    }, e.rec.name);
-    const notes = [...launch.notes, ...(why ? [`the worker keeps the service's uid: ${why}`] : [])];
-    if (notes.length) this.record(e, null, null, `the worker's sandbox is incomplete: ${notes.join('; ')}`);
-    return launch;
+    const held: number[] = [];
+    try {
+      // Kernel and initrd are bound from descriptors the service opened and checked (confined, regular files):
+      // what bubblewrap binds is the very file checked, whatever happens to the paths meanwhile.
+      const roots = e.rec.config.boot.kernel ? this.bootRoots : bootPaths.map((f) => dirname(realpathSync(f)));
+      const bootFds = bootPaths.map((f) => {
+        let r;
+        try { r = openConfined(f, roots, { what: f === wc.kernel ? 'kernel' : 'initrd' }); } catch (err) {
+          throw conflict(`cannot start VM '${e.rec.name}': ${(err as Error).message} (set-vm ${e.rec.name} --${f === wc.kernel ? 'kernel' : 'initrd'} FILE)`);
+        }
+        held.push(r.fd!);
+        return r.fd!;
+      });
+      // A root service runs the worker as nobody (a KVM one too: it gets /dev/kvm open, below). Boot files must then
+      // be readable by everyone: a path only root can read (say /etc/shadow given as a kernel) would otherwise be
+      // loaded into guest memory with root's rights.
+      if (support.unprivilegedUser) {
+        const closed = bootPaths.find((_, i) => (fstatSync(bootFds[i]!).mode & 0o004) === 0);
+        if (closed) throw conflict(`cannot start VM '${e.rec.name}': its boot file ${closed} is not readable by other users, and the VM's worker runs as nobody (chmod o+r ${closed} if it is meant to be a kernel or initrd)`);
+      }
+      // KVM through a descriptor the service opens: no device node in the sandbox, and the worker needs no right
+      // to open /dev/kvm (root-only here), so it can run as nobody too. Where the service cannot open it either,
+      // the node is bound in as before (the worker then fails or falls back as it would unsandboxed).
+      let kvmFd: number | undefined;
+      if (wantKvm) try { kvmFd = openSync('/dev/kvm', constants.O_RDWR) /* close-on-exec, as Node opens everything */; held.push(kvmFd); } catch { kvmFd = undefined; }
+      const why = support.unprivilegedUser && wantKvm && kvmFd === undefined ? `/dev/kvm is open to root only (processor ${wc.processor})`
+        : closedDisk ? `its disk ${closedDisk} is not open to the worker's user (uid ${WORKER_UID}); give that user access to run the worker as it` : null;
+      const uid = support.unprivilegedUser && !why ? WORKER_UID : undefined;
+      if (uid !== undefined) {
+        chownTree(dir, uid);
+        // Searchable (not readable) by others: bubblewrap, as root without capabilities, must enter it; the data
+        // directory above stays 0700, so no other user reaches it.
+        chmodSync(dir, 0o711);
+        this.workerUid.set(e.rec.id, uid);
+      } else this.workerUid.delete(e.rec.id);
+      const launch = sandboxCommand({
+        workerPath: this.workerPath, vmDir: dir, readOnly: drives.ro,
+        readOnlyFds: bootPaths.map((dest, i) => ({ fdIndex: WORKER_BOOT_FD + i, dest })),
+        readWrite: drives.rw, devices: wantKvm && kvmFd === undefined ? ['/dev/kvm'] : [],
+        memoryLimitBytes: this.memoryLimit(e.rec.config), pidsLimit: WORKER_PIDS_LIMIT, uid,
+      }, e.rec.name);
+      const notes = [...launch.notes, ...(why ? [`the worker keeps the service's uid: ${why}`] : [])];
+      if (notes.length) this.record(e, null, null, `the worker's sandbox is incomplete: ${notes.join('; ')}`);
+      return { ...launch, kvmFd, bootFds };
+    } catch (err) {
+      closeFds(held);
+      throw err;
+    }
   }
 
+  /**
+   * A request to the worker. One that opens files (checkpoint, merge, hot-add) gets them as descriptors first
+   * (worker-grants.ts), so an isolated worker can use files it did not start with.
+   */
   private request(e: Entry, req: WorkerOp, timeoutMs = REQUEST_TIMEOUT_MS): Promise<unknown> {
     const rt = e.rt;
     if (!rt || !rt.child.connected) return Promise.reject(conflict(`VM '${e.rec.name}' is not running`));
+    if (rt.files && OPENS_FILES.has(req.op)) return this.requestWithFiles(e, rt, req, timeoutMs);
+    return this.sendRequest(e, rt, req, timeoutMs, undefined);
+  }
+
+  private async requestWithFiles(e: Entry, rt: Runtime, req: WorkerOp, timeoutMs: number): Promise<unknown> {
+    const wanted = await filesFor(req, req.op === 'mergeFinish' ? rt.mergeParents.get(req.child) : undefined)
+      .catch((err: Error) => { throw conflict(`VM '${e.rec.name}': cannot open the files for ${req.op}: ${err.message}`); });
+    if (req.op === 'mergeCopy') rt.mergeParents.set(req.child, req.parent);
+    if (req.op === 'mergeFinish') rt.mergeParents.delete(req.child);
+    if (e.rt !== rt || !rt.child.connected || !rt.files) throw conflict(`VM '${e.rec.name}' is not running`);
+    let grants: FileGrant[] | undefined;
+    try { grants = wanted.length ? rt.files.send(wanted, this.pathRoots) : undefined; } catch (err) {
+      throw conflict(`VM '${e.rec.name}': cannot hand the worker the files for ${req.op}: ${(err as Error).message}`);
+    }
+    return this.sendRequest(e, rt, req, timeoutMs, grants);
+  }
+
+  private sendRequest(e: Entry, rt: Runtime, req: WorkerOp, timeoutMs: number, files: FileGrant[] | undefined): Promise<unknown> {
     const id = rt.nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -575,8 +673,18 @@ export class VmmsService extends EventEmitter {
         reject(new VmmsError(504, 'Timeout', `VM '${e.rec.name}': the worker did not answer ${req.op} within ${timeoutMs / 1000} s`));
       }, timeoutMs);
       rt.pending.set(id, { resolve, reject, timer });
-      rt.child.send({ t: 'req', id, req } satisfies ToWorker);
+      rt.child.send({ t: 'req', id, req, ...(files ? { files } : {}) } satisfies ToWorker);
     });
+  }
+
+  /** An isolated worker's lock-holder records follow the disks it writes (checkpoints, merges, hot-add/remove). */
+  private refreshHolderRecords(e: Entry, rt: Runtime): void {
+    if (!rt.isolated || rt.backend === null) return;
+    const writable = e.rec.config.hardware.drives.filter((d) => d.kind === 'disk' && !d.readOnly && d.path).map((d) => d.path!);
+    const gone = rt.heldDisks.filter((p) => !writable.includes(p));
+    this.drives.clearHolderRecords(rt.pid, gone);
+    const added = this.drives.writeHolderRecords(e.rec.name, rt.pid, writable.filter((p) => !rt.heldDisks.includes(p)));
+    rt.heldDisks = [...rt.heldDisks.filter((p) => writable.includes(p)), ...added];
   }
 
   /** Stop-VM: graceful through the Shutdown integration service, or --turn-off, or --force (graceful, then off). */
@@ -701,11 +809,14 @@ export class VmmsService extends EventEmitter {
       if (!this.entries.has(e.rec.id)) return;
       const rt = e.rt;
       const inUse = new Set(rt ? capturedDrives(e.rec.config.hardware).map((d) => d.path!) : []);
-      // A running worker merges the disk it writes online; an isolated one sees only the files it started
-      // with (the parent is bound read-only), so its merges wait until the VM stops.
-      const online: OnlineMerge | null = rt && !rt.isolated && rt.backend !== null ? {
+      // A running worker merges the disk it writes online (an isolated one gets the parent as a writable
+      // descriptor); without descriptor passing an isolated worker's merges wait until the VM stops.
+      const online: OnlineMerge | null = rt && (!rt.isolated || rt.files) && rt.backend !== null ? {
         copy: async (child, parent) => { await this.request(e, { op: 'mergeCopy', child, parent }, 60 * 60_000); },
-        finish: async (child, commit) => { await this.request(e, { op: 'mergeFinish', child, commit }, 120_000); },
+        finish: async (child, commit) => {
+          await this.request(e, { op: 'mergeFinish', child, commit }, 120_000);
+          if (e.rt === rt) this.refreshHolderRecords(e, rt);
+        },
         failed: async (err) => {
           if (e.rt !== rt) return;
           this.record(e, null, null, `the worker could not continue on the merged disk (${err.message}); the VM is turned off so that no write goes astray`);
@@ -714,7 +825,7 @@ export class VmmsService extends EventEmitter {
           await rt.exited;
         },
       } : null;
-      const waitReason = rt?.isolated ? 'its worker is isolated and may only read the checkpoint\'s disk, so it cannot merge while it runs' : 'the VM is starting';
+      const waitReason = rt?.isolated && !rt.files ? 'its worker is isolated and this host cannot hand it the parent disk (descriptor passing is unavailable), so it cannot merge while it runs' : 'the VM is starting';
       try {
         const before = JSON.stringify(e.rec.config);
         const config = await consolidate(this.inventory, e.rec.id, e.rec.config, { inUse, online, waitReason, note: (m) => this.record(e, null, null, m) });
@@ -812,8 +923,8 @@ export class VmmsService extends EventEmitter {
     if (hasDisks(e.rec.config.hardware)) {
       const problem = await captureProblem(e.rec.config.hardware);
       if (problem) throw conflict(`cannot checkpoint VM '${e.rec.name}': ${problem}`);
-      if (live && disks.length && rt?.isolated) {
-        throw conflict(`cannot checkpoint VM '${e.rec.name}' while it runs: its isolated worker sees only the files it started with, so it cannot move its disks onto new differencing disks ` +
+      if (live && disks.length && rt?.isolated && !rt.files) {
+        throw conflict(`cannot checkpoint VM '${e.rec.name}' while it runs: its isolated worker sees only the files it started with and this host cannot hand it the new differencing disks (descriptor passing is unavailable) ` +
           `(save-vm ${e.rec.name}, checkpoint-vm ${e.rec.name}, start-vm ${e.rec.name}: the checkpoint keeps the running state)`);
       }
     }
@@ -928,6 +1039,7 @@ export class VmmsService extends EventEmitter {
             void this.consolidateDisks(e);
             throw conflict(`cannot checkpoint VM '${e.rec.name}': the worker could not continue on the new differencing disks: ${(err as Error).message}`);
           }
+          if (e.rt) this.refreshHolderRecords(e, e.rt);
         }
         return { rec, children };
       });
@@ -1006,14 +1118,36 @@ export class VmmsService extends EventEmitter {
     await this.consolidateDisks(e);
   }
 
-  /** Export-VM NAME --path DIR: an Off or Saved VM with its disks, checkpoints and state to DIR/NAME. */
+  /**
+   * Export-VM NAME --path DIR: the VM with its disks, checkpoints and state to DIR/NAME. A Running or Paused VM
+   * is exported, as Hyper-V does, from a checkpoint taken for the purpose (production or standard as its
+   * checkpoint type says): its disks stop changing while they are copied; the checkpoint is removed afterwards
+   * (its AVHDX merges back online) and does not appear in the export.
+   */
   async exportVm(name: string, input: unknown): Promise<{ path: string }> {
     const e = this.entry(name);
-    this.requireState(e, ['Off', 'Saved'], 'export', `stop-vm ${e.rec.name} or save-vm ${e.rec.name} first`);
+    this.requireState(e, ['Off', 'Saved', 'Running', 'Paused'], 'export', 'wait until it is Off, Saved, Running or Paused');
     const b = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
     const dir = resolveConfinedPath(clientPath(b.path, 'path', defaultVirtualDiskDir(this.o.dataDir)), this.pathRoots, { kind: 'directory', mayCreate: true, what: 'export folder' });
     mkdirSync(dir, { recursive: true });
-    const path = await this.serialDisks(() => exportVm({
+    let path: string;
+    if (e.rec.state === 'Running' || e.rec.state === 'Paused') {
+      const temp = await this.checkpoint(e.rec.name, `Export ${new Date().toISOString()}`);
+      try {
+        const c = this.findCheckpoint(e, temp.id);
+        path = await this.serialDisks(() => exportVm({
+          id: e.rec.id, name: e.rec.name, state: c.running ? 'Saved' : 'Off', config: { ...structuredClone(c.config), name: e.rec.name },
+          checkpoints: this.inventory.checkpoints(e.rec.id).filter((x) => x.id !== c.id), current: c.parentId,
+          ownFiles: this.inventory.checkpointFiles(e.rec.id), savedState: c.running ? this.checkpointPath(e, c.id) : null,
+          checkpointStateFile: (id) => this.checkpointPath(e, id),
+        }, dir));
+      } finally {
+        await this.removeCheckpoint(e.rec.name, temp.id);
+      }
+      this.record(e, null, null, `exported to ${path} from ${temp.snapshotType.toLowerCase()} checkpoint '${temp.name}' (removed again)`);
+      return { path };
+    }
+    path = await this.serialDisks(() => exportVm({
       id: e.rec.id, name: e.rec.name, state: e.rec.state, config: e.rec.config,
       checkpoints: this.inventory.checkpoints(e.rec.id), current: this.inventory.currentCheckpoint(e.rec.id),
       ownFiles: this.inventory.checkpointFiles(e.rec.id), savedState: e.rec.state === 'Saved' ? this.savedStatePath(e) : null,
@@ -1428,12 +1562,19 @@ function procTicks(pid: number): number | null {
  * differencing parents, read-only disks and ISOs read-only. Missing files are left out (the worker then
  * reports the drive's error itself).
  */
-async function driveBinds(c: VmConfig): Promise<{ rw: string[]; ro: string[] }> {
+async function driveBinds(c: VmConfig, roots: string[]): Promise<{ rw: string[]; ro: string[] }> {
   const rw = new Set<string>(), ro = new Set<string>();
   for (const d of c.hardware?.drives ?? []) {
     if (!d.path || !existsSync(d.path)) continue;
     let chain: string[];
     try { chain = await diskChainPaths(d.path); } catch { chain = [d.path]; }
+    // Bound by bubblewrap with the service's rights: every file of the chain (a parent locator included) must
+    // lie in the path roots, as the files handed over later must (worker-grants.ts).
+    for (const f of chain) {
+      try { resolveConfinedPath(f, roots, { what: d.kind === 'dvd' ? 'ISO image' : 'disk file' }); } catch (err) {
+        throw conflict(`cannot start VM '${c.name}' isolated: ${(err as Error).message}`);
+      }
+    }
     chain.forEach((f, i) => (i === 0 && d.kind === 'disk' && !d.readOnly ? rw : ro).add(f));
   }
   for (const f of rw) ro.delete(f);

@@ -8,6 +8,8 @@
  *   switch the guest's writes go to the child (and the parent is a superset copy of it), and after it every
  *   write the guest saw complete is in the parent, flushed.
  * The worker holds the disk locks, so the merge must run here, on the worker's own handles.
+ * Files go through `files` (worker-files.ts): an isolated worker writes a checkpoint's new child or a merge's
+ * parent through descriptors the service granted with the request.
  */
 import { realpathSync } from 'node:fs';
 import { openDisk, VhdxDisk } from '../storage/open.js';
@@ -15,6 +17,7 @@ import { SwappableDisk } from '../storage/swappable-disk.js';
 import { ofdLock } from '../storage/host-io.js';
 import type { Disk } from '../storage/disk.js';
 import type { HardwareConfig } from '../platform/hardware.js';
+import { WorkerFiles } from './worker-files.js';
 
 /** What the disk work needs of the running partition (the real one, or the fast test worker's stand-in). */
 export interface PausableVm {
@@ -46,13 +49,13 @@ export class WorkerDisks {
   private pausedBeforeCheckpoint: boolean | null = null;
   private readonly merges = new Map<string, MergeJob>();
 
-  constructor(private readonly vmName: () => string) {}
+  constructor(private readonly vmName: () => string, readonly files: WorkerFiles = new WorkerFiles(null)) {}
 
-  private open(path: string): Promise<Disk> { return openDisk(path, { purpose: `VM ${this.vmName()}` }); }
+  private open(path: string): Promise<Disk> { return openDisk(path, { purpose: `VM ${this.vmName()}`, openFile: this.files.openFile, hasFile: this.files.hasFile }); }
 
   /** The partition's openDisk: writable disks become swappable. */
   readonly openVmDisk = async (path: string, readOnly: boolean): Promise<Disk> => {
-    const d = await openDisk(path, { readOnly, purpose: `VM ${this.vmName()}` });
+    const d = await openDisk(path, { readOnly, purpose: `VM ${this.vmName()}`, openFile: this.files.openFile, hasFile: this.files.hasFile });
     if (readOnly) return d;
     const s = new SwappableDisk(d);
     this.swappable.set(path, s);
@@ -141,7 +144,7 @@ export class WorkerDisks {
     }
     let dst: VhdxDisk;
     try {
-      dst = await VhdxDisk.open(parent, { lock: false, purpose: `checkpoint merge of VM ${this.vmName()}` });
+      dst = await VhdxDisk.open(parent, { lock: false, purpose: `checkpoint merge of VM ${this.vmName()}`, openFile: this.files.openFile, hasFile: this.files.hasFile });
     } catch (e) {
       if (parentFd !== undefined) ofdLock(parentFd, false);
       throw e;

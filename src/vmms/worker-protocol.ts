@@ -2,6 +2,7 @@
 import type { IcName, IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
 import type { SwitchConfig } from '../platform/assemble-network.js';
 import type { DriveConfig, HardwareConfig, NetworkAdapterConfig } from '../platform/hardware.js';
+import type { FileGrant } from './worker-files.js';
 
 export interface WorkerStartConfig {
   name: string;
@@ -20,6 +21,10 @@ export interface WorkerStartConfig {
   restoreFrom?: string;
   /** The virtual switches the hardware's network adapters name. */
   switches?: SwitchConfig[];
+  /** The worker's end of the file-grant socketpair (fd-passing.ts), when the service made one. */
+  fileChannel?: number;
+  /** An open /dev/kvm the service handed in (a sandboxed worker has no device node and may run as nobody). */
+  kvmDeviceFd?: number;
 }
 
 /** Get-VMNetworkAdapter's live part, from the worker. */
@@ -72,7 +77,8 @@ export type WorkerOp =
 
 export type ToWorker =
   | { t: 'start'; config: WorkerStartConfig }
-  | { t: 'req'; id: number; req: WorkerOp }
+  /** `files`: descriptors sent over the file channel just before this message, for this request (worker-files.ts). */
+  | { t: 'req'; id: number; req: WorkerOp; files?: FileGrant[] }
   | { t: 'console'; data: Uint8Array }
   /** A frame from the service's side of a switch (another VM, or the VM's passt). */
   | { t: 'frame'; switchName: string; data: Uint8Array }

@@ -11,6 +11,7 @@ import { adapterStatus } from './adapter-status.js';
 import type { AdapterStatus, FromWorker, ToWorker, WorkerOp, WorkerStatus, WorkerStartConfig } from './worker-protocol.js';
 import type { DriveConfig } from '../platform/hardware.js';
 import { WorkerDisks } from './worker-disks.js';
+import { WorkerFiles } from './worker-files.js';
 
 /** A disk-media change hook of the IDE controller (the ide branch provides it); looked up at run time. */
 function changeMedia(p: Partition, drive: DriveConfig): Promise<void> | void {
@@ -99,8 +100,7 @@ async function writeState(vm: Partition, path: string, keepRunning: boolean): Pr
 
 let workerVmName = '';
 /** The VM's writable disks: online checkpoints and merges (worker-disks.ts). */
-const disks = new WorkerDisks(() => workerVmName);
-const openVmDisk = disks.openVmDisk;
+let disks = new WorkerDisks(() => workerVmName);
 
 async function handle(r: WorkerOp): Promise<unknown> {
   if (!vm) throw new Error('the VM is not running yet');
@@ -170,9 +170,10 @@ async function handle(r: WorkerOp): Promise<unknown> {
 
 async function start(c: WorkerStartConfig): Promise<void> {
   workerVmName = c.name;
+  if (c.fileChannel !== undefined) disks = new WorkerDisks(() => workerVmName, new WorkerFiles(c.fileChannel));
   try {
     const pc: PartitionConfig = {
-      name: c.name, processor: c.processor, memoryBytes: c.memoryBytes, cpus: c.cpus, enlightened: c.enlightened,
+      name: c.name, processor: c.processor, kvmDeviceFd: c.kvmDeviceFd, memoryBytes: c.memoryBytes, cpus: c.cpus, enlightened: c.enlightened,
       kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, quiet: true,
       onConsoleOutput: c.com1 ? consoleOut : undefined,
       log: (message) => send({ t: 'log', message }),
@@ -180,7 +181,7 @@ async function start(c: WorkerStartConfig): Promise<void> {
       switches: c.switches,
       networkRelay: (switchName, data) => send({ t: 'frame', switchName, data }),
       // VHDX or raw by content; the lock names this VM to anyone else who tries to open the disk.
-      openDisk: openVmDisk,
+      openDisk: disks.openVmDisk,
     };
     vm = c.restoreFrom ? await Partition.restore(pc, c.restoreFrom) : await Partition.create(pc);
   } catch (e) {
@@ -217,7 +218,7 @@ process.on('message', (m: ToWorker) => {
     case 'req':
       // Turned off while the partition is still being built: nothing to stop yet.
       if (!vm && m.req.op === 'turnOff') { finish({ t: 'exit', code: 0, reason: m.req.reason }); break; }
-      handle(m.req).then(
+      disks.files.with(m.files, () => handle(m.req)).then(
         (value) => send({ t: 'res', id: m.id, ok: true, value }),
         (e: unknown) => send({ t: 'res', id: m.id, ok: false, error: e instanceof Error ? e.message : String(e), code: e instanceof IcError ? 'IntegrationService' : 'WorkerError' }),
       );

@@ -2,7 +2,7 @@
  * Issue 5 acceptance with the real Debian guest (slow: each boot takes minutes on the emulated processor).
  * First boot through the CLI: `hyperts serve`, `new-vm demo`, `start-vm demo`, `get-vm` shows it Running with
  * heartbeat OK and its OS name from KVP, `stop-vm demo` shuts it down through the Shutdown service, `get-vm`
- * shows Off. Second boot of the same VM through the web console in headless chromium and the REST API over
+ * shows Off (before that, `save-vm` and `start-vm` restore it, its worker sandboxed where bubblewrap works). Second boot of the same VM through the web console in headless chromium and the REST API over
  * TCP with the token: Start button, live list, heartbeat, KVP and integration services in the details pane,
  * commands typed into the xterm serial console, Shut Down button, Off and the graceful reason over REST.
  * Screenshots: the run's temp dir and dist/test-output/vmms-acceptance/ (kept).
@@ -18,6 +18,8 @@ import { fileURLToPath } from 'node:url';
 import { GuestSession, kvpPoolCommand } from './guest-session.js';
 import { ApiError, VmmsClient } from '../../src/vmms/client.js';
 import { socketPath, tokenPath } from '../../src/vmms/paths.js';
+import { guestConsole } from '../vmms/guest-console.js';
+import { isolationSupport } from '../../src/vmms/sandbox.js';
 import { chromiumMissing, detailsFields, icStatuses, launchBrowser, openConsolePage, row, screenshots, waitForDetail, waitForTerminal, type Browser } from '../web/browser.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -93,6 +95,28 @@ test('serve, new-vm demo, start-vm, Running with heartbeat OK and OS name, grace
       assert.equal(kvp.guest.OSName, v.osName);
       assert.equal((await hyperts('set-vmkvp', 'demo', 'HypertsAcceptance', 'yes')).code, 0);
       assert.match((await hyperts('get-vmkvp', 'demo')).stdout, /Host +HypertsAcceptance +yes/);
+    });
+
+    await t.test('save-vm, then start-vm: the guest resumes where it was, its worker isolated where bubblewrap works', async () => {
+      if (isolationSupport().available) assert.doesNotMatch((await hyperts('get-vmevent', 'demo')).stdout, /without isolation/i, 'the worker runs in its sandbox');
+      const con = await guestConsole(client, 'demo', LIMIT_MS);
+      try {
+        // /tmp is the initramfs: a marker that survives proves the guest was restored, not booted again.
+        await con.sh('echo marker-before-save > /tmp/saved-marker');
+        const uptime = async (): Promise<number> => Number.parseFloat((await con.sh('cut -d" " -f1 /proc/uptime')).trim());
+        const before = await uptime();
+        const save = await hyperts('save-vm', 'demo');
+        assert.equal(save.code, 0, save.stderr);
+        assert.match((await hyperts('get-vm')).stdout, /^demo +Saved /m);
+        const resume = await hyperts('start-vm', 'demo');
+        assert.equal(resume.code, 0, resume.stderr);
+        assert.equal((await con.sh('cat /tmp/saved-marker')).trim(), 'marker-before-save');
+        assert.ok(await uptime() >= before, 'the guest\'s uptime went on from where it was saved');
+        await until('heartbeat OK after the restore', async () => (await view()).heartbeat === 'OK');
+        if (isolationSupport().available) assert.doesNotMatch((await hyperts('get-vmevent', 'demo')).stdout, /without isolation/i, 'the restored worker runs in its sandbox');
+      } finally {
+        con.close();
+      }
     });
 
     await t.test('stop-vm shuts the guest down through the Shutdown service; get-vm shows Off', async () => {

@@ -4,7 +4,8 @@
  * reading and writing sda), and thaws; the checkpoint's file keeps what the guest had written before. Applying
  * it gives an Off VM with that content; deleting it merges the child back. Deleting a second checkpoint while
  * the guest writes a file in a loop merges online: the file's checksum is right, the chain passes test-vhd.
- * One boot, processor auto.
+ * One boot, processor auto. The worker is isolated (bubblewrap) where it can be, as with the service's defaults:
+ * the new AVHDX files and the merge's parent reach it as descriptors (HYPERTS_TEST_ISOLATION=off runs it plain).
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,6 +21,7 @@ import type { VmEvent } from '../../src/vmms/store.js';
 import { openDisk } from '../../src/storage/open.js';
 import { checkVhd } from '../../src/storage/vhdx/ops.js';
 import { createHash } from 'node:crypto';
+import { isolationSupport } from '../../src/vmms/sandbox.js';
 
 const LIMIT_MS = 30 * 60_000;
 const files = mkdtempSync(join(tmpdir(), 'hyperts-cp-disks-'));
@@ -38,9 +40,9 @@ async function firstBytes(path: string): Promise<string> {
   try { const b = Buffer.alloc(512); await d.read(0, b); return b.toString('latin1', 0, 16); } finally { await d.close(); }
 }
 
-test('online production checkpoint of a running guest with a disk; the guest keeps using sda; apply and delete', { skip, timeout: LIMIT_MS }, async () => {
+test('online production checkpoint of a running guest with a disk; the guest keeps using sda; apply and delete', { skip, timeout: LIMIT_MS }, async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'hyperts-vmms-'));
-  f = await startService(dataDir, { pathRoots: [dataDir, files], isolation: 'off' });
+  f = await startService(dataDir, { pathRoots: [dataDir, files], isolation: process.env.HYPERTS_TEST_ISOLATION === 'off' ? 'off' : 'auto' });
   const client = f.client;
   const disk = join(files, 'data.vhdx');
   await client.call<VmView>('POST', '/vms', { name: 'cpd', processor: process.env.HYPERTS_ACCEPT_PROCESSOR ?? 'auto', memory: '512M', newVhdPath: disk, newVhdSizeBytes: '64MB' });
@@ -48,6 +50,9 @@ test('online production checkpoint of a running guest with a disk; the guest kee
   const sh = con.sh;
   await client.call('POST', '/vms/cpd/start', {});
   await con.booted(0);
+  const isolated = !(await client.call<VmEvent[]>('GET', '/events?name=cpd')).some((e) => /without isolation/i.test(e.message));
+  t.diagnostic(`worker ${isolated ? 'isolated' : 'not isolated'}`);
+  if (process.env.HYPERTS_TEST_ISOLATION !== 'off' && isolationSupport().available) assert.ok(isolated, 'the worker runs in its sandbox');
   await sh('for i in $(seq 1 100); do [ -e /sys/block/sda ] && break; sleep 0.2; done');
   await sh('printf before-checkpoint | dd of=/dev/sda bs=512 conv=sync oflag=direct 2>/dev/null; sync');
   // The VSS daemon must be up for a production checkpoint (it starts with the other hyperv-daemons).

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ApicBus, LocalApic, LAPIC_TIMER_HZ } from '../../src/devices/lapic.js';
+import { ApicBus, LapicWindow, LocalApic, LAPIC_TIMER_HZ } from '../../src/devices/lapic.js';
+import { MmioBus } from '../../src/platform/bus.js';
 import { Pic } from '../../src/devices/pic.js';
 import { manualClock } from './helpers.js';
 
@@ -174,4 +175,83 @@ test('LINT0 ExtINT passes the 8259 vector through (virtual wire), even before so
   pic.master.pioWrite(0, 1, 0x20);
   pic.setIrq(0, false); pic.setIrq(0, true);
   assert.equal(l.pendingVector(), -1);
+});
+
+test('IA32_APIC_BASE: disable then enable resets the APIC and brings back the initial APIC ID', () => {
+  const { lapics } = setup(2);
+  const l1 = lapics[1];
+  l1.mmioWrite(0xf0, 4, 0x1ff);
+  l1.mmioWrite(0x20, 4, 5 << 24);
+  assert.equal(l1.mmioRead(0x20, 4) >>> 24, 5, 'the xAPIC ID is writable');
+  l1.writeApicBase(0xfee00000);
+  assert.equal(l1.mmioRead(0x30, 4), 0xffffffff, 'globally disabled: the page reads all ones');
+  l1.writeApicBase(0xfee00800);
+  assert.equal(l1.mmioRead(0x20, 4) >>> 24, 1, 'initial APIC ID again');
+  assert.equal(l1.mmioRead(0xf0, 4), 0xff, 'software disabled, as after reset');
+  assert.equal(l1.writeApicBase(0xfee00c00), false, 'x2APIC is refused');
+});
+
+test('IA32_APIC_BASE relocation: the APIC answers at its new base only, the others stay at the default', () => {
+  const { clock } = manualClock();
+  const bus = new ApicBus();
+  const lapics = [0, 1].map((i) => new LocalApic(i, clock, bus));
+  const mmio = new MmioBus();
+  const other = { mmioRead: () => 0x1234, mmioWrite: () => {} };
+  mmio.register(0xfec00000, 0x1000, other, 'ioapic');
+  const w = new LapicWindow(lapics, mmio);
+  const id = (addr: number): number => mmio.read(addr + 0x20, 4) >>> 24;
+  w.current = 0;
+  lapics[0].writeApicBase(0xfed40800);
+  assert.equal(id(0xfed40000), 0);
+  assert.equal(mmio.read(0xfee00030, 4), 0xffffffff, 'nothing at the old base for the moved APIC');
+  w.current = 1;
+  assert.equal(id(0xfee00000), 1, 'vCPU 1 still sees its APIC at the default base');
+  assert.equal(mmio.read(0xfed40030, 4), 0xffffffff, 'and not at vCPU 0\'s');
+  w.current = 0;
+  mmio.write(0xfed400f0, 4, 0x1ff);
+  assert.equal(lapics[0].mmioRead(0xf0, 4), 0x1ff, 'writes reach the relocated APIC');
+  lapics[0].writeApicBase(0xfec00800);
+  assert.equal(mmio.read(0xfec00000, 4), 0x1234, 'a base on another device leaves that device in place');
+  lapics[0].reset();
+  assert.equal(id(0xfee00000), 0, 'reset: back at the default base');
+  assert.equal(mmio.claims(0xfed40000), false, 'the view nobody uses is unmapped');
+});
+
+test('timer mode changes keep the current count: periodic goes on, one-shot stops at zero, an expired one-shot stays at zero', () => {
+  const { l, rd, wr, advance } = setup();
+  wr(0x3e0, 0xb); // divide by 1: 1 ns per count
+  wr(0x320, 0x10000 | 0x31); // one-shot, masked
+  wr(0x380, 1000);
+  advance(300);
+  wr(0x320, 0x10000 | 0x20000 | 0x31); // to periodic mid-count
+  assert.equal(rd(0x390), 700, 'not reloaded by the mode change');
+  advance(900);
+  assert.equal(rd(0x390), 800, 'periodic: reloaded at zero');
+  wr(0x320, 0x10000 | 0x31); // to one-shot mid-count
+  assert.equal(rd(0x390), 800);
+  advance(500);
+  assert.equal(rd(0x390), 300);
+  advance(400);
+  assert.equal(rd(0x390), 0, 'one-shot: counted down to zero');
+  wr(0x320, 0x20000 | 0x31); // expired one-shot to periodic, unmasked
+  advance(5000);
+  assert.equal(rd(0x390), 0, 'nothing reloads an expired count');
+  assert.equal(l.pendingVector(), -1, 'and it does not fire');
+  assert.equal(rd(0x380), 1000, 'TMICT keeps its value');
+  wr(0x380, 1000);
+  advance(60_000); // periodic interrupts are paced to MIN_PERIODIC_NS
+  assert.equal(l.pendingVector(), 0x31, 'a TMICT write starts it again');
+});
+
+test('the APIC bus reports IPIs sent to other APICs (so their vCPUs run soon), not self IPIs, INIT/SIPI or IOAPIC messages', () => {
+  const { lapics, bus, wr } = setup(3);
+  const hits: number[] = [];
+  bus.onIpi = (t) => { hits.push(t.index); };
+  for (const x of lapics) x.mmioWrite(0xf0, 4, 0x1ff);
+  wr(0x300, (1 << 18) | 0x55); // self
+  wr(0x310, 2 << 24); wr(0x300, 0x66); // fixed to APIC 2
+  wr(0x300, (3 << 18) | (4 << 8)); // NMI to all but self
+  wr(0x310, 1 << 24); wr(0x300, (5 << 8) | (1 << 14)); wr(0x300, (6 << 8) | 0x10); // INIT, SIPI
+  bus.deliver(1, false, 0, 0x70, false); // IOAPIC-style, no source
+  assert.deepEqual(hits, [2, 1, 2]);
 });

@@ -12,6 +12,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { VmmsService } from '../../src/vmms/service.js';
 import { PrivateRelay } from '../../src/vmms/network.js';
+import { testBootRoots } from '../vmms/helpers.js';
 
 const [mode, guestIp, hostIp, physIf, peerNs] = process.argv.slice(2) as [string, string, string, string?, string?];
 const GUEST_MAC = [0x00, 0x15, 0x5d, 0x00, 0x99, 0x01];
@@ -70,7 +71,7 @@ async function udpEcho(): Promise<string> {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'hyperts-hostswitch-'));
-const svc = new VmmsService({ dataDir: dir });
+const svc = new VmmsService({ dataDir: dir, bootRoots: testBootRoots() });
 const out: Record<string, unknown> = {};
 try {
   const sw = svc.newSwitch(mode === 'external' ? { name: 'ext', switchType: 'External', netAdapterName: physIf } : { name: 'int', switchType: 'Internal' });

@@ -2,20 +2,38 @@
  * A multiboot guest for the SMP tests, assembled at test time. The boot processor starts the others with
  * INIT-SIPI-SIPI (trampoline at 0x8000, real mode -> protected mode); each application processor prints
  * "AP <index> apic=<LAPIC ID register> cpuid=<CPUID.1:EBX[31:24]>". Once all are up (the count comes from
- * CPUID.1:EBX[23:16]) the BSP runs TLB-shootdown rounds: it writes round g into a fresh frame, remaps the
- * page at 0x800000 to it, and sends IPI 0x50 to the others, whose handler does INVLPG and acknowledges.
- * An AP that reads a value older than the last round it acknowledged counts an error (stale TLB entry).
- * The BSP prints "shootdown rounds=<r> errors=<e> reads=<ok>" and then "done", and everyone halts.
+ * CPUID.1:EBX[23:16]) the BSP runs three stress phases of `rounds` rounds each while the APs keep reading:
+ *  1. ipi: it writes generation g into a fresh frame, remaps the page at 0x800000 to it and sends IPI 0x50;
+ *     each AP's handler does INVLPG and acknowledges. An AP that reads a value older than the last round it
+ *     acknowledged counts an error (stale TLB entry).
+ *  2. hypercall: it waits until every AP has read the current frame (their TLBs hold it), remaps, and flushes
+ *     the APs' TLBs with HvFlushVirtualAddressSpace (32-bit hypercall convention), then publishes g. An AP
+ *     that reads the page after seeing g published and gets an older value counts an error.
+ *  3. patch: it waits until every AP has run the current version of patch_fn (a page of its own; `mov $n,
+ *     %eax; ret`), patches its immediate to the round number and sends IPI 0x51. The AP's handler runs the
+ *     function and must get the new value; so must every later call.
+ * The BSP prints "<phase> rounds=<r> errors=<e> reads=<ok>" per phase, then "done", and everyone halts.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assembleMultiboot32, COM1_PRINT, haveBinutils } from './multiboot-kernel.js';
 
+/** Rounds per phase in the test suite (`npm run stress:smp` runs 100,000). */
 export const SHOOTDOWN_ROUNDS = 200;
+export const STRESS_PHASES = ['ipi', 'hypercall', 'patch'] as const;
 
-const SOURCE = `
-.set ROUNDS, ${SHOOTDOWN_ROUNDS}
+/** Per-phase results the kernel printed: rounds, errors, reads (or runs of the patched code) by the APs. */
+export function stressResults(out: string): Map<string, { rounds: number; errors: number; reads: number }> {
+  const m = new Map<string, { rounds: number; errors: number; reads: number }>();
+  for (const r of out.matchAll(/(ipi|hypercall|patch) rounds=(\d+) errors=(\d+) reads=(\d+)\n/g)) {
+    m.set(r[1], { rounds: Number(r[2]), errors: Number(r[3]), reads: Number(r[4]) });
+  }
+  return m;
+}
+
+const source = (rounds: number): string => `
+.set ROUNDS, ${rounds}
 .set VPAGE, 0x800000
 .set FRAME0, 0x300000
 .section .multiboot, "a"
@@ -41,6 +59,9 @@ _start:
   and $0xff, %ebx
   mov %ebx, ncpus
   movl $(FRAME0 | 3), pt
+  # Hyper-V: identify, then enable the hypercall page
+  mov $0x40000000, %ecx; mov $1, %eax; mov $0x81000000, %edx; wrmsr
+  mov $0x40000001, %ecx; mov $(hcpage + 1), %eax; xor %edx, %edx; wrmsr
   # trampoline to 0x8000
   mov $tramp_start, %esi
   mov $0x8000, %edi
@@ -63,10 +84,85 @@ _start:
   mov $10, %al; call putc
   call unlock_print
   mov $0x55, %al; out %al, $0x80   # POST 0x55: the rounds start (tests may stop the guest here)
-  # shootdown rounds
+
+  # ---- phase 1: INVLPG + IPI 0x50
+  movl $1, phase
   movl $1, round
 3:
   mov round, %eax
+  call remap
+  mov %eax, shoot_gen
+  movl $0x000C4050, 0xFEE00300
+  mov ncpus, %ecx
+  dec %ecx
+  imul %eax, %ecx
+4: pause
+  cmp acks_ipi, %ecx
+  jne 4b
+  incl round
+  cmpl $ROUNDS, round
+  jbe 3b
+  mov $msg_ipi, %esi; mov err_ipi, %ebx; mov reads_ipi, %edx; call report
+
+  # ---- phase 2: HvFlushVirtualAddressSpace for the APs (no IPI)
+  mov ncpus, %ecx
+  mov $1, %eax; shl %cl, %eax; dec %eax; and $~1, %eax
+  mov %eax, hc_in+16               # processor mask: every AP
+  mov %cr3, %eax; mov %eax, hc_in  # address space; flags 0
+  movl $2, phase
+  movl $1, round
+3:
+  mov round, %eax
+  add $ROUNDS, %eax                # generations go on from phase 1
+  lea -1(%eax), %edx
+  mov $seen_hc, %esi
+  call wait_seen
+  call remap
+  push %eax
+  mov $2, %eax; xor %edx, %edx     # HvFlushVirtualAddressSpace, simple call
+  xor %ebx, %ebx; mov $hc_in, %ecx # input GPA
+  xor %edi, %edi; xor %esi, %esi   # no output
+  call hcpage
+  test %ax, %ax
+  jz 5f
+  incl err_hc                      # the call failed
+5: pop %eax
+  mov %eax, flush_gen
+  incl round
+  cmpl $ROUNDS, round
+  jbe 3b
+  mov $msg_hc, %esi; mov err_hc, %ebx; mov reads_hc, %edx; call report
+
+  # ---- phase 3: patch code another CPU has cached, then IPI 0x51
+  movl $3, phase
+  movl $1, round
+3:
+  mov round, %eax
+  lea -1(%eax), %edx
+  mov $seen_patch, %esi
+  call wait_seen
+  mov %eax, patch_fn + 1           # mov $imm32, %eax: the immediate
+  mov %eax, patch_gen
+  movl $0x000C4051, 0xFEE00300
+  mov ncpus, %ecx
+  dec %ecx
+  imul %eax, %ecx
+4: pause
+  cmp acks_patch, %ecx
+  jne 4b
+  incl round
+  cmpl $ROUNDS, round
+  jbe 3b
+  mov $msg_patch, %esi; mov err_patch, %ebx; mov runs_patch, %edx; call report
+
+  movl $4, phase
+  call lock_print
+  mov $msg_done, %esi; call puts
+  call unlock_print
+5: cli; hlt; jmp 5b
+
+# Generation %eax into frame (%eax mod 4), VPAGE remapped to it; the BSP's own entry flushed and checked.
+remap:
   mov %eax, %edx
   and $3, %edx
   shl $12, %edx
@@ -76,33 +172,47 @@ _start:
   mov %edx, pt
   invlpg VPAGE
   cmp VPAGE, %eax
-  jne bsp_bad
-  mov %eax, shoot_gen
-  movl $0x000C4050, 0xFEE00300
-  mov ncpus, %ecx
-  dec %ecx
-  imul %eax, %ecx
-4: pause
-  cmp acks, %ecx
-  jne 4b
-  incl round
-  cmpl $ROUNDS, round
-  jbe 3b
-  movl $1, stop
+  je 1f
+  incl err_bsp
+1: ret
+
+# Wait until every AP's entry in the array at %esi is at least %edx. An AP that never gets there (it keeps
+# seeing an old frame or old code) counts an error after 65536 polls instead of hanging the rounds.
+wait_seen:
+  push %ecx
+  push %edi
+  xor %ecx, %ecx
+1: mov ncpus, %ebx
+  dec %ebx
+  cmp %ebx, %ecx
+  je 3f
+  mov $0x10000, %edi
+2: cmp (%esi,%ecx,4), %edx
+  jbe 4f
+  pause
+  dec %edi
+  jnz 2b
+  incl err_bsp
+4: inc %ecx
+  jmp 1b
+3: pop %edi
+  pop %ecx
+  ret
+
+# "<name %esi> rounds=<ROUNDS> errors=<%ebx + err_bsp> reads=<%edx>" (err_bsp: the BSP's own checks in this phase)
+report:
   call lock_print
+  call puts
   mov $msg_rounds, %esi; call puts
   mov round, %eax; dec %eax; call putdec
   mov $msg_errors, %esi; call puts
-  mov errors, %eax; call putdec
+  mov %ebx, %eax; add err_bsp, %eax; call putdec
+  movl $0, err_bsp
   mov $msg_reads, %esi; call puts
-  mov reads_ok, %eax; call putdec
+  mov %edx, %eax; call putdec
   mov $10, %al; call putc
-  mov $msg_done, %esi; call puts
   call unlock_print
-5: cli; hlt; jmp 5b
-bsp_bad:
-  incl errors
-  jmp 5b
+  ret
 
 ap_entry32:
   mov $0x10, %ax; mov %ax, %ds; mov %ax, %es; mov %ax, %ss; mov %ax, %fs; mov %ax, %gs
@@ -126,22 +236,54 @@ ap_entry32:
   mov $10, %al; call putc
   call unlock_print
   lock incl ap_up
-  xor %edi, %edi      # last round acknowledged by this AP
   sti
-6:
-  cmpl $0, stop
-  jne 7f
+ap_loop:
+  mov phase, %eax
+  cmp $1, %eax; je ap_ipi
+  cmp $2, %eax; je ap_hc
+  cmp $3, %eax; je ap_patch
+  cmp $4, %eax; je ap_stop
+  pause
+  jmp ap_loop
+ap_ipi:
   cli
   mov VPAGE, %eax
   cmp my_acked(,%ebp,4), %eax
   sti
   jb 8f
-  lock incl reads_ok
+  lock incl reads_ipi
   pause
-  jmp 6b
-8: lock incl errors
-  jmp 6b
-7: cli
+  jmp ap_loop
+8: lock incl err_ipi
+  pause
+  jmp ap_loop
+ap_hc:
+  mov flush_gen, %edx
+  mov VPAGE, %eax
+  mov %eax, seen_hc(,%ebp,4)
+  cmp %edx, %eax
+  jb 8f
+  lock incl reads_hc
+  pause
+  jmp ap_loop
+8: lock incl err_hc
+  pause
+  jmp ap_loop
+ap_patch:
+  cli
+  call patch_fn
+  cmp my_patched(,%ebp,4), %eax
+  sti
+  jb 8f
+  mov %eax, seen_patch(,%ebp,4)
+  lock incl runs_patch
+  pause
+  jmp ap_loop
+8: lock incl err_patch
+  pause
+  jmp ap_loop
+ap_stop:
+  cli
 9: hlt; jmp 9b
 
 isr_shoot:
@@ -151,9 +293,22 @@ isr_shoot:
   mov %eax, my_acked(,%ebp,4)
   cmp VPAGE, %eax
   je 1f
-  lock incl errors
+  lock incl err_ipi
 1:
-  lock incl acks
+  lock incl acks_ipi
+  movl $0, 0xFEE000B0
+  pop %eax
+  iret
+isr_patch:
+  push %eax
+  mov patch_gen, %eax
+  mov %eax, my_patched(,%ebp,4)
+  call patch_fn
+  cmp my_patched(,%ebp,4), %eax
+  je 1f
+  lock incl err_patch
+1:
+  lock incl acks_patch
   movl $0, 0xFEE000B0
   pop %eax
   iret
@@ -174,6 +329,8 @@ setup_idt:
   loop 1b
   mov $idt + 0x50*8, %edi
   mov $isr_shoot, %eax
+  call gate
+  mov $isr_patch, %eax
   call gate
   # page directory: 4 MiB identity pages for 0-8 MiB and 0xFEC00000 (APIC), one 4 KiB table at 8 MiB
   movl $0x83, pd
@@ -208,6 +365,13 @@ unlock_print:
   ret
 ${COM1_PRINT}
 
+# The patched function, alone in its page: the APs cache its block, the BSP stores into it.
+.align 4096
+patch_fn:
+  mov $0, %eax
+  ret
+.align 4096
+
 .code16
 tramp_start:
   cli
@@ -239,28 +403,45 @@ msg_up: .asciz "all up: cpus="
 msg_ap: .asciz "AP "
 msg_apic: .asciz " apic="
 msg_cpuid: .asciz " cpuid="
-msg_rounds: .asciz "shootdown rounds="
+msg_ipi: .asciz "ipi"
+msg_hc: .asciz "hypercall"
+msg_patch: .asciz "patch"
+msg_rounds: .asciz " rounds="
 msg_errors: .asciz " errors="
 msg_reads: .asciz " reads="
 msg_done: .asciz "done\\n"
+.align 32                          # 24 bytes, never across a page
+hc_in: .quad 0, 0, 0               # address space, flags, processor mask
 .align 4
 ncpus: .long 0
 ap_next: .long 0
 ap_up: .long 0
 print_lock: .long 0
+phase: .long 0
 round: .long 0
 shoot_gen: .long 0
-acks: .long 0
-errors: .long 0
-reads_ok: .long 0
-stop: .long 0
+flush_gen: .long 0
+patch_gen: .long 0
+acks_ipi: .long 0
+acks_patch: .long 0
+err_bsp: .long 0
+err_ipi: .long 0
+err_hc: .long 0
+err_patch: .long 0
+reads_ipi: .long 0
+reads_hc: .long 0
+runs_patch: .long 0
 .bss
 .align 4096
 pd: .skip 4096
 pt: .skip 4096
+hcpage: .skip 4096
 idt: .skip 256*8
 .align 16
 my_acked: .skip 64*4
+my_patched: .skip 64*4
+seen_hc: .skip 64*4
+seen_patch: .skip 64*4
 .skip 4096
 bsp_stack_top:
 ap_stacks: .skip 64*4096
@@ -271,8 +452,8 @@ export { haveBinutils };
 let dir: string | null = null;
 process.on('exit', () => { if (dir) rmSync(dir, { recursive: true, force: true }); });
 
-/** Builds the SMP kernel once per process and returns the ELF's path. */
-export function smpKernel(): string {
+/** Builds the SMP kernel with `rounds` rounds per phase (once per process and count); returns the ELF's path. */
+export function smpKernel(rounds = SHOOTDOWN_ROUNDS): string {
   dir ??= mkdtempSync(join(tmpdir(), 'hyperts-smp-'));
-  return assembleMultiboot32(dir, 'smp.elf', SOURCE);
+  return assembleMultiboot32(dir, `smp-${rounds}.elf`, source(rounds));
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { VcpuScheduler, PAUSE_EXIT_AFTER } from '../../src/platform/vcpu-scheduler.js';
+import { VcpuScheduler, PAUSE_EXIT_AFTER, BOOST_INSNS, QUANTUM_INSNS } from '../../src/platform/vcpu-scheduler.js';
 import type { RunOutcome, VirtualProcessor } from '../../src/processor/backend.js';
 import { Partition } from '../../src/platform/partition.js';
 import { smpKernel, haveBinutils } from './smp-kernel.js';
@@ -74,6 +74,29 @@ test('round robin among runnable vCPUs; halted ones run again only for a deliver
   assert.equal(s.pick(), -1, 'all halted: nothing to run (the host sleeps)');
 });
 
+test('an IPI target runs next for a short turn; a boosted turn boosts no one; halted targets without a wake reason are skipped', () => {
+  const { vcpus, s } = setup(3);
+  s.startup(1, 8); s.startup(2, 8);
+  assert.ok(BOOST_INSNS < QUANTUM_INSNS);
+  const turn = (during?: () => void): [number, boolean] => {
+    const i = s.pick();
+    s.running = i;
+    during?.();
+    s.running = -1;
+    return [i, s.boostedTurn];
+  };
+  assert.deepEqual(turn(() => s.boost(2)), [0, false]);
+  assert.deepEqual(turn(() => s.boost(0)), [2, true], 'vCPU 0 sent an IPI to 2: 2 runs next, boosted');
+  assert.deepEqual(turn(), [0, false], 'the boost 2 asked for during its boosted turn was not granted; round robin goes on after 2');
+  assert.deepEqual(turn(), [1, false]);
+  s.boost(1);
+  assert.deepEqual(turn(), [2, false], 'a boost between turns (no sender running) changes nothing');
+  vcpus[1].halted = true;
+  assert.deepEqual(turn(() => s.boost(1)), [0, false]);
+  assert.deepEqual(turn(), [2, false], 'vCPU 1 cannot run (halted, nothing pending): its boost is dropped');
+  assert.deepEqual(turn(() => s.boost(0)), [0, false], 'nor does a vCPU boost itself');
+});
+
 test('an interrupt for a vCPU that is not running ends the running one\'s turn; one for itself does not', { skip: haveBinutils() ? false : 'needs binutils' }, async () => {
   const p = await Partition.create({ name: 'k', processor: 'emulated', memoryBytes: 16 << 20, cpus: 2, enlightened: true, kernel: smpKernel(), cmdline: '', clockMode: 'icount', quiet: true });
   const cpu0 = (p.vcpus[0] as unknown as { cpu: { exitRequested: boolean } }).cpu;
@@ -96,6 +119,13 @@ test('an interrupt for a vCPU that is not running ends the running one\'s turn; 
   assert.deepEqual([out.ebx >>> 24, (out.ebx >>> 16) & 0xff, (out.edx >>> 28) & 1], [1, 2, 1]);
   cpuidValue(cpu1, 0x80000008, 0, out);
   assert.equal(out.ecx & 0xff, 1);
+  // An IPI from vCPU 0's ICR gives vCPU 1 the next (short) turn, ahead of round robin.
+  p.scheduler.startup(1, 0x08);
+  p.scheduler.running = 0;
+  l0.mmioWrite(0x310, 4, 1 << 24);
+  l0.mmioWrite(0x300, 4, 0x43);
+  p.scheduler.running = -1;
+  assert.deepEqual([p.scheduler.pick(), p.scheduler.boostedTurn], [1, true]);
   p.turnOff('test');
   await p.start();
 });

@@ -7,9 +7,11 @@
  */
 import { VmmsService } from '../../src/vmms/service.js';
 import { ackedRecord } from './disk-writer-records.js';
+import { testBootRoots } from './helpers.js';
+import { crashIsolation } from './checkpoint-crash-random.js';
 
 const [dir, op, vm, snap, ackFile] = process.argv.slice(2);
-const service = new VmmsService({ dataDir: dir, isolation: 'off', workerPath: process.env.HYPERTS_TEST_WORKER || undefined, turnOffGraceMs: 5000 });
+const service = new VmmsService({ dataDir: dir, bootRoots: testBootRoots(), isolation: crashIsolation(), workerPath: process.env.HYPERTS_TEST_WORKER || undefined, turnOffGraceMs: 5000 });
 await service.checkpointDisksSettled();
 const say = (line: string): Promise<void> => new Promise((r) => process.stdout.write(`${line}\n`, () => r()));
 

@@ -17,6 +17,7 @@ import type { Disk } from '../../src/storage/disk.js';
 import { checkVhd } from '../../src/storage/vhdx/ops.js';
 import { diskDir, folderFiles, readMark, writeMark } from './checkpoint-disk-helpers.js';
 import { ackedRecord, checkRing } from './disk-writer-records.js';
+import { testBootRoots } from './helpers.js';
 
 const child = fileURLToPath(new URL('./checkpoint-crash-child.js', import.meta.url));
 const worker = fileURLToPath(new URL('./disk-worker.js', import.meta.url));
@@ -32,7 +33,9 @@ export function rng(seed: number): () => number {
   return () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x / 2 ** 32; };
 }
 
-const service = (dir: string): VmmsService => new VmmsService({ dataDir: dir, isolation: 'off', workerPath: worker, turnOffGraceMs: 5000 });
+/** HYPERTS_CRASH_ISOLATION=required runs the VM's worker under bubblewrap (files handed over as descriptors). */
+export const crashIsolation = (): 'off' | 'required' => process.env.HYPERTS_CRASH_ISOLATION === 'required' ? 'required' : 'off';
+const service = (dir: string): VmmsService => new VmmsService({ dataDir: dir, bootRoots: testBootRoots(), isolation: crashIsolation(), workerPath: worker, turnOffGraceMs: 5000 });
 const diskOf = (s: VmmsService): string => s.get('vm').config.hardware.drives.find((d) => d.kind === 'disk')!.path!;
 
 async function fill(path: string, mib: number, seed: number): Promise<void> {
@@ -56,10 +59,13 @@ async function setup(op: CrashOp, seed: number): Promise<Setup> {
   const s = service(dir);
   const files = diskDir(dir, 'vm');
   const base = join(files, 'vm.vhdx');
-  const ack = join(dir, 'writer.ack');
+  // An isolated writer may write only its VM's folder, which is also its current folder.
+  const isolated = crashIsolation() !== 'off';
+  let ack = join(dir, 'writer.ack');
   try {
     await createVhdx({ path: base, sizeBytes: 32 << 20, type: 'dynamic' });
-    s.create({ name: 'vm', kernel: worker, memory: '64M', processor: 'emulated', checkpointType: 'Standard', cmdline: JSON.stringify({ ackFile: ack, regionStart: REGION, slots: SLOTS }) });
+    s.create({ name: 'vm', kernel: worker, memory: '64M', processor: 'emulated', checkpointType: 'Standard', cmdline: JSON.stringify({ ackFile: isolated ? 'writer.ack' : ack, regionStart: REGION, slots: SLOTS }) });
+    if (isolated) ack = join(s.vmDirectory('vm'), 'writer.ack');
     await s.drives.addHardDisk('vm', { path: base });
     await writeMark(base, 'A');
     await fill(base, 6, seed);

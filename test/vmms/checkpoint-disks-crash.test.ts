@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VmmsService } from '../../src/vmms/service.js';
 import { createVhdx } from '../../src/storage/open.js';
-import { testVm } from './helpers.js';
+import { testVm, testBootRoots } from './helpers.js';
 import { diskDir, folderFiles, readMark, writeMark } from './checkpoint-disk-helpers.js';
 
 const child = fileURLToPath(new URL('./checkpoint-crash-child.js', import.meta.url));
@@ -21,7 +21,7 @@ const disk = (s: VmmsService, vm: string): string => s.get(vm).config.hardware.d
 /** A VM with a VHDX showing A and, when `withCheckpoint`, checkpoint 'c1' (A) with B written after it. */
 async function setup(withCheckpoint: boolean): Promise<{ dir: string; files: string; base: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'hyperts-cpcrash-'));
-  const s = new VmmsService({ dataDir: dir });
+  const s = new VmmsService({ dataDir: dir, bootRoots: testBootRoots() });
   const files = diskDir(dir, 'vm');
   const base = join(files, 'vm.vhdx');
   await createVhdx({ path: base, sizeBytes: 8 << 20, type: 'dynamic' });
@@ -40,7 +40,7 @@ async function setup(withCheckpoint: boolean): Promise<{ dir: string; files: str
 async function crashAndRecover(dir: string, step: string, op: string, snap: string): Promise<VmmsService> {
   const r = spawnSync(process.execPath, [child, dir, op, 'vm', snap], { env: { ...process.env, HYPERTS_CRASH_AT: step }, encoding: 'utf8' });
   assert.equal(r.signal, 'SIGKILL', `the service was killed at ${step} (exit ${r.status}: ${r.stderr})`);
-  const s = new VmmsService({ dataDir: dir });
+  const s = new VmmsService({ dataDir: dir, bootRoots: testBootRoots() });
   await s.checkpointDisksSettled();
   return s;
 }

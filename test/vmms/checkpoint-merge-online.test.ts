@@ -5,14 +5,15 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { holderRecordPath } from '../../src/storage/lock.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VmmsService } from '../../src/vmms/service.js';
 import { createVhdx, openDisk } from '../../src/storage/open.js';
 import { checkVhd } from '../../src/storage/vhdx/ops.js';
-import { waitFor } from './helpers.js';
+import { waitFor, testBootRoots } from './helpers.js';
 import { diskDir, folderFiles, readMark, writeMark } from './checkpoint-disk-helpers.js';
 import { ackedRecord, checkRing } from './disk-writer-records.js';
 import { crashRun } from './checkpoint-crash-random.js';
@@ -21,27 +22,40 @@ import { isolationSupport } from '../../src/vmms/sandbox.js';
 export const diskWorker = fileURLToPath(new URL('./disk-worker.js', import.meta.url));
 const REGION = 4 << 20, SLOTS = 256;
 
+const support = isolationSupport();
+/** Each test runs with the worker plain and isolated under bubblewrap (where it can run here: else skipped, saying why). */
+const MODES: { mode: 'off' | 'required'; skip: false | string }[] = [
+  { mode: 'off', skip: false },
+  { mode: 'required', skip: !support.available && `bubblewrap cannot sandbox here: ${support.notes.join('; ')}` },
+];
+
 let dir: string;
+const services = new Map<string, VmmsService>();
 let s: VmmsService;
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'hyperts-merge-'));
-  s = new VmmsService({ dataDir: dir, isolation: 'off', workerPath: diskWorker, turnOffGraceMs: 5000 });
+  for (const m of MODES) if (!m.skip) services.set(m.mode, new VmmsService({ dataDir: join(dir, m.mode), bootRoots: testBootRoots(), isolation: m.mode, workerPath: diskWorker, turnOffGraceMs: 5000 }));
 });
-after(async () => { await s.close(); rmSync(dir, { recursive: true, force: true }); });
+after(async () => { for (const x of services.values()) await x.close(); rmSync(dir, { recursive: true, force: true }); });
 
 const disk = (vm: string): string => s.get(vm).config.hardware.drives.find((d) => d.kind === 'disk')!.path!;
 
-/** A VM of the fast test worker on a 32 MiB VHDX showing mark A, with 12 MiB of data to merge later. */
+/**
+ * A VM of the fast test worker on a 32 MiB VHDX showing mark A, with 12 MiB of data to merge later. The writer's
+ * acknowledgement file lies in the VM's folder, the one folder an isolated worker may write.
+ */
 async function vm(name: string): Promise<{ files: string; base: string; ack: string }> {
-  const files = diskDir(dir, name);
+  const mode = [...services].find(([, x]) => x === s)![0];
+  const data = join(dir, mode);
+  const files = diskDir(data, name);
   const base = join(files, `${name}.vhdx`);
   await createVhdx({ path: base, sizeBytes: 32 << 20, type: 'dynamic' });
-  const ack = join(dir, `${name}.ack`);
   s.create({ name, kernel: diskWorker, memory: '64M', processor: 'emulated', checkpointType: 'Standard',
-    cmdline: JSON.stringify({ ackFile: ack, regionStart: REGION, slots: SLOTS }) });
+    cmdline: JSON.stringify({ ackFile: mode === 'off' ? join(data, `${name}.ack`) : 'writer.ack', regionStart: REGION, slots: SLOTS }) });
   await s.drives.addHardDisk(name, { path: base });
   await writeMark(base, 'A');
-  return { files, base, ack };
+  // An isolated worker's current folder is the VM's own.
+  return { files, base, ack: mode === 'off' ? join(data, `${name}.ack`) : join(s.vmDirectory(name), 'writer.ack') };
 }
 
 /** Writes `bytes` of a recognisable pattern at 8 MiB.. of the disk (offline). */
@@ -61,74 +75,83 @@ async function checkFill(path: string, bytes: number, seed: number): Promise<boo
 const progress = async (ack: string, beyond: number): Promise<number> => waitFor(`the writer beyond record ${beyond}`, () => { const a = ackedRecord(ack); return a > beyond ? a : 0; });
 const events = (name: string): string => s.events({ name }).map((e) => e.message).join('\n');
 
-test('deleting the checkpoint of a running VM merges its AVHDX into the parent while the guest writes', async () => {
-  const { files, base, ack } = await vm('m1');
-  await s.start('m1');
-  const pid = s.workerPid('m1');
-  await progress(ack, 20);
-  await s.checkpoint('m1', 'c1');
-  const child = disk('m1');
-  assert.match(child, /m1_[0-9A-F-]{36}\.avhdx$/);
-  const a1 = await progress(ack, ackedRecord(ack) + 300);
-  assert.ok(a1 > 0);
+for (const { mode, skip } of MODES) {
+  test(`deleting the checkpoint of a running VM merges its AVHDX into the parent while the guest writes (isolation ${mode})`, { skip }, async () => {
+    s = services.get(mode)!;
+    const { files, base, ack } = await vm('m1');
+    await s.start('m1');
+    const pid = s.workerPid('m1');
+    await progress(ack, 20);
+    await s.checkpoint('m1', 'c1');
+    const child = disk('m1');
+    assert.match(child, /m1_[0-9A-F-]{36}\.avhdx$/);
+    if (mode !== 'off') {
+      // The service names the isolated worker as the holder of the new file it handed over.
+      assert.equal((JSON.parse(readFileSync(holderRecordPath(child), 'utf8')) as { pid: number }).pid, pid);
+    }
+    const a1 = await progress(ack, ackedRecord(ack) + 300);
+    assert.ok(a1 > 0);
 
-  await s.removeCheckpoint('m1', 'c1');
-  assert.equal(s.get('m1').state, 'Running', 'the guest ran on');
-  assert.equal(s.workerPid('m1'), pid, 'in the same worker');
-  assert.equal(disk('m1'), base, 'the VM now writes the merged parent');
-  assert.deepEqual(folderFiles(files), ['m1.vhdx'], 'the AVHDX is gone');
-  assert.match(events('m1'), /merged m1_.*\.avhdx into m1\.vhdx while the VM ran/);
-  const a2 = await progress(ack, ackedRecord(ack) + 300);
+    await s.removeCheckpoint('m1', 'c1');
+    assert.equal(s.get('m1').state, 'Running', 'the guest ran on');
+    assert.equal(s.workerPid('m1'), pid, 'in the same worker');
+    assert.equal(disk('m1'), base, 'the VM now writes the merged parent');
+    assert.deepEqual(folderFiles(files), ['m1.vhdx'], 'the AVHDX is gone');
+    assert.match(events('m1'), /merged m1_.*\.avhdx into m1\.vhdx while the VM ran/);
+    const a2 = await progress(ack, ackedRecord(ack) + 300);
 
-  await s.stop('m1', { turnOff: true });
-  await waitFor('Off', () => s.get('m1').state === 'Off');
-  const acked = ackedRecord(ack);
-  assert.ok(acked >= a2);
-  const ring = await checkRing(base, REGION, SLOTS, acked);
-  assert.deepEqual(ring.problems, []);
-  assert.equal(await readMark(base), 'A');
-  assert.deepEqual(await checkVhd(base), []);
-});
+    await s.stop('m1', { turnOff: true });
+    await waitFor('Off', () => s.get('m1').state === 'Off');
+    const acked = ackedRecord(ack);
+    assert.ok(acked >= a2);
+    const ring = await checkRing(base, REGION, SLOTS, acked);
+    assert.deepEqual(ring.problems, []);
+    assert.equal(await readMark(base), 'A');
+    assert.deepEqual(await checkVhd(base), []);
+  });
 
-test('deleting the newer of two checkpoints merges the leaf into a differencing parent; the chain stays valid', async () => {
-  const { files, base, ack } = await vm('m2');
-  await s.start('m2');
-  await progress(ack, 10);
-  await s.checkpoint('m2', 'c1');
-  const mid = disk('m2');
-  await s.checkpoint('m2', 'c2');
-  const leaf = disk('m2');
-  assert.notEqual(mid, leaf);
-  await progress(ack, ackedRecord(ack) + 500);
-  await s.removeCheckpoint('m2', 'c2');
-  assert.equal(disk('m2'), mid, 'the VM writes the first checkpoint\'s child again');
-  assert.equal(folderFiles(files).length, 2);
-  await progress(ack, ackedRecord(ack) + 200);
-  await s.stop('m2', { turnOff: true });
-  await waitFor('Off', () => s.get('m2').state === 'Off');
-  assert.deepEqual((await checkRing(mid, REGION, SLOTS, ackedRecord(ack))).problems, []);
-  for (const f of [base, mid]) assert.deepEqual(await checkVhd(f), []);
-  assert.equal(await readMark(s.checkpoints('m2')[0].disks[0].path), 'A', 'c1 still shows its contents');
-});
+  test(`deleting the newer of two checkpoints merges the leaf into a differencing parent; the chain stays valid (isolation ${mode})`, { skip }, async () => {
+    s = services.get(mode)!;
+    const { files, base, ack } = await vm('m2');
+    await s.start('m2');
+    await progress(ack, 10);
+    await s.checkpoint('m2', 'c1');
+    const mid = disk('m2');
+    await s.checkpoint('m2', 'c2');
+    const leaf = disk('m2');
+    assert.notEqual(mid, leaf);
+    await progress(ack, ackedRecord(ack) + 500);
+    await s.removeCheckpoint('m2', 'c2');
+    assert.equal(disk('m2'), mid, 'the VM writes the first checkpoint\'s child again');
+    assert.equal(folderFiles(files).length, 2);
+    await progress(ack, ackedRecord(ack) + 200);
+    await s.stop('m2', { turnOff: true });
+    await waitFor('Off', () => s.get('m2').state === 'Off');
+    assert.deepEqual((await checkRing(mid, REGION, SLOTS, ackedRecord(ack))).problems, []);
+    for (const f of [base, mid]) assert.deepEqual(await checkVhd(f), []);
+    assert.equal(await readMark(s.checkpoints('m2')[0].disks[0].path), 'A', 'c1 still shows its contents');
+  });
 
-test('a large child merges online while the guest writes; data written before the delete reads back', async () => {
-  const { base, ack } = await vm('m3');
-  await s.checkpoint('m3', 'c1'); // Off: the VM continues on a child
-  const child = disk('m3');
-  await fill(child, 12 << 20, 7);
-  await writeMark(child, 'B');
-  await s.start('m3');
-  await progress(ack, 20);
-  await s.removeCheckpoint('m3', 'c1');
-  assert.equal(disk('m3'), base);
-  await progress(ack, ackedRecord(ack) + 100);
-  await s.stop('m3', { turnOff: true });
-  await waitFor('Off', () => s.get('m3').state === 'Off');
-  assert.ok(await checkFill(base, 12 << 20, 7), 'the 12 MiB written into the child before are in the parent');
-  assert.equal(await readMark(base), 'B');
-  assert.deepEqual((await checkRing(base, REGION, SLOTS, ackedRecord(ack))).problems, []);
-  assert.deepEqual(await checkVhd(base), []);
-});
+  test(`a large child merges online while the guest writes; data written before the delete reads back (isolation ${mode})`, { skip }, async () => {
+    s = services.get(mode)!;
+    const { base, ack } = await vm('m3');
+    await s.checkpoint('m3', 'c1'); // Off: the VM continues on a child
+    const child = disk('m3');
+    await fill(child, 12 << 20, 7);
+    await writeMark(child, 'B');
+    await s.start('m3');
+    await progress(ack, 20);
+    await s.removeCheckpoint('m3', 'c1');
+    assert.equal(disk('m3'), base);
+    await progress(ack, ackedRecord(ack) + 100);
+    await s.stop('m3', { turnOff: true });
+    await waitFor('Off', () => s.get('m3').state === 'Off');
+    assert.ok(await checkFill(base, 12 << 20, 7), 'the 12 MiB written into the child before are in the parent');
+    assert.equal(await readMark(base), 'B');
+    assert.deepEqual((await checkRing(base, REGION, SLOTS, ackedRecord(ack))).problems, []);
+    assert.deepEqual(await checkVhd(base), []);
+  });
+}
 
 for (const step of ['online-merge-copied', 'online-merge-repointed']) {
   test(`the service killed during an online merge (${step}): recovery ends merged, nothing acknowledged is lost`, async () => {
@@ -140,39 +163,3 @@ for (const step of ['online-merge-copied', 'online-merge-repointed']) {
     assert.equal(r.removed.length, 1);
   });
 }
-
-const support = isolationSupport();
-test('an isolated worker cannot merge while it runs: the merge waits for it to stop, with an event saying why', { skip: !support.available && `bubblewrap cannot sandbox here: ${support.notes.join('; ')}` }, async () => {
-  const d2 = mkdtempSync(join(tmpdir(), 'hyperts-merge-iso-'));
-  const si = new VmmsService({ dataDir: d2, isolation: 'required', workerPath: diskWorker, turnOffGraceMs: 5000 });
-  try {
-    const files = diskDir(d2, 'iso');
-    const base = join(files, 'iso.vhdx');
-    await createVhdx({ path: base, sizeBytes: 32 << 20, type: 'dynamic' });
-    // The writer's file lies in the VM's folder, the one folder the sandboxed worker may write.
-    si.create({ name: 'iso', kernel: diskWorker, memory: '64M', processor: 'emulated', checkpointType: 'Standard', cmdline: JSON.stringify({ ackFile: 'writer.ack', regionStart: REGION, slots: SLOTS }) });
-    await si.drives.addHardDisk('iso', { path: base });
-    await writeMark(base, 'A');
-    await si.checkpoint('iso', 'c1');
-    const child = si.get('iso').config.hardware.drives[0].path!;
-    await writeMark(child, 'B');
-    await si.start('iso');
-    const ack = join(si.vmDirectory('iso'), 'writer.ack');
-    await progress(ack, 20);
-    await assert.rejects(si.checkpoint('iso', 'c2'), /isolated worker sees only the files it started with/);
-    await si.removeCheckpoint('iso', 'c1');
-    assert.equal(si.get('iso').config.hardware.drives[0].path, child, 'still on its AVHDX');
-    assert.match(si.events({ name: 'iso' }).map((e) => e.message).join('\n'), /merges into iso\.vhdx when the VM stops: its worker is isolated/);
-    await progress(ack, ackedRecord(ack) + 50);
-    await si.stop('iso', { turnOff: true });
-    await waitFor('Off', () => si.get('iso').state === 'Off');
-    await si.checkpointDisksSettled();
-    assert.equal(si.get('iso').config.hardware.drives[0].path, base, 'merged once it stopped');
-    assert.deepEqual(folderFiles(files), ['iso.vhdx']);
-    assert.equal(await readMark(base), 'B');
-    assert.deepEqual((await checkRing(base, REGION, SLOTS, ackedRecord(ack))).problems, []);
-  } finally {
-    await si.close();
-    rmSync(d2, { recursive: true, force: true });
-  }
-});

@@ -5,7 +5,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,7 +32,8 @@ function hyperts(...args: string[]): Promise<{ code: number; stdout: string; std
 }
 
 async function serve(): Promise<ChildProcess> {
-  const p = spawn(process.execPath, [bin, 'serve', '--data-dir', dir, '--quiet'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // The test kernels are assembled under the temporary folder: a folder the service must allow boot files from.
+  const p = spawn(process.execPath, [bin, 'serve', '--data-dir', dir, '--quiet', '--path-root', `${dir},${tmpdir()}`], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   p.stderr!.on('data', (d) => { err += d; });
   await waitFor('serve to listen', () => { if (p.exitCode !== null) throw new Error(`serve exited: ${err}`); return err.includes('listening on unix:'); });
@@ -51,7 +52,15 @@ test('CLI: new-vm, get-vm table and JSON, start, connect-vm, errors; service res
   let r = await hyperts('new-vm', 'demo', '--kernel', testKernel(), '--memory', '64M', '--processor', 'emulated');
   assert.equal(r.code, 0, r.stderr);
   r = await hyperts('new-vm', 'other', '--memory', '128M', '--kernel', '/nonexistent/vmlinuz');
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /kernel '\/nonexistent\/vmlinuz' does not exist or cannot be resolved \(ENOENT\); allowed folders: /);
+  r = await hyperts('new-vm', 'other', '--memory', '128M', '--kernel', '/etc/passwd');
+  assert.match(r.stderr, /kernel '\/etc\/passwd' is outside the folders this host allows/);
+  const gone = join(dir, 'vmlinuz-gone');
+  writeFileSync(gone, 'not a kernel');
+  r = await hyperts('new-vm', 'other', '--memory', '128M', '--kernel', gone);
   assert.equal(r.code, 0, r.stderr);
+  rmSync(gone);
   r = await hyperts('get-vm');
   const lines = r.stdout.trimEnd().split('\n');
   assert.match(lines[0], /^Name +State +CPUUsage\(%\) +MemoryAssigned\(M\) +Uptime +Status/);
@@ -98,7 +107,7 @@ test('CLI: new-vm, get-vm table and JSON, start, connect-vm, errors; service res
   assert.match(r.stderr, /unknown option --bogus/);
   r = await hyperts('start-vm', 'other');
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /cannot start VM 'other': kernel file '\/nonexistent\/vmlinuz' does not exist/);
+  assert.match(r.stderr, /cannot start VM 'other': kernel '.*vmlinuz-gone' does not exist or cannot be resolved/);
 
   r = await hyperts('start-vm', 'demo');
   assert.equal(r.code, 0, r.stderr);

@@ -6,6 +6,7 @@
  */
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { WorkerDisks, type PausableVm } from '../../src/vmms/worker-disks.js';
+import { WorkerFiles } from '../../src/vmms/worker-files.js';
 import { writeSavedStateFile } from '../../src/platform/saved-state.js';
 import type { Disk } from '../../src/storage/disk.js';
 import type { HardwareConfig } from '../../src/platform/hardware.js';
@@ -17,7 +18,7 @@ export interface WriterOptions { ackFile: string; regionStart: number; slots: nu
 const send = (m: FromWorker): void => { if (process.connected) process.send!(m); };
 
 let name = '';
-const disks = new WorkerDisks(() => name);
+let disks = new WorkerDisks(() => name);
 let disk: Disk | null = null;
 let opts: WriterOptions | null = null;
 let stopping = false;
@@ -70,6 +71,7 @@ async function stop(reason: string): Promise<void> {
 
 async function start(c: WorkerStartConfig): Promise<void> {
   name = c.name;
+  if (c.fileChannel !== undefined) disks = new WorkerDisks(() => name, new WorkerFiles(c.fileChannel));
   vm.config.hardware = structuredClone(c.hardware);
   try {
     opts = JSON.parse(c.cmdline) as WriterOptions;
@@ -104,7 +106,7 @@ process.on('message', (m: ToWorker) => {
   if (m.t === 'start') void start(m.config);
   else if (m.t === 'req') {
     if (m.req.op === 'turnOff') { void stop(m.req.reason); return; }
-    handle(m.req).then((value) => send({ t: 'res', id: m.id, ok: true, value }),
+    disks.files.with(m.files, () => handle(m.req)).then((value) => send({ t: 'res', id: m.id, ok: true, value }),
       (e: unknown) => send({ t: 'res', id: m.id, ok: false, error: (e as Error).message, code: 'WorkerError' }));
   }
 });

@@ -6,12 +6,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { CheckpointView, VmView } from '../../src/vmms/service.js';
 import type { DriveView } from '../../src/vmms/drives.js';
 import { createVhdx } from '../../src/storage/open.js';
-import { rejects, startService, testVm, type Fixture } from './helpers.js';
-import { diskDir, readMark, writeMark } from './checkpoint-disk-helpers.js';
+import { rejects, startService, testVm, waitFor, type Fixture } from './helpers.js';
+import { diskDir, folderFiles, readMark, writeMark } from './checkpoint-disk-helpers.js';
 
 let f: Fixture;
 before(async () => { f = await startService(); });
@@ -76,4 +76,43 @@ test('export a VM with checkpoints, import a copy with new ids: contents, apply 
     assert.equal(await readMark(c.disks[0].path), m);
   }
   assert.equal(await readMark(await currentDisk('ex')), 'C');
+});
+
+test('export a running VM: through a checkpoint taken for the purpose, removed again; the VM runs on; the export imports Saved', async () => {
+  const dir = diskDir(f.dir, 'live');
+  const base = join(dir, 'live.vhdx');
+  await createVhdx({ path: base, sizeBytes: 8 << 20, type: 'dynamic' });
+  await f.client.call('POST', '/vms', testVm('live'));
+  await f.client.call('POST', '/vms/live/hard-disk-drives', { path: base });
+  await writeMark(base, 'A');
+  await f.client.call('POST', '/vms/live/snapshots', { name: 'a' });
+  const child = await currentDisk('live');
+  await writeMark(child, 'B');
+  await f.client.call('POST', '/vms/live/start', {});
+  const pid = f.service.workerPid('live');
+
+  const { path } = await f.client.call<{ path: string }>('POST', '/vms/live/export', { path: join(f.dir, 'exports-live') });
+  const vm = await f.client.call<VmView>('GET', '/vms/live');
+  assert.equal(vm.state, 'Running', 'the VM runs on');
+  assert.equal(f.service.workerPid('live'), pid, 'in the same worker');
+  assert.deepEqual((await snaps('live')).map((c) => c.name), ['a'], 'the export\'s checkpoint is removed again');
+  // Its AVHDX merged back into the VM's disk (online): the folder holds what it held before.
+  await waitFor('the merge', async () => folderFiles(dir).length === 2 && await currentDisk('live') === child, 60_000);
+  assert.deepEqual(folderFiles(dir), [basename(base), basename(child)].sort());
+  const events = (await f.client.call<{ message: string }[]>('GET', '/vms/live/events')).map((e) => e.message);
+  assert.ok(events.some((m) => /exported to .* from (standard|production) checkpoint 'Export [^']+' \(removed again\)/.test(m)), events.join('\n'));
+  assert.equal(readdirSync(join(path, 'Virtual Hard Disks')).length, 2, 'the disk and the checkpoint\'s AVHDX (the running VM\'s own child is not exported)');
+
+  await f.client.call('POST', '/vms/live/stop', { turnOff: true });
+  await waitFor('Off', async () => (await f.client.call<VmView>('GET', '/vms/live')).state === 'Off', 60_000);
+  await f.client.call('DELETE', '/vms/live');
+  // The test kernel has no VSS daemon: the production checkpoint fell back to a standard one, so the export is Saved.
+  const imported = await f.client.call<VmView>('POST', '/imports', { path });
+  assert.equal(imported.state, 'Saved');
+  assert.deepEqual((await snaps('live')).map((c) => [c.name, c.parentSnapshotName]), [['a', null]]);
+  assert.equal(await readMark(await currentDisk('live')), 'B');
+  assert.equal(await readMark((await snaps('live'))[0].disks[0].path), 'A');
+  await f.client.call('POST', '/vms/live/start', {});
+  assert.equal((await f.client.call<VmView>('GET', '/vms/live')).state, 'Running', 'the imported VM resumes from the export\'s state');
+  await f.client.call('POST', '/vms/live/stop', { turnOff: true });
 });

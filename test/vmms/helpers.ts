@@ -1,4 +1,5 @@
 /** Shared fixtures of the service tests: a data directory, the test kernel, a service with its API on a socket. */
+import { fileURLToPath } from 'node:url';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,10 +19,16 @@ export function testKernel(): string {
 }
 process.on('exit', () => { if (kernelDir) rmSync(kernelDir, { recursive: true, force: true }); });
 
+/**
+ * Boot roots for tests: their kernels are assembled under the temporary folder and the substitute workers (given
+ * as kernels) lie in dist/test. A real service allows only its path roots and the guest image cache.
+ */
+export const testBootRoots = (): string[] => [tmpdir(), fileURLToPath(new URL('..', import.meta.url))];
+
 export interface Fixture { dir: string; service: VmmsService; api: ApiServer; client: VmmsClient; close: () => Promise<void> }
 
 export async function startService(dir = mkdtempSync(join(tmpdir(), 'hyperts-vmms-')), o: { token?: string; isolation?: 'auto' | 'off'; pathRoots?: string[] } = {}): Promise<Fixture> {
-  const service = new VmmsService({ dataDir: dir, turnOffGraceMs: 3000, isolation: o.isolation, pathRoots: o.pathRoots });
+  const service = new VmmsService({ dataDir: dir, turnOffGraceMs: 3000, isolation: o.isolation, pathRoots: o.pathRoots, bootRoots: testBootRoots() });
   const api = new ApiServer(service, { token: o.token });
   await api.listenUnix(socketPath(dir));
   const client = new VmmsClient({ socketPath: socketPath(dir) });

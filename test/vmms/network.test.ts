@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { haveBinutils } from './test-kernel.js';
-import { rejects, startService, testVm, waitFor, type Fixture } from './helpers.js';
+import { rejects, startService, testVm, waitFor, type Fixture, testBootRoots } from './helpers.js';
 import type { AdapterView, SwitchView, VmView } from '../../src/vmms/service.js';
 import { VmmsService } from '../../src/vmms/service.js';
 import { PrivateRelay } from '../../src/vmms/network.js';
@@ -46,7 +46,7 @@ test('switches: Default Switch exists; new NAT and Private switches; bad input; 
   await rejects(f.client.call('DELETE', '/switches/Default%20Switch'), 409, /cannot be removed/);
   await rejects(f.client.call('GET', '/switches/nope'), 404, /new-vmswitch/);
   // A second service on the same data directory sees the same switches.
-  const again = new VmmsService({ dataDir: f.dir });
+  const again = new VmmsService({ dataDir: f.dir, bootRoots: testBootRoots() });
   try {
     assert.deepEqual(again.listSwitches().map((s) => s.name).sort(), ['Default Switch', 'lab', 'web']);
   } finally { await again.close(); }
@@ -158,7 +158,7 @@ test('without root: a kept Internal switch is reported, and a VM on it is refuse
   const getuid = process.getuid;
   // As root, this service pretends to be uid 1000 (owning its data directory, as the service checks).
   if (getuid?.() === 0) { chownSync(dir, 1000, 1000); process.getuid = () => 1000; }
-  const svc = new VmmsService({ dataDir: dir });
+  const svc = new VmmsService({ dataDir: dir, bootRoots: testBootRoots() });
   try {
     const startup = svc.events({ limit: 50 }).map((e) => e.message);
     assert.ok(startup.some((m) => /switch 'host' \(Internal\): its host bridge could not be set up: .*needs root/.test(m)), startup.join('\n'));

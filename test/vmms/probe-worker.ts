@@ -9,7 +9,8 @@ import { connect, createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import type { FromWorker, ToWorker } from '../../src/vmms/worker-protocol.js';
+import type { FromWorker, ToWorker, WorkerStartConfig } from '../../src/vmms/worker-protocol.js';
+import { KvmSystem } from '../../src/processor/kvm/kvm.js';
 
 export interface ProbeTargets { token: string; otherVmDir: string; serviceSocket: string; dataDir: string; outsideDir: string }
 export type ProbeReport = Record<string, string>;
@@ -45,8 +46,14 @@ function tryUdp(): Promise<string> {
   });
 }
 
-async function probe(t: ProbeTargets): Promise<ProbeReport> {
+async function probe(t: ProbeTargets, c: WorkerStartConfig): Promise<ProbeReport> {
   const r: ProbeReport = {};
+  // KVM: the device node (absent in the sandbox), and the descriptor the service hands a KVM VM's worker.
+  // Its kernel, bound by bubblewrap from the descriptor the service opened and checked.
+  r.readKernel = attempt(() => { if (readFileSync(c.kernel).length === 0) throw new Error('empty'); });
+  r.readInitrd = c.initrd ? attempt(() => { if (readFileSync(c.initrd!).toString() !== 'an initrd') throw new Error('wrong content'); }) : 'none';
+  r.openDevKvm = attempt(() => closeSync(openSync('/dev/kvm', 'r+')));
+  r.kvmFd = c.kvmDeviceFd === undefined ? 'none' : (() => { try { return `api ${KvmSystem.fromFd(c.kvmDeviceFd).apiVersion()}`; } catch (e) { return (e as Error).message; } })();
   r.readToken = attempt(() => readFileSync(t.token));
   r.listOtherVm = attempt(() => readdirSync(t.otherVmDir));
   r.readShadow = attempt(() => readFileSync('/etc/shadow'));
@@ -87,7 +94,7 @@ process.on('message', (m: ToWorker) => {
   if (m.t === 'start') {
     let targets: ProbeTargets;
     try { targets = JSON.parse(m.config.cmdline) as ProbeTargets; } catch { send({ t: 'started', backend: 'probe' }); return; }
-    probe(targets).then((r) => { send({ t: 'log', message: `probe ${JSON.stringify(r)}` }); send({ t: 'started', backend: 'probe' }); },
+    probe(targets, m.config).then((r) => { send({ t: 'log', message: `probe ${JSON.stringify(r)}` }); send({ t: 'started', backend: 'probe' }); },
       (e: unknown) => send({ t: 'failed', error: String(e) }));
   } else if (m.t === 'console' && Buffer.from(m.data).toString() === 'forks') {
     void forkBomb();

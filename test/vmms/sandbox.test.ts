@@ -5,7 +5,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +14,7 @@ import { isolationSupport } from '../../src/vmms/sandbox.js';
 import { seccompProgram, DENIED_SYSCALLS } from '../../src/vmms/seccomp.js';
 import { socketPath, tokenPath } from '../../src/vmms/paths.js';
 import { ApiServer } from '../../src/vmms/api.js';
-import { waitFor } from './helpers.js';
+import { waitFor, testBootRoots } from './helpers.js';
 import type { ProbeReport, ProbeTargets } from './probe-worker.js';
 
 const probeWorker = fileURLToPath(new URL('./probe-worker.js', import.meta.url));
@@ -24,7 +24,7 @@ const dirs: string[] = [];
 const planted = '/tmp/hyperts-probe-planted';
 after(() => { for (const d of [...dirs, planted]) rmSync(d, { recursive: true, force: true }); });
 
-function setup(o: { isolation?: 'auto' | 'off'; overhead?: number } = {}): { service: VmmsService; logs: string[]; dir: string; outside: string; kernel: string } {
+function setup(o: { isolation?: 'auto' | 'off'; overhead?: number; defaultImage?: () => { kernel: string; initrd: string; cmdline: string } } = {}): { service: VmmsService; logs: string[]; dir: string; outside: string; kernel: string } {
   const dir = mkdtempSync(join(tmpdir(), 'hyperts-sandbox-'));
   const outside = mkdtempSync(join(tmpdir(), 'hyperts-outside-'));
   dirs.push(dir, outside);
@@ -32,7 +32,7 @@ function setup(o: { isolation?: 'auto' | 'off'; overhead?: number } = {}): { ser
   const kernel = join(outside, 'vmlinuz');
   writeFileSync(kernel, 'not really a kernel');
   const logs: string[] = [];
-  const service = new VmmsService({ dataDir: dir, workerPath: probeWorker, log: (m) => logs.push(m), isolation: o.isolation ?? 'auto', workerOverheadBytes: o.overhead, turnOffGraceMs: 3000 });
+  const service = new VmmsService({ dataDir: dir, bootRoots: testBootRoots(), workerPath: probeWorker, log: (m) => logs.push(m), isolation: o.isolation ?? 'auto', workerOverheadBytes: o.overhead, turnOffGraceMs: 3000, defaultImage: o.defaultImage });
   return { service, logs, dir, outside, kernel };
 }
 
@@ -61,7 +61,9 @@ test('an isolated worker cannot read the token, other VMs or /etc/shadow, open a
     const targets = (): ProbeTargets => ({ token: tokenPath(dir), otherVmDir: otherDir, serviceSocket: socketPath(dir), dataDir: dir, outsideDir: outside });
     // The other VM has files of its own (as a saved or running VM would).
     await service.start('other').catch(() => {});
-    service.create({ name: 'probe', kernel, memory: '64M', processor: 'emulated', cmdline: JSON.stringify(targets()) });
+    const initrd = join(outside, 'initrd.img');
+    writeFileSync(initrd, 'an initrd');
+    service.create({ name: 'probe', kernel, initrd, memory: '64M', processor: 'emulated', cmdline: JSON.stringify(targets()) });
     const v = await service.start('probe');
     assert.equal(v.state, 'Running');
     const r = report(logs, 'probe');
@@ -71,6 +73,8 @@ test('an isolated worker cannot read the token, other VMs or /etc/shadow, open a
     for (const k of ['tcpLoopback', 'unixServiceSocket', 'listen', 'udp'] as const) assert.notEqual(r[k], 'ALLOWED', `${k}: ${r[k]}`);
     assert.equal(r.tcpLoopback, 'EPERM', 'socket() itself is refused by the seccomp filter');
     assert.equal(r.writeOwnFolder, 'ALLOWED', 'its own folder is writable');
+    assert.equal(r.readKernel, 'ALLOWED', 'its kernel is there (bound from the descriptor the service checked)');
+    assert.equal(r.readInitrd, 'ALLOWED', 'and its initrd');
     assert.ok(existsSync(join(service.vmDirectory('probe'), 'probe.txt')), 'the write landed in the VM folder');
     for (const k of ['writeDataDir', 'writeOutside', 'writeTmp'] as const) assert.match(r[k], /^(EROFS|ENOENT|EACCES)$/, `${k}: ${r[k]}`);
     assert.ok(!existsSync(join(outside, 'planted')) && !existsSync(join(dir, 'planted')) && !existsSync(planted));
@@ -82,6 +86,36 @@ test('an isolated worker cannot read the token, other VMs or /etc/shadow, open a
     const events = service.events({ name: 'probe' }).map((e) => e.message);
     assert.ok(!events.some((m) => /without isolation/i.test(m)), events.join('\n'));
   } finally { await api.close(); await service.close(); }
+});
+
+function canOpen(p: string): boolean { try { closeSync(openSync(p, 'r+')); return true; } catch { return false; } }
+const kvmSkip = skip || (!existsSync('/dev/kvm') && 'no /dev/kvm here') || (!canOpen('/dev/kvm') && 'this user cannot open /dev/kvm');
+test('a KVM VM\'s worker gets /dev/kvm as an open descriptor: no device node in its sandbox, and a root service runs it as nobody', { skip: kvmSkip }, async () => {
+  const { service, logs, dir, outside, kernel } = setup();
+  try {
+    service.create({ name: 'kvm', kernel, memory: '64M', processor: 'kvm', cmdline: JSON.stringify({ token: tokenPath(dir), otherVmDir: dir, serviceSocket: socketPath(dir), dataDir: dir, outsideDir: outside }) });
+    await service.start('kvm');
+    const r = report(logs, 'kvm');
+    assert.equal(r.openDevKvm, 'ENOENT', 'no /dev/kvm node inside');
+    assert.match(r.kvmFd, /^api 12$/, 'KVM_GET_API_VERSION through the descriptor');
+    if (support.unprivilegedUser) assert.equal(r.uid, '65534', 'nobody, though /dev/kvm itself is open to root only');
+    assert.ok(!service.events({ name: 'kvm' }).some((e) => /keeps the service's uid/.test(e.message)));
+    assert.equal(r.readToken, 'ENOENT');
+  } finally { await service.close(); }
+});
+
+test('the default guest image (no kernel set) is bound from descriptors too: kernel and initrd readable inside', { skip }, async () => {
+  const img = mkdtempSync(join(tmpdir(), 'hyperts-image-'));
+  dirs.push(img);
+  writeFileSync(join(img, 'vmlinuz'), 'a kernel');
+  writeFileSync(join(img, 'initrd.img'), 'an initrd');
+  const { service, logs, dir, outside } = setup({ defaultImage: () => ({ kernel: join(img, 'vmlinuz'), initrd: join(img, 'initrd.img'), cmdline: '' }) });
+  try {
+    service.create({ name: 'img', memory: '64M', processor: 'emulated', cmdline: JSON.stringify({ token: tokenPath(dir), otherVmDir: dir, serviceSocket: socketPath(dir), dataDir: dir, outsideDir: outside }) });
+    await service.start('img');
+    const r = report(logs, 'img');
+    assert.deepEqual([r.readKernel, r.readInitrd], ['ALLOWED', 'ALLOWED']);
+  } finally { await service.close(); }
 });
 
 test('control: without isolation the same probe reads the token and writes outside (and the event log says so)', async () => {

@@ -5,12 +5,15 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { VmmsClient } from '../../src/vmms/client.js';
 import type { VmView } from '../../src/vmms/service.js';
 import type { VmEvent } from '../../src/vmms/store.js';
 import { haveBinutils } from './test-kernel.js';
 import { TEST_KERNEL_BANNER } from './test-kernel.js';
-import { openConsole, rejects, startService, testVm, waitFor, type Fixture } from './helpers.js';
+import { openConsole, rejects, startService, testKernel, testVm, waitFor, type Fixture } from './helpers.js';
 
 const skip = !haveBinutils() && 'binutils (as, ld) not installed';
 let f: Fixture;
@@ -160,9 +163,13 @@ test('bad input gets a clear error and changes nothing', { skip }, async () => {
   await rejects(f.client.call('POST', '/vms', testVm('DUP')), 409, /named 'DUP' already exists/);
   await rejects(f.client.call('PATCH', '/vms/dup', { memory: 'lots' }), 400, /invalid memory size 'lots'/);
   assert.equal((await get('dup')).config.memoryBytes, 64 * 1048576);
+  await rejects(f.client.call('PATCH', '/vms/dup', { kernel: '/nonexistent/vmlinuz' }), 400, /kernel '\/nonexistent\/vmlinuz' does not exist or cannot be resolved/);
   // A kernel that vanished: the VM stays Off.
-  await f.client.call('PATCH', '/vms/dup', { kernel: '/nonexistent/vmlinuz' });
-  await rejects(post('dup', 'start'), 409, /kernel file '\/nonexistent\/vmlinuz' does not exist/);
+  const vanishing = join(f.dir, 'vmlinuz-vanishing');
+  writeFileSync(vanishing, 'kernel');
+  await f.client.call('PATCH', '/vms/dup', { kernel: vanishing });
+  rmSync(vanishing);
+  await rejects(post('dup', 'start'), 409, /cannot start VM 'dup': kernel '.*vmlinuz-vanishing' does not exist or cannot be resolved .*\(set-vm dup --kernel FILE\)/);
   assert.equal((await get('dup')).state, 'Off');
   await f.client.call('DELETE', '/vms/dup');
   assert.deepEqual((await f.client.call<VmView[]>('GET', '/vms')).map((v) => v.name), before.map((v) => v.name));
@@ -170,6 +177,34 @@ test('bad input gets a clear error and changes nothing', { skip }, async () => {
   const newer = await f.client.call<VmEvent[]>('GET', `/events?after=${evBefore}`);
   assert.ok(newer.every((e) => e.vmName === 'dup'), JSON.stringify(newer));
   assert.deepEqual(newer.filter((e) => e.to).map((e) => e.to), ['Off']);
+});
+
+test('kernel and initrd paths are confined to the boot roots: no .., no link or /proc file out of them, regular files only, checked again at start', async () => {
+  const g = await startService();
+  try {
+    // Roots of this service: the test folders (testBootRoots); /etc and /proc lie outside.
+    const vm = (settings: Record<string, unknown>): Promise<unknown> => g.client.call('POST', '/vms', { name: 'boot', memory: '64M', ...settings });
+    await rejects(vm({ kernel: '/etc/passwd' }), 400, /kernel '\/etc\/passwd' is outside the folders this host allows; allowed folders: /);
+    await rejects(vm({ kernel: `${g.dir}/../../etc/passwd` }), 400, /is outside the folders this host allows/);
+    await rejects(vm({ kernel: '/proc/self/environ' }), 400, /is outside the folders this host allows/);
+    const out = join(g.dir, 'out-link');
+    symlinkSync('/etc/shadow', out);
+    await rejects(vm({ kernel: out }), 400, /is outside the folders this host allows/);
+    const fifo = join(g.dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    await rejects(vm({ kernel: testKernel(), initrd: fifo }), 400, /initrd '.*fifo' is not a regular file/);
+    await rejects(vm({ kernel: g.dir }), 400, /is not a regular file/);
+    // A good kernel through a link inside the roots: its real path is kept.
+    const k = join(g.dir, 'kernel-copy');
+    copyFileSync(testKernel(), k);
+    symlinkSync(k, join(g.dir, 'k-link'));
+    assert.equal((await vm({ kernel: join(g.dir, 'k-link') }) as VmView).config.boot.kernel, realpathSync(k));
+    // Swapped for a link out of the roots after it was set: refused at start.
+    rmSync(k);
+    symlinkSync('/etc/passwd', k);
+    await rejects(g.client.call('POST', '/vms/boot/start', {}), 409, /cannot start VM 'boot': kernel '.*kernel-copy' is outside the folders this host allows.*\(set-vm boot --kernel FILE\)/);
+    assert.equal((await g.client.call<VmView>('GET', '/vms/boot')).state, 'Off');
+  } finally { await g.close(); rmSync(g.dir, { recursive: true, force: true }); }
 });
 
 test('a running VM cannot be removed; stop of an Off VM says it is off', { skip }, async () => {

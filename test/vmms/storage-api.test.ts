@@ -15,7 +15,7 @@ import type { DriveView } from '../../src/vmms/drives.js';
 import type { OperationView } from '../../src/vmms/operations.js';
 import type { VhdView } from '../../src/vmms/vhd-commands.js';
 import { haveBinutils } from './test-kernel.js';
-import { openDisk } from '../../src/storage/open.js';
+import { createVhdx, openDisk } from '../../src/storage/open.js';
 import { holderRecordPath } from '../../src/storage/lock.js';
 import { rejects, startService, testVm, waitFor, type Fixture } from './helpers.js';
 import { isolationSupport } from '../../src/vmms/sandbox.js';
@@ -244,19 +244,54 @@ test('running VMs: SCSI disks hot-added and removed through the worker, which ho
   } finally { await f.close(); rmSync(f.dir, { recursive: true, force: true }); f = shared; }
 });
 
-test('an isolated worker sees only the files it started with: hot add is refused with the way out, its own disk works', { skip: (!isolationSupport().available && `isolation not available here: ${isolationSupport().notes.join('; ')}`) || (!haveBinutils() && 'binutils not installed') || false }, async () => {
+test('an isolated worker gets hot-added disks from the service as descriptors (a differencing VHDX with its chain); hot remove lets go of them', { skip: (!isolationSupport().available && `isolation not available here: ${isolationSupport().notes.join('; ')}`) || (!haveBinutils() && 'binutils not installed') || false }, async () => {
   const own = join(files, 'iso-own.img'), later = join(files, 'iso-later.img');
   writeFileSync(own, Buffer.alloc(1048576));
   writeFileSync(later, Buffer.alloc(1048576));
+  const base = (await newVhd({ path: join(files, 'iso-base.vhdx'), sizeBytes: '16MB' })).path;
+  const diff = (await newVhd({ path: join(files, 'iso-diff.avhdx'), parentPath: base })).path;
   await f.client.call('POST', '/vms', { ...testVm('iso'), vhdPath: own });
   assert.equal((await f.client.call<VmView>('POST', '/vms/iso/start', {})).state, 'Running');
-  await rejects(f.client.call('POST', '/vms/iso/hard-disk-drives', { path: later }), 409, /its worker is isolated and sees only the files it started with; stop-vm iso, add the disk, and start it again/);
+  const events = async (): Promise<string> => (await f.client.call<{ message: string }[]>('GET', '/vms/iso/events')).map((e) => e.message).join('\n');
+  assert.doesNotMatch(await events(), /without isolation/i, 'the worker runs in its sandbox');
+  const pid = f.service.workerPid('iso');
+  // Neither file is in the sandbox: the service opens them (and the parent) and hands them over.
+  assert.equal((await f.client.call<DriveView>('POST', '/vms/iso/hard-disk-drives', { path: later })).controllerLocation, 1);
+  assert.equal((await f.client.call<DriveView>('POST', '/vms/iso/hard-disk-drives', { path: diff })).controllerLocation, 2);
+  assert.deepEqual(slots(await disks('iso')), [`SCSI 0:0 ${own}`, `SCSI 0:1 ${later}`, `SCSI 0:2 ${diff}`]);
+  assert.equal(f.service.workerPid('iso'), pid, 'the same worker');
+  // The sandboxed worker holds the disks' locks (the parent shared); the service wrote the holder records it could not.
+  for (const p of [own, later, diff]) await assert.rejects(openDisk(p, { purpose: 'test' }), new RegExp(`${p.split('/').pop()!.replace('.', '\\.')} is in use by VM iso \\(pid ${pid}`));
+  await assert.rejects(openDisk(base, { purpose: 'test' }), /iso-base\.vhdx is in use/, 'the parent is open read-only in the worker');
+  await (await openDisk(base, { readOnly: true, purpose: 'test' })).close();
+  await f.client.call('DELETE', '/vms/iso/hard-disk-drives/SCSI/0/1');
+  await f.client.call('DELETE', '/vms/iso/hard-disk-drives/SCSI/0/2');
   assert.deepEqual(slots(await disks('iso')), [`SCSI 0:0 ${own}`]);
-  // The sandboxed worker holds the disk's lock; the service wrote the holder record it could not.
-  await assert.rejects(openDisk(own, { purpose: 'test' }), /iso-own.img is in use by VM iso \(pid \d+/);
+  // Hot remove closed the descriptors: the files open for writing again, and no record names the worker.
+  for (const p of [later, diff, base]) await (await openDisk(p, { purpose: 'test' })).close();
+  assert.equal(existsSync(holderRecordPath(later)), false);
+  assert.equal(existsSync(holderRecordPath(diff)), false);
   await f.client.call('POST', '/vms/iso/stop', { turnOff: true });
   assert.equal(existsSync(holderRecordPath(own)), false, 'the holder record goes with the worker');
   await (await openDisk(own, { purpose: 'test' })).close();
+});
+
+test('an isolated worker gets no file outside the path roots through a parent locator: start and hot add refuse, naming the file', { skip: (!isolationSupport().available && `isolation not available here: ${isolationSupport().notes.join('; ')}`) || (!haveBinutils() && 'binutils not installed') || false }, async () => {
+  const elsewhere = mkdtempSync(join(tmpdir(), 'hyperts-elsewhere-'));
+  try {
+    const parent = join(elsewhere, 'outside-parent.vhdx');
+    await createVhdx({ path: parent, sizeBytes: 8 << 20, type: 'dynamic' });
+    const child = join(files, 'leaky.avhdx');
+    await createVhdx({ path: child, sizeBytes: 8 << 20, type: 'differencing', parentPath: parent });
+    await f.client.call('POST', '/vms', { ...testVm('leaky'), vhdPath: child });
+    await rejects(f.client.call('POST', '/vms/leaky/start', {}), 409, /cannot start VM 'leaky' isolated: disk file '.*outside-parent\.vhdx' is outside the folders this host allows/);
+    assert.equal((await f.client.call<VmView>('GET', '/vms/leaky')).state, 'Off');
+    await f.client.call('DELETE', '/vms/leaky/hard-disk-drives/SCSI/0/0');
+    assert.equal((await f.client.call<VmView>('POST', '/vms/leaky/start', {})).state, 'Running');
+    await rejects(f.client.call('POST', '/vms/leaky/hard-disk-drives', { path: child }), 409, /cannot hand the worker the files for attachDrive: disk file '.*outside-parent\.vhdx' is outside the folders this host allows/);
+    assert.deepEqual(await disks('leaky'), []);
+    await f.client.call('POST', '/vms/leaky/stop', { turnOff: true });
+  } finally { rmSync(elsewhere, { recursive: true, force: true }); }
 });
 
 test('differencing disks: New-VHD with a parent, Get-VHD fields, Merge-VHD into the parent, Test-VHD of a broken chain; Resize-VHD, locks', async () => {

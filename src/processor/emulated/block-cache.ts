@@ -5,7 +5,7 @@
  */
 import type { Cpu } from './cpu.js';
 import { Insn, decode, IF } from './decoder.js';
-import { translateFetch, dropWriteMappings, physRead } from './mmu.js';
+import { translateFetch, physRead } from './mmu.js';
 import type { TranslatedBlock } from './jit.js';
 
 /** Most instructions per block (also bounds the work between interrupt checks). */
@@ -89,7 +89,7 @@ export class BlockCache {
     list.push(b);
     if (ppn < cpu.codePages.length && cpu.codePages[ppn] === 0) {
       cpu.codePages[ppn] = 1;
-      dropWriteMappings(cpu, ppn);
+      cpu.onCodeCached(ppn);
     }
     return b;
   }
@@ -129,7 +129,8 @@ export class BlockCache {
     const cpu = this.cpu;
     for (const [ppn, list] of this.byPage) {
       for (const b of list) b.valid = false;
-      if (ppn < cpu.codePages.length) cpu.codePages[ppn] = 0;
+      // A shared flag may also cover other vCPUs' blocks; it stays until a store drops them all.
+      if (!cpu.codePagesShared && ppn < cpu.codePages.length) cpu.codePages[ppn] = 0;
     }
     this.map.clear();
     this.byPage.clear();

@@ -13,7 +13,7 @@ import { flushTlb } from './mmu.js';
 
 /** Caches, host wiring and run-loop scratch: rebuilt or reset on restore, never saved. */
 const NOT_STATE = new Set([
-  'platform', 'vp', 'fault', 'blocks', 'codePages', 'onCodeWrite', 'breakpointHook', 'ram', 'ramView',
+  'platform', 'vp', 'fault', 'blocks', 'codePages', 'onCodeWrite', 'onCodeCached', 'codePagesShared', 'breakpointHook', 'ram', 'ramView',
   'tlbTag', 'tlbAddend', 'tlbPhys', 'tlbFlags', 'tlbLargeBase', 'tlbLargeSize', 'tlbGlobalCount', 'tlbLargeCount',
   'msrOut', 'exitRequested', 'stopOnFault', 'faultStopped', 'irqCheck', 'ifWasOn', 'codeDirty', 'memHi', 'opHi',
   'opAddr', 'nextRip', 'mtrr', 'fpu',

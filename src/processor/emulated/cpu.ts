@@ -20,6 +20,10 @@ export class Cpu extends CpuState implements SimdCpu {
   /** Set when a store hit a page holding cached code: the current block must stop. */
   codeDirty = false;
   readonly blocks: BlockCache;
+  /** This vCPU starts caching code from page `ppn`: write mappings to it go (every vCPU's, when shared). */
+  onCodeCached: (ppn: number) => void;
+  /** codePages is shared with the partition's other vCPUs: a page's flag may stand for their blocks too. */
+  codePagesShared = false;
 
   constructor(vp: number, platform: PlatformServices) {
     super(vp, platform);
@@ -31,6 +35,7 @@ export class Cpu extends CpuState implements SimdCpu {
     }
     this.blocks = new BlockCache(this);
     this.onCodeWrite = (ppn: number) => this.blocks.invalidatePage(ppn);
+    this.onCodeCached = (ppn: number) => mmu.dropWriteMappings(this, ppn);
     // DMA is coherent with instruction fetch on x86: a device writing a page this processor decoded code from
     // (a disk read into a page cache page that held other code) must not leave the old instructions cached.
     platform.memory.onDeviceWrite((first, last) => {

@@ -93,6 +93,8 @@ export function baseCpuid(vp: number, leaf: number, subleaf: number, out: CpuidR
   }
 }
 
+const APIC_BASE_EN = 1 << 11;
+
 const scratch: CpuidResult = { eax: 0, ebx: 0, ecx: 0, edx: 0 };
 
 /** The value CPUID returns on this processor for (leaf, subleaf), platform merge included. */
@@ -109,6 +111,8 @@ export function cpuidValue(cpu: CpuState, leaf: number, subleaf: number, out: Cp
     const r = cpu.platform.cpuid.cpuid(1, 0);
     out.ecx = (out.ecx | (r.ecx & 0x80000000)) >>> 0;
   }
+  // The APIC feature bit (leaf 1 and AMD's mirror) follows IA32_APIC_BASE.EN: a globally disabled APIC is absent.
+  if ((leaf === 1 || leaf === 0x80000001) && (cpu.apicBase & APIC_BASE_EN) === 0) out.edx = (out.edx & ~(1 << 9)) >>> 0;
 }
 
 /** CPUID instruction: EAX/ECX in, EAX/EBX/ECX/EDX out (upper halves cleared). */

@@ -111,7 +111,24 @@ export class EmulatedBackend implements ProcessorBackend {
   createVcpu(index: number, platform: PlatformServices): EmulatedVcpu {
     const v = new EmulatedVcpu(index, platform);
     this.vcpus.push(v);
+    if (this.vcpus.length > 1) this.shareCodePages();
     return v;
+  }
+
+  /**
+   * Cross-modifying code: one set of code-page flags for all vCPUs. A vCPU that starts caching a page drops
+   * every vCPU's write mappings to it, and a store by any vCPU to such a page drops every vCPU's blocks there
+   * (text_poke on one CPU, then the patched code runs on another).
+   */
+  private shareCodePages(): void {
+    const cpus = this.vcpus.map((x) => x.cpu);
+    const pages = cpus[0].codePages;
+    for (const c of cpus) {
+      c.codePages = pages;
+      c.codePagesShared = true;
+      c.onCodeWrite = (ppn) => { for (const o of cpus) o.blocks.invalidatePage(ppn); };
+      c.onCodeCached = (ppn) => { for (const o of cpus) mmu.dropWriteMappings(o, ppn); };
+    }
   }
 
   destroy(): void { this.vcpus.length = 0; }

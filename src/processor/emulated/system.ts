@@ -726,11 +726,28 @@ const hcRegs = {
   getXmm(reg: number, out: Uint32Array): void { for (let i = 0; i < 4; i++) out[i] = hcCpu!.xmm[4 * reg + i] >>> 0; },
 };
 
+/**
+ * Outside 64-bit mode a hypercall passes each 64-bit value in two registers (TLFS 32-bit convention):
+ * control EDX:EAX, input GPA EBX:ECX, output GPA EDI:ESI, result EDX:EAX. [lo, hi] GPR per 64-bit register.
+ */
+const HC32: Record<number, [number, number]> = { 0: [0, 2], 1: [0, 2], 2: [1, 3], 8: [6, 7] };
+const hcRegs32 = {
+  get(reg: number): { lo: number; hi: number } {
+    const m = HC32[reg];
+    hcOut.lo = m ? hcCpu!.gpr[2 * m[0]] >>> 0 : 0; hcOut.hi = m ? hcCpu!.gpr[2 * m[1]] >>> 0 : 0;
+    return hcOut;
+  },
+  set(reg: number, lo: number, hi: number): void {
+    const m = HC32[reg];
+    if (m) { hcCpu!.gpr[2 * m[0]] = lo | 0; hcCpu!.gpr[2 * m[1]] = hi | 0; }
+  },
+};
+
 export function vmcall(cpu: CpuState): void {
   const h = cpu.platform.hypercall;
   if (h === null || cpu.cpl !== 0 || realLike(cpu)) raise(cpu, 6); // Hyper-V: #UD outside CPL 0
   hcCpu = cpu;
-  try { h.hypercall(cpu.vp, hcRegs); } finally { hcCpu = null; }
+  try { h.hypercall(cpu.vp, cpu.mode === Mode.Long64 ? hcRegs : hcRegs32); } finally { hcCpu = null; }
 }
 
 // ------------------------------------------------------------------ fast system calls

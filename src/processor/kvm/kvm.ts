@@ -10,7 +10,16 @@ import type { CpuidResult } from '../backend.js';
 export interface CpuidEntry extends CpuidResult { leaf: number; subleaf: number; indexed: boolean }
 
 export class KvmSystem {
-  private constructor(readonly fd: number, private readonly c: Libc) {}
+  private constructor(readonly fd: number, private readonly c: Libc, private readonly borrowed = false) {}
+
+  /**
+   * An open /dev/kvm this process was handed (a sandboxed VM worker has no device node: the service opens it and
+   * passes the descriptor). Borrowed: close() leaves it open for the next user in the process.
+   */
+  static fromFd(fd: number): KvmSystem {
+    if (!Number.isInteger(fd) || fd < 0) throw new KvmError(`use /dev/kvm descriptor ${fd}`, 9 /* EBADF */);
+    return new KvmSystem(fd, libc(), true);
+  }
 
   /** Opens /dev/kvm (or throws KvmError with ENOENT/EACCES...). */
   static open(path = '/dev/kvm'): KvmSystem {
@@ -61,7 +70,7 @@ export class KvmSystem {
     return new KvmVm(fd, this.c);
   }
 
-  close(): void { this.c.close(this.fd); }
+  close(): void { if (!this.borrowed) this.c.close(this.fd); }
 }
 
 export class KvmVm {

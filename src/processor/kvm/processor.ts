@@ -65,6 +65,8 @@ export const SAVED_MSRS: readonly number[] = [
 
 export interface KvmBackendOptions {
   devicePath?: string;
+  /** An open /dev/kvm to use instead of the path (a sandboxed worker's, handed in by the service). */
+  deviceFd?: number;
   irqchip?: 'kernel' | 'user';
   hypercallPort?: number;
   /** KVM_RUN through a generated zero-argument stub (run-stub.ts; default) or, when false, libc's ioctl. */
@@ -112,7 +114,7 @@ export class KvmBackend implements ProcessorBackend {
     this.irqchip = opts.irqchip ?? 'kernel';
     this.hypercallPort = opts.hypercallPort ?? HYPERCALL_PORT;
     this.runStub = opts.runStub ?? true;
-    this.sys = KvmSystem.open(opts.devicePath);
+    this.sys = opts.deviceFd !== undefined ? KvmSystem.fromFd(opts.deviceFd) : KvmSystem.open(opts.devicePath);
     try {
       const api = this.sys.apiVersion();
       if (api !== abi.KVM_API_VERSION) throw new Error(`KVM API version ${api}, hyperts needs ${abi.KVM_API_VERSION}`);

@@ -35,6 +35,9 @@ export interface OpenVhdxOptions {
   lock?: boolean;
   /** Named in lock errors: what holds the disk ("VM web01", "merge"). */
   purpose?: string;
+  /** Whether openFile can open a path that does not exist here (a descriptor handed to a VM worker), so a
+   *  parent locator may name it. */
+  hasFile?: (path: string) => boolean;
   /** Real paths of the children already open (loop detection). */
   chain?: string[];
   /** Accept a parent whose DataWriteGuid differs from the recorded linkage (finishing an interrupted merge
@@ -610,16 +613,18 @@ async function openParent(path: string, params: VhdxParams, opts: OpenVhdxOption
   const candidates = parentCandidates(path, loc);
   if (candidates.length === 0) throw new VhdxFormatError(path, 'parent locator names no usable parent path (relative_path or absolute path)');
   let me = path;
-  try { me = realpathSync(path); } catch { /* test files */ }
+  try { me = realpathSync(path); } catch { /* test files, or a descriptor handed over */ }
   const chain = [...(opts.chain ?? []), me];
   const tried: string[] = [];
   for (const c of candidates) {
     let real = c;
-    try { real = realpathSync(c); } catch { tried.push(`${c} (not found)`); continue; }
+    try { real = realpathSync(c); } catch {
+      if (!opts.hasFile?.(c)) { tried.push(`${c} (not found)`); continue; }
+    }
     if (chain.includes(real)) throw new VhdxFormatError(path, `the parent chain loops back to ${real}`);
     let parent: VhdxDisk;
     try {
-      parent = await VhdxDisk.open(c, { readOnly: true, openFile, chain, lock: opts.lock, purpose: opts.purpose });
+      parent = await VhdxDisk.open(c, { readOnly: true, openFile, hasFile: opts.hasFile, chain, lock: opts.lock, purpose: opts.purpose });
     } catch (e) {
       if (e instanceof VhdxFormatError) throw new VhdxFormatError(path, `in its parent chain: ${e.message}`);
       throw e;

@@ -193,6 +193,17 @@ test('CPUID: AMD baseline with SSE2 only, hypervisor leaves and bit from the pla
   assert.equal(cpu.gpr[0], 7);
 });
 
+test('CPUID: the APIC bit (leaf 1 and 0x80000001 EDX[9]) is clear while IA32_APIC_BASE.EN is clear', () => {
+  const { cpu } = bareCpu(1 << 22);
+  const r = { eax: 0, ebx: 0, ecx: 0, edx: 0 };
+  const apicBits = (): number[] => [1, 0x80000001].map((leaf) => { cpuidValue(cpu, leaf, 0, r); return (r.edx >>> 9) & 1; });
+  assert.deepEqual(apicBits(), [1, 1]);
+  writeMsr(cpu, MSR.APIC_BASE, 0xfee00100, 0); // BSP, globally disabled
+  assert.deepEqual(apicBits(), [0, 0]);
+  writeMsr(cpu, MSR.APIC_BASE, 0xfee00900, 0);
+  assert.deepEqual(apicBits(), [1, 1]);
+});
+
 test('port I/O: IOPL and the TSS I/O bitmap decide at CPL 3', () => {
   const m = createTestMachine({ cpl: 3 });
   const cpu = m.cpu;

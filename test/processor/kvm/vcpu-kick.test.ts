@@ -95,10 +95,14 @@ for (const runStub of [true, false]) {
       // Zero and NaN budgets still end (the backend clamps them to a short slice rather than arming no kick).
       const budgets = [5, 5, 5, 0, Number.NaN];
       for (let i = 0; i < budgets.length; i++) {
-        sliceStart = outs;
-        assert.equal((await vp.run(budgets[i])).kind, 'yield');
-        if (budgets[i] > 0) assert.ok(outs > sliceStart, `slice ${i}: the guest made progress`);
-        assert.ok(outs - sliceStart < CAP, `slice ${i}: the budget's kick ended the slice`);
+        const first = outs;
+        // A loaded host may spend a whole short slice before the guest runs: progress is asked of some slice, not each.
+        for (let tries = 0; tries < (budgets[i] > 0 ? 200 : 1) && outs === first; tries++) {
+          sliceStart = outs;
+          assert.equal((await vp.run(budgets[i])).kind, 'yield');
+          assert.ok(outs - sliceStart < CAP, `slice ${i}: the budget's kick ended the slice`);
+        }
+        if (budgets[i] > 0) assert.ok(outs > first, `slice ${i}: the guest made progress`);
       }
     } finally {
       backend.destroy();
