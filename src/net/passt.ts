@@ -6,6 +6,13 @@
  *
  * passt is the switch's uplink. If it dies the switch's adapters see their link go down, the exit is logged,
  * and passt is started again with a growing delay; nothing here throws into the worker.
+ *
+ * Known limitation of bookworm's passt (0.0~git20230309, tcp.c): a TCP connection the guest opens keeps the
+ * ACK_FROM_TAP_DUE flag its SYN,ACK set until the guest acknowledges a byte from the host, so if the host
+ * peer sends nothing, passt's timer fires after SYN_TIMEOUT (10 s), "retransmits" nothing every ACK_TIMEOUT
+ * (2 s) and resets the connection after TCP_MAX_RETRANS (7): 24 s after the SYN, mid-transfer, for both
+ * sides. Seen on a one-way upload (nc to a silent sink) and confirmed with strace of passt and a frame
+ * capture; nothing in this relay can avoid it. A peer that sends at least one byte first is not affected.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Duplex } from 'node:stream';

@@ -18,6 +18,7 @@ import * as N from './nvsp.js';
 import { NvspType, NvspStatus } from './nvsp.js';
 import * as R from './rndis.js';
 import { RndisType, Oid, RndisError } from './rndis.js';
+import { receiveChecksumInfo } from './rx-checksum.js';
 
 export interface NetvspOptions {
   /** The adapter's MAC (6 bytes). */
@@ -127,8 +128,9 @@ export class NetvspAdapter implements ChannelProvider, NetworkEndpoint {
     if (!this.ready || !this.connected || this.packetFilter === 0) { this.stats.rxDropped++; return; }
     const ch = this.channel!;
     if (ch.queued >= MAX_QUEUED_PACKETS || this.recv!.free.length <= CONTROL_RESERVE) { this.stats.rxDropped++; return; }
-    if (R.RNDIS_PACKET_HEADER + frame.length > N.RECV_SECTION_SIZE) { this.stats.rxDropped++; return; }
-    if (this.toGuest(R.dataPacket(frame))) this.stats.rxFrames++; else this.stats.rxDropped++;
+    const packet = R.dataPacket(frame, receiveChecksumInfo(frame));
+    if (packet.length > N.RECV_SECTION_SIZE) { this.stats.rxDropped++; return; }
+    if (this.toGuest(packet)) this.stats.rxFrames++; else this.stats.rxDropped++;
   }
 
   // ---- ChannelProvider -------------------------------------------------------------------------------
@@ -340,7 +342,8 @@ export class NetvspAdapter implements ChannelProvider, NetworkEndpoint {
         this.packetFilter = new DataView(info.buffer, info.byteOffset).getUint32(0, true);
         return R.RNDIS_STATUS_SUCCESS;
       case Oid.TCP_OFFLOAD_PARAMETERS:
-        // Offloads stay off whatever the guest asks; Linux only needs the SET to succeed.
+        // Transmit offloads stay off whatever the guest asks; Linux only needs the SET to succeed. Receive
+        // checksum info (rx-checksum.ts) needs no negotiation: hv_netvsc always turns on NETIF_F_RXCSUM.
         return R.RNDIS_STATUS_SUCCESS;
       case Oid.MULTICAST_LIST:
         return R.RNDIS_STATUS_SUCCESS;

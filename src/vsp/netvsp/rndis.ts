@@ -176,12 +176,29 @@ export function indicateStatus(status: number): Uint8Array {
   return m.bytes;
 }
 
-/** RNDIS_PACKET carrying `frame` (no per-packet info), as the guest's receive path parses it. */
-export function dataPacket(frame: Uint8Array): Uint8Array {
-  const m = message(RndisType.PACKET, RNDIS_PACKET_HEADER + frame.length);
-  m.view.setUint32(8, 36, true); // data_offset
+/** One per-packet info entry: rndis_per_packet_info (size, type, offset: 12 bytes) + a u32 value. */
+export const PPI_U32_SIZE = 16;
+/** Per-packet info type of NDIS_TCP_IP_CHECKSUM_PACKET_INFO. */
+export const TCPIP_CHKSUM_PKTINFO = 0;
+
+/**
+ * RNDIS_PACKET carrying `frame`; with `checksumInfo` (receive flags of NDIS_TCP_IP_CHECKSUM_PACKET_INFO, see
+ * rx-checksum.ts) non-zero, one checksum per-packet info goes between the header and the frame.
+ */
+export function dataPacket(frame: Uint8Array, checksumInfo = 0): Uint8Array {
+  const ppi = checksumInfo ? PPI_U32_SIZE : 0;
+  const m = message(RndisType.PACKET, RNDIS_PACKET_HEADER + ppi + frame.length);
+  m.view.setUint32(8, 36 + ppi, true); // data_offset
   m.view.setUint32(12, frame.length, true);
-  m.bytes.set(frame, RNDIS_PACKET_HEADER);
+  if (ppi) {
+    m.view.setUint32(28, 36, true); // per_pkt_info_offset
+    m.view.setUint32(32, ppi, true); // per_pkt_info_len
+    m.view.setUint32(44, PPI_U32_SIZE, true); // size
+    m.view.setUint32(48, TCPIP_CHKSUM_PKTINFO, true); // type, internal 0
+    m.view.setUint32(52, 12, true); // ppi_offset: the value follows the 12-byte entry header
+    m.view.setUint32(56, checksumInfo >>> 0, true);
+  }
+  m.bytes.set(frame, RNDIS_PACKET_HEADER + ppi);
   return m.bytes;
 }
 
@@ -194,7 +211,8 @@ export function u32(x: number): Uint8Array {
 
 /**
  * The offload capabilities object Linux insists on: type 0xA7, revision >= 1, size between 112 and the
- * returned length; all capability fields zero = no offloads (the guest checksums and segments itself).
+ * returned length; all capability fields zero = no transmit offloads (the guest checksums and segments what
+ * it sends). Receive checksum results are reported per packet without a capability (rx-checksum.ts).
  * The length follows what the guest asked for (its request carries the header it expects).
  */
 export function noOffloads(request: Uint8Array): Uint8Array {
