@@ -12,7 +12,8 @@
  *  3. patch: it waits until every AP has run the current version of patch_fn (a page of its own; `mov $n,
  *     %eax; ret`), patches its immediate to the round number and sends IPI 0x51. The AP's handler runs the
  *     function and must get the new value; so must every later call.
- * The BSP prints "<phase> rounds=<r> errors=<e> reads=<ok>" per phase, then "done", and everyone halts.
+ * The BSP prints "<phase> rounds=<r> errors=<e> reads=<ok>" per phase; the APs halt (cli; hlt), the BSP writes
+ * POST 0x56 once all have, prints "done" and halts.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,8 +33,9 @@ export function stressResults(out: string): Map<string, { rounds: number; errors
   return m;
 }
 
-const source = (rounds: number): string => `
+const source = (rounds: number, leaveOne: boolean): string => `
 .set ROUNDS, ${rounds}
+.set LEAVE_ONE, ${leaveOne ? 1 : 0}
 .set VPAGE, 0x800000
 .set FRAME0, 0x300000
 .section .multiboot, "a"
@@ -67,12 +69,28 @@ _start:
   mov $0x8000, %edi
   mov $(tramp_end - tramp_start), %ecx
   rep movsb
-  # INIT (assert, then de-assert), then two STARTUP IPIs, to all but self
+  # INIT (assert, then de-assert), then two STARTUP IPIs, to all but self; or, with LEAVE_ONE, to APIC IDs
+  # 1..n-2 one by one, leaving the last processor waiting for its SIPI (and out of the rounds).
+.if LEAVE_ONE
+  decl ncpus
+  mov $1, %ecx
+1: cmp ncpus, %ecx
+  jae 3f
+  mov %ecx, %eax; shl $24, %eax
+  mov %eax, 0xFEE00310; movl $0x00004500, 0xFEE00300
+  mov %eax, 0xFEE00310; movl $0x00008500, 0xFEE00300
+  mov %eax, 0xFEE00310; movl $0x00004608, 0xFEE00300
+  mov %eax, 0xFEE00310; movl $0x00004608, 0xFEE00300
+  inc %ecx
+  jmp 1b
+3:
+.else
   movl $0, 0xFEE00310
   movl $0x000C4500, 0xFEE00300
   movl $0x000C8500, 0xFEE00300
   movl $0x000C4608, 0xFEE00300
   movl $0x000C4608, 0xFEE00300
+.endif
   mov ncpus, %ebx
   dec %ebx
 2: pause
@@ -156,6 +174,12 @@ _start:
   mov $msg_patch, %esi; mov err_patch, %ebx; mov runs_patch, %edx; call report
 
   movl $4, phase
+  mov ncpus, %ebx
+  dec %ebx
+6: pause
+  cmp ap_stopped, %ebx
+  jne 6b
+  mov $0x56, %al; out %al, $0x80   # POST 0x56: every AP it started has halted (tests may stop the guest here)
   call lock_print
   mov $msg_done, %esi; call puts
   call unlock_print
@@ -284,6 +308,7 @@ ap_patch:
   jmp ap_loop
 ap_stop:
   cli
+  lock incl ap_stopped
 9: hlt; jmp 9b
 
 isr_shoot:
@@ -414,6 +439,7 @@ msg_done: .asciz "done\\n"
 hc_in: .quad 0, 0, 0               # address space, flags, processor mask
 .align 4
 ncpus: .long 0
+ap_stopped: .long 0
 ap_next: .long 0
 ap_up: .long 0
 print_lock: .long 0
@@ -452,8 +478,13 @@ export { haveBinutils };
 let dir: string | null = null;
 process.on('exit', () => { if (dir) rmSync(dir, { recursive: true, force: true }); });
 
-/** Builds the SMP kernel with `rounds` rounds per phase (once per process and count); returns the ELF's path. */
-export function smpKernel(rounds = SHOOTDOWN_ROUNDS): string {
+/**
+ * Builds the SMP kernel with `rounds` rounds per phase (once per process and variant); returns the ELF's path.
+ * `leaveOneWaiting`: the last processor is never started (it stays waiting for its SIPI) and the rounds run on
+ * the others.
+ */
+export function smpKernel(rounds = SHOOTDOWN_ROUNDS, o: { leaveOneWaiting?: boolean } = {}): string {
   dir ??= mkdtempSync(join(tmpdir(), 'hyperts-smp-'));
-  return assembleMultiboot32(dir, `smp-${rounds}.elf`, source(rounds));
+  const leave = o.leaveOneWaiting === true;
+  return assembleMultiboot32(dir, `smp-${rounds}${leave ? '-leave1' : ''}.elf`, source(rounds, leave));
 }

@@ -112,3 +112,45 @@ test('saved state keeps an AP waiting for SIPI: it stays waiting after the resto
   counterCounts(before + out2.join('')).forEach((c, i) => assert.equal(c, i + 1));
   assert.equal(q.scheduler.state(1), 'wait-for-sipi');
 });
+
+test('saved state with 4 vCPUs, twice: mid-rounds (BSP and two APs busy, one AP waiting for SIPI), then with the APs halted; each restore finishes the workload', { skip }, async () => {
+  const kernel = smpKernel(SHOOTDOWN_ROUNDS, { leaveOneWaiting: true });
+  const cfg = (out: string[]): PartitionConfig => config(kernel, 4, out);
+  const states = (p: Partition): string[] => [0, 1, 2, 3].map((i) => p.scheduler.state(i));
+  // 1: paused where the rounds start (POST 0x55), saved, restored.
+  const out1: string[] = [];
+  const p = await Partition.create(cfg(out1));
+  p.devices.post.onWrite = (v) => { if (v === 0x55) p.pause(); };
+  const r1 = await runUntil(p, out1, (s) => s.includes('all up: cpus=3'));
+  p.pause();
+  assert.deepEqual(states(p), ['runnable', 'runnable', 'runnable', 'wait-for-sipi'], 'the fourth processor was never started');
+  const file1 = p.saveState();
+  p.turnOff('saved');
+  await r1.exit;
+  assert.ok(!out1.join('').includes('rounds='), 'saved before the rounds');
+  // 2: the restored partition runs the rounds; paused again once every started AP halted (POST 0x56), saved.
+  const out2: string[] = [];
+  const q = await Partition.restore(cfg(out2), file1);
+  assert.equal(q.scheduler.state(3), 'wait-for-sipi');
+  let halted = false;
+  q.devices.post.onWrite = (v) => { if (v === 0x56) { halted = true; q.pause(); } };
+  const r2 = await runUntil(q, out2, () => halted);
+  q.pause();
+  assert.deepEqual(states(q), ['runnable', 'halted', 'halted', 'wait-for-sipi']);
+  const file2 = q.saveState();
+  q.turnOff('saved');
+  await r2.exit;
+  const rounds = out2.join('');
+  assert.ok(!rounds.includes('done'), 'saved before the BSP finished');
+  assert.ok(!rounds.includes('AP '), 'no AP was started again after the first restore');
+  assertStress(rounds);
+  // 3: restored with one processor of each kind; the BSP finishes, the halted APs stay halted, the last one waits.
+  const out3: string[] = [];
+  const z = await Partition.restore(cfg(out3), file2);
+  assert.deepEqual(states(z), ['runnable', 'halted', 'halted', 'wait-for-sipi']);
+  const r3 = await runUntil(z, out3, (s) => s.includes('done\n'));
+  assert.deepEqual(states(z).slice(1), ['halted', 'halted', 'wait-for-sipi']);
+  z.turnOff('test done');
+  await r3.exit;
+  assert.ok(!out3.join('').includes('AP '), 'no AP was started again');
+});
