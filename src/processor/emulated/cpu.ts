@@ -38,7 +38,10 @@ export class Cpu extends CpuState implements SimdCpu {
     this.onCodeCached = (ppn: number) => mmu.dropWriteMappings(this, ppn);
     // DMA is coherent with instruction fetch on x86: a device writing a page this processor decoded code from
     // (a disk read into a page cache page that held other code) must not leave the old instructions cached.
+    // vCPUs sharing one code-page array (EmulatedBackend.shareCodePages) need only the first one's listener:
+    // its onCodeWrite drops every vCPU's blocks.
     platform.memory.onDeviceWrite((first, last) => {
+      if (this.codePagesShared && this.vp !== 0) return;
       const cp = this.codePages;
       for (let p = first; p <= last && p < cp.length; p++) if (cp[p] !== 0) this.onCodeWrite(p);
     });
