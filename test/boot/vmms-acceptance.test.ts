@@ -101,6 +101,7 @@ test('serve, new-vm demo, start-vm, Running with heartbeat OK and OS name, grace
       if (isolationSupport().available) assert.doesNotMatch((await hyperts('get-vmevent', 'demo')).stdout, /without isolation/i, 'the worker runs in its sandbox');
       const con = await guestConsole(client, 'demo', LIMIT_MS);
       try {
+        await con.sh('dmesg -n 1');
         // /tmp is the initramfs: a marker that survives proves the guest was restored, not booted again.
         await con.sh('echo marker-before-save > /tmp/saved-marker');
         const uptime = async (): Promise<number> => Number.parseFloat((await con.sh('cut -d" " -f1 /proc/uptime')).trim());

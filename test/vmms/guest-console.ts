@@ -41,7 +41,8 @@ export async function guestConsole(client: VmmsClient, name: string, limitMs: nu
     // The quotes split the markers so the echoed command line never matches them.
     con.send(`echo "__B""${n}__"; ${cmd}; echo "__E""${n}__ $?"\n`);
     await wait(new RegExp(`__E${n}__ \\d+`), from);
-    const t = con.text().slice(from).replace(/\r\n/g, '\n');
+    // Kernel messages can reach the console before `dmesg -n 1` ran (or at emergency level): drop their lines.
+    const t = con.text().slice(from).replace(/\r\n/g, '\n').replace(/^\[ *\d+\.\d+\] .*\n/gm, '');
     return t.slice(t.indexOf(`__B${n}__\n`) + `__B${n}__\n`.length, t.indexOf(`__E${n}__`));
   };
   return {
