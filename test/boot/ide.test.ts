@@ -8,13 +8,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, closeSync, openSync, ftruncateSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, closeSync, openSync, ftruncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
 import { GuestSession } from './guest-session.js';
 import { until, fileServer } from './net-helpers.js';
-import { buildDefaultImage, imagePaths } from '../../src/image/builder.js';
+import { imagePaths } from '../../src/image/builder.js';
 import { natNetwork } from '../../src/platform/assemble-network.js';
 
 let g: GuestSession;
@@ -28,8 +28,10 @@ let http: Server;
 let httpPort = 0;
 
 before(async () => {
-  // The generic-kernel image (cached; built on first use like 'hyperts image build --generic').
-  const img = await buildDefaultImage({ flavor: 'generic' });
+  // The generic-kernel image, built by 'npm run setup' like the default one. (Not buildDefaultImage here: its
+  // up-to-date check asks apt about every package and hashes every .deb, half a minute on a busy host.)
+  const img = imagePaths('generic');
+  if (!existsSync(img.kernel) || !existsSync(img.initrd)) throw new Error("generic-kernel image missing: run 'npm run setup' (hyperts image build --generic) first");
   ({ server: http, port: httpPort } = await fileServer(payload));
   const x = spawnSync('xorriso', ['-version']);
   if (x.status !== 0) throw new Error('xorriso is not installed (Debian package xorriso, listed in .ci/packages.txt)');

@@ -1,7 +1,8 @@
 /**
  * Issue 13 acceptance with the real guest: Debian's hv_storvsc and sd on our synthetic SCSI controller. One
  * boot with two disks (one read-only) serves every check; a third disk is hot-added and removed while the
- * guest runs, and the VM is saved and restored while the guest writes.
+ * guest runs, and the VM is saved and restored while the guest writes. The restored guest then checks issue
+ * 3's host-initiated shutdown through the Shutdown service, which ends it (no boot of its own for that).
  *
  * Waits below poll the state that proves the behaviour; their limits are safety nets, not timing assertions.
  */
@@ -12,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { GuestSession } from './guest-session.js';
+import { SHUTDOWN_MARKER, SHUTDOWN_DONE_MARKER } from '../../src/image/init-script.js';
 import { diskOpener, type DiskOpener } from '../../src/platform/assemble-storage.js';
 import type { Disk } from '../../src/storage/disk.js';
 import type { HardwareConfig } from '../../src/platform/hardware.js';
@@ -159,6 +161,34 @@ describe('synthetic SCSI: hv_storvsc and sd on storvsp', () => {
     assert.equal((await sh(`dd if=/dev/${d0} bs=64k count=128 iflag=direct 2>/dev/null | sha256sum`)).split(' ')[0], want);
     assert.equal(createHashOf(readHost(rw, 0, 128 * 65536)), want);
   });
+
+  // Last: it ends the guest (issue 3; this was the second boot of hyperv.test.ts).
+  test('without the Shutdown service the host gets a clear error; with it the guest powers off cleanly', async () => {
+    const ics = g.vm.integrationServices!;
+    await until('Shutdown negotiation', () => ics.shutdown.status === 'OK');
+    ics.disable('Shutdown'); // rescinds the channel in the running guest
+    await assert.rejects(ics.requestShutdown(), /Shutdown integration service is disabled/);
+    ics.enable('Shutdown'); // offered again: hv_utils binds it again
+    await until('Shutdown renegotiation', () => ics.shutdown.status === 'OK');
+    await ics.requestShutdown();
+    const exit = await g.exited;
+    assert.equal(exit.code, 0, `exit: ${exit.reason}`);
+    const out = g.output;
+    const a = out.indexOf(`${SHUTDOWN_MARKER}poweroff`), b = out.indexOf(`${SHUTDOWN_DONE_MARKER}poweroff`);
+    assert.ok(a >= 0 && b > a, `init's shutdown path did not run:\n${out.slice(-3000)}`);
+    assert.match(out.slice(b), /reboot: Power down/);
+  });
 });
+
+/** Poll `f` (host time) until it returns a truthy value; throws with `what` after the safety limit. */
+async function until<T>(what: string, f: () => T | Promise<T>, limitMs = 10 * 60_000): Promise<T> {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() - t0 > limitMs) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
 
 function createHashOf(b: Buffer): string { return createHash('sha256').update(b).digest('hex'); }
