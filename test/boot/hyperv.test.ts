@@ -3,7 +3,7 @@
  * emulated processor. Two boots: (1) one interactive guest for the basics (uname, cpuinfo, ACPI, user-space
  * integer and floating point work), then VMBus, KVP, VSS, time sync, heartbeat, ending with a kernel panic
  * (Lost Communication); (2) the same image unenlightened, non-interactive. (The host-initiated shutdown through
- * the Shutdown service runs at the end of the storage suite's guest, and poweroff from the guest's shell at the
+ * the Shutdown service runs at the end of synthetic-devices.test.ts' guest, and poweroff from the guest's shell at the
  * end of each SMP guest: each ends its guest, and a boot of its own would only add minutes.)
  *
  * Waits below poll the state that proves the behaviour; their limits are safety nets, not timing assertions.
@@ -223,8 +223,9 @@ describe('enlightened guest: VMBus and the integration services', () => {
     await sh(`date -s @${Math.floor(Date.now() / 1000) - 3600} >/dev/null`);
     const before = await offset();
     const known = new Set(ics.timeSync.samples);
+    // Resuming pushes the host's time whatever the pause lasted: a second is enough to be a real pause.
     g.vm.pause();
-    await new Promise((r) => setTimeout(r, 5000));
+    await new Promise((r) => setTimeout(r, 1000));
     g.vm.resume();
     await until('the SYNC sample to be acknowledged', () => ics.timeSync.samples.some((s) => !known.has(s) && s.flags === 1 && s.acknowledged));
     const after = await offset();
