@@ -5,13 +5,13 @@
  */
 import { fork, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { chmodSync, constants, existsSync, fstatSync, mkdirSync, openSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { removeFileDurably } from '../platform/state-files.js';
 import { checkPrivateDirectory } from './file-checks.js';
-import { closeFds, isolationSupport, sandboxCommand, WORKER_UID, type SandboxLaunch } from './sandbox.js';
+import { closeFds, isolationSupport } from './sandbox.js';
 import { defaultVirtualDiskDir } from './paths.js';
 import { cpus, freemem, totalmem, hostname } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { applySettings, defaultConfig, icName, validateName, type VmConfig } from './config.js';
 import { VmmsError, badRequest, conflict, notFound } from './errors.js';
@@ -26,18 +26,16 @@ import { defaultImagePaths, imageCacheDir, imagePaths } from '../image/builder.j
 import type { HardwareConfig } from '../platform/hardware.js';
 import { slotName } from './drives.js';
 import { VmDrives } from './vm-drives.js';
-import { diskChainPaths } from '../storage/open.js';
 import { capturedDrives } from './checkpoint-disks.js';
-import { openConfined, resolveConfinedPath } from './confined-path.js';
-import { FileChannel, filesFor, WORKER_BOOT_FD, WORKER_FILE_CHANNEL_FD, WORKER_KVM_FD } from './worker-grants.js';
+import { resolveConfinedPath } from './confined-path.js';
+import { FileChannel, filesFor, WORKER_FILE_CHANNEL_FD, WORKER_KVM_FD } from './worker-grants.js';
 import type { FileGrant } from './worker-files.js';
-import { VmCheckpoints, chownTree, type CheckpointView } from './checkpoint-ops.js';
+import { VmCheckpoints, type CheckpointView } from './checkpoint-ops.js';
 import { newEntry, type Entry, type Runtime } from './vm-entry.js';
+import { sandboxedLaunch, type WorkerLaunch } from './worker-launch.js';
 export { MAX_CHECKPOINTS, type CheckpointView } from './checkpoint-ops.js';
 import { IC_NAMES, type IcName, type IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
 
-/** A sandboxed worker's command, with the descriptors the service opened for it (placed at fixed numbers). */
-type WorkerLaunch = SandboxLaunch & { kvmFd?: number; bootFds: number[] };
 
 export interface ServiceOptions {
   dataDir: string;
@@ -67,8 +65,6 @@ export interface ServiceOptions {
   workerOverheadBytes?: number;
 }
 
-/** Threads and processes of one worker (Node uses about a dozen threads). */
-const WORKER_PIDS_LIMIT = 128;
 const WORKER_OVERHEAD_BYTES = 768 * 1024 * 1024;
 
 export interface VmView {
@@ -529,75 +525,14 @@ export class VmmsService extends EventEmitter {
 
   private memoryLimit(c: VmConfig): number { return c.memoryBytes + (this.o.workerOverheadBytes ?? WORKER_OVERHEAD_BYTES); }
 
-  /**
-   * The sandboxed command of a VM's worker, or null to fork it plainly (isolation off or unavailable, which
-   * the VM's event log records every time).
-   */
-  private async sandbox(e: Entry, wc: WorkerStartConfig): Promise<WorkerLaunch | null> {
-    const mode = this.o.isolation ?? 'auto';
-    if (mode === 'off') { this.record(e, null, null, 'the worker runs without isolation: the service was started with --no-isolation'); return null; }
-    const support = isolationSupport();
-    if (!support.available) {
-      const why = support.notes.join('; ');
-      if (mode === 'required') throw conflict(`cannot start VM '${e.rec.name}' isolated: ${why}`);
-      this.record(e, null, null, `the worker runs WITHOUT isolation (it has the service's rights): ${why}`);
-      return null;
-    }
-    const dir = this.vmDir(e);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const wantKvm = wc.processor !== 'emulated' && existsSync('/dev/kvm');
-    const bootPaths = [wc.kernel, wc.initrd].filter((f): f is string => !!f);
-    const drives = await driveBinds(e.rec.config, this.pathRoots);
-    const closedDisk = support.unprivilegedUser ? [...drives.rw.map((f) => [f, true] as const), ...drives.ro.map((f) => [f, false] as const)]
-      .find(([f, w]) => !openToUser(f, WORKER_UID, w))?.[0] : undefined;
-    const held: number[] = [];
-    try {
-      // Kernel and initrd are bound from descriptors the service opened and checked (confined, regular files):
-      // what bubblewrap binds is the very file checked, whatever happens to the paths meanwhile.
-      const roots = e.rec.config.boot.kernel ? this.bootRoots : bootPaths.map((f) => dirname(realpathSync(f)));
-      const bootFds = bootPaths.map((f) => {
-        let r;
-        try { r = openConfined(f, roots, { what: f === wc.kernel ? 'kernel' : 'initrd' }); } catch (err) {
-          throw conflict(`cannot start VM '${e.rec.name}': ${(err as Error).message} (set-vm ${e.rec.name} --${f === wc.kernel ? 'kernel' : 'initrd'} FILE)`);
-        }
-        held.push(r.fd!);
-        return r.fd!;
-      });
-      // A root service runs the worker as nobody (a KVM one too: it gets /dev/kvm open, below). Boot files must then
-      // be readable by everyone: a path only root can read (say /etc/shadow given as a kernel) would otherwise be
-      // loaded into guest memory with root's rights.
-      if (support.unprivilegedUser) {
-        const closed = bootPaths.find((_, i) => (fstatSync(bootFds[i]!).mode & 0o004) === 0);
-        if (closed) throw conflict(`cannot start VM '${e.rec.name}': its boot file ${closed} is not readable by other users, and the VM's worker runs as nobody (chmod o+r ${closed} if it is meant to be a kernel or initrd)`);
-      }
-      // KVM through a descriptor the service opens: no device node in the sandbox, and the worker needs no right
-      // to open /dev/kvm (root-only here), so it can run as nobody too. Where the service cannot open it either,
-      // the node is bound in as before (the worker then fails or falls back as it would unsandboxed).
-      let kvmFd: number | undefined;
-      if (wantKvm) try { kvmFd = openSync('/dev/kvm', constants.O_RDWR) /* close-on-exec, as Node opens everything */; held.push(kvmFd); } catch { kvmFd = undefined; }
-      const why = support.unprivilegedUser && wantKvm && kvmFd === undefined ? `/dev/kvm is open to root only (processor ${wc.processor})`
-        : closedDisk ? `its disk ${closedDisk} is not open to the worker's user (uid ${WORKER_UID}); give that user access to run the worker as it` : null;
-      const uid = support.unprivilegedUser && !why ? WORKER_UID : undefined;
-      if (uid !== undefined) {
-        chownTree(dir, uid);
-        // Searchable (not readable) by others: bubblewrap, as root without capabilities, must enter it; the data
-        // directory above stays 0700, so no other user reaches it.
-        chmodSync(dir, 0o711);
-        this.workerUid.set(e.rec.id, uid);
-      } else this.workerUid.delete(e.rec.id);
-      const launch = sandboxCommand({
-        workerPath: this.workerPath, vmDir: dir, readOnly: drives.ro,
-        readOnlyFds: bootPaths.map((dest, i) => ({ fdIndex: WORKER_BOOT_FD + i, dest })),
-        readWrite: drives.rw, devices: wantKvm && kvmFd === undefined ? ['/dev/kvm'] : [],
-        memoryLimitBytes: this.memoryLimit(e.rec.config), pidsLimit: WORKER_PIDS_LIMIT, uid,
-      }, e.rec.name);
-      const notes = [...launch.notes, ...(why ? [`the worker keeps the service's uid: ${why}`] : [])];
-      if (notes.length) this.record(e, null, null, `the worker's sandbox is incomplete: ${notes.join('; ')}`);
-      return { ...launch, kvmFd, bootFds };
-    } catch (err) {
-      closeFds(held);
-      throw err;
-    }
+  /** The sandboxed command of a VM's worker, or null to fork it plainly (worker-launch.ts). */
+  private sandbox(e: Entry, wc: WorkerStartConfig): Promise<WorkerLaunch | null> {
+    return sandboxedLaunch({
+      isolation: this.o.isolation ?? 'auto', workerPath: this.workerPath, vmDir: this.vmDir(e),
+      pathRoots: this.pathRoots, bootRoots: this.bootRoots, memoryLimitBytes: this.memoryLimit(e.rec.config),
+      note: (message) => this.record(e, null, null, message),
+      setWorkerUid: (uid) => { if (uid === undefined) this.workerUid.delete(e.rec.id); else this.workerUid.set(e.rec.id, uid); },
+    }, e.rec.config, wc);
   }
 
   /**
@@ -1099,35 +1034,4 @@ function procTicks(pid: number): number | null {
     const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
     return Number(f[11]) + Number(f[12]);
   } catch { return null; }
-}
-
-/**
- * The files a VM's drives need inside its sandbox, bound one by one: each writable disk read-write, its
- * differencing parents, read-only disks and ISOs read-only. Missing files are left out (the worker then
- * reports the drive's error itself).
- */
-async function driveBinds(c: VmConfig, roots: string[]): Promise<{ rw: string[]; ro: string[] }> {
-  const rw = new Set<string>(), ro = new Set<string>();
-  for (const d of c.hardware?.drives ?? []) {
-    if (!d.path || !existsSync(d.path)) continue;
-    let chain: string[];
-    try { chain = await diskChainPaths(d.path); } catch { chain = [d.path]; }
-    // Bound by bubblewrap with the service's rights: every file of the chain (a parent locator included) must
-    // lie in the path roots, as the files handed over later must (worker-grants.ts).
-    for (const f of chain) {
-      try { resolveConfinedPath(f, roots, { what: d.kind === 'dvd' ? 'ISO image' : 'disk file' }); } catch (err) {
-        throw conflict(`cannot start VM '${c.name}' isolated: ${(err as Error).message}`);
-      }
-    }
-    chain.forEach((f, i) => (i === 0 && d.kind === 'disk' && !d.readOnly ? rw : ro).add(f));
-  }
-  for (const f of rw) ro.delete(f);
-  return { rw: [...rw], ro: [...ro] };
-}
-
-/** Whether `uid` (not root) may read, or read and write, the file by its owner and other-permission bits. */
-function openToUser(path: string, uid: number, write: boolean): boolean {
-  const st = statSync(path);
-  const need = write ? 0o6 : 0o4;
-  return st.uid === uid ? ((st.mode >> 6) & need) === need : (st.mode & need) === need;
 }
