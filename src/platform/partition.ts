@@ -19,6 +19,8 @@ import { GuestAddressMonitor } from '../net/guest-addresses.js';
 import type { NetworkAdapterConfig } from './hardware.js';
 import { ScsiStorage, diskOpener, type DiskOpener, type StorageState } from './assemble-storage.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
+import { partitionIdentity, writeSmbios } from '../firmware/smbios.js';
+import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:net';
 import { Gen1Chipset, openIdeDrives, type Gen1ChipsetState, type IdeDrives } from './assemble-ide.js';
 import type { DebugControl } from '../debug/emulated-target.js';
@@ -54,6 +56,8 @@ export interface PartitionConfig {
   log?: (msg: string) => void;
   /** Controllers, drives and adapters; absent = no storage or network devices. */
   hardware?: HardwareConfig;
+  /** The machine's UUID in SMBIOS (Hyper-V's BIOSGUID; the management service uses the VM's id); default: random per partition. */
+  biosGuid?: string;
   /** How drives' disk images are opened (default: raw images); tests pass in-memory disks. */
   openDisk?: DiskOpener;
   /** Virtual switches this VM's adapters may name (NAT through passt, or Private). */
@@ -107,6 +111,8 @@ export class Partition {
   private readonly initrdImage: Uint8Array | undefined;
   private exitInfo: PartitionExit | null = null;
   private resetReason: string | null = null;
+  /** SMBIOS UUID: kept across resets of this partition. */
+  private readonly biosGuid: string;
   private paused = false;
   private wakeup: (() => void) | null = null;
   private readonly log: (msg: string) => void;
@@ -129,6 +135,7 @@ export class Partition {
   });
 
   private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory, ideDrives: IdeDrives) {
+    this.biosGuid = config.biosGuid ?? randomUUID();
     // Own copy: hot add/remove updates it, and the caller's description stays as it was.
     if (config.hardware) config = this.config = { ...config, hardware: structuredClone(config.hardware) };
     this.backendKind = backend.kind;
@@ -265,6 +272,7 @@ export class Partition {
     // A new memory is already zero: filling it would touch every page (~2 s of CPU and all of RAM resident at 512M).
     if (!fresh) this.memory.bytes.fill(0);
     const acpi = writeAcpiTables(this.memory, { vcpus: this.config.cpus, vmbus: this.config.enlightened, pci: true });
+    writeSmbios(this.memory, partitionIdentity({ enlightened: this.config.enlightened, uuid: this.biosGuid }));
     const k = this.kernelImage;
     const isBzImage = k.length > 0x206 && k[0x202] === 0x48 && k[0x203] === 0x64 && k[0x204] === 0x72 && k[0x205] === 0x53;
     let boot: BootCpuState;
