@@ -46,8 +46,10 @@ after(async () => { await f?.close(); rmSync(files, { recursive: true, force: tr
 const skip = !GuestSession.imageAvailable() ? 'default image not built (npm run setup)'
   : !readRootfsManifest() ? 'root disk not built (npm run setup as root: hyperts image build --rootfs)' : false;
 
+/** Appends "rec <i>" to /root/log and syncs, i counting on from /run/n, until /run/stop appears; then /run/stopped. */
+const RECORD_WRITER = '(read i < /run/n; while [ ! -e /run/stop ]; do i=$((i+1)); echo "rec $i" >> /root/log; sync; echo $i > /run/n; done; echo done > /run/stopped) >/dev/null 2>&1 & true';
 /** Blocks the data-disk writer writes before the merging checkpoint is deleted, and after. */
-const MERGE_BLOCKS_BEFORE = 60, MERGE_BLOCKS_AFTER = 20;
+const MERGE_BLOCKS_BEFORE = 200, MERGE_BLOCKS_AFTER = 60;
 const PROMPT = new RegExp(`root@${ROOTFS_HOSTNAME}:[^#\\n]*# `);
 const ZERO = Buffer.alloc(1 << 20);
 
@@ -209,7 +211,7 @@ test('Debian root disk: on hv_storvsc, production checkpoint under continuous wr
   phase('boot 1: root checked, data disk added');
 
   await sh('for i in $(seq 1 300); do pidof hv_vss_daemon >/dev/null && break; sleep 0.2; done; pidof hv_vss_daemon || echo no-vss-daemon');
-  await sh('rm -f /run/stop /run/stopped /root/log; echo 0 > /run/n; (i=0; while [ ! -e /run/stop ]; do i=$((i+1)); echo "rec $i" >> /root/log; sync; echo $i > /run/n; done; echo done > /run/stopped) >/dev/null 2>&1 & true');
+  await sh(`rm -f /run/stop /run/stopped /root/log; echo 0 > /run/n; ${RECORD_WRITER}`);
   await waitFor('the guest writing', async () => (await counter(sh)) >= 20, LIMIT_MS);
 
   const beforeProd = await counter(sh);
@@ -227,16 +229,18 @@ test('Debian root disk: on hv_storvsc, production checkpoint under continuous wr
   await sh(`printf after--checkpoint | dd of=${dev} bs=512 conv=sync oflag=direct 2>/dev/null; sync`);
   assert.match(await sh(`dd if=${dev} bs=512 count=1 iflag=direct 2>/dev/null | head -c 17`), /after--checkpoint/);
   await waitFor('the guest writing after the thaw', async () => (await counter(sh)) >= afterProd + 10, LIMIT_MS);
+  await sh('touch /run/stop; while [ ! -e /run/stopped ]; do sleep 0.2; done');
 
   // Online merge: another checkpoint, then the guest writes a "file" (known 4 KiB blocks from 1 MiB on) on the
   // data disk in a loop while the checkpoint is deleted, so its AVHDX files merge into the first children under
   // the running guest (the root's too, with the record writer going on). A block is "blk<i>\n" over and over, made
-  // by one printf straight into dd (yes would write each line with a write() of its own: 500 pipe round trips per
-  // block; and every program started costs the emulated guest dearly).
+  // by the shell's printf and written by busybox' dd (yes would write each line with a write() of its own: 500 pipe
+  // round trips per block; and a dynamically linked program costs the emulated guest far more to start). The
+  // record writer pauses meanwhile, so the blocks come fast enough for some to land while the merge runs.
   await client.call<CheckpointView>('POST', '/vms/deb/snapshots', { name: 'merge-me' });
   const leaf = await dataDrive();
   assert.notEqual(leaf, child);
-  await sh(`rm -f /run/bstop /run/finished; echo 0 > /run/b; (n=$(seq 1 1000); i=0; while [ ! -e /run/bstop ] && [ $i -lt 4000 ]; do printf "blk$i\\n%.0s" $n | dd of=${dev} bs=4096 count=1 iflag=fullblock seek=$((256+i)) conv=notrunc oflag=direct 2>/dev/null; i=$((i+1)); echo $i > /run/b; done; sync; echo done > /run/finished) >/dev/null 2>&1 & true`);
+  await sh(`rm -f /run/bstop /run/finished; echo 0 > /run/b; (n=$(seq 1 1000); i=0; while [ ! -e /run/bstop ] && [ $i -lt 4000 ]; do printf "blk$i\\n%.0s" $n > /run/blk; busybox dd if=/run/blk of=${dev} bs=4096 count=1 seek=$((256+i)) conv=notrunc oflag=direct 2>/dev/null; i=$((i+1)); echo $i > /run/b; done; sync; echo done > /run/finished) >/dev/null 2>&1 & true`);
   const blocks = async (): Promise<number> => {
     for (;;) { const v = (await sh('read v < /run/b; echo "$v"')).trim(); if (/^\d+$/.test(v)) return Number(v); } // (a read may meet the file mid-rewrite)
   };
@@ -257,6 +261,8 @@ test('Debian root disk: on hv_storvsc, production checkpoint under continuous wr
   assert.ok(!readdirSync(files).includes(basename(leaf)), 'the merged AVHDX is gone');
   phase('online merge done');
 
+  await sh(`rm -f /run/stop /run/stopped; ${RECORD_WRITER}`); // on from the last record
+  await waitFor('the guest writing again', async () => (await counter(sh)) >= afterProd + 20, LIMIT_MS);
   const beforeSecond = await counter(sh);
   const second = await client.call<CheckpointView>('POST', '/vms/deb/snapshots', { name: 'second' });
   assert.equal(second.snapshotType, 'Production');
