@@ -38,6 +38,10 @@ export interface NetvspStats {
   rxFrames: number;
   /** Frames for the guest dropped: no free receive slot, link down, adapter not ready, too big. */
   rxDropped: number;
+  /** Of those: no free receive slot (the guest holds them all). */
+  rxNoSlot: number;
+  /** Of those: the host->guest ring and its host-side queue were full. */
+  rxRingFull: number;
   /** Guest messages dropped as malformed (bad RNDIS, bad section index, oversize frame...). */
   malformed: number;
   /** Channel resets caused by protocol violations. */
@@ -77,7 +81,7 @@ export class NetvspAdapter implements ChannelProvider, NetworkEndpoint {
   readonly name: string;
   readonly maxPacketSize = MAX_GUEST_PACKET;
   readonly mac: Uint8Array;
-  readonly stats: NetvspStats = { txFrames: 0, txDropped: 0, rxFrames: 0, rxDropped: 0, malformed: 0, resets: 0 };
+  readonly stats: NetvspStats = { txFrames: 0, txDropped: 0, rxFrames: 0, rxDropped: 0, rxNoSlot: 0, rxRingFull: 0, malformed: 0, resets: 0 };
 
   private channel: Channel | null = null;
   private version = 0;
@@ -127,7 +131,8 @@ export class NetvspAdapter implements ChannelProvider, NetworkEndpoint {
   deliver(frame: Uint8Array): void {
     if (!this.ready || !this.connected || this.packetFilter === 0) { this.stats.rxDropped++; return; }
     const ch = this.channel!;
-    if (ch.queued >= MAX_QUEUED_PACKETS || this.recv!.free.length <= CONTROL_RESERVE) { this.stats.rxDropped++; return; }
+    if (ch.queued >= MAX_QUEUED_PACKETS) { this.stats.rxDropped++; this.stats.rxRingFull++; return; }
+    if (this.recv!.free.length <= CONTROL_RESERVE) { this.stats.rxDropped++; this.stats.rxNoSlot++; return; }
     const packet = R.dataPacket(frame, receiveChecksumInfo(frame));
     if (packet.length > N.RECV_SECTION_SIZE) { this.stats.rxDropped++; return; }
     if (this.toGuest(packet)) this.stats.rxFrames++; else this.stats.rxDropped++;
