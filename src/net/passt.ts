@@ -34,7 +34,7 @@ export interface PasstOptions {
   restartDelayMs?: number;
 }
 
-export interface PasstStats { toPasst: number; fromPasst: number; dropped: number; restarts: number }
+export interface PasstStats { toPasst: number; fromPasst: number; dropped: number; restarts: number; pauses: number }
 
 /** Frames bigger than this or smaller than an Ethernet header are a broken stream. */
 const MAX_FRAME = 65535;
@@ -64,7 +64,9 @@ export function passtArguments(o: PasstOptions): string[] {
 }
 
 export class PasstBackend implements NetworkEndpoint {
-  readonly stats: PasstStats = { toPasst: 0, fromPasst: 0, dropped: 0, restarts: 0 };
+  readonly stats: PasstStats = { toPasst: 0, fromPasst: 0, dropped: 0, restarts: 0, pauses: 0 };
+  /** The switch asked us to stop reading (every VM we feed is full): passt's writes then wait in its socket. */
+  private paused = false;
   private child: ChildProcess | null = null;
   private sock: Duplex | null = null;
   private port: SwitchPort | null = null;
@@ -116,6 +118,18 @@ export class PasstBackend implements NetworkEndpoint {
     this.sw.setUplinkState(false);
   }
 
+  /**
+   * Flow control from the switch: stop reading passt's socket while the VMs it feeds are full. Frames
+   * already read stay in `pending` and go first when reading resumes.
+   */
+  setPaused(paused: boolean): void {
+    if (this.paused === paused) return;
+    this.paused = paused;
+    if (paused) { this.stats.pauses++; this.sock?.pause(); return; }
+    this.onData(null);
+    if (!this.paused) this.sock?.resume();
+  }
+
   /** A frame from the switch (a guest's transmission): to passt, framed. */
   deliver(frame: Uint8Array): void {
     const s = this.sock;
@@ -162,6 +176,7 @@ export class PasstBackend implements NetworkEndpoint {
     this.sock = sock;
     this.pending = Buffer.alloc(0);
     sock.on('data', (d: Buffer) => this.onData(d));
+    if (this.paused) sock.pause();
     sock.on('error', () => { /* the exit handler reports it */ });
     sock.on('close', () => { if (this.sock === sock) this.sock = null; });
     this.sw.setUplinkState(true);
@@ -171,10 +186,12 @@ export class PasstBackend implements NetworkEndpoint {
     this.backoff.started(() => this.child === child);
   }
 
-  private onData(d: Buffer): void {
-    this.pending = this.pending.length ? Buffer.concat([this.pending, d]) : d;
+  /** Bytes read from passt (null: none, go on with what is pending); whole frames go to the switch. */
+  private onData(d: Buffer | null): void {
+    if (d) this.pending = this.pending.length ? Buffer.concat([this.pending, d]) : d;
     let at = 0;
-    while (this.pending.length - at >= 4) {
+    // A pause takes effect between frames: the rest waits here, so a paused switch gets nothing more.
+    while (!this.paused && this.pending.length - at >= 4) {
       const len = this.pending.readUInt32BE(at);
       if (len < 14 || len > MAX_FRAME) {
         this.log(`passt sent a frame length of ${len}; restarting it`);

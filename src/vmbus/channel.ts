@@ -28,6 +28,8 @@ export interface ChannelProvider {
   onPacket(channel: Channel, packet: VmbusPacket): void;
   /** The channel stopped (guest close, rescind, unload, reset, fault). Pending requests were rejected. */
   onClose(channel: Channel, reason: CloseReason): void;
+  /** Packets queued while the guest's ring was full have all been written: there is room to send again. */
+  onSendRoom?(channel: Channel): void;
 }
 
 export interface SendOptions {
@@ -236,5 +238,6 @@ export class Channel {
       return;
     }
     if (wrote && this.outbound.guestWantsInterrupt) this.host.signalGuest(this);
+    if (wrote && this.queue.length === 0) this.provider.onSendRoom?.(this);
   }
 }
