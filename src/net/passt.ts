@@ -18,6 +18,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { Duplex } from 'node:stream';
 import type { NetworkEndpoint, SwitchPort, VirtualSwitch } from './switch.js';
 import { RestartBackoff } from './restart-backoff.js';
+import { passtSocketPair, closeFd } from './passt-socket.js';
+import { Socket } from 'node:net';
 
 export interface PortForward { protocol: 'tcp' | 'udp'; hostPort: number; guestPort: number }
 
@@ -46,6 +48,11 @@ const MAX_QUEUED_BYTES = 4 << 20;
  * see separately. So frames go out in writes of whole frames no bigger than this, one write at a time.
  */
 const MAX_WRITE = 32 * 1024;
+/**
+ * Send buffer asked for on passt's end of the socket (the kernel caps it at net.core.wmem_max, 4 MiB on
+ * Debian): what passt can write while the switch holds it back. QEMU's passt sets the same for itself.
+ */
+const PASST_SEND_BUFFER = 4 << 20;
 
 /** `-t 8080:80` style arguments, checked. */
 export function parseForward(text: string, protocol: 'tcp' | 'udp' = 'tcp'): PortForward {
@@ -157,11 +164,15 @@ export class PasstBackend implements NetworkEndpoint {
 
   private spawn(): void {
     let child: ChildProcess;
+    const pair = passtSocketPair(PASST_SEND_BUFFER);
     try {
-      child = spawn(this.o.binary ?? 'passt', passtArguments(this.o), { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+      child = spawn(this.o.binary ?? 'passt', passtArguments(this.o), { stdio: ['ignore', 'ignore', 'pipe', pair?.child ?? 'pipe'] });
     } catch (e) {
+      if (pair) closeFd(pair.parent);
       this.onExit(null, `could not start: ${(e as Error).message}`);
       return;
+    } finally {
+      if (pair) closeFd(pair.child); // passt has its own copy now
     }
     this.child = child;
     this.stderrTail = '';
@@ -171,7 +182,7 @@ export class PasstBackend implements NetworkEndpoint {
       this.onExit(child, `${e.message}${hint}`);
     });
     child.on('exit', (code, signal) => this.onExit(child, signal ? `killed by ${signal}` : `exited with status ${code}`));
-    const sock = child.stdio[3] as Duplex | null;
+    const sock = pair ? new Socket({ fd: pair.parent, readable: true, writable: true }) : child.stdio[3] as Duplex | null;
     if (!sock) { this.onExit(child, 'no socket to passt'); return; }
     this.sock = sock;
     this.pending = Buffer.alloc(0);
