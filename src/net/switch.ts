@@ -160,11 +160,14 @@ export class VirtualSwitch {
 
   /** To `p` now if it has room and nothing waits before the frame; else into its queue for `source`. */
   private deliver(p: PortEntry, source: PortEntry, frame: Uint8Array): void {
-    if (p.egress.size === 0 && (p.endpoint.canReceive?.() ?? true)) { this.send(p, frame); return; }
+    const room = p.endpoint.canReceive?.() ?? true;
+    if (p.egress.size === 0 && room) { this.send(p, frame); return; }
     if (!p.egress.push(source.id, frame)) {
       this.stats.dropped++; this.stats.queueDropped++; p.queueDropped++;
     } else this.stats.queued++;
-    if (!source.paused) this.updatePause(source);
+    // Room, but frames were waiting (a "room again" signal not given yet): they go first, then this one.
+    if (room) this.drain(p);
+    else if (!source.paused) this.updatePause(source);
   }
 
   private send(p: PortEntry, frame: Uint8Array): void {
