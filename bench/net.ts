@@ -164,10 +164,11 @@ async function hypertsRun(kind: 'netvsp' | 'legacy'): Promise<GuestResult> {
   http.close();
   const st = legacy ? vm.network.legacyAdapters[0].nic.stats : vm.network.adapters[0].adapter.stats;
   const sw = [...vm.network.switches.values()][0];
+  const ch = legacy ? null : vm.hyperv.vmbus?.channelOf(vm.network.adapters[0].device);
   const tcp = /bench-tcp=([^\n]*)/.exec(out)?.[1]?.trim() ?? '?';
   const stats = `${st.rxFrames} frames in, ${st.txFrames} out, ${st.rxDropped} dropped in; ` +
     `TCP data segments offered ${rtx.offered}, of them retransmitted ${rtx.retransmitted}; guest TCP OutSegs/RetransSegs/InErrs ${tcp}\n` +
-    `    adapter ${JSON.stringify(st)}\n    switch ${JSON.stringify(sw?.stats)}; passt ${JSON.stringify(vm.network.backends[0]?.stats)}`;
+    `    adapter ${JSON.stringify(st)}${ch ? `\n    channel ${JSON.stringify(ch.stats)}` : ''}\n    switch ${JSON.stringify(sw?.stats)}; passt ${JSON.stringify(vm.network.backends[0]?.stats)}`;
   if (exit.code !== 0 || !out.includes('bench-download-done')) throw new Error(`${kind}: guest run failed: ${exit.reason}\n${out.slice(-1500)}\nadapter ${JSON.stringify(st)}`);
   const upMbs = await finishUpload(up, out, kind, `adapter ${JSON.stringify(st)}`);
   return { down: bytes / 1048576 / (http.downloadMs / 1000), up: upMbs, rps: requestsDone(out, http, kind), backend: vm.backendKind, stats };
