@@ -148,6 +148,7 @@ async function hypertsRun(kind: 'netvsp' | 'legacy'): Promise<GuestResult> {
   const vm = await Partition.create({
     processor, memoryBytes: 512 * 1024 * 1024, cpus: 1, enlightened: !legacy, kernel: img.kernel, initrd: img.initrd,
     cmdline: `${img.cmdline} hyperts.run64=${Buffer.from(script).toString('base64')}`, clockMode: 'realtime',
+    log: args.includes('--console') ? (m) => process.stderr.write(`[hyperts] ${m}\n`) : undefined,
     ...natNetwork(legacy ? '00:15:5d:be:9c:02' : '00:15:5d:be:9c:01', [], legacy),
     onConsoleOutput: (b) => {
       if (args.includes('--console')) process.stderr.write(b);
@@ -160,6 +161,11 @@ async function hypertsRun(kind: 'netvsp' | 'legacy'): Promise<GuestResult> {
   const nic: { deliver(f: Uint8Array): void } = legacy ? vm.network.legacyAdapters[0].nic : vm.network.adapters[0].adapter;
   const deliver = nic.deliver.bind(nic);
   nic.deliver = (f) => { rtx.see(f); deliver(f); };
+  if (process.env.BENCH_TRACE_TO_PASST) {
+    const b = vm.network.backends[0] as unknown as { deliver(f: Uint8Array): void };
+    const d = b.deliver.bind(b);
+    b.deliver = (f) => { process.stderr.write(`[to-passt] ${f.length} ${Buffer.from(f.subarray(12, Math.min(f.length, 80))).toString('hex')}\n`); d(f); };
+  }
   const exit = await vm.start();
   http.close();
   const st = legacy ? vm.network.legacyAdapters[0].nic.stats : vm.network.adapters[0].adapter.stats;
