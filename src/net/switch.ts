@@ -136,8 +136,8 @@ export class VirtualSwitch {
         if (p) {
           this.stats.forwarded++;
           source.peers.set(p.id, now);
-          // The destination is a peer of its sources too: its traffic towards a paused source (a request to
-          // passt) wakes that source if this destination has room.
+          // The sender is a peer of the destination too: a VM's frame to a paused source (a request to passt)
+          // wakes that source, since this VM has room for its answers.
           if (p.paused || p.peers.get(from) !== now) { p.peers.set(from, now); if (p.paused) this.updatePause(p); }
           this.deliver(p, source, frame);
           return;
