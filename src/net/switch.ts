@@ -137,7 +137,7 @@ export class VirtualSwitch {
           this.stats.forwarded++;
           source.peers.set(p.id, now);
           // The sender is a peer of the destination too: a VM's frame to a paused source (a request to passt)
-          // wakes that source, since this VM has room for its answers.
+          // wakes that source if this VM has room for the answers.
           if (p.paused || p.peers.get(from) !== now) { p.peers.set(from, now); if (p.paused) this.updatePause(p); }
           this.deliver(p, source, frame);
           return;
