@@ -176,7 +176,7 @@ export class ModuleBuilder {
     return { index: this.imports.length + this.funcs.length - 1, code };
   }
 
-  build(): Uint8Array {
+  build(): Uint8Array<ArrayBuffer> {
     const out: number[] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
     const section = (id: number, body: number[]): void => { out.push(id); uleb(out, body.length); for (const x of body) out.push(x); };
     // Type section
@@ -219,6 +219,6 @@ export class ModuleBuilder {
     uleb(cs, this.funcs.length);
     for (const f of this.funcs) { const body = f.code.bytes(); uleb(cs, body.length); for (const x of body) cs.push(x); }
     section(10, cs);
-    return Uint8Array.from(out);
+    return new Uint8Array(out);
   }
 }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ModuleBuilder, T, Op, sleb32, sleb64, uleb } from '../../../../src/processor/emulated/wasm/emitter.js';
 
-function instantiate(bytes: Uint8Array, imports: WebAssembly.Imports = {}): WebAssembly.Exports {
+function instantiate(bytes: Uint8Array<ArrayBuffer>, imports: WebAssembly.Imports = {}): WebAssembly.Exports {
   assert.ok(WebAssembly.validate(bytes), 'module validates');
   return new WebAssembly.Instance(new WebAssembly.Module(bytes), imports).exports;
 }
