@@ -38,7 +38,12 @@ export const enum F { CF = 1 << 0, PF = 1 << 2, AF = 1 << 4, ZF = 1 << 6, SF = 1
 
 export class CpuState {
   // ---- General purpose and instruction pointer
-  readonly gpr = new Int32Array(32);
+  /**
+   * State shared with translated WebAssembly code (layout: wasm/state.ts): one 64 KiB page per vCPU whose
+   * first 128 bytes are the GPRs, so `gpr` is a view of it and wasm reads RAX..R15 as i64 at 0, 8, ...
+   */
+  readonly stateMem = new WebAssembly.Memory({ initial: 1, maximum: 1 });
+  readonly gpr = new Int32Array(this.stateMem.buffer, 0, 32);
   rip = 0;
 
   // ---- RFLAGS. Arithmetic flags (CF PF AF ZF SF OF) are lazy and owned by flags.ts; `flagsRest` holds every
