@@ -12,7 +12,8 @@ import * as mmu from '../mmu.js';
 import { getCF, testCondition } from '../flags.js';
 import { ModuleBuilder } from './emitter.js';
 import { declareImports, translateBlockWasm } from './translate.js';
-import { FS_BASE, GS_BASE, LOOP_N, MEM_HI, RIP, STOP, syncFlags } from './state.js';
+import { FS_BASE, GS_BASE, LOOP_N, MEM_HI, RIP, STOP, TLB_USER, syncFlags } from './state.js';
+import type { WasmLayout } from './translate.js';
 
 /** Blocks per module (more amortizes module overhead; fewer shortens the wait before a block runs translated). */
 const BATCH = 32;
@@ -30,10 +31,13 @@ export class WasmJit {
   private block: Block | null = null;
   /** Compile each block as soon as it is queued (tests with the threshold at 0). */
   immediate = false;
+  private readonly layout: WasmLayout;
 
   constructor(private readonly cpu: Cpu) {
-    this.s = new Int32Array(cpu.stateMem.buffer, 0, 64);
-    this.d = new Float64Array(cpu.stateMem.buffer, 0, 32);
+    this.s = new Int32Array(cpu.stateMem.buffer, cpu.stateBase, 64);
+    this.d = new Float64Array(cpu.stateMem.buffer, cpu.stateBase, 32);
+    const w = cpu.platform.memory.wasm;
+    this.layout = { base: cpu.stateBase, ramBase: cpu.tlbInWasm && w !== null ? w.ramBase : -1 };
   }
 
   get pending(): boolean { return this.queue.length > 0; }
@@ -52,7 +56,7 @@ export class WasmJit {
     const mb = new ModuleBuilder();
     declareImports(mb);
     const handlers: Insn[] = [];
-    for (let k = 0; k < blocks.length; k++) translateBlockWasm(mb, blocks[k], handlers, `b${k}`);
+    for (let k = 0; k < blocks.length; k++) translateBlockWasm(mb, blocks[k], handlers, `b${k}`, this.layout);
     const bytes = mb.build();
     let inst: WebAssembly.Instance;
     try {
@@ -75,7 +79,8 @@ export class WasmJit {
   private run(fn: WasmBlockFn, cpu: Cpu, b: Block, budget: number): number {
     const s = this.s, d = this.d;
     this.rip = cpu.rip; this.block = b;
-    d[FS_BASE >> 3] = cpu.segBase[4]; d[GS_BASE >> 3] = cpu.segBase[5];
+    this.segBases();
+    s[TLB_USER >> 2] = cpu.cpl === 3 ? 8192 : 0;
     s[LOOP_N >> 2] = 0;
     s[STOP >> 2] = cpu.irqCheck || cpu.exitRequested ? 1 : 0;
     let n: number;
@@ -91,6 +96,14 @@ export class WasmJit {
     cpu.rip = d[RIP >> 3];
     b.loopDone = 0;
     return n;
+  }
+
+  /** FS and GS bases as i64 halves for the translated address arithmetic. */
+  private segBases(): void {
+    const s = this.s, b = this.cpu.segBase;
+    const fs = b[4], gs = b[5];
+    s[FS_BASE >> 2] = fs >>> 0; s[(FS_BASE >> 2) + 1] = Math.floor(fs / 4294967296) | 0;
+    s[GS_BASE >> 2] = gs >>> 0; s[(GS_BASE >> 2) + 1] = Math.floor(gs / 4294967296) | 0;
   }
 
   /** After a slow memory path: a self-loop must stop when the run loop has something to look at. */
@@ -177,7 +190,7 @@ export class WasmJit {
         i.fn(cpu, i);
         d[RIP >> 3] = cpu.nextRip;
         // The handler may have changed FS/GS (wrmsr, swapgs) for the translated accesses after it.
-        d[FS_BASE >> 3] = cpu.segBase[4]; d[GS_BASE >> 3] = cpu.segBase[5];
+        this.segBases();
         return this.block!.valid ? 0 : 1;
       },
     };

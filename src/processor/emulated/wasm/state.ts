@@ -2,6 +2,8 @@
  * Layout of the per-vCPU state page shared by the interpreter (typed-array views) and translated wasm code
  * (cpu.stateMem, see cpu-state.ts). Byte offsets; every field is little-endian.
  *
+ * Every field is relative to the vCPU's area base (0 in a private one-page memory).
+ *
  * The lazy-flag record here is a mailbox, not the architectural copy: the interpreter's cpu.cc* fields stay
  * authoritative outside wasm. Translated code writes a record and sets CC_VALID at its exits and before it
  * calls back into JS; `syncFlags` moves it into the fields.
@@ -28,6 +30,16 @@ export const RIP = 176;
 /** f64: FS and GS bases (copied in before each call). */
 export const FS_BASE = 184;
 export const GS_BASE = 192;
+/** i32: byte offset of the current privilege's TLB half (0 supervisor, 8192 user = 1024 entries of f64). */
+export const TLB_USER = 200;
+
+/** cpu.tlbTag / cpu.tlbAddend (6 * 1024 f64 each) when the vCPU's area is in the guest-RAM memory. */
+export const TLB_TAG = 1024;
+export const TLB_ADD = TLB_TAG + 6 * 1024 * 8;
+/** Bytes per vCPU area (state page + TLB), a multiple of the wasm page. */
+export const AREA_SIZE = 131072;
+/** Byte offsets of the write tables inside TLB_TAG / TLB_ADD (kind 1, see mmu.ts). */
+export const TLB_WRITE = 2048 * 8;
 
 /** Move a record written by wasm code into the cpu.cc* fields. */
 export function syncFlags(cpu: CpuState, s: Int32Array): void {

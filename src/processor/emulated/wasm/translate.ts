@@ -19,13 +19,13 @@ import * as A from '../exec-alu.js';
 import * as D from '../exec-data.js';
 import * as C from '../exec-ctrl.js';
 import * as Y from '../exec-system.js';
-import { CC_AUX, CC_OP, CC_RES, CC_SRC1, CC_SRC2, CC_VALID, FS_BASE, GS_BASE, LOOP_N, MEM_HI, RIP, STOP } from './state.js';
+import { CC_AUX, CC_OP, CC_RES, CC_SRC1, CC_SRC2, CC_VALID, FS_BASE, GS_BASE, LOOP_N, MEM_HI, RIP, STOP, TLB_ADD, TLB_TAG, TLB_USER, TLB_WRITE } from './state.js';
 
 /** Import function indices (runtime.ts provides them in this order). */
 export const enum Imp { LD8, LD16, LD32, LD64, ST8, ST16, ST32, ST64, COND, GETCF, CALL }
 
 export function declareImports(mb: ModuleBuilder): void {
-  mb.importMemory('e', 'm', 1, 1);
+  mb.importMemory('e', 'm', 1);
   for (const n of ['ld8', 'ld16', 'ld32', 'ld64']) mb.importFunc('e', n, [T.F64, T.I32], [T.I32]);
   for (const n of ['st8', 'st16', 'st32']) mb.importFunc('e', n, [T.F64, T.I32, T.I32], [T.I32]);
   mb.importFunc('e', 'st64', [T.F64, T.I32, T.I32, T.I32], [T.I32]);
@@ -44,9 +44,22 @@ const enum RS { NONE = 0, CLEAN = 1, DIRTY = 2 }
 function maskLo(s: number): number { return s === 8 ? -1 : s === 4 ? -1 : s === 2 ? 0xffff : 0xff; }
 function maskHi(s: number): number { return s === 8 ? -1 : 0; }
 
+/** Where the translated code finds its state: area base, and guest RAM + TLB when they share the memory. */
+export interface WasmLayout {
+  /** Byte offset of the vCPU's area (state page, TLB) in the memory. */
+  base: number;
+  /** Guest RAM's byte offset in the memory, or -1 when RAM is elsewhere (memory operands call JS). */
+  ramBase: number;
+}
+
 /** Per-function emission state. */
 class Fn {
   readonly c: Code;
+  /** Area base (added to every state-page offset). */
+  readonly B: number;
+  readonly ramBase: number;
+  readonly ripI: number;
+  readonly tX: number;
   private readonly regL: number[] = new Array(16).fill(-1);
   readonly regS = new Uint8Array(16);
   /** Registers read / written anywhere (first pass of a self-loop). */
@@ -54,19 +67,21 @@ class Fn {
   /** Pending flag record: kind (-1: unknown, i.e. in cpu fields / state page), size, dirty. */
   fKind = -1; fSize = 8; fDirty = false;
   readonly fRes: number; readonly fS1: number; readonly fS2: number; readonly fAux: number;
-  readonly tA: number; readonly tB: number; readonly tR: number; readonly tEa: number;
+  readonly tA: number; readonly tB: number; readonly tR: number; readonly tE: number;
   /** Scratch of store(), setRegSized() and of() (never live across the users above). */
   readonly tS: number; readonly tM: number; readonly tO: number;
   readonly t32: number; readonly t32b: number; readonly stopL: number; readonly nL: number;
   loop = false;
   /** Retired count of the current exit is `n + k` in a self-loop. */
-  constructor(c: Code) {
+  constructor(c: Code, layout: WasmLayout) {
     this.c = c;
+    this.B = layout.base; this.ramBase = layout.ramBase;
+    this.ripI = c.local(T.I64); this.tX = c.local(T.I32);
     this.fRes = c.local(T.I64); this.fS1 = c.local(T.I64); this.fS2 = c.local(T.I64);
     this.tA = c.local(T.I64); this.tB = c.local(T.I64); this.tR = c.local(T.I64);
     this.tS = c.local(T.I64); this.tM = c.local(T.I64); this.tO = c.local(T.I64);
     this.fAux = c.local(T.I32); this.t32 = c.local(T.I32); this.t32b = c.local(T.I32); this.stopL = c.local(T.I32); this.nL = c.local(T.I32);
-    this.tEa = c.local(T.F64);
+    this.tE = c.local(T.I64);
   }
 
   private regLocal(r: number): number {
@@ -77,7 +92,7 @@ class Fn {
   reg(r: number): void {
     const l = this.regLocal(r);
     this.used[r] = 1;
-    if (this.regS[r] === RS.NONE) { this.c.i32(0).i64Load(r * 8).set(l); this.regS[r] = RS.CLEAN; }
+    if (this.regS[r] === RS.NONE) { this.c.i32(0).i64Load(this.B + r * 8).set(l); this.regS[r] = RS.CLEAN; }
     this.c.get(l);
   }
   /** Pop an i64 into register r. */
@@ -111,18 +126,18 @@ class Fn {
   flushRegs(markClean: boolean): void {
     for (let r = 0; r < 16; r++) {
       if (this.regS[r] !== RS.DIRTY) continue;
-      this.c.i32(0).get(this.regL[r]).i64Store(r * 8);
+      this.c.i32(0).get(this.regL[r]).i64Store(this.B + r * 8);
       if (markClean && !this.loop) this.regS[r] = RS.CLEAN;
     }
   }
   flushFlags(markClean: boolean): void {
     if (!this.fDirty) return;
     const c = this.c, k = this.fKind;
-    c.i32(0).i32((k << 2) | SIDX[this.fSize]).i32Store(CC_OP);
-    c.i32(0).get(this.fRes).i64Store(CC_RES);
-    if (k !== K_LOGIC && k !== K_RESCO) { c.i32(0).get(this.fS1).i64Store(CC_SRC1); c.i32(0).get(this.fS2).i64Store(CC_SRC2); }
-    if (k === K_INC || k === K_DEC || k === K_RESCO) c.i32(0).get(this.fAux).i32Store(CC_AUX);
-    c.i32(0).i32(1).i32Store(CC_VALID);
+    c.i32(0).i32((k << 2) | SIDX[this.fSize]).i32Store(this.B + CC_OP);
+    c.i32(0).get(this.fRes).i64Store(this.B + CC_RES);
+    if (k !== K_LOGIC && k !== K_RESCO) { c.i32(0).get(this.fS1).i64Store(this.B + CC_SRC1); c.i32(0).get(this.fS2).i64Store(this.B + CC_SRC2); }
+    if (k === K_INC || k === K_DEC || k === K_RESCO) c.i32(0).get(this.fAux).i32Store(this.B + CC_AUX);
+    c.i32(0).i32(1).i32Store(this.B + CC_VALID);
     if (markClean) this.fDirty = false;
   }
   /** Before a call out to JS that may fault or read state. */
@@ -131,7 +146,7 @@ class Fn {
   exit(retired: number, setRip: (() => void) | null): void {
     const c = this.c;
     this.flushRegs(false); this.flushFlags(false);
-    if (setRip !== null) { c.i32(0); setRip(); c.f64Store(RIP); }
+    if (setRip !== null) { c.i32(0); setRip(); c.f64Store(this.B + RIP); }
     if (this.loop) c.get(this.nL).i32(retired).op(Op.I32Add); else c.i32(retired);
     c.ret();
   }
@@ -215,7 +230,7 @@ class Fn {
   }
 
   // ---- memory operands
-  /** Push the effective address (f64, signed canonical as exec-common.ea) or return false. */
+  /** Push the effective address (i64; FS/GS base added modulo 2^64 as the hardware does) or return false. */
   ea(i: Insn, end: number): boolean {
     const c = this.c;
     if (i.seg !== -1 && i.seg !== 4 && i.seg !== 5) return false;
@@ -231,31 +246,67 @@ class Fn {
           }
           if (i.disp !== 0) c.i64s(i.disp).op(Op.I64Add);
         }
-        c.op(Op.F64ConvertI64S);
         break;
-      case EA.RIP64: this.rip(end + i.disp); break;
+      case EA.RIP64: c.get(this.ripI).i64s(end + i.disp).op(Op.I64Add); break;
       default: return false;
     }
-    if (i.seg >= 0) c.i32(0).f64Load(i.seg === 4 ? FS_BASE : GS_BASE).op(Op.F64Add);
+    if (i.seg >= 0) c.i32(0).i64Load(this.B + (i.seg === 4 ? FS_BASE : GS_BASE)).op(Op.I64Add);
     return true;
   }
-  /** With an f64 address on the stack, push the zero-extended i64 value of size s loaded from it. */
+  /** Inline TLB probe of tE for an access of `s` bytes in table `table` (byte offset): leaves tX, pushes hit (i32). */
+  private tlbHit(s: number, table: number): void {
+    const c = this.c;
+    c.get(this.tE).i64s(12).op(Op.I64ShrU, Op.I32WrapI64).i32(1023).op(Op.I32And).i32(3).op(Op.I32Shl);
+    c.i32(0).i32Load(this.B + TLB_USER).op(Op.I32Add).set(this.tX);
+    c.get(this.tX).f64Load(this.B + TLB_TAG + table).get(this.tE).i64s(-4096).op(Op.I64And, Op.F64ConvertI64S, Op.F64Eq);
+    if (s > 1) c.get(this.tE).op(Op.I32WrapI64).i32(4095).op(Op.I32And).i32(4096 - s).op(Op.I32LeU, Op.I32And);
+  }
+  /** Push the i32 RAM address of tE after a hit (tX set by tlbHit). */
+  private ramAddr(table: number): void {
+    this.c.get(this.tE).get(this.tX).f64Load(this.B + TLB_ADD + table).op(Op.I64TruncF64S, Op.I64Add, Op.I32WrapI64);
+  }
+  /** Slow-path load through JS: pushes the zero-extended i64 value. */
+  private loadCall(s: number, off: number): void {
+    const c = this.c;
+    c.get(this.tE).op(Op.F64ConvertI64S).i32(off).call(s === 1 ? Imp.LD8 : s === 2 ? Imp.LD16 : s === 4 ? Imp.LD32 : Imp.LD64).op(Op.I64ExtendI32U);
+    if (s === 8) c.i32(0).i32Load(this.B + MEM_HI).op(Op.I64ExtendI32U).i64s(32).op(Op.I64Shl, Op.I64Or);
+  }
+  /** With an i64 address on the stack, push the zero-extended i64 value of size s loaded from it (address kept in tE). */
   load(s: number, off: number): void {
     const c = this.c;
-    c.set(this.tEa); this.sync(); c.get(this.tEa);
-    c.i32(off).call(s === 1 ? Imp.LD8 : s === 2 ? Imp.LD16 : s === 4 ? Imp.LD32 : Imp.LD64).op(Op.I64ExtendI32U);
-    if (s === 8) c.i32(0).i32Load(MEM_HI).op(Op.I64ExtendI32U).i64s(32).op(Op.I64Shl, Op.I64Or);
+    c.set(this.tE);
+    if (this.ramBase < 0) { this.sync(); this.loadCall(s, off); return; }
+    this.tlbHit(s, 0);
+    c.if(T.I64);
+    this.ramAddr(0);
+    c.mem(s === 1 ? 0x31 : s === 2 ? 0x33 : s === 4 ? 0x35 : 0x29, s === 1 ? 0 : s === 2 ? 1 : s === 4 ? 2 : 3, this.ramBase);
+    c.else();
+    // Only the miss can fault: state is written back on this path alone (the hit path keeps it cached).
+    this.flushRegs(false); this.flushFlags(false);
+    this.loadCall(s, off);
+    c.end();
   }
-  /** Store: address pushed by `addr`, i64 value by `val`; the "block invalidated" result goes to stopL. */
+  /** Store: i64 address pushed by `addr`, i64 value by `val`; the "block invalidated" result goes to stopL. */
   store(s: number, off: number, addr: () => void, val: () => void): void {
     const c = this.c;
-    this.sync();
-    addr();
-    val();
-    if (s === 8) {
-      c.tee(this.tS).op(Op.I32WrapI64).get(this.tS).i64s(32).op(Op.I64ShrU, Op.I32WrapI64).i32(off).call(Imp.ST64);
-    } else c.op(Op.I32WrapI64).i32(off).call(s === 1 ? Imp.ST8 : s === 2 ? Imp.ST16 : Imp.ST32);
-    c.set(this.stopL);
+    addr(); c.set(this.tE);
+    val(); c.set(this.tS);
+    const call = (): void => {
+      c.get(this.tE).op(Op.F64ConvertI64S);
+      if (s === 8) c.get(this.tS).op(Op.I32WrapI64).get(this.tS).i64s(32).op(Op.I64ShrU, Op.I32WrapI64).i32(off).call(Imp.ST64);
+      else c.get(this.tS).op(Op.I32WrapI64).i32(off).call(s === 1 ? Imp.ST8 : s === 2 ? Imp.ST16 : Imp.ST32);
+      c.set(this.stopL);
+    };
+    if (this.ramBase < 0) { this.sync(); call(); return; }
+    this.tlbHit(s, TLB_WRITE);
+    c.if();
+    this.ramAddr(TLB_WRITE);
+    c.get(this.tS).mem(s === 1 ? 0x3c : s === 2 ? 0x3d : s === 4 ? 0x3e : 0x37, s === 1 ? 0 : s === 2 ? 1 : s === 4 ? 2 : 3, this.ramBase);
+    c.i32(0).set(this.stopL);
+    c.else();
+    this.flushRegs(false); this.flushFlags(false);
+    call();
+    c.end();
   }
 }
 
@@ -361,11 +412,11 @@ function insn(f: Fn, i: Insn, off: number, end: number, flagsDead: boolean): Out
       return Out.NONE;
     }
     if (!eaOk(i)) return Out.NO;
-    f.ea(i, end); f.load(s, off); c.set(f.tA); // load() leaves the address in tEa
+    f.ea(i, end); f.load(s, off); c.set(f.tA); // load() leaves the address in tE
     if (afn === A.aluEG) f.regSized(regOf(i, s), s); else imm(f, i, s);
     c.set(f.tB);
     aluCompute(f, op, s);
-    if (op !== 7) f.store(s, off, () => c.get(f.tEa), () => c.get(f.tR));
+    if (op !== 7) f.store(s, off, () => c.get(f.tE), () => c.get(f.tR));
     f.setFlags(aluKind(op), s);
     return op !== 7 ? Out.STORE : Out.NONE;
   }
@@ -475,23 +526,23 @@ function insn(f: Fn, i: Insn, off: number, end: number, flagsDead: boolean): Out
   }
   // ---- stack and control transfer (64-bit)
   if ((fn === C.pushReg || fn === C.pushR64) && s === 8) {
-    f.store(8, off, () => { f.reg(4); c.i64s(-8).op(Op.I64Add, Op.F64ConvertI64S); }, () => f.reg(i.rm));
+    f.store(8, off, () => { f.reg(4); c.i64s(-8).op(Op.I64Add); }, () => f.reg(i.rm));
     f.reg(4); c.i64s(-8).op(Op.I64Add); f.setReg(4);
     return Out.STORE;
   }
   if ((fn === C.popReg || fn === C.popR64) && s === 8) {
-    f.reg(4); c.op(Op.F64ConvertI64S); f.load(8, off); c.set(f.tR);
+    f.reg(4); f.load(8, off); c.set(f.tR);
     f.reg(4); c.i64s(8).op(Op.I64Add); f.setReg(4);
     c.get(f.tR); f.setReg(i.rm);
     return Out.NONE;
   }
   if (fn === C.callRel && s === 8) {
-    f.store(8, off, () => { f.reg(4); c.i64s(-8).op(Op.I64Add, Op.F64ConvertI64S); }, () => { f.rip(end); c.op(Op.I64TruncF64S); });
+    f.store(8, off, () => { f.reg(4); c.i64s(-8).op(Op.I64Add); }, () => { f.rip(end); c.op(Op.I64TruncF64S); });
     f.reg(4); c.i64s(-8).op(Op.I64Add); f.setReg(4);
     return Out.BRANCH;
   }
   if (fn === C.ret && s === 8) {
-    f.reg(4); c.op(Op.F64ConvertI64S); f.load(8, off); c.set(f.tR);
+    f.reg(4); f.load(8, off); c.set(f.tR);
     f.reg(4); c.i64s(8).op(Op.I64Add); f.setReg(4);
     return Out.BRANCH;
   }
@@ -552,25 +603,26 @@ function isSelfLoop(b: Block): boolean {
  * Emit block `b` as a function of `mb`. `handlerBase` = index in the module's handler list of this block's
  * first handler call; the handlers used are appended to `handlers`. Returns the function index.
  */
-export function translateBlockWasm(mb: ModuleBuilder, b: Block, handlers: Insn[], exportName: string): number {
+export function translateBlockWasm(mb: ModuleBuilder, b: Block, handlers: Insn[], exportName: string, layout: WasmLayout): number {
   let loop = isSelfLoop(b);
   if (loop) {
     // A self-loop runs inside the function only when it calls no handler (no dispatch per pass).
-    const probe = new Fn(new Code(2));
+    const probe = new Fn(new Code(2), layout);
     let off = 0;
     for (let k = 0; k < b.count - 1 && loop; k++) {
       const i = b.insns[k];
       if (insn(probe, i, off, off + i.len, flagsDeadAfter(b, k)) === Out.NO) loop = false;
       off += i.len;
     }
-    if (loop) return emit(mb, b, handlers, exportName, probe.used);
+    if (loop) return emit(mb, b, handlers, exportName, layout, probe.used);
   }
-  return emit(mb, b, handlers, exportName, null);
+  return emit(mb, b, handlers, exportName, layout, null);
 }
 
-function emit(mb: ModuleBuilder, b: Block, handlers: Insn[], exportName: string, loopRegs: Uint8Array | null): number {
+function emit(mb: ModuleBuilder, b: Block, handlers: Insn[], exportName: string, layout: WasmLayout, loopRegs: Uint8Array | null): number {
   const { index, code: c } = mb.func([T.F64, T.I32], [T.I32], exportName);
-  const f = new Fn(c);
+  const f = new Fn(c, layout);
+  c.get(P_RIP).op(Op.I64TruncF64S).set(f.ripI);
   const loop = loopRegs !== null;
   if (loop) {
     // Registers stay in locals across passes: load them all up front, write all back at every exit.
@@ -592,10 +644,10 @@ function emit(mb: ModuleBuilder, b: Block, handlers: Insn[], exportName: string,
       // Flags leave the loop body in the state page so the next pass starts from "unknown" flags.
       f.flushFlags(true); f.fKind = -1;
       c.get(f.nL).i32(b.count).op(Op.I32Add).get(P_BUDGET).op(Op.I32GtS);
-      c.i32(0).i32Load(STOP).op(Op.I32Or).if();
-      f.flushRegs(false); c.i32(0).get(P_RIP).f64Store(RIP).get(f.nL).ret();
+      c.i32(0).i32Load(f.B + STOP).op(Op.I32Or).if();
+      f.flushRegs(false); c.i32(0).get(P_RIP).f64Store(f.B + RIP).get(f.nL).ret();
       c.end();
-      c.i32(0).get(f.nL).i32Store(LOOP_N);
+      c.i32(0).get(f.nL).i32Store(f.B + LOOP_N);
       c.br(0).end();
       c.i32(0); // not reached: the loop leaves only through its exits
       ended = true;
