@@ -78,6 +78,8 @@ export class Code {
   set(l: number): this { this.b.push(0x21); uleb(this.b, l); return this; }
   tee(l: number): this { this.b.push(0x22); uleb(this.b, l); return this; }
   call(f: number): this { this.b.push(0x10); uleb(this.b, f); return this; }
+  /** Tail call through table `table` with function type `type` (the callee's result is this function's). */
+  returnCallIndirect(type: number, table = 0): this { this.b.push(0x13); uleb(this.b, type); uleb(this.b, table); return this; }
   block(t: number = VOID): this { return this.op(0x02, t); }
   loop(t: number = VOID): this { return this.op(0x03, t); }
   if(t: number = VOID): this { return this.op(0x04, t); }
@@ -149,6 +151,7 @@ export class ModuleBuilder {
   private readonly typeKeys = new Map<string, number>();
   private readonly imports: Array<{ mod: string; name: string; type: number }> = [];
   private memImport: { mod: string; name: string; minPages: number; maxPages?: number; shared: boolean } | null = null;
+  private tableImport: { mod: string; name: string; min: number } | null = null;
   private readonly funcs: FuncDef[] = [];
 
   type(params: T[], results: T[]): number {
@@ -161,6 +164,9 @@ export class ModuleBuilder {
   importMemory(mod: string, nm: string, minPages: number, maxPages?: number, shared = false): void {
     this.memImport = { mod, name: nm, minPages, maxPages, shared };
   }
+
+  /** Import a funcref table (table 0). */
+  importTable(mod: string, nm: string, min: number): void { this.tableImport = { mod, name: nm, min }; }
 
   /** Import a function; returns its index. All imports must come before the first `func`. */
   importFunc(mod: string, nm: string, params: T[], results: T[]): number {
@@ -189,7 +195,7 @@ export class ModuleBuilder {
     }
     section(1, ts);
     // Import section
-    const nImports = this.imports.length + (this.memImport ? 1 : 0);
+    const nImports = this.imports.length + (this.memImport ? 1 : 0) + (this.tableImport ? 1 : 0);
     if (nImports > 0) {
       const is: number[] = [];
       uleb(is, nImports);
@@ -199,6 +205,10 @@ export class ModuleBuilder {
         is.push(m.maxPages === undefined ? 0x00 : m.shared ? 0x03 : 0x01);
         uleb(is, m.minPages);
         if (m.maxPages !== undefined) uleb(is, m.maxPages);
+      }
+      if (this.tableImport) {
+        const t = this.tableImport;
+        name(is, t.mod); name(is, t.name); is.push(0x01, 0x70, 0x00); uleb(is, t.min);
       }
       for (const f of this.imports) { name(is, f.mod); name(is, f.name); is.push(0x00); uleb(is, f.type); }
       section(2, is);

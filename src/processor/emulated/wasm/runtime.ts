@@ -12,7 +12,11 @@ import * as mmu from '../mmu.js';
 import { getCF, testCondition } from '../flags.js';
 import { ModuleBuilder } from './emitter.js';
 import { declareImports, translateBlockWasm } from './translate.js';
-import { FS_BASE, GS_BASE, LOOP_N, MEM_HI, RIP, STOP, TLB_USER, syncFlags } from './state.js';
+import { CUR_RIP, CUR_SLOT, FS_BASE, GS_BASE, LOOP_N, MEM_HI, RIP, STOP, TLB_USER, syncFlags } from './state.js';
+import { F } from '../cpu-state.js';
+import { IF } from '../decoder.js';
+import { retiredBefore } from '../jit.js';
+import { T } from './emitter.js';
 import type { WasmLayout } from './translate.js';
 
 /** Blocks per module (more amortizes module overhead; fewer shortens the wait before a block runs translated). */
@@ -20,24 +24,55 @@ const BATCH = 32;
 
 export const wasmStats = { modules: 0, blocks: 0, bytes: 0, compileMs: 0, failed: 0 };
 
-type WasmBlockFn = (rip: number, budget: number) => number;
+type WasmBlockFn = (rip: number, budget: number, n: number) => number;
 
 export class WasmJit {
   private queue: Block[] = [];
   private readonly s: Int32Array;
   private readonly d: Float64Array;
-  /** The running block and its start address (the imports report faults relative to it). */
-  private rip = 0;
-  private block: Block | null = null;
   /** Compile each block as soon as it is queued (tests with the threshold at 0). */
   immediate = false;
   private readonly layout: WasmLayout;
+  /** Chaining: one table slot per block key; the stub returns to the run loop. */
+  private readonly table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
+  private readonly slots = new Map<number, number>();
+  private readonly slotBlocks: (Block | null)[] = [];
+  private readonly stub: WasmBlockFn;
 
   constructor(private readonly cpu: Cpu) {
     this.s = new Int32Array(cpu.stateMem.buffer, cpu.stateBase, 64);
     this.d = new Float64Array(cpu.stateMem.buffer, cpu.stateBase, 32);
     const w = cpu.platform.memory.wasm;
-    this.layout = { base: cpu.stateBase, ramBase: cpu.tlbInWasm && w !== null ? w.ramBase : -1 };
+    const chain = process.env.HYPERTS_WASM_CHAIN !== 'off';
+    this.layout = { base: cpu.stateBase, ramBase: cpu.tlbInWasm && w !== null ? w.ramBase : -1, slotFor: chain ? (k) => this.slotFor(k) : null };
+    // The stub: store the target RIP and return the count so far.
+    const mb = new ModuleBuilder();
+    mb.importMemory('e', 'm', 1);
+    const f = mb.func([T.F64, T.I32, T.I32], [T.I32], 'stub');
+    f.code.i32(0).get(0).f64Store(cpu.stateBase + RIP).get(2);
+    this.stub = new WebAssembly.Instance(new WebAssembly.Module(mb.build()), { e: { m: cpu.stateMem } }).exports.stub as WasmBlockFn;
+    for (let k = 0; k < this.table.length; k++) this.table.set(k, this.stub);
+  }
+
+  private slotFor(key: number): number {
+    let s = this.slots.get(key);
+    if (s === undefined) {
+      s = this.slots.size;
+      this.slots.set(key, s);
+      this.slotBlocks.push(null);
+      if (s >= this.table.length) {
+        const old = this.table.length;
+        this.table.grow(old);
+        for (let k = old; k < this.table.length; k++) this.table.set(k, this.stub);
+      }
+    }
+    return s;
+  }
+
+  /** Block `b` was invalidated: chained jumps to its key return to the run loop again. */
+  drop(b: Block): void {
+    const s = this.slots.get(b.key);
+    if (s !== undefined && this.slotBlocks[s] === b) { this.table.set(s, this.stub); this.slotBlocks[s] = null; }
   }
 
   get pending(): boolean { return this.queue.length > 0; }
@@ -69,7 +104,14 @@ export class WasmJit {
     }
     wasmStats.modules++; wasmStats.blocks += blocks.length; wasmStats.bytes += bytes.length;
     wasmStats.compileMs += performance.now() - t0;
-    for (let k = 0; k < blocks.length; k++) blocks[k].jit = this.wrap(inst.exports[`b${k}`] as WasmBlockFn);
+    for (let k = 0; k < blocks.length; k++) {
+      const b = blocks[k], fn = inst.exports[`b${k}`] as WasmBlockFn;
+      b.jit = this.wrap(fn);
+      if (this.layout.slotFor !== null) {
+        const s = this.slotFor(b.key);
+        this.table.set(s, fn); this.slotBlocks[s] = b;
+      }
+    }
   }
 
   private wrap(fn: WasmBlockFn): TranslatedBlock {
@@ -77,19 +119,25 @@ export class WasmJit {
   }
 
   private run(fn: WasmBlockFn, cpu: Cpu, b: Block, budget: number): number {
-    const s = this.s, d = this.d;
-    this.rip = cpu.rip; this.block = b;
+    const s = this.s, d = this.d, start = cpu.rip;
     this.segBases();
+    d[CUR_RIP >> 3] = cpu.rip;
+    s[CUR_SLOT >> 2] = -1;
     s[TLB_USER >> 2] = cpu.cpl === 3 ? 8192 : 0;
     s[LOOP_N >> 2] = 0;
     s[STOP >> 2] = cpu.irqCheck || cpu.exitRequested ? 1 : 0;
     let n: number;
     try {
-      n = fn(cpu.rip, budget);
+      n = fn(cpu.rip, budget, 0);
     } catch (e) {
-      // cpu.rip was set by the import that faulted; registers are in place, flags in the state page.
+      // cpu.rip was set by the import that faulted; registers are in place, flags in the state page. The run
+      // loop counts retiredBefore(b, cpu.rip - start) + b.loopDone: make that the exact count even when the
+      // fault came from a chained block.
       syncFlags(cpu, s);
-      b.loopDone = s[LOOP_N >> 2];
+      const slot = s[CUR_SLOT >> 2];
+      const cur = slot < 0 ? b : this.slotBlocks[slot] ?? b;
+      const exact = s[LOOP_N >> 2] + retiredBefore(cur, cpu.rip - d[CUR_RIP >> 3]);
+      b.loopDone = exact - retiredBefore(b, cpu.rip - start);
       throw e;
     }
     syncFlags(cpu, s);
@@ -112,9 +160,10 @@ export class WasmJit {
     if (cpu.irqCheck || cpu.exitRequested) this.s[STOP >> 2] = 1;
   }
 
+  /** After a slow store: 1 when it invalidated cached code (the running block may be among it). */
   private stored(): number {
     this.slowDone();
-    return this.block!.valid ? 0 : 1;
+    return this.cpu.codeDirty ? 1 : 0;
   }
 
   private imports(handlers: Insn[]): Record<string, WebAssembly.ImportValue> {
@@ -122,22 +171,23 @@ export class WasmJit {
     const tag = cpu.tlbTag, add = cpu.tlbAddend;
     return {
       m: cpu.stateMem,
+      t: this.table,
       ld8: (ea: number, off: number): number => {
         const x = (cpu.cpl === 3 ? 1024 : 0) + ((ea >>> 12) & 1023);
         if (tag[x] === ea - (ea & 4095)) return cpu.ram[ea + add[x]];
-        cpu.rip = this.rip + off;
+        cpu.rip = d[CUR_RIP >> 3] + off;
         const v = mmu.read8(cpu, ea); this.slowDone(); return v;
       },
       ld16: (ea: number, off: number): number => {
         const x = (cpu.cpl === 3 ? 1024 : 0) + ((ea >>> 12) & 1023), o = ea & 4095;
         if (tag[x] === ea - o && o <= 4094) return cpu.ramView.getUint16(ea + add[x], true);
-        cpu.rip = this.rip + off;
+        cpu.rip = d[CUR_RIP >> 3] + off;
         const v = mmu.read16(cpu, ea); this.slowDone(); return v;
       },
       ld32: (ea: number, off: number): number => {
         const x = (cpu.cpl === 3 ? 1024 : 0) + ((ea >>> 12) & 1023), o = ea & 4095;
         if (tag[x] === ea - o && o <= 4092) return cpu.ramView.getInt32(ea + add[x], true);
-        cpu.rip = this.rip + off;
+        cpu.rip = d[CUR_RIP >> 3] + off;
         const v = mmu.read32(cpu, ea); this.slowDone(); return v;
       },
       ld64: (ea: number, off: number): number => {
@@ -147,7 +197,7 @@ export class WasmJit {
           s[MEM_HI >> 2] = v.getInt32(p + 4, true);
           return v.getInt32(p, true);
         }
-        cpu.rip = this.rip + off;
+        cpu.rip = d[CUR_RIP >> 3] + off;
         const lo = mmu.read64(cpu, ea);
         s[MEM_HI >> 2] = cpu.memHi;
         this.slowDone();
@@ -156,19 +206,19 @@ export class WasmJit {
       st8: (ea: number, v: number, off: number): number => {
         const x = (cpu.cpl === 3 ? 3072 : 2048) + ((ea >>> 12) & 1023);
         if (tag[x] === ea - (ea & 4095)) { cpu.ram[ea + add[x]] = v; return 0; }
-        cpu.rip = this.rip + off;
+        cpu.rip = d[CUR_RIP >> 3] + off;
         mmu.write8(cpu, ea, v & 255); return this.stored();
       },
       st16: (ea: number, v: number, off: number): number => {
         const x = (cpu.cpl === 3 ? 3072 : 2048) + ((ea >>> 12) & 1023), o = ea & 4095;
         if (tag[x] === ea - o && o <= 4094) { cpu.ramView.setUint16(ea + add[x], v, true); return 0; }
-        cpu.rip = this.rip + off;
+        cpu.rip = d[CUR_RIP >> 3] + off;
         mmu.write16(cpu, ea, v & 0xffff); return this.stored();
       },
       st32: (ea: number, v: number, off: number): number => {
         const x = (cpu.cpl === 3 ? 3072 : 2048) + ((ea >>> 12) & 1023), o = ea & 4095;
         if (tag[x] === ea - o && o <= 4092) { cpu.ramView.setInt32(ea + add[x], v, true); return 0; }
-        cpu.rip = this.rip + off;
+        cpu.rip = d[CUR_RIP >> 3] + off;
         mmu.write32(cpu, ea, v); return this.stored();
       },
       st64: (ea: number, lo: number, hi: number, off: number): number => {
@@ -178,20 +228,25 @@ export class WasmJit {
           w.setInt32(p, lo, true); w.setInt32(p + 4, hi, true);
           return 0;
         }
-        cpu.rip = this.rip + off;
+        cpu.rip = d[CUR_RIP >> 3] + off;
         mmu.write64(cpu, ea, lo, hi); return this.stored();
       },
       cond: (cc: number): number => { syncFlags(cpu, s); return testCondition(cpu, cc) ? 1 : 0; },
       getcf: (): number => { syncFlags(cpu, s); return getCF(cpu); },
       call: (k: number, off: number, end: number): number => {
         syncFlags(cpu, s);
-        const i = handlers[k];
-        cpu.rip = this.rip + off; cpu.nextRip = this.rip + end;
+        const i = handlers[k], r = d[CUR_RIP >> 3];
+        cpu.rip = r + off; cpu.nextRip = r + end;
+        cpu.codeDirty = false;
         i.fn(cpu, i);
         d[RIP >> 3] = cpu.nextRip;
+        if ((i.flags & IF.SYS) !== 0) cpu.irqCheck = true;
+        // Whatever the run loop looks at between blocks stops chaining.
+        if (cpu.irqCheck || cpu.exitRequested || cpu.intShadow || cpu.halted || ((cpu.flagsRest & F.TF) | cpu.debugArmed) !== 0 ||
+          ((cpu.flagsRest & F.IF) !== 0) !== cpu.ifWasOn) s[STOP >> 2] = 1;
         // The handler may have changed FS/GS (wrmsr, swapgs) for the translated accesses after it.
         this.segBases();
-        return this.block!.valid ? 0 : 1;
+        return cpu.codeDirty ? 1 : 0;
       },
     };
   }

@@ -23,13 +23,17 @@ export const CC_VALID = 160;
 export const STOP = 164;
 /** High half of the last 64-bit load done through a JS import. */
 export const MEM_HI = 168;
-/** Instructions retired by completed passes of the running self-loop (fault accounting). */
+/** Instructions retired in this call before the current pass of the running block (chained blocks, loop passes). */
 export const LOOP_N = 172;
 /** f64: RIP at the block's exit. */
 export const RIP = 176;
 /** f64: FS and GS bases (copied in before each call). */
 export const FS_BASE = 184;
 export const GS_BASE = 192;
+/** i32: table slot of the block running now (-1: the one the run loop called), for fault accounting. */
+export const CUR_SLOT = 204;
+/** f64: RIP at the start of the block running now (the imports report faults relative to it). */
+export const CUR_RIP = 208;
 /** i32: byte offset of the current privilege's TLB half (0 supervisor, 8192 user = 1024 entries of f64). */
 export const TLB_USER = 200;
 

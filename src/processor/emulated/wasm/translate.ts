@@ -19,13 +19,14 @@ import * as A from '../exec-alu.js';
 import * as D from '../exec-data.js';
 import * as C from '../exec-ctrl.js';
 import * as Y from '../exec-system.js';
-import { CC_AUX, CC_OP, CC_RES, CC_SRC1, CC_SRC2, CC_VALID, FS_BASE, GS_BASE, LOOP_N, MEM_HI, RIP, STOP, TLB_ADD, TLB_TAG, TLB_USER, TLB_WRITE } from './state.js';
+import { CUR_RIP, CUR_SLOT, CC_AUX, CC_OP, CC_RES, CC_SRC1, CC_SRC2, CC_VALID, FS_BASE, GS_BASE, LOOP_N, MEM_HI, RIP, STOP, TLB_ADD, TLB_TAG, TLB_USER, TLB_WRITE } from './state.js';
 
 /** Import function indices (runtime.ts provides them in this order). */
 export const enum Imp { LD8, LD16, LD32, LD64, ST8, ST16, ST32, ST64, COND, GETCF, CALL }
 
 export function declareImports(mb: ModuleBuilder): void {
   mb.importMemory('e', 'm', 1);
+  mb.importTable('e', 't', 1);
   for (const n of ['ld8', 'ld16', 'ld32', 'ld64']) mb.importFunc('e', n, [T.F64, T.I32], [T.I32]);
   for (const n of ['st8', 'st16', 'st32']) mb.importFunc('e', n, [T.F64, T.I32, T.I32], [T.I32]);
   mb.importFunc('e', 'st64', [T.F64, T.I32, T.I32, T.I32], [T.I32]);
@@ -37,7 +38,9 @@ export function declareImports(mb: ModuleBuilder): void {
 // Flag-record kinds (flags.ts CC).
 const K_ADD = 1, K_SUB = 3, K_LOGIC = 5, K_INC = 6, K_DEC = 7, K_RESCO = 8;
 const SIDX: Record<number, number> = { 1: 0, 2: 1, 4: 2, 8: 3 };
-const P_RIP = 0, P_BUDGET = 1;
+const P_RIP = 0, P_BUDGET = 1, P_N = 2;
+/** Most instructions in a block (block-cache.ts MAX_BLOCK): a chained block needs this much budget left. */
+const MAX_BLOCK = 64;
 const enum RS { NONE = 0, CLEAN = 1, DIRTY = 2 }
 
 /** Mask of an operand size as i64 halves. */
@@ -50,6 +53,8 @@ export interface WasmLayout {
   base: number;
   /** Guest RAM's byte offset in the memory, or -1 when RAM is elsewhere (memory operands call JS). */
   ramBase: number;
+  /** Table slot of the block with this key (phys * 4 + mode), for chaining; null: never chain. */
+  slotFor: ((key: number) => number) | null;
 }
 
 /** Per-function emission state. */
@@ -60,6 +65,10 @@ class Fn {
   readonly ramBase: number;
   readonly ripI: number;
   readonly tX: number;
+  readonly tN: number;
+  readonly slotFor: ((key: number) => number) | null;
+  /** Physical page and in-page offset of the block start, its mode, and the block function type (chaining). */
+  physPage = 0; pageOff = 0; mode = 3; fnType = 0;
   private readonly regL: number[] = new Array(16).fill(-1);
   readonly regS = new Uint8Array(16);
   /** Registers read / written anywhere (first pass of a self-loop). */
@@ -76,7 +85,8 @@ class Fn {
   constructor(c: Code, layout: WasmLayout) {
     this.c = c;
     this.B = layout.base; this.ramBase = layout.ramBase;
-    this.ripI = c.local(T.I64); this.tX = c.local(T.I32);
+    this.ripI = c.local(T.I64); this.tX = c.local(T.I32); this.tN = c.local(T.I32);
+    this.slotFor = layout.slotFor;
     this.fRes = c.local(T.I64); this.fS1 = c.local(T.I64); this.fS2 = c.local(T.I64);
     this.tA = c.local(T.I64); this.tB = c.local(T.I64); this.tR = c.local(T.I64);
     this.tS = c.local(T.I64); this.tM = c.local(T.I64); this.tO = c.local(T.I64);
@@ -147,8 +157,29 @@ class Fn {
     const c = this.c;
     this.flushRegs(false); this.flushFlags(false);
     if (setRip !== null) { c.i32(0); setRip(); c.f64Store(this.B + RIP); }
-    if (this.loop) c.get(this.nL).i32(retired).op(Op.I32Add); else c.i32(retired);
+    c.get(this.loop ? this.nL : P_N).i32(retired).op(Op.I32Add);
     c.ret();
+  }
+  /**
+   * Leave for rip + delta. A target in the same page (so the same physical page and permissions) is entered
+   * directly through its table slot (a stub that returns, until it is translated; invalidation puts the stub
+   * back) while the budget allows a whole block and nothing asked for the run loop.
+   */
+  exitTo(retired: number, delta: number): void {
+    const t = this.pageOff + delta;
+    if (this.slotFor === null || t < 0 || t >= 4096) { this.exit(retired, () => this.rip(delta)); return; }
+    const c = this.c, slot = this.slotFor((this.physPage + t) * 4 + this.mode);
+    this.flushRegs(false); this.flushFlags(false);
+    c.get(this.loop ? this.nL : P_N).i32(retired).op(Op.I32Add).set(this.tN);
+    c.get(this.tN).i32(MAX_BLOCK).op(Op.I32Add).get(P_BUDGET).op(Op.I32LeS);
+    c.i32(0).i32Load(this.B + STOP).op(Op.I32Eqz, Op.I32And).if();
+    c.i32(0).get(this.tN).i32Store(this.B + LOOP_N);
+    c.i32(0).i32(slot).i32Store(this.B + CUR_SLOT);
+    c.i32(0); this.rip(delta); c.f64Store(this.B + CUR_RIP);
+    this.rip(delta); c.get(P_BUDGET).get(this.tN).i32(slot).returnCallIndirect(this.fnType);
+    c.end();
+    c.i32(0); this.rip(delta); c.f64Store(this.B + RIP);
+    c.get(this.tN).ret();
   }
   /** Push rip + delta (f64). */
   rip(delta: number): void { this.c.get(P_RIP); if (delta !== 0) this.c.f64(delta).op(Op.F64Add); }
@@ -607,7 +638,7 @@ export function translateBlockWasm(mb: ModuleBuilder, b: Block, handlers: Insn[]
   let loop = isSelfLoop(b);
   if (loop) {
     // A self-loop runs inside the function only when it calls no handler (no dispatch per pass).
-    const probe = new Fn(new Code(2), layout);
+    const probe = new Fn(new Code(3), { ...layout, slotFor: null });
     let off = 0;
     for (let k = 0; k < b.count - 1 && loop; k++) {
       const i = b.insns[k];
@@ -620,15 +651,17 @@ export function translateBlockWasm(mb: ModuleBuilder, b: Block, handlers: Insn[]
 }
 
 function emit(mb: ModuleBuilder, b: Block, handlers: Insn[], exportName: string, layout: WasmLayout, loopRegs: Uint8Array | null): number {
-  const { index, code: c } = mb.func([T.F64, T.I32], [T.I32], exportName);
+  const { index, code: c } = mb.func([T.F64, T.I32, T.I32], [T.I32], exportName);
   const f = new Fn(c, layout);
+  f.fnType = mb.type([T.F64, T.I32, T.I32], [T.I32]);
+  f.pageOff = b.phys % 4096; f.physPage = b.phys - f.pageOff; f.mode = b.mode;
   c.get(P_RIP).op(Op.I64TruncF64S).set(f.ripI);
   const loop = loopRegs !== null;
   if (loop) {
     // Registers stay in locals across passes: load them all up front, write all back at every exit.
     for (let r = 0; r < 16; r++) if (loopRegs[r]) { f.reg(r); c.drop(); f.regS[r] = RS.DIRTY; }
     f.loop = true;
-    c.i32(0).set(f.nL);
+    c.get(P_N).set(f.nL);
     c.loop();
   }
   let off = 0;
@@ -639,7 +672,7 @@ function emit(mb: ModuleBuilder, b: Block, handlers: Insn[], exportName: string,
     const last = k === b.count - 1;
     if (loop && last) {
       f.cond(i.sub);
-      c.op(Op.I32Eqz).if(); f.exit(b.count, () => f.rip(end)); c.end();
+      c.op(Op.I32Eqz).if(); f.exitTo(b.count, end); c.end();
       c.get(f.nL).i32(b.count).op(Op.I32Add).set(f.nL);
       // Flags leave the loop body in the state page so the next pass starts from "unknown" flags.
       f.flushFlags(true); f.fKind = -1;
@@ -669,10 +702,10 @@ function emit(mb: ModuleBuilder, b: Block, handlers: Insn[], exportName: string,
       // Last instruction by construction (control transfers end blocks).
       if (i.fn === C.jcc) {
         f.cond(i.sub);
-        c.if(); f.exit(b.count, () => f.rip(end + i.imm)); c.end();
-        f.exit(b.count, () => f.rip(end));
+        c.if(); f.exitTo(b.count, end + i.imm); c.end();
+        f.exitTo(b.count, end);
       } else if (i.fn === C.ret) f.exit(b.count, () => c.get(f.tR).op(Op.F64ConvertI64S));
-      else f.exit(b.count, () => f.rip(end + i.imm)); // jmp, call
+      else f.exitTo(b.count, end + i.imm); // jmp, call
       ended = true;
       break;
     } else if (out === Out.STORE && !last) {
@@ -680,6 +713,6 @@ function emit(mb: ModuleBuilder, b: Block, handlers: Insn[], exportName: string,
     }
     off = end;
   }
-  if (!ended) f.exit(b.count, () => f.rip(off));
+  if (!ended) f.exitTo(b.count, off);
   return index;
 }
