@@ -206,7 +206,7 @@ export class CpuState {
   tlbSmapCount = 0;
 
   constructor(readonly vp: number, readonly platform: PlatformServices) {
-    const w = platform.memory.wasm;
+    const w = platform.memory?.wasm ?? null; // unit tests build a CpuState without a platform
     if (w !== null && vp < w.areas) {
       this.stateMem = w.memory; this.stateBase = vp * w.areaSize; this.tlbInWasm = true;
       this.tlbTag = new Float64Array(w.memory.buffer, this.stateBase + TLB_TAG, 6 * 1024).fill(NaN);
