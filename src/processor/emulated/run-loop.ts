@@ -8,7 +8,7 @@ import { deliverFault, deliverInterrupt, deliverNmi } from './exceptions.js';
 import { IF } from './decoder.js';
 import { debugStep } from './debug.js';
 import type { Block } from './block-cache.js';
-import { jitThreshold, jitEngine, translateBlock, retiredBefore, type TranslatedBlock } from './jit.js';
+import { jitThreshold, jitEngine, jitStats, translateBlock, retiredBefore, type TranslatedBlock } from './jit.js';
 import { WasmJit } from './wasm/runtime.js';
 
 /** Instructions between polls of the virtual clock's timers. */
@@ -51,7 +51,9 @@ export function runCpu(cpu: Cpu, maxInsns: number): number {
         let t = b.jit;
         if (t === null && ++b.hits > jitThreshold) t = translateNow(cpu, b);
         if (t !== null) {
-          n += t(cpu, b, limit < nextPoll - n ? limit : nextPoll - n);
+          const k = t(cpu, b, limit < nextPoll - n ? limit : nextPoll - n);
+          jitStats.insns += k;
+          n += k;
           if (b.sys) cpu.irqCheck = true;
           continue;
         }
@@ -69,7 +71,7 @@ export function runCpu(cpu: Cpu, maxInsns: number): number {
 
 function pollClock(cpu: Cpu): void {
   // Blocks waiting for a wasm batch get compiled at least this often.
-  if (cpu.wasmJit !== null && cpu.wasmJit.pending) cpu.wasmJit.flush();
+  if (cpu.wasmJit !== null) cpu.wasmJit.poll();
   cpu.platform.clock.poll();
   cpu.irqCheck = true;
 }

@@ -153,6 +153,8 @@ export class ModuleBuilder {
   private memImport: { mod: string; name: string; minPages: number; maxPages?: number; shared: boolean } | null = null;
   private tableImport: { mod: string; name: string; min: number } | null = null;
   private readonly funcs: FuncDef[] = [];
+  /** Active element segments: [table slot, function index] placed into table 0 at instantiation. */
+  private readonly elems: Array<[number, number]> = [];
 
   type(params: T[], results: T[]): number {
     const key = `${params.join(',')}:${results.join(',')}`;
@@ -181,6 +183,9 @@ export class ModuleBuilder {
     this.funcs.push({ type: this.type(params, results), code, exportName });
     return { index: this.imports.length + this.funcs.length - 1, code };
   }
+
+  /** Put function `func` into slot `slot` of the imported table when the module is instantiated. */
+  elem(slot: number, func: number): void { this.elems.push([slot, func]); }
 
   build(): Uint8Array<ArrayBuffer> {
     const out: number[] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
@@ -224,6 +229,13 @@ export class ModuleBuilder {
     uleb(es, exported.length);
     for (const [f, k] of exported) { name(es, f.exportName!); es.push(0x00); uleb(es, this.imports.length + k); }
     section(7, es);
+    // Element section: one active segment per (slot, function), offsets as i32.const
+    if (this.elems.length > 0) {
+      const el: number[] = [];
+      uleb(el, this.elems.length);
+      for (const [slot, f] of this.elems) { el.push(0x00, 0x41); sleb32(el, slot); el.push(0x0b, 0x01); uleb(el, f); }
+      section(9, el);
+    }
     // Code section
     const cs: number[] = [];
     uleb(cs, this.funcs.length);

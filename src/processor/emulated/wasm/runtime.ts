@@ -11,7 +11,7 @@ import type { TranslatedBlock } from '../jit.js';
 import * as mmu from '../mmu.js';
 import { getCF, testCondition } from '../flags.js';
 import { ModuleBuilder } from './emitter.js';
-import { declareImports, translateBlockWasm } from './translate.js';
+import { IMPORTS, declareImports, translateBlockWasm } from './translate.js';
 import { CUR_RIP, CUR_SLOT, FS_BASE, GS_BASE, LOOP_N, MEM_HI, RIP, STOP, TLB_USER, syncFlags } from './state.js';
 import { F } from '../cpu-state.js';
 import { IF } from '../decoder.js';
@@ -21,6 +21,8 @@ import type { WasmLayout } from './translate.js';
 
 /** Blocks per module (more amortizes module overhead; fewer shortens the wait before a block runs translated). */
 const BATCH = 32;
+/** Clock polls (4096 instructions each) a partial batch waits before it is compiled anyway. */
+const POLLS_PER_FLUSH = 16;
 
 export const wasmStats = { modules: 0, blocks: 0, bytes: 0, compileMs: 0, failed: 0 };
 
@@ -34,10 +36,14 @@ export class WasmJit {
   immediate = false;
   private readonly layout: WasmLayout;
   /** Chaining: one table slot per block key; the stub returns to the run loop. */
-  private readonly table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
+  private readonly table: WebAssembly.Table;
   private readonly slots = new Map<number, number>();
   private readonly slotBlocks: (Block | null)[] = [];
   private readonly stub: WasmBlockFn;
+  /** Instructions translated code hands to their handlers (index = the `call` import's first argument). */
+  private readonly handlers: Insn[] = [];
+  /** What block modules import: the memory, the table, and wasm trampolines to the JS helpers. */
+  private readonly linked: Record<string, WebAssembly.ImportValue>;
 
   constructor(private readonly cpu: Cpu) {
     this.s = new Int32Array(cpu.stateMem.buffer, cpu.stateBase, 64);
@@ -51,7 +57,20 @@ export class WasmJit {
     const f = mb.func([T.F64, T.I32, T.I32], [T.I32], 'stub');
     f.code.i32(0).get(0).f64Store(cpu.stateBase + RIP).get(2);
     this.stub = new WebAssembly.Instance(new WebAssembly.Module(mb.build()), { e: { m: cpu.stateMem } }).exports.stub as WasmBlockFn;
-    for (let k = 0; k < this.table.length; k++) this.table.set(k, this.stub);
+    this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 }, this.stub);
+    // V8 compiles a wasm-to-JS wrapper per import for every new module; block modules import wasm functions
+    // of this one hub instead (wasm-to-wasm calls), so only the hub pays for the wrappers, once.
+    const hub = new ModuleBuilder();
+    const js = this.imports();
+    for (const [n, p, r] of IMPORTS) hub.importFunc('e', n, p, r);
+    IMPORTS.forEach(([n, p, r], k) => {
+      const t = hub.func(p, r, n);
+      for (let a = 0; a < p.length; a++) t.code.get(a);
+      t.code.call(k);
+    });
+    const ex = new WebAssembly.Instance(new WebAssembly.Module(hub.build()), { e: js }).exports;
+    this.linked = { m: cpu.stateMem, t: this.table };
+    for (const [n] of IMPORTS) this.linked[n] = ex[n] as WebAssembly.ImportValue;
   }
 
   private slotFor(key: number): number {
@@ -61,9 +80,7 @@ export class WasmJit {
       this.slots.set(key, s);
       this.slotBlocks.push(null);
       if (s >= this.table.length) {
-        const old = this.table.length;
-        this.table.grow(old);
-        for (let k = old; k < this.table.length; k++) this.table.set(k, this.stub);
+        this.table.grow(this.table.length, this.stub);
       }
     }
     return s;
@@ -75,7 +92,13 @@ export class WasmJit {
     if (s !== undefined && this.slotBlocks[s] === b) { this.table.set(s, this.stub); this.slotBlocks[s] = null; }
   }
 
-  get pending(): boolean { return this.queue.length > 0; }
+  /** Polls of the clock since the queue got its first block. */
+  private waited = 0;
+
+  /** Called at every clock poll (every few thousand instructions): a partial batch waits a few polls at most. */
+  poll(): void {
+    if (this.queue.length > 0 && ++this.waited >= POLLS_PER_FLUSH) this.flush();
+  }
 
   enqueue(b: Block): void {
     this.queue.push(b);
@@ -84,18 +107,22 @@ export class WasmJit {
 
   /** Compile every queued block that is still valid. */
   flush(): void {
+    this.waited = 0;
     const blocks = this.queue.filter((b) => b.valid && b.jit === null);
     this.queue = [];
     if (blocks.length === 0) return;
     const t0 = performance.now();
     const mb = new ModuleBuilder();
     declareImports(mb);
-    const handlers: Insn[] = [];
-    for (let k = 0; k < blocks.length; k++) translateBlockWasm(mb, blocks[k], handlers, `b${k}`, this.layout);
+    for (let k = 0; k < blocks.length; k++) {
+      const fi = translateBlockWasm(mb, blocks[k], this.handlers, `b${k}`, this.layout);
+      // The module fills the block's table slot itself (far cheaper than Table.set from JS).
+      if (this.layout.slotFor !== null) mb.elem(this.slotFor(blocks[k].key), fi);
+    }
     const bytes = mb.build();
     let inst: WebAssembly.Instance;
     try {
-      inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { e: this.imports(handlers) });
+      inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { e: this.linked });
     } catch (e) {
       // A translator bug must not take the guest down: those blocks stay interpreted.
       wasmStats.failed += blocks.length;
@@ -107,10 +134,7 @@ export class WasmJit {
     for (let k = 0; k < blocks.length; k++) {
       const b = blocks[k], fn = inst.exports[`b${k}`] as WasmBlockFn;
       b.jit = this.wrap(fn);
-      if (this.layout.slotFor !== null) {
-        const s = this.slotFor(b.key);
-        this.table.set(s, fn); this.slotBlocks[s] = b;
-      }
+      if (this.layout.slotFor !== null) this.slotBlocks[this.slotFor(b.key)] = b;
     }
   }
 
@@ -166,12 +190,10 @@ export class WasmJit {
     return this.cpu.codeDirty ? 1 : 0;
   }
 
-  private imports(handlers: Insn[]): Record<string, WebAssembly.ImportValue> {
-    const cpu = this.cpu, s = this.s, d = this.d;
+  private imports(): Record<string, WebAssembly.ImportValue> {
+    const cpu = this.cpu, s = this.s, d = this.d, handlers = this.handlers;
     const tag = cpu.tlbTag, add = cpu.tlbAddend;
     return {
-      m: cpu.stateMem,
-      t: this.table,
       ld8: (ea: number, off: number): number => {
         const x = (cpu.cpl === 3 ? 1024 : 0) + ((ea >>> 12) & 1023);
         if (tag[x] === ea - (ea & 4095)) return cpu.ram[ea + add[x]];

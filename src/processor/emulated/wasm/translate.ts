@@ -24,15 +24,18 @@ import { CUR_RIP, CUR_SLOT, CC_AUX, CC_OP, CC_RES, CC_SRC1, CC_SRC2, CC_VALID, F
 /** Import function indices (runtime.ts provides them in this order). */
 export const enum Imp { LD8, LD16, LD32, LD64, ST8, ST16, ST32, ST64, COND, GETCF, CALL }
 
+/** The JS helpers translated code calls, in Imp order: name, parameter and result types. */
+export const IMPORTS: ReadonlyArray<readonly [string, T[], T[]]> = [
+  ['ld8', [T.F64, T.I32], [T.I32]], ['ld16', [T.F64, T.I32], [T.I32]], ['ld32', [T.F64, T.I32], [T.I32]], ['ld64', [T.F64, T.I32], [T.I32]],
+  ['st8', [T.F64, T.I32, T.I32], [T.I32]], ['st16', [T.F64, T.I32, T.I32], [T.I32]], ['st32', [T.F64, T.I32, T.I32], [T.I32]],
+  ['st64', [T.F64, T.I32, T.I32, T.I32], [T.I32]],
+  ['cond', [T.I32], [T.I32]], ['getcf', [], [T.I32]], ['call', [T.I32, T.I32, T.I32], [T.I32]],
+];
+
 export function declareImports(mb: ModuleBuilder): void {
   mb.importMemory('e', 'm', 1);
   mb.importTable('e', 't', 1);
-  for (const n of ['ld8', 'ld16', 'ld32', 'ld64']) mb.importFunc('e', n, [T.F64, T.I32], [T.I32]);
-  for (const n of ['st8', 'st16', 'st32']) mb.importFunc('e', n, [T.F64, T.I32, T.I32], [T.I32]);
-  mb.importFunc('e', 'st64', [T.F64, T.I32, T.I32, T.I32], [T.I32]);
-  mb.importFunc('e', 'cond', [T.I32], [T.I32]);
-  mb.importFunc('e', 'getcf', [], [T.I32]);
-  mb.importFunc('e', 'call', [T.I32, T.I32, T.I32], [T.I32]);
+  for (const [n, p, r] of IMPORTS) mb.importFunc('e', n, p, r);
 }
 
 // Flag-record kinds (flags.ts CC).
