@@ -20,11 +20,16 @@ import { T } from './emitter.js';
 import type { WasmLayout } from './translate.js';
 
 /** Blocks per module (more amortizes module overhead; fewer shortens the wait before a block runs translated). */
-const BATCH = 32;
+const BATCH = envInt('HYPERTS_WASM_BATCH', 128);
 /** Clock polls (4096 instructions each) a partial batch waits before it is compiled anyway. */
-const POLLS_PER_FLUSH = 16;
+const POLLS_PER_FLUSH = envInt('HYPERTS_WASM_POLLS', 256);
 
-export const wasmStats = { modules: 0, blocks: 0, bytes: 0, compileMs: 0, failed: 0 };
+function envInt(name: string, dflt: number): number {
+  const v = Number(process.env[name]);
+  return Number.isInteger(v) && v > 0 ? v : dflt;
+}
+
+export const wasmStats = { modules: 0, blocks: 0, bytes: 0, compileMs: 0, failed: 0, emitMs: 0, moduleMs: 0, instanceMs: 0 };
 
 type WasmBlockFn = (rip: number, budget: number, n: number) => number;
 
@@ -122,7 +127,11 @@ export class WasmJit {
     const bytes = mb.build();
     let inst: WebAssembly.Instance;
     try {
-      inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { e: this.linked });
+      const t1 = performance.now();
+      const mod = new WebAssembly.Module(bytes);
+      const t2 = performance.now();
+      inst = new WebAssembly.Instance(mod, { e: this.linked });
+      wasmStats.emitMs += t1 - t0; wasmStats.moduleMs += t2 - t1; wasmStats.instanceMs += performance.now() - t2;
     } catch (e) {
       // A translator bug must not take the guest down: those blocks stay interpreted.
       wasmStats.failed += blocks.length;
