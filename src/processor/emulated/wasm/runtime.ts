@@ -9,7 +9,7 @@ import type { Block } from '../block-cache.js';
 import type { Insn } from '../decoder.js';
 import type { TranslatedBlock } from '../jit.js';
 import * as mmu from '../mmu.js';
-import { getCF, testCondition } from '../flags.js';
+import { getArithFlags, getCF, testCondition } from '../flags.js';
 import { ModuleBuilder } from './emitter.js';
 import { IMPORTS, declareImports, translateBlockWasm } from './translate.js';
 import { CUR_RIP, CUR_SLOT, FS_BASE, GS_BASE, LOOP_N, MEM_HI, RIP, STOP, TLB_USER, syncFlags } from './state.js';
@@ -264,6 +264,7 @@ export class WasmJit {
       },
       cond: (cc: number): number => { syncFlags(cpu, s); return testCondition(cpu, cc) ? 1 : 0; },
       getcf: (): number => { syncFlags(cpu, s); return getCF(cpu); },
+      flags: (): number => { syncFlags(cpu, s); return getArithFlags(cpu); },
       call: (k: number, off: number, end: number): number => {
         syncFlags(cpu, s);
         const i = handlers[k], r = d[CUR_RIP >> 3];

@@ -22,14 +22,14 @@ import * as Y from '../exec-system.js';
 import { CUR_RIP, CUR_SLOT, CC_AUX, CC_OP, CC_RES, CC_SRC1, CC_SRC2, CC_VALID, FS_BASE, GS_BASE, LOOP_N, MEM_HI, RIP, STOP, TLB_ADD, TLB_TAG, TLB_USER, TLB_WRITE } from './state.js';
 
 /** Import function indices (runtime.ts provides them in this order). */
-export const enum Imp { LD8, LD16, LD32, LD64, ST8, ST16, ST32, ST64, COND, GETCF, CALL }
+export const enum Imp { LD8, LD16, LD32, LD64, ST8, ST16, ST32, ST64, COND, GETCF, CALL, FLAGS }
 
 /** The JS helpers translated code calls, in Imp order: name, parameter and result types. */
 export const IMPORTS: ReadonlyArray<readonly [string, T[], T[]]> = [
   ['ld8', [T.F64, T.I32], [T.I32]], ['ld16', [T.F64, T.I32], [T.I32]], ['ld32', [T.F64, T.I32], [T.I32]], ['ld64', [T.F64, T.I32], [T.I32]],
   ['st8', [T.F64, T.I32, T.I32], [T.I32]], ['st16', [T.F64, T.I32, T.I32], [T.I32]], ['st32', [T.F64, T.I32, T.I32], [T.I32]],
   ['st64', [T.F64, T.I32, T.I32, T.I32], [T.I32]],
-  ['cond', [T.I32], [T.I32]], ['getcf', [], [T.I32]], ['call', [T.I32, T.I32, T.I32], [T.I32]],
+  ['cond', [T.I32], [T.I32]], ['getcf', [], [T.I32]], ['call', [T.I32, T.I32, T.I32], [T.I32]], ['flags', [], [T.I32]],
 ];
 
 export function declareImports(mb: ModuleBuilder): void {
@@ -39,7 +39,9 @@ export function declareImports(mb: ModuleBuilder): void {
 }
 
 // Flag-record kinds (flags.ts CC).
-const K_ADD = 1, K_SUB = 3, K_LOGIC = 5, K_INC = 6, K_DEC = 7, K_RESCO = 8;
+const K_FLAGS = 0, K_ADD = 1, K_ADC = 2, K_SUB = 3, K_SBB = 4, K_LOGIC = 5, K_INC = 6, K_DEC = 7, K_RESCO = 8;
+/** Kinds whose record holds both sources. */
+const hasSrc = (k: number): boolean => k >= K_ADD && k <= K_SBB || k === K_INC || k === K_DEC;
 const SIDX: Record<number, number> = { 1: 0, 2: 1, 4: 2, 8: 3 };
 const P_RIP = 0, P_BUDGET = 1, P_N = 2;
 /** Most instructions in a block (block-cache.ts MAX_BLOCK): a chained block needs this much budget left. */
@@ -146,10 +148,11 @@ class Fn {
   flushFlags(markClean: boolean): void {
     if (!this.fDirty) return;
     const c = this.c, k = this.fKind;
-    c.i32(0).i32((k << 2) | SIDX[this.fSize]).i32Store(this.B + CC_OP);
+    c.i32(0).i32(k === K_FLAGS ? 0 : (k << 2) | SIDX[this.fSize]).i32Store(this.B + CC_OP);
     c.i32(0).get(this.fRes).i64Store(this.B + CC_RES);
-    if (k !== K_LOGIC && k !== K_RESCO) { c.i32(0).get(this.fS1).i64Store(this.B + CC_SRC1); c.i32(0).get(this.fS2).i64Store(this.B + CC_SRC2); }
-    if (k === K_INC || k === K_DEC || k === K_RESCO) c.i32(0).get(this.fAux).i32Store(this.B + CC_AUX);
+    if (hasSrc(k) || k === K_FLAGS) c.i32(0).get(this.fS1).i64Store(this.B + CC_SRC1);
+    if (hasSrc(k)) c.i32(0).get(this.fS2).i64Store(this.B + CC_SRC2);
+    if (k === K_INC || k === K_DEC || k === K_RESCO || k === K_ADC || k === K_SBB) c.i32(0).get(this.fAux).i32Store(this.B + CC_AUX);
     c.i32(0).i32(1).i32Store(this.B + CC_VALID);
     if (markClean) this.fDirty = false;
   }
@@ -192,7 +195,37 @@ class Fn {
     const c = this.c;
     this.fKind = kind; this.fSize = s; this.fDirty = true;
     c.get(this.tR).set(this.fRes);
-    if (kind !== K_LOGIC && kind !== K_RESCO) { c.get(this.tA).set(this.fS1); c.get(this.tB).set(this.fS2); }
+    if (hasSrc(kind)) { c.get(this.tA).set(this.fS1); c.get(this.tB).set(this.fS2); }
+  }
+  /** Pending record = materialized flags `bits` (i32 on the stack), as setArithFlags does. */
+  setFlagBits(): void {
+    const c = this.c;
+    c.i32(0x8d5).op(Op.I32And, Op.I64ExtendI32U).set(this.fS1);
+    c.i64s(0).set(this.fRes);
+    this.fKind = K_FLAGS; this.fSize = 1; this.fDirty = true;
+  }
+  /** Bit `n` (0/1 i32) of the materialized flags in fS1. */
+  private bit(n: number): void { this.c.get(this.fS1).op(Op.I32WrapI64).i32(n).op(Op.I32ShrU).i32(1).op(Op.I32And); }
+  private af(): void {
+    const c = this.c;
+    switch (this.fKind) {
+      case K_FLAGS: this.bit(4); return;
+      case K_LOGIC: c.i32(0); return;
+      case K_RESCO: c.get(this.fAux).i32(2).op(Op.I32ShrU).i32(1).op(Op.I32And); return;
+      default: c.get(this.fS1).get(this.fS2).op(Op.I64Xor).get(this.fRes).op(Op.I64Xor, Op.I32WrapI64).i32(4).op(Op.I32ShrU).i32(1).op(Op.I32And);
+    }
+  }
+  /** Push CF PF AF ZF SF OF as RFLAGS bits (i32). */
+  bits(): void {
+    const c = this.c;
+    if (this.fKind < 0) { this.sync(); c.call(Imp.FLAGS); return; }
+    if (this.fKind === K_FLAGS) { c.get(this.fS1).op(Op.I32WrapI64); return; }
+    this.cf();
+    this.pf(); c.i32(2).op(Op.I32Shl, Op.I32Or);
+    this.af(); c.i32(4).op(Op.I32Shl, Op.I32Or);
+    this.zf(); c.i32(6).op(Op.I32Shl, Op.I32Or);
+    this.sf(); c.i32(7).op(Op.I32Shl, Op.I32Or);
+    this.of(); c.i32(11).op(Op.I32Shl, Op.I32Or);
   }
 
   // ---- conditions on the pending record
@@ -204,6 +237,11 @@ class Fn {
     switch (this.fKind) {
       case K_ADD: c.get(this.fRes).get(this.fS1).op(Op.I64LtU); return;
       case K_SUB: c.get(this.fS1).get(this.fS2).op(Op.I64LtU); return;
+      case K_ADC: // carry-in 1: a + b + 1 carries when the result is <= a
+        c.get(this.fRes).get(this.fS1).op(Op.I64LeU).get(this.fRes).get(this.fS1).op(Op.I64LtU).get(this.fAux).select(); return;
+      case K_SBB:
+        c.get(this.fS1).get(this.fS2).op(Op.I64LeU).get(this.fS1).get(this.fS2).op(Op.I64LtU).get(this.fAux).select(); return;
+      case K_FLAGS: this.bit(0); return;
       case K_LOGIC: c.i32(0); return;
       default: c.get(this.fAux).i32(1).op(Op.I32And); return;
     }
@@ -211,19 +249,20 @@ class Fn {
   private of(): void {
     const c = this.c;
     switch (this.fKind) {
-      case K_ADD: case K_INC:
+      case K_FLAGS: this.bit(11); return;
+      case K_ADD: case K_INC: case K_ADC:
         c.get(this.fS1).get(this.fRes).op(Op.I64Xor).get(this.fS2).get(this.fRes).op(Op.I64Xor, Op.I64And).set(this.tO);
         this.sign(this.tO); return;
-      case K_SUB: case K_DEC:
+      case K_SUB: case K_DEC: case K_SBB:
         c.get(this.fS1).get(this.fS2).op(Op.I64Xor).get(this.fS1).get(this.fRes).op(Op.I64Xor, Op.I64And).set(this.tO);
         this.sign(this.tO); return;
       case K_LOGIC: c.i32(0); return;
       default: c.get(this.fAux).i32(1).op(Op.I32ShrU).i32(1).op(Op.I32And); return;
     }
   }
-  private zf(): void { this.c.get(this.fRes).op(Op.I64Eqz); }
-  private sf(): void { this.sign(this.fRes); }
-  private pf(): void { this.c.get(this.fRes).op(Op.I32WrapI64).i32(0xff).op(Op.I32And, Op.I32Popcnt).i32(1).op(Op.I32And, Op.I32Eqz); }
+  private zf(): void { if (this.fKind === K_FLAGS) this.bit(6); else this.c.get(this.fRes).op(Op.I64Eqz); }
+  private sf(): void { if (this.fKind === K_FLAGS) this.bit(7); else this.sign(this.fRes); }
+  private pf(): void { if (this.fKind === K_FLAGS) { this.bit(2); return; } this.c.get(this.fRes).op(Op.I32WrapI64).i32(0xff).op(Op.I32And, Op.I32Popcnt).i32(1).op(Op.I32And, Op.I32Eqz); }
   /** Signed view of a pending operand at the record's size. */
   private sext(l: number): void {
     const c = this.c;
@@ -347,7 +386,9 @@ class Fn {
 /** Result of translating one instruction inline. */
 const enum Out { NO = 0, NONE = 1, STORE = 2, BRANCH = 3 }
 
+/** ALU sub-operations that overwrite every flag without reading one (adc/sbb read CF). */
 const ALU_OPS = [0, 1, 4, 5, 6, 7];
+const ALU_ALL = [0, 1, 2, 3, 4, 5, 6, 7];
 
 /** Compute tR = tA op tB at size s (tA, tB zero-extended). */
 function aluCompute(f: Fn, op: number, s: number): void {
@@ -358,12 +399,14 @@ function aluCompute(f: Fn, op: number, s: number): void {
     case 1: c.op(Op.I64Or); break;
     case 4: c.op(Op.I64And); break;
     case 6: c.op(Op.I64Xor); break;
+    case 2: c.op(Op.I64Add).get(f.t32).op(Op.I64ExtendI32U, Op.I64Add); break; // adc: carry-in in t32
+    case 3: c.op(Op.I64Sub).get(f.t32).op(Op.I64ExtendI32U, Op.I64Sub); break; // sbb
     default: c.op(Op.I64Sub); break;
   }
-  if (s !== 8 && (op === 0 || op === 5 || op === 7)) c.i64(maskLo(s), maskHi(s)).op(Op.I64And);
+  if (s !== 8 && op !== 1 && op !== 4 && op !== 6) c.i64(maskLo(s), maskHi(s)).op(Op.I64And);
   c.set(f.tR);
 }
-function aluKind(op: number): number { return op === 0 ? K_ADD : op === 5 || op === 7 ? K_SUB : K_LOGIC; }
+function aluKind(op: number): number { return op === 0 ? K_ADD : op === 2 ? K_ADC : op === 3 ? K_SBB : op === 5 || op === 7 ? K_SUB : K_LOGIC; }
 
 /** Push the zero-extended immediate of size s. */
 function imm(f: Fn, i: Insn, s: number): void {
@@ -386,7 +429,17 @@ function insn(f: Fn, i: Insn, off: number, end: number, flagsDead: boolean): Out
     if (!f.ea(i, end)) return Out.NO;
     f.load(s, off); f.setReg(i.reg); return Out.NONE;
   }
-  if (fn === D.movEG && mem && (s === 8 || s === 4 || s === 1)) {
+  if (fn === D.movGE && (s === 1 || s === 2)) {
+    if (!mem) f.regSized(rmOf(i, s), s); else { if (!f.ea(i, end)) return Out.NO; f.load(s, off); }
+    f.setRegSized(regOf(i, s), s); return Out.NONE;
+  }
+  if (fn === D.movEG && !mem && (s === 1 || s === 2)) { f.regSized(regOf(i, s), s); f.setRegSized(rmOf(i, s), s); return Out.NONE; }
+  if (fn === D.movEI && (s === 1 || s === 2)) {
+    if (!mem) { imm(f, i, s); f.setRegSized(rmOf(i, s), s); return Out.NONE; }
+    f.store(s, off, () => f.ea(i, end), () => imm(f, i, s));
+    return Out.STORE;
+  }
+  if (fn === D.movEG && mem) {
     if (!eaOk(i)) return Out.NO;
     f.store(s, off, () => f.ea(i, end), () => f.regSized(regOf(i, s), s));
     return Out.STORE;
@@ -431,7 +484,8 @@ function insn(f: Fn, i: Insn, off: number, end: number, flagsDead: boolean): Out
   if (fn === A.aluRR32 || fn === A.aluRR64) afn = A.aluEG;
   if (fn === A.aluRI32 || fn === A.aluRI64) afn = A.aluEI;
   const op = i.sub;
-  if ((afn === A.aluEG || afn === A.aluGE || afn === A.aluEI || afn === A.aluAI) && ALU_OPS.includes(op) && (s === 8 || s === 4 || s === 1)) {
+  if ((afn === A.aluEG || afn === A.aluGE || afn === A.aluEI || afn === A.aluAI) && ALU_ALL.includes(op)) {
+    if (op === 2 || op === 3) { f.carry(); c.set(f.t32); }
     if (afn === A.aluAI || afn === A.aluGE || !mem) {
       const dst = afn === A.aluAI ? 0 : afn === A.aluGE ? regOf(i, s) : rmOf(i, s);
       f.regSized(dst, s); c.set(f.tA);
@@ -443,6 +497,7 @@ function insn(f: Fn, i: Insn, off: number, end: number, flagsDead: boolean): Out
       aluCompute(f, op, s);
       if (op !== 7) { c.get(f.tR); f.setRegSized(dst, s); }
       f.setFlags(aluKind(op), s);
+      if (op === 2 || op === 3) c.get(f.t32).set(f.fAux);
       return Out.NONE;
     }
     if (!eaOk(i)) return Out.NO;
@@ -452,9 +507,10 @@ function insn(f: Fn, i: Insn, off: number, end: number, flagsDead: boolean): Out
     aluCompute(f, op, s);
     if (op !== 7) f.store(s, off, () => c.get(f.tE), () => c.get(f.tR));
     f.setFlags(aluKind(op), s);
+    if (op === 2 || op === 3) c.get(f.t32).set(f.fAux);
     return op !== 7 ? Out.STORE : Out.NONE;
   }
-  if ((fn === A.testEG || fn === A.testAI || fn === A.testEI) && (s === 8 || s === 4 || s === 1)) {
+  if (fn === A.testEG || fn === A.testAI || fn === A.testEI) {
     if (fn === A.testAI) f.regSized(0, s);
     else if (!mem) f.regSized(rmOf(i, s), s);
     else { if (!f.ea(i, end)) return Out.NO; f.load(s, off); }
@@ -463,15 +519,31 @@ function insn(f: Fn, i: Insn, off: number, end: number, flagsDead: boolean): Out
     f.setFlags(K_LOGIC, s);
     return Out.NONE;
   }
-  if (fn === A.incDec && (s === 8 || s === 4) && !mem && (i.sub === 0 || i.sub === 1)) {
+  if (fn === A.incDec && (i.sub === 0 || i.sub === 1)) {
+    // CF is kept: it becomes the record's aux (flags.ts INC/DEC).
     const dec = i.sub === 1;
     f.carry(); c.set(f.t32);
-    f.regSized(i.rm, s); c.set(f.tA);
+    if (!mem) f.regSized(rmOf(i, s), s); else { f.ea(i, end); f.load(s, off); }
+    c.set(f.tA);
     c.i64s(1).set(f.tB);
     aluCompute(f, dec ? 5 : 0, s);
-    c.get(f.tR); f.setReg(i.rm);
+    if (!mem) { c.get(f.tR); f.setRegSized(rmOf(i, s), s); } else f.store(s, off, () => c.get(f.tE), () => c.get(f.tR));
     f.setFlags(dec ? K_DEC : K_INC, s);
     c.get(f.t32).set(f.fAux);
+    return mem ? Out.STORE : Out.NONE;
+  }
+  if (fn === A.bswap && (s === 8 || s === 4)) {
+    if (s === 8) {
+      f.reg(i.rm); c.set(f.tA);
+      c.get(f.tA).i64s(8).op(Op.I64ShrU).i64(0x00ff00ff, 0x00ff00ff).op(Op.I64And).get(f.tA).i64(0x00ff00ff, 0x00ff00ff).op(Op.I64And).i64s(8).op(Op.I64Shl, Op.I64Or).set(f.tA);
+      c.get(f.tA).i64s(16).op(Op.I64ShrU).i64(0x0000ffff, 0x0000ffff).op(Op.I64And).get(f.tA).i64(0x0000ffff, 0x0000ffff).op(Op.I64And).i64s(16).op(Op.I64Shl, Op.I64Or);
+      c.i64s(32).op(Op.I64Rotl);
+    } else {
+      f.reg(i.rm); c.op(Op.I32WrapI64).set(f.t32);
+      c.get(f.t32).i32(8).op(Op.I32ShrU).i32(0x00ff00ff).op(Op.I32And).get(f.t32).i32(0x00ff00ff).op(Op.I32And).i32(8).op(Op.I32Shl, Op.I32Or);
+      c.i32(16).op(Op.I32Rotl, Op.I64ExtendI32U);
+    }
+    f.setReg(i.rm);
     return Out.NONE;
   }
   if (fn === A.group3 && !mem && (s === 8 || s === 4) && (i.sub === 2 || i.sub === 3)) {
@@ -482,8 +554,9 @@ function insn(f: Fn, i: Insn, off: number, end: number, flagsDead: boolean): Out
     f.setFlags(K_SUB, s);
     return Out.NONE;
   }
-  if (fn === A.shiftImm && !mem && (s === 8 || s === 4) && i.sub >= 4) {
-    const n = i.imm & (s === 8 ? 63 : 31);
+  const shiftN = fn === A.shift1 ? 1 : i.imm & (s === 8 ? 63 : 31);
+  if ((fn === A.shiftImm || fn === A.shift1) && !mem && (s === 8 || s === 4) && i.sub >= 4) {
+    const n = shiftN;
     if (n === 0) return Out.NO;
     const shl = i.sub === 4 || i.sub === 6, shr = i.sub === 5;
     const B = s * 8;
@@ -508,11 +581,54 @@ function insn(f: Fn, i: Insn, off: number, end: number, flagsDead: boolean): Out
     } else f.fKind = -2; // dead: nothing can observe them before the next full writer
     return Out.NONE;
   }
-  if (fn === A.shiftImm && !mem && (s === 8 || s === 4) && (i.sub === 0 || i.sub === 1) && flagsDead) {
-    const n = i.imm & (s === 8 ? 63 : 31);
+  if ((fn === A.shiftImm || fn === A.shift1) && !mem && (s === 8 || s === 4) && (i.sub === 0 || i.sub === 1)) {
+    const n = shiftN, B = s * 8;
     if (s === 8) { if (n !== 0) { f.reg(i.rm); c.i64s(n).op(i.sub === 0 ? Op.I64Rotl : Op.I64Rotr); f.setReg(i.rm); } }
     else { f.reg(i.rm); c.op(Op.I32WrapI64).i32(n).op(i.sub === 0 ? Op.I32Rotl : Op.I32Rotr, Op.I64ExtendI32U); f.setReg(i.rm); }
-    if (n !== 0) f.fKind = -2;
+    if (n === 0) return Out.NONE;
+    if (flagsDead) { f.fKind = -2; return Out.NONE; }
+    // Only CF and OF change: rol CF = bit 0, OF = msb ^ CF; ror CF = msb, OF = msb ^ next bit.
+    f.reg(i.rm); c.set(f.tR);
+    const bitOf = (k: number): void => { c.get(f.tR).i64s(k).op(Op.I64ShrU, Op.I32WrapI64).i32(1).op(Op.I32And); };
+    if (i.sub === 0) { bitOf(0); c.set(f.t32); bitOf(B - 1); c.get(f.t32).op(Op.I32Xor); }
+    else { bitOf(B - 1); c.set(f.t32); bitOf(B - 1); bitOf(B - 2); c.op(Op.I32Xor); }
+    c.set(f.t32b); // OF
+    f.bits(); c.i32(~0x801).op(Op.I32And).get(f.t32).op(Op.I32Or).get(f.t32b).i32(11).op(Op.I32Shl, Op.I32Or);
+    f.setFlagBits();
+    return Out.NONE;
+  }
+  if (fn === A.shiftCl && !mem && (s === 8 || s === 4) && i.sub >= 4) {
+    // Count 0 changes nothing (a 32-bit destination is still zero-extended): flags are only known at run time,
+    // so a live record goes to the state page now and the new one is written there when the count is not 0.
+    const shl = i.sub === 4 || i.sub === 6, shr = i.sub === 5, B = s * 8;
+    f.reg(1); c.op(Op.I32WrapI64).i32(B - 1).op(Op.I32And).set(f.t32b);
+    f.regSized(i.rm, s); c.set(f.tA);
+    const shift = (count: () => void): void => {
+      if (shl) { c.get(f.tA); count(); c.op(Op.I64Shl); }
+      else if (shr) { c.get(f.tA); count(); c.op(Op.I64ShrU); }
+      else { c.get(f.tA); if (s === 4) c.op(Op.I64Extend32S); count(); c.op(Op.I64ShrS); }
+      if (s === 4) c.i64(-1, 0).op(Op.I64And);
+    };
+    shift(() => c.get(f.t32b).op(Op.I64ExtendI32U));
+    c.set(f.tR);
+    c.get(f.tR); f.setReg(i.rm);
+    if (flagsDead) { f.fKind = -2; return Out.NONE; }
+    f.flushFlags(true);
+    c.get(f.t32b).if();
+    if (shl) c.get(f.tA).i64s(B).get(f.t32b).op(Op.I64ExtendI32U, Op.I64Sub, Op.I64ShrU);
+    else if (shr) c.get(f.tA).get(f.t32b).i32(1).op(Op.I32Sub, Op.I64ExtendI32U, Op.I64ShrU);
+    else { c.get(f.tA); if (s === 4) c.op(Op.I64Extend32S); c.get(f.t32b).i32(1).op(Op.I32Sub, Op.I64ExtendI32U, Op.I64ShrS); }
+    c.op(Op.I32WrapI64).i32(1).op(Op.I32And).set(f.t32);
+    if (shl) c.get(f.tR).i64s(B - 1).op(Op.I64ShrU, Op.I32WrapI64).get(f.t32).op(Op.I32Xor);
+    else if (shr) c.get(f.tA).i64s(B - 1).op(Op.I64ShrU, Op.I32WrapI64);
+    else c.i32(0);
+    c.i32(1).op(Op.I32Shl).get(f.t32).op(Op.I32Or).set(f.fAux);
+    c.i32(0).i32((K_RESCO << 2) | SIDX[s]).i32Store(f.B + CC_OP);
+    c.i32(0).get(f.tR).i64Store(f.B + CC_RES);
+    c.i32(0).get(f.fAux).i32Store(f.B + CC_AUX);
+    c.i32(0).i32(1).i32Store(f.B + CC_VALID);
+    c.end();
+    f.fKind = -1; f.fDirty = false;
     return Out.NONE;
   }
   if ((fn === A.imul2 || fn === A.imul3) && (s === 8 || s === 4)) {
