@@ -5,13 +5,13 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { readSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { nativeLibc } from '../host/native-libc.js';
 
 const POLLIN = 1, POLLERR = 8, POLLHUP = 16, POLLNVAL = 32;
 const { fd, stop } = workerData as { fd: number; stop: SharedArrayBuffer };
 const flag = new Int32Array(stop);
-const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-const poll = koffi.load('libc.so.6').func('int poll(void *fds, unsigned long nfds, int timeout)');
+const { koffi, lib } = nativeLibc();
+const poll = lib.func('int poll(void *fds, unsigned long nfds, int timeout)');
 const pfd = new Uint8Array(8);
 const pv = new DataView(pfd.buffer);
 pv.setInt32(0, fd, true);

@@ -4,7 +4,7 @@
  * the page cache on the event loop.
  * Loaded lazily; every caller has a fallback when the binding or the call is unavailable.
  */
-import { createRequire } from 'node:module';
+import { nativeLibc } from '../host/native-libc.js';
 
 interface HostCalls {
   fallocate(fd: number, mode: number, off: number, len: number): number;
@@ -24,9 +24,7 @@ let cached: HostCalls | null | undefined;
 function host(): HostCalls | null {
   if (cached !== undefined) return cached;
   try {
-    const require = createRequire(import.meta.url);
-    const koffi = require('koffi') as typeof import('koffi');
-    const lib = koffi.load('libc.so.6');
+    const { koffi, lib } = nativeLibc();
     const fallocate = lib.func('int fallocate(int fd, int mode, int64_t off, int64_t len)');
     const fcntl = lib.func('int fcntl(int fd, int cmd, void *arg)');
     // The iovec is built by hand: marshalling a struct object costs about twice the system call.

@@ -9,7 +9,7 @@
  * sends fail with EPIPE). The receiver closes every descriptor of a message it does not accept.
  * Bound with koffi (Node has no SCM_RIGHTS for files); every user has a fallback when it is unavailable.
  */
-import { createRequire } from 'node:module';
+import { nativeLibc } from '../host/native-libc.js';
 import { closeSync } from 'node:fs';
 
 interface Calls {
@@ -26,9 +26,7 @@ let cached: Calls | null | undefined;
 function calls(): Calls | null {
   if (cached !== undefined) return cached;
   try {
-    const require = createRequire(import.meta.url);
-    const koffi = require('koffi') as typeof import('koffi');
-    const lib = koffi.load('libc.so.6');
+    const { koffi, lib } = nativeLibc();
     const socketpair = lib.func('int socketpair(int domain, int type, int protocol, void *sv)');
     const sendmsg = lib.func('long sendmsg(int fd, void *msg, int flags)');
     const recvmsg = lib.func('long recvmsg(int fd, void *msg, int flags)');

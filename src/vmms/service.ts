@@ -3,41 +3,39 @@
  * process, drives the VM state machine and records every transition in the event log. Clients (REST API,
  * WebSocket, CLI, web console) only ever talk to this class.
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { chmodSync, chownSync, constants, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
-import { copyFileAtomic, removeFileDurably } from '../platform/state-files.js';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { removeFileDurably } from '../platform/state-files.js';
 import { checkPrivateDirectory } from './file-checks.js';
-import { closeFds, isolationSupport, sandboxCommand, WORKER_UID, type SandboxLaunch } from './sandbox.js';
+import { closeFds, isolationSupport } from './sandbox.js';
 import { defaultVirtualDiskDir } from './paths.js';
-import { randomUUID } from 'node:crypto';
 import { cpus, freemem, totalmem, hostname } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { applySettings, defaultConfig, icName, validateName, type VmConfig } from './config.js';
 import { VmmsError, badRequest, conflict, notFound } from './errors.js';
-import { Inventory, type CheckpointRecord, type VmEvent, type VmRecord } from './store.js';
-import { ACTIVE_STATES, type VmState } from './states.js';
-import type { AdapterStatus, FromWorker, ToWorker, WorkerOp, WorkerStartConfig, WorkerStatus } from './worker-protocol.js';
+import { Inventory, type VmEvent } from './store.js';
+import type { VmState } from './states.js';
+import type { AdapterStatus, FromWorker, ToWorker, WorkerOp, WorkerStartConfig } from './worker-protocol.js';
 import { SwitchStore, PrivateRelay, newAdapter, switchesFor, type SwitchRecord } from './network.js';
 import { ensureBridge, isRoot, removeBridge } from '../net/host-bridge.js';
 import type { NetworkAdapterConfig } from '../platform/hardware.js';
 import type { SwitchConfig } from '../platform/assemble-network.js';
 import { defaultImagePaths, imageCacheDir, imagePaths } from '../image/builder.js';
 import type { HardwareConfig } from '../platform/hardware.js';
-import { hasDisks, slotName } from './drives.js';
+import { slotName } from './drives.js';
 import { VmDrives } from './vm-drives.js';
-import { diskChainPaths } from '../storage/open.js';
-import { capturedDrives, captureProblem, consolidate, crashPoint, createChild, withDrivePaths, type OnlineMerge } from './checkpoint-disks.js';
-import { exportVm, planImport, readExport, recordImport } from './export-import.js';
-import { openConfined, resolveConfinedPath } from './confined-path.js';
-import { FileChannel, filesFor, WORKER_BOOT_FD, WORKER_FILE_CHANNEL_FD, WORKER_KVM_FD } from './worker-grants.js';
+import { capturedDrives } from './checkpoint-disks.js';
+import { resolveConfinedPath } from './confined-path.js';
+import { FileChannel, filesFor, WORKER_FILE_CHANNEL_FD, WORKER_KVM_FD } from './worker-grants.js';
 import type { FileGrant } from './worker-files.js';
-import { clientPath } from './drives.js';
+import { VmCheckpoints, type CheckpointView } from './checkpoint-ops.js';
+import { newEntry, type Entry, type Runtime } from './vm-entry.js';
+import { sandboxedLaunch, type WorkerLaunch } from './worker-launch.js';
+export { MAX_CHECKPOINTS, type CheckpointView } from './checkpoint-ops.js';
 import { IC_NAMES, type IcName, type IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
 
-/** A sandboxed worker's command, with the descriptors the service opened for it (placed at fixed numbers). */
-type WorkerLaunch = SandboxLaunch & { kvmFd?: number; bootFds: number[] };
 
 export interface ServiceOptions {
   dataDir: string;
@@ -67,8 +65,6 @@ export interface ServiceOptions {
   workerOverheadBytes?: number;
 }
 
-/** Threads and processes of one worker (Node uses about a dozen threads). */
-const WORKER_PIDS_LIMIT = 128;
 const WORKER_OVERHEAD_BYTES = 768 * 1024 * 1024;
 
 export interface VmView {
@@ -91,27 +87,6 @@ export interface VmView {
   config: VmConfig;
 }
 
-/** Get-VMSnapshot's view of a checkpoint. */
-export interface CheckpointView {
-  id: string;
-  vmName: string;
-  name: string;
-  /** Standard (memory and devices when it ran, plus disks) or Production (disks of a frozen guest, no memory). */
-  snapshotType: 'Standard' | 'Production';
-  /** The disk file each drive pointed at when it was taken (what applying it brings back). */
-  disks: { slot: string; path: string }[];
-  creationTime: string;
-  parentSnapshotId: string | null;
-  parentSnapshotName: string | null;
-  /** True when it holds the guest's running state (applying it gives a Saved VM); false: configuration only (Off). */
-  runningState: boolean;
-  /** The VM's current state descends from this checkpoint (Hyper-V's "Now" marker hangs under it). */
-  current: boolean;
-  config: VmConfig;
-}
-
-/** Hyper-V's limit of checkpoints per VM. */
-export const MAX_CHECKPOINTS = 50;
 
 export interface IntegrationServiceView { name: IcName; enabled: boolean; status: string | null; protocol: string | null }
 
@@ -123,41 +98,6 @@ const OPENS_FILES = new Set<WorkerOp['op']>(['checkpointDetach', 'checkpointAtta
 const REQUEST_TIMEOUT_MS = 60_000;
 const CLK_TCK = 100;
 
-interface Runtime {
-  child: ChildProcess;
-  /** Disk files whose lock-holder records the service wrote for this worker. */
-  heldDisks: string[];
-  pid: number;
-  startedAt: number;
-  backend: string | null;
-  status: WorkerStatus | null;
-  pending: Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>;
-  nextId: number;
-  /** Why the worker is ending, when the service or the guest decided it (otherwise it crashed). */
-  exitReason: string | null;
-  /** Runs under bubblewrap (its file view is fixed at start: later files reach it as descriptors, through `files`). */
-  isolated: boolean;
-  /** Hands the worker files it opens after start (worker-grants.ts); null where descriptors cannot be passed. */
-  files: FileChannel | null;
-  /** Online merges under way: child -> parent (mergeFinish opens the parent). */
-  mergeParents: Map<string, string>;
-  stderrTail: string;
-  exited: Promise<void>;
-  cpuTicks: number;
-  cpuAt: number;
-  cpuUsage: number;
-  /** State the VM takes when the worker ends: Off, or Saved after a Save-VM / a failed restore. */
-  finalState: VmState;
-}
-
-interface Entry {
-  rec: VmRecord;
-  rt: Runtime | null;
-  lastError: string | null;
-  history: Buffer[];
-  historyBytes: number;
-  consoleListeners: Set<(b: Uint8Array) => void>;
-}
 
 /** Get-VMSwitch: a switch and the adapters connected to it. */
 export interface SwitchView extends SwitchRecord { adapters: Array<{ vmName: string; adapter: string }> }
@@ -175,10 +115,8 @@ export class VmmsService extends EventEmitter {
   private hostCache: { at: number; value: unknown } | null = null;
   private closing = false;
   private readonly log: (msg: string) => void;
-  /** Checkpoint names being written right now ("vmId/name" lower case), so two requests cannot take one name. */
-  private readonly checkpointsInFlight = new Set<string>();
-  /** Checkpoint disk work (create children, merge, delete) runs one operation at a time. */
-  private diskQueue: Promise<unknown> = Promise.resolve();
+  /** Checkpoints, their disks, export and import (checkpoint-ops.ts). */
+  private readonly cps: VmCheckpoints;
   /** Drive and VHD commands (Add-VMHardDiskDrive, New-VHD...). */
   readonly drives: VmDrives;
   /** VMs whose worker runs under another uid (nobody, for a root service): their folders belong to it. */
@@ -205,15 +143,32 @@ export class VmmsService extends EventEmitter {
     this.bootRoots = o.bootRoots ?? [...this.pathRoots, imageCacheDir()];
     this.workerPath = o.workerPath ?? fileURLToPath(new URL('./worker.js', import.meta.url));
     this.log = o.log ?? (() => {});
+    this.cps = new VmCheckpoints({
+      inventory: this.inventory, dataDir: o.dataDir, pathRoots: this.pathRoots,
+      entry: (n) => this.entry(n),
+      find: (n) => this.find(n),
+      has: (id) => this.entries.has(id),
+      add: (e) => { this.entries.set(e.rec.id, e); },
+      request: (e, req, timeoutMs) => this.request(e, req, timeoutMs),
+      requireState: (e, allowed, action, fix) => this.requireState(e, allowed, action, fix),
+      record: (e, from, to, message) => this.record(e, from, to, message),
+      transition: (e, to, message) => this.transition(e, to, message),
+      changed: (e) => this.changed(e),
+      refreshHolderRecords: (e, rt) => this.refreshHolderRecords(e, rt),
+      view: (e) => this.view(e),
+      vmDir: (e) => this.vmDir(e),
+      savedStatePath: (e) => this.savedStatePath(e),
+      workerUid: (e) => this.workerUid.get(e.rec.id),
+    });
     for (const rec of this.inventory.list()) {
-      const e: Entry = { rec, rt: null, lastError: null, history: [], historyBytes: 0, consoleListeners: new Set() };
+      const e = newEntry(rec);
       this.entries.set(rec.id, e);
       // A VM is only running while a worker of this service runs it: after a restart none does.
       if (rec.state !== 'Off' && rec.state !== 'Saved') {
         this.transition(e, 'Off', 'the management service restarted and the VM\'s worker process was gone');
       }
-      this.sweepUnfinishedFiles(e);
-      void this.consolidateDisks(e);
+      this.cps.sweepUnfinishedFiles(e);
+      void this.cps.consolidateDisks(e);
     }
     this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: `management service started (data directory ${o.dataDir})` });
     this.drives = new VmDrives({
@@ -307,7 +262,7 @@ export class VmmsService extends EventEmitter {
     const config = this.checkNew(body);
     if (hardware) config.hardware = hardware;
     const rec = this.inventory.insert(config);
-    const e: Entry = { rec, rt: null, lastError: null, history: [], historyBytes: 0, consoleListeners: new Set() };
+    const e = newEntry(rec);
     this.entries.set(rec.id, e);
     this.record(e, null, 'Off', `created (${config.memoryBytes / 1048576} MB, ${config.cpus} vCPU, processor ${config.processor})`);
     this.changed(e);
@@ -449,7 +404,7 @@ export class VmmsService extends EventEmitter {
     await this.checkpointDisksSettled();
     this.requireState(e, ['Off', 'Saved'], 'start', e.rec.state === 'Paused' ? `resume-vm ${e.rec.name}` : '');
     const restoring = e.rec.state === 'Saved';
-    const wc = this.workerConfig(e.rec.config);
+    const wc = { ...this.workerConfig(e.rec.config), biosGuid: e.rec.id };
     if (restoring) {
       const path = this.savedStatePath(e);
       if (!existsSync(path)) {
@@ -550,7 +505,7 @@ export class VmmsService extends EventEmitter {
         this.relay.detachVm(e.rec.id);
         if (this.entries.has(e.rec.id)) this.transition(e, rt.finalState, why);
         // Merges that had to wait for the worker to let go of its disks.
-        if (this.entries.has(e.rec.id)) void this.consolidateDisks(e);
+        if (this.entries.has(e.rec.id)) void this.cps.consolidateDisks(e);
         reject(conflict(`cannot start VM '${e.rec.name}': ${why}`));
         resolveExit();
       });
@@ -570,75 +525,14 @@ export class VmmsService extends EventEmitter {
 
   private memoryLimit(c: VmConfig): number { return c.memoryBytes + (this.o.workerOverheadBytes ?? WORKER_OVERHEAD_BYTES); }
 
-  /**
-   * The sandboxed command of a VM's worker, or null to fork it plainly (isolation off or unavailable, which
-   * the VM's event log records every time).
-   */
-  private async sandbox(e: Entry, wc: WorkerStartConfig): Promise<WorkerLaunch | null> {
-    const mode = this.o.isolation ?? 'auto';
-    if (mode === 'off') { this.record(e, null, null, 'the worker runs without isolation: the service was started with --no-isolation'); return null; }
-    const support = isolationSupport();
-    if (!support.available) {
-      const why = support.notes.join('; ');
-      if (mode === 'required') throw conflict(`cannot start VM '${e.rec.name}' isolated: ${why}`);
-      this.record(e, null, null, `the worker runs WITHOUT isolation (it has the service's rights): ${why}`);
-      return null;
-    }
-    const dir = this.vmDir(e);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const wantKvm = wc.processor !== 'emulated' && existsSync('/dev/kvm');
-    const bootPaths = [wc.kernel, wc.initrd].filter((f): f is string => !!f);
-    const drives = await driveBinds(e.rec.config, this.pathRoots);
-    const closedDisk = support.unprivilegedUser ? [...drives.rw.map((f) => [f, true] as const), ...drives.ro.map((f) => [f, false] as const)]
-      .find(([f, w]) => !openToUser(f, WORKER_UID, w))?.[0] : undefined;
-    const held: number[] = [];
-    try {
-      // Kernel and initrd are bound from descriptors the service opened and checked (confined, regular files):
-      // what bubblewrap binds is the very file checked, whatever happens to the paths meanwhile.
-      const roots = e.rec.config.boot.kernel ? this.bootRoots : bootPaths.map((f) => dirname(realpathSync(f)));
-      const bootFds = bootPaths.map((f) => {
-        let r;
-        try { r = openConfined(f, roots, { what: f === wc.kernel ? 'kernel' : 'initrd' }); } catch (err) {
-          throw conflict(`cannot start VM '${e.rec.name}': ${(err as Error).message} (set-vm ${e.rec.name} --${f === wc.kernel ? 'kernel' : 'initrd'} FILE)`);
-        }
-        held.push(r.fd!);
-        return r.fd!;
-      });
-      // A root service runs the worker as nobody (a KVM one too: it gets /dev/kvm open, below). Boot files must then
-      // be readable by everyone: a path only root can read (say /etc/shadow given as a kernel) would otherwise be
-      // loaded into guest memory with root's rights.
-      if (support.unprivilegedUser) {
-        const closed = bootPaths.find((_, i) => (fstatSync(bootFds[i]!).mode & 0o004) === 0);
-        if (closed) throw conflict(`cannot start VM '${e.rec.name}': its boot file ${closed} is not readable by other users, and the VM's worker runs as nobody (chmod o+r ${closed} if it is meant to be a kernel or initrd)`);
-      }
-      // KVM through a descriptor the service opens: no device node in the sandbox, and the worker needs no right
-      // to open /dev/kvm (root-only here), so it can run as nobody too. Where the service cannot open it either,
-      // the node is bound in as before (the worker then fails or falls back as it would unsandboxed).
-      let kvmFd: number | undefined;
-      if (wantKvm) try { kvmFd = openSync('/dev/kvm', constants.O_RDWR) /* close-on-exec, as Node opens everything */; held.push(kvmFd); } catch { kvmFd = undefined; }
-      const why = support.unprivilegedUser && wantKvm && kvmFd === undefined ? `/dev/kvm is open to root only (processor ${wc.processor})`
-        : closedDisk ? `its disk ${closedDisk} is not open to the worker's user (uid ${WORKER_UID}); give that user access to run the worker as it` : null;
-      const uid = support.unprivilegedUser && !why ? WORKER_UID : undefined;
-      if (uid !== undefined) {
-        chownTree(dir, uid);
-        // Searchable (not readable) by others: bubblewrap, as root without capabilities, must enter it; the data
-        // directory above stays 0700, so no other user reaches it.
-        chmodSync(dir, 0o711);
-        this.workerUid.set(e.rec.id, uid);
-      } else this.workerUid.delete(e.rec.id);
-      const launch = sandboxCommand({
-        workerPath: this.workerPath, vmDir: dir, readOnly: drives.ro,
-        readOnlyFds: bootPaths.map((dest, i) => ({ fdIndex: WORKER_BOOT_FD + i, dest })),
-        readWrite: drives.rw, devices: wantKvm && kvmFd === undefined ? ['/dev/kvm'] : [],
-        memoryLimitBytes: this.memoryLimit(e.rec.config), pidsLimit: WORKER_PIDS_LIMIT, uid,
-      }, e.rec.name);
-      const notes = [...launch.notes, ...(why ? [`the worker keeps the service's uid: ${why}`] : [])];
-      if (notes.length) this.record(e, null, null, `the worker's sandbox is incomplete: ${notes.join('; ')}`);
-      return { ...launch, kvmFd, bootFds };
-    } catch (err) {
-      closeFds(held);
-      throw err;
-    }
+  /** The sandboxed command of a VM's worker, or null to fork it plainly (worker-launch.ts). */
+  private sandbox(e: Entry, wc: WorkerStartConfig): Promise<WorkerLaunch | null> {
+    return sandboxedLaunch({
+      isolation: this.o.isolation ?? 'auto', workerPath: this.workerPath, vmDir: this.vmDir(e),
+      pathRoots: this.pathRoots, bootRoots: this.bootRoots, memoryLimitBytes: this.memoryLimit(e.rec.config),
+      note: (message) => this.record(e, null, null, message),
+      setWorkerUid: (uid) => { if (uid === undefined) this.workerUid.delete(e.rec.id); else this.workerUid.set(e.rec.id, uid); },
+    }, e.rec.config, wc);
   }
 
   /**
@@ -771,431 +665,25 @@ export class VmmsService extends EventEmitter {
     return this.view(e);
   }
 
-  // ---- checkpoints (standard: configuration plus saved state) ------------------------------------------
-
-  private checkpointDir(e: Entry): string { return join(this.vmDir(e), 'checkpoints'); }
-
-  /**
-   * A service that died while a state file was being written leaves a temporary file, or a checkpoint file the
-   * inventory never recorded. Both are garbage (possibly GBs of guest memory): removed when the service starts.
-   */
-  private sweepUnfinishedFiles(e: Entry): void {
-    const known = new Set(this.inventory.checkpoints(e.rec.id).map((c) => `${c.id}.vmrs`));
-    const removed: string[] = [];
-    const sweep = (dir: string, keep: (f: string) => boolean): void => {
-      let files: string[];
-      try { files = readdirSync(dir); } catch { return; }
-      for (const f of files) if (!keep(f)) { rmSync(join(dir, f), { force: true }); removed.push(f); }
-    };
-    sweep(this.vmDir(e), (f) => !/\.tmp-\d+(-[0-9a-f]+)?$/.test(f));
-    sweep(this.checkpointDir(e), (f) => known.has(f));
-    if (removed.length) this.record(e, null, null, `removed ${removed.length} unfinished state file(s) left by an interrupted save or checkpoint`);
-  }
-  private serialDisks<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.diskQueue.then(fn, fn);
-    this.diskQueue = run.catch(() => undefined);
-    return run;
-  }
+  // ---- checkpoints, export and import (checkpoint-ops.ts) ----------------------------------------------
 
   /** Wait for the checkpoint disk work queued so far (service start recovery, deferred merges). */
-  async checkpointDisksSettled(): Promise<void> { await this.serialDisks(async () => undefined); }
-
-  /**
-   * Merges and deletes of checkpoint disks nothing needs any more, and recovery of what a killed service left
-   * (see checkpoint-disks.ts). Files a running worker writes wait for it to stop.
-   */
-  private consolidateDisks(e: Entry): Promise<void> {
-    return this.serialDisks(async () => {
-      if (!this.entries.has(e.rec.id)) return;
-      const rt = e.rt;
-      const inUse = new Set(rt ? capturedDrives(e.rec.config.hardware).map((d) => d.path!) : []);
-      // A running worker merges the disk it writes online (an isolated one gets the parent as a writable
-      // descriptor); without descriptor passing an isolated worker's merges wait until the VM stops.
-      const online: OnlineMerge | null = rt && (!rt.isolated || rt.files) && rt.backend !== null ? {
-        copy: async (child, parent) => { await this.request(e, { op: 'mergeCopy', child, parent }, 60 * 60_000); },
-        finish: async (child, commit) => {
-          await this.request(e, { op: 'mergeFinish', child, commit }, 120_000);
-          if (e.rt === rt) this.refreshHolderRecords(e, rt);
-        },
-        failed: async (err) => {
-          if (e.rt !== rt) return;
-          this.record(e, null, null, `the worker could not continue on the merged disk (${err.message}); the VM is turned off so that no write goes astray`);
-          rt.exitReason ??= 'turned off: it could not continue on its merged disk';
-          rt.child.kill('SIGKILL');
-          await rt.exited;
-        },
-      } : null;
-      const waitReason = rt?.isolated && !rt.files ? 'its worker is isolated and this host cannot hand it the parent disk (descriptor passing is unavailable), so it cannot merge while it runs' : 'the VM is starting';
-      try {
-        const before = JSON.stringify(e.rec.config);
-        const config = await consolidate(this.inventory, e.rec.id, e.rec.config, { inUse, online, waitReason, note: (m) => this.record(e, null, null, m) });
-        if (JSON.stringify(config) !== before) { e.rec.config = config; this.changed(e); }
-      } catch (err) {
-        this.record(e, null, null, `could not merge checkpoint disks (they stay as they are and are retried later): ${(err as Error).message}`);
-      }
-    });
-  }
-
-  private checkpointPath(e: Entry, id: string): string { return join(this.checkpointDir(e), `${id}.vmrs`); }
-
-  private checkpointView(e: Entry, c: CheckpointRecord, all: CheckpointRecord[], current: string | null): CheckpointView {
-    const parent = c.parentId ? all.find((x) => x.id === c.parentId) ?? null : null;
-    return {
-      id: c.id, vmName: e.rec.name, name: c.name, snapshotType: c.kind ?? 'Standard', creationTime: new Date(c.created).toISOString(),
-      parentSnapshotId: parent?.id ?? null, parentSnapshotName: parent?.name ?? null, runningState: c.running,
-      current: c.id === current, config: structuredClone(c.config),
-      disks: capturedDrives(c.config.hardware).map((d) => ({ slot: slotName(d), path: d.path! })),
-    };
-  }
-
-  private findCheckpoint(e: Entry, snapshot: unknown): CheckpointRecord {
-    if (typeof snapshot !== 'string' || !snapshot) throw badRequest('name the checkpoint (get-vmsnapshot NAME lists them)');
-    const all = this.inventory.checkpoints(e.rec.id);
-    const c = all.find((x) => x.name.toLowerCase() === snapshot.toLowerCase()) ?? all.find((x) => x.id === snapshot);
-    if (!c) throw new VmmsError(404, 'SnapshotNotFound', `VM '${e.rec.name}' has no checkpoint named '${snapshot}' (list them with 'hyperts get-vmsnapshot ${e.rec.name}')`);
-    return c;
-  }
-
-  private checkpointName(e: Entry, v: unknown): string {
-    if (typeof v !== 'string' || !v.trim() || v.length > 100 || /[\x00-\x1f\x7f]/.test(v)) {
-      throw badRequest(`invalid checkpoint name ${JSON.stringify(v)}: use 1-100 printable characters`);
-    }
-    const taken = this.inventory.checkpoints(e.rec.id).some((c) => c.name.toLowerCase() === v.toLowerCase()) ||
-      this.checkpointsInFlight.has(`${e.rec.id}/${v.toLowerCase()}`);
-    if (taken) throw new VmmsError(409, 'DuplicateName', `VM '${e.rec.name}' already has a checkpoint named '${v}' (pick another name, or rename-vmsnapshot ${e.rec.name} '${v}' NEWNAME)`);
-    return v;
-  }
-
-  /** Hyper-V's default: "NAME - (M/D/YYYY - h:mm:ss AM)", with " (2)"... when one second saw several. */
-  private defaultCheckpointName(e: Entry, at: Date): string {
-    const h = at.getHours();
-    const stamp = `${at.getMonth() + 1}/${at.getDate()}/${at.getFullYear()} - ${h % 12 || 12}:${String(at.getMinutes()).padStart(2, '0')}:${String(at.getSeconds()).padStart(2, '0')} ${h < 12 ? 'AM' : 'PM'}`;
-    const base = `${e.rec.name} - (${stamp})`;
-    const used = new Set(this.inventory.checkpoints(e.rec.id).map((c) => c.name.toLowerCase()));
-    for (const k of this.checkpointsInFlight) if (k.startsWith(`${e.rec.id}/`)) used.add(k.slice(e.rec.id.length + 1));
-    for (let i = 1; ; i++) {
-      const n = i === 1 ? base : `${base} (${i})`;
-      if (!used.has(n.toLowerCase())) return n;
-    }
-  }
-
+  checkpointDisksSettled(): Promise<void> { return this.cps.checkpointDisksSettled(); }
   /** Get-VMSnapshot: the VM's checkpoints, oldest first. */
-  checkpoints(name: string): CheckpointView[] {
-    const e = this.entry(name);
-    const all = this.inventory.checkpoints(e.rec.id);
-    const current = this.inventory.currentCheckpoint(e.rec.id);
-    return all.map((c) => this.checkpointView(e, c, all, current));
-  }
-
-  getCheckpoint(name: string, snapshot: string): CheckpointView {
-    const e = this.entry(name);
-    const c = this.findCheckpoint(e, snapshot);
-    return this.checkpointView(e, c, this.inventory.checkpoints(e.rec.id), this.inventory.currentCheckpoint(e.rec.id));
-  }
-
-  /**
-   * Checkpoint-VM (standard checkpoint). Running or Paused: the worker writes a saved-state file without
-   * stopping the guest (paused at an instruction boundary only while it writes). Saved: the saved state is
-   * copied. Off: the configuration alone. The VM's state does not change.
-   */
-  async checkpoint(name: string, snapshotName?: unknown): Promise<CheckpointView> {
-    const e = this.entry(name);
-    this.requireState(e, ['Off', 'Running', 'Paused', 'Saved'], 'checkpoint', 'wait until it is Running, Paused, Saved or Off');
-    if (this.inventory.checkpoints(e.rec.id).length >= MAX_CHECKPOINTS) {
-      throw conflict(`cannot checkpoint VM '${e.rec.name}': it already has ${MAX_CHECKPOINTS} checkpoints, the limit (remove-vmsnapshot ${e.rec.name} SNAPSHOT first)`);
-    }
-    const created = new Date();
-    const cpName = snapshotName === undefined || snapshotName === null ? this.defaultCheckpointName(e, created) : this.checkpointName(e, snapshotName);
-    const from = e.rec.state;
-    const rt = e.rt;
-    const live = from === 'Running' || from === 'Paused';
-    const type = e.rec.config.checkpointType ?? 'Production';
-    if (type === 'Disabled') {
-      throw conflict(`cannot checkpoint VM '${e.rec.name}': checkpoints are disabled for it (set-vm ${e.rec.name} --checkpoint-type Production or Standard allows them)`);
-    }
-    // Production: the guest freezes its file systems (VSS integration service) and only the disks are kept.
-    // An Off VM's checkpoint is the same either way (disks at rest, no memory): shown as Standard, as Hyper-V.
-    let kind: 'Standard' | 'Production' = type === 'Standard' || from === 'Off' ? 'Standard' : 'Production';
-    let fallback: string | null = null;
-    if (kind === 'Production' && (from === 'Saved' || from === 'Paused')) fallback = `the VM is ${from}, so its guest cannot freeze its file systems`;
-    // The disks the checkpoint keeps (each gets a child the VM writes from then on).
-    const disks = [...new Set(capturedDrives(e.rec.config.hardware).filter((d) => !d.readOnly).map((d) => d.path!))];
-    if (hasDisks(e.rec.config.hardware)) {
-      const problem = await captureProblem(e.rec.config.hardware);
-      if (problem) throw conflict(`cannot checkpoint VM '${e.rec.name}': ${problem}`);
-      if (live && disks.length && rt?.isolated && !rt.files) {
-        throw conflict(`cannot checkpoint VM '${e.rec.name}' while it runs: its isolated worker sees only the files it started with and this host cannot hand it the new differencing disks (descriptor passing is unavailable) ` +
-          `(save-vm ${e.rec.name}, checkpoint-vm ${e.rec.name}, start-vm ${e.rec.name}: the checkpoint keeps the running state)`);
-      }
-    }
-    let frozen = false;
-    if (kind === 'Production' && live && !fallback) {
-      try {
-        await this.request(e, { op: 'vssFreeze' }, 120_000);
-        frozen = true;
-      } catch (err) { fallback = `the guest could not freeze its file systems: ${(err as Error).message}`; }
-    }
-    if (fallback) {
-      if (type === 'ProductionOnly') {
-        throw conflict(`cannot take a production checkpoint of VM '${e.rec.name}': ${fallback} (its checkpoint type is ProductionOnly; ` +
-          `make sure the guest runs hv_vss_daemon with the VSS integration service enabled, or set-vm ${e.rec.name} --checkpoint-type Production to fall back to a standard checkpoint)`);
-      }
-      kind = 'Standard';
-    }
-    try {
-      return await this.takeCheckpoint(e, name, cpName, created, kind, disks, fallback);
-    } finally {
-      if (frozen) {
-        await this.request(e, { op: 'vssThaw' }, 60_000).catch((err: Error) => this.record(e, null, null, `thawing the guest's file systems after the checkpoint failed: ${err.message}`));
-      }
-    }
-  }
-
-  private async takeCheckpoint(e: Entry, name: string, cpName: string, created: Date, kind: 'Standard' | 'Production', disks: string[], fallback: string | null): Promise<CheckpointView> {
-    const from = e.rec.state;
-    const rt = e.rt;
-    const live = (from === 'Running' || from === 'Paused') && kind === 'Standard';
-    const liveDisks = (from === 'Running' || from === 'Paused') && disks.length > 0;
-    if (live && rt?.backend === 'kvm') {
-      throw conflict(`cannot checkpoint VM '${e.rec.name}' while it runs: checkpoints with running state need the emulated processor, and this VM runs on kvm ` +
-        `(stop-vm ${e.rec.name} and checkpoint it while Off, or set-vm ${e.rec.name} --processor emulated while it is off)`);
-    }
-    const id = randomUUID();
-    const path = this.checkpointPath(e, id);
-    const config = structuredClone(e.rec.config);
-    const key = `${e.rec.id}/${cpName.toLowerCase()}`;
-    this.checkpointsInFlight.add(key);
-    // Online with disks: the worker pauses, writes the state and lets go of the disk files; the guest stays
-    // paused until the worker continues on the new children (or, on failure, on the same files).
-    let detached = false;
-    const reattach = async (swaps: { from: string; to: string }[]): Promise<void> => {
-      detached = false;
-      await this.request(e, { op: 'checkpointAttach', swaps });
-    };
-    try {
-      let running = false;
-      if (live || liveDisks) {
-        mkdirSync(this.checkpointDir(e), { recursive: true, mode: 0o700 });
-        // An unprivileged worker writes the file: the folder must be its own.
-        if (this.workerUid.has(e.rec.id)) chownTree(this.checkpointDir(e), this.workerUid.get(e.rec.id)!);
-        try {
-          if (liveDisks) {
-            // Queued merges first, so the guest does not stay paused behind them.
-            await this.checkpointDisksSettled();
-            detached = true;
-            await this.request(e, { op: 'checkpointDetach', path: live ? path : null, disks }, 10 * 60_000);
-          } else {
-            await this.request(e, { op: 'checkpoint', path }, 10 * 60_000);
-          }
-        } catch (err) {
-          rmSync(path, { force: true });
-          if (detached && e.rt) await reattach(disks.map((p) => ({ from: p, to: p }))).catch(() => undefined);
-          throw conflict(`cannot checkpoint VM '${e.rec.name}': ${(err as Error).message}`);
-        }
-        running = live;
-      } else if (from === 'Saved') {
-        const saved = this.savedStatePath(e);
-        if (!existsSync(saved)) throw conflict(`cannot checkpoint VM '${e.rec.name}': its saved-state file ${saved} is missing (remove-vmsavedstate ${e.rec.name}, then checkpoint it while Off)`);
-        mkdirSync(this.checkpointDir(e), { recursive: true, mode: 0o700 });
-        copyFileAtomic(saved, path);
-        running = true;
-      }
-      if (!this.entries.has(e.rec.id)) { rmSync(path, { force: true }); throw notFound(name); }
-      // The children are recorded before they exist and the switch is one transaction, so a killed service
-      // leaves the VM as before (the unused children are removed at start) or after.
-      // Created and switched in one step of the disk queue, so no merge in between sees the new children unused.
-      const { rec, children } = await this.serialDisks(async () => {
-        const children = new Map<string, string>();
-        try {
-          for (const p of disks) children.set(p, await createChild(this.inventory, e.rec.id, p));
-        } catch (err) {
-          rmSync(path, { force: true });
-          if (detached) await reattach(disks.map((p) => ({ from: p, to: p }))).catch(() => undefined);
-          void this.consolidateDisks(e);
-          throw conflict(`cannot checkpoint VM '${e.rec.name}': creating its differencing disks failed: ${(err as Error).message}`);
-        }
-        const vmConfig = withDrivePaths(e.rec.config, (p) => children.get(p) ?? p);
-        const parentId = this.inventory.currentCheckpoint(e.rec.id);
-        const rec = this.inventory.transaction(() => {
-          const r = this.inventory.insertCheckpoint({ id, vmId: e.rec.id, name: cpName, created: created.getTime(), parentId, running, config, kind });
-          this.inventory.setCurrentCheckpoint(e.rec.id, id);
-          if (children.size) this.inventory.updateConfig(e.rec.id, vmConfig);
-          return r;
-        });
-        if (children.size) e.rec.config = vmConfig;
-        if (detached) {
-          crashPoint('online-switched');
-          try {
-            await reattach(disks.map((p) => ({ from: p, to: children.get(p)! })));
-          } catch (err) {
-            // The worker went back to the previous files (or is gone): undo the switch.
-            this.inventory.transaction(() => {
-              this.inventory.removeCheckpoint(id);
-              this.inventory.updateConfig(e.rec.id, config);
-              if (parentId) this.inventory.setCurrentCheckpoint(e.rec.id, parentId);
-            });
-            e.rec.config = config;
-            rmSync(path, { force: true });
-            void this.consolidateDisks(e);
-            throw conflict(`cannot checkpoint VM '${e.rec.name}': the worker could not continue on the new differencing disks: ${(err as Error).message}`);
-          }
-          if (e.rt) this.refreshHolderRecords(e, e.rt);
-        }
-        return { rec, children };
-      });
-      if (fallback) this.record(e, null, null, `checkpoint '${cpName}': a production checkpoint was not possible, so a standard checkpoint was taken: ${fallback}`);
-      this.record(e, null, null, `${kind.toLowerCase()} checkpoint '${cpName}' created (${running ? `with the ${from === 'Saved' ? 'saved' : 'running'} state` : kind === 'Production' ? 'disks and configuration, no memory state' : 'configuration only: the VM was off'}` +
-        `${children.size ? `; ${children.size} disk(s) continue on new differencing disks` : ''})`);
-      this.changed(e);
-      return this.checkpointView(e, rec, this.inventory.checkpoints(e.rec.id), id);
-    } finally {
-      this.checkpointsInFlight.delete(key);
-    }
-  }
-
-  /**
-   * Restore-VMSnapshot (Apply): the VM must be Off or Saved. Its configuration becomes the checkpoint's
-   * (the VM keeps its name); a checkpoint with running state leaves the VM Saved with that state, so start-vm
-   * resumes the guest where the checkpoint was taken; a configuration-only one leaves it Off. The VM's
-   * previous saved state is discarded.
-   */
-  async restoreCheckpoint(name: string, snapshot: string): Promise<VmView> {
-    const e = this.entry(name);
-    const c = this.findCheckpoint(e, snapshot);
-    this.requireState(e, ['Off', 'Saved'], `apply checkpoint '${c.name}' to`,
-      e.rec.state === 'Running' || e.rec.state === 'Paused' ? `stop-vm ${e.rec.name} or save-vm ${e.rec.name} first` : 'wait until it is Off or Saved');
-    const missing = capturedDrives(c.config.hardware).find((d) => !existsSync(d.path!));
-    if (missing) throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': its disk ${missing.path} is missing (restore the file, or remove-vmsnapshot ${e.rec.name} '${c.name}')`);
-    const src = this.checkpointPath(e, c.id);
-    if (c.running && !existsSync(src)) {
-      throw conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': its state file ${src} is missing (remove-vmsnapshot ${e.rec.name} '${c.name}' deletes the broken checkpoint)`);
-    }
-    // Fresh children of the checkpoint's disks: the checkpoint's own files are never written again.
-    const saved = this.savedStatePath(e);
-    const hadSavedState = e.rec.state === 'Saved';
-    // Created and switched in one step of the disk queue, so no merge in between sees the new children unused.
-    await this.serialDisks(async () => {
-      const children = new Map<string, string>();
-      try {
-        for (const d of capturedDrives(c.config.hardware)) if (!d.readOnly && !children.has(d.path!)) children.set(d.path!, await createChild(this.inventory, e.rec.id, d.path!));
-        this.requireState(e, ['Off', 'Saved'], `apply checkpoint '${c.name}' to`, 'it was started meanwhile');
-        if (c.running) {
-          mkdirSync(this.vmDir(e), { recursive: true, mode: 0o700 });
-          // Through a temporary file, so a failed copy leaves the previous saved state as it was.
-          copyFileAtomic(src, saved);
-        } else {
-          removeFileDurably(saved);
-        }
-      } catch (err) {
-        void this.consolidateDisks(e);
-        throw err instanceof VmmsError ? err : conflict(`cannot apply checkpoint '${c.name}' to VM '${e.rec.name}': ${(err as Error).message}`);
-      }
-      const config: VmConfig = withDrivePaths({ ...structuredClone(c.config), name: e.rec.name }, (p) => children.get(p) ?? p);
-      e.rec.config = config;
-      this.inventory.transaction(() => {
-        this.inventory.updateConfig(e.rec.id, config);
-        this.inventory.setCurrentCheckpoint(e.rec.id, c.id);
-      });
-    });
-    e.lastError = null;
-    const to: VmState = c.running ? 'Saved' : 'Off';
-    this.transition(e, to, `checkpoint '${c.name}' applied${c.running ? ': start-vm resumes the guest where the checkpoint was taken' : ' (configuration only)'}` +
-      (hadSavedState ? '; the previous saved state was discarded' : ''));
-    // The disks the VM wrote before are discarded (unless a checkpoint keeps them).
-    await this.consolidateDisks(e);
-    return this.view(e);
-  }
-
-  /** Remove-VMSnapshot: deletes one checkpoint (file and record); its children move up to its parent. */
-  async removeCheckpoint(name: string, snapshot: string): Promise<void> {
-    const e = this.entry(name);
-    const c = this.findCheckpoint(e, snapshot);
-    this.inventory.removeCheckpoint(c.id);
-    removeFileDurably(this.checkpointPath(e, c.id));
-    this.record(e, null, null, `checkpoint '${c.name}' removed`);
-    this.changed(e);
-    // Its disk merges into its neighbour (now if no running worker holds the files, else when the VM stops).
-    await this.consolidateDisks(e);
-  }
-
-  /**
-   * Export-VM NAME --path DIR: the VM with its disks, checkpoints and state to DIR/NAME. A Running or Paused VM
-   * is exported, as Hyper-V does, from a checkpoint taken for the purpose (production or standard as its
-   * checkpoint type says): its disks stop changing while they are copied; the checkpoint is removed afterwards
-   * (its AVHDX merges back online) and does not appear in the export.
-   */
-  async exportVm(name: string, input: unknown): Promise<{ path: string }> {
-    const e = this.entry(name);
-    this.requireState(e, ['Off', 'Saved', 'Running', 'Paused'], 'export', 'wait until it is Off, Saved, Running or Paused');
-    const b = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
-    const dir = resolveConfinedPath(clientPath(b.path, 'path', defaultVirtualDiskDir(this.o.dataDir)), this.pathRoots, { kind: 'directory', mayCreate: true, what: 'export folder' });
-    mkdirSync(dir, { recursive: true });
-    let path: string;
-    if (e.rec.state === 'Running' || e.rec.state === 'Paused') {
-      const temp = await this.checkpoint(e.rec.name, `Export ${new Date().toISOString()}`);
-      try {
-        const c = this.findCheckpoint(e, temp.id);
-        path = await this.serialDisks(() => exportVm({
-          id: e.rec.id, name: e.rec.name, state: c.running ? 'Saved' : 'Off', config: { ...structuredClone(c.config), name: e.rec.name },
-          checkpoints: this.inventory.checkpoints(e.rec.id).filter((x) => x.id !== c.id), current: c.parentId,
-          ownFiles: this.inventory.checkpointFiles(e.rec.id), savedState: c.running ? this.checkpointPath(e, c.id) : null,
-          checkpointStateFile: (id) => this.checkpointPath(e, id),
-        }, dir));
-      } finally {
-        await this.removeCheckpoint(e.rec.name, temp.id);
-      }
-      this.record(e, null, null, `exported to ${path} from ${temp.snapshotType.toLowerCase()} checkpoint '${temp.name}' (removed again)`);
-      return { path };
-    }
-    path = await this.serialDisks(() => exportVm({
-      id: e.rec.id, name: e.rec.name, state: e.rec.state, config: e.rec.config,
-      checkpoints: this.inventory.checkpoints(e.rec.id), current: this.inventory.currentCheckpoint(e.rec.id),
-      ownFiles: this.inventory.checkpointFiles(e.rec.id), savedState: e.rec.state === 'Saved' ? this.savedStatePath(e) : null,
-      checkpointStateFile: (id) => this.checkpointPath(e, id),
-    }, dir));
-    this.record(e, null, null, `exported to ${path}`);
-    return { path };
-  }
-
-  /** Import-VM PATH [--copy] [--generate-new-id]: registers an export in place, or a copy of its disks. */
-  async importVm(input: unknown): Promise<VmView> {
-    const b = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
-    const given = clientPath(b.path, 'path', defaultVirtualDiskDir(this.o.dataDir));
-    const src = resolveConfinedPath(given, this.pathRoots, { kind: given.endsWith('.json') ? 'file' : 'directory', what: 'exported VM' });
-    const copy = b.copy === true, newId = b.generateNewId === true;
-    const { root, manifest: m } = readExport(src);
-    if (this.find(m.vm.name)) throw new VmmsError(409, 'DuplicateName', `cannot import: a virtual machine named '${m.vm.name}' already exists (rename it with set-vm ${m.vm.name} --new-name NEW, or remove it)`);
-    const taken = this.entries.has(m.vm.id) || this.inventory.checkpointsById(m.checkpoints.map((c) => c.id));
-    if (!newId && taken) throw conflict(`cannot import: VM id ${m.vm.id} (or one of its checkpoints) is already registered; import a copy with --copy --generate-new-id`);
-    const plan = await this.serialDisks(async () => planImport(root, m, { copyTo: copy ? join(defaultVirtualDiskDir(this.o.dataDir), newId ? `${m.vm.name}-${randomUUID().slice(0, 8)}` : m.vm.name) : null, newId }));
-    const dir = join(this.o.dataDir, 'vms', plan.id);
-    mkdirSync(join(dir, 'checkpoints'), { recursive: true, mode: 0o700 });
-    for (const s of plan.checkpointStates) copyFileAtomic(s.file, join(dir, 'checkpoints', `${s.id}.vmrs`));
-    if (plan.savedState) copyFileAtomic(plan.savedState, join(dir, 'saved-state.vmrs'));
-    recordImport(this.inventory, plan);
-    const rec = this.inventory.list().find((r) => r.id === plan.id)!;
-    const e: Entry = { rec, rt: null, lastError: null, history: [], historyBytes: 0, consoleListeners: new Set() };
-    this.entries.set(rec.id, e);
-    this.record(e, null, rec.state, `imported from ${root}${copy ? ' (disks copied)' : ' (in place)'}${newId ? ' with a new id' : ''}`);
-    this.changed(e);
-    return this.view(e);
-  }
-
+  checkpoints(name: string): CheckpointView[] { return this.cps.checkpoints(name); }
+  getCheckpoint(name: string, snapshot: string): CheckpointView { return this.cps.getCheckpoint(name, snapshot); }
+  /** Checkpoint-VM (production or standard, as the VM's checkpoint type says). */
+  checkpoint(name: string, snapshotName?: unknown): Promise<CheckpointView> { return this.cps.checkpoint(name, snapshotName); }
+  /** Restore-VMSnapshot (Apply). */
+  restoreCheckpoint(name: string, snapshot: string): Promise<VmView> { return this.cps.restoreCheckpoint(name, snapshot); }
+  /** Remove-VMSnapshot. */
+  removeCheckpoint(name: string, snapshot: string): Promise<void> { return this.cps.removeCheckpoint(name, snapshot); }
   /** Rename-VMSnapshot. */
-  renameCheckpoint(name: string, snapshot: string, newName: unknown): CheckpointView {
-    const e = this.entry(name);
-    const c = this.findCheckpoint(e, snapshot);
-    if (typeof newName === 'string' && newName.toLowerCase() === c.name.toLowerCase() && newName !== c.name) {
-      // Only the case changes: not a clash with itself.
-    } else if (newName !== c.name) this.checkpointName(e, newName);
-    const n = newName as string;
-    if (n !== c.name) {
-      this.inventory.renameCheckpoint(c.id, n);
-      this.record(e, null, null, `checkpoint '${c.name}' renamed to '${n}'`);
-      this.changed(e);
-    }
-    return this.getCheckpoint(name, c.id);
-  }
+  renameCheckpoint(name: string, snapshot: string, newName: unknown): CheckpointView { return this.cps.renameCheckpoint(name, snapshot, newName); }
+  /** Export-VM NAME --path DIR. */
+  exportVm(name: string, input: unknown): Promise<{ path: string }> { return this.cps.exportVm(name, input); }
+  /** Import-VM PATH [--copy] [--generate-new-id]. */
+  importVm(input: unknown): Promise<VmView> { return this.cps.importVm(input); }
 
   private async turnOff(e: Entry, reason: string): Promise<void> {
     const rt = e.rt;
@@ -1515,22 +1003,13 @@ export class VmmsService extends EventEmitter {
     clearInterval(this.metricsTimer);
     await Promise.all([...this.entries.values()].filter((e) => e.rt).map((e) => this.turnOff(e, 'the management service stopped')));
     // Merges started by the workers' exits end before the inventory closes (a killed service finishes them at start).
-    await this.diskQueue;
+    await this.cps.checkpointDisksSettled();
     this.inventory.addEvent({ vmId: null, vmName: null, from: null, to: null, message: 'management service stopped' });
     this.inventory.close();
   }
 
   /** Worker pid of a running VM (tests and diagnostics). */
   workerPid(name: string): number | null { return this.entry(name).rt?.pid ?? null; }
-}
-
-/** Gives a VM folder and everything in it to the worker's uid. */
-function chownTree(dir: string, uid: number): void {
-  chownSync(dir, uid, uid);
-  for (const f of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, f.name);
-    if (f.isDirectory()) chownTree(p, uid); else if (f.isFile()) chownSync(p, uid, uid);
-  }
 }
 
 function sleep(ms: number): Promise<void> {
@@ -1555,35 +1034,4 @@ function procTicks(pid: number): number | null {
     const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
     return Number(f[11]) + Number(f[12]);
   } catch { return null; }
-}
-
-/**
- * The files a VM's drives need inside its sandbox, bound one by one: each writable disk read-write, its
- * differencing parents, read-only disks and ISOs read-only. Missing files are left out (the worker then
- * reports the drive's error itself).
- */
-async function driveBinds(c: VmConfig, roots: string[]): Promise<{ rw: string[]; ro: string[] }> {
-  const rw = new Set<string>(), ro = new Set<string>();
-  for (const d of c.hardware?.drives ?? []) {
-    if (!d.path || !existsSync(d.path)) continue;
-    let chain: string[];
-    try { chain = await diskChainPaths(d.path); } catch { chain = [d.path]; }
-    // Bound by bubblewrap with the service's rights: every file of the chain (a parent locator included) must
-    // lie in the path roots, as the files handed over later must (worker-grants.ts).
-    for (const f of chain) {
-      try { resolveConfinedPath(f, roots, { what: d.kind === 'dvd' ? 'ISO image' : 'disk file' }); } catch (err) {
-        throw conflict(`cannot start VM '${c.name}' isolated: ${(err as Error).message}`);
-      }
-    }
-    chain.forEach((f, i) => (i === 0 && d.kind === 'disk' && !d.readOnly ? rw : ro).add(f));
-  }
-  for (const f of rw) ro.delete(f);
-  return { rw: [...rw], ro: [...ro] };
-}
-
-/** Whether `uid` (not root) may read, or read and write, the file by its owner and other-permission bits. */
-function openToUser(path: string, uid: number, write: boolean): boolean {
-  const st = statSync(path);
-  const need = write ? 0o6 : 0o4;
-  return st.uid === uid ? ((st.mode >> 6) & need) === need : (st.mode & need) === need;
 }

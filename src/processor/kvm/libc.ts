@@ -7,7 +7,7 @@
  * vector registers, so a fixed-prototype call is safe and avoids koffi's slower variadic path. (KVM_RUN,
  * the hot call, normally goes through the zero-argument stub of run-stub.ts instead.)
  */
-import { createRequire } from 'node:module';
+import { nativeLibc } from '../../host/native-libc.js';
 
 export interface Libc {
   open(path: string, flags: number): number;
@@ -53,10 +53,7 @@ export function libc(): Libc {
   if (cached) return cached;
   if (loadError) throw new Error(loadError);
   try {
-    const require = createRequire(import.meta.url);
-    // koffi is CommonJS with a native addon; require keeps it out of the ESM graph until needed.
-    const koffi = require('koffi') as typeof import('koffi');
-    const lib = koffi.load('libc.so.6');
+    const { koffi, lib } = nativeLibc();
     const open = lib.func('int open(const char *path, int flags, ...)');
     const close = lib.func('int close(int fd)');
     const ioctlPtr = lib.func('int ioctl(int fd, unsigned long req, void *arg)');
@@ -115,7 +112,7 @@ export function libc(): Libc {
     };
     return cached;
   } catch (e) {
-    loadError = `cannot load libc through koffi: ${e instanceof Error ? e.message : String(e)}`;
+    loadError = e instanceof Error ? e.message : String(e);
     throw new Error(loadError);
   }
 }
