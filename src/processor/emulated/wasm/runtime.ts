@@ -23,6 +23,8 @@ import type { WasmLayout } from './translate.js';
 const BATCH = envInt('HYPERTS_WASM_BATCH', 128);
 /** Clock polls (4096 instructions each) a partial batch waits before it is compiled anyway. */
 const POLLS_PER_FLUSH = envInt('HYPERTS_WASM_POLLS', 256);
+/** Handler calls referenced by translated code before everything is dropped and translated afresh. */
+const HANDLER_CAP = 1 << 20;
 
 function envInt(name: string, dflt: number): number {
   const v = Number(process.env[name]);
@@ -113,6 +115,14 @@ export class WasmJit {
   /** Compile every queued block that is still valid. */
   flush(): void {
     this.waited = 0;
+    if (this.handlers.length > HANDLER_CAP) {
+      // Handler indices are baked into modules, so the list only grows; past the cap start over: every block is
+      // dropped (their slots return to the stub) and gets decoded and translated again when it is hot again.
+      this.queue = [];
+      this.handlers.length = 0;
+      this.cpu.blocks.clear();
+      return;
+    }
     const blocks = this.queue.filter((b) => b.valid && b.jit === null);
     this.queue = [];
     if (blocks.length === 0) return;
