@@ -24,14 +24,17 @@ const BATCH = envInt('HYPERTS_WASM_BATCH', 128);
 /** Clock polls (4096 instructions each) a partial batch waits before it is compiled anyway. */
 const POLLS_PER_FLUSH = envInt('HYPERTS_WASM_POLLS', 256);
 /** Handler calls referenced by translated code before everything is dropped and translated afresh. */
-const HANDLER_CAP = 1 << 20;
+let HANDLER_CAP = 1 << 20;
+
+/** Tests: lower the handler-list bound (returns the previous one). */
+export function setHandlerCap(n: number): number { const old = HANDLER_CAP; HANDLER_CAP = n; return old; }
 
 function envInt(name: string, dflt: number): number {
   const v = Number(process.env[name]);
   return Number.isInteger(v) && v > 0 ? v : dflt;
 }
 
-export const wasmStats = { modules: 0, blocks: 0, bytes: 0, compileMs: 0, failed: 0, emitMs: 0, moduleMs: 0, instanceMs: 0 };
+export const wasmStats = { resets: 0, modules: 0, blocks: 0, bytes: 0, compileMs: 0, failed: 0, emitMs: 0, moduleMs: 0, instanceMs: 0 };
 
 type WasmBlockFn = (rip: number, budget: number, n: number) => number;
 
@@ -120,6 +123,7 @@ export class WasmJit {
       // dropped (their slots return to the stub) and gets decoded and translated again when it is hot again.
       this.queue = [];
       this.handlers.length = 0;
+      wasmStats.resets++;
       this.cpu.blocks.clear();
       return;
     }

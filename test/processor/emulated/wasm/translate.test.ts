@@ -8,7 +8,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createTestMachine, type EmulatedTestMachine } from '../../../../src/processor/emulated/testing.js';
 import { setJitThreshold, jitThreshold, setJitEngine, jitEngine, jitStats } from '../../../../src/processor/emulated/jit.js';
-import { wasmStats } from '../../../../src/processor/emulated/wasm/runtime.js';
+import { wasmStats, setHandlerCap } from '../../../../src/processor/emulated/wasm/runtime.js';
 import { assemble } from '../../core-exec/asm.js';
 
 const CODE = 0x400000;
@@ -229,4 +229,31 @@ test('instruction counts: two translated runs retire exactly the same number of 
     for (const e of WASM) for (let k = 0; k < 2; k++) assert.deepEqual(run(e, s, limit), want, `${e.name} run ${k}`);
   }
   assert.ok(wasmStats.blocks > 0);
+});
+
+test('past the handler-list bound every block is dropped and translated again, with the same results', () => {
+  // pushfq and cpuid-free handler forms (pushf, 16-bit shifts by CL) in several blocks of a loop.
+  const code = assemble(`
+      mov ecx, 400
+    top:
+      pushfq
+      pop rax
+      shl dx, cl
+      jmp b2
+    b2:
+      add rbx, rax
+      pushfq
+      pop rsi
+      rcl r8, 1
+      dec ecx
+      jnz top
+      hlt`);
+  const s: Setup = { code, regs: [[2, 0x1234n]] };
+  const want = run(INTERP, s);
+  const old = setHandlerCap(3), resets = wasmStats.resets;
+  try {
+    for (const e of WASM) assert.deepEqual(run(e, s), want, e.name);
+  } finally { setHandlerCap(old); }
+  assert.ok(wasmStats.resets > resets, 'the bound was reached');
+  assert.equal(want.kind, 'halt');
 });
