@@ -18,6 +18,8 @@ import { Partition } from '../src/platform/partition.js';
 import { defaultImagePaths } from '../src/image/builder.js';
 import { INIT_BANNER } from '../src/image/init-script.js';
 import { QEMU_CPU } from './qemu-guest.js';
+import { jitEngine, jitStats, jitThreshold } from '../src/processor/emulated/jit.js';
+import { wasmStats } from '../src/processor/emulated/wasm/runtime.js';
 import type { ClockMode } from '../src/platform/clock.js';
 
 /** Wall times in ms; for hyperts (run in this process) also process CPU time (user+sys), steadier on a shared machine. */
@@ -135,6 +137,8 @@ async function main(): Promise<void> {
   const hi = best(h, 'toInit'), ho = best(h, 'toOff');
   const insns = h[0].insns ?? 0;
   console.log(`hyperts emulated : boot-to-init ${fmt(hi)}   to power-off ${fmt(ho)}   ${(insns / 1e6).toFixed(0)} M instructions, ${(insns / (ho / 1000) / 1e6).toFixed(1)} MIPS`);
+  const w = wasmStats.modules > 0 ? `; wasm: ${wasmStats.blocks} blocks in ${wasmStats.modules} modules, ${(wasmStats.bytes / 1048576).toFixed(1)} MiB, ${(wasmStats.compileMs / 1000).toFixed(2)} s to build+compile, ${wasmStats.failed} failed` : '';
+  console.log(`translator       : ${jitEngine}, threshold ${jitThreshold}; ${(jitStats.insns / runs / insns * 100).toFixed(1)}% of instructions run translated${w}`);
   console.log(`hyperts CPU time : boot-to-init ${fmt(best(h, 'cpuToInit'))}   to power-off ${fmt(best(h, 'cpuToOff'))}   (user+sys of this process, incl. V8's compiler threads)`);
   if (haveQemu) {
     const qi = best(q, 'toInit'), qo = best(q, 'toOff');

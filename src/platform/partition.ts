@@ -209,7 +209,9 @@ export class Partition {
     } else {
       const { EmulatedBackend } = await import('../processor/emulated/processor.js');
       backend = new EmulatedBackend();
-      memory = new GuestMemory(config.memoryBytes);
+      // RAM inside a WebAssembly.Memory after the vCPUs' state areas (translated code reaches all of it inline).
+      const { allocateEmulatedMemory } = await import('../processor/emulated/wasm/guest-memory.js');
+      memory = allocateEmulatedMemory(config.memoryBytes, config.cpus);
     }
     // The same opener as storvsp's: VHDX or raw by content, locked; a VHDX must never be presented raw.
     const ideDrives = await openIdeDrives(config.hardware, config.openDisk ?? diskOpener(config.name ? `VM '${config.name}'` : 'the VM'));

@@ -117,7 +117,8 @@ export class BlockCache {
     const cpu = this.cpu;
     const list = this.byPage.get(ppn);
     if (list !== undefined) {
-      for (const b of list) { b.valid = false; this.map.delete(b.key); }
+      const w = cpu.wasmJit;
+      for (const b of list) { b.valid = false; this.map.delete(b.key); if (w !== null) w.drop(b); }
       this.byPage.delete(ppn);
     }
     if (ppn < cpu.codePages.length) cpu.codePages[ppn] = 0;
@@ -127,14 +128,16 @@ export class BlockCache {
   /** Drop everything (mode-independent reset, or the cache grew too large). */
   clear(): void {
     const cpu = this.cpu;
+    const w = cpu.wasmJit;
     for (const [ppn, list] of this.byPage) {
-      for (const b of list) b.valid = false;
+      for (const b of list) { b.valid = false; if (w !== null) w.drop(b); }
       // A shared flag may also cover other vCPUs' blocks; it stays until a store drops them all.
       if (!cpu.codePagesShared && ppn < cpu.codePages.length) cpu.codePages[ppn] = 0;
     }
     this.map.clear();
     this.byPage.clear();
     this.front.fill(null);
+    cpu.codeDirty = true; // a running translated block stops after the store or handler that got here
   }
 
   get size(): number { return this.map.size; }
