@@ -19,9 +19,10 @@ import { defaultImagePaths } from '../src/image/builder.js';
 import { INIT_BANNER } from '../src/image/init-script.js';
 import { QEMU_CPU } from './qemu-guest.js';
 import type { ClockMode } from '../src/platform/clock.js';
+import { formatWorkerMemory, measureWorkerMemory, type WorkerMemory } from './worker-memory.js';
 
 /** Wall times in ms; for hyperts (run in this process) also process CPU time (user+sys), steadier on a shared machine. */
-interface BootTimes { toInit: number; toOff: number; insns?: number; cpuToInit?: number; cpuToOff?: number }
+interface BootTimes { toInit: number; toOff: number; insns?: number; cpuToInit?: number; cpuToOff?: number; memory?: WorkerMemory }
 
 const cpuMs = (c: NodeJS.CpuUsage): number => (c.user + c.system) / 1000;
 
@@ -55,7 +56,9 @@ async function bootHyperts(kernel: string, initrd: string, cmdline: string): Pro
   const cpuToOff = cpuMs(process.cpuUsage(c0));
   if (exit.code !== 0) throw new Error(`hyperts boot failed: ${exit.reason}`);
   const insns = Number(vm.vcpus[0].snapshot().insns ?? 0);
-  return { toInit, toOff, insns, cpuToInit, cpuToOff };
+  // At power-off the partition is still whole: what a worker of a booted guest holds.
+  const memory = measureWorkerMemory(vm.memory.bytes);
+  return { toInit, toOff, insns, cpuToInit, cpuToOff, memory };
 }
 
 function bootQemu(kernel: string, initrd: string, cmdline: string): Promise<BootTimes> {
@@ -95,7 +98,8 @@ function compareBuilds(other: string, kernel: string, initrd: string, cmdline: s
   for (let i = 0; i < runs; i++) {
     a.push(bootChild(root, kernel, initrd, cmdline));
     b.push(bootChild(ownRoot, kernel, initrd, cmdline));
-    const row = (x: BootTimes): string => `CPU ${fmt(x.cpuToInit!)} to init, ${fmt(x.cpuToOff!)} to power-off (wall ${fmt(x.toOff)}, ${((x.insns ?? 0) / 1e6).toFixed(0)} M insns)`;
+    const row = (x: BootTimes): string => `CPU ${fmt(x.cpuToInit!)} to init, ${fmt(x.cpuToOff!)} to power-off (wall ${fmt(x.toOff)}, ${((x.insns ?? 0) / 1e6).toFixed(0)} M insns)` +
+      (x.memory ? `, beyond guest RAM ${(x.memory.overhead / 1048576).toFixed(1)} MiB (RSS ${(x.memory.rss / 1048576).toFixed(1)})` : '');
     console.log(`run ${i + 1}: other ${row(a[i])}\n       this  ${row(b[i])}`);
   }
   const best = (xs: BootTimes[], k: 'cpuToInit' | 'cpuToOff'): number => Math.min(...xs.map((x) => x[k] ?? NaN));
@@ -108,6 +112,8 @@ function compareBuilds(other: string, kernel: string, initrd: string, cmdline: s
     const oa = best(a, k), ob = best(b, k), ma = median(a, k), mb = median(b, k);
     console.log(`  ${k === 'cpuToInit' ? 'boot-to-init' : 'to power-off'}: best ${fmt(oa)} vs ${fmt(ob)} (this/other ${(ob / oa).toFixed(3)})   median ${fmt(ma)} vs ${fmt(mb)} (${(mb / ma).toFixed(3)})`);
   }
+  const overhead = (xs: BootTimes[]): string => xs.map((x) => (x.memory ? `${(x.memory.overhead / 1048576).toFixed(1)}` : 'n/a')).join(', ');
+  console.log(`  beyond guest RAM at power-off (MiB): other ${overhead(a)}   this ${overhead(b)}`);
 }
 
 const fmt = (ms: number): string => (Number.isNaN(ms) ? '   n/a' : `${(ms / 1000).toFixed(2)} s`);
@@ -143,6 +149,8 @@ async function main(): Promise<void> {
   } else {
     console.log('QEMU TCG         : not measured (qemu-system-x86_64 not installed; apt-get install qemu-system-x86)');
   }
+  // The last boot's process: earlier runs' freed memory may still be counted, so one run is the clean measure.
+  for (const line of formatWorkerMemory(h[h.length - 1].memory!)) console.log(line);
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });
