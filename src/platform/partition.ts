@@ -5,7 +5,7 @@
  * Data flows one way: processor exit -> partition dispatch (buses, MSR/CPUID/hypercall handlers) ->
  * device or hypervisor -> VMBus -> provider.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { GuestMemory } from './memory.js';
 import { IoBus, MmioBus } from './bus.js';
 import { VirtualClock, type ClockMode } from './clock.js';
@@ -103,8 +103,6 @@ export class Partition {
   /** Run states and turn-taking of the vCPUs (set up once they exist). */
   scheduler!: VcpuScheduler;
   readonly backendKind: BackendKind;
-  private readonly kernelImage: Uint8Array;
-  private readonly initrdImage: Uint8Array | undefined;
   private exitInfo: PartitionExit | null = null;
   private resetReason: string | null = null;
   private paused = false;
@@ -135,8 +133,9 @@ export class Partition {
     this.memory = memory;
     this.log = config.log ?? (() => {});
     this.clock = new VirtualClock(config.clockMode ?? 'realtime');
-    this.kernelImage = readImage(config.kernel, 'kernel');
-    this.initrdImage = config.initrd ? readImage(config.initrd, 'initrd') : undefined;
+    // Read when the firmware loads them (start and every reset), not kept: ~18 MB for the default image.
+    checkImage(config.kernel, 'kernel');
+    if (config.initrd) checkImage(config.initrd, 'initrd');
     this.devices = createPlatformDevices({
       io: this.io, mmio: this.mmio, clock: this.clock, vcpuCount: config.cpus,
       rtcEpochMs: config.rtcBaseMs ?? (this.clock.mode === 'icount' ? Math.floor(Date.now() / 1000) * 1000 : Date.now()),
@@ -265,15 +264,16 @@ export class Partition {
     // A new memory is already zero: filling it would touch every page (~2 s of CPU and all of RAM resident at 512M).
     if (!fresh) this.memory.bytes.fill(0);
     const acpi = writeAcpiTables(this.memory, { vcpus: this.config.cpus, vmbus: this.config.enlightened, pci: true });
-    const k = this.kernelImage;
+    const k = readImage(this.config.kernel, 'kernel');
+    const initrd = this.config.initrd ? readImage(this.config.initrd, 'initrd') : undefined;
     const isBzImage = k.length > 0x206 && k[0x202] === 0x48 && k[0x203] === 0x64 && k[0x204] === 0x72 && k[0x205] === 0x53;
     let boot: BootCpuState;
     try {
       if (!isBzImage && findMultibootHeader(k)) {
-        boot = loadMultiboot(this.memory, { kernel: k, kernelName: this.config.kernel, cmdline: this.config.cmdline, initrd: this.initrdImage }).cpu;
+        boot = loadMultiboot(this.memory, { kernel: k, kernelName: this.config.kernel, cmdline: this.config.cmdline, initrd }).cpu;
         this.log('boot: multiboot kernel');
       } else {
-        boot = loadLinux(this.memory, { kernel: k, initrd: this.initrdImage, cmdline: this.config.cmdline, acpiRsdpAddr: acpi.rsdpAddr }).cpu;
+        boot = loadLinux(this.memory, { kernel: k, initrd, cmdline: this.config.cmdline, acpiRsdpAddr: acpi.rsdpAddr }).cpu;
       }
     } catch (e) {
       if (e instanceof BootError) throw new Error(`cannot boot ${this.config.kernel}: ${e.message}`);
@@ -538,7 +538,7 @@ export class Partition {
         this.hyperv.reset();
         this.chipset.reset();
         this.scheduler.reset();
-        this.loadFirmware();
+        try { this.loadFirmware(); } catch (e) { this.shutdown(1, `reset failed: ${(e as Error).message}`); break; }
       }
       const dbg = this.debug;
       if (dbg !== null && dbg.interruptRequested) { dbg.interruptRequested = false; dbg.reportStop({ signal: 2, vcpu: this.lastRan }); }
@@ -594,11 +594,22 @@ export class Partition {
   }
 }
 
+function imageError(path: string, what: string, e: unknown): Error {
+  const code = (e as NodeJS.ErrnoException).code;
+  return new Error(code === 'ENOENT' ? `${what} file '${path}' does not exist` : `cannot read ${what} file '${path}': ${(e as Error).message}`);
+}
+
 function readImage(path: string, what: string): Uint8Array {
   try {
     return readFileSync(path);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(code === 'ENOENT' ? `${what} file '${path}' does not exist` : `cannot read ${what} file '${path}': ${(e as Error).message}`);
+    throw imageError(path, what, e);
   }
+}
+
+/** The errors readImage would give, without reading the file. */
+function checkImage(path: string, what: string): void {
+  let regular: boolean;
+  try { regular = statSync(path).isFile(); } catch (e) { throw imageError(path, what, e); }
+  if (!regular) throw new Error(`cannot read ${what} file '${path}': not a regular file`);
 }
