@@ -14,17 +14,20 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Partition } from '../src/platform/partition.js';
 import { defaultImagePaths } from '../src/image/builder.js';
 import { INIT_BANNER } from '../src/image/init-script.js';
 import { QEMU_CPU } from './qemu-guest.js';
 import type { ClockMode } from '../src/platform/clock.js';
-import { formatWorkerMemory, measureWorkerMemory, type WorkerMemory } from './worker-memory.js';
+import { formatWorkerMemory, type WorkerMemory } from './worker-memory.js';
+import { WORKER_NODE_FLAGS } from '../src/vmms/worker-flags.js';
 
-/** Wall times in ms; for hyperts (run in this process) also process CPU time (user+sys), steadier on a shared machine. */
+/**
+ * Wall times in ms; for hyperts also process CPU time (user+sys), steadier on a shared machine, and the memory
+ * its process holds at power-off. hyperts boots in a child process started like a VM worker (same Node flags,
+ * nothing else loaded), so its memory is a worker's.
+ */
 interface BootTimes { toInit: number; toOff: number; insns?: number; cpuToInit?: number; cpuToOff?: number; memory?: WorkerMemory }
 
-const cpuMs = (c: NodeJS.CpuUsage): number => (c.user + c.system) / 1000;
 
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1]) || 1;
@@ -35,31 +38,6 @@ const compareWith = args.includes('--compare-with') ? args[args.indexOf('--compa
 const ownRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 // The same user-visible work on both: boot, run init, power off.
 const APPEND = 'hyperts.run=true';
-
-async function bootHyperts(kernel: string, initrd: string, cmdline: string): Promise<BootTimes> {
-  const t0 = performance.now();
-  const c0 = process.cpuUsage();
-  let toInit = NaN, cpuToInit = NaN;
-  let out = '';
-  const dec = new TextDecoder();
-  const vm = await Partition.create({
-    processor: 'emulated', memoryBytes: 512 * 1024 * 1024, cpus: 1, enlightened: true,
-    kernel, initrd, cmdline, clockMode,
-    onConsoleOutput: (b) => {
-      if (!Number.isNaN(toInit)) return;
-      out += dec.decode(b, { stream: true });
-      if (out.includes(INIT_BANNER)) { toInit = performance.now() - t0; cpuToInit = cpuMs(process.cpuUsage(c0)); }
-    },
-  });
-  const exit = await vm.start();
-  const toOff = performance.now() - t0;
-  const cpuToOff = cpuMs(process.cpuUsage(c0));
-  if (exit.code !== 0) throw new Error(`hyperts boot failed: ${exit.reason}`);
-  const insns = Number(vm.vcpus[0].snapshot().insns ?? 0);
-  // At power-off the partition is still whole: what a worker of a booted guest holds.
-  const memory = measureWorkerMemory(vm.memory.bytes);
-  return { toInit, toOff, insns, cpuToInit, cpuToOff, memory };
-}
 
 function bootQemu(kernel: string, initrd: string, cmdline: string): Promise<BootTimes> {
   return new Promise((resolve, reject) => {
@@ -78,10 +56,10 @@ function bootQemu(kernel: string, initrd: string, cmdline: string): Promise<Boot
   });
 }
 
-/** One boot of the build at `root` in a fresh process (bench/boot-child.ts of this build drives it). */
+/** One boot of the build at `root` in a fresh process (bench/boot-child.ts of this build drives it), with the worker's Node flags. */
 function bootChild(root: string, kernel: string, initrd: string, cmdline: string): BootTimes {
   const child = join(ownRoot, 'dist/bench/boot-child.js');
-  const r = spawnSync(process.execPath, [child, '--build', root, '--kernel', kernel, '--initrd', initrd, '--cmdline', cmdline, '--clock', clockMode],
+  const r = spawnSync(process.execPath, [...WORKER_NODE_FLAGS, child, '--build', root, '--kernel', kernel, '--initrd', initrd, '--cmdline', cmdline, '--clock', clockMode],
     { encoding: 'utf8', maxBuffer: 16 << 20 });
   if (r.status !== 0) throw new Error(`boot with the build at ${root} failed:\n${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as BootTimes;
@@ -136,12 +114,12 @@ async function main(): Promise<void> {
   const h: BootTimes[] = [], q: BootTimes[] = [];
   for (let i = 0; i < runs; i++) {
     if (haveQemu) q.push(await bootQemu(img.kernel, img.initrd, cmdline));
-    h.push(await bootHyperts(img.kernel, img.initrd, cmdline));
+    h.push(bootChild(ownRoot, img.kernel, img.initrd, cmdline));
   }
   const hi = best(h, 'toInit'), ho = best(h, 'toOff');
   const insns = h[0].insns ?? 0;
   console.log(`hyperts emulated : boot-to-init ${fmt(hi)}   to power-off ${fmt(ho)}   ${(insns / 1e6).toFixed(0)} M instructions, ${(insns / (ho / 1000) / 1e6).toFixed(1)} MIPS`);
-  console.log(`hyperts CPU time : boot-to-init ${fmt(best(h, 'cpuToInit'))}   to power-off ${fmt(best(h, 'cpuToOff'))}   (user+sys of this process, incl. V8's compiler threads)`);
+  console.log(`hyperts CPU time : boot-to-init ${fmt(best(h, 'cpuToInit'))}   to power-off ${fmt(best(h, 'cpuToOff'))}   (user+sys of the boot's process, incl. V8's compiler threads)`);
   if (haveQemu) {
     const qi = best(q, 'toInit'), qo = best(q, 'toOff');
     console.log(`QEMU TCG         : boot-to-init ${fmt(qi)}   to power-off ${fmt(qo)}`);
