@@ -106,7 +106,7 @@ export class BlockCache {
       for (let q = off + p, e = q + len; q < e; q++) k += String.fromCharCode(bytes[q]);
       const seen = this.interned.get(k);
       if (seen !== undefined) i = seen;
-      else { i = new Insn(); decode(i, bytes, off + p, len, mode); this.interned.set(k, i); }
+      else { i = new Insn(); decode(i, bytes, off + p, inPage - p, mode); this.interned.set(k, i); }
       got.push(i);
       p += len;
       if ((i.flags & IF.END) !== 0) break;
