@@ -1,7 +1,9 @@
 /**
  * Storage of a partition, assembled from its HardwareConfig: one storvsp (synthetic SCSI controller) per
- * configured controller, offered on the VMBus host, with a SCSI target over each drive's disk. The IDE
- * controller's assembly goes next to this one.
+ * configured controller, offered on the VMBus host, with a SCSI target over each drive's disk; and, in an
+ * enlightened partition, an IDE accelerator channel for each IDE hard disk, as Hyper-V offers: Linux then
+ * reaches those disks through hv_storvsc while ata_piix leaves them alone (it sees Hyper-V's SMBIOS identity).
+ * The IDE controller itself is assembled in assemble-ide.ts and owns those disks.
  */
 import type { Disk } from '../storage/disk.js';
 import { openDisk } from '../storage/open.js';
@@ -19,13 +21,23 @@ export function diskOpener(purpose: string): DiskOpener {
   return (path, readOnly) => openDisk(path, { readOnly, purpose });
 }
 
-export interface StorageState { scsi: StorvspState[] }
+export interface StorageState {
+  scsi: StorvspState[];
+  /** IDE accelerator channels, in the order of `ideAccelerators`. */
+  ide: StorvspState[];
+}
+
+/** An IDE hard disk (opened by the IDE controller's assembly) to offer over an accelerator channel. */
+export interface IdeAcceleratedDisk { channel: number; drive: number; disk: Disk }
 
 interface Attached { drive: DriveConfig; disk: Disk | null; target: ScsiDisk }
 
 export class ScsiStorage {
   readonly controllers: StorvspController[] = [];
+  /** IDE accelerator channels (their disks belong to the IDE controller: never closed here). */
+  readonly ideAccelerators: StorvspController[] = [];
   private readonly devices: VmbusDevice[] = [];
+  private readonly ideDevices: VmbusDevice[] = [];
   private readonly attached = new Map<string, Attached>();
 
   private constructor(private readonly vmbus: VmbusHost, private readonly open: DiskOpener) {}
@@ -34,7 +46,7 @@ export class ScsiStorage {
    * Opens every SCSI drive of `hw` and registers its controllers with `vmbus`. On any error the disks opened
    * so far are closed again and the error names the drive.
    */
-  static async assemble(hw: HardwareConfig, vmbus: VmbusHost, memory: GuestMemory, o: { open?: DiskOpener; log?: (m: string) => void; busy?: () => () => void } = {}): Promise<ScsiStorage> {
+  static async assemble(hw: HardwareConfig, vmbus: VmbusHost, memory: GuestMemory, o: { open?: DiskOpener; log?: (m: string) => void; busy?: () => () => void; ideDisks?: IdeAcceleratedDisk[] } = {}): Promise<ScsiStorage> {
     const n = hw.scsiControllers;
     if (!Number.isInteger(n) || n < 0 || n > MAX_SCSI_CONTROLLERS) throw new Error(`a VM has 0-${MAX_SCSI_CONTROLLERS} SCSI controllers, not ${n}`);
     const s = new ScsiStorage(vmbus, o.open ?? diskOpener('a VM'));
@@ -46,6 +58,12 @@ export class ScsiStorage {
       throw e;
     }
     for (const c of s.controllers) s.devices.push(vmbus.addDevice(c));
+    for (const d of o.ideDisks ?? []) {
+      const c = new StorvspController(memory, { controller: d.channel, ide: { channel: d.channel, drive: d.drive }, log: o.log, busy: o.busy });
+      c.attach(0, new ScsiDisk(d.disk, { kind: 'disk', maxTransferBytes: MAX_TRANSFER_BYTES }));
+      s.ideAccelerators.push(c);
+      s.ideDevices.push(vmbus.addDevice(c));
+    }
     return s;
   }
 
@@ -85,24 +103,29 @@ export class ScsiStorage {
   }
 
   /** Completes when no guest request is running on any controller (before a save). */
-  async idle(): Promise<void> { await Promise.all(this.controllers.map((c) => c.idle())); }
+  async idle(): Promise<void> { await Promise.all([...this.controllers, ...this.ideAccelerators].map((c) => c.idle())); }
 
   /** The disk at a location (tests, management). */
   disk(controller: number, location: number): Disk | null { return this.attached.get(ScsiStorage.key(controller, location))?.disk ?? null; }
 
-  saveState(): StorageState { return { scsi: this.controllers.map((c) => c.saveState()) }; }
+  saveState(): StorageState { return { scsi: this.controllers.map((c) => c.saveState()), ide: this.ideAccelerators.map((c) => c.saveState()) }; }
 
   /** After the VMBus host was restored (its channels reopened). */
   restoreState(s: StorageState): void {
     if (!Array.isArray(s.scsi) || s.scsi.length !== this.controllers.length) {
       throw new Error(`the saved state has ${s.scsi?.length ?? 0} SCSI controller(s), the VM ${this.controllers.length}`);
     }
+    const ide = s.ide ?? [];
+    if (!Array.isArray(ide) || ide.length !== this.ideAccelerators.length) {
+      throw new Error(`the saved state has ${Array.isArray(ide) ? ide.length : 0} IDE accelerator channel(s), the VM ${this.ideAccelerators.length}`);
+    }
     this.controllers.forEach((c, i) => c.restoreState(s.scsi[i], this.vmbus.channelOf(this.devices[i])));
+    this.ideAccelerators.forEach((c, i) => c.restoreState(ide[i], this.vmbus.channelOf(this.ideDevices[i])));
   }
 
   /** Partition stop: let running I/O finish, then flush and close every disk. Idempotent. */
   async close(): Promise<void> {
-    await Promise.allSettled(this.controllers.map((c) => c.idle()));
+    await Promise.allSettled([...this.controllers, ...this.ideAccelerators].map((c) => c.idle()));
     const all = [...this.attached.values()];
     this.attached.clear();
     const r = await Promise.allSettled(all.map((a) => a.disk?.close()));

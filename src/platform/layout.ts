@@ -52,8 +52,11 @@ export const BOOT_PARAMS_ADDR = 0x7000; // Linux zero page
 export const BOOT_CMDLINE_ADDR = 0x20000; // up to 64 KiB
 export const BOOT_PAGE_TABLES_ADDR = 0x9000; // PML4 + PDPT + PDs (identity map for the 64-bit entry)
 export const EBDA_START = 0x9fc00;
-export const ACPI_TABLES_ADDR = 0xe0000; // RSDP and tables, 128 KiB (reserved in e820)
-export const ACPI_TABLES_SIZE = 0x20000;
+export const ACPI_TABLES_ADDR = 0xe0000; // RSDP and tables, 64 KiB (0xE0000-0xFFFFF is reserved in e820)
+export const ACPI_TABLES_SIZE = 0x10000;
+/** SMBIOS entry point and structures (Linux scans 0xF0000-0xFFFFF for the anchor). */
+export const SMBIOS_ADDR = 0xf0000;
+export const SMBIOS_SIZE = 0x1000;
 export const KERNEL_LOAD_ADDR = 0x100000;
 
 /** PCI (Hyper-V Gen 1 chipset): configuration mechanism #1 at 0xCF8/0xCFC; the root bridge's windows. */

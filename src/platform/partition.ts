@@ -13,12 +13,14 @@ import { createPlatformDevices, type PlatformDevices, type PlatformDevicesState 
 import { HyperVStack, type HyperVStackState } from '../vsp/hyperv-stack.js';
 import { checkShape, decodeSavedState, encodeSavedState, readSavedStateFile, SavedStateError, type SavedStateInfo } from './saved-state.js';
 import type { IntegrationServices } from '../vsp/ic/integration-services.js';
-import type { DriveConfig, HardwareConfig } from './hardware.js';
+import { emptyHardware, type DriveConfig, type HardwareConfig } from './hardware.js';
 import { assembleNetwork, type NetworkAssembly, type NetworkState, type SwitchConfig } from './assemble-network.js';
 import { GuestAddressMonitor } from '../net/guest-addresses.js';
 import type { NetworkAdapterConfig } from './hardware.js';
-import { ScsiStorage, diskOpener, type DiskOpener, type StorageState } from './assemble-storage.js';
+import { ScsiStorage, diskOpener, type DiskOpener, type IdeAcceleratedDisk, type StorageState } from './assemble-storage.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
+import { partitionIdentity, writeSmbios } from '../firmware/smbios.js';
+import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:net';
 import { Gen1Chipset, openIdeDrives, type Gen1ChipsetState, type IdeDrives } from './assemble-ide.js';
 import type { DebugControl } from '../debug/emulated-target.js';
@@ -54,6 +56,8 @@ export interface PartitionConfig {
   log?: (msg: string) => void;
   /** Controllers, drives and adapters; absent = no storage or network devices. */
   hardware?: HardwareConfig;
+  /** The machine's UUID in SMBIOS (Hyper-V's BIOSGUID; the management service uses the VM's id); default: random per partition. */
+  biosGuid?: string;
   /** How drives' disk images are opened (default: raw images); tests pass in-memory disks. */
   openDisk?: DiskOpener;
   /** Virtual switches this VM's adapters may name (NAT through passt, or Private). */
@@ -105,6 +109,8 @@ export class Partition {
   readonly backendKind: BackendKind;
   private exitInfo: PartitionExit | null = null;
   private resetReason: string | null = null;
+  /** SMBIOS UUID: kept across resets of this partition. */
+  private readonly biosGuid: string;
   private paused = false;
   private wakeup: (() => void) | null = null;
   private readonly log: (msg: string) => void;
@@ -126,7 +132,8 @@ export class Partition {
     macs: () => this.network.adapters.map((a) => a.config.macAddress),
   });
 
-  private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory, ideDrives: IdeDrives) {
+  private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory, private readonly ideDrives: IdeDrives) {
+    this.biosGuid = config.biosGuid ?? randomUUID();
     // Own copy: hot add/remove updates it, and the caller's description stays as it was.
     if (config.hardware) config = this.config = { ...config, hardware: structuredClone(config.hardware) };
     this.backendKind = backend.kind;
@@ -250,12 +257,19 @@ export class Partition {
   }
 
   private async assembleStorage(): Promise<void> {
-    const hw = this.config.hardware;
-    if (!hw || (hw.scsiControllers === 0 && !hw.drives.some((d) => d.controllerType === 'scsi'))) return;
+    const hw = this.config.hardware ?? emptyHardware();
     const vmbus = this.hyperv.vmbus;
+    // Enlightened: each IDE hard disk is offered over an IDE accelerator channel too, as Hyper-V does (the guest
+    // sees Hyper-V's SMBIOS identity, so ata_piix leaves ATA disks to hv_storvsc).
+    const ideDisks: IdeAcceleratedDisk[] = [];
+    if (vmbus) {
+      this.ideDrives.media.forEach((channel, c) => channel.forEach((m, d) => { if (m?.kind === 'disk') ideDisks.push({ channel: c, drive: d, disk: m.disk }); }));
+    }
+    const scsi = hw.scsiControllers > 0 || hw.drives.some((d) => d.controllerType === 'scsi');
+    if (!scsi && ideDisks.length === 0) return;
     if (!vmbus) throw new Error(`${this.label} has SCSI controllers, which are synthetic (VMBus) devices; turn enlightenments on or attach the drives to IDE`);
     this.storage = await ScsiStorage.assemble(hw, vmbus, this.memory, {
-      open: this.config.openDisk ?? diskOpener(this.label), log: (m) => this.log(`storvsp: ${m}`), busy: () => this.clock.holdWarp(),
+      open: this.config.openDisk ?? diskOpener(this.label), log: (m) => this.log(`storvsp: ${m}`), busy: () => this.clock.holdWarp(), ideDisks,
     });
   }
 
@@ -264,6 +278,7 @@ export class Partition {
     // A new memory is already zero: filling it would touch every page (~2 s of CPU and all of RAM resident at 512M).
     if (!fresh) this.memory.bytes.fill(0);
     const acpi = writeAcpiTables(this.memory, { vcpus: this.config.cpus, vmbus: this.config.enlightened, pci: true });
+    writeSmbios(this.memory, partitionIdentity({ enlightened: this.config.enlightened, uuid: this.biosGuid }));
     const k = readImage(this.config.kernel, 'kernel');
     const initrd = this.config.initrd ? readImage(this.config.initrd, 'initrd') : undefined;
     const isBzImage = k.length > 0x206 && k[0x202] === 0x48 && k[0x203] === 0x64 && k[0x204] === 0x72 && k[0x205] === 0x53;
@@ -361,6 +376,10 @@ export class Partition {
     try {
       const template: Omit<PartitionState, 'run'> & { run: VcpuSchedulerState | null } = p.collectState();
       if (!('run' in (d.state as object))) template.run = null; // files from before several vCPUs
+      const savedStorage = (d.state as { storage?: unknown }).storage;
+      if (template.storage && savedStorage && typeof savedStorage === 'object' && !('ide' in savedStorage)) {
+        (template.storage as { ide: unknown }).ide = null; // files from before IDE accelerator channels
+      }
       checkShape(template, d.state);
       const s = d.state as PartitionState;
       if (s.vcpus.length !== p.vcpus.length) throw new SavedStateError(`the saved state has ${s.vcpus.length} processors, the VM ${p.vcpus.length}`);

@@ -405,7 +405,7 @@ export class VmmsService extends EventEmitter {
     await this.checkpointDisksSettled();
     this.requireState(e, ['Off', 'Saved'], 'start', e.rec.state === 'Paused' ? `resume-vm ${e.rec.name}` : '');
     const restoring = e.rec.state === 'Saved';
-    const wc = this.workerConfig(e.rec.config);
+    const wc = { ...this.workerConfig(e.rec.config), biosGuid: e.rec.id };
     if (restoring) {
       const path = this.savedStatePath(e);
       if (!existsSync(path)) {

@@ -17,6 +17,8 @@ export interface WorkerStartConfig {
   com1: boolean;
   /** Controllers, drives and network adapters the partition is assembled from. */
   hardware: HardwareConfig;
+  /** SMBIOS UUID (the VM's id, as Hyper-V's BIOSGUID). */
+  biosGuid?: string;
   /** Continue from this saved-state file instead of booting (Start-VM of a Saved VM). */
   restoreFrom?: string;
   /** The virtual switches the hardware's network adapters name. */

@@ -177,7 +177,7 @@ async function start(c: WorkerStartConfig): Promise<void> {
       kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, quiet: true,
       onConsoleOutput: c.com1 ? consoleOut : undefined,
       log: (message) => send({ t: 'log', message }),
-      hardware: c.hardware,
+      hardware: c.hardware, biosGuid: c.biosGuid,
       switches: c.switches,
       networkRelay: (switchName, data) => send({ t: 'frame', switchName, data }),
       // VHDX or raw by content; the lock names this VM to anyone else who tries to open the disk.

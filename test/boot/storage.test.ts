@@ -1,7 +1,8 @@
 /**
  * Issue 13 acceptance with the real guest: Debian's hv_storvsc and sd on our synthetic SCSI controller. One
- * boot with two disks (one read-only) serves every check; a third disk is hot-added and removed while the
- * guest runs, and the VM is saved and restored while the guest writes.
+ * boot with two SCSI disks (one read-only) and an IDE disk serves every check; a third disk is hot-added and
+ * removed while the guest runs, and the VM is saved and restored while the guest writes. The IDE disk comes
+ * through Hyper-V's IDE accelerator channel (hv_storvsc), ata_piix leaving it alone as on Hyper-V.
  *
  * Waits below poll the state that proves the behaviour; their limits are safety nets, not timing assertions.
  */
@@ -40,7 +41,7 @@ function readHost(path: string, offset: number, n: number): Buffer {
 describe('synthetic SCSI: hv_storvsc and sd on storvsp', () => {
   let g: GuestSession;
   const dir = mkdtempSync(join(tmpdir(), 'hyperts-storvsp-'));
-  const rw = join(dir, 'data.img'), ro = join(dir, 'readonly.img'), hot = join(dir, 'hot.img');
+  const rw = join(dir, 'data.img'), ro = join(dir, 'readonly.img'), hot = join(dir, 'hot.img'), ide = join(dir, 'ide.img');
   const sh = async (cmd: string): Promise<string> => {
     const r = await g.run(cmd);
     assert.equal(r.status, 0, `'${cmd}' failed (${r.status}):\n${r.out}`);
@@ -61,11 +62,15 @@ describe('synthetic SCSI: hv_storvsc and sd on storvsp', () => {
     roData.write('read-only-disk-marker', 4096);
     writeFileSync(ro, roData);
     writeFileSync(hot, Buffer.alloc(16 * MiB));
+    const ideData = Buffer.alloc(8 * MiB);
+    ideData.write('ide-disk-marker', 4096);
+    writeFileSync(ide, ideData);
     const hardware: HardwareConfig = {
       scsiControllers: 1, networkAdapters: [],
       drives: [
         { controllerType: 'scsi', controllerNumber: 0, controllerLocation: 0, kind: 'disk', path: rw },
         { controllerType: 'scsi', controllerNumber: 0, controllerLocation: 1, kind: 'disk', path: ro, readOnly: true },
+        { controllerType: 'ide', controllerNumber: 0, controllerLocation: 1, kind: 'disk', path: ide },
       ],
     };
     g = await GuestSession.boot({ hardware, openDisk: counting });
@@ -85,6 +90,23 @@ describe('synthetic SCSI: hv_storvsc and sd on storvsp', () => {
     assert.match(out, /\{ba6163d9-04a1-4d29-b605-72e2ffb1dc7f\}/);
     const bad = (await sh('dmesg -r')).split('\n').filter((l) => /^<[0-3]>/.test(l) && /storvsc|scsi|sd /i.test(l));
     assert.deepEqual(bad, []);
+  });
+
+  test('the IDE disk comes through the IDE accelerator channel (hv_storvsc, target = its IDE location); ata_piix ignores it on Hyper-V\'s SMBIOS identity', async () => {
+    assert.equal((await sh('cat /sys/class/dmi/id/sys_vendor /sys/class/dmi/id/product_name')).trim(), 'Microsoft Corporation\nVirtual Machine');
+    assert.match(await sh('for d in /sys/bus/vmbus/drivers/hv_storvsc/*-*; do cat $d/class_id; done'), /\{32412632-86cb-44a2-9b5c-50d1417354f5\}/);
+    // storvsc adds the disk at channel 0, target = the drive (IDE 0:1 -> target 1), LUN 0; its host is a VMBus device.
+    const blk = (await sh('ls -d /sys/bus/scsi/devices/*:0:1:0/block/* 2>/dev/null')).trim().split('/').pop()!;
+    assert.match(blk, /^sd[a-z]$/);
+    assert.match(await sh(`readlink -f /sys/block/${blk}`), /VMBUS:00\/00000000-0001-8899-0000-000000000000\//);
+    assert.equal(await sh(`dd if=/dev/${blk} bs=512 skip=8 count=1 2>/dev/null | head -c 15`), 'ide-disk-marker');
+    await sh(`printf ide-write-through > /tmp/iw && dd if=/tmp/iw of=/dev/${blk} bs=512 seek=16 conv=sync,fsync 2>/dev/null`);
+    assert.equal(readHost(ide, 16 * 512, 17).toString(), 'ide-write-through');
+    // ata_piix (loaded if the image did not) sees the identity and leaves ATA disks alone: no second path to the file.
+    await g.run('modprobe ata_piix 2>/dev/null; true');
+    await guestUntil('ata_piix probed', "dmesg | grep -q 'ata_piix 0000:00:07.1'");
+    assert.match(await sh('dmesg'), /ata_piix 0000:00:07\.1: Hyper-V Virtual Machine detected, ATA device ignore set/);
+    assert.equal((await sh(`ls -d /sys/block/sd* | wc -l`)).trim(), '3', 'two SCSI disks and the IDE disk, each once');
   });
 
   test('lsblk shows both disks with their sizes and the read-only one as RO', async () => {

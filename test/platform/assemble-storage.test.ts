@@ -8,7 +8,7 @@ import { ScsiStorage, diskOpener, type DiskOpener } from '../../src/platform/ass
 import { createVhdx } from '../../src/storage/open.js';
 import { MemoryDisk } from '../../src/storage/disk.js';
 import type { DriveConfig, HardwareConfig } from '../../src/platform/hardware.js';
-import { SCSI_CONTROLLER_CLASS } from '../../src/vsp/storvsp/protocol.js';
+import { IDE_ACCELERATOR_CLASS, SCSI_CONTROLLER_CLASS } from '../../src/vsp/storvsp/protocol.js';
 
 const MiB = 1 << 20;
 const scsi = (controllerNumber: number, controllerLocation: number, path: string | null, extra: Partial<DriveConfig> = {}): DriveConfig =>
@@ -43,6 +43,26 @@ test('one storvsp per SCSI controller is offered, with each drive at its locatio
   assert.notEqual(offers[0].instance, offers[1].instance);
   await s.close();
   assert.ok(opened.get('/a')!.wasClosed && opened.get('/b')!.wasClosed, 'disks closed when the partition stops');
+});
+
+test('IDE hard disks handed in get IDE accelerator channels; their disks stay the IDE controller\'s', async () => {
+  const g = new FakeLinuxGuest(1);
+  const { open } = memoryOpener();
+  const ide0 = new MemoryDisk(MiB) as MemoryDisk & { wasClosed?: boolean };
+  const ide1 = new MemoryDisk(MiB) as MemoryDisk & { wasClosed?: boolean };
+  for (const d of [ide0, ide1]) { const close = d.close.bind(d); d.close = async () => { d.wasClosed = true; return close(); }; }
+  const hw: HardwareConfig = { scsiControllers: 0, networkAdapters: [], drives: [] };
+  const s = await ScsiStorage.assemble(hw, g.vmbus, g.memory, { open, ideDisks: [{ channel: 0, drive: 0, disk: ide0 }, { channel: 1, drive: 1, disk: ide1 }] });
+  assert.equal(s.controllers.length, 0);
+  assert.equal(s.ideAccelerators.length, 2);
+  const offers = g.bootToOffers();
+  assert.deepEqual(offers.filter((o) => o.type === IDE_ACCELERATOR_CLASS).map((o) => o.instance).sort(),
+    ['00000000-0000-8899-0000-000000000000', '00000001-0001-8899-0000-000000000000']);
+  assert.equal(offers.filter((o) => o.type === SCSI_CONTROLLER_CLASS).length, 0);
+  const saved = s.saveState();
+  assert.equal(saved.ide.length, 2);
+  await s.close();
+  assert.ok(!ide0.wasClosed && !ide1.wasClosed, 'the IDE controller closes its own disks');
 });
 
 test('bad hardware descriptions fail with messages that say what to do, and close what was opened', async () => {

@@ -5,9 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { FakeLinuxGuest, FakeChannel, PAGE, settle, type GuestPacket } from '../vmbus/fake-guest.js';
+import { FakeLinuxGuest, FakeChannel, PAGE, settle, type GuestPacket, type Offer } from '../vmbus/fake-guest.js';
 import { MAX_INFLIGHT, StorvspController, type StorvspState } from '../../src/vsp/storvsp/controller.js';
-import { SCSI_CONTROLLER_CLASS, MAX_TRANSFER_BYTES } from '../../src/vsp/storvsp/protocol.js';
+import { IDE_ACCELERATOR_CLASS, SCSI_CONTROLLER_CLASS, MAX_TRANSFER_BYTES } from '../../src/vsp/storvsp/protocol.js';
 import { ScsiDisk } from '../../src/scsi/disk-target.js';
 import { MemoryDisk } from '../../src/storage/disk.js';
 import { pack, unpack } from '../../src/platform/saved-state.js';
@@ -42,6 +42,7 @@ class FakeStorvsc {
   private next = 1n;
   readonly done = new Map<bigint, GuestPacket>();
   readonly unsolicited: GuestPacket[] = [];
+  lastOffer: Offer | null = null;
   constructor(readonly g: FakeLinuxGuest, ch: FakeChannel) {
     this.ch = ch;
     ch.onPacket = (p) => { if (p.transId === 0n) this.unsolicited.push(p); else this.done.set(p.transId, p); };
@@ -50,11 +51,16 @@ class FakeStorvsc {
   static async open(g: FakeLinuxGuest, controller: StorvspController): Promise<FakeStorvsc> {
     g.vmbus.addDevice(controller);
     const offers = g.bootToOffers();
-    const o = offers.find((x) => x.type === SCSI_CONTROLLER_CLASS && x.instance === controller.instance);
-    assert.ok(o, 'SCSI controller offered');
+    let lastOffer: Offer | null = null;
+    const o = offers.find((x) => x.type === controller.interfaceType && x.instance === controller.instance);
+    assert.ok(o, `${controller.name} offered`);
+    assert.ok([SCSI_CONTROLLER_CLASS, IDE_ACCELERATOR_CLASS].includes(o!.type));
+    lastOffer = o!;
     const ch = g.open(o!, 16);
     assert.ok(ch instanceof FakeChannel);
-    return new FakeStorvsc(g, ch);
+    const f = new FakeStorvsc(g, ch);
+    f.lastOffer = lastOffer;
+    return f;
   }
 
   packet(op: number, fill?: (v: DataView) => void): Uint8Array {
@@ -433,4 +439,32 @@ test('a guest that floods requests gets BUSY beyond the in-flight limit instead 
   await c.idle();
   await settle(g, 10);
   assert.equal(c.inflightCount, 0);
+});
+
+test('IDE accelerator channel: offered with the IDE class, the drive in instance bytes 4-5, one disk at target = drive, LUN 0', async () => {
+  const g = new FakeLinuxGuest(1, NO_ICS as never);
+  const disk = new MemoryDisk(MiB);
+  await disk.write(512, new Uint8Array(512).fill(0x3c));
+  const c = new StorvspController(g.memory, { controller: 1, ide: { channel: 1, drive: 1 }, busy });
+  c.attach(0, new ScsiDisk(disk, { maxTransferBytes: MAX_TRANSFER_BYTES }));
+  assert.throws(() => c.attach(1, new ScsiDisk(new MemoryDisk(MiB), {})), /outside 0-0/, 'one disk per accelerator channel');
+  const s = await FakeStorvsc.open(g, c);
+  assert.equal(s.lastOffer!.type, IDE_ACCELERATOR_CLASS);
+  // What storvsc_probe reads: dev_instance.b[4] | b[5] << 8 (offer message: instance GUID at byte 24).
+  const raw = s.lastOffer!.raw;
+  assert.equal(raw[24 + 4] | (raw[24 + 5] << 8), 1, 'target = drive');
+  await s.init();
+  const props = await s.request(s.packet(10), INIT_ID);
+  assert.equal(new DataView(props.raw.buffer, props.raw.byteOffset).getUint32(20, true), 0x2, 'EMULATED_IDE channel flag, no multi-channel');
+  const r = await s.srb({ target: 1, lun: 0, cdb: read10(1, 1), dataIn: 1, length: 512 });
+  assert.equal(r.srbStatus, 1);
+  assert.deepEqual([...s.readGuest(r.pages, 0, 512)], Array(512).fill(0x3c));
+  const w = await s.srb({ target: 1, lun: 0, cdb: write10(2, 1), dataIn: 0, length: 512 });
+  assert.equal(w.srbStatus, 1);
+  // Elsewhere on this channel there is no disk.
+  for (const where of [{ target: 0, lun: 0 }, { target: 1, lun: 1 }, { path: 1, target: 1, lun: 0 }]) {
+    const inq = await s.srb({ ...where, cdb: [0x12, 0, 0, 0, 36, 0], dataIn: 1, length: 36 });
+    assert.equal(s.readGuest(inq.pages, 0, 1)[0], 0x7f, `no LUN at ${JSON.stringify(where)}`);
+  }
+  assert.throws(() => new StorvspController(g.memory, { controller: 0, ide: { channel: 2, drive: 0 } }), /not a Generation 1 IDE location/);
 });

@@ -14,7 +14,7 @@ import { Asc, INQUIRY_NO_LUN, Op, ScsiStatus, SenseKey, SPC_VERSION, fixedSense 
 import { reportLunsData, type ScsiDataBuffer, type ScsiResult, type ScsiTarget } from '../../scsi/target.js';
 import {
   LOCATION_PATH, LOCATION_TARGET, MAX_CDB_LENGTH, MAX_GUEST_PACKET, MAX_SENSE_LENGTH, MAX_TRANSFER_BYTES, Off,
-  SCSI_CONTROLLER_CLASS, SRB_STATUS_AUTOSENSE_VALID, SrbDirection, SrbStatus, SUPPORTED_PROTOCOLS,
+  IDE_ACCELERATOR_CLASS, SCSI_CONTROLLER_CLASS, STORAGE_CHANNEL_EMULATED_IDE_FLAG, SRB_STATUS_AUTOSENSE_VALID, SrbDirection, SrbStatus, SUPPORTED_PROTOCOLS,
   VSTOR_PACKET_SIZE, VSTOR_PACKET_SIZE_PRE_WIN8, VSTOR_STATUS_INVALID_DEVICE_STATE, VSTOR_STATUS_REVISION_MISMATCH,
   VSTOR_STATUS_SUCCESS, VstorOp, vstorPacket,
 } from './protocol.js';
@@ -31,6 +31,11 @@ export interface StorvspOptions {
   /** Controller number 0-3 (names the instance GUID unless `instance` is given). */
   controller: number;
   instance?: string;
+  /**
+   * An IDE accelerator channel instead of a SCSI controller: the one disk at IDE `channel`:`drive` (controller is
+   * then the IDE channel number). Its SRBs address path 0, target = drive, LUN 0.
+   */
+  ide?: { channel: number; drive: number };
   log?: (message: string) => void;
   /** Called when a request starts host I/O; the returned function when it ends (VirtualClock.holdWarp). */
   busy?: () => () => void;
@@ -67,7 +72,7 @@ class SrbData implements ScsiDataBuffer {
 }
 
 export class StorvspController implements ChannelProvider {
-  readonly interfaceType = SCSI_CONTROLLER_CLASS;
+  readonly interfaceType: string;
   readonly instance: string;
   readonly name: string;
   readonly maxPacketSize = MAX_GUEST_PACKET;
@@ -80,12 +85,31 @@ export class StorvspController implements ChannelProvider {
   private nextKey = 1;
   private readonly log: (m: string) => void;
   private readonly busy: () => () => void;
+  /** Where the guest addresses this controller's LUNs (SRB path and target). */
+  private readonly path: number;
+  private readonly targetId: number;
+  private readonly ide: boolean;
 
   constructor(private readonly memory: GuestMemory, o: StorvspOptions) {
     if (!Number.isInteger(o.controller) || o.controller < 0 || o.controller > 0xff) throw new RangeError(`SCSI controller number ${o.controller} is out of range`);
-    // Stable per controller number: the guest names its SCSI host's sysfs device after it.
-    this.instance = o.instance ?? `5ca1ab1e-5c51-4000-8000-0000000000${o.controller.toString(16).padStart(2, '0')}`;
-    this.name = `SCSI controller ${o.controller}`;
+    this.ide = o.ide !== undefined;
+    if (o.ide) {
+      const { channel, drive } = o.ide;
+      if (![0, 1].includes(channel) || ![0, 1].includes(drive)) throw new RangeError(`IDE ${channel}:${drive} is not a Generation 1 IDE location`);
+      this.interfaceType = IDE_ACCELERATOR_CLASS;
+      // data1 = channel, data2 = drive (Linux takes the target from bytes 4-5), data3 = 0x8899 as Hyper-V.
+      this.instance = o.instance ?? `0000000${channel}-000${drive}-8899-0000-000000000000`;
+      this.name = `IDE accelerator ${channel}:${drive}`;
+      this.path = 0;
+      this.targetId = drive;
+    } else {
+      this.interfaceType = SCSI_CONTROLLER_CLASS;
+      // Stable per controller number: the guest names its SCSI host's sysfs device after it.
+      this.instance = o.instance ?? `5ca1ab1e-5c51-4000-8000-0000000000${o.controller.toString(16).padStart(2, '0')}`;
+      this.name = `SCSI controller ${o.controller}`;
+      this.path = LOCATION_PATH;
+      this.targetId = LOCATION_TARGET;
+    }
     this.log = o.log ?? (() => {});
     this.busy = o.busy ?? (() => () => {});
   }
@@ -99,7 +123,8 @@ export class StorvspController implements ChannelProvider {
 
   /** Attach a target at `lun` (0-63); on a running guest this is a hot add and the guest rescans. */
   attach(lun: number, target: ScsiTarget): void {
-    if (!Number.isInteger(lun) || lun < 0 || lun >= LUNS_PER_CONTROLLER) throw new RangeError(`${this.name}: location ${lun} is outside 0-${LUNS_PER_CONTROLLER - 1}`);
+    const max = this.ide ? 1 : LUNS_PER_CONTROLLER;
+    if (!Number.isInteger(lun) || lun < 0 || lun >= max) throw new RangeError(`${this.name}: location ${lun} is outside 0-${max - 1}`);
     if (this.luns.has(lun)) throw new Error(`${this.name}: location ${lun} already holds a drive`);
     this.luns.set(lun, target);
     this.announceBusChange();
@@ -181,7 +206,7 @@ export class StorvspController implements ChannelProvider {
         // Single channel (multi-channel flag clear), so the guest never asks for sub-channels.
         this.reply(channel, p.transactionId, this.stage === 'initializing' ? VSTOR_STATUS_SUCCESS : VSTOR_STATUS_INVALID_DEVICE_STATE, (r) => {
           r.setUint16(Off.maxChannelCount, 0, true);
-          r.setUint32(Off.propFlags, 0, true);
+          r.setUint32(Off.propFlags, this.ide ? STORAGE_CHANNEL_EMULATED_IDE_FLAG : 0, true);
           r.setUint32(Off.maxTransferBytes, MAX_TRANSFER_BYTES, true);
         });
         return;
@@ -289,7 +314,7 @@ export class StorvspController implements ChannelProvider {
 
   /** Routes a CDB: REPORT LUNS and absent locations are the controller's, the rest goes to the LUN's target. */
   private async dispatch(path: number, target: number, lun: number, cdb: Uint8Array, data: ScsiDataBuffer): Promise<ScsiResult | 'invalid-lun'> {
-    const here = path === LOCATION_PATH && target === LOCATION_TARGET;
+    const here = path === this.path && target === this.targetId;
     const op = cdb[0];
     if (op === Op.REPORT_LUNS) {
       if (cdb.length < 12) return checkCondition(Asc.INVALID_FIELD_IN_CDB);

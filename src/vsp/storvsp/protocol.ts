@@ -5,6 +5,13 @@
 
 /** Hyper-V's synthetic SCSI controller class. */
 export const SCSI_CONTROLLER_CLASS = 'ba6163d9-04a1-4d29-b605-72e2ffb1dc7f';
+/**
+ * Hyper-V's IDE accelerator: one disk of the emulated IDE controller offered over storvsc as well. Linux does not
+ * scan it; it adds the device at target = bytes 4-5 of the instance GUID, LUN 0 (storvsc_drv.c, storvsc_probe).
+ */
+export const IDE_ACCELERATOR_CLASS = '32412632-86cb-44a2-9b5c-50d1417354f5';
+/** Channel property flag of an IDE accelerator channel (vmstorage_channel_properties.flags). */
+export const STORAGE_CHANNEL_EMULATED_IDE_FLAG = 0x2;
 
 export const enum VstorOp {
   COMPLETE_IO = 1, REMOVE_DEVICE = 2, EXECUTE_SRB = 3, RESET_LUN = 4, RESET_ADAPTER = 5, RESET_BUS = 6,
