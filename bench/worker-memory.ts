@@ -124,6 +124,6 @@ export function formatWorkerMemory(m: WorkerMemory): string[] {
     `  V8 heap        : used ${mb(m.heapUsed)} of ${mb(m.heapTotal)} committed; new ${sp('new_space')}, old ${sp('old_space')}, code ${sp('code_space')}, ` +
       `large objects ${sp('large_object_space')}, large code ${sp('code_large_object_space')}, maps ${sp('map_space')}`,
     `  outside heap   : V8 malloc ${mb(m.v8Malloced)} (peak ${mb(m.v8MallocedPeak)}), other ArrayBuffers ${mb(m.arrayBuffersOther)} (allocated), ` +
-      `rest (Node, libraries, allocator) ~${mb(m.overhead - heapSpaces - m.v8Malloced - Math.max(0, m.arrayBuffersOther))}`,
+      `other native anon (allocator arenas of V8's threads, stacks) ~${mb(m.overhead - m.rssFile - m.rssShmem - heapSpaces - m.v8Malloced - Math.max(0, m.arrayBuffersOther))}`,
   ];
 }
