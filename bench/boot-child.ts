@@ -8,6 +8,7 @@
  */
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { measureWorkerMemory } from './worker-memory.js';
 
 const arg = (name: string): string => {
   const i = process.argv.indexOf(name);
@@ -15,7 +16,7 @@ const arg = (name: string): string => {
   return process.argv[i + 1];
 };
 
-interface PartitionLike { start(): Promise<{ code: number; reason: string }>; vcpus: Array<{ snapshot(): Record<string, number | bigint> }> }
+interface PartitionLike { memory: { bytes: Uint8Array }; start(): Promise<{ code: number; reason: string }>; vcpus: Array<{ snapshot(): Record<string, number | bigint> }> }
 interface PartitionModule { Partition: { create(c: Record<string, unknown>): Promise<PartitionLike> } }
 
 async function main(): Promise<void> {
@@ -40,7 +41,19 @@ async function main(): Promise<void> {
   const toOff = performance.now() - t0, cpuToOff = cpuMs(process.cpuUsage(c0));
   if (exit.code !== 0) throw new Error(`boot failed: ${exit.reason}`);
   const insns = Number(vm.vcpus[0].snapshot().insns ?? 0);
-  process.stdout.write(JSON.stringify({ toInit, toOff, cpuToInit, cpuToOff, insns }) + '\n');
+  const memory = measureWorkerMemory(vm.memory.bytes);
+  process.stdout.write(JSON.stringify({ toInit, toOff, cpuToInit, cpuToOff, insns, memory, translator: await translatorStats(root) }) + '\n');
+}
+
+/** What the translator did in this boot (builds without these modules or fields give null). */
+async function translatorStats(root: string): Promise<Record<string, unknown> | null> {
+  try {
+    const jit = await import(pathToFileURL(join(root, 'dist/src/processor/emulated/jit.js')).href) as Record<string, unknown>;
+    let wasm: unknown = null;
+    try { wasm = (await import(pathToFileURL(join(root, 'dist/src/processor/emulated/wasm/runtime.js')).href) as { wasmStats: unknown }).wasmStats; } catch { /* no wasm translator */ }
+    const stats = jit.jitStats as { insns?: number } | undefined;
+    return { engine: jit.jitEngine ?? 'js', threshold: jit.jitThreshold, translatedInsns: stats?.insns ?? null, wasm };
+  } catch { return null; }
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });

@@ -88,6 +88,30 @@ class HostHttp {
   close(): void { this.server.close(); }
 }
 
+/**
+ * Counts TCP data segments a NIC was offered that repeat bytes already offered on that flow (IPv4 only):
+ * each one is a retransmission by the sender (passt, for downloads), so this shows the cost of drops.
+ */
+class RetransmitCounter {
+  offered = 0;
+  retransmitted = 0;
+  private readonly highest = new Map<string, number>();
+  see(f: Uint8Array): void {
+    if (f.length < 54 || f[12] !== 0x08 || f[13] !== 0x00 || f[23] !== 6) return;
+    const ihl = (f[14] & 15) * 4, tcp = 14 + ihl;
+    if (f.length < tcp + 20) return;
+    const total = (f[16] << 8) | f[17];
+    const data = total - ihl - ((f[tcp + 12] >> 4) * 4);
+    if (data <= 0) return;
+    this.offered++;
+    const key = `${f.subarray(26, 34).join('.')}:${f.subarray(tcp, tcp + 4).join('.')}`;
+    const end = (((f[tcp + 4] << 24) | (f[tcp + 5] << 16) | (f[tcp + 6] << 8) | f[tcp + 7]) + data) >>> 0;
+    const h = this.highest.get(key);
+    if (h !== undefined && ((end - h) | 0) <= 0) { this.retransmitted++; return; }
+    this.highest.set(key, end);
+  }
+}
+
 interface GuestResult { down: number; up: number; rps: number; backend: string; stats: string }
 
 /** The guest's workload: wait for DHCP, download, upload, then the request loop; markers tell the host. */
@@ -98,6 +122,8 @@ function workloadScript(httpPort: number, upPort: number): string[] {
     `wget -q -O /dev/null http://$GW:${httpPort}/big && echo bench-download-done`,
     `dd if=/dev/zero bs=64k count=${mib * 16} 2>/dev/null | nc $GW ${upPort} >/dev/null; echo bench-upload-status=$?`,
     `i=0; while [ $i -lt ${requests} ]; do wget -q -O /dev/null http://$GW:${httpPort}/small || break; i=$((i+1)); done; echo bench-requests=$i`,
+    // The guest's TCP counters: RetransSegs is the upload's retransmissions.
+    "echo bench-tcp=$(grep '^Tcp:' /proc/net/snmp | tail -1 | cut -d' ' -f12,13,14)",
   ];
 }
 
@@ -122,6 +148,7 @@ async function hypertsRun(kind: 'netvsp' | 'legacy'): Promise<GuestResult> {
   const vm = await Partition.create({
     processor, memoryBytes: 512 * 1024 * 1024, cpus: 1, enlightened: !legacy, kernel: img.kernel, initrd: img.initrd,
     cmdline: `${img.cmdline} hyperts.run64=${Buffer.from(script).toString('base64')}`, clockMode: 'realtime',
+    log: args.includes('--console') ? (m) => process.stderr.write(`[hyperts] ${m}\n`) : undefined,
     ...natNetwork(legacy ? '00:15:5d:be:9c:02' : '00:15:5d:be:9c:01', [], legacy),
     onConsoleOutput: (b) => {
       if (args.includes('--console')) process.stderr.write(b);
@@ -129,11 +156,25 @@ async function hypertsRun(kind: 'netvsp' | 'legacy'): Promise<GuestResult> {
       http.consoleSaw(out.slice(-200));
     },
   });
+  // Every frame the switch offers the NIC passes here first (drops included): count the retransmissions.
+  const rtx = new RetransmitCounter();
+  const nic: { deliver(f: Uint8Array): void } = legacy ? vm.network.legacyAdapters[0].nic : vm.network.adapters[0].adapter;
+  const deliver = nic.deliver.bind(nic);
+  nic.deliver = (f) => { rtx.see(f); deliver(f); };
+  if (process.env.BENCH_TRACE_TO_PASST) {
+    const b = vm.network.backends[0] as unknown as { deliver(f: Uint8Array): void };
+    const d = b.deliver.bind(b);
+    b.deliver = (f) => { process.stderr.write(`[to-passt] ${f.length} ${Buffer.from(f.subarray(12, Math.min(f.length, 80))).toString('hex')}\n`); d(f); };
+  }
   const exit = await vm.start();
   http.close();
   const st = legacy ? vm.network.legacyAdapters[0].nic.stats : vm.network.adapters[0].adapter.stats;
-  const stats = `${st.rxFrames} frames in, ${st.txFrames} out, ${st.rxDropped} dropped in` +
-    ('rxNoBuffer' in st ? ` (${st.rxNoBuffer} with no free receive descriptor)` : '');
+  const sw = [...vm.network.switches.values()][0];
+  const ch = legacy ? null : vm.hyperv.vmbus?.channelOf(vm.network.adapters[0].device);
+  const tcp = /bench-tcp=([^\n]*)/.exec(out)?.[1]?.trim() ?? '?';
+  const stats = `${st.rxFrames} frames in, ${st.txFrames} out, ${st.rxDropped} dropped in; ` +
+    `TCP data segments offered ${rtx.offered}, of them retransmitted ${rtx.retransmitted}; guest TCP OutSegs/RetransSegs/InErrs ${tcp}\n` +
+    `    adapter ${JSON.stringify(st)}${ch ? `\n    channel ${JSON.stringify(ch.stats)}` : ''}\n    switch ${JSON.stringify(sw?.stats)}; passt ${JSON.stringify(vm.network.backends[0]?.stats)}`;
   if (exit.code !== 0 || !out.includes('bench-download-done')) throw new Error(`${kind}: guest run failed: ${exit.reason}\n${out.slice(-1500)}\nadapter ${JSON.stringify(st)}`);
   const upMbs = await finishUpload(up, out, kind, `adapter ${JSON.stringify(st)}`);
   return { down: bytes / 1048576 / (http.downloadMs / 1000), up: upMbs, rps: requestsDone(out, http, kind), backend: vm.backendKind, stats };

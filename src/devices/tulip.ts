@@ -64,6 +64,11 @@ export const MAX_RX_DESCRIPTORS_PER_FRAME = 64;
  * processor: with a shallow FIFO most of a TCP window is lost and resent over and over.
  */
 const RX_QUEUE = 1024;
+/**
+ * With a switch that honours flow control, the adapter reports itself full at this depth and the switch
+ * keeps the rest (pausing passt): the deep RX_QUEUE is only for senders that ignore `canReceive`.
+ */
+const RX_FIFO = 64;
 /** General-purpose timer tick at 100 Mbit/s. */
 const GPT_TICK_NS = 81_920;
 
@@ -125,6 +130,9 @@ export class Tulip extends PciFunction implements NetworkEndpoint {
   private txOversize = false;
   private gpTimer: TimerHandle | null = null;
   private uplink: ((frame: Uint8Array) => void) | null = null;
+  /** The switch port's "room again" signal, and whether a frame found the FIFO full since it was given. */
+  private room: (() => void) | null = null;
+  private wasFull = false;
   private linkUpState = false;
 
   constructor(o: TulipOptions) {
@@ -159,9 +167,13 @@ export class Tulip extends PciFunction implements NetworkEndpoint {
 
   // ---- the network side (a switch port) --------------------------------------------------------------
 
-  /** Connect to a switch port's transmit function, or disconnect (null: the PHY reports no link). */
-  plug(transmit: ((frame: Uint8Array) => void) | null): void {
+  /**
+   * Connect to a switch port's transmit function (and its `resume`, for when the guest hands receive
+   * descriptors back), or disconnect (null: the PHY reports no link).
+   */
+  plug(transmit: ((frame: Uint8Array) => void) | null, room?: () => void): void {
     this.uplink = transmit;
+    this.room = transmit ? room ?? null : null;
     this.linkChanged(this.linkUpState);
   }
 
@@ -174,6 +186,17 @@ export class Tulip extends PciFunction implements NetworkEndpoint {
 
   /** The guest's driver has started the receive process (the interface is up). */
   get receiving(): boolean { return this.rxState !== RS_STOPPED; }
+
+  /**
+   * Flow control (NetworkEndpoint): false while the FIFO is full because the guest owns no free receive
+   * descriptor. A receiver that is stopped or without link takes (and drops) frames, holding no source.
+   */
+  canReceive(): boolean {
+    // Without a "room again" signal to give, claiming to be full would hold the switch's queue for ever.
+    if (!this.room || !this.phy.link || this.rxState === RS_STOPPED || this.rxQueue.length < RX_FIFO) return true;
+    this.wasFull = true;
+    return false;
+  }
 
   /** A frame from the switch for this adapter. */
   deliver(frame: Uint8Array): void {
@@ -267,7 +290,7 @@ export class Tulip extends PciFunction implements NetworkEndpoint {
     // Starting continues at the current descriptor (only a CSR3/CSR4 write moves it back to the base):
     // the driver stops and restarts both processes when it changes duplex and expects its ring position kept.
     if ((v & M.SR) && !(was & M.SR)) { this.rxState = RS_WAITING; this.drainRx(); }
-    if (!(v & M.SR)) { this.rxState = RS_STOPPED; this.rxQueue.length = 0; }
+    if (!(v & M.SR)) { this.rxState = RS_STOPPED; this.rxQueue.length = 0; this.signalRoom(); }
     if ((v & M.ST) && !(was & M.ST)) { this.txState = TS_SUSPENDED; this.txLength = 0; this.pollTransmit(); }
     if (!(v & M.ST)) this.txState = TS_STOPPED;
   }
@@ -328,6 +351,7 @@ export class Tulip extends PciFunction implements NetworkEndpoint {
     this.txState = TS_STOPPED;
     this.rxQueue.length = 0;
     this.updateInterrupt();
+    this.signalRoom();
   }
 
   /** Next descriptor after `addr`: chained (buffer 2 address), wrap to the list base, or the next in the ring. */
@@ -341,12 +365,21 @@ export class Tulip extends PciFunction implements NetworkEndpoint {
   // ---- receive --------------------------------------------------------------------------------------------
 
   private drainRx(): void {
-    if (this.rxState === RS_STOPPED) return;
-    while (this.rxQueue.length > 0) {
-      if (!this.receive(this.rxQueue[0])) break;
-      this.rxQueue.shift();
+    if (this.rxState !== RS_STOPPED) {
+      while (this.rxQueue.length > 0) {
+        if (!this.receive(this.rxQueue[0])) break;
+        this.rxQueue.shift();
+      }
+      this.updateInterrupt();
     }
-    this.updateInterrupt();
+    this.signalRoom();
+  }
+
+  /** Tell the switch port the FIFO has room again (or the receiver stopped), once per time it was full. */
+  private signalRoom(): void {
+    if (!this.wasFull || !this.room || !this.canReceive()) return;
+    this.wasFull = false;
+    this.room();
   }
 
   /** DMA one frame into the receive list; false when the guest owns no descriptor (kept for later). */
@@ -524,6 +557,7 @@ export class Tulip extends PciFunction implements NetworkEndpoint {
     this.srom.reset();
     this.phy.resetBus();
     this.setInterrupt(false);
+    this.signalRoom();
   }
 
   /** Machine reset: configuration space and the chip (the PHY back to its defaults). */

@@ -18,6 +18,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { Duplex } from 'node:stream';
 import type { NetworkEndpoint, SwitchPort, VirtualSwitch } from './switch.js';
 import { RestartBackoff } from './restart-backoff.js';
+import { passtSocketPair, closeFd } from './passt-socket.js';
+import { Socket } from 'node:net';
 
 export interface PortForward { protocol: 'tcp' | 'udp'; hostPort: number; guestPort: number }
 
@@ -34,7 +36,7 @@ export interface PasstOptions {
   restartDelayMs?: number;
 }
 
-export interface PasstStats { toPasst: number; fromPasst: number; dropped: number; restarts: number }
+export interface PasstStats { toPasst: number; fromPasst: number; dropped: number; restarts: number; pauses: number }
 
 /** Frames bigger than this or smaller than an Ethernet header are a broken stream. */
 const MAX_FRAME = 65535;
@@ -46,6 +48,11 @@ const MAX_QUEUED_BYTES = 4 << 20;
  * see separately. So frames go out in writes of whole frames no bigger than this, one write at a time.
  */
 const MAX_WRITE = 32 * 1024;
+/**
+ * Send buffer asked for on passt's end of the socket (the kernel caps it at net.core.wmem_max, 4 MiB on
+ * Debian): what passt can write while the switch holds it back. QEMU's passt sets the same for itself.
+ */
+const PASST_SEND_BUFFER = 4 << 20;
 
 /** `-t 8080:80` style arguments, checked. */
 export function parseForward(text: string, protocol: 'tcp' | 'udp' = 'tcp'): PortForward {
@@ -64,7 +71,9 @@ export function passtArguments(o: PasstOptions): string[] {
 }
 
 export class PasstBackend implements NetworkEndpoint {
-  readonly stats: PasstStats = { toPasst: 0, fromPasst: 0, dropped: 0, restarts: 0 };
+  readonly stats: PasstStats = { toPasst: 0, fromPasst: 0, dropped: 0, restarts: 0, pauses: 0 };
+  /** The switch asked us to stop reading (every VM we feed is full): passt's writes then wait in its socket. */
+  private paused = false;
   private child: ChildProcess | null = null;
   private sock: Duplex | null = null;
   private port: SwitchPort | null = null;
@@ -116,6 +125,18 @@ export class PasstBackend implements NetworkEndpoint {
     this.sw.setUplinkState(false);
   }
 
+  /**
+   * Flow control from the switch: stop reading passt's socket while the VMs it feeds are full. Frames
+   * already read stay in `pending` and go first when reading resumes.
+   */
+  setPaused(paused: boolean): void {
+    if (this.paused === paused) return;
+    this.paused = paused;
+    if (paused) { this.stats.pauses++; this.sock?.pause(); return; }
+    this.onData(null);
+    if (!this.paused) this.sock?.resume();
+  }
+
   /** A frame from the switch (a guest's transmission): to passt, framed. */
   deliver(frame: Uint8Array): void {
     const s = this.sock;
@@ -143,11 +164,15 @@ export class PasstBackend implements NetworkEndpoint {
 
   private spawn(): void {
     let child: ChildProcess;
+    const pair = passtSocketPair(PASST_SEND_BUFFER);
     try {
-      child = spawn(this.o.binary ?? 'passt', passtArguments(this.o), { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+      child = spawn(this.o.binary ?? 'passt', passtArguments(this.o), { stdio: ['ignore', 'ignore', 'pipe', pair?.child ?? 'pipe'] });
     } catch (e) {
+      if (pair) closeFd(pair.parent);
       this.onExit(null, `could not start: ${(e as Error).message}`);
       return;
+    } finally {
+      if (pair) closeFd(pair.child); // passt has its own copy now
     }
     this.child = child;
     this.stderrTail = '';
@@ -157,11 +182,12 @@ export class PasstBackend implements NetworkEndpoint {
       this.onExit(child, `${e.message}${hint}`);
     });
     child.on('exit', (code, signal) => this.onExit(child, signal ? `killed by ${signal}` : `exited with status ${code}`));
-    const sock = child.stdio[3] as Duplex | null;
+    const sock = pair ? new Socket({ fd: pair.parent, readable: true, writable: true }) : child.stdio[3] as Duplex | null;
     if (!sock) { this.onExit(child, 'no socket to passt'); return; }
     this.sock = sock;
     this.pending = Buffer.alloc(0);
     sock.on('data', (d: Buffer) => this.onData(d));
+    if (this.paused) sock.pause();
     sock.on('error', () => { /* the exit handler reports it */ });
     sock.on('close', () => { if (this.sock === sock) this.sock = null; });
     this.sw.setUplinkState(true);
@@ -171,10 +197,12 @@ export class PasstBackend implements NetworkEndpoint {
     this.backoff.started(() => this.child === child);
   }
 
-  private onData(d: Buffer): void {
-    this.pending = this.pending.length ? Buffer.concat([this.pending, d]) : d;
+  /** Bytes read from passt (null: none, go on with what is pending); whole frames go to the switch. */
+  private onData(d: Buffer | null): void {
+    if (d) this.pending = this.pending.length ? Buffer.concat([this.pending, d]) : d;
     let at = 0;
-    while (this.pending.length - at >= 4) {
+    // A pause takes effect between frames: the rest waits here, so a paused switch gets nothing more.
+    while (!this.paused && this.pending.length - at >= 4) {
       const len = this.pending.readUInt32BE(at);
       if (len < 14 || len > MAX_FRAME) {
         this.log(`passt sent a frame length of ${len}; restarting it`);

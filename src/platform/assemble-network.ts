@@ -126,7 +126,7 @@ export function assembleNetwork(vmbus: VmbusHost | null, hardware: HardwareConfi
   };
   const plug = (adapter: NetvspAdapter | Tulip, sw: VirtualSwitch, name: string): SwitchPort => {
     const port = sw.attach(adapter, name);
-    adapter.plug((f) => port.transmit(f));
+    adapter.plug((f) => port.transmit(f), () => port.resume());
     adapter.linkChanged(sw.linkUp);
     return port;
   };

@@ -6,6 +6,19 @@
 export const FOUR_GIB = 0x1_0000_0000;
 export const MMIO_HOLE_START = 0xc000_0000;
 
+/**
+ * Guest RAM placed inside a WebAssembly.Memory after per-vCPU areas (emulated processor: translated wasm code
+ * reads registers, the TLB and RAM from one linear memory). Area k is [k * areaSize, (k + 1) * areaSize).
+ */
+export interface WasmRamLayout {
+  readonly memory: WebAssembly.Memory;
+  /** Byte offset of guest RAM in the memory. */
+  readonly ramBase: number;
+  readonly areaSize: number;
+  /** Number of per-vCPU areas before RAM. */
+  readonly areas: number;
+}
+
 export class GuestMemory {
   readonly bytes: Uint8Array;
   readonly view: DataView;
@@ -14,11 +27,12 @@ export class GuestMemory {
   /** Bytes of RAM mapped at and above 4 GiB. */
   readonly highRamSize: number;
 
-  constructor(readonly size: number, buffer?: ArrayBufferLike) {
+  /** `buffer` (optional) holds RAM at `byteOffset`; `wasm` describes it when it is a WebAssembly.Memory. */
+  constructor(readonly size: number, buffer?: ArrayBufferLike, byteOffset = 0, readonly wasm: WasmRamLayout | null = null) {
     if (!Number.isInteger(size) || size <= 0 || size % 4096 !== 0) {
       throw new RangeError(`guest memory size must be a positive multiple of 4096 bytes, got ${size}`);
     }
-    this.bytes = buffer ? new Uint8Array(buffer, 0, size) : new Uint8Array(size);
+    this.bytes = buffer ? new Uint8Array(buffer, byteOffset, size) : new Uint8Array(size);
     this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, size);
     this.lowRamEnd = Math.min(size, MMIO_HOLE_START);
     this.highRamSize = size - this.lowRamEnd;

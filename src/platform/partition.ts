@@ -5,7 +5,7 @@
  * Data flows one way: processor exit -> partition dispatch (buses, MSR/CPUID/hypercall handlers) ->
  * device or hypervisor -> VMBus -> provider.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { GuestMemory } from './memory.js';
 import { IoBus, MmioBus } from './bus.js';
 import { VirtualClock, type ClockMode } from './clock.js';
@@ -20,7 +20,7 @@ import type { NetworkAdapterConfig } from './hardware.js';
 import { ScsiStorage, diskOpener, type DiskOpener, type IdeAcceleratedDisk, type StorageState } from './assemble-storage.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
 import { partitionIdentity, writeSmbios } from '../firmware/smbios.js';
-import { randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Server } from 'node:net';
 import { Gen1Chipset, openIdeDrives, type Gen1ChipsetState, type IdeDrives } from './assemble-ide.js';
 import type { DebugControl } from '../debug/emulated-target.js';
@@ -56,7 +56,11 @@ export interface PartitionConfig {
   log?: (msg: string) => void;
   /** Controllers, drives and adapters; absent = no storage or network devices. */
   hardware?: HardwareConfig;
-  /** The machine's UUID in SMBIOS (Hyper-V's BIOSGUID; the management service uses the VM's id); default: random per partition. */
+  /**
+   * The machine's UUID in SMBIOS (Hyper-V's BIOSGUID; the management service uses the VM's id). Default: derived from
+   * the name, so a transient VM keeps it across runs and icount boots repeat exactly (Linux mixes DMI data into its
+   * random pool, which steers what the kernel does).
+   */
   biosGuid?: string;
   /** How drives' disk images are opened (default: raw images); tests pass in-memory disks. */
   openDisk?: DiskOpener;
@@ -107,8 +111,6 @@ export class Partition {
   /** Run states and turn-taking of the vCPUs (set up once they exist). */
   scheduler!: VcpuScheduler;
   readonly backendKind: BackendKind;
-  private readonly kernelImage: Uint8Array;
-  private readonly initrdImage: Uint8Array | undefined;
   private exitInfo: PartitionExit | null = null;
   private resetReason: string | null = null;
   /** SMBIOS UUID: kept across resets of this partition. */
@@ -135,15 +137,16 @@ export class Partition {
   });
 
   private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory, private readonly ideDrives: IdeDrives) {
-    this.biosGuid = config.biosGuid ?? randomUUID();
+    this.biosGuid = config.biosGuid ?? nameBasedUuid(config.name ?? '');
     // Own copy: hot add/remove updates it, and the caller's description stays as it was.
     if (config.hardware) config = this.config = { ...config, hardware: structuredClone(config.hardware) };
     this.backendKind = backend.kind;
     this.memory = memory;
     this.log = config.log ?? (() => {});
     this.clock = new VirtualClock(config.clockMode ?? 'realtime');
-    this.kernelImage = readImage(config.kernel, 'kernel');
-    this.initrdImage = config.initrd ? readImage(config.initrd, 'initrd') : undefined;
+    // Read when the firmware loads them (start and every reset), not kept: ~18 MB for the default image.
+    checkImage(config.kernel, 'kernel');
+    if (config.initrd) checkImage(config.initrd, 'initrd');
     this.devices = createPlatformDevices({
       io: this.io, mmio: this.mmio, clock: this.clock, vcpuCount: config.cpus,
       rtcEpochMs: config.rtcBaseMs ?? (this.clock.mode === 'icount' ? Math.floor(Date.now() / 1000) * 1000 : Date.now()),
@@ -209,7 +212,9 @@ export class Partition {
     } else {
       const { EmulatedBackend } = await import('../processor/emulated/processor.js');
       backend = new EmulatedBackend();
-      memory = new GuestMemory(config.memoryBytes);
+      // RAM inside a WebAssembly.Memory after the vCPUs' state areas (translated code reaches all of it inline).
+      const { allocateEmulatedMemory } = await import('../processor/emulated/wasm/guest-memory.js');
+      memory = allocateEmulatedMemory(config.memoryBytes, config.cpus);
     }
     // The same opener as storvsp's: VHDX or raw by content, locked; a VHDX must never be presented raw.
     const ideDrives = await openIdeDrives(config.hardware, config.openDisk ?? diskOpener(config.name ? `VM '${config.name}'` : 'the VM'));
@@ -280,15 +285,16 @@ export class Partition {
     if (!fresh) this.memory.bytes.fill(0);
     const acpi = writeAcpiTables(this.memory, { vcpus: this.config.cpus, vmbus: this.config.enlightened, pci: true });
     writeSmbios(this.memory, partitionIdentity({ enlightened: this.config.enlightened, uuid: this.biosGuid }));
-    const k = this.kernelImage;
+    const k = readImage(this.config.kernel, 'kernel');
+    const initrd = this.config.initrd ? readImage(this.config.initrd, 'initrd') : undefined;
     const isBzImage = k.length > 0x206 && k[0x202] === 0x48 && k[0x203] === 0x64 && k[0x204] === 0x72 && k[0x205] === 0x53;
     let boot: BootCpuState;
     try {
       if (!isBzImage && findMultibootHeader(k)) {
-        boot = loadMultiboot(this.memory, { kernel: k, kernelName: this.config.kernel, cmdline: this.config.cmdline, initrd: this.initrdImage }).cpu;
+        boot = loadMultiboot(this.memory, { kernel: k, kernelName: this.config.kernel, cmdline: this.config.cmdline, initrd }).cpu;
         this.log('boot: multiboot kernel');
       } else {
-        boot = loadLinux(this.memory, { kernel: k, initrd: this.initrdImage, cmdline: this.config.cmdline, acpiRsdpAddr: acpi.rsdpAddr }).cpu;
+        boot = loadLinux(this.memory, { kernel: k, initrd, cmdline: this.config.cmdline, acpiRsdpAddr: acpi.rsdpAddr }).cpu;
       }
     } catch (e) {
       if (e instanceof BootError) throw new Error(`cannot boot ${this.config.kernel}: ${e.message}`);
@@ -557,7 +563,7 @@ export class Partition {
         this.hyperv.reset();
         this.chipset.reset();
         this.scheduler.reset();
-        this.loadFirmware();
+        try { this.loadFirmware(); } catch (e) { this.shutdown(1, `reset failed: ${(e as Error).message}`); break; }
       }
       const dbg = this.debug;
       if (dbg !== null && dbg.interruptRequested) { dbg.interruptRequested = false; dbg.reportStop({ signal: 2, vcpu: this.lastRan }); }
@@ -613,11 +619,31 @@ export class Partition {
   }
 }
 
+function imageError(path: string, what: string, e: unknown): Error {
+  const code = (e as NodeJS.ErrnoException).code;
+  return new Error(code === 'ENOENT' ? `${what} file '${path}' does not exist` : `cannot read ${what} file '${path}': ${(e as Error).message}`);
+}
+
 function readImage(path: string, what: string): Uint8Array {
   try {
     return readFileSync(path);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(code === 'ENOENT' ? `${what} file '${path}' does not exist` : `cannot read ${what} file '${path}': ${(e as Error).message}`);
+    throw imageError(path, what, e);
   }
+}
+
+/** The errors readImage would give, without reading the file. */
+function checkImage(path: string, what: string): void {
+  let regular: boolean;
+  try { regular = statSync(path).isFile(); } catch (e) { throw imageError(path, what, e); }
+  if (!regular) throw new Error(`cannot read ${what} file '${path}': not a regular file`);
+}
+
+/** A stable UUID (version 5 layout, SHA-1) for a VM that has no id of its own. */
+function nameBasedUuid(name: string): string {
+  const h = createHash('sha1').update(`hyperts-vm:${name}`).digest();
+  h[6] = (h[6] & 0x0f) | 0x50;
+  h[8] = (h[8] & 0x3f) | 0x80;
+  const x = h.subarray(0, 16).toString('hex');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
 }

@@ -28,6 +28,8 @@ export interface ChannelProvider {
   onPacket(channel: Channel, packet: VmbusPacket): void;
   /** The channel stopped (guest close, rescind, unload, reset, fault). Pending requests were rejected. */
   onClose(channel: Channel, reason: CloseReason): void;
+  /** Packets queued while the guest's ring was full have all been written: there is room to send again. */
+  onSendRoom?(channel: Channel): void;
 }
 
 export interface SendOptions {
@@ -68,7 +70,11 @@ export interface ChannelHost {
 
 export class ChannelClosedError extends Error {}
 
+/** Counters for diagnostics and benchmarks (signals are the interrupt cost of a channel). */
+export interface ChannelStats { packetsToGuest: number; signalsToGuest: number; guestSignals: number; packetsFromGuest: number }
+
 export class Channel {
+  readonly stats: ChannelStats = { packetsToGuest: 0, signalsToGuest: 0, guestSignals: 0, packetsFromGuest: 0 };
   private nextTransactionId = 1n;
   private readonly pending = new Map<bigint, Pending>();
   private readonly queue: Array<{ head: Uint8Array; payload: Uint8Array }> = [];
@@ -128,7 +134,8 @@ export class Channel {
       this.fault(e);
       return false;
     }
-    if (this.outbound.guestWantsInterrupt) this.host.signalGuest(this);
+    this.stats.packetsToGuest++;
+    if (this.outbound.guestWantsInterrupt) this.signal();
     return true;
   }
 
@@ -190,9 +197,15 @@ export class Channel {
     this.host.faultChannel(this, reason instanceof Error ? reason.message : String(reason));
   }
 
+  private signal(): void {
+    this.stats.signalsToGuest++;
+    this.host.signalGuest(this);
+  }
+
   /** @internal The guest signalled: read its packets, retry queued sends. */
   onGuestSignal(): void {
     if (!this.inbound) return;
+    this.stats.guestSignals++;
     this.flushQueue();
     let batch;
     try {
@@ -201,7 +214,8 @@ export class Channel {
       if (e instanceof RingError) { this.fault(e); return; }
       throw e;
     }
-    if (batch.signalGuest) this.host.signalGuest(this);
+    if (batch.signalGuest) this.signal();
+    this.stats.packetsFromGuest += batch.packets.length;
     for (const p of batch.packets) {
       if (!this.inbound) return; // a provider closed or faulted the channel meanwhile
       const waiter = p.transactionId !== 0n ? this.pending.get(p.transactionId) : undefined;
@@ -229,12 +243,13 @@ export class Channel {
     if (!this.outbound || this.queue.length === 0) return;
     let wrote = false;
     try {
-      while (this.queue.length > 0 && this.outbound.write(this.queue[0].head, this.queue[0].payload)) { this.queue.shift(); wrote = true; }
+      while (this.queue.length > 0 && this.outbound.write(this.queue[0].head, this.queue[0].payload)) { this.queue.shift(); wrote = true; this.stats.packetsToGuest++; }
       if (this.queue.length === 0) this.outbound.ring.pendingSendSize = 0;
     } catch (e) {
       this.fault(e);
       return;
     }
-    if (wrote && this.outbound.guestWantsInterrupt) this.host.signalGuest(this);
+    if (wrote && this.outbound.guestWantsInterrupt) this.signal();
+    if (wrote && this.queue.length === 0) this.provider.onSendRoom?.(this);
   }
 }

@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { seccompProgram } from './seccomp.js';
+import { WORKER_NODE_FLAGS } from './worker-flags.js';
 
 export const BWRAP = '/usr/bin/bwrap';
 export const SETPRIV = '/usr/bin/setpriv';
@@ -264,7 +265,7 @@ export function sandboxCommand(spec: SandboxSpec, name: string): SandboxLaunch {
   for (const d of spec.devices) bw.push('--dev-bind', d, d);
   bw.push(...binds.args, '--seccomp', '4', '--remount-ro', '/', '--chdir', spec.vmDir);
   if (spec.uid !== undefined) bw.push(SETPRIV, ...dropArgs(spec.uid));
-  bw.push(process.execPath, spec.workerPath);
+  bw.push(process.execPath, ...WORKER_NODE_FLAGS, spec.workerPath);
   const enter = [mem, pids].filter((c): c is Cgroup => c !== null).map((c) => c.procs);
   const rlimit = mem ? '' : `ulimit -d ${Math.ceil(spec.memoryLimitBytes / 1024)} || exit 125; `;
   const script = `${rlimit}${enter.map((_, i) => `echo $$ > "$${i + 1}" || exit 125; `).join('')}shift ${enter.length}; exec "$@"`;

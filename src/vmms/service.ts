@@ -35,6 +35,7 @@ import { newEntry, type Entry, type Runtime } from './vm-entry.js';
 import { sandboxedLaunch, type WorkerLaunch } from './worker-launch.js';
 export { MAX_CHECKPOINTS, type CheckpointView } from './checkpoint-ops.js';
 import { IC_NAMES, type IcName, type IntegrationServiceInfo } from '../vsp/ic/integration-services.js';
+import { WORKER_NODE_FLAGS } from './worker-flags.js';
 
 
 export interface ServiceOptions {
@@ -430,7 +431,7 @@ export class VmmsService extends EventEmitter {
       files ? files.workerEnd : 'ignore' as const, kvmFd ?? 'ignore' as const, ...(launch?.bootFds ?? [])];
     const child = launch
       ? spawn(launch.command, launch.args, { serialization: 'advanced', stdio })
-      : fork(this.workerPath, [], { serialization: 'advanced', stdio, execArgv: [] });
+      : fork(this.workerPath, [], { serialization: 'advanced', stdio, execArgv: [...WORKER_NODE_FLAGS] });
     if (launch) closeFds([...launch.fds, ...(kvmFd !== undefined ? [kvmFd] : []), ...launch.bootFds]);
     files?.closeWorkerEnd();
     if (wc.fileChannel === undefined) files?.close();

@@ -16,7 +16,7 @@ const NOT_STATE = new Set([
   'platform', 'vp', 'fault', 'blocks', 'codePages', 'onCodeWrite', 'onCodeCached', 'codePagesShared', 'breakpointHook', 'ram', 'ramView',
   'tlbTag', 'tlbAddend', 'tlbPhys', 'tlbFlags', 'tlbLargeBase', 'tlbLargeSize', 'tlbGlobalCount', 'tlbLargeCount',
   'msrOut', 'exitRequested', 'stopOnFault', 'faultStopped', 'irqCheck', 'ifWasOn', 'codeDirty', 'memHi', 'opHi',
-  'opAddr', 'nextRip', 'mtrr', 'fpu',
+  'opAddr', 'nextRip', 'mtrr', 'fpu', 'stateMem', 'stateBase', 'tlbInWasm', 'wasmJit',
 ]);
 
 type Field = number | boolean | string | ArrayBufferView;

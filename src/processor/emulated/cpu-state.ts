@@ -14,6 +14,7 @@
  */
 import type { PlatformServices } from '../backend.js';
 import type { FpuStateLike } from './simd/contract.js';
+import { TLB_TAG, TLB_ADD } from './wasm/state.js';
 
 export const enum Seg { ES = 0, CS = 1, SS = 2, DS = 3, FS = 4, GS = 5 }
 
@@ -38,7 +39,17 @@ export const enum F { CF = 1 << 0, PF = 1 << 2, AF = 1 << 4, ZF = 1 << 6, SF = 1
 
 export class CpuState {
   // ---- General purpose and instruction pointer
-  readonly gpr = new Int32Array(32);
+  /**
+   * State shared with translated WebAssembly code (layout: wasm/state.ts): an area of the memory that holds
+   * guest RAM (platform.memory.wasm) or, when RAM is not in one, a private one-page memory. The area's first
+   * 128 bytes are the GPRs, so `gpr` is a view of it and wasm reads RAX..R15 as i64 at area + 0, 8, ...
+   */
+  readonly stateMem: WebAssembly.Memory;
+  /** Byte offset of this vCPU's area in stateMem. */
+  readonly stateBase: number;
+  /** The TLB (below) lives in stateMem too, so translated code can look it up inline. */
+  readonly tlbInWasm: boolean;
+  readonly gpr: Int32Array;
   rip = 0;
 
   // ---- RFLAGS. Arithmetic flags (CF PF AF ZF SF OF) are lazy and owned by flags.ts; `flagsRest` holds every
@@ -152,8 +163,8 @@ export class CpuState {
    * Tag = linear page base (NaN = empty). addend = RAM byte offset - linear page base (fast path: one add);
    * phys = physical page base - linear page base. flags: 1 global, 2 part of a large page, 4 RAM.
    */
-  readonly tlbTag = new Float64Array(6 * 1024).fill(NaN);
-  readonly tlbAddend = new Float64Array(6 * 1024);
+  readonly tlbTag: Float64Array;
+  readonly tlbAddend: Float64Array;
   readonly tlbPhys = new Float64Array(6 * 1024);
   readonly tlbFlags = new Uint8Array(6 * 1024);
   /** Linear base and size of the large page an entry came from (for invlpg on a 2M/4M/1G page). */
@@ -194,5 +205,17 @@ export class CpuState {
   readonly tlbSmapIdx = new Int32Array(32);
   tlbSmapCount = 0;
 
-  constructor(readonly vp: number, readonly platform: PlatformServices) {}
+  constructor(readonly vp: number, readonly platform: PlatformServices) {
+    const w = platform.memory?.wasm ?? null; // unit tests build a CpuState without a platform
+    if (w !== null && vp < w.areas) {
+      this.stateMem = w.memory; this.stateBase = vp * w.areaSize; this.tlbInWasm = true;
+      this.tlbTag = new Float64Array(w.memory.buffer, this.stateBase + TLB_TAG, 6 * 1024).fill(NaN);
+      this.tlbAddend = new Float64Array(w.memory.buffer, this.stateBase + TLB_ADD, 6 * 1024);
+    } else {
+      this.stateMem = new WebAssembly.Memory({ initial: 1, maximum: 1 }); this.stateBase = 0; this.tlbInWasm = false;
+      this.tlbTag = new Float64Array(6 * 1024).fill(NaN);
+      this.tlbAddend = new Float64Array(6 * 1024);
+    }
+    this.gpr = new Int32Array(this.stateMem.buffer, this.stateBase, 32);
+  }
 }

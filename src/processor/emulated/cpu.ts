@@ -9,6 +9,7 @@ import type { SimdCpu } from './simd/contract.js';
 import * as mmu from './mmu.js';
 import { raise } from './exceptions.js';
 import { BlockCache } from './block-cache.js';
+import type { WasmJit } from './wasm/runtime.js';
 
 export class Cpu extends CpuState implements SimdCpu {
   /** Address of the next instruction; handlers of control transfers overwrite it. */
@@ -24,6 +25,8 @@ export class Cpu extends CpuState implements SimdCpu {
   onCodeCached: (ppn: number) => void;
   /** codePages is shared with the partition's other vCPUs: a page's flag may stand for their blocks too. */
   codePagesShared = false;
+  /** The WebAssembly translator's per-vCPU state (HYPERTS_JIT=wasm), made on first use. */
+  wasmJit: WasmJit | null = null;
 
   constructor(vp: number, platform: PlatformServices) {
     super(vp, platform);

@@ -30,8 +30,8 @@ import { getCF, testCondition, getArithFlags, setArithFlags } from './flags.js';
  */
 export type TranslatedBlock = (cpu: Cpu, b: Block, budget: number) => number;
 
-/** Statistics for benchmarks. */
-export const jitStats = { translated: 0, failed: 0 };
+/** Statistics for benchmarks: blocks translated / not translatable, instructions retired in translated code. */
+export const jitStats = { translated: 0, failed: 0, insns: 0 };
 
 const DEFAULT_THRESHOLD = 40000;
 
@@ -43,15 +43,36 @@ const DEFAULT_THRESHOLD = 40000;
  * With more forms translated (bench/README.md), side by side: 3000 / 8000 / 20000 took 64.9 / 58.9 / 55.4 s CPU
  * and 20000 / 40000 took 46.0 / 43.1 s; 80000 was no better than 40000.
  */
-export let jitThreshold = parseThreshold(typeof process !== 'undefined' ? process.env.HYPERTS_JIT_THRESHOLD : undefined);
 
+/**
+ * Which translator hot blocks go to (HYPERTS_JIT): 'wasm' (the default: wasm/translate.ts, blocks batched
+ * into WebAssembly modules, much cheaper to produce, so its threshold is far lower; the Debian boot takes
+ * ~45% less CPU than with 'js'), 'js' (this file), or 'off' (interpreter only).
+ */
+export type JitEngine = 'js' | 'wasm' | 'off';
+export let jitEngine: JitEngine = 'wasm';
+
+/** Executions before translation with the wasm translator (see bench/README.md for the measurements). */
+const DEFAULT_WASM_THRESHOLD = 1000;
 
 function parseThreshold(v: string | undefined): number {
-  if (v === undefined || v === '') return DEFAULT_THRESHOLD;
+  const e = typeof process !== 'undefined' ? process.env.HYPERTS_JIT : undefined;
+  if (e !== undefined && e !== '' && e !== 'js' && e !== 'wasm' && e !== 'off') {
+    throw new Error(`HYPERTS_JIT must be js, wasm or off (got "${e}")`);
+  }
+  if (e === 'js' || e === 'wasm' || e === 'off') jitEngine = e;
+  const dflt = jitEngine === 'wasm' ? DEFAULT_WASM_THRESHOLD : DEFAULT_THRESHOLD;
+  if (jitEngine === 'off') return Infinity;
+  if (v === undefined || v === '') return dflt;
   if (v === 'off') return Infinity;
   const n = Number(v);
-  return Number.isFinite(n) && n >= 0 ? n : DEFAULT_THRESHOLD;
+  return Number.isFinite(n) && n >= 0 ? n : dflt;
 }
+
+export let jitThreshold = parseThreshold(typeof process !== 'undefined' ? process.env.HYPERTS_JIT_THRESHOLD : undefined);
+
+/** Tests and benchmarks: choose the translator. */
+export function setJitEngine(e: JitEngine): void { jitEngine = e; }
 
 /** Tests: translate blocks after `n` executions (0 = at once, Infinity = never). */
 export function setJitThreshold(n: number): void { jitThreshold = n; }

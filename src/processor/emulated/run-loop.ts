@@ -8,7 +8,8 @@ import { deliverFault, deliverInterrupt, deliverNmi } from './exceptions.js';
 import { IF } from './decoder.js';
 import { debugStep } from './debug.js';
 import type { Block } from './block-cache.js';
-import { jitThreshold, translateBlock, retiredBefore, type TranslatedBlock } from './jit.js';
+import { jitThreshold, jitEngine, jitStats, translateBlock, retiredBefore, type TranslatedBlock } from './jit.js';
+import { WasmJit } from './wasm/runtime.js';
 
 /** Instructions between polls of the virtual clock's timers. */
 const POLL_INTERVAL = 4096;
@@ -48,9 +49,11 @@ export function runCpu(cpu: Cpu, maxInsns: number): number {
       cur = b; curRip = cpu.rip;
       if (b.count <= limit) {
         let t = b.jit;
-        if (t === null && ++b.hits > jitThreshold) t = translateNow(cache, b);
+        if (t === null && ++b.hits > jitThreshold) t = translateNow(cpu, b);
         if (t !== null) {
-          n += t(cpu, b, limit < nextPoll - n ? limit : nextPoll - n);
+          const k = t(cpu, b, limit < nextPoll - n ? limit : nextPoll - n);
+          jitStats.insns += k;
+          n += k;
           if (b.sys) cpu.irqCheck = true;
           continue;
         }
@@ -67,6 +70,8 @@ export function runCpu(cpu: Cpu, maxInsns: number): number {
 }
 
 function pollClock(cpu: Cpu): void {
+  // Blocks waiting for a wasm batch get compiled at least this often.
+  if (cpu.wasmJit !== null) cpu.wasmJit.poll();
   cpu.platform.clock.poll();
   cpu.irqCheck = true;
 }
@@ -92,8 +97,17 @@ function serviceInterrupts(cpu: Cpu): void {
   cpu.ifWasOn = (cpu.flagsRest & F.IF) !== 0;
 }
 
-function translateNow(cache: Cpu['blocks'], b: Block): TranslatedBlock | null {
-  if (b.mode !== 3 || b === cache.uncached) { b.hits = -Infinity; return null; }
+function translateNow(cpu: Cpu, b: Block): TranslatedBlock | null {
+  if (b.mode !== 3 || b === cpu.blocks.uncached) { b.hits = -Infinity; return null; }
+  if (jitEngine === 'wasm') {
+    // Queued for the next batch (this call may compile it at once); interpreted until then.
+    b.hits = -Infinity;
+    let w = cpu.wasmJit;
+    if (w === null) w = cpu.wasmJit = new WasmJit(cpu);
+    w.immediate = jitThreshold === 0;
+    w.enqueue(b);
+    return b.jit;
+  }
   const t = translateBlock(b);
   if (t === null) b.hits = -Infinity; // not translatable: stop trying
   else b.jit = t;

@@ -9,7 +9,7 @@
  */
 import type { TestMachine, TestRunResult } from './testing-contract.js';
 import type { InterruptController, PlatformServices } from '../backend.js';
-import { GuestMemory } from '../../platform/memory.js';
+import { allocateEmulatedMemory } from './wasm/guest-memory.js';
 import { IoBus, MmioBus } from '../../platform/bus.js';
 import { VirtualClock } from '../../platform/clock.js';
 import { Cpu } from './cpu.js';
@@ -53,7 +53,7 @@ export interface TestPlatform extends PlatformServices {
 export function createTestPlatform(memoryBytes: number): TestPlatform {
   const resets: string[] = [];
   return {
-    memory: new GuestMemory(memoryBytes),
+    memory: allocateEmulatedMemory(memoryBytes, 1),
     io: new IoBus(),
     mmio: new MmioBus(),
     clock: new VirtualClock('realtime'),

@@ -38,6 +38,10 @@ export interface NetvspStats {
   rxFrames: number;
   /** Frames for the guest dropped: no free receive slot, link down, adapter not ready, too big. */
   rxDropped: number;
+  /** Of those: no free receive slot (the guest holds them all). */
+  rxNoSlot: number;
+  /** Of those: the host->guest ring and its host-side queue were full. */
+  rxRingFull: number;
   /** Guest messages dropped as malformed (bad RNDIS, bad section index, oversize frame...). */
   malformed: number;
   /** Channel resets caused by protocol violations. */
@@ -77,7 +81,7 @@ export class NetvspAdapter implements ChannelProvider, NetworkEndpoint {
   readonly name: string;
   readonly maxPacketSize = MAX_GUEST_PACKET;
   readonly mac: Uint8Array;
-  readonly stats: NetvspStats = { txFrames: 0, txDropped: 0, rxFrames: 0, rxDropped: 0, malformed: 0, resets: 0 };
+  readonly stats: NetvspStats = { txFrames: 0, txDropped: 0, rxFrames: 0, rxDropped: 0, rxNoSlot: 0, rxRingFull: 0, malformed: 0, resets: 0 };
 
   private channel: Channel | null = null;
   private version = 0;
@@ -92,6 +96,9 @@ export class NetvspAdapter implements ChannelProvider, NetworkEndpoint {
   private readonly pendingControl: Uint8Array[] = [];
   private connected = false;
   private uplink: ((frame: Uint8Array) => void) | null = null;
+  /** The switch port's "room again" signal, and whether a frame found us full since it was last given. */
+  private room: (() => void) | null = null;
+  private wasFull = false;
   private readonly log: (m: string) => void;
 
   constructor(o: NetvspOptions) {
@@ -104,9 +111,13 @@ export class NetvspAdapter implements ChannelProvider, NetworkEndpoint {
 
   // ---- the network side ------------------------------------------------------------------------------
 
-  /** Connect to a switch port (its transmit function) or disconnect (null): the guest sees the link follow. */
-  plug(transmit: ((frame: Uint8Array) => void) | null): void {
+  /**
+   * Connect to a switch port (its transmit function, and its `resume` for when the guest returns receive
+   * slots) or disconnect (null): the guest sees the link follow.
+   */
+  plug(transmit: ((frame: Uint8Array) => void) | null, room?: () => void): void {
     this.uplink = transmit;
+    this.room = transmit ? room ?? null : null;
     if (!transmit) this.linkChanged(false);
   }
 
@@ -123,11 +134,24 @@ export class NetvspAdapter implements ChannelProvider, NetworkEndpoint {
   get ready(): boolean { return this.rndis === 'initialized' && this.recv !== null && this.channel !== null; }
   get negotiatedVersion(): number { return this.version; }
 
+  /**
+   * Flow control (NetworkEndpoint): false while a frame would be dropped for want of a receive slot or ring
+   * space only. An adapter that is not receiving at all takes (and drops) frames, so it never holds a source.
+   */
+  canReceive(): boolean {
+    // Without a "room again" signal to give, claiming to be full would hold the switch's queue for ever.
+    if (!this.room || !this.ready || !this.connected || this.packetFilter === 0) return true;
+    if (this.channel!.queued < MAX_QUEUED_PACKETS && this.recv!.free.length > CONTROL_RESERVE) return true;
+    this.wasFull = true;
+    return false;
+  }
+
   /** A frame from the switch for this adapter (NetworkEndpoint): into the guest's receive buffer. */
   deliver(frame: Uint8Array): void {
     if (!this.ready || !this.connected || this.packetFilter === 0) { this.stats.rxDropped++; return; }
     const ch = this.channel!;
-    if (ch.queued >= MAX_QUEUED_PACKETS || this.recv!.free.length <= CONTROL_RESERVE) { this.stats.rxDropped++; return; }
+    if (ch.queued >= MAX_QUEUED_PACKETS) { this.wasFull = true; this.stats.rxDropped++; this.stats.rxRingFull++; return; }
+    if (this.recv!.free.length <= CONTROL_RESERVE) { this.wasFull = true; this.stats.rxDropped++; this.stats.rxNoSlot++; return; }
     const packet = R.dataPacket(frame, receiveChecksumInfo(frame));
     if (packet.length > N.RECV_SECTION_SIZE) { this.stats.rxDropped++; return; }
     if (this.toGuest(packet)) this.stats.rxFrames++; else this.stats.rxDropped++;
@@ -147,6 +171,10 @@ export class NetvspAdapter implements ChannelProvider, NetworkEndpoint {
     if (reason === 'fault') this.stats.resets++;
   }
 
+  onSendRoom(channel: Channel): void {
+    if (channel === this.channel) this.signalRoom();
+  }
+
   onPacket(channel: Channel, p: VmbusPacket): void {
     if (channel !== this.channel) return;
     try {
@@ -163,6 +191,8 @@ export class NetvspAdapter implements ChannelProvider, NetworkEndpoint {
   private resetState(): void {
     this.version = 0; this.recv = null; this.send = null; this.rndis = 'uninitialized'; this.packetFilter = 0;
     this.lent.clear(); this.pendingControl.length = 0; this.ndisMtu = MTU + 14;
+    // Not receiving now: whatever the switch holds for us goes (and is dropped) instead of holding its sources.
+    if (this.wasFull && this.room) { this.wasFull = false; queueMicrotask(() => this.room?.()); }
   }
 
   // ---- guest -> host -------------------------------------------------------------------------------
@@ -177,6 +207,14 @@ export class NetvspAdapter implements ChannelProvider, NetworkEndpoint {
     this.lent.delete(p.transactionId);
     if (this.recv) for (const s of slots) this.recv.free.push(s);
     this.flushControl();
+    this.signalRoom();
+  }
+
+  /** Tell the switch port we can take frames again, once per time it found us full. */
+  private signalRoom(): void {
+    if (!this.wasFull || !this.room || !this.canReceive()) return;
+    this.wasFull = false;
+    this.room();
   }
 
   private onMessage(ch: Channel, p: VmbusPacket): void {

@@ -6,13 +6,16 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createTestMachine, type EmulatedTestMachine } from '../../../src/processor/emulated/testing.js';
-import { setJitThreshold, jitThreshold } from '../../../src/processor/emulated/jit.js';
+import { setJitThreshold, jitThreshold, setJitEngine, jitEngine, type JitEngine } from '../../../src/processor/emulated/jit.js';
 import { assemble, assembleMany } from './asm.js';
 
 const CODE = 0x400000;
 const DATA = 0x600000;
 const defaultThreshold = jitThreshold;
-after(() => setJitThreshold(defaultThreshold));
+const defaultEngine = jitEngine;
+after(() => { setJitThreshold(defaultThreshold); setJitEngine(defaultEngine); });
+/** Both translators are checked against the interpreter (the default one and the other). */
+const ENGINES: JitEngine[] = ['wasm', 'js'];
 
 /** Small deterministic PRNG (xorshift32). */
 function rng(seed: number): () => number {
@@ -125,9 +128,12 @@ test('translated blocks match the interpreter on random integer programs', () =>
     for (const r of [3, 2, 1]) if (next() % 2 === 0) regs[r] = BigInt(next() % 64);
     const data = Uint8Array.from({ length: 0x4000 }, () => next() & 0xff);
     const interp = runWith(Infinity, progs[p], regs, data);
-    const jit = runWith(0, progs[p], regs, data);
     assert.equal(interp.kind, 'halt', `program ${p} did not finish: ${interp.kind}`);
-    assert.deepEqual(jit, interp, `program ${p}:\n${srcs[p]}`);
+    for (const e of ENGINES) {
+      setJitEngine(e);
+      assert.deepEqual(runWith(0, progs[p], regs, data), interp, `${e} translator, program ${p}:\n${srcs[p]}`);
+    }
+    setJitEngine(defaultEngine);
   }
 });
 

@@ -18,15 +18,22 @@ class Peer implements NetworkEndpoint {
   deliver(f: Uint8Array): void { this.got.push(f.slice()); }
 }
 
-function setup(o: { plug?: boolean } = {}): { g: FakeLinuxGuest; nic: FakeNetvsc; adapter: NetvspAdapter; sw: VirtualSwitch; peer: Peer; peerPort: ReturnType<VirtualSwitch['attach']> } {
+/** A peer the switch may pause (passt). */
+class PausablePeer extends Peer {
+  readonly pauses: boolean[] = [];
+  setPaused(p: boolean): void { this.pauses.push(p); }
+}
+
+function setup(o: { plug?: boolean; flowControl?: boolean; peer?: Peer } = {}): { g: FakeLinuxGuest; nic: FakeNetvsc; adapter: NetvspAdapter; sw: VirtualSwitch; peer: Peer; peerPort: ReturnType<VirtualSwitch['attach']> } {
   const g = new FakeLinuxGuest(1, {}, 32 << 20);
   const adapter = new NetvspAdapter({ mac: Uint8Array.from(MAC), log: () => {} });
   const sw = new VirtualSwitch('test');
-  const peer = new Peer();
+  const peer = o.peer ?? new Peer();
   const peerPort = sw.attach(peer, 'peer');
   if (o.plug ?? true) {
     const port = sw.attach(adapter, 'nic');
-    adapter.plug((f) => port.transmit(f));
+    if (o.flowControl) adapter.plug((f) => port.transmit(f), () => port.resume());
+    else adapter.plug((f) => port.transmit(f));
     adapter.linkChanged(sw.linkUp);
   }
   g.vmbus.addDevice(adapter);
@@ -285,6 +292,32 @@ describe('netvsp: a hostile guest', () => {
     peerPort.transmit(ethernet(MAC, PEER, 'after'));
     nic.pump();
     assert.equal(nic.frames.length, before + 1);
+  });
+
+  test('with flow control, a guest that holds every receive slot: frames wait in the switch, the peer is paused, none is lost', () => {
+    const peer = new PausablePeer();
+    const { nic, peerPort, adapter, sw } = setup({ flowControl: true, peer });
+    nic.full();
+    nic.autoComplete = false;
+    nic.sendRndisSection(FakeNetvsc.packet(ethernet(PEER, MAC, 'learn me')), 0); // the adapter's MAC is learned: the peer's frames are unicast to it
+    nic.pump();
+    const slots = Math.floor(64 * 4096 / 1728);
+    const n = slots + 2000;
+    for (let i = 0; i < n; i++) peerPort.transmit(ethernet(MAC, PEER, `f${i}`));
+    nic.pump();
+    assert.ok(nic.frames.length < slots, `${nic.frames.length} frames delivered with ${slots} slots`);
+    assert.equal(adapter.stats.rxDropped, 0, 'nothing dropped: the rest waits in the switch');
+    assert.deepEqual(peer.pauses, [true]);
+    // The reserve keeps control replies flowing while data waits.
+    assert.deepEqual([...nic.query(0x01010101).data], MAC);
+    // The guest returns its slots: everything queued arrives, in order, and the peer may send again.
+    nic.autoComplete = true;
+    for (const t of nic.unacked.splice(0)) nic.completeReceive(t);
+    nic.pump();
+    const texts = nic.frames.map((f) => Buffer.from(f.subarray(14)).toString());
+    assert.deepEqual(texts, Array.from({ length: n }, (_, i) => `f${i}`));
+    assert.deepEqual(peer.pauses, [true, false]);
+    assert.equal(sw.stats.queueDropped, 0);
   });
 
   test('a flooding guest: a full ring of sends is bounded work per signal and every send completes', () => {
