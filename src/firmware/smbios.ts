@@ -7,6 +7,7 @@
  * disks (they come through the IDE accelerator channel of hv_storvsc instead), tools such as dmidecode and
  * virt-what name Hyper-V. An unenlightened partition must NOT match that identity, or its IDE disks vanish.
  */
+import { createHash } from 'node:crypto';
 import type { GuestMemory } from '../platform/memory.js';
 import { SMBIOS_ADDR, SMBIOS_SIZE } from '../platform/layout.js';
 
@@ -37,6 +38,18 @@ export function partitionIdentity(o: { enlightened: boolean; uuid: string }): Sm
   return o.enlightened
     ? { ...common, manufacturer: 'Microsoft Corporation', product: 'Virtual Machine', version: '7.0' }
     : { ...common, manufacturer: 'hyperts', product: 'Emulated PC', version: FIRMWARE_VERSION };
+}
+
+/**
+ * A stable UUID (version 5 layout, SHA-1 of the name) for a VM without an id of its own: the same VM shows the same
+ * UUID on every run, and icount boots repeat exactly (Linux mixes DMI data into its random pool).
+ */
+export function stableVmUuid(name: string): string {
+  const h = createHash('sha1').update(`hyperts-vm:${name}`).digest();
+  h[6] = (h[6] & 0x0f) | 0x50;
+  h[8] = (h[8] & 0x3f) | 0x80;
+  const x = h.subarray(0, 16).toString('hex');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
 }
 
 /** Hyper-V's serial number shape (digit groups), derived from the UUID so it is stable per VM. */

@@ -19,8 +19,7 @@ import { GuestAddressMonitor } from '../net/guest-addresses.js';
 import type { NetworkAdapterConfig } from './hardware.js';
 import { ScsiStorage, diskOpener, type DiskOpener, type IdeAcceleratedDisk, type StorageState } from './assemble-storage.js';
 import { writeAcpiTables, loadLinux, loadMultiboot, findMultibootHeader, BootError } from '../firmware/index.js';
-import { partitionIdentity, writeSmbios } from '../firmware/smbios.js';
-import { createHash } from 'node:crypto';
+import { partitionIdentity, stableVmUuid, writeSmbios } from '../firmware/smbios.js';
 import type { Server } from 'node:net';
 import { Gen1Chipset, openIdeDrives, type Gen1ChipsetState, type IdeDrives } from './assemble-ide.js';
 import type { DebugControl } from '../debug/emulated-target.js';
@@ -137,7 +136,7 @@ export class Partition {
   });
 
   private constructor(readonly config: PartitionConfig, private readonly backend: ProcessorBackend, memory: GuestMemory, private readonly ideDrives: IdeDrives) {
-    this.biosGuid = config.biosGuid ?? nameBasedUuid(config.name ?? '');
+    this.biosGuid = config.biosGuid ?? stableVmUuid(config.name ?? '');
     // Own copy: hot add/remove updates it, and the caller's description stays as it was.
     if (config.hardware) config = this.config = { ...config, hardware: structuredClone(config.hardware) };
     this.backendKind = backend.kind;
@@ -637,13 +636,4 @@ function checkImage(path: string, what: string): void {
   let regular: boolean;
   try { regular = statSync(path).isFile(); } catch (e) { throw imageError(path, what, e); }
   if (!regular) throw new Error(`cannot read ${what} file '${path}': not a regular file`);
-}
-
-/** A stable UUID (version 5 layout, SHA-1) for a VM that has no id of its own. */
-function nameBasedUuid(name: string): string {
-  const h = createHash('sha1').update(`hyperts-vm:${name}`).digest();
-  h[6] = (h[6] & 0x0f) | 0x50;
-  h[8] = (h[8] & 0x3f) | 0x80;
-  const x = h.subarray(0, 16).toString('hex');
-  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
 }

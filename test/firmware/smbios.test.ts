@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GuestMemory } from '../../src/platform/memory.js';
-import { buildSmbios, partitionIdentity, serialFromUuid, writeSmbios } from '../../src/firmware/smbios.js';
+import { buildSmbios, partitionIdentity, serialFromUuid, stableVmUuid, writeSmbios } from '../../src/firmware/smbios.js';
 import { buildAcpiTables } from '../../src/firmware/acpi/tables.js';
 import { ACPI_TABLES_ADDR, SMBIOS_ADDR } from '../../src/platform/layout.js';
 
@@ -88,6 +88,14 @@ test('an unenlightened partition does not match Hyper-V (its IDE disks must stay
 test('the SMBIOS area does not overlap the ACPI tables', () => {
   const acpi = buildAcpiTables({ vcpus: 64, vmbus: true, pci: true });
   assert.ok(ACPI_TABLES_ADDR + acpi.bytes.length <= SMBIOS_ADDR);
+});
+
+test('a VM without an id gets the same UUID on every run (icount boots must repeat), another name another one', () => {
+  assert.equal(stableVmUuid('a'), stableVmUuid('a'));
+  assert.notEqual(stableVmUuid('a'), stableVmUuid('b'));
+  assert.match(stableVmUuid(''), /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  const mem = () => { const m = new GuestMemory(64 << 20); writeSmbios(m, partitionIdentity({ enlightened: true, uuid: stableVmUuid('x') })); return m.bytes.subarray(SMBIOS_ADDR, SMBIOS_ADDR + 4096); };
+  assert.deepEqual(mem(), mem(), 'the same tables byte for byte');
 });
 
 test('serial numbers are stable per UUID and differ between UUIDs', () => {
