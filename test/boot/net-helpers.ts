@@ -1,5 +1,5 @@
 /**
- * Helpers the network boot tests share (netvsc in network.test.ts, the legacy adapter in ide.test.ts):
+ * Helpers the network boot tests share (netvsc in synthetic-devices.test.ts, the legacy adapter in ide.test.ts):
  * polling waits, a free host port, and an HTTP server on the host's loopback that serves one file (the
  * guest reaches it through passt's gateway mapping). Wait limits are safety nets, not timing assertions.
  */

@@ -2,7 +2,8 @@
  * Issue 18 acceptance with the real guest: Debian's stock kernel with 2 and with 4 virtual processors taking
  * turns on the emulated processor (icount clock), one boot per count. Linux starts the APs by INIT-SIPI-SIPI,
  * every CPU takes LAPIC timer interrupts, work pinned to each CPU runs there, the Hyper-V remote TLB flush and
- * IPI hypercalls are used, and VMBus channels moved to other CPUs (heartbeat, storvsc) keep working.
+ * IPI hypercalls are used, and VMBus channels moved to other CPUs (heartbeat, storvsc) keep working. Each guest
+ * ends with poweroff from its shell.
  *
  * Waits below poll the state that proves the behaviour; their limits are safety nets, not timing assertions.
  */
@@ -150,6 +151,13 @@ for (const cpus of [2, 4]) {
     test('no TSC-unstable or unstable-clocksource message, no oops, RCU stall or soft lockup', async () => {
       const dmesg = await sh('dmesg');
       assert.doesNotMatch(dmesg, /TSC unstable|clocksource.*unstable|Oops|BUG:|rcu_sched self-detected stall|rcu: INFO|soft lockup|hard LOCKUP|Call Trace/i);
+    });
+
+    // Last: it ends the guest (issue 7's check, once in linux.test.ts with a one-CPU boot of its own).
+    test('poweroff in the guest ends the VM with exit code 0', async () => {
+      g.vm.consoleInput(new TextEncoder().encode('poweroff -f\n'));
+      const exit = await g.exited;
+      assert.equal(exit.code, 0, `exit: ${exit.reason}`);
     });
   });
 }
