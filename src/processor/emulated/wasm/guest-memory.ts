@@ -6,6 +6,7 @@
  */
 import { GuestMemory } from '../../../platform/memory.js';
 import { AREA_SIZE } from './state.js';
+import { jitEngine } from '../jit.js';
 
 const PAGE = 65536;
 const MAX_PAGES = 65536;
@@ -14,7 +15,8 @@ export function allocateEmulatedMemory(size: number, cpus: number): GuestMemory 
   const areas = Math.max(1, cpus);
   const ramBase = areas * AREA_SIZE;
   const pages = Math.ceil((ramBase + size) / PAGE);
-  if (pages <= MAX_PAGES && process.env.HYPERTS_WASM_RAM !== 'off') {
+  // Only the wasm translator reaches RAM from linear memory; the other engines keep the plain buffer.
+  if (jitEngine === 'wasm' && pages <= MAX_PAGES && process.env.HYPERTS_WASM_RAM !== 'off') {
     try {
       const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
       return new GuestMemory(size, memory.buffer, ramBase, { memory, ramBase, areaSize: AREA_SIZE, areas });
