@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import type { GuestMemory } from '../platform/memory.js';
 import { SMBIOS_ADDR, SMBIOS_SIZE } from '../platform/layout.js';
+import { checksum } from './acpi/tables.js';
 
 export interface SmbiosIdentity {
   biosVendor: string;
@@ -109,19 +110,13 @@ export function buildSmbios(id: SmbiosIdentity, base = SMBIOS_ADDR): Uint8Array 
   v.setUint32(24, base + TABLE_OFFSET, true);
   v.setUint16(28, structs.length, true);
   out[30] = 0x28;
-  out[21] = (256 - sum(out, 16, 15)) & 0xff;
-  out[4] = (256 - sum(out, 0, ENTRY_LENGTH)) & 0xff;
+  out[21] = (256 - checksum(out, 16, 15)) & 0xff;
+  out[4] = (256 - checksum(out, 0, ENTRY_LENGTH)) & 0xff;
   return out;
 }
 
 export function writeSmbios(mem: GuestMemory, id: SmbiosIdentity): void {
   mem.write(SMBIOS_ADDR, buildSmbios(id));
-}
-
-function sum(b: Uint8Array, start: number, len: number): number {
-  let s = 0;
-  for (let i = start; i < start + len; i++) s = (s + b[i]) & 0xff;
-  return s;
 }
 
 /** Strings are NUL-terminated and a table cannot hold an empty one: printable Latin-1, at most 64 bytes. */
